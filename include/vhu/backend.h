@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The back-end side of vhost-user: what device authors build on.
+ *
+ * A session owns a listening (or connected) Unix socket, serves one
+ * front-end at a time, and hands virtqueues to the device through a const
+ * ops table.  The library owns no thread: vhu_backend_fd() is one pollable
+ * fd (an epoll set inside) that becomes readable when something is ready,
+ * and vhu_backend_process() handles what is ready without blocking.
+ * vhu_backend_attach() plugs the session into a vhu_loop.
+ *
+ * Everything here is called from one thread (the control thread); only
+ * the vhu_vq_* calls on a started queue belong to the device's own thread.
+ */
+#ifndef VHU_BACKEND_H
+#define VHU_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/vhu.h>
+#include <vhu/virtq.h>
+#include <vhu/loop.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhu_backend;
+
+/*
+ * Device callbacks.  Every member may be NULL.  The table is append-only
+ * across versions.  All callbacks run on the control thread.
+ */
+struct vhu_device_ops {
+	/* SET_FEATURES was accepted: the negotiated virtio features. */
+	void (*features_set)(void *opaque, uint64_t features);
+
+	/*
+	 * A queue may now be served: its ring is mapped, it is enabled and
+	 * has a kick fd (or polls).  The device serves it from any thread.
+	 */
+	void (*queue_started)(void *opaque, struct vhu_vq *vq);
+
+	/*
+	 * The queue must stop: on return, the device no longer touches it and
+	 * every request it popped has been pushed back.  Called for
+	 * GET_VRING_BASE, SET_VRING_ENABLE 0, memory-table changes (followed by
+	 * queue_started again), reset and disconnect.
+	 */
+	void (*queue_stopped)(void *opaque, struct vhu_vq *vq);
+
+	/*
+	 * The driver kicked a started queue.  When this member is non-NULL the
+	 * session watches the kick fds itself and calls it on the control
+	 * thread (the kick is already consumed).  When NULL, the device watches
+	 * vhu_vq_kick_fd() in its own threads.
+	 */
+	void (*queue_kick)(void *opaque, struct vhu_vq *vq);
+
+	/*
+	 * Read len bytes of the config space at offset into buf.  The library
+	 * has already checked offset + len <= config_size.  Return 0 or -errno.
+	 */
+	int (*get_config)(void *opaque, uint32_t offset, void *buf, uint32_t len);
+
+	/*
+	 * Write len bytes at offset.  The library has checked bounds and, for
+	 * flags == 0 (a guest write), that only writable bytes are touched.
+	 * flags == VHU_CONFIG_MIGRATION: a migration restore.
+	 */
+	int (*set_config)(void *opaque, uint32_t offset, const void *buf,
+			  uint32_t len, uint32_t flags);
+
+	/* Reset the device to its initial state (disconnect, RESET_DEVICE,
+	 * RESET_OWNER).  Queues have already been stopped. */
+	void (*reset)(void *opaque);
+
+	/* A front-end connected / disconnected. */
+	void (*connected)(void *opaque);
+	void (*disconnected)(void *opaque);
+
+	/* SET_STATUS: the driver's virtio device status byte. */
+	void (*set_status)(void *opaque, uint8_t status);
+
+	/* The front-end answered a CONFIG_CHANGE_MSG that asked for an ack:
+	 * result 0 = success, else the front-end's non-zero u64 (or -errno
+	 * when the channel failed). */
+	void (*config_change_acked)(void *opaque, int64_t result);
+};
+
+#define VHU_CONFIG_MIGRATION 1u
+
+struct vhu_backend_opts {
+	const struct vhu_device_ops *ops;
+	void *opaque;
+
+	/* virtio features the device offers.  The library adds
+	 * VHU_F_PROTOCOL_FEATURES; it serves INDIRECT_DESC, EVENT_IDX and
+	 * VERSION_1 when the device lists them. */
+	uint64_t features;
+
+	/* protocol features the device wants offered; the library masks them
+	 * with what it implements and adds what it always offers (REPLY_ACK,
+	 * MQ, CONFIGURE_MEM_SLOTS, RESET_DEVICE, STATUS, BACKEND_REQ). CONFIG
+	 * is offered when config_size > 0. */
+	uint64_t protocol_features;
+
+	unsigned num_queues;      /* 1 .. VHU_BACKEND_MAX_QUEUES */
+	unsigned max_queue_size;  /* 0 = 32768; power of two */
+
+	/* Config space: its size (0..256) and which bytes a guest may write
+	 * (config_writable[i] != 0); NULL = nothing writable.  Copied. */
+	uint32_t config_size;
+	const uint8_t *config_writable;
+};
+
+#define VHU_BACKEND_MAX_QUEUES 256
+
+int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **out);
+/* Closes the connection (stopping queues, resetting the device) and
+ * everything the session owns.  Unlinks a socket path it created. */
+void vhu_backend_free(struct vhu_backend *b);
+
+/*
+ * Where the front-end comes from (call one):
+ *   listen: create a Unix socket at path.  A path that exists and accepts
+ *           connections is in use (-EADDRINUSE); a stale socket is replaced.
+ *   listen_fd: an already-listening socket (systemd LISTEN_FDS).
+ *   connected_fd: an already-connected socket (QEMU's --fd).  When it
+ *           disconnects the session has nothing more to serve:
+ *           vhu_backend_process() returns -ENOTCONN from then on.
+ * The session takes ownership of fd.
+ */
+int vhu_backend_listen(struct vhu_backend *b, const char *path);
+int vhu_backend_listen_fd(struct vhu_backend *b, int fd);
+int vhu_backend_connected_fd(struct vhu_backend *b, int fd);
+
+/* One pollable fd (readable when there is work) for external loops. */
+int vhu_backend_fd(const struct vhu_backend *b);
+
+/*
+ * Handle everything ready now, without blocking.  A broken or hostile
+ * front-end is disconnected (logged) and the session waits for the next:
+ * that is not an error here.  Returns 0, or -ENOTCONN once a connected_fd
+ * session has lost its peer, or another -errno on a local failure.
+ */
+int vhu_backend_process(struct vhu_backend *b);
+
+/* Register vhu_backend_fd() with a loop (processing on readiness); a
+ * connected_fd session that ends stops the loop. */
+int vhu_backend_attach(struct vhu_backend *b, struct vhu_loop *loop);
+int vhu_backend_detach(struct vhu_backend *b);
+
+bool vhu_backend_is_connected(const struct vhu_backend *b);
+uint64_t vhu_backend_features(const struct vhu_backend *b);          /* negotiated */
+uint64_t vhu_backend_protocol_features(const struct vhu_backend *b); /* negotiated */
+struct vhu_vq *vhu_backend_vq(struct vhu_backend *b, unsigned index);
+unsigned vhu_backend_num_queues(const struct vhu_backend *b);
+
+/*
+ * The config space changed: send CONFIG_CHANGE_MSG on the back-end
+ * channel.  With REPLY_ACK negotiated and want_ack, NEED_REPLY is set and
+ * the answer arrives later through ops->config_change_acked; the session
+ * keeps serving the main socket meanwhile (the front-end reads the config
+ * before it acks), so this never blocks.
+ * Returns 0 when sent, -ENOTCONN without a front-end, -EOPNOTSUPP when the
+ * front-end set up no back-end channel (BACKEND_REQ + CONFIG).
+ */
+int vhu_backend_config_changed(struct vhu_backend *b, bool want_ack);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small ready-made epoll event loop, optional: the back-end and
+ * front-end sessions only expose fds and "process" calls, so they nest in
+ * any loop.  This one serves daemons and tests.
+ */
+#ifndef VHU_LOOP_H
+#define VHU_LOOP_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhu_loop;
+
+/* events: EPOLLIN / EPOLLOUT ... as in <sys/epoll.h> */
+typedef void (*vhu_loop_cb)(struct vhu_loop *loop, int fd, uint32_t events,
+			    void *opaque);
+
+int vhu_loop_new(struct vhu_loop **out);
+void vhu_loop_free(struct vhu_loop *loop);
+
+/* Watch fd.  One registration per fd. */
+int vhu_loop_add(struct vhu_loop *loop, int fd, uint32_t events,
+		 vhu_loop_cb cb, void *opaque);
+int vhu_loop_mod(struct vhu_loop *loop, int fd, uint32_t events);
+/* Stop watching fd; safe from inside a callback (even the fd's own). */
+int vhu_loop_del(struct vhu_loop *loop, int fd);
+
+/* Run one round: wait up to timeout_ms (-1 forever) and dispatch.
+ * Returns the number of callbacks run, or -errno. */
+int vhu_loop_run_once(struct vhu_loop *loop, int timeout_ms);
+
+/* Run until vhu_loop_stop().  Returns 0, or -errno on failure. */
+int vhu_loop_run(struct vhu_loop *loop);
+
+/* Make vhu_loop_run() return.  Async-signal-safe and thread-safe. */
+void vhu_loop_stop(struct vhu_loop *loop);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu - vhost-user for C.  Common definitions shared by the back-end and
+ * the front-end: feature bits, logging, version.
+ *
+ * Conventions: a fallible function returns int, >= 0 on success and a
+ * negative errno value on failure.  Public names are vhu_*, macros VHU_*.
+ */
+#ifndef VHU_VHU_H
+#define VHU_VHU_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VHU_VERSION_MAJOR 0
+#define VHU_VERSION_MINOR 1
+#define VHU_VERSION_PATCH 0
+#define VHU_VERSION_STRING "0.1.0"
+
+/* The library's version at run time (may differ from the header's). */
+const char *vhu_version(void);
+
+/* ---- virtio transport feature bits (virtio 1.2, 6) ---- */
+#define VHU_F_NOTIFY_ON_EMPTY      24
+#define VHU_F_ANY_LAYOUT           27
+#define VHU_F_INDIRECT_DESC        28
+#define VHU_F_EVENT_IDX            29
+#define VHU_F_PROTOCOL_FEATURES    30 /* vhost-user: GET/SET_PROTOCOL_FEATURES */
+#define VHU_F_VERSION_1            32
+#define VHU_F_ACCESS_PLATFORM      33
+#define VHU_F_RING_PACKED          34
+#define VHU_F_IN_ORDER             35
+
+/* ---- vhost-user protocol feature bits ---- */
+#define VHU_PF_MQ                    0
+#define VHU_PF_LOG_SHMFD             1
+#define VHU_PF_RARP                  2
+#define VHU_PF_REPLY_ACK             3
+#define VHU_PF_MTU                   4
+#define VHU_PF_BACKEND_REQ           5
+#define VHU_PF_CROSS_ENDIAN          6
+#define VHU_PF_CRYPTO_SESSION        7
+#define VHU_PF_PAGEFAULT             8
+#define VHU_PF_CONFIG                9
+#define VHU_PF_BACKEND_SEND_FD      10
+#define VHU_PF_HOST_NOTIFIER        11
+#define VHU_PF_INFLIGHT_SHMFD       12
+#define VHU_PF_RESET_DEVICE         13
+#define VHU_PF_INBAND_NOTIFICATIONS 14
+#define VHU_PF_CONFIGURE_MEM_SLOTS  15
+#define VHU_PF_STATUS               16
+#define VHU_PF_XEN_MMAP             17
+#define VHU_PF_SHARED_OBJECT        18
+#define VHU_PF_DEVICE_STATE         19
+#define VHU_PF_GET_VRING_BASE_INFLIGHT 20
+#define VHU_PF_GPA_ADDRESSES        21
+#define VHU_PF_SHMEM                22
+#define VHU_PF_GET_VRING_BASE_SKIP_DRAIN 23
+
+#define VHU_BIT(n) (1ull << (n))
+
+/* Name of a virtio transport feature bit or a protocol feature bit, or NULL. */
+const char *vhu_feature_name(unsigned bit);
+const char *vhu_protocol_feature_name(unsigned bit);
+/* Name of a front-end request id ("GET_CONFIG"), or NULL if unknown. */
+const char *vhu_request_name(uint32_t id);
+/* Name of a back-end -> front-end request id, or NULL if unknown. */
+const char *vhu_backend_request_name(uint32_t id);
+
+/* ---- logging ---- */
+enum vhu_log_level {
+	VHU_LOG_ERROR = 0,
+	VHU_LOG_WARN = 1,
+	VHU_LOG_INFO = 2,
+	VHU_LOG_DEBUG = 3,
+};
+
+typedef void (*vhu_log_fn)(enum vhu_log_level level, const char *msg, void *opaque);
+
+/*
+ * Route the library's log lines.  Default: stderr, level WARN, or the level
+ * named by the environment variable VHU_LOG (error|warn|info|debug).
+ * fn == NULL restores the default sink.  Process-wide; call before use.
+ */
+void vhu_set_log_fn(vhu_log_fn fn, void *opaque);
+void vhu_set_log_level(enum vhu_log_level level);
+enum vhu_log_level vhu_get_log_level(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

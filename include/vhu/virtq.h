@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The device side of a virtqueue: take requests the driver made available,
+ * give them back as used, and notify the driver.
+ *
+ * A queue is served by one thread at a time.  The library never touches a
+ * started queue from another thread: control messages that affect a running
+ * queue first stop it through the device's queue_stopped callback.
+ */
+#ifndef VHU_VIRTQ_H
+#define VHU_VIRTQ_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vhu_vq;
+
+/*
+ * One request (a descriptor chain), as the device sees it.
+ * iov[0 .. n_out) are the driver's readable buffers (device reads them),
+ * iov[n_out .. n_out + n_in) the writable ones (device writes them).
+ * The storage for iov is the caller's: see vhu_vq_pop().
+ */
+struct vhu_vq_elem {
+	uint16_t id;         /* head descriptor index, handed back on push */
+	uint16_t n_out;
+	uint16_t n_in;
+	uint16_t reserved;
+	struct iovec *iov;
+};
+
+/*
+ * Take the next available request.
+ *   iov, iov_cap: caller-provided storage for the element's buffers.
+ * Returns 1 when *elem was filled, 0 when the ring has no new request,
+ * -E2BIG when a chain needs more than iov_cap entries (that request is
+ * consumed and completed with 0 bytes), and -EIO when the driver broke the
+ * ring (loop, bad index, unmapped memory...): the queue is then marked
+ * broken, logs why, and returns -EIO until it is reset.
+ *
+ * Guest-memory ranges that cross two mapped regions produce two iovecs.
+ * Every guest field is read once (copied, checked, then used).
+ */
+int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+	       struct iovec *iov, unsigned iov_cap);
+
+/*
+ * Give a request back: `written` is the number of bytes the device wrote
+ * into the writable buffers.  Does not notify; call vhu_vq_notify() after a
+ * batch (or use vhu_vq_push_notify()).
+ */
+void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+		 uint32_t written);
+
+/* Signal the call eventfd if the driver wants an interrupt (honours
+ * EVENT_IDX and VRING_AVAIL_F_NO_INTERRUPT).  Safe to call with nothing
+ * pushed: then it does nothing. */
+void vhu_vq_notify(struct vhu_vq *vq);
+
+/* vhu_vq_push() then vhu_vq_notify(). */
+void vhu_vq_push_notify(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+			uint32_t written);
+
+/*
+ * Notification suppression for polling devices.  disable: ask the driver
+ * not to kick.  enable: ask for kicks again; returns true when requests
+ * arrived meanwhile (the caller must pop again before sleeping).
+ */
+void vhu_vq_disable_notify(struct vhu_vq *vq);
+bool vhu_vq_enable_notify(struct vhu_vq *vq);
+
+/* True when the driver has made requests available that were not popped. */
+bool vhu_vq_has_work(struct vhu_vq *vq);
+
+/* Queue index, ring size (number of descriptors), kick fd (-1 if none). */
+unsigned vhu_vq_index(const struct vhu_vq *vq);
+unsigned vhu_vq_size(const struct vhu_vq *vq);
+int vhu_vq_kick_fd(const struct vhu_vq *vq);
+
+/* Consume pending kicks on the kick eventfd (non-blocking).  Returns the
+ * number of kicks read (0 if none), or a negative errno. */
+int vhu_vq_drain_kick(struct vhu_vq *vq);
+
+/* True when the queue was marked broken by a malformed ring. */
+bool vhu_vq_is_broken(const struct vhu_vq *vq);
+
+/* Device-private pointer per queue. */
+void vhu_vq_set_priv(struct vhu_vq *vq, void *priv);
+void *vhu_vq_get_priv(const struct vhu_vq *vq);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Interfaces between the library's own modules (vhu__* names, never
+ * exported).  Dependencies point one way: proto <- msg <- backend/frontend;
+ * the ring code sees only struct vhu__mem, never a session.
+ */
+#ifndef VHU_INTERNAL_H
+#define VHU_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vhu/vhu.h>
+#include <vhu/virtq.h>
+
+#include "proto.h"
+
+#define VHU__UNUSED __attribute__((unused))
+#define VHU__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---------------------------------------------------------------- log.c */
+void vhu__log(enum vhu_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Rate-limited variant for what a guest or peer can trigger at will:
+ * at most a burst of lines per second per call site. */
+#define vhu__log_rl(level, ...)                                               \
+	do {                                                                  \
+		static struct vhu__ratelimit vhu__rl_;                        \
+		if (vhu__ratelimit_ok(&vhu__rl_))                             \
+			vhu__log(level, __VA_ARGS__);                         \
+	} while (0)
+struct vhu__ratelimit {
+	int64_t window_start_ms;
+	unsigned count;
+	unsigned suppressed;
+};
+bool vhu__ratelimit_ok(struct vhu__ratelimit *rl);
+#define vhu__err(...)   vhu__log(VHU_LOG_ERROR, __VA_ARGS__)
+#define vhu__warn(...)  vhu__log(VHU_LOG_WARN, __VA_ARGS__)
+#define vhu__info(...)  vhu__log(VHU_LOG_INFO, __VA_ARGS__)
+#define vhu__debug(...) vhu__log(VHU_LOG_DEBUG, __VA_ARGS__)
+
+/* --------------------------------------------------------------- sock.c */
+/* How long the rest of a message may take once its first byte arrived. */
+#define VHU__SOCK_TIMEOUT_MS 5000
+
+/*
+ * Receive one message (header, payload, fds) from a non-blocking stream
+ * socket.  Returns 1 when *msg holds a message (fds[0..*nfds) are then
+ * owned by the caller, CLOEXEC), 0 on a clean EOF before any byte,
+ * -EAGAIN when nothing is there, -EMSGSIZE when the header's size exceeds
+ * VHU_MAX_PAYLOAD or more than VHU_MAX_FDS fds arrived (MSG_CTRUNC),
+ * -ECONNRESET on EOF mid-message, -ETIMEDOUT when the rest of a started
+ * message does not come within VHU__SOCK_TIMEOUT_MS, or another -errno.
+ * On every failure all received fds are closed and *nfds is 0.
+ * The header's flags are not checked here (see msg.c).
+ */
+int vhu__sock_recv(int fd, struct vhu_msg *msg, int *fds, unsigned *nfds);
+
+/* Like vhu__sock_recv() but wait up to timeout_ms (-1 forever) for the
+ * first byte; -ETIMEDOUT when nothing came. */
+int vhu__sock_recv_timeout(int fd, struct vhu_msg *msg, int *fds,
+			   unsigned *nfds, int timeout_ms);
+
+/* Send header + hdr.size payload bytes + fds.  Handles EINTR, EAGAIN (waits
+ * up to VHU__SOCK_TIMEOUT_MS) and short writes; MSG_NOSIGNAL.  The fds stay
+ * the caller's.  Returns 0 or -errno. */
+int vhu__sock_send(int fd, const struct vhu_msg *msg, const int *fds,
+		   unsigned nfds);
+
+/* Close fds[0..n) that are >= 0. */
+void vhu__close_fds(int *fds, unsigned n);
+
+/* Set O_NONBLOCK and FD_CLOEXEC. */
+int vhu__set_nonblock(int fd);
+
+/* ---------------------------------------------------------------- mem.c */
+struct vhu__mem_region {
+	uint64_t gpa;         /* guest physical start */
+	uint64_t size;        /* bytes */
+	uint64_t uva;         /* front-end virtual start (ring addresses) */
+	uint64_t mmap_offset;
+	uint8_t *host;        /* our address of gpa */
+	void *mmap_addr;      /* what to munmap (NULL: not ours) */
+	size_t mmap_size;
+	int fd;               /* owned, -1 if none */
+};
+
+struct vhu__mem {
+	unsigned n;                   /* regions in use, sorted by gpa */
+	unsigned max;                 /* capacity: VHU_MAX_MEM_SLOTS */
+	struct vhu__mem_region r[VHU_MAX_MEM_SLOTS];
+};
+
+void vhu__mem_init(struct vhu__mem *m);
+/* Unmap and close everything. */
+void vhu__mem_clear(struct vhu__mem *m);
+
+/*
+ * Map a region the front-end sent (mmap of fd at mmap_offset, shared,
+ * read/write) and insert it.  Checks size != 0, gpa + size, uva + size and
+ * mmap_offset + size for overflow, and overlap (in gpa) with existing
+ * regions.  On success the table owns fd; on failure the caller keeps it.
+ * -EINVAL bad region, -EEXIST overlap, -ENOSPC table full, -errno mmap.
+ */
+int vhu__mem_add(struct vhu__mem *m, const struct vhu_mem_region *wr, int fd);
+
+/* Same, for memory the caller already has at host (tests, fuzzing, the
+ * front-end's own view).  Nothing is unmapped or closed on removal. */
+int vhu__mem_add_host(struct vhu__mem *m, uint64_t gpa, uint64_t size,
+		      uint64_t uva, void *host);
+
+/* Remove the region matching wr (gpa, size, uva); -ENOENT if none. */
+int vhu__mem_remove(struct vhu__mem *m, const struct vhu_mem_region *wr);
+
+/*
+ * Translate the guest-physical range [gpa, gpa + len) into iovecs, one per
+ * region it crosses (regions adjacent in gpa, each with its own mapping).
+ * Returns the number of iovecs (0 when len == 0), -EFAULT when any byte is
+ * unmapped or gpa + len overflows, -E2BIG when cap is too small.
+ */
+int vhu__mem_gpa_to_iov(const struct vhu__mem *m, uint64_t gpa, uint64_t len,
+			struct iovec *iov, unsigned cap);
+
+/* A pointer to [gpa, gpa + len) only when that whole range lies inside
+ * one region; NULL otherwise. */
+void *vhu__mem_gpa_to_va(const struct vhu__mem *m, uint64_t gpa, uint64_t len);
+
+/* Same for a front-end virtual address (SET_VRING_ADDR, log). */
+void *vhu__mem_uva_to_va(const struct vhu__mem *m, uint64_t uva, uint64_t len);
+
+/* ------------------------------------------------------- virtq-split.c */
+/*
+ * A virtqueue.  The control path (backend.c) fills the configuration
+ * fields while the queue is stopped; the data path (virtq-split.c) runs in
+ * the device's thread while it is started.
+ */
+struct vhu_vq {
+	/* configuration, written by the control path only while stopped */
+	unsigned index;
+	const struct vhu__mem *mem;
+	uint16_t size;             /* descriptors; power of two, 0 = unset */
+	bool event_idx;            /* VIRTIO_F_EVENT_IDX negotiated */
+	bool indirect;             /* VIRTIO_F_INDIRECT_DESC negotiated */
+	bool addr_set;             /* SET_VRING_ADDR received */
+	bool enabled;              /* SET_VRING_ENABLE (or no protocol features) */
+	bool kick_set;             /* SET_VRING_KICK received (fd or polling) */
+	bool started;              /* handed to the device */
+	uint32_t addr_flags;
+	uint64_t desc_uva, avail_uva, used_uva, log_gpa;
+	int kick_fd;               /* owned, -1 none */
+	int call_fd;               /* owned, -1 none */
+	int err_fd;                /* owned, -1 none */
+
+	/* ring pointers, set by vhu__vq_map() */
+	struct vhu_vring_desc *desc;
+	volatile uint16_t *avail;  /* flags, idx, ring[size], used_event */
+	volatile uint16_t *used;   /* flags, idx, then used elems; avail_event after */
+
+	/* data-path state */
+	uint16_t last_avail_idx;   /* next avail entry to pop */
+	uint16_t shadow_avail_idx; /* last avail->idx read */
+	uint16_t used_idx;         /* next used entry to fill */
+	uint16_t signalled_used;   /* used_idx at the last notification */
+	bool signalled_used_valid;
+	bool broken;
+	unsigned inflight;         /* popped, not yet pushed */
+
+	void *priv;                /* device-private */
+};
+
+/* Bring a vq to its initial state (fds -1, nothing set). */
+void vhu__vq_init(struct vhu_vq *vq, unsigned index, const struct vhu__mem *mem);
+/* Close owned fds and return to the initial state (keeps index, mem). */
+void vhu__vq_reset(struct vhu_vq *vq);
+/* Translate desc/avail/used addresses through mem (uva) into pointers;
+ * checks each ring's full extent for size.  -EFAULT when unmapped,
+ * -EINVAL when size is unset. */
+int vhu__vq_map(struct vhu_vq *vq);
+/* Sizes in bytes of the three split-ring areas for a queue size. */
+size_t vhu__vring_desc_bytes(unsigned size);
+size_t vhu__vring_avail_bytes(unsigned size);
+size_t vhu__vring_used_bytes(unsigned size);
+
+/* ---------------------------------------------------------------- msg.c */
+/* (The request table: see msg.h.) */
+
+#endif

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* Logging: runtime level, pluggable sink, rate limiting for what a peer
+ * or guest can trigger. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "internal.h"
+
+static vhu_log_fn log_fn;
+static void *log_opaque;
+static int log_level = -1; /* -1: not yet read from VHU_LOG */
+
+const char *vhu_version(void)
+{
+	return VHU_VERSION_STRING;
+}
+
+static int level_from_env(void)
+{
+	const char *e = getenv("VHU_LOG");
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	if (e) {
+		for (unsigned i = 0; i < VHU__ARRAY_SIZE(names); i++)
+			if (!strcasecmp(e, names[i]))
+				return (int)i;
+	}
+	return VHU_LOG_WARN;
+}
+
+void vhu_set_log_fn(vhu_log_fn fn, void *opaque)
+{
+	log_fn = fn;
+	log_opaque = opaque;
+}
+
+void vhu_set_log_level(enum vhu_log_level level)
+{
+	log_level = (int)level;
+}
+
+enum vhu_log_level vhu_get_log_level(void)
+{
+	if (log_level < 0)
+		log_level = level_from_env();
+	return (enum vhu_log_level)log_level;
+}
+
+void vhu__log(enum vhu_log_level level, const char *fmt, ...)
+{
+	if ((int)level > (int)vhu_get_log_level())
+		return;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (log_fn) {
+		log_fn(level, buf, log_opaque);
+		return;
+	}
+	static const char *const tag[] = { "error", "warning", "info", "debug" };
+	fprintf(stderr, "vhu: %s: %s\n", tag[level], buf);
+}
+
+bool vhu__ratelimit_ok(struct vhu__ratelimit *rl)
+{
+	/* At most 10 lines per second per call site. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (now - rl->window_start_ms >= 1000) {
+		if (rl->suppressed)
+			vhu__log(VHU_LOG_WARN, "%u similar messages suppressed",
+				 rl->suppressed);
+		rl->window_start_ms = now;
+		rl->count = 0;
+		rl->suppressed = 0;
+	}
+	if (rl->count < 10) {
+		rl->count++;
+		return true;
+	}
+	rl->suppressed++;
+	return false;
+}
