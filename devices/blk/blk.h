@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-blk: a virtio-blk device (virtio 1.2, 5.2) served over vhost-user.
+ *
+ * The device owns an image (raw file or block device), builds the config
+ * space, parses requests and runs one io_uring worker thread per queue.
+ * It uses only the public vhu headers; the daemon in tools/ wires it to a
+ * vhu_backend session.
+ */
+#ifndef VHU_BLK_H
+#define VHU_BLK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <vhu/backend.h>
+#include <vhu/virtq.h>
+
+/* ---- virtio-blk constants (virtio 1.2, 5.2.3 and 5.2.6) ---- */
+#define VHU_BLK_F_SIZE_MAX      1
+#define VHU_BLK_F_SEG_MAX       2
+#define VHU_BLK_F_RO            5
+#define VHU_BLK_F_BLK_SIZE      6
+#define VHU_BLK_F_FLUSH         9
+#define VHU_BLK_F_TOPOLOGY     10
+#define VHU_BLK_F_CONFIG_WCE   11
+#define VHU_BLK_F_MQ           12
+#define VHU_BLK_F_DISCARD      13
+#define VHU_BLK_F_WRITE_ZEROES 14
+
+#define VHU_BLK_T_IN            0
+#define VHU_BLK_T_OUT           1
+#define VHU_BLK_T_FLUSH         4
+#define VHU_BLK_T_GET_ID        8
+#define VHU_BLK_T_DISCARD      11
+#define VHU_BLK_T_WRITE_ZEROES 13
+
+#define VHU_BLK_S_OK     0
+#define VHU_BLK_S_IOERR  1
+#define VHU_BLK_S_UNSUPP 2
+
+#define VHU_BLK_SECTOR_SHIFT 9
+#define VHU_BLK_SECTOR_SIZE  512u
+#define VHU_BLK_ID_BYTES     20
+#define VHU_BLK_HDR_SIZE     16
+#define VHU_BLK_SEG_SIZE     16
+#define VHU_BLK_SEG_F_UNMAP  1u
+
+#define VHU_BLK_CONFIG_SIZE  96
+#define VHU_BLK_CONFIG_WCE_OFFSET 32
+
+/* Limits the device advertises and enforces. */
+#define VHU_BLK_SEG_MAX          126u
+#define VHU_BLK_SIZE_MAX         (1u << 20)
+#define VHU_BLK_MAX_DISCARD_SEG  32u
+#define VHU_BLK_MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB */
+/* iovec storage per request: data segments plus header/status, with room
+ * for guest ranges that cross two memory regions. */
+#define VHU_BLK_IOV_CAP          256u
+
+/* ---- request parsing (pure: no I/O, unit-tested over plain iovecs) ---- */
+
+struct vhu_blk_seg {
+	uint64_t sector;
+	uint32_t num_sectors;
+	uint32_t flags;
+};
+
+struct vhu_blk_req {
+	uint32_t type;
+	uint64_t sector;
+	/* Data buffers: readable part after the header (OUT, DISCARD,
+	 * WRITE_ZEROES) or writable part before the status byte (IN, GET_ID).
+	 * Points at the caller's storage. */
+	struct iovec *data;
+	unsigned n_data;
+	size_t data_len;
+	/* The status byte: the last byte of the writable buffers. */
+	uint8_t *status;
+	/* DISCARD / WRITE_ZEROES segments, copied out of guest memory. */
+	unsigned n_segs;
+	struct vhu_blk_seg segs[VHU_BLK_MAX_DISCARD_SEG];
+};
+
+/* What a request is checked against; capacity in 512-byte sectors. */
+struct vhu_blk_limits {
+	uint64_t capacity;
+	unsigned blk_size;        /* 512 or 4096 */
+	bool read_only;
+	unsigned max_discard_seg;
+	uint32_t max_discard_sectors;
+	unsigned max_write_zeroes_seg;
+	uint32_t max_write_zeroes_sectors;
+};
+
+/*
+ * Split a descriptor chain into header, data and status (virtio 1.2,
+ * 5.2.6: no framing assumptions).  iov[0..n_out) readable, iov[n_out..
+ * n_out+n_in) writable; data_iov (capacity cap) receives the data slice.
+ * Returns -EINVAL when there is no writable byte for the status (the
+ * request can only be given back with 0 bytes written), otherwise a
+ * status: VHU_BLK_S_OK when the request is well formed, VHU_BLK_S_IOERR
+ * when the header is short or the data cannot be described.
+ */
+int vhu_blk_req_parse(const struct iovec *iov, unsigned n_out, unsigned n_in,
+		      struct vhu_blk_req *req, struct iovec *data_iov,
+		      unsigned cap);
+
+/*
+ * Check a parsed request against the device (ranges without overflow,
+ * alignment, read-only, segment rules) and copy DISCARD / WRITE_ZEROES
+ * segments into req->segs.  Returns VHU_BLK_S_OK, _IOERR or _UNSUPP.
+ */
+int vhu_blk_req_check(struct vhu_blk_req *req, const struct vhu_blk_limits *lim);
+
+/* Bytes the device wrote into the writable buffers for this request when
+ * it completes with status st (data for IN / GET_ID, plus the status). */
+uint32_t vhu_blk_req_written(const struct vhu_blk_req *req, int st,
+			     size_t data_done);
+
+/* Fill the GET_ID answer (up to 20 bytes of the serial, NUL-padded). */
+size_t vhu_blk_req_get_id(const struct vhu_blk_req *req, const char *serial);
+
+/* ---- config space (virtio 1.2, 5.2.4) ---- */
+
+struct vhu_blk_config_in {
+	uint64_t capacity;  /* sectors */
+	unsigned blk_size;
+	unsigned num_queues;
+	bool wce;
+};
+
+/* Build the 96-byte little-endian config space. */
+void vhu_blk_config_build(const struct vhu_blk_config_in *in,
+			  uint8_t out[VHU_BLK_CONFIG_SIZE]);
+
+/* ---- the device ---- */
+
+enum vhu_blk_cache { VHU_BLK_CACHE_WRITEBACK = 0, VHU_BLK_CACHE_NONE = 1 };
+
+struct vhu_blk_opts {
+	const char *path;
+	bool read_only;
+	const char *serial;      /* NULL: derived from the path */
+	unsigned num_queues;     /* 1 .. VHU_BACKEND_MAX_QUEUES */
+	unsigned blk_size;       /* 512 or 4096 */
+	enum vhu_blk_cache cache;
+	unsigned queue_depth;    /* in-flight requests per queue; 0 = 128 */
+};
+
+struct vhu_blk_qstats {
+	uint64_t requests;
+	uint64_t bytes_read;
+	uint64_t bytes_written;
+	uint64_t errors;
+	uint64_t in_flight;
+};
+
+struct vhu_blk;
+
+/* Open the image and set up the device.  Returns 0 or -errno. */
+int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out);
+/* Stops every worker (call vhu_backend_free first) and closes the image. */
+void vhu_blk_free(struct vhu_blk *blk);
+
+/* Fill ops, opaque, features, protocol features, queues and config space
+ * fields of a backend's options for this device. */
+void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o);
+
+/* The image size in bytes (what the capacity was last set from). */
+uint64_t vhu_blk_size(const struct vhu_blk *blk);
+uint64_t vhu_blk_capacity(const struct vhu_blk *blk); /* sectors */
+bool vhu_blk_wce(const struct vhu_blk *blk);
+bool vhu_blk_read_only(const struct vhu_blk *blk);
+bool vhu_blk_is_blockdev(const struct vhu_blk *blk);
+const char *vhu_blk_serial(const struct vhu_blk *blk);
+unsigned vhu_blk_num_queues(const struct vhu_blk *blk);
+unsigned vhu_blk_blk_size(const struct vhu_blk *blk);
+enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk);
+
+/*
+ * Resize: a regular file is truncated to size bytes (a multiple of the
+ * block size); a block device has its size re-read (size is ignored).
+ * Returns 0 or -errno.  The caller then announces the change with
+ * vhu_backend_config_changed().
+ */
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size);
+/* Re-read the image size (after an outside `truncate -s`).  Returns 1 when
+ * the capacity changed, 0 when not, or -errno. */
+int vhu_blk_refresh_size(struct vhu_blk *blk);
+
+/* Per-queue counters (index < num_queues). */
+int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
+			struct vhu_blk_qstats *st);
+
+#endif

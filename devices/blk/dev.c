@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The vhu-blk device object: options, features, config space and the
+ * vhu_device_ops callbacks (all on the control thread).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blk-int.h"
+
+static void blk_features_set(void *opaque, uint64_t features)
+{
+	struct vhu_blk *blk = opaque;
+
+	/* 5.2.5: without FLUSH the device must be write-through; with it
+	 * the cache starts in write-back mode. */
+	atomic_store(&blk->wce, (features & VHU_BIT(VHU_BLK_F_FLUSH)) != 0);
+}
+
+static void blk_queue_started(void *opaque, struct vhu_vq *vq)
+{
+	struct vhu_blk *blk = opaque;
+	unsigned idx = vhu_vq_index(vq);
+	int r;
+
+	if (idx >= blk->num_queues || blk->workers[idx])
+		return;
+	r = vhu__blk_worker_start(blk, vq, &blk->workers[idx]);
+	if (r < 0) {
+		blk->workers[idx] = NULL;
+		vhu__blk_log(VHU_LOG_ERROR, "queue %u: cannot start: %s", idx,
+			     strerror(-r));
+	}
+}
+
+static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
+{
+	struct vhu_blk *blk = opaque;
+	unsigned idx = vhu_vq_index(vq);
+
+	if (idx >= blk->num_queues)
+		return;
+	vhu__blk_worker_stop(blk->workers[idx]);
+	blk->workers[idx] = NULL;
+}
+
+static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
+{
+	struct vhu_blk_config_in in = {
+		.capacity = atomic_load(&blk->capacity),
+		.blk_size = blk->blk_size,
+		.num_queues = blk->num_queues,
+		.wce = atomic_load(&blk->wce),
+	};
+
+	vhu_blk_config_build(&in, cfg);
+}
+
+static int blk_get_config(void *opaque, uint32_t offset, void *buf, uint32_t len)
+{
+	uint8_t cfg[VHU_BLK_CONFIG_SIZE];
+
+	if (offset > sizeof(cfg) || len > sizeof(cfg) - offset)
+		return -EINVAL;
+	build_config(opaque, cfg);
+	memcpy(buf, cfg + offset, len);
+	return 0;
+}
+
+static int blk_set_config(void *opaque, uint32_t offset, const void *buf,
+			  uint32_t len, uint32_t flags)
+{
+	struct vhu_blk *blk = opaque;
+	const uint8_t *p = buf;
+
+	if (offset > VHU_BLK_CONFIG_SIZE || len > VHU_BLK_CONFIG_SIZE - offset)
+		return -EINVAL;
+	/* Only writeback is writable (5.2.4); the library has already
+	 * refused guest writes elsewhere, and a migration restore carries
+	 * only this field of state worth keeping. */
+	if (offset <= VHU_BLK_CONFIG_WCE_OFFSET &&
+	    VHU_BLK_CONFIG_WCE_OFFSET - offset < len) {
+		bool wce = p[VHU_BLK_CONFIG_WCE_OFFSET - offset] != 0;
+
+		atomic_store(&blk->wce, wce);
+		vhu__blk_log(VHU_LOG_INFO, "cache mode: %s",
+			     wce ? "write-back" : "write-through");
+	} else if (flags != VHU_CONFIG_MIGRATION) {
+		return -EPERM;
+	}
+	return 0;
+}
+
+static void blk_reset(void *opaque)
+{
+	struct vhu_blk *blk = opaque;
+
+	atomic_store(&blk->wce, true);
+}
+
+static const struct vhu_device_ops blk_ops = {
+	.features_set = blk_features_set,
+	.queue_started = blk_queue_started,
+	.queue_stopped = blk_queue_stopped,
+	.queue_kick = NULL, /* each worker watches its own kick fd */
+	.get_config = blk_get_config,
+	.set_config = blk_set_config,
+	.reset = blk_reset,
+};
+
+static const uint8_t blk_config_writable[VHU_BLK_CONFIG_SIZE] = {
+	[VHU_BLK_CONFIG_WCE_OFFSET] = 1,
+};
+
+void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
+{
+	uint64_t f = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_INDIRECT_DESC) |
+		     VHU_BIT(VHU_F_EVENT_IDX) | VHU_BIT(VHU_BLK_F_SIZE_MAX) |
+		     VHU_BIT(VHU_BLK_F_SEG_MAX) | VHU_BIT(VHU_BLK_F_BLK_SIZE) |
+		     VHU_BIT(VHU_BLK_F_TOPOLOGY) | VHU_BIT(VHU_BLK_F_FLUSH) |
+		     VHU_BIT(VHU_BLK_F_CONFIG_WCE) | VHU_BIT(VHU_BLK_F_MQ) |
+		     VHU_BIT(VHU_BLK_F_DISCARD) | VHU_BIT(VHU_BLK_F_WRITE_ZEROES);
+
+	if (blk->read_only)
+		f |= VHU_BIT(VHU_BLK_F_RO);
+	memset(o, 0, sizeof(*o));
+	o->ops = &blk_ops;
+	o->opaque = blk;
+	o->features = f;
+	o->protocol_features = VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |
+			       VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |
+			       VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS);
+	o->num_queues = blk->num_queues;
+	o->max_queue_size = 0;
+	o->config_size = VHU_BLK_CONFIG_SIZE;
+	o->config_writable = blk_config_writable;
+}
+
+static void default_serial(char *out, const char *path)
+{
+	const char *base = strrchr(path, '/');
+
+	base = base ? base + 1 : path;
+	memset(out, 0, VHU_BLK_ID_BYTES + 1);
+	strncpy(out, base, VHU_BLK_ID_BYTES);
+}
+
+int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
+{
+	struct vhu_blk *blk;
+	int r;
+
+	if (!opts || !opts->path || !out)
+		return -EINVAL;
+	if (opts->num_queues < 1 || opts->num_queues > VHU_BACKEND_MAX_QUEUES)
+		return -EINVAL;
+	if (opts->blk_size != 512 && opts->blk_size != 4096)
+		return -EINVAL;
+	if (opts->serial && strlen(opts->serial) > VHU_BLK_ID_BYTES)
+		return -ENAMETOOLONG;
+
+	blk = calloc(1, sizeof(*blk));
+	if (!blk)
+		return -ENOMEM;
+	blk->fd = -1;
+	blk->read_only = opts->read_only;
+	blk->cache = opts->cache;
+	blk->blk_size = opts->blk_size;
+	blk->num_queues = opts->num_queues;
+	blk->queue_depth = opts->queue_depth;
+	atomic_init(&blk->wce, true);
+	if (opts->serial) {
+		memset(blk->serial, 0, sizeof(blk->serial));
+		memcpy(blk->serial, opts->serial, strlen(opts->serial));
+	} else {
+		default_serial(blk->serial, opts->path);
+	}
+	blk->stats = calloc(blk->num_queues, sizeof(*blk->stats));
+	blk->workers = calloc(blk->num_queues, sizeof(*blk->workers));
+	if (!blk->stats || !blk->workers) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	r = vhu__blk_image_open(blk, opts->path);
+	if (r < 0)
+		goto fail;
+	*out = blk;
+	return 0;
+fail:
+	free(blk->stats);
+	free(blk->workers);
+	free(blk);
+	return r;
+}
+
+void vhu_blk_free(struct vhu_blk *blk)
+{
+	if (!blk)
+		return;
+	for (unsigned i = 0; i < blk->num_queues; i++)
+		vhu__blk_worker_stop(blk->workers[i]);
+	if (blk->fd >= 0)
+		close(blk->fd);
+	free(blk->stats);
+	free(blk->workers);
+	free(blk);
+}
+
+uint64_t vhu_blk_size(const struct vhu_blk *blk)
+{
+	return atomic_load(&blk->size);
+}
+
+uint64_t vhu_blk_capacity(const struct vhu_blk *blk)
+{
+	return atomic_load(&blk->capacity);
+}
+
+bool vhu_blk_wce(const struct vhu_blk *blk)
+{
+	return atomic_load(&blk->wce);
+}
+
+bool vhu_blk_read_only(const struct vhu_blk *blk)
+{
+	return blk->read_only;
+}
+
+bool vhu_blk_is_blockdev(const struct vhu_blk *blk)
+{
+	return blk->blockdev;
+}
+
+const char *vhu_blk_serial(const struct vhu_blk *blk)
+{
+	return blk->serial;
+}
+
+unsigned vhu_blk_num_queues(const struct vhu_blk *blk)
+{
+	return blk->num_queues;
+}
+
+unsigned vhu_blk_blk_size(const struct vhu_blk *blk)
+{
+	return blk->blk_size;
+}
+
+enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk)
+{
+	return blk->cache;
+}
+
+int vhu_blk_refresh_size(struct vhu_blk *blk)
+{
+	uint64_t size, old = atomic_load(&blk->capacity);
+	int r = vhu__blk_image_size(blk, &size);
+
+	if (r < 0)
+		return r;
+	vhu__blk_set_size(blk, size);
+	return atomic_load(&blk->capacity) != old;
+}
+
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size)
+{
+	int r;
+
+	if (blk->blockdev)
+		return vhu_blk_refresh_size(blk) < 0 ? -EIO : 0;
+	if (blk->read_only)
+		return -EROFS;
+	if (size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	/* Shrinking first lowers the capacity so new requests past the new
+	 * end fail cleanly (in-flight ones see end of file -> IOERR). */
+	if (size < atomic_load(&blk->size))
+		vhu__blk_set_size(blk, size);
+	if (ftruncate(blk->fd, (off_t)size) < 0) {
+		r = -errno;
+		vhu_blk_refresh_size(blk);
+		return r;
+	}
+	r = vhu_blk_refresh_size(blk);
+	return r < 0 ? r : 0;
+}
+
+int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
+			struct vhu_blk_qstats *st)
+{
+	const struct vhu__blk_stats *s;
+
+	if (index >= blk->num_queues)
+		return -EINVAL;
+	s = &blk->stats[index];
+	st->requests = atomic_load(&s->requests);
+	st->bytes_read = atomic_load(&s->bytes_read);
+	st->bytes_written = atomic_load(&s->bytes_written);
+	st->errors = atomic_load(&s->errors);
+	st->in_flight = atomic_load(&s->in_flight);
+	return 0;
+}

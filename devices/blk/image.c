@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* The backing image: a raw regular file or a block device. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blk-int.h"
+
+void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	char line[512];
+	va_list ap;
+
+	if (level > vhu_get_log_level())
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "vhu-blk: %s: %s\n", names[level], line);
+}
+
+int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size)
+{
+	struct stat st;
+
+	if (blk->blockdev) {
+		uint64_t bytes;
+
+		if (ioctl(blk->fd, BLKGETSIZE64, &bytes) < 0)
+			return -errno;
+		*size = bytes;
+		return 0;
+	}
+	if (fstat(blk->fd, &st) < 0)
+		return -errno;
+	*size = (uint64_t)st.st_size;
+	return 0;
+}
+
+void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size)
+{
+	/* Only whole logical blocks are visible to the guest (5.2.4:
+	 * capacity in 512-byte sectors, a multiple of blk_size). */
+	uint64_t blocks = size / blk->blk_size;
+
+	atomic_store(&blk->size, size);
+	atomic_store(&blk->capacity,
+		     blocks * (blk->blk_size >> VHU_BLK_SECTOR_SHIFT));
+}
+
+int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
+{
+	int flags = O_CLOEXEC | (blk->read_only ? O_RDONLY : O_RDWR);
+	struct stat st;
+	uint64_t size;
+	int fd, r;
+
+	if (blk->cache == VHU_BLK_CACHE_NONE)
+		flags |= O_DIRECT;
+	fd = open(path, flags);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		close(fd);
+		return -ENOTBLK;
+	}
+	blk->fd = fd;
+	blk->blockdev = S_ISBLK(st.st_mode);
+	r = vhu__blk_image_size(blk, &size);
+	if (r < 0) {
+		close(fd);
+		blk->fd = -1;
+		return r;
+	}
+	vhu__blk_set_size(blk, size);
+	return 0;
+}

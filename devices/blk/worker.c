@@ -1,0 +1,549 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One thread per started queue: it watches the queue's kick eventfd and a
+ * stop eventfd through io_uring polls, pops requests into a fixed pool of
+ * slots, submits their I/O to io_uring, and on completion writes the status
+ * byte, pushes the element and notifies once per batch.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <vhu/iov.h>
+
+#include "blk-int.h"
+
+/* io_uring user_data tags that are not slots (slots are aligned). */
+#define TAG_KICK 1u
+#define TAG_STOP 2u
+#define TAG_TICK 3u
+
+#define DEFAULT_DEPTH 128u
+#define MAX_RETRIES 16u
+#define ZERO_BUF 65536u
+#define DIO_ALIGN 4096u
+
+struct slot {
+	struct vhu_vq_elem elem;
+	struct vhu_blk_req req;
+	size_t done;        /* bytes transferred so far */
+	unsigned retries;
+	void *bounce;       /* aligned copy for O_DIRECT, or NULL */
+	struct slot *next_free;
+	struct iovec iov[VHU_BLK_IOV_CAP];
+	struct iovec data[VHU_BLK_IOV_CAP];
+	struct iovec cur[VHU_BLK_IOV_CAP];
+};
+
+struct vhu__blk_worker {
+	struct vhu_blk *blk;
+	struct vhu_vq *vq;
+	struct vhu__blk_stats *stats;
+	pthread_t thread;
+	int stop_fd;
+	int kick_fd;
+	struct io_uring ring;
+	struct slot *slots;
+	struct slot *free;
+	unsigned nslots;
+	unsigned in_flight;
+	bool stopping;
+	bool broken;
+	bool pushed;
+	void *zeroes;       /* ZERO_BUF aligned zero bytes */
+	struct __kernel_timespec tick;
+};
+
+static struct io_uring_sqe *get_sqe(struct vhu__blk_worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+
+	if (!sqe) {
+		/* The ring has room for every slot plus the polls; a full
+		 * SQ only means earlier entries were not submitted yet. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static int arm_poll(struct vhu__blk_worker *w, int fd, uintptr_t tag)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_poll_add(sqe, fd, POLLIN);
+	io_uring_sqe_set_data(sqe, (void *)tag);
+	return 0;
+}
+
+static int arm_tick(struct vhu__blk_worker *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_timeout(sqe, &w->tick, 0, 0);
+	io_uring_sqe_set_data(sqe, (void *)(uintptr_t)TAG_TICK);
+	return 0;
+}
+
+static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
+		     size_t data_done)
+{
+	struct vhu_blk_req *req = &s->req;
+
+	if (req->status) {
+		*req->status = (uint8_t)st;
+		vhu_vq_push(w->vq, &s->elem,
+			    vhu_blk_req_written(req, st, data_done));
+	} else {
+		vhu_vq_push(w->vq, &s->elem, 0);
+	}
+	w->pushed = true;
+
+	atomic_fetch_add(&w->stats->requests, 1);
+	if (st != VHU_BLK_S_OK) {
+		atomic_fetch_add(&w->stats->errors, 1);
+	} else if (req->type == VHU_BLK_T_IN) {
+		atomic_fetch_add(&w->stats->bytes_read, data_done);
+	} else if (req->type == VHU_BLK_T_OUT) {
+		atomic_fetch_add(&w->stats->bytes_written, data_done);
+	}
+	atomic_fetch_sub(&w->stats->in_flight, 1);
+
+	free(s->bounce);
+	s->bounce = NULL;
+	s->next_free = w->free;
+	w->free = s;
+	w->in_flight--;
+}
+
+static bool aligned_iov(const struct iovec *iov, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if ((uintptr_t)iov[i].iov_base % VHU_BLK_SECTOR_SIZE ||
+		    iov[i].iov_len % VHU_BLK_SECTOR_SIZE)
+			return false;
+	return true;
+}
+
+/* Submit the rest of a read or write, from s->done on. */
+static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
+{
+	struct vhu_blk_req *req = &s->req;
+	uint64_t off = (req->sector << VHU_BLK_SECTOR_SHIFT) + s->done;
+	size_t left = req->data_len - s->done;
+	struct io_uring_sqe *sqe;
+	struct iovec *iov;
+	unsigned n;
+
+	if (s->bounce) {
+		s->cur[0].iov_base = (char *)s->bounce + s->done;
+		s->cur[0].iov_len = left;
+		iov = s->cur;
+		n = 1;
+	} else if (s->done == 0) {
+		iov = req->data;
+		n = req->n_data;
+	} else {
+		int r = vhu_iov_slice(req->data, req->n_data, s->done, left,
+				      s->cur, VHU_BLK_IOV_CAP);
+		if (r < 0)
+			return r;
+		iov = s->cur;
+		n = (unsigned)r;
+	}
+
+	sqe = get_sqe(w);
+	if (!sqe)
+		return -EBUSY;
+	if (req->type == VHU_BLK_T_IN) {
+		io_uring_prep_readv(sqe, w->blk->fd, iov, n, off);
+	} else {
+		/* Write-through (wce = 0, 5.2.5): each write is durable on
+		 * completion, as if followed by a flush. */
+		int flags = atomic_load(&w->blk->wce) ? 0 : RWF_DSYNC;
+
+		io_uring_prep_writev2(sqe, w->blk->fd, iov, n, off, flags);
+	}
+	io_uring_sqe_set_data(sqe, s);
+	return 0;
+}
+
+static int start_rw(struct vhu__blk_worker *w, struct slot *s)
+{
+	struct vhu_blk_req *req = &s->req;
+
+	s->done = 0;
+	s->retries = 0;
+	if (req->data_len == 0)
+		return 1;
+	/* O_DIRECT needs aligned memory; guest buffers usually are, the
+	 * rest go through a bounce buffer. */
+	if (w->blk->cache == VHU_BLK_CACHE_NONE &&
+	    !aligned_iov(req->data, req->n_data)) {
+		if (posix_memalign(&s->bounce, DIO_ALIGN, req->data_len))
+			return -ENOMEM;
+		if (req->type == VHU_BLK_T_OUT)
+			vhu_iov_to_buf(req->data, req->n_data, 0, s->bounce,
+				       req->data_len);
+	}
+	return submit_rw(w, s);
+}
+
+static int submit_flush(struct vhu__blk_worker *w, struct slot *s)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_fsync(sqe, w->blk->fd, IORING_FSYNC_DATASYNC);
+	io_uring_sqe_set_data(sqe, s);
+	return 0;
+}
+
+static int write_zeroes_slow(struct vhu__blk_worker *w, uint64_t off,
+			     uint64_t len)
+{
+	while (len > 0) {
+		size_t n = len < ZERO_BUF ? (size_t)len : ZERO_BUF;
+		ssize_t r = pwrite(w->blk->fd, w->zeroes, n, (off_t)off);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? -errno : -EIO;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+/*
+ * DISCARD and WRITE_ZEROES run synchronously on this thread: they are rare
+ * and fallocate is not worth a slot's worth of state machine.  Segments
+ * were checked against the capacity by vhu_blk_req_check().
+ */
+static int do_segments(struct vhu__blk_worker *w, const struct vhu_blk_req *req)
+{
+	int fd = w->blk->fd;
+
+	for (unsigned i = 0; i < req->n_segs; i++) {
+		const struct vhu_blk_seg *sg = &req->segs[i];
+		off_t off = (off_t)(sg->sector << VHU_BLK_SECTOR_SHIFT);
+		off_t len = (off_t)sg->num_sectors << VHU_BLK_SECTOR_SHIFT;
+		int r;
+
+		if (len == 0)
+			continue;
+		if (req->type == VHU_BLK_T_DISCARD) {
+			/* Discard is a hint (5.2.6.2): unsupported is fine. */
+			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				      off, len) < 0 &&
+			    errno != EOPNOTSUPP && errno != ENOSYS)
+				return -errno;
+			continue;
+		}
+		/* KEEP_SIZE: block devices require it, and a file never
+		 * grows past the checked capacity. */
+		r = fallocate(fd, ((sg->flags & VHU_BLK_SEG_F_UNMAP) ?
+				   FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
+				  FALLOC_FL_KEEP_SIZE, off, len);
+		if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS ||
+			      errno == EINVAL)) {
+			r = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+				      off, len);
+			if (r < 0)
+				r = write_zeroes_slow(w, (uint64_t)off,
+						      (uint64_t)len);
+		} else if (r < 0) {
+			r = -errno;
+		}
+		if (r < 0)
+			return r;
+	}
+	if (!atomic_load(&w->blk->wce) && fdatasync(fd) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Start a freshly popped request; it may complete at once. */
+static void start_req(struct vhu__blk_worker *w, struct slot *s)
+{
+	struct vhu_blk_req *req = &s->req;
+	struct vhu_blk *blk = w->blk;
+	int st, r;
+
+	st = vhu_blk_req_parse(s->elem.iov, s->elem.n_out, s->elem.n_in, req,
+			       s->data, VHU_BLK_IOV_CAP);
+	if (st < 0) {
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: request without status byte",
+			     vhu_vq_index(w->vq));
+		complete(w, s, VHU_BLK_S_IOERR, 0);
+		return;
+	}
+	if (st == VHU_BLK_S_OK) {
+		struct vhu_blk_limits lim = {
+			.capacity = atomic_load(&blk->capacity),
+			.blk_size = blk->blk_size,
+			.read_only = blk->read_only,
+			.max_discard_seg = VHU_BLK_MAX_DISCARD_SEG,
+			.max_discard_sectors = VHU_BLK_MAX_DISCARD_SECTORS,
+			.max_write_zeroes_seg = VHU_BLK_MAX_DISCARD_SEG,
+			.max_write_zeroes_sectors = VHU_BLK_MAX_DISCARD_SECTORS,
+		};
+		st = vhu_blk_req_check(req, &lim);
+	}
+	if (st != VHU_BLK_S_OK) {
+		complete(w, s, st, 0);
+		return;
+	}
+
+	switch (req->type) {
+	case VHU_BLK_T_IN:
+	case VHU_BLK_T_OUT:
+		r = start_rw(w, s);
+		if (r == 1)
+			complete(w, s, VHU_BLK_S_OK, 0);
+		else if (r < 0)
+			complete(w, s, VHU_BLK_S_IOERR, 0);
+		return;
+	case VHU_BLK_T_FLUSH:
+		if (submit_flush(w, s) < 0)
+			complete(w, s, VHU_BLK_S_IOERR, 0);
+		return;
+	case VHU_BLK_T_GET_ID:
+		complete(w, s, VHU_BLK_S_OK, vhu_blk_req_get_id(req, blk->serial));
+		return;
+	case VHU_BLK_T_DISCARD:
+	case VHU_BLK_T_WRITE_ZEROES:
+		r = do_segments(w, req);
+		if (r < 0)
+			vhu__blk_log(VHU_LOG_WARN, "queue %u: %s failed: %s",
+				     vhu_vq_index(w->vq),
+				     req->type == VHU_BLK_T_DISCARD ?
+					     "discard" : "write zeroes",
+				     strerror(-r));
+		complete(w, s, r < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
+		return;
+	default:
+		complete(w, s, VHU_BLK_S_UNSUPP, 0);
+		return;
+	}
+}
+
+static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
+{
+	struct vhu_blk_req *req = &s->req;
+
+	if (req->type == VHU_BLK_T_FLUSH) {
+		complete(w, s, res < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
+		return;
+	}
+	if ((res == -EINTR || res == -EAGAIN) && s->retries++ < MAX_RETRIES) {
+		if (submit_rw(w, s) < 0)
+			complete(w, s, VHU_BLK_S_IOERR, 0);
+		return;
+	}
+	if (res <= 0) {
+		/* 0: end of file, i.e. the image shrank under the request. */
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: %s at sector %llu: %s",
+			     vhu_vq_index(w->vq),
+			     req->type == VHU_BLK_T_IN ? "read" : "write",
+			     (unsigned long long)req->sector,
+			     res < 0 ? strerror(-res) : "end of image");
+		complete(w, s, VHU_BLK_S_IOERR, 0);
+		return;
+	}
+	s->done += (size_t)res;
+	if (s->done < req->data_len) {
+		/* Short transfer: continue where it stopped. */
+		if (submit_rw(w, s) < 0)
+			complete(w, s, VHU_BLK_S_IOERR, 0);
+		return;
+	}
+	if (s->bounce && req->type == VHU_BLK_T_IN)
+		vhu_iov_from_buf(req->data, req->n_data, 0, s->bounce,
+				 req->data_len);
+	complete(w, s, VHU_BLK_S_OK, req->data_len);
+}
+
+/* Pop and start requests while slots are free (bounded by the ring size
+ * per round so one busy queue cannot starve its completions). */
+static void pop_requests(struct vhu__blk_worker *w)
+{
+	unsigned budget = vhu_vq_size(w->vq);
+
+	if (budget == 0 || budget > 65536)
+		budget = 65536;
+	while (!w->stopping && !w->broken && w->free && budget-- > 0) {
+		struct slot *s = w->free;
+		int r = vhu_vq_pop(w->vq, &s->elem, s->iov, VHU_BLK_IOV_CAP);
+
+		if (r == 0)
+			break;
+		if (r == -E2BIG)
+			continue;  /* consumed and completed by the library */
+		if (r < 0) {
+			w->broken = true;
+			break;
+		}
+		w->free = s->next_free;
+		w->in_flight++;
+		atomic_fetch_add(&w->stats->in_flight, 1);
+		start_req(w, s);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct vhu__blk_worker *w = arg;
+
+	if (w->kick_fd >= 0)
+		arm_poll(w, w->kick_fd, TAG_KICK);
+	else
+		arm_tick(w);
+	arm_poll(w, w->stop_fd, TAG_STOP);
+	pop_requests(w);
+
+	while (!(w->stopping && w->in_flight == 0)) {
+		struct io_uring_cqe *cqe;
+		unsigned head, seen = 0;
+		bool kicked = false;
+		int r;
+
+		if (w->pushed) {
+			vhu_vq_notify(w->vq);
+			w->pushed = false;
+		}
+		r = io_uring_submit_and_wait(&w->ring, 1);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
+				     vhu_vq_index(w->vq), strerror(-r));
+			break;
+		}
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			uintptr_t tag = (uintptr_t)io_uring_cqe_get_data(cqe);
+
+			seen++;
+			if (tag == TAG_KICK || tag == TAG_TICK) {
+				kicked = true;
+			} else if (tag == TAG_STOP) {
+				w->stopping = true;
+			} else if (tag) {
+				on_io_done(w, (struct slot *)tag, cqe->res);
+			}
+		}
+		io_uring_cq_advance(&w->ring, seen);
+
+		if (kicked && !w->stopping) {
+			/* Re-arm before popping so a kick that arrives
+			 * meanwhile is not lost. */
+			if (w->kick_fd >= 0) {
+				vhu_vq_drain_kick(w->vq);
+				arm_poll(w, w->kick_fd, TAG_KICK);
+			} else {
+				arm_tick(w);
+			}
+		}
+		pop_requests(w);
+	}
+	if (w->pushed)
+		vhu_vq_notify(w->vq);
+	w->pushed = false;
+	return NULL;
+}
+
+static void worker_free(struct vhu__blk_worker *w)
+{
+	io_uring_queue_exit(&w->ring);
+	if (w->stop_fd >= 0)
+		close(w->stop_fd);
+	free(w->zeroes);
+	free(w->slots);
+	free(w);
+}
+
+int vhu__blk_worker_start(struct vhu_blk *blk, struct vhu_vq *vq,
+			  struct vhu__blk_worker **out)
+{
+	unsigned idx = vhu_vq_index(vq);
+	unsigned depth = blk->queue_depth ? blk->queue_depth : DEFAULT_DEPTH;
+	unsigned qsize = vhu_vq_size(vq), entries = 8;
+	struct vhu__blk_worker *w;
+	int r;
+
+	if (idx >= blk->num_queues)
+		return -EINVAL;
+	if (qsize && depth > qsize)
+		depth = qsize;
+	while (entries < depth + 4 && entries < 4096)
+		entries <<= 1;
+
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	w->blk = blk;
+	w->vq = vq;
+	w->stats = &blk->stats[idx];
+	w->kick_fd = vhu_vq_kick_fd(vq);
+	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
+	w->nslots = depth;
+	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	w->slots = calloc(depth, sizeof(*w->slots));
+	if (posix_memalign(&w->zeroes, DIO_ALIGN, ZERO_BUF))
+		w->zeroes = NULL;
+	if (w->stop_fd < 0 || !w->slots || !w->zeroes) {
+		r = w->stop_fd < 0 ? -errno : -ENOMEM;
+		if (w->stop_fd < 0)
+			w->stop_fd = -1;
+		free(w->zeroes);
+		free(w->slots);
+		if (w->stop_fd >= 0)
+			close(w->stop_fd);
+		free(w);
+		return r;
+	}
+	memset(w->zeroes, 0, ZERO_BUF);
+	for (unsigned i = 0; i < depth; i++) {
+		w->slots[i].next_free = w->free;
+		w->free = &w->slots[i];
+	}
+	r = io_uring_queue_init(entries, &w->ring, 0);
+	if (r < 0) {
+		close(w->stop_fd);
+		free(w->zeroes);
+		free(w->slots);
+		free(w);
+		return r;
+	}
+	r = -pthread_create(&w->thread, NULL, worker_main, w);
+	if (r < 0) {
+		worker_free(w);
+		return r;
+	}
+	*out = w;
+	return 0;
+}
+
+void vhu__blk_worker_stop(struct vhu__blk_worker *w)
+{
+	uint64_t one = 1;
+
+	if (!w)
+		return;
+	/* The worker stops popping, lets every in-flight request complete
+	 * and be pushed, then ends; joining makes the stop synchronous. */
+	while (write(w->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+	pthread_join(w->thread, NULL);
+	worker_free(w);
+}
