@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The back-end session shared by backend.c (connection, dispatch),
+ * backend-mem.c, backend-vring.c and backend-dev.c (features, config,
+ * status, back-end channel).
+ */
+#ifndef VHU_BACKEND_INTERNAL_H
+#define VHU_BACKEND_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/backend.h>
+
+#include "internal.h"
+#include "msg.h"
+
+/* Protocol features always offered, and everything implemented. */
+#define VHU__PF_BASE                                                          \
+	(VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |                     \
+	 VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |  \
+	 VHU_BIT(VHU_PF_RESET_DEVICE) | VHU_BIT(VHU_PF_STATUS))
+#define VHU__PF_IMPLEMENTED (VHU__PF_BASE | VHU_BIT(VHU_PF_CONFIG))
+
+/* virtio 1.2, 6: bits 24..49 belong to the transport; of those the
+ * library serves only these (packed rings are not implemented yet). */
+#define VHU__TRANSPORT_FIRST 24
+#define VHU__TRANSPORT_LAST  49
+#define VHU__TRANSPORT_OK                                                     \
+	(VHU_BIT(VHU_F_NOTIFY_ON_EMPTY) | VHU_BIT(VHU_F_ANY_LAYOUT) |         \
+	 VHU_BIT(VHU_F_INDIRECT_DESC) | VHU_BIT(VHU_F_EVENT_IDX) |            \
+	 VHU_BIT(VHU_F_PROTOCOL_FEATURES) | VHU_BIT(VHU_F_VERSION_1))
+
+/* epoll tags: kind in the high 32 bits, ring index in the low ones. */
+enum vhu__be_src {
+	VHU__SRC_LISTEN = 1,
+	VHU__SRC_CONN,
+	VHU__SRC_CHAN,
+	VHU__SRC_KICK,
+};
+
+enum vhu__be_mode {
+	VHU__MODE_NONE = 0,
+	VHU__MODE_LISTEN,     /* listen() or listen_fd(): serves front-ends in turn */
+	VHU__MODE_CONNECTED,  /* connected_fd(): one front-end, then done */
+};
+
+struct vhu_backend {
+	struct vhu_device_ops ops;   /* copy; NULL members allowed */
+	void *opaque;
+	uint64_t dev_features;
+	uint64_t dev_protocol_features;
+	unsigned num_queues;
+	unsigned max_queue_size;
+	uint32_t config_size;
+	uint8_t config_writable[VHU_MAX_CONFIG_SIZE];
+
+	int epfd;
+	enum vhu__be_mode mode;
+	int listen_fd;
+	int conn_fd;
+	int chan_fd;              /* back-end channel (SET_BACKEND_REQ_FD) */
+	char *path;               /* socket path we created, unlinked on free */
+	bool ended;               /* connected_fd session lost its peer */
+	struct vhu_loop *loop;
+
+	/* negotiated state, reset on disconnect */
+	uint64_t offered_features;
+	uint64_t offered_protocol;
+	uint64_t features;
+	uint64_t protocol;
+	bool features_set;
+	bool owner;
+	uint8_t status;
+	unsigned acks_pending;    /* CONFIG_CHANGE_MSGs waiting for an ack */
+
+	struct vhu__mem mem;
+	struct vhu_vq vqs[VHU_BACKEND_MAX_QUEUES];
+	bool kick_watched[VHU_BACKEND_MAX_QUEUES]; /* kick fd in epfd */
+};
+
+/* backend.c */
+int vhu__be_epoll_add(struct vhu_backend *b, int fd, enum vhu__be_src src,
+		      unsigned idx);
+void vhu__be_epoll_del(struct vhu_backend *b, int fd);
+void vhu__be_close_channel(struct vhu_backend *b, int64_t pending_result);
+void vhu__be_read_channel(struct vhu_backend *b);
+
+/* backend-vring.c */
+/* Hand the queue to the device if it is ready and not yet started. */
+void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq);
+/* Take a started queue back from the device. */
+void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq);
+/* Recompute ring pointers after a size/address/memory change. */
+int vhu__be_vq_remap(struct vhu_backend *b, struct vhu_vq *vq);
+/* Stop every started queue (before a memory-table change). */
+void vhu__be_stop_all(struct vhu_backend *b);
+/* Remap every ring and start each one that is ready. */
+void vhu__be_restart_all(struct vhu_backend *b);
+/* Stop and reset every ring (fds closed, state initial). */
+void vhu__be_reset_rings(struct vhu_backend *b);
+/* A kick arrived on a watched kick fd. */
+void vhu__be_kick(struct vhu_backend *b, unsigned idx);
+
+/* backend-dev.c */
+/* The full device reset: queues stopped, rings reset, ops->reset. */
+void vhu__be_device_reset(struct vhu_backend *b);
+
+#endif

@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Vring messages (SET_VRING_NUM/ADDR/BASE, GET_VRING_BASE,
+ * SET_VRING_KICK/CALL/ERR, SET_VRING_ENABLE) and the queue life cycle
+ * (vhost-user.rst "Ring states"): a queue is handed to the device when it
+ * has a size, mapped rings, a kick (fd or polling) and is enabled.  Any
+ * change to a started queue first takes it back from the device, so the
+ * device's thread never sees a queue change under it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend-internal.h"
+
+static void unwatch_kick(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	if (b->kick_watched[vq->index]) {
+		vhu__be_epoll_del(b, vq->kick_fd);
+		b->kick_watched[vq->index] = false;
+	}
+}
+
+int vhu__be_vq_remap(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	vq->desc = NULL;
+	vq->avail = NULL;
+	vq->used = NULL;
+	if (!vq->addr_set || !vq->size || b->mem.n == 0)
+		return 0;
+	int r = vhu__vq_map(vq);
+	if (r < 0) {
+		vq->desc = NULL;
+		vq->avail = NULL;
+		vq->used = NULL;
+	}
+	return r;
+}
+
+void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	if (vq->started)
+		return;
+	/* "If VHOST_USER_F_PROTOCOL_FEATURES has not been negotiated, the
+	 * ring starts directly in the enabled state." */
+	if (!(b->features & VHU_BIT(VHU_F_PROTOCOL_FEATURES)))
+		vq->enabled = true;
+	if (!vq->size || !vq->addr_set || !vq->desc || !vq->kick_set ||
+	    !vq->enabled)
+		return;
+	vq->event_idx = (b->features & VHU_BIT(VHU_F_EVENT_IDX)) != 0;
+	vq->indirect = (b->features & VHU_BIT(VHU_F_INDIRECT_DESC)) != 0;
+	if (b->ops.queue_kick && vq->kick_fd >= 0) {
+		int r = vhu__be_epoll_add(b, vq->kick_fd, VHU__SRC_KICK, vq->index);
+		if (r < 0) {
+			vhu__err("queue %u: cannot watch its kick fd: %s",
+				 vq->index, strerror(-r));
+			return;
+		}
+		b->kick_watched[vq->index] = true;
+	}
+	vq->started = true;
+	vhu__debug("queue %u started (size %u)", vq->index, vq->size);
+	if (b->ops.queue_started)
+		b->ops.queue_started(b->opaque, vq);
+}
+
+void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	if (!vq->started)
+		return;
+	unwatch_kick(b, vq);
+	if (b->ops.queue_stopped)
+		b->ops.queue_stopped(b->opaque, vq);
+	vq->started = false;
+	vhu__debug("queue %u stopped", vq->index);
+}
+
+void vhu__be_stop_all(struct vhu_backend *b)
+{
+	for (unsigned i = 0; i < b->num_queues; i++)
+		vhu__be_vq_stop(b, &b->vqs[i]);
+}
+
+void vhu__be_restart_all(struct vhu_backend *b)
+{
+	for (unsigned i = 0; i < b->num_queues; i++) {
+		struct vhu_vq *vq = &b->vqs[i];
+		int r = vhu__be_vq_remap(b, vq);
+		if (r < 0)
+			vhu__warn("queue %u: rings no longer mapped: %s", i,
+				  strerror(-r));
+		vhu__be_vq_try_start(b, vq);
+	}
+}
+
+void vhu__be_reset_rings(struct vhu_backend *b)
+{
+	for (unsigned i = 0; i < b->num_queues; i++) {
+		vhu__be_vq_stop(b, &b->vqs[i]);
+		vhu__vq_reset(&b->vqs[i]);
+	}
+}
+
+void vhu__be_kick(struct vhu_backend *b, unsigned idx)
+{
+	if (idx >= b->num_queues)
+		return;
+	struct vhu_vq *vq = &b->vqs[idx];
+	if (!vq->started || !b->kick_watched[idx] || !b->ops.queue_kick)
+		return;
+	/* The event may be stale (fd replaced this round): only read what
+	 * is there now, never block. */
+	struct pollfd p = { .fd = vq->kick_fd, .events = POLLIN };
+	if (poll(&p, 1, 0) <= 0)
+		return;
+	uint64_t v;
+	ssize_t n = read(vq->kick_fd, &v, sizeof(v));
+	if (n != (ssize_t)sizeof(v)) {
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		/* Not an eventfd, or at its end: stop watching rather than
+		 * spin on a descriptor that stays readable. */
+		vhu__log_rl(VHU_LOG_WARN, "queue %u: kick fd unreadable, no "
+			    "longer watched", idx);
+		unwatch_kick(b, vq);
+		return;
+	}
+	b->ops.queue_kick(b->opaque, vq);
+}
+
+/* ---- handlers (input already validated by msg.c) ---- */
+
+int vhu__be_set_vring_num(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	uint32_t num = req->msg->p.state.num;
+
+	/* virtio 1.2, 2.7: split queue size is a power of 2, at most 32768. */
+	if (num == 0 || num > b->max_queue_size || (num & (num - 1)) != 0)
+		return -EINVAL;
+	vhu__be_vq_stop(b, vq);
+	vq->size = (uint16_t)num; /* <= 32768 */
+	int r = vhu__be_vq_remap(b, vq);
+	if (r < 0)
+		vhu__debug("queue %u: rings not mapped yet: %s", vq->index,
+			   strerror(-r));
+	vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
+int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req)
+{
+	const struct vhu_vring_addr *a = &req->msg->p.addr;
+	struct vhu_vq *vq = &b->vqs[req->ring];
+
+	/* Dirty logging needs LOG_SHMFD, which is never offered. */
+	if (a->flags & VHU_VRING_F_LOG)
+		return -EOPNOTSUPP;
+	if (a->flags & ~VHU_VRING_F_LOG)
+		return -EINVAL;
+	vhu__be_vq_stop(b, vq);
+	vq->addr_flags = a->flags;
+	vq->desc_uva = a->desc_user_addr;
+	vq->avail_uva = a->avail_user_addr;
+	vq->used_uva = a->used_user_addr;
+	vq->log_gpa = a->log_guest_addr;
+	vq->addr_set = true;
+	int r = vhu__be_vq_remap(b, vq);
+	if (r < 0) {
+		/* Rings outside the memory the front-end gave us. */
+		vq->addr_set = false;
+		return r;
+	}
+	vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
+int vhu__be_set_vring_base(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	uint32_t num = req->msg->p.state.num;
+
+	/* Split rings use bits 0-15; the upper half only means something
+	 * for packed rings, which are never negotiated. */
+	if (num > 0xffff)
+		return -EINVAL;
+	vhu__be_vq_stop(b, vq);
+	vq->last_avail_idx = (uint16_t)num;
+	vq->shadow_avail_idx = (uint16_t)num;
+	vq->used_idx = (uint16_t)num;
+	vq->signalled_used_valid = false;
+	vq->inflight = 0;
+	vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
+int vhu__be_get_vring_base(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+
+	/* vhost-user.rst: GET_VRING_BASE stops the ring; the device has
+	 * pushed back what it popped once queue_stopped returns. */
+	vhu__be_vq_stop(b, vq);
+	req->reply->hdr.size = sizeof(struct vhu_vring_state);
+	req->reply->p.state.index = vq->index;
+	req->reply->p.state.num = vq->last_avail_idx;
+	/* The kick fd of a stopped ring is dropped; a restart sends a new
+	 * SET_VRING_KICK. */
+	if (vq->kick_fd >= 0)
+		close(vq->kick_fd);
+	vq->kick_fd = -1;
+	vq->kick_set = false;
+	return 0;
+}
+
+/* Install fd (or "none") in *slot, closing what was there. */
+static void replace_fd(int *slot, int fd)
+{
+	if (*slot >= 0)
+		close(*slot);
+	*slot = fd;
+}
+
+static int take_u64_fd(struct vhu__req *req)
+{
+	if (req->msg->p.u64 & VHU_VRING_NOFD)
+		return -1;
+	int fd = req->fds[0];
+	req->fds[0] = -1;
+	return fd;
+}
+
+int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+
+	vhu__be_vq_stop(b, vq);
+	/* Bit 8: no fd, the device polls the ring instead. */
+	replace_fd(&vq->kick_fd, take_u64_fd(req));
+	vq->kick_set = true;
+	vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
+int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	bool was = vq->started;
+
+	/* The device signals call_fd from its own thread: swap it only
+	 * while the queue is stopped. */
+	vhu__be_vq_stop(b, vq);
+	replace_fd(&vq->call_fd, take_u64_fd(req));
+	if (was)
+		vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
+int vhu__be_set_vring_err(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	bool was = vq->started;
+
+	vhu__be_vq_stop(b, vq);
+	replace_fd(&vq->err_fd, take_u64_fd(req));
+	if (was)
+		vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
+int vhu__be_set_vring_enable(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	uint32_t num = req->msg->p.state.num;
+
+	if (num > 1)
+		return -EINVAL;
+	if (num) {
+		vq->enabled = true;
+		vhu__be_vq_try_start(b, vq);
+	} else {
+		vhu__be_vq_stop(b, vq);
+		vq->enabled = false;
+	}
+	return 0;
+}
