@@ -1,0 +1,531 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Split virtqueue, device side (virtio 1.2, section 2.7).
+ *
+ * The rings live in guest memory the driver can change at any moment, so
+ * every guest field is read exactly once into a local, checked, then used;
+ * every loop over guest data is bounded (chain walks by the table size,
+ * one level of indirection).  A malformed ring marks the queue broken: it
+ * then does nothing but return -EIO until reset.
+ *
+ * Layout (2.7.6, 2.7.8), all little-endian:
+ *   avail: u16 flags, u16 idx, u16 ring[size], u16 used_event
+ *   used:  u16 flags, u16 idx, {u32 id, u32 len} ring[size], u16 avail_event
+ *
+ * This is the data path: no allocation and no system call except the
+ * eventfd writes that notify the driver.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* A compiler barrier: after it, the compiler cannot assume guest memory
+ * still holds what a local was copied from, so it never re-reads the
+ * guest in place of the local. */
+#define VHU__GUEST_COPIED() __asm__ volatile("" ::: "memory")
+
+/* virtio 1.2, 2.7.5.2: a chain (including an indirect table's entries)
+ * carries at most 2^32 bytes, which also fits the used ring's u32 len. */
+#define CHAIN_MAX_BYTES (1ull << 32)
+/* One indirect table is bounded independently of the queue size. */
+#define INDIRECT_MAX_ENTRIES 65536u
+
+/* ------------------------------------------------------------- layout */
+
+size_t vhu__vring_desc_bytes(unsigned size)
+{
+	return 16 * (size_t)size;
+}
+
+size_t vhu__vring_avail_bytes(unsigned size)
+{
+	return 6 + 2 * (size_t)size;
+}
+
+size_t vhu__vring_used_bytes(unsigned size)
+{
+	return 6 + 8 * (size_t)size;
+}
+
+static inline uint16_t avail_idx_acquire(const struct vhu_vq *vq)
+{
+	return le16toh(__atomic_load_n(&vq->avail[1], __ATOMIC_ACQUIRE));
+}
+
+static inline uint16_t avail_flags(const struct vhu_vq *vq)
+{
+	return le16toh(vq->avail[0]);
+}
+
+static inline uint16_t used_event(const struct vhu_vq *vq)
+{
+	return le16toh(vq->avail[2 + vq->size]);
+}
+
+static inline void set_avail_event(struct vhu_vq *vq, uint16_t v)
+{
+	/* after the used ring's 4 + 8 * size bytes */
+	vq->used[2 + 4 * (size_t)vq->size] = htole16(v);
+}
+
+static inline void set_used_flags(struct vhu_vq *vq, uint16_t v)
+{
+	vq->used[0] = htole16(v);
+}
+
+/* ------------------------------------------------------- life cycle */
+
+void vhu__vq_init(struct vhu_vq *vq, unsigned index, const struct vhu__mem *mem)
+{
+	memset(vq, 0, sizeof(*vq));
+	vq->index = index;
+	vq->mem = mem;
+	vq->kick_fd = -1;
+	vq->call_fd = -1;
+	vq->err_fd = -1;
+}
+
+void vhu__vq_reset(struct vhu_vq *vq)
+{
+	unsigned index = vq->index;
+	const struct vhu__mem *mem = vq->mem;
+	void *priv = vq->priv; /* the device's, set once for the queue */
+	int fds[3] = { vq->kick_fd, vq->call_fd, vq->err_fd };
+	vhu__close_fds(fds, 3);
+	vhu__vq_init(vq, index, mem);
+	vq->priv = priv;
+}
+
+/*
+ * Rings are found by front-end virtual address (vhost-user.rst
+ * SET_VRING_ADDR).  Each must lie whole inside one region and be aligned
+ * as virtio 1.2, 2.7 requires (descriptor table 16, available ring 2,
+ * used ring 4); our own mapping must be aligned the same way, since the
+ * index fields are accessed atomically.  Only pointers change here: the
+ * indices belong to SET_VRING_BASE, and a remap after a memory-table
+ * change must not disturb a queue's position.
+ */
+int vhu__vq_map(struct vhu_vq *vq)
+{
+	unsigned size = vq->size;
+	vq->desc = NULL;
+	vq->avail = NULL;
+	vq->used = NULL;
+	if (size == 0 || size > VHU_MAX_QUEUE_SIZE || (size & (size - 1)))
+		return -EINVAL;
+	if (!vq->mem)
+		return -EFAULT;
+	if ((vq->desc_uva & 15) || (vq->avail_uva & 1) || (vq->used_uva & 3))
+		return -EINVAL;
+
+	void *d = vhu__mem_uva_to_va(vq->mem, vq->desc_uva,
+				     vhu__vring_desc_bytes(size));
+	void *a = vhu__mem_uva_to_va(vq->mem, vq->avail_uva,
+				     vhu__vring_avail_bytes(size));
+	void *u = vhu__mem_uva_to_va(vq->mem, vq->used_uva,
+				     vhu__vring_used_bytes(size));
+	if (!d || !a || !u)
+		return -EFAULT;
+	if (((uintptr_t)d & 15) || ((uintptr_t)a & 1) || ((uintptr_t)u & 3))
+		return -EINVAL;
+	vq->desc = d;
+	vq->avail = a;
+	vq->used = u;
+	return 0;
+}
+
+static void vq_break(struct vhu_vq *vq, const char *why)
+{
+	if (vq->broken)
+		return;
+	vq->broken = true;
+	vhu__log_rl(VHU_LOG_ERROR, "queue %u: driver broke the ring: %s",
+		    vq->index, why);
+	/* vhost-user.rst SET_VRING_ERR: tell the front-end. */
+	if (vq->err_fd >= 0) {
+		uint64_t one = 1;
+		ssize_t n = write(vq->err_fd, &one, sizeof(one));
+		(void)n;
+	}
+}
+
+/* ----------------------------------------------------------- popping */
+
+/* Read avail->idx (acquire: the ring entries it covers are read after
+ * it) and check it against last_avail_idx.  Returns the number of new
+ * entries, or -EIO.  virtio 1.2, 2.7.13: the driver can be at most a
+ * ring's worth ahead. */
+static int refresh_avail(struct vhu_vq *vq)
+{
+	uint16_t idx = avail_idx_acquire(vq);
+	uint16_t pending = (uint16_t)(idx - vq->last_avail_idx);
+	if (pending > vq->size) {
+		vq_break(vq, "available index ran more than a ring ahead");
+		return -EIO;
+	}
+	vq->shadow_avail_idx = idx;
+	return pending;
+}
+
+struct chain {
+	struct iovec *iov;
+	unsigned cap;
+	unsigned n;
+	unsigned n_out;
+	uint64_t bytes;
+	bool seen_write;
+	const char *why; /* set with -EIO */
+};
+
+/* Add one (already copied) buffer descriptor to the chain. */
+static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
+		     uint32_t len, uint16_t flags)
+{
+	bool wr = (flags & VHU_VRING_DESC_F_WRITE) != 0;
+
+	/* 2.7.4.2: device-readable descriptors come before writable ones. */
+	if (!wr && c->seen_write) {
+		c->why = "readable descriptor after a writable one";
+		return -EIO;
+	}
+	c->seen_write |= wr;
+	c->bytes += len; /* at most hops * 2^32: no wrap */
+	if (c->bytes > CHAIN_MAX_BYTES) {
+		c->why = "chain longer than 4 GiB";
+		return -EIO;
+	}
+	if (addr > UINT64_MAX - len) {
+		c->why = "buffer address + length wraps";
+		return -EIO;
+	}
+	int r = vhu__mem_gpa_to_iov(vq->mem, addr, len, c->iov + c->n,
+				    c->cap - c->n);
+	if (r == -E2BIG)
+		return r;
+	if (r < 0) {
+		c->why = "buffer outside guest memory";
+		return -EIO;
+	}
+	c->n += (unsigned)r;
+	if (!wr)
+		c->n_out += (unsigned)r;
+	return 0;
+}
+
+/*
+ * Walk the chain starting at head (< size).  Each descriptor is copied
+ * before it is looked at.  The walk over the descriptor table is bounded by
+ * the queue size and the walk over an indirect table by its entry count;
+ * more hops than that means a loop (2.7.5.2: no chain is longer than the
+ * queue).
+ */
+static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct chain *c)
+{
+	const struct vhu_vring_desc *table = vq->desc;
+	unsigned entries = vq->size, hops = 0, i = head;
+	bool indirect = false;
+
+	for (;;) {
+		if (i >= entries) {
+			c->why = "descriptor index out of its table";
+			return -EIO;
+		}
+		if (++hops > entries) {
+			c->why = "descriptor chain loops";
+			return -EIO;
+		}
+		struct vhu_vring_desc d;
+		memcpy(&d, &table[i], sizeof(d));
+		VHU__GUEST_COPIED();
+		uint64_t addr = le64toh(d.addr);
+		uint32_t len = le32toh(d.len);
+		uint16_t flags = le16toh(d.flags);
+		uint16_t next = le16toh(d.next);
+
+		if (flags & VHU_VRING_DESC_F_INDIRECT) {
+			/* 2.7.5.3.1: only with the feature, never inside an
+			 * indirect table, never together with NEXT; the
+			 * table is whole descriptors. */
+			if (!vq->indirect) {
+				c->why = "indirect descriptor not negotiated";
+				return -EIO;
+			}
+			if (indirect) {
+				c->why = "nested indirect table";
+				return -EIO;
+			}
+			if (flags & VHU_VRING_DESC_F_NEXT) {
+				c->why = "indirect descriptor with NEXT";
+				return -EIO;
+			}
+			if (len == 0 || len % sizeof(struct vhu_vring_desc) ||
+			    len / sizeof(struct vhu_vring_desc) >
+				    INDIRECT_MAX_ENTRIES) {
+				c->why = "bad indirect table length";
+				return -EIO;
+			}
+			table = vhu__mem_gpa_to_va(vq->mem, addr, len);
+			if (!table) {
+				c->why = "indirect table outside one region";
+				return -EIO;
+			}
+			indirect = true;
+			entries = len / sizeof(struct vhu_vring_desc);
+			hops = 0;
+			i = 0;
+			continue;
+		}
+
+		/* Zero-length buffers carry nothing: no iovec for them. */
+		if (len) {
+			int r = chain_add(vq, c, addr, len, flags);
+			if (r < 0)
+				return r;
+		}
+		if (!(flags & VHU_VRING_DESC_F_NEXT))
+			return 0;
+		i = next;
+	}
+}
+
+int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
+	       unsigned iov_cap)
+{
+	if (vq->broken)
+		return -EIO;
+	if (!vq->desc || !vq->avail || !vq->used)
+		return 0;
+
+	if (vq->last_avail_idx == vq->shadow_avail_idx) {
+		int r = refresh_avail(vq);
+		if (r < 0)
+			return r;
+		if (r == 0) {
+			if (!vq->event_idx)
+				return 0;
+			/*
+			 * 2.7.10: ask for a kick when the next entry is
+			 * added, then look again: the full barrier orders
+			 * our avail_event store before the idx load, so a
+			 * request the driver added without kicking (it saw
+			 * the old avail_event) is found here.
+			 */
+			set_avail_event(vq, vq->last_avail_idx);
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			r = refresh_avail(vq);
+			if (r <= 0)
+				return r;
+		}
+	}
+
+	uint16_t slot = vq->last_avail_idx & (uint16_t)(vq->size - 1);
+	uint16_t head = le16toh(vq->avail[2 + slot]);
+	VHU__GUEST_COPIED();
+	if (head >= vq->size) {
+		vq_break(vq, "head descriptor index out of range");
+		return -EIO;
+	}
+	vq->last_avail_idx++;
+
+	/* n_out and n_in are 16-bit */
+	struct chain c = {
+		.iov = iov,
+		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
+	};
+	int r = walk_chain(vq, head, &c);
+	if (r == -E2BIG) {
+		/* The request is valid but too big for the caller: complete
+		 * it empty so the driver gets its descriptors back. */
+		vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more "
+			    "than %u buffers; completed empty", vq->index,
+			    head, iov_cap);
+		struct vhu_vq_elem e = { .id = head };
+		vq->inflight++;
+		vhu_vq_push(vq, &e, 0);
+		return -E2BIG;
+	}
+	if (r < 0) {
+		vq_break(vq, c.why ? c.why : "bad descriptor chain");
+		return -EIO;
+	}
+
+	elem->id = head;
+	elem->n_out = (uint16_t)c.n_out;
+	elem->n_in = (uint16_t)(c.n - c.n_out);
+	elem->reserved = 0;
+	elem->iov = iov;
+	vq->inflight++;
+	return 1;
+}
+
+/* ----------------------------------------------------------- pushing */
+
+void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+		 uint32_t written)
+{
+	if (vq->broken || !vq->used)
+		return;
+	if (elem->id >= vq->size) {
+		vhu__log_rl(VHU_LOG_ERROR, "queue %u: push of unknown "
+			    "request %u", vq->index, elem->id);
+		return;
+	}
+	/* First push since a reset: what was signalled so far is "all". */
+	if (!vq->signalled_used_valid) {
+		vq->signalled_used = vq->used_idx;
+		vq->signalled_used_valid = true;
+	}
+
+	uint16_t slot = vq->used_idx & (uint16_t)(vq->size - 1);
+	volatile uint32_t *ue = (volatile uint32_t *)(vq->used + 2) + 2 * slot;
+	ue[0] = htole32(elem->id);
+	ue[1] = htole32(written);
+	vq->used_idx++;
+	/* 2.7.8.2: the element is visible before the index that covers it. */
+	__atomic_store_n(&vq->used[1], htole16(vq->used_idx), __ATOMIC_RELEASE);
+
+	/* 65536 pushes without a notification bring used_idx back to the
+	 * last signalled value; keep "something pushed" true and make the
+	 * event check pass for (almost) any used_event. */
+	if (vq->used_idx == vq->signalled_used)
+		vq->signalled_used = (uint16_t)(vq->used_idx + 1);
+	if (vq->inflight)
+		vq->inflight--;
+}
+
+/* virtio 1.2, 2.7.10: notify when used_event lies in [old, new). */
+static inline bool need_event(uint16_t event, uint16_t new_idx, uint16_t old)
+{
+	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+}
+
+static bool should_notify(struct vhu_vq *vq)
+{
+	if (!vq->signalled_used_valid || vq->signalled_used == vq->used_idx)
+		return false; /* nothing pushed since the last notification */
+
+	/* 2.7.8.2 / 2.7.10: the used idx store must be visible before we
+	 * read the driver's suppression fields. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint16_t old = vq->signalled_used;
+	vq->signalled_used = vq->used_idx;
+	if (vq->event_idx)
+		return need_event(used_event(vq), vq->used_idx, old);
+	return !(avail_flags(vq) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+void vhu_vq_notify(struct vhu_vq *vq)
+{
+	if (vq->broken || !vq->used || !vq->avail)
+		return;
+	if (!should_notify(vq) || vq->call_fd < 0)
+		return;
+	uint64_t one = 1;
+	/* A full counter (EAGAIN) already means "interrupt pending". */
+	ssize_t n = write(vq->call_fd, &one, sizeof(one));
+	(void)n;
+}
+
+void vhu_vq_push_notify(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+			uint32_t written)
+{
+	vhu_vq_push(vq, elem, written);
+	vhu_vq_notify(vq);
+}
+
+/* ------------------------------------------------ kick suppression */
+
+void vhu_vq_disable_notify(struct vhu_vq *vq)
+{
+	if (!vq->used)
+		return;
+	/*
+	 * 2.7.10: with EVENT_IDX the driver ignores used->flags (which
+	 * must stay 0) and only avail_event matters; it is left where it
+	 * is, so kicks stop once the driver runs past it.  An empty pop
+	 * re-arms it.
+	 */
+	if (!vq->event_idx)
+		set_used_flags(vq, VHU_VRING_USED_F_NO_NOTIFY);
+}
+
+bool vhu_vq_enable_notify(struct vhu_vq *vq)
+{
+	if (vq->broken || !vq->used || !vq->avail)
+		return false;
+	if (vq->event_idx) {
+		set_avail_event(vq, vq->shadow_avail_idx);
+	} else {
+		set_used_flags(vq, 0);
+	}
+	/* Order the store above before the re-read of avail->idx, or a
+	 * request added meanwhile could go unnoticed and unkicked. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return avail_idx_acquire(vq) != vq->last_avail_idx;
+}
+
+bool vhu_vq_has_work(struct vhu_vq *vq)
+{
+	if (vq->broken || !vq->avail)
+		return false;
+	if (vq->shadow_avail_idx != vq->last_avail_idx)
+		return true;
+	return avail_idx_acquire(vq) != vq->last_avail_idx;
+}
+
+/* ------------------------------------------------------- accessors */
+
+unsigned vhu_vq_index(const struct vhu_vq *vq)
+{
+	return vq->index;
+}
+
+unsigned vhu_vq_size(const struct vhu_vq *vq)
+{
+	return vq->size;
+}
+
+int vhu_vq_kick_fd(const struct vhu_vq *vq)
+{
+	return vq->kick_fd;
+}
+
+int vhu_vq_drain_kick(struct vhu_vq *vq)
+{
+	if (vq->kick_fd < 0)
+		return 0;
+	/* The fd's blocking mode is the front-end's choice: poll first so
+	 * the read never blocks (this thread is the only reader). */
+	struct pollfd p = { .fd = vq->kick_fd, .events = POLLIN };
+	int pr = poll(&p, 1, 0);
+	if (pr < 0)
+		return errno == EINTR ? 0 : -errno;
+	if (pr == 0 || !(p.revents & POLLIN))
+		return 0;
+	uint64_t v;
+	ssize_t n = read(vq->kick_fd, &v, sizeof(v));
+	if (n < 0)
+		return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+	if (n != (ssize_t)sizeof(v))
+		return -EIO;
+	return v > INT32_MAX ? INT32_MAX : (int)v;
+}
+
+bool vhu_vq_is_broken(const struct vhu_vq *vq)
+{
+	return vq->broken;
+}
+
+void vhu_vq_set_priv(struct vhu_vq *vq, void *priv)
+{
+	vq->priv = priv;
+}
+
+void *vhu_vq_get_priv(const struct vhu_vq *vq)
+{
+	return vq->priv;
+}
