@@ -1,0 +1,463 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-blk control socket: JSON-RPC 2.0 over a Unix stream socket, one
+ * request per line and one response per line, several clients at once.
+ * Methods: info, stats, resize.
+ */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "vhu-blk-daemon.h"
+
+#define CTL_MAX_CLIENTS 32
+#define CTL_LINE_MAX 8192
+
+/* JSON-RPC 2.0, section 5.1 */
+#define RPC_PARSE_ERROR      -32700
+#define RPC_INVALID_REQUEST  -32600
+#define RPC_METHOD_NOT_FOUND -32601
+#define RPC_INVALID_PARAMS   -32602
+#define RPC_RESIZE_FAILED    -32000
+
+struct ctl_client {
+	int fd;
+	size_t len;
+	char buf[CTL_LINE_MAX];
+};
+
+struct vhu_blk_ctl {
+	struct vhu_blk_daemon *d;
+	int fd;
+	char *path;
+	struct ctl_client *clients[CTL_MAX_CLIENTS];
+};
+
+/* ---- JSON-RPC ---- */
+
+static char *finish(json_object *resp)
+{
+	const char *s = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN);
+	char *out = strdup(s ? s : "{}");
+
+	json_object_put(resp);
+	return out;
+}
+
+static json_object *new_resp(json_object *id)
+{
+	json_object *resp = json_object_new_object();
+
+	json_object_object_add(resp, "jsonrpc", json_object_new_string("2.0"));
+	json_object_object_add(resp, "id", id ? json_object_get(id) : NULL);
+	return resp;
+}
+
+static char *error_resp(json_object *id, int code, const char *msg)
+{
+	json_object *resp = new_resp(id), *err = json_object_new_object();
+
+	json_object_object_add(err, "code", json_object_new_int(code));
+	json_object_object_add(err, "message", json_object_new_string(msg));
+	json_object_object_add(resp, "error", err);
+	return finish(resp);
+}
+
+static char *result_resp(json_object *id, json_object *result)
+{
+	json_object *resp = new_resp(id);
+
+	json_object_object_add(resp, "result", result);
+	return finish(resp);
+}
+
+static json_object *u64(uint64_t v)
+{
+	return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+static json_object *method_info(struct vhu_blk_daemon *d)
+{
+	json_object *o = json_object_new_object();
+	struct vhu_blk *blk = d->blk;
+
+	json_object_object_add(o, "path", json_object_new_string(d->image_path));
+	json_object_object_add(o, "size", u64(vhu_blk_size(blk)));
+	json_object_object_add(o, "sectors", u64(vhu_blk_capacity(blk)));
+	json_object_object_add(o, "read_only",
+			       json_object_new_boolean(vhu_blk_read_only(blk)));
+	json_object_object_add(o, "num_queues",
+			       json_object_new_int((int)vhu_blk_num_queues(blk)));
+	json_object_object_add(o, "blk_size",
+			       json_object_new_int((int)vhu_blk_blk_size(blk)));
+	json_object_object_add(o, "serial", json_object_new_string(vhu_blk_serial(blk)));
+	json_object_object_add(o, "socket", json_object_new_string(d->socket_desc));
+	json_object_object_add(o, "connected",
+			       json_object_new_boolean(vhu_backend_is_connected(d->backend)));
+	json_object_object_add(o, "cache", json_object_new_string(
+		vhu_blk_cache_mode(blk) == VHU_BLK_CACHE_NONE ? "none" : "writeback"));
+	json_object_object_add(o, "wce", json_object_new_boolean(vhu_blk_wce(blk)));
+	json_object_object_add(o, "block_device",
+			       json_object_new_boolean(vhu_blk_is_blockdev(blk)));
+	return o;
+}
+
+static json_object *qstats_obj(const struct vhu_blk_qstats *s)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "requests", u64(s->requests));
+	json_object_object_add(o, "bytes_read", u64(s->bytes_read));
+	json_object_object_add(o, "bytes_written", u64(s->bytes_written));
+	json_object_object_add(o, "errors", u64(s->errors));
+	json_object_object_add(o, "in_flight", u64(s->in_flight));
+	return o;
+}
+
+static json_object *method_stats(struct vhu_blk_daemon *d)
+{
+	json_object *o = json_object_new_object(), *qs = json_object_new_array();
+	struct vhu_blk_qstats total = { 0 };
+
+	for (unsigned i = 0; i < vhu_blk_num_queues(d->blk); i++) {
+		struct vhu_blk_qstats s;
+		json_object *q;
+
+		if (vhu_blk_queue_stats(d->blk, i, &s) < 0)
+			continue;
+		q = qstats_obj(&s);
+		json_object_object_add(q, "index", json_object_new_int((int)i));
+		json_object_array_add(qs, q);
+		total.requests += s.requests;
+		total.bytes_read += s.bytes_read;
+		total.bytes_written += s.bytes_written;
+		total.errors += s.errors;
+		total.in_flight += s.in_flight;
+	}
+	json_object_object_add(o, "queues", qs);
+	json_object_object_add(o, "total", qstats_obj(&total));
+	return o;
+}
+
+static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
+			   json_object *params)
+{
+	json_object *size_obj, *o;
+	uint64_t old = vhu_blk_size(d->blk), size;
+	char msg[160];
+	int64_t v;
+	int r;
+
+	if (!params || !json_object_is_type(params, json_type_object) ||
+	    !json_object_object_get_ex(params, "size", &size_obj) ||
+	    !json_object_is_type(size_obj, json_type_int))
+		return error_resp(id, RPC_INVALID_PARAMS,
+				  "resize needs params {\"size\": BYTES}");
+	errno = 0;
+	v = json_object_get_int64(size_obj);
+	if (v < 0 || errno == ERANGE)
+		return error_resp(id, RPC_INVALID_PARAMS,
+				  "size must be a non-negative integer");
+	size = (uint64_t)v;
+	if (!vhu_blk_is_blockdev(d->blk) && size % vhu_blk_blk_size(d->blk)) {
+		snprintf(msg, sizeof(msg), "size must be a multiple of %u bytes",
+			 vhu_blk_blk_size(d->blk));
+		return error_resp(id, RPC_INVALID_PARAMS, msg);
+	}
+	r = vhu_blk_resize(d->blk, size);
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "resize failed: %s",
+			 r == -EROFS ? "the image is read-only" : strerror(-r));
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
+	vhu_blk_daemon_size_changed(d, old);
+	o = json_object_new_object();
+	json_object_object_add(o, "old_size", u64(old));
+	json_object_object_add(o, "size", u64(vhu_blk_size(d->blk)));
+	return result_resp(id, o);
+}
+
+char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
+{
+	enum json_tokener_error jerr = json_tokener_success;
+	json_object *req, *v, *id = NULL, *params = NULL;
+	const char *method;
+	bool notification;
+	char *out;
+
+	req = json_tokener_parse_verbose(line, &jerr);
+	if (!req || jerr != json_tokener_success) {
+		json_object_put(req);
+		return error_resp(NULL, RPC_PARSE_ERROR, "parse error: invalid JSON");
+	}
+	if (!json_object_is_type(req, json_type_object)) {
+		json_object_put(req);
+		return error_resp(NULL, RPC_INVALID_REQUEST,
+				  "invalid request: expected a JSON object");
+	}
+	notification = !json_object_object_get_ex(req, "id", &id);
+	if (id && !json_object_is_type(id, json_type_string) &&
+	    !json_object_is_type(id, json_type_int) &&
+	    !json_object_is_type(id, json_type_double)) {
+		json_object_put(req);
+		return error_resp(NULL, RPC_INVALID_REQUEST,
+				  "invalid request: bad id");
+	}
+	if (!json_object_object_get_ex(req, "jsonrpc", &v) ||
+	    !json_object_is_type(v, json_type_string) ||
+	    strcmp(json_object_get_string(v), "2.0") != 0) {
+		out = error_resp(id, RPC_INVALID_REQUEST,
+				 "invalid request: \"jsonrpc\" must be \"2.0\"");
+		json_object_put(req);
+		return out;
+	}
+	if (!json_object_object_get_ex(req, "method", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		out = error_resp(id, RPC_INVALID_REQUEST,
+				 "invalid request: \"method\" must be a string");
+		json_object_put(req);
+		return out;
+	}
+	method = json_object_get_string(v);
+	if (json_object_object_get_ex(req, "params", &params) &&
+	    !json_object_is_type(params, json_type_object) &&
+	    !json_object_is_type(params, json_type_array)) {
+		out = error_resp(id, RPC_INVALID_REQUEST,
+				 "invalid request: \"params\" must be an object or array");
+		json_object_put(req);
+		return out;
+	}
+
+	if (strcmp(method, "info") == 0) {
+		out = result_resp(id, method_info(d));
+	} else if (strcmp(method, "stats") == 0) {
+		out = result_resp(id, method_stats(d));
+	} else if (strcmp(method, "resize") == 0) {
+		out = method_resize(d, id, params);
+	} else {
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "method not found: %.64s", method);
+		out = error_resp(id, RPC_METHOD_NOT_FOUND, msg);
+	}
+	json_object_put(req);
+	/* JSON-RPC 2.0, 4.1: a notification gets no response. */
+	if (notification) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* ---- socket ---- */
+
+static void client_drop(struct vhu_blk_ctl *ctl, unsigned i)
+{
+	struct ctl_client *c = ctl->clients[i];
+
+	if (!c)
+		return;
+	vhu_loop_del(ctl->d->loop, c->fd);
+	close(c->fd);
+	free(c);
+	ctl->clients[i] = NULL;
+}
+
+/* Responses are small; a client that does not read them is dropped
+ * rather than allowed to stall the daemon. */
+static int client_send(struct ctl_client *c, const char *s)
+{
+	size_t len = strlen(s), off = 0;
+	char *line = malloc(len + 1);
+
+	if (!line)
+		return -ENOMEM;
+	memcpy(line, s, len);
+	line[len++] = '\n';
+	while (off < len) {
+		ssize_t r = send(c->fd, line + off, len - off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(line);
+			return -EIO;
+		}
+		off += (size_t)r;
+	}
+	free(line);
+	return 0;
+}
+
+static void on_client(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
+{
+	struct vhu_blk_ctl *ctl = opaque;
+	struct ctl_client *c = NULL;
+	unsigned i;
+	ssize_t r;
+
+	for (i = 0; i < CTL_MAX_CLIENTS; i++)
+		if (ctl->clients[i] && ctl->clients[i]->fd == fd) {
+			c = ctl->clients[i];
+			break;
+		}
+	if (!c) {
+		vhu_loop_del(loop, fd);
+		return;
+	}
+	r = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r <= 0) {
+		client_drop(ctl, i);
+		return;
+	}
+	c->len += (size_t)r;
+
+	for (;;) {
+		char *nl = memchr(c->buf, '\n', c->len), *resp;
+		size_t used;
+
+		if (!nl) {
+			if (c->len == sizeof(c->buf)) {
+				char *e = error_resp(NULL, RPC_INVALID_REQUEST,
+						     "invalid request: line too long");
+				if (e)
+					client_send(c, e);
+				free(e);
+				client_drop(ctl, i);
+			}
+			return;
+		}
+		*nl = '\0';
+		used = (size_t)(nl - c->buf) + 1;
+		if (nl > c->buf && nl[-1] == '\r')
+			nl[-1] = '\0';
+		resp = c->buf[strspn(c->buf, " \t\r")] ? vhu_blk_ctl_handle(ctl->d, c->buf)
+						      : NULL;
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+		if (resp) {
+			int sr = client_send(c, resp);
+
+			free(resp);
+			if (sr < 0) {
+				client_drop(ctl, i);
+				return;
+			}
+		}
+	}
+}
+
+static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
+{
+	struct vhu_blk_ctl *ctl = opaque;
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	unsigned i;
+
+	if (cfd < 0)
+		return;
+	for (i = 0; i < CTL_MAX_CLIENTS && ctl->clients[i]; i++)
+		;
+	if (i == CTL_MAX_CLIENTS) {
+		vhu_blk_daemon_log("control: too many clients, connection refused");
+		close(cfd);
+		return;
+	}
+	ctl->clients[i] = calloc(1, sizeof(struct ctl_client));
+	if (!ctl->clients[i]) {
+		close(cfd);
+		return;
+	}
+	ctl->clients[i]->fd = cfd;
+	if (vhu_loop_add(loop, cfd, EPOLLIN, on_client, ctl) < 0) {
+		close(cfd);
+		free(ctl->clients[i]);
+		ctl->clients[i] = NULL;
+	}
+}
+
+/* A path whose socket accepts connections belongs to a live process. */
+static bool socket_in_use(const struct sockaddr_un *sa)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool used;
+
+	if (fd < 0)
+		return false;
+	used = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+	close(fd);
+	return used;
+}
+
+int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
+		     struct vhu_blk_ctl **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct vhu_blk_ctl *ctl;
+	int fd, r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		if (r == -EADDRINUSE && !socket_in_use(&sa)) {
+			/* A stale socket left by a process that died. */
+			unlink(path);
+			r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+		}
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
+	if (listen(fd, 16) < 0) {
+		r = -errno;
+		goto fail_unlink;
+	}
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl) {
+		r = -ENOMEM;
+		goto fail_unlink;
+	}
+	ctl->d = d;
+	ctl->fd = fd;
+	ctl->path = strdup(path);
+	r = vhu_loop_add(d->loop, fd, EPOLLIN, on_accept, ctl);
+	if (r < 0 || !ctl->path) {
+		free(ctl->path);
+		free(ctl);
+		r = r < 0 ? r : -ENOMEM;
+		goto fail_unlink;
+	}
+	*out = ctl;
+	return 0;
+fail_unlink:
+	unlink(path);
+	close(fd);
+	return r;
+}
+
+void vhu_blk_ctl_close(struct vhu_blk_ctl *ctl)
+{
+	if (!ctl)
+		return;
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
+		client_drop(ctl, i);
+	vhu_loop_del(ctl->d->loop, ctl->fd);
+	close(ctl->fd);
+	unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}

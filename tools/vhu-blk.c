@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-blk: a vhost-user-blk back-end daemon.
+ *
+ * Follows QEMU's back-end program conventions (docs/interop/vhost-user.rst,
+ * "Backend program conventions"): --socket-path or --fd, --print-
+ * capabilities, no daemonizing, clean exit on SIGTERM/SIGINT.  Also takes
+ * a systemd-activated listening socket (LISTEN_FDS, fd 3).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vhu/vhu.h>
+
+#include "vhu-blk-daemon.h"
+
+#define PROG "vhu-blk"
+#define SD_LISTEN_FDS_START 3
+
+void vhu_blk_daemon_log(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, PROG ": %s\n", line);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: " PROG " --blk-file PATH (--socket-path PATH | --fd N) [OPTIONS]\n"
+"\n"
+"Serve a raw image file or block device to a vhost-user front-end (QEMU)\n"
+"as a virtio-blk device.\n"
+"\n"
+"  -b, --blk-file PATH      image file or block device to serve (required)\n"
+"  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
+"      --fd N               use the already-connected socket fd N\n"
+"  -r, --read-only          serve the image read-only\n"
+"      --serial STR         device serial (GET_ID), at most 20 bytes\n"
+"      --num-queues N       number of request queues (1..%u, default 1)\n"
+"      --blk-size N         logical block size: 512 (default) or 4096\n"
+"      --cache MODE         none (O_DIRECT) or writeback (default)\n"
+"      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
+"      --print-capabilities print the back-end capabilities as JSON and exit\n"
+"  -h, --help               show this help and exit\n"
+"  -V, --version            show the version and exit\n"
+"\n"
+"Without --socket-path or --fd, a systemd-activated socket (LISTEN_FDS) is\n"
+"used.  SIGTERM or SIGINT: exit.  SIGHUP: re-read the image size.\n"
+"Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
+		VHU_BACKEND_MAX_QUEUES);
+}
+
+static int parse_uint(const char *s, unsigned long min, unsigned long max,
+		      unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+struct options {
+	const char *blk_file;
+	const char *socket_path;
+	const char *control;
+	const char *serial;
+	int fd;
+	bool read_only;
+	bool print_caps;
+	unsigned num_queues;
+	unsigned blk_size;
+	enum vhu_blk_cache cache;
+};
+
+/* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
+	       OPT_CONTROL, OPT_CAPS };
+	static const struct option longopts[] = {
+		{ "blk-file", required_argument, NULL, 'b' },
+		{ "socket-path", required_argument, NULL, 's' },
+		{ "fd", required_argument, NULL, OPT_FD },
+		{ "read-only", no_argument, NULL, 'r' },
+		{ "serial", required_argument, NULL, OPT_SERIAL },
+		{ "num-queues", required_argument, NULL, OPT_NUM_QUEUES },
+		{ "blk-size", required_argument, NULL, OPT_BLK_SIZE },
+		{ "cache", required_argument, NULL, OPT_CACHE },
+		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long v;
+	int c;
+
+	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 512,
+			       .cache = VHU_BLK_CACHE_WRITEBACK };
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":b:s:rhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			o->blk_file = optarg;
+			break;
+		case 's':
+			o->socket_path = optarg;
+			break;
+		case OPT_FD:
+			if (parse_uint(optarg, 0, INT_MAX, &v) < 0) {
+				vhu_blk_daemon_log("error: invalid --fd '%s'", optarg);
+				return -1;
+			}
+			o->fd = (int)v;
+			break;
+		case 'r':
+			o->read_only = true;
+			break;
+		case OPT_SERIAL:
+			if (strlen(optarg) > VHU_BLK_ID_BYTES) {
+				vhu_blk_daemon_log("error: --serial is longer than %d bytes",
+						   VHU_BLK_ID_BYTES);
+				return -1;
+			}
+			o->serial = optarg;
+			break;
+		case OPT_NUM_QUEUES:
+			if (parse_uint(optarg, 1, VHU_BACKEND_MAX_QUEUES, &v) < 0) {
+				vhu_blk_daemon_log("error: --num-queues must be 1..%u, not '%s'",
+						   VHU_BACKEND_MAX_QUEUES, optarg);
+				return -1;
+			}
+			o->num_queues = (unsigned)v;
+			break;
+		case OPT_BLK_SIZE:
+			if (parse_uint(optarg, 512, 4096, &v) < 0 ||
+			    (v != 512 && v != 4096)) {
+				vhu_blk_daemon_log("error: --blk-size must be 512 or 4096, not '%s'",
+						   optarg);
+				return -1;
+			}
+			o->blk_size = (unsigned)v;
+			break;
+		case OPT_CACHE:
+			if (strcmp(optarg, "none") == 0) {
+				o->cache = VHU_BLK_CACHE_NONE;
+			} else if (strcmp(optarg, "writeback") == 0) {
+				o->cache = VHU_BLK_CACHE_WRITEBACK;
+			} else {
+				vhu_blk_daemon_log("error: --cache must be none or writeback, not '%s'",
+						   optarg);
+				return -1;
+			}
+			break;
+		case OPT_CONTROL:
+			o->control = optarg;
+			break;
+		case OPT_CAPS:
+			o->print_caps = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 1;
+		case 'V':
+			printf(PROG " %s (libvhu %s)\n", VHU_VERSION_STRING, vhu_version());
+			return 1;
+		case ':':
+			vhu_blk_daemon_log("error: option '%s' needs an argument",
+					   argv[optind - 1]);
+			return -1;
+		default:
+			vhu_blk_daemon_log("error: unknown option '%s' (see --help)",
+					   argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		vhu_blk_daemon_log("error: unexpected argument '%s' (see --help)",
+				   argv[optind]);
+		return -1;
+	}
+	if (o->print_caps) {
+		/* docs/interop/vhost-user.json: type "block" */
+		printf("{\"type\": \"block\", \"features\": [\"read-only\", \"blk-file\"]}\n");
+		return 1;
+	}
+	if (o->socket_path && o->fd >= 0) {
+		vhu_blk_daemon_log("error: --socket-path and --fd are mutually exclusive");
+		return -1;
+	}
+	if (!o->blk_file) {
+		vhu_blk_daemon_log("error: --blk-file is required (see --help)");
+		return -1;
+	}
+	return 0;
+}
+
+/* systemd socket activation: LISTEN_PID is us and LISTEN_FDS >= 1. */
+static int systemd_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	unsigned long p, n;
+
+	if (!pid || !fds || parse_uint(pid, 1, LONG_MAX, &p) < 0 ||
+	    parse_uint(fds, 1, INT_MAX, &n) < 0 || (pid_t)p != getpid())
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return SD_LISTEN_FDS_START;
+}
+
+void vhu_blk_daemon_size_changed(struct vhu_blk_daemon *d, uint64_t old_size)
+{
+	uint64_t size = vhu_blk_size(d->blk);
+	int r;
+
+	vhu_blk_daemon_log("image size %llu -> %llu bytes",
+			   (unsigned long long)old_size, (unsigned long long)size);
+	if (!vhu_backend_is_connected(d->backend)) {
+		vhu_blk_daemon_log("no front-end connected: the new size is seen "
+				   "on the next connection");
+		return;
+	}
+	/* virtio 1.2, 5.2.4: capacity may change; the driver re-reads the
+	 * config space after CONFIG_CHANGE_MSG. */
+	r = vhu_backend_config_changed(d->backend, true);
+	if (r < 0)
+		vhu_blk_daemon_log("cannot notify the front-end of the new size: %s",
+				   r == -EOPNOTSUPP ? "no back-end channel negotiated"
+						    : strerror(-r));
+}
+
+static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
+{
+	struct vhu_blk_daemon *d = opaque;
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			uint64_t old = vhu_blk_size(d->blk);
+			int r = vhu_blk_refresh_size(d->blk);
+
+			if (r < 0)
+				vhu_blk_daemon_log("SIGHUP: cannot read the image size: %s",
+						   strerror(-r));
+			else if (r > 0 || vhu_blk_size(d->blk) != old)
+				vhu_blk_daemon_log("SIGHUP: image size changed"),
+				vhu_blk_daemon_size_changed(d, old);
+			else
+				vhu_blk_daemon_log("SIGHUP: image size unchanged");
+		} else {
+			vhu_loop_stop(loop);
+		}
+	}
+}
+
+static const char *open_error(int r)
+{
+	switch (r) {
+	case -ENOTBLK:
+		return "not a regular file or block device";
+	case -EINVAL:
+		return "invalid argument (O_DIRECT unsupported here? try --cache=writeback)";
+	default:
+		return strerror(-r);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct vhu_blk_daemon d = { 0 };
+	struct vhu_backend_opts bo;
+	struct options o;
+	char fd_desc[32];
+	sigset_t mask;
+	int r, sfd = -1, listen_fd = -1, status = 1;
+
+	r = parse_args(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : 1;
+
+	if (!o.socket_path && o.fd < 0) {
+		listen_fd = systemd_fd();
+		if (listen_fd < 0) {
+			vhu_blk_daemon_log("error: one of --socket-path or --fd is required "
+					   "(or systemd socket activation)");
+			return 1;
+		}
+	}
+	if (o.fd >= 0) {
+		struct stat st;
+
+		if (fstat(o.fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+			vhu_blk_daemon_log("error: --fd %d is not an open socket", o.fd);
+			return 1;
+		}
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	/* Blocked before any thread exists, so every worker inherits the
+	 * mask and only the signalfd sees these signals. */
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+
+	struct vhu_blk_opts bopts = {
+		.path = o.blk_file,
+		.read_only = o.read_only,
+		.serial = o.serial,
+		.num_queues = o.num_queues,
+		.blk_size = o.blk_size,
+		.cache = o.cache,
+	};
+	r = vhu_blk_new(&bopts, &d.blk);
+	if (r < 0) {
+		vhu_blk_daemon_log("error: cannot open image '%s': %s", o.blk_file,
+				   open_error(r));
+		return 1;
+	}
+	d.image_path = o.blk_file;
+
+	r = vhu_loop_new(&d.loop);
+	if (r < 0) {
+		vhu_blk_daemon_log("error: event loop: %s", strerror(-r));
+		goto out_blk;
+	}
+	vhu_blk_backend_opts(d.blk, &bo);
+	r = vhu_backend_new(&bo, &d.backend);
+	if (r < 0) {
+		vhu_blk_daemon_log("error: back-end: %s", strerror(-r));
+		goto out_loop;
+	}
+
+	if (o.socket_path) {
+		d.socket_desc = o.socket_path;
+		r = vhu_backend_listen(d.backend, o.socket_path);
+		if (r == -EADDRINUSE)
+			vhu_blk_daemon_log("error: socket path '%s' is in use", o.socket_path);
+		else if (r < 0)
+			vhu_blk_daemon_log("error: cannot listen on '%s': %s",
+					   o.socket_path, strerror(-r));
+	} else if (o.fd >= 0) {
+		snprintf(fd_desc, sizeof(fd_desc), "fd %d", o.fd);
+		d.socket_desc = fd_desc;
+		r = vhu_backend_connected_fd(d.backend, o.fd);
+		if (r < 0)
+			vhu_blk_daemon_log("error: cannot use --fd %d: %s", o.fd,
+					   strerror(-r));
+	} else {
+		d.socket_desc = "systemd";
+		r = vhu_backend_listen_fd(d.backend, listen_fd);
+		if (r < 0)
+			vhu_blk_daemon_log("error: cannot use the systemd socket: %s",
+					   strerror(-r));
+	}
+	if (r < 0)
+		goto out_backend;
+
+	if (o.control) {
+		r = vhu_blk_ctl_open(&d, o.control, &d.ctl);
+		if (r == -EADDRINUSE)
+			vhu_blk_daemon_log("error: control socket '%s' is in use", o.control);
+		else if (r < 0)
+			vhu_blk_daemon_log("error: cannot create control socket '%s': %s",
+					   o.control, strerror(-r));
+		if (r < 0)
+			goto out_backend;
+	}
+
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || vhu_loop_add(d.loop, sfd, EPOLLIN, on_signal, &d) < 0) {
+		vhu_blk_daemon_log("error: signalfd: %s", strerror(errno));
+		goto out_ctl;
+	}
+	r = vhu_backend_attach(d.backend, d.loop);
+	if (r < 0) {
+		vhu_blk_daemon_log("error: cannot attach the back-end: %s", strerror(-r));
+		goto out_ctl;
+	}
+	vhu_blk_daemon_log("serving '%s' (%llu bytes%s) on %s", o.blk_file,
+			   (unsigned long long)vhu_blk_size(d.blk),
+			   o.read_only ? ", read-only" : "", d.socket_desc);
+
+	r = vhu_loop_run(d.loop);
+	if (r < 0)
+		vhu_blk_daemon_log("error: event loop: %s", strerror(-r));
+	else
+		status = 0;
+	vhu_backend_detach(d.backend);
+out_ctl:
+	if (sfd >= 0) {
+		vhu_loop_del(d.loop, sfd);
+		close(sfd);
+	}
+	vhu_blk_ctl_close(d.ctl);
+out_backend:
+	vhu_backend_free(d.backend);
+out_loop:
+	vhu_loop_free(d.loop);
+out_blk:
+	vhu_blk_free(d.blk);
+	return status;
+}
