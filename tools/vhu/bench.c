@@ -1,0 +1,784 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu bench: a virtio-blk load generator driving the back-end's queues
+ * directly (no VM).  One thread per queue; every request slot (header,
+ * data, status) is preallocated in guest memory, so the hot loop does no
+ * allocation: fill slots, add chains, one kick per batch, reap.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "vhu.h"
+
+/* virtio 1.2, 5.2.6 */
+#define BLK_T_IN  0
+#define BLK_T_OUT 1
+#define BLK_S_OK  0
+#define SECTOR 512u
+
+struct blk_hdr {
+	uint32_t type;
+	uint32_t ioprio;
+	uint64_t sector;
+};
+
+enum pattern { P_READ, P_WRITE, P_RANDREAD, P_RANDWRITE, P_RW, P_RANDRW };
+static const char *const pattern_names[] = {
+	"read", "write", "randread", "randwrite", "rw", "randrw",
+};
+
+struct opts {
+	enum pattern pattern;
+	unsigned rwmix_read;   /* percent */
+	uint64_t bs;
+	unsigned iodepth;
+	unsigned queues;
+	unsigned queue_size;
+	double time_s;
+	uint64_t count;        /* 0: time-bound */
+	uint64_t size;         /* bytes of the disk to use, 0 = all */
+	int pid;
+	bool verify;
+	uint64_t seed;
+	bool json;
+	bool progress;
+	bool no_event_idx;
+	double stall_s;
+};
+
+/* Log-linear latency histogram: exact below 64 ns, then 32 buckets per
+ * power of two (about 3 % resolution), up to 2^40 ns. */
+#define H_SUB 32
+#define H_BUCKETS (64 + (40 - 6) * H_SUB + H_SUB)
+
+static unsigned h_index(uint64_t ns)
+{
+	if (ns < 64)
+		return (unsigned)ns;
+	unsigned msb = 63 - (unsigned)__builtin_clzll(ns);
+	if (msb >= 40)
+		return H_BUCKETS - 1;
+	return 64 + (msb - 6) * H_SUB + (unsigned)((ns >> (msb - 5)) & (H_SUB - 1));
+}
+
+static double h_value(unsigned idx)
+{
+	if (idx < 64)
+		return idx;
+	unsigned k = (idx - 64) / H_SUB, m = (idx - 64) % H_SUB, msb = k + 6;
+	double lo = (double)(1ull << msb) + (double)((uint64_t)m << (msb - 5));
+	return lo + (double)(1ull << (msb - 5)) / 2; /* bucket middle */
+}
+
+struct slot {
+	struct blk_hdr *hdr;
+	uint8_t *data;
+	uint8_t *status;
+	uint64_t hdr_gpa, data_gpa, status_gpa;
+	uint64_t t_submit;
+	uint64_t block;
+	bool write;
+	bool check;          /* verify this read's data */
+};
+
+struct worker {
+	pthread_t thread;
+	unsigned index;
+	const struct opts *o;
+	struct vhu_fe_vq *vq;
+	struct slot *slots;
+	struct slot **free_slots;
+	unsigned nfree;
+	uint64_t first_block, nblocks, next_seq;
+	uint64_t rng;
+	uint8_t *written;    /* verify: blocks this run wrote (bitmap) */
+	uint64_t quota;      /* requests to submit, UINT64_MAX: by time */
+	uint64_t submitted;
+
+	/* results; done is read by the progress printer */
+	uint64_t done;
+	uint64_t reads, writes, errors, verified, mismatches;
+	uint64_t lat_max;
+	uint64_t lat_sum;
+	uint64_t hist[H_BUCKETS];
+	int fail;            /* -errno when the worker stopped on an error */
+};
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+	/* xorshift64* */
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Verify pattern: each 8-byte word depends on the seed and its byte
+ * offset on the disk, so any write of a block writes the same bytes and a
+ * read can be checked without knowing which write it saw. */
+static void fill_pattern(uint8_t *p, uint64_t disk_off, uint64_t len, uint64_t seed)
+{
+	for (uint64_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = mix64(seed ^ (disk_off + i));
+		memcpy(p + i, &v, 8);
+	}
+}
+
+static bool check_pattern(const uint8_t *p, uint64_t disk_off, uint64_t len,
+			  uint64_t seed)
+{
+	for (uint64_t i = 0; i + 8 <= len; i += 8) {
+		uint64_t v = mix64(seed ^ (disk_off + i)), g;
+		memcpy(&g, p + i, 8);
+		if (g != v)
+			return false;
+	}
+	return true;
+}
+
+static bool is_write(struct worker *w)
+{
+	switch (w->o->pattern) {
+	case P_WRITE: case P_RANDWRITE: return true;
+	case P_READ: case P_RANDREAD: return false;
+	default: return (rng_next(&w->rng) % 100) >= w->o->rwmix_read;
+	}
+}
+
+static uint64_t pick_block(struct worker *w)
+{
+	switch (w->o->pattern) {
+	case P_READ: case P_WRITE: case P_RW: {
+		uint64_t b = w->next_seq;
+		w->next_seq = (w->next_seq + 1) % w->nblocks;
+		return w->first_block + b;
+	}
+	default:
+		return w->first_block + rng_next(&w->rng) % w->nblocks;
+	}
+}
+
+static bool bit_get(const uint8_t *bm, uint64_t i) { return bm[i / 8] & (1u << (i % 8)); }
+static void bit_set(uint8_t *bm, uint64_t i) { bm[i / 8] |= (uint8_t)(1u << (i % 8)); }
+
+static int submit_one(struct worker *w, struct slot *s)
+{
+	const struct opts *o = w->o;
+	s->write = is_write(w);
+	s->block = pick_block(w);
+	uint64_t off = s->block * o->bs;
+	s->hdr->type = s->write ? BLK_T_OUT : BLK_T_IN;
+	s->hdr->ioprio = 0;
+	s->hdr->sector = off / SECTOR;
+	*s->status = 0xff;  /* the device must overwrite it */
+	s->check = false;
+	if (o->verify) {
+		if (s->write)
+			fill_pattern(s->data, off, o->bs, o->seed);
+		else
+			s->check = !w->written ||
+				   bit_get(w->written, s->block - w->first_block);
+	}
+	struct vhu_fe_buf out[2], in[2];
+	unsigned n_out = 0, n_in = 0;
+	out[n_out++] = (struct vhu_fe_buf){ s->hdr_gpa, sizeof(struct blk_hdr) };
+	if (s->write)
+		out[n_out++] = (struct vhu_fe_buf){ s->data_gpa, (uint32_t)o->bs };
+	else
+		in[n_in++] = (struct vhu_fe_buf){ s->data_gpa, (uint32_t)o->bs };
+	in[n_in++] = (struct vhu_fe_buf){ s->status_gpa, 1 };
+	s->t_submit = now_ns();
+	int r = vhu_fe_vq_add(w->vq, out, n_out, in, n_in, s);
+	return r < 0 ? r : 0;
+}
+
+static void complete_one(struct worker *w, struct slot *s, uint32_t len, uint64_t t)
+{
+	const struct opts *o = w->o;
+	uint64_t lat = t > s->t_submit ? t - s->t_submit : 0;
+	w->hist[h_index(lat)]++;
+	w->lat_sum += lat;
+	if (lat > w->lat_max)
+		w->lat_max = lat;
+	uint8_t st = *s->status;
+	uint32_t want = s->write ? 1 : (uint32_t)o->bs + 1;
+	if (st != BLK_S_OK || len < 1) {
+		w->errors++;
+		if (w->errors <= 3)
+			fprintf(stderr, "vhu bench: queue %u: %s block %" PRIu64
+				" failed: status %u, len %u\n", w->index,
+				s->write ? "write" : "read", s->block, st, len);
+	} else if (len != want && w->errors++ < 3) {
+		fprintf(stderr, "vhu bench: queue %u: device wrote %u bytes, expected %u\n",
+			w->index, len, want);
+	} else if (o->verify) {
+		if (s->write) {
+			if (w->written)
+				bit_set(w->written, s->block - w->first_block);
+		} else if (s->check) {
+			w->verified++;
+			if (!check_pattern(s->data, s->block * o->bs, o->bs, o->seed)) {
+				if (w->mismatches++ < 3)
+					fprintf(stderr, "vhu bench: verify: block %" PRIu64
+						" (offset %" PRIu64 ") has wrong data\n",
+						s->block, s->block * o->bs);
+			}
+		}
+	}
+	if (s->write)
+		w->writes++;
+	else
+		w->reads++;
+	__atomic_store_n(&w->done, w->done + 1, __ATOMIC_RELAXED);
+	w->free_slots[w->nfree++] = s;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const struct opts *o = w->o;
+	uint64_t stall_ns = (uint64_t)(o->stall_s * 1e9);
+	uint64_t last_progress = now_ns();
+	for (;;) {
+		bool stopping = __atomic_load_n(&stop_flag, __ATOMIC_RELAXED) ||
+				w->submitted >= w->quota;
+		if (!stopping) {
+			while (w->nfree && w->submitted < w->quota) {
+				struct slot *s = w->free_slots[--w->nfree];
+				int r = submit_one(w, s);
+				if (r < 0) {
+					w->fail = r;
+					return NULL;
+				}
+				w->submitted++;
+			}
+			int r = vhu_fe_vq_kick(w->vq);
+			if (r < 0) {
+				w->fail = r;
+				return NULL;
+			}
+		}
+		if (vhu_fe_vq_inflight(w->vq) == 0 && stopping)
+			return NULL;
+
+		unsigned got = 0;
+		uint64_t t = 0;
+		for (;;) {
+			void *data;
+			uint32_t len;
+			int r = vhu_fe_vq_get_used(w->vq, &data, &len);
+			if (r < 0) {
+				w->fail = r;
+				return NULL;
+			}
+			if (r == 0)
+				break;
+			if (!got)
+				t = now_ns();
+			complete_one(w, data, len, t);
+			got++;
+		}
+		if (got) {
+			last_progress = t;
+			continue;
+		}
+		int r = vhu_fe_vq_wait(w->vq, 100);
+		if (r < 0) {
+			w->fail = r;
+			return NULL;
+		}
+		if (r == 0 && now_ns() - last_progress > stall_ns) {
+			fprintf(stderr, "vhu bench: queue %u: no completion for %.1f s "
+				"(%u in flight); giving up\n", w->index, o->stall_s,
+				vhu_fe_vq_inflight(w->vq));
+			w->fail = -ETIMEDOUT;
+			return NULL;
+		}
+	}
+}
+
+/* utime + stime of a process in seconds, or -1. */
+static double proc_cpu(int pid)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* The command name may contain spaces and ')': fields restart
+	 * after the last ')'.  utime and stime are fields 14 and 15. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -1;
+	unsigned long long ut, stt;
+	if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+		   &ut, &stt) != 2)
+		return -1;
+	long hz = sysconf(_SC_CLK_TCK);
+	return (double)(ut + stt) / (double)(hz > 0 ? hz : 100);
+}
+
+static void bench_help(FILE *f)
+{
+	fprintf(f,
+		"usage: vhu bench SOCKET [options]\n"
+		"  --pattern P       read|write|randread|randwrite|rw|randrw (randread)\n"
+		"  --rwmix-read PCT  share of reads for rw/randrw (50)\n"
+		"  --bs BYTES        request size, multiple of 512, suffixes k/m (4k)\n"
+		"  --iodepth N       requests in flight per queue (32)\n"
+		"  --queues N        queues, each driven by its own thread (1)\n"
+		"  --queue-size N    descriptors per queue (smallest power of two >= 3*iodepth)\n"
+		"  --time SEC        run time (10), or\n"
+		"  --count N         total requests, then stop\n"
+		"  --size BYTES      use only the first BYTES of the disk\n"
+		"  --pid PID         back-end process: report its CPU time\n"
+		"  --verify          write a pattern (offset + seed), check it on read\n"
+		"  --seed N          pattern seed (1)\n"
+		"  --no-event-idx    do not negotiate VIRTIO_F_EVENT_IDX\n"
+		"  --quiet           no progress line\n"
+		"  --json            result as JSON\n"
+		"Read-only patterns with --verify check every block: write it first\n"
+		"with the same --bs, --seed and range.\n");
+}
+
+static bool parse_pattern(const char *s, enum pattern *p)
+{
+	for (unsigned i = 0; i < sizeof(pattern_names) / sizeof(pattern_names[0]); i++) {
+		if (!strcmp(s, pattern_names[i])) {
+			*p = (enum pattern)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
+{
+	static const struct option lo[] = {
+		{ "pattern", required_argument, NULL, 'p' },
+		{ "rwmix-read", required_argument, NULL, 'm' },
+		{ "bs", required_argument, NULL, 'b' },
+		{ "iodepth", required_argument, NULL, 'd' },
+		{ "queues", required_argument, NULL, 'q' },
+		{ "queue-size", required_argument, NULL, 'Q' },
+		{ "time", required_argument, NULL, 't' },
+		{ "count", required_argument, NULL, 'c' },
+		{ "size", required_argument, NULL, 's' },
+		{ "pid", required_argument, NULL, 'P' },
+		{ "verify", no_argument, NULL, 'v' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "no-event-idx", no_argument, NULL, 'E' },
+		{ "quiet", no_argument, NULL, 'z' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	*o = (struct opts){
+		.pattern = P_RANDREAD, .rwmix_read = 50, .bs = 4096, .iodepth = 32,
+		.queues = 1, .time_s = 10, .pid = -1, .seed = 1, .progress = true,
+		.stall_s = 10,
+	};
+	uint64_t v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (!parse_pattern(optarg, &o->pattern))
+				goto bad;
+			break;
+		case 'm':
+			if (!parse_uint(optarg, 0, 100, &v)) goto bad;
+			o->rwmix_read = (unsigned)v;
+			break;
+		case 'b':
+			if (!parse_size(optarg, &v) || v == 0 || v % SECTOR ||
+			    v > 64 * 1024 * 1024) goto bad;
+			o->bs = v;
+			break;
+		case 'd':
+			if (!parse_uint(optarg, 1, 4096, &v)) goto bad;
+			o->iodepth = (unsigned)v;
+			break;
+		case 'q':
+			if (!parse_uint(optarg, 1, 64, &v)) goto bad;
+			o->queues = (unsigned)v;
+			break;
+		case 'Q':
+			if (!parse_uint(optarg, 1, 32768, &v) || (v & (v - 1))) goto bad;
+			o->queue_size = (unsigned)v;
+			break;
+		case 't':
+			if (!parse_seconds(optarg, &o->time_s) || o->time_s <= 0) goto bad;
+			break;
+		case 'c':
+			if (!parse_uint(optarg, 1, UINT64_MAX / 2, &o->count)) goto bad;
+			break;
+		case 's':
+			if (!parse_size(optarg, &o->size)) goto bad;
+			break;
+		case 'P':
+			if (!parse_uint(optarg, 1, 1u << 30, &v)) goto bad;
+			o->pid = (int)v;
+			break;
+		case 'v': o->verify = true; break;
+		case 'S':
+			if (!parse_uint(optarg, 0, UINT64_MAX, &o->seed)) goto bad;
+			break;
+		case 'E': o->no_event_idx = true; break;
+		case 'z': o->progress = false; break;
+		case 'j': o->json = true; break;
+		case 'h': bench_help(stdout); return 1;
+		default: bench_help(stderr); return -1;
+		}
+	}
+	if (optind + 1 != argc) {
+		bench_help(stderr);
+		return -1;
+	}
+	*path = argv[optind];
+	if (!o->queue_size) {
+		unsigned need = 3 * o->iodepth, qs = 8;
+		while (qs < need)
+			qs *= 2;
+		o->queue_size = qs > 32768 ? 32768 : qs;
+	}
+	if (3u * o->iodepth > o->queue_size) {
+		fprintf(stderr, "vhu bench: --queue-size %u is too small for --iodepth %u "
+			"(3 descriptors per request)\n", o->queue_size, o->iodepth);
+		return -1;
+	}
+	return 0;
+bad:
+	for (const struct option *l = lo; l->name; l++) {
+		if (l->val == c) {
+			fprintf(stderr, "vhu bench: bad value for --%s: '%s'\n",
+				l->name, optarg);
+			break;
+		}
+	}
+	return -1;
+}
+
+static double percentile(const uint64_t *h, uint64_t total, double p)
+{
+	if (!total)
+		return 0;
+	uint64_t want = (uint64_t)ceil(p * (double)total);
+	if (want == 0)
+		want = 1;
+	uint64_t acc = 0;
+	for (unsigned i = 0; i < H_BUCKETS; i++) {
+		acc += h[i];
+		if (acc >= want)
+			return h_value(i);
+	}
+	return h_value(H_BUCKETS - 1);
+}
+
+static int setup_workers(struct vhu_fe *fe, const struct opts *o,
+			 struct worker *ws, uint64_t disk_blocks)
+{
+	for (unsigned q = 0; q < o->queues; q++) {
+		struct worker *w = &ws[q];
+		w->index = q;
+		w->o = o;
+		w->first_block = disk_blocks * q / o->queues;
+		w->nblocks = disk_blocks * (q + 1) / o->queues - w->first_block;
+		w->rng = mix64(o->seed * 1000003 + q + 1) | 1;
+		if (o->count) {
+			w->quota = o->count / o->queues + (q < o->count % o->queues);
+		} else {
+			w->quota = UINT64_MAX;
+		}
+		int r = vhu_fe_vq_setup(fe, q, o->queue_size, &w->vq);
+		if (r < 0) {
+			fprintf(stderr, "vhu bench: queue %u setup: %s\n", q, strerror(-r));
+			return r;
+		}
+		w->slots = calloc(o->iodepth, sizeof(*w->slots));
+		w->free_slots = calloc(o->iodepth, sizeof(*w->free_slots));
+		if (!w->slots || !w->free_slots)
+			return -ENOMEM;
+		bool mixed = o->pattern == P_RW || o->pattern == P_RANDRW;
+		if (o->verify && mixed) {
+			w->written = calloc(w->nblocks / 8 + 1, 1);
+			if (!w->written)
+				return -ENOMEM;
+		}
+		for (unsigned i = 0; i < o->iodepth; i++) {
+			struct slot *s = &w->slots[i];
+			s->hdr = vhu_fe_alloc(fe, 64, 64, &s->hdr_gpa);
+			s->data = vhu_fe_alloc(fe, o->bs, 4096, &s->data_gpa);
+			if (!s->hdr || !s->data)
+				return -ENOMEM;
+			/* The status byte sits after the header, in its own
+			 * descriptor. */
+			s->status = (uint8_t *)s->hdr + 32;
+			s->status_gpa = s->hdr_gpa + 32;
+			w->free_slots[w->nfree++] = s;
+		}
+	}
+	return 0;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	struct opts o;
+	const char *path;
+	int pr = parse_opts(argc, argv, &o, &path);
+	if (pr)
+		return pr > 0 ? 0 : EXIT_USAGE;
+
+	struct vhu_fe *fe;
+	if (tool_connect(path, 5000, &fe) < 0)
+		return 1;
+	int rc = 1;
+	struct worker *ws = calloc(o.queues, sizeof(*ws));
+	if (!ws)
+		goto out;
+
+	uint64_t want = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_EVENT_IDX) |
+			VHU_BIT(BLK_F_SEG_MAX) | VHU_BIT(BLK_F_BLK_SIZE) |
+			VHU_BIT(BLK_F_FLUSH) | VHU_BIT(BLK_F_MQ) |
+			VHU_BIT(BLK_F_CONFIG_WCE) | VHU_BIT(BLK_F_TOPOLOGY) |
+			VHU_BIT(BLK_F_SIZE_MAX) | VHU_BIT(BLK_F_RO);
+	if (o.no_event_idx)
+		want &= ~VHU_BIT(VHU_F_EVENT_IDX);
+	int r = vhu_fe_set_features(fe, want);
+	if (r < 0) {
+		fprintf(stderr, "vhu bench: SET_FEATURES: %s\n", strerror(-r));
+		goto out;
+	}
+	uint64_t f = vhu_fe_features(fe);
+	uint8_t cfg[96];
+	int clen = blk_read_config(fe, cfg, sizeof(cfg));
+	if (clen < 0) {
+		fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
+			strerror(-clen));
+		goto out;
+	}
+	uint64_t cap_bytes = le64_at(cfg, 0) * SECTOR;
+	if (o.size && o.size < cap_bytes)
+		cap_bytes = o.size;
+	uint64_t disk_blocks = cap_bytes / o.bs;
+	if (disk_blocks < o.queues) {
+		fprintf(stderr, "vhu bench: disk of %" PRIu64 " bytes too small for "
+			"--bs %" PRIu64 " on %u queues\n", cap_bytes, o.bs, o.queues);
+		goto out;
+	}
+	bool writes = o.pattern != P_READ && o.pattern != P_RANDREAD;
+	if (writes && (f & VHU_BIT(BLK_F_RO))) {
+		fprintf(stderr, "vhu bench: the device is read-only\n");
+		goto out;
+	}
+	if (o.queues > 1) {
+		unsigned maxq = vhu_fe_queue_num(fe);
+		unsigned nq = (f & VHU_BIT(BLK_F_MQ)) && clen >= 36 ? le16_at(cfg, 34) : 1;
+		if (!(f & VHU_BIT(BLK_F_MQ)) || o.queues > nq || (maxq && o.queues > maxq)) {
+			fprintf(stderr, "vhu bench: the back-end serves %u queue(s); "
+				"--queues %u\n", nq, o.queues);
+			goto out;
+		}
+	}
+
+	/* Guest memory: rings, then per slot a header line and a data block. */
+	uint64_t ring = 16ull * o.queue_size + 8192 + 8ull * o.queue_size;
+	uint64_t per_q = ring + (uint64_t)o.iodepth * (o.bs + 4096 + 64);
+	r = vhu_fe_add_memory(fe, (size_t)(per_q * o.queues + (1 << 20)));
+	if (r < 0) {
+		fprintf(stderr, "vhu bench: registering guest memory: %s\n", strerror(-r));
+		goto out;
+	}
+	r = setup_workers(fe, &o, ws, disk_blocks);
+	if (r < 0) {
+		if (r == -ENOMEM)
+			fprintf(stderr, "vhu bench: out of memory\n");
+		goto out;
+	}
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	double cpu0 = o.pid > 0 ? proc_cpu(o.pid) : -1;
+	if (o.pid > 0 && cpu0 < 0)
+		fprintf(stderr, "vhu bench: cannot read /proc/%d/stat; no CPU figures\n",
+			o.pid);
+	uint64_t t0 = now_ns();
+	unsigned started = 0;
+	for (; started < o.queues; started++) {
+		if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started])) {
+			stop_flag = 1;
+			break;
+		}
+	}
+	uint64_t end = o.count ? UINT64_MAX : t0 + (uint64_t)(o.time_s * 1e9);
+	uint64_t last_done = 0, last_t = t0;
+	for (;;) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		uint64_t t = now_ns(), done = 0;
+		bool any_fail = false;
+		for (unsigned q = 0; q < started; q++) {
+			done += __atomic_load_n(&ws[q].done, __ATOMIC_RELAXED);
+			any_fail |= __atomic_load_n(&ws[q].fail, __ATOMIC_RELAXED) != 0;
+		}
+		if (t >= end || any_fail)
+			stop_flag = 1;
+		/* Count mode: over when every quota completed. */
+		bool all_done = o.count && done >= o.count;
+		if (o.progress && t - last_t >= 1000000000ull) {
+			double dt = (double)(t - last_t) / 1e9;
+			double iops = (double)(done - last_done) / dt;
+			fprintf(stderr, "[%5.1fs] %10.0f IOPS %9.1f MB/s\n",
+				(double)(t - t0) / 1e9, iops, iops * (double)o.bs / 1e6);
+			last_done = done;
+			last_t = t;
+		}
+		if (stop_flag || all_done)
+			break;
+	}
+	for (unsigned q = 0; q < started; q++)
+		pthread_join(ws[q].thread, NULL);
+	uint64_t t1 = now_ns();
+	double cpu1 = o.pid > 0 && cpu0 >= 0 ? proc_cpu(o.pid) : -1;
+
+	/* Merge. */
+	static uint64_t hist[H_BUCKETS];
+	uint64_t done = 0, reads = 0, wrs = 0, errors = 0, verified = 0, mism = 0;
+	uint64_t lat_max = 0, lat_sum = 0;
+	int fail = started < o.queues ? -EAGAIN : 0;
+	for (unsigned q = 0; q < started; q++) {
+		struct worker *w = &ws[q];
+		done += w->done;
+		reads += w->reads;
+		wrs += w->writes;
+		errors += w->errors;
+		verified += w->verified;
+		mism += w->mismatches;
+		lat_sum += w->lat_sum;
+		if (w->lat_max > lat_max)
+			lat_max = w->lat_max;
+		for (unsigned i = 0; i < H_BUCKETS; i++)
+			hist[i] += w->hist[i];
+		if (w->fail && !fail) {
+			fail = w->fail;
+			fprintf(stderr, "vhu bench: queue %u stopped: %s\n", q,
+				strerror(-w->fail));
+		}
+	}
+	double secs = (double)(t1 - t0) / 1e9;
+	double iops = secs > 0 ? (double)done / secs : 0;
+	double mbps = iops * (double)o.bs / 1e6;
+	/* A bucket's middle may lie above the largest sample: clamp. */
+	double maxv = (double)lat_max;
+	double p50 = fmin(percentile(hist, done, 0.50), maxv) / 1000;
+	double p99 = fmin(percentile(hist, done, 0.99), maxv) / 1000;
+	double p999 = fmin(percentile(hist, done, 0.999), maxv) / 1000;
+	double avg = done ? (double)lat_sum / (double)done / 1000 : 0;
+	double cpu = cpu1 >= 0 ? cpu1 - cpu0 : -1;
+	double iops_per_cpu = cpu > 0 ? (double)done / cpu : 0;
+
+	if (o.json) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "pattern", json_object_new_string(pattern_names[o.pattern]));
+		json_object_object_add(j, "bs", json_object_new_uint64(o.bs));
+		json_object_object_add(j, "iodepth", json_object_new_int((int)o.iodepth));
+		json_object_object_add(j, "queues", json_object_new_int((int)o.queues));
+		json_object_object_add(j, "seconds", json_object_new_double(secs));
+		json_object_object_add(j, "requests", json_object_new_uint64(done));
+		json_object_object_add(j, "reads", json_object_new_uint64(reads));
+		json_object_object_add(j, "writes", json_object_new_uint64(wrs));
+		json_object_object_add(j, "errors", json_object_new_uint64(errors));
+		json_object_object_add(j, "iops", json_object_new_double(iops));
+		json_object_object_add(j, "mbps", json_object_new_double(mbps));
+		json_object_object_add(j, "lat_avg_us", json_object_new_double(avg));
+		json_object_object_add(j, "lat_p50_us", json_object_new_double(p50));
+		json_object_object_add(j, "lat_p99_us", json_object_new_double(p99));
+		json_object_object_add(j, "lat_p999_us", json_object_new_double(p999));
+		json_object_object_add(j, "lat_max_us", json_object_new_double((double)lat_max / 1000));
+		if (cpu >= 0) {
+			json_object_object_add(j, "backend_cpu_s", json_object_new_double(cpu));
+			json_object_object_add(j, "iops_per_backend_cpu_s",
+					       json_object_new_double(iops_per_cpu));
+		}
+		if (o.verify) {
+			json_object_object_add(j, "verified", json_object_new_uint64(verified));
+			json_object_object_add(j, "mismatches", json_object_new_uint64(mism));
+		}
+		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
+		json_object_put(j);
+	} else {
+		printf("pattern %s, bs %" PRIu64 ", iodepth %u, queues %u, %.2f s%s\n",
+		       pattern_names[o.pattern], o.bs, o.iodepth, o.queues, secs,
+		       (f & VHU_BIT(VHU_F_EVENT_IDX)) ? ", event-idx" : "");
+		printf("requests: %" PRIu64 " (%" PRIu64 " reads, %" PRIu64 " writes), "
+		       "errors: %" PRIu64 "\n", done, reads, wrs, errors);
+		printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
+		printf("latency (us): avg %.1f  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+		       avg, p50, p99, p999, (double)lat_max / 1000);
+		if (cpu >= 0)
+			printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
+			       "IOPS per back-end CPU-second: %.0f\n",
+			       cpu, secs > 0 ? 100 * cpu / secs : 0, iops_per_cpu);
+		if (o.verify)
+			printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
+			       verified, mism);
+	}
+	if (fail == 0 && errors == 0 && mism == 0 && (!o.count || done == o.count))
+		rc = 0;
+	else if (fail == 0 && o.count && done != o.count)
+		fprintf(stderr, "vhu bench: interrupted after %" PRIu64 " of %" PRIu64
+			" requests\n", done, o.count);
+out:
+	if (ws) {
+		for (unsigned q = 0; q < o.queues; q++) {
+			free(ws[q].slots);
+			free(ws[q].free_slots);
+			free(ws[q].written);
+		}
+	}
+	free(ws);
+	vhu_fe_close(fe);
+	return rc;
+}

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu ctl: JSON-RPC 2.0 client for vhu-blk's control socket.  One request
+ * per line, one response per line (newline-delimited JSON).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "vhu.h"
+
+#define MAX_LINE (1024 * 1024)
+#define CTL_ID 1
+
+static void ctl_help(FILE *f)
+{
+	fprintf(f,
+		"usage: vhu ctl CONTROL_SOCKET [--json] [--timeout SEC] COMMAND\n"
+		"commands:\n"
+		"  resize SIZE   grow or shrink the disk (SIZE in bytes, suffixes K M G)\n"
+		"  info          show the device's settings\n"
+		"  stats         show I/O counters\n");
+}
+
+static int dial(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static int write_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read one line (without '\n') into a malloc'd buffer. */
+static int read_line(int fd, int timeout_ms, char **out)
+{
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	int64_t deadline = mono_ms() + timeout_ms;
+	for (;;) {
+		int64_t left = deadline - mono_ms();
+		if (left <= 0) {
+			free(buf);
+			return -ETIMEDOUT;
+		}
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int n = poll(&p, 1, (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(buf);
+			return -errno;
+		}
+		if (n == 0)
+			continue;
+		if (len + 4096 + 1 > cap) {
+			if (cap >= MAX_LINE) {
+				free(buf);
+				return -EMSGSIZE;
+			}
+			char *nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		ssize_t r = recv(fd, buf + len, 4096, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			free(buf);
+			return -errno;
+		}
+		if (r == 0) {
+			free(buf);
+			return -ECONNRESET;
+		}
+		char *nl = memchr(buf + len, '\n', (size_t)r);
+		len += (size_t)r;
+		if (nl) {
+			*nl = '\0';
+			*out = buf;
+			return 0;
+		}
+	}
+}
+
+static void print_plain(json_object *v, const char *prefix)
+{
+	if (json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, key, val) {
+			char p[256];
+			snprintf(p, sizeof(p), "%s%s%s", prefix, *prefix ? "." : "", key);
+			print_plain(val, p);
+		}
+		return;
+	}
+	const char *s = json_object_is_type(v, json_type_string)
+				? json_object_get_string(v)
+				: json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	if (*prefix)
+		printf("%s: %s\n", prefix, s);
+	else
+		printf("%s\n", s);
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	bool json = false;
+	double timeout = 10;
+	int c;
+	optind = 1;
+	/* '+': options end at the first non-option (the command's own
+	 * arguments follow) but --json is also accepted after it, below. */
+	while ((c = getopt_long(argc, argv, "+jT:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = true; break;
+		case 'T':
+			if (!parse_seconds(optarg, &timeout) || timeout <= 0) {
+				fprintf(stderr, "vhu ctl: bad --timeout\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'h': ctl_help(stdout); return 0;
+		default: ctl_help(stderr); return EXIT_USAGE;
+		}
+	}
+	/* Collect positionals, allowing --json anywhere. */
+	const char *pos[4];
+	int npos = 0;
+	for (int i = optind; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			json = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "--help")) {
+			ctl_help(stdout);
+			return 0;
+		}
+		if (npos == 4) {
+			ctl_help(stderr);
+			return EXIT_USAGE;
+		}
+		pos[npos++] = argv[i];
+	}
+	if (npos < 2) {
+		ctl_help(stderr);
+		return EXIT_USAGE;
+	}
+	const char *path = pos[0], *method = pos[1];
+	json_object *params = NULL;
+	if (!strcmp(method, "resize")) {
+		uint64_t size;
+		if (npos != 3 || !parse_size(pos[2], &size) || size > INT64_MAX) {
+			fprintf(stderr, "vhu ctl: resize needs SIZE (bytes, K/M/G suffix)\n");
+			return EXIT_USAGE;
+		}
+		params = json_object_new_object();
+		json_object_object_add(params, "size", json_object_new_int64((int64_t)size));
+	} else if (!strcmp(method, "info") || !strcmp(method, "stats")) {
+		if (npos != 2) {
+			ctl_help(stderr);
+			return EXIT_USAGE;
+		}
+	} else {
+		fprintf(stderr, "vhu ctl: unknown command '%s'\n", method);
+		ctl_help(stderr);
+		return EXIT_USAGE;
+	}
+
+	json_object *req = json_object_new_object();
+	json_object_object_add(req, "jsonrpc", json_object_new_string("2.0"));
+	json_object_object_add(req, "id", json_object_new_int(CTL_ID));
+	json_object_object_add(req, "method", json_object_new_string(method));
+	if (params)
+		json_object_object_add(req, "params", params);
+
+	int rc = 1;
+	char *line = NULL;
+	json_object *resp = NULL;
+	struct stat st;
+	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		fprintf(stderr, "vhu ctl: %s: not a socket\n", path);
+		json_object_put(req);
+		return 1;
+	}
+	int fd = dial(path);
+	if (fd < 0) {
+		fprintf(stderr, "vhu ctl: %s: %s\n", path,
+			fd == -ENOENT ? "no such socket (is vhu-blk running with --control?)"
+				      : strerror(-fd));
+		json_object_put(req);
+		return 1;
+	}
+	const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+	int r = write_all(fd, s, strlen(s));
+	if (r == 0)
+		r = write_all(fd, "\n", 1);
+	if (r == 0)
+		r = read_line(fd, (int)(timeout * 1000), &line);
+	if (r < 0) {
+		fprintf(stderr, "vhu ctl: %s: %s\n", path,
+			r == -ETIMEDOUT ? "no response (not a vhu-blk control socket?)"
+					: strerror(-r));
+		goto out;
+	}
+	enum json_tokener_error jerr;
+	resp = json_tokener_parse_verbose(line, &jerr);
+	json_object *ver, *id, *result = NULL, *error = NULL;
+	if (!resp || !json_object_is_type(resp, json_type_object) ||
+	    !json_object_object_get_ex(resp, "jsonrpc", &ver) ||
+	    !json_object_is_type(ver, json_type_string) ||
+	    strcmp(json_object_get_string(ver), "2.0") ||
+	    !json_object_object_get_ex(resp, "id", &id) ||
+	    !json_object_is_type(id, json_type_int) ||
+	    json_object_get_int64(id) != CTL_ID) {
+		fprintf(stderr, "vhu ctl: %s: not a JSON-RPC 2.0 response: %.200s\n",
+			path, line);
+		goto out;
+	}
+	bool has_result = json_object_object_get_ex(resp, "result", &result);
+	bool has_error = json_object_object_get_ex(resp, "error", &error);
+	if (has_result == has_error) {
+		fprintf(stderr, "vhu ctl: %s: response needs exactly one of result/error\n",
+			path);
+		goto out;
+	}
+	if (has_error) {
+		json_object *m = NULL, *code = NULL;
+		json_object_object_get_ex(error, "message", &m);
+		json_object_object_get_ex(error, "code", &code);
+		fprintf(stderr, "vhu ctl: %s failed: %s (code %" PRId64 ")\n", method,
+			m ? json_object_get_string(m) : "?",
+			code ? json_object_get_int64(code) : 0);
+		if (json)
+			printf("%s\n", json_object_to_json_string_ext(
+					       error, JSON_C_TO_STRING_PRETTY));
+		goto out;
+	}
+	if (json)
+		printf("%s\n", json_object_to_json_string_ext(result, JSON_C_TO_STRING_PRETTY));
+	else
+		print_plain(result, "");
+	rc = 0;
+out:
+	json_object_put(resp);
+	json_object_put(req);
+	free(line);
+	close(fd);
+	return rc;
+}

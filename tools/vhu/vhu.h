@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: MIT */
+/* The vhu command: shared helpers of its subcommands. */
+#ifndef VHU_TOOL_H
+#define VHU_TOOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/frontend.h>
+
+int cmd_probe(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
+
+/* Exit codes: 0 ok, 1 failure, 2 usage, 3 timeout waiting for an event. */
+#define EXIT_USAGE 2
+#define EXIT_TIMEOUT 3
+
+/* Parse "4096", "4k", "1M", "2G" (powers of 1024); false on garbage or
+ * overflow. */
+bool parse_size(const char *s, uint64_t *out);
+/* Parse a non-negative decimal within [min, max]. */
+bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+/* Parse seconds ("10", "0.5"). */
+bool parse_seconds(const char *s, double *out);
+
+/* Connect and handshake; on failure print a clear message naming path and
+ * return -errno. */
+int tool_connect(const char *path, int timeout_ms, struct vhu_fe **fe);
+
+/* virtio-blk feature bits (virtio 1.2, 5.2.3). */
+#define BLK_F_SIZE_MAX      1
+#define BLK_F_SEG_MAX       2
+#define BLK_F_GEOMETRY      4
+#define BLK_F_RO            5
+#define BLK_F_BLK_SIZE      6
+#define BLK_F_FLUSH         9
+#define BLK_F_TOPOLOGY     10
+#define BLK_F_CONFIG_WCE   11
+#define BLK_F_MQ           12
+#define BLK_F_DISCARD      13
+#define BLK_F_WRITE_ZEROES 14
+#define BLK_F_LIFETIME     15
+#define BLK_F_SECURE_ERASE 16
+#define BLK_F_ZONED        17
+
+/* Names: a transport or vhost-user protocol bit, a virtio-blk bit. */
+const char *tool_feature_name(unsigned bit, bool blk);
+const char *tool_protocol_feature_name(unsigned bit);
+
+/* Read the virtio-blk config space: tries the largest layout the back-end
+ * accepts.  Returns the number of bytes read (>= 8) or -errno. */
+int blk_read_config(struct vhu_fe *fe, uint8_t *buf, unsigned cap);
+uint64_t le64_at(const uint8_t *b, unsigned off);
+uint32_t le32_at(const uint8_t *b, unsigned off);
+uint16_t le16_at(const uint8_t *b, unsigned off);
+
+#endif
