@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-blk device end to end, in one process: the device behind a real
+ * back-end session (its loop on a thread), driven by the library's
+ * front-end over a Unix socket, with a temporary image file.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vhu/backend.h>
+#include <vhu/frontend.h>
+#include <vhu/loop.h>
+
+#include "blk.h"
+#include "tap.h"
+
+#define IMG_SIZE (1u << 20)      /* 2048 sectors */
+#define QSIZE 128
+#define NSLOT 32
+#define DATA_SIZE (64u << 10)
+
+struct ctx {
+	char dir[64], img[96], sock[96];
+	struct vhu_blk *blk;
+	struct vhu_backend *b;
+	struct vhu_loop *loop;
+	pthread_t thread;
+	int resize_fd;           /* eventfd: resize on the loop thread */
+	uint64_t resize_to;
+	int changed_calls;
+	struct vhu_fe *fe;
+	struct vhu_fe_vq *vq;
+	uint8_t *hdr, *status, *data;
+	uint64_t hdr_gpa, status_gpa, data_gpa;
+};
+
+static void *loop_main(void *arg)
+{
+	struct ctx *c = arg;
+
+	vhu_loop_run(c->loop);
+	return NULL;
+}
+
+/* Runs on the loop (control) thread, as the daemon's resize does. */
+static void on_resize(struct vhu_loop *loop, int fd, uint32_t ev, void *opaque)
+{
+	struct ctx *c = opaque;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	if (vhu_blk_resize(c->blk, c->resize_to) == 0)
+		vhu_backend_config_changed(c->b, true);
+}
+
+static int on_config_change(struct vhu_fe *fe, void *opaque)
+{
+	struct ctx *c = opaque;
+
+	c->changed_calls++;
+	return 0;
+}
+
+static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
+{
+	struct vhu_backend_opts bo;
+	int fd;
+
+	memset(c, 0, sizeof(*c));
+	strcpy(c->dir, "/tmp/vhu-blk-io-XXXXXX");
+	CHECK(mkdtemp(c->dir) != NULL);
+	snprintf(c->img, sizeof(c->img), "%s/img", c->dir);
+	snprintf(c->sock, sizeof(c->sock), "%s/sock", c->dir);
+	fd = open(c->img, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK(ftruncate(fd, IMG_SIZE) == 0);
+	close(fd);
+
+	o->path = c->img;
+	if (!o->num_queues)
+		o->num_queues = 1;
+	if (!o->blk_size)
+		o->blk_size = 512;
+	CHECK_EQ(vhu_blk_new(o, &c->blk), 0);
+	vhu_blk_backend_opts(c->blk, &bo);
+	CHECK_EQ(vhu_backend_new(&bo, &c->b), 0);
+	CHECK_EQ(vhu_backend_listen(c->b, c->sock), 0);
+	CHECK_EQ(vhu_loop_new(&c->loop), 0);
+	CHECK_EQ(vhu_backend_attach(c->b, c->loop), 0);
+	c->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(c->resize_fd >= 0);
+	CHECK_EQ(vhu_loop_add(c->loop, c->resize_fd, EPOLLIN, on_resize, c), 0);
+	CHECK_EQ(pthread_create(&c->thread, NULL, loop_main, c), 0);
+	if (!connect)
+		return;
+
+	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
+	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
+	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe)), 0);
+	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
+	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, QSIZE, &c->vq), 0);
+	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
+	c->status = vhu_fe_alloc(c->fe, NSLOT, 64, &c->status_gpa);
+	c->data = vhu_fe_alloc(c->fe, DATA_SIZE * 2, 4096, &c->data_gpa);
+	CHECK(c->hdr && c->status && c->data);
+}
+
+static void ctx_close(struct ctx *c)
+{
+	if (c->fe)
+		vhu_fe_close(c->fe);
+	vhu_loop_stop(c->loop);
+	pthread_join(c->thread, NULL);
+	vhu_loop_del(c->loop, c->resize_fd);
+	close(c->resize_fd);
+	vhu_backend_free(c->b);
+	vhu_loop_free(c->loop);
+	vhu_blk_free(c->blk);
+	unlink(c->img);
+	unlink(c->sock);
+	rmdir(c->dir);
+}
+
+static void set_hdr(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector)
+{
+	uint32_t t = htole32(type), z = 0;
+	uint64_t s = htole64(sector);
+	uint8_t *h = c->hdr + 16 * slot;
+
+	memcpy(h, &t, 4);
+	memcpy(h + 4, &z, 4);
+	memcpy(h + 8, &s, 8);
+	c->status[slot] = 0xff;
+}
+
+/* Queue one request: header, data (readable or writable), status. */
+static void add_req(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector,
+		    uint64_t data_gpa, uint32_t len, bool dev_writes)
+{
+	struct vhu_fe_buf out[2], in[2];
+	unsigned n_out = 0, n_in = 0;
+
+	set_hdr(c, slot, type, sector);
+	out[n_out++] = (struct vhu_fe_buf){ c->hdr_gpa + 16 * slot, 16 };
+	if (len && !dev_writes)
+		out[n_out++] = (struct vhu_fe_buf){ data_gpa, len };
+	if (len && dev_writes)
+		in[n_in++] = (struct vhu_fe_buf){ data_gpa, len };
+	in[n_in++] = (struct vhu_fe_buf){ c->status_gpa + slot, 1 };
+	CHECK(vhu_fe_vq_add(c->vq, out, n_out, in, n_in,
+			    (void *)(uintptr_t)(slot + 1)) >= 0);
+}
+
+/* Kick and collect n completions; lens[slot] gets the written count. */
+static void run(struct ctx *c, unsigned n, uint32_t *lens)
+{
+	unsigned got = 0, rounds = 0;
+
+	CHECK(vhu_fe_vq_kick(c->vq) >= 0);
+	while (got < n) {
+		void *data;
+		uint32_t len;
+		int r = vhu_fe_vq_get_used(c->vq, &data, &len);
+
+		CHECK(r >= 0);
+		if (r == 1) {
+			if (lens)
+				lens[(uintptr_t)data - 1] = len;
+			got++;
+			continue;
+		}
+		CHECK(rounds++ < 50);
+		CHECK(vhu_fe_vq_wait(c->vq, 100) >= 0);
+	}
+}
+
+static uint8_t one(struct ctx *c, uint32_t type, uint64_t sector, uint32_t len,
+		   bool dev_writes, uint32_t *written)
+{
+	uint32_t lens[NSLOT];
+
+	add_req(c, 0, type, sector, c->data_gpa, len, dev_writes);
+	run(c, 1, lens);
+	if (written)
+		*written = lens[0];
+	return c->status[0];
+}
+
+static void pread_img(struct ctx *c, void *buf, size_t len, off_t off)
+{
+	int fd = open(c->img, O_RDONLY);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(pread(fd, buf, len, off), (ssize_t)len);
+	close(fd);
+}
+
+static void pwrite_img(struct ctx *c, const void *buf, size_t len, off_t off)
+{
+	int fd = open(c->img, O_WRONLY);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(pwrite(fd, buf, len, off), (ssize_t)len);
+	close(fd);
+}
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 7 + seed);
+}
+
+static void rw_roundtrip(enum vhu_blk_cache cache)
+{
+	struct vhu_blk_opts o = { .cache = cache };
+	struct ctx c;
+	uint8_t buf[8192], want[8192];
+	uint32_t w;
+
+	ctx_open(&c, &o, true);
+	fill(c.data, 8192, 3);
+	memcpy(want, c.data, 8192);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 8192, false, &w), VHU_BLK_S_OK);
+	CHECK_EQ(w, 1);
+	pread_img(&c, buf, 8192, 16 * 512);
+	CHECK_MEM(buf, want, 8192);
+
+	memset(c.data, 0, 8192);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 16, 8192, true, &w), VHU_BLK_S_OK);
+	CHECK_EQ(w, 8193);
+	CHECK_MEM(c.data, want, 8192);
+	ctx_close(&c);
+}
+
+TEST(write_then_read_writeback)
+{
+	rw_roundtrip(VHU_BLK_CACHE_WRITEBACK);
+}
+
+TEST(write_then_read_direct)
+{
+	rw_roundtrip(VHU_BLK_CACHE_NONE);
+}
+
+TEST(direct_unaligned_buffers_bounce)
+{
+	struct vhu_blk_opts o = { .cache = VHU_BLK_CACHE_NONE };
+	struct ctx c;
+	uint8_t buf[1024], want[1024];
+
+	ctx_open(&c, &o, true);
+	/* data at an odd guest address: O_DIRECT cannot take it as is */
+	fill(c.data + 1, 1024, 9);
+	memcpy(want, c.data + 1, 1024);
+	add_req(&c, 0, VHU_BLK_T_OUT, 100, c.data_gpa + 1, 1024, false);
+	run(&c, 1, NULL);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	pread_img(&c, buf, 1024, 100 * 512);
+	CHECK_MEM(buf, want, 1024);
+
+	memset(c.data, 0, 2048);
+	add_req(&c, 0, VHU_BLK_T_IN, 100, c.data_gpa + 3, 1024, true);
+	run(&c, 1, NULL);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	CHECK_MEM(c.data + 3, want, 1024);
+	ctx_close(&c);
+}
+
+TEST(split_descriptors_read)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint8_t want[1536];
+	struct vhu_fe_buf out[3], in[4];
+
+	ctx_open(&c, &o, true);
+	fill(want, sizeof(want), 5);
+	pwrite_img(&c, want, sizeof(want), 7 * 512);
+	memset(c.data, 0, 4096);
+	set_hdr(&c, 0, VHU_BLK_T_IN, 7);
+	/* header in three pieces; data in three; the status shares the last */
+	out[0] = (struct vhu_fe_buf){ c.hdr_gpa, 3 };
+	out[1] = (struct vhu_fe_buf){ c.hdr_gpa + 3, 9 };
+	out[2] = (struct vhu_fe_buf){ c.hdr_gpa + 12, 4 };
+	in[0] = (struct vhu_fe_buf){ c.data_gpa, 100 };
+	in[1] = (struct vhu_fe_buf){ c.data_gpa + 100, 1000 };
+	in[2] = (struct vhu_fe_buf){ c.data_gpa + 1100, 437 };
+	CHECK(vhu_fe_vq_add(c.vq, out, 3, in, 3, (void *)1) >= 0);
+	uint32_t lens[NSLOT];
+	run(&c, 1, lens);
+	CHECK_EQ(c.data[1536], VHU_BLK_S_OK);
+	CHECK_EQ(lens[0], 1537);
+	CHECK_MEM(c.data, want, sizeof(want));
+	ctx_close(&c);
+}
+
+TEST(bad_requests_do_not_touch_image)
+{
+	struct vhu_blk_opts o = { .serial = "serial-42" };
+	struct ctx c;
+	uint8_t before[IMG_SIZE / 16], after[IMG_SIZE / 16];
+	uint32_t w;
+
+	ctx_open(&c, &o, true);
+	fill(c.data, 4096, 1);
+	pread_img(&c, before, sizeof(before), IMG_SIZE - sizeof(before));
+	/* past the end, straddling the end, overflowing, partial sector */
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 2048, 512, false, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 2047, 1024, false, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, UINT64_MAX, 512, false, NULL),
+		 VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 2040, 100, false, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1ull << 60, 512, true, &w), VHU_BLK_S_IOERR);
+	CHECK_EQ(w, 1);
+	CHECK_EQ(one(&c, 77, 0, 512, false, NULL), VHU_BLK_S_UNSUPP);
+	pread_img(&c, after, sizeof(after), IMG_SIZE - sizeof(after));
+	CHECK_MEM(before, after, sizeof(before));
+
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	memset(c.data, 0xee, 32);
+	CHECK_EQ(one(&c, VHU_BLK_T_GET_ID, 0, 20, true, &w), VHU_BLK_S_OK);
+	CHECK_EQ(w, 21);
+	CHECK_MEM(c.data, "serial-42\0\0\0\0\0\0\0\0\0\0\0", 20);
+
+	struct vhu_blk_qstats st;
+	CHECK_EQ(vhu_blk_queue_stats(c.blk, 0, &st), 0);
+	CHECK_EQ(st.requests, 8);
+	CHECK_EQ(st.errors, 6);
+	CHECK_EQ(st.in_flight, 0);
+	ctx_close(&c);
+}
+
+TEST(discard_and_write_zeroes)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint8_t pat[4096], buf[4096], zero[4096] = { 0 };
+	uint8_t *seg;
+
+	ctx_open(&c, &o, true);
+	fill(pat, sizeof(pat), 2);
+	pwrite_img(&c, pat, sizeof(pat), 64 * 512);
+	pwrite_img(&c, pat, sizeof(pat), 128 * 512);
+
+	/* write zeroes with and without unmap, one request, two segments */
+	seg = c.data;
+	uint64_t s0 = htole64(64), s1 = htole64(128);
+	uint32_t n = htole32(8), unmap = htole32(1), none = 0;
+	memcpy(seg, &s0, 8); memcpy(seg + 8, &n, 4); memcpy(seg + 12, &none, 4);
+	memcpy(seg + 16, &s1, 8); memcpy(seg + 24, &n, 4); memcpy(seg + 28, &unmap, 4);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 32, false, NULL), VHU_BLK_S_OK);
+	pread_img(&c, buf, sizeof(buf), 64 * 512);
+	CHECK_MEM(buf, zero, sizeof(buf));
+	pread_img(&c, buf, sizeof(buf), 128 * 512);
+	CHECK_MEM(buf, zero, sizeof(buf));
+
+	/* discard: the unmap flag is refused, plain discard accepted */
+	CHECK_EQ(one(&c, VHU_BLK_T_DISCARD, 0, 32, false, NULL), VHU_BLK_S_UNSUPP);
+	CHECK_EQ(one(&c, VHU_BLK_T_DISCARD, 0, 16, false, NULL), VHU_BLK_S_OK);
+	/* segment past the end */
+	s0 = htole64(2046);
+	memcpy(seg, &s0, 8);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+		 VHU_BLK_S_IOERR);
+	struct stat sb;
+	CHECK_EQ(stat(c.img, &sb), 0);
+	CHECK_EQ(sb.st_size, IMG_SIZE);
+	ctx_close(&c);
+}
+
+TEST(many_requests_in_flight)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint32_t lens[NSLOT];
+	uint8_t buf[2048];
+
+	ctx_open(&c, &o, true);
+	for (unsigned i = 0; i < NSLOT; i++) {
+		memset(c.data + i * 2048, (int)i + 1, 2048);
+		add_req(&c, i, VHU_BLK_T_OUT, i * 4, c.data_gpa + i * 2048, 2048,
+			false);
+	}
+	run(&c, NSLOT, lens);
+	for (unsigned i = 0; i < NSLOT; i++) {
+		CHECK_EQ(c.status[i], VHU_BLK_S_OK);
+		pread_img(&c, buf, sizeof(buf), i * 2048);
+		CHECK_EQ(buf[0], i + 1);
+		CHECK_EQ(buf[2047], i + 1);
+	}
+	struct vhu_blk_qstats st;
+	CHECK_EQ(vhu_blk_queue_stats(c.blk, 0, &st), 0);
+	CHECK_EQ(st.requests, NSLOT);
+	CHECK_EQ(st.bytes_written, NSLOT * 2048);
+
+	/* stopping the queue returns every request popped so far */
+	uint32_t base = 0;
+	CHECK_EQ(vhu_fe_vq_stop(c.fe, 0, &base), 0);
+	CHECK_EQ(base, NSLOT);
+	ctx_close(&c);
+}
+
+TEST(read_only_device)
+{
+	struct vhu_blk_opts o = { .read_only = true };
+	struct ctx c;
+
+	ctx_open(&c, &o, true);
+	CHECK(vhu_fe_features(c.fe) & VHU_BIT(VHU_BLK_F_RO));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 512, false, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+		 VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 0, 512, true, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE * 2), -EROFS);
+	ctx_close(&c);
+}
+
+TEST(config_space_and_wce)
+{
+	struct vhu_blk_opts o = { .num_queues = 2, .blk_size = 4096 };
+	struct ctx c;
+	uint8_t cfg[VHU_BLK_CONFIG_SIZE], zero = 0;
+	uint64_t cap;
+	uint32_t bs;
+	uint16_t nq;
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_fe_get_config(c.fe, 0, cfg, sizeof(cfg)), 0);
+	memcpy(&cap, cfg, 8);
+	memcpy(&bs, cfg + 20, 4);
+	memcpy(&nq, cfg + 34, 2);
+	CHECK_EQ(le64toh(cap), IMG_SIZE / 512);
+	CHECK_EQ(le32toh(bs), 4096);
+	CHECK_EQ(le16toh(nq), 2);
+	CHECK_EQ(cfg[32], 1);
+	CHECK(vhu_blk_wce(c.blk));
+	/* the guest may write wce, and nothing else */
+	CHECK_EQ(vhu_fe_set_config(c.fe, 32, &zero, 1, 0), 0);
+	CHECK_EQ(vhu_fe_get_config(c.fe, 32, cfg, 1), 0);
+	CHECK_EQ(cfg[0], 0);
+	CHECK(!vhu_blk_wce(c.blk));
+	CHECK(vhu_fe_set_config(c.fe, 0, &zero, 1, 0) < 0);
+	CHECK_EQ(vhu_fe_get_config(c.fe, 0, &cap, 8), 0);
+	CHECK_EQ(le64toh(cap), IMG_SIZE / 512);
+	/* write-through writes still land, with a 4 KiB block size */
+	fill(c.data, 4096, 4);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 1, 4096, false, NULL), VHU_BLK_S_IOERR);
+	ctx_close(&c);
+}
+
+TEST(resize_announced_and_enforced)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint64_t one_v = 1, cap;
+	int bfd;
+
+	ctx_open(&c, &o, true);
+	bfd = vhu_fe_backend_fd(c.fe);
+	CHECK(bfd >= 0);
+	c.resize_to = IMG_SIZE / 2;
+	CHECK_EQ(write(c.resize_fd, &one_v, 8), 8);
+	struct pollfd p = { .fd = bfd, .events = POLLIN };
+	CHECK_EQ(poll(&p, 1, 2000), 1);
+	CHECK(vhu_fe_process_backend(c.fe) >= 1);
+	CHECK_EQ(c.changed_calls, 1);
+	CHECK_EQ(vhu_fe_get_config(c.fe, 0, &cap, 8), 0);
+	CHECK_EQ(le64toh(cap), IMG_SIZE / 2 / 512);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1024, 512, true, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1023, 512, true, NULL), VHU_BLK_S_OK);
+	struct stat sb;
+	CHECK_EQ(stat(c.img, &sb), 0);
+	CHECK_EQ(sb.st_size, IMG_SIZE / 2);
+
+	/* an outside truncate is picked up by a refresh */
+	CHECK_EQ(truncate(c.img, IMG_SIZE * 2), 0);
+	CHECK_EQ(vhu_blk_refresh_size(c.blk), 1);
+	CHECK_EQ(vhu_blk_capacity(c.blk), IMG_SIZE * 2 / 512);
+	CHECK_EQ(vhu_blk_refresh_size(c.blk), 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 4000, 512, true, NULL), VHU_BLK_S_OK);
+	ctx_close(&c);
+}
+
+TEST(open_errors)
+{
+	struct vhu_blk_opts o = { .path = "/nonexistent/vhu-blk-img",
+				  .num_queues = 1, .blk_size = 512 };
+	struct vhu_blk *blk = NULL;
+
+	CHECK_EQ(vhu_blk_new(&o, &blk), -ENOENT);
+	o.path = "/tmp";
+	CHECK_EQ(vhu_blk_new(&o, &blk), -EISDIR);
+	o.path = "/dev/null";
+	CHECK_EQ(vhu_blk_new(&o, &blk), -ENOTBLK);
+	o.blk_size = 1024;
+	CHECK_EQ(vhu_blk_new(&o, &blk), -EINVAL);
+	o.blk_size = 512;
+	o.num_queues = 0;
+	CHECK_EQ(vhu_blk_new(&o, &blk), -EINVAL);
+	o.num_queues = 1;
+	o.serial = "123456789012345678901";
+	CHECK_EQ(vhu_blk_new(&o, &blk), -ENAMETOOLONG);
+	CHECK(blk == NULL);
+}
+
+int main(void)
+{
+	return tap_run();
+}
