@@ -1,0 +1,710 @@
+/* SPDX-License-Identifier: MIT */
+/* Split virtqueue, device side, driven by the test ring driver. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vhu/iov.h>
+
+#include "internal.h"
+#include "ring-driver.h"
+/* tap_run() keeps a counter across setjmp(); gcc -O2 flags it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wclobbered"
+#endif
+#include "tap.h"
+
+static struct rd rd;
+static struct vhu_vq *vq;
+static struct vhu_vq_elem el;
+static struct iovec iov[64];
+
+static void after(void);
+
+static void setup(uint16_t size, uint16_t start, bool event_idx, bool indirect)
+{
+	after(); /* a failed case skips the after-each hook */
+	struct rd_opts o = {
+		.size = size,
+		.start_idx = start,
+		.event_idx = event_idx,
+		.indirect = indirect,
+	};
+	int r = rd_init(&rd, &o);
+	if (r < 0)
+		TAP_FAIL("rd_init: %d", r);
+	vq = &rd.vq;
+}
+
+static void after(void)
+{
+	if (rd.host)
+		rd_fini(&rd);
+}
+
+/* A buffer with known contents. */
+static uint64_t buf_with(const char *s, uint32_t len)
+{
+	uint64_t g = rd_alloc(&rd, len);
+	memset(rd_ptr(&rd, g), 0, len);
+	memcpy(rd_ptr(&rd, g), s, strlen(s) < len ? strlen(s) : len);
+	return g;
+}
+
+static int pop(void)
+{
+	return vhu_vq_pop(vq, &el, iov, VHU__ARRAY_SIZE(iov));
+}
+
+static void expect_broken(void)
+{
+	CHECK_EQ(pop(), -EIO);
+	CHECK(vhu_vq_is_broken(vq));
+	CHECK_EQ(pop(), -EIO);
+	CHECK(!vhu_vq_has_work(vq));
+}
+
+TEST(empty_ring)
+{
+	setup(8, 0, false, false);
+	CHECK_EQ(pop(), 0);
+	CHECK(!vhu_vq_has_work(vq));
+	vhu_vq_notify(vq); /* nothing pushed: no interrupt */
+	CHECK_EQ(rd_calls(&rd), 0);
+	CHECK_EQ(vhu_vq_size(vq), 8);
+	CHECK_EQ(vhu_vq_index(vq), 0);
+}
+
+TEST(simple_chain)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b = { buf_with("hello", 5), 5, false };
+	uint16_t head = rd_add_chain(&rd, &b, 1);
+	CHECK(vhu_vq_has_work(vq));
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(el.id, head);
+	CHECK_EQ(el.n_out, 1);
+	CHECK_EQ(el.n_in, 0);
+	CHECK(el.iov == iov);
+	CHECK_EQ(iov[0].iov_len, 5);
+	CHECK_MEM(iov[0].iov_base, "hello", 5);
+	CHECK_EQ(vq->inflight, 1);
+	CHECK_EQ(pop(), 0);
+
+	vhu_vq_push_notify(vq, &el, 0);
+	CHECK_EQ(vq->inflight, 0);
+	uint32_t id, len;
+	CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+	CHECK_EQ(id, head);
+	CHECK_EQ(len, 0);
+	CHECK_EQ(rd_calls(&rd), 1);
+	CHECK_EQ(rd_get_used(&rd, &id, &len), 0);
+}
+
+TEST(readable_writable_split)
+{
+	setup(16, 0, false, false);
+	struct rd_buf b[4] = {
+		{ buf_with("head", 4), 4, false },
+		{ buf_with("body!", 5), 5, false },
+		{ rd_alloc(&rd, 8), 8, true },
+		{ rd_alloc(&rd, 1), 1, true },
+	};
+	uint16_t head = rd_add_chain(&rd, b, 4);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(el.id, head);
+	CHECK_EQ(el.n_out, 2);
+	CHECK_EQ(el.n_in, 2);
+	char out[16];
+	CHECK_EQ(vhu_iov_to_buf(el.iov, el.n_out, 0, out, sizeof(out)), 9);
+	CHECK_MEM(out, "headbody!", 9);
+	CHECK_EQ(vhu_iov_from_buf(el.iov + el.n_out, el.n_in, 0, "written!S", 9),
+		 9);
+	vhu_vq_push(vq, &el, 9);
+	CHECK_MEM(rd_ptr(&rd, b[2].gpa), "written!", 8);
+	CHECK_MEM(rd_ptr(&rd, b[3].gpa), "S", 1);
+	uint32_t id, len;
+	CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+	CHECK_EQ(id, head);
+	CHECK_EQ(len, 9);
+}
+
+TEST(buffer_across_two_regions)
+{
+	struct rd_opts o = { .size = 8, .split_at = 1u << 20 };
+	after();
+	CHECK_EQ(rd_init(&rd, &o), 0);
+	vq = &rd.vq;
+	CHECK_EQ(rd.mem.n, 2);
+	uint64_t g = RD_GPA_BASE + (1u << 20) - 3;
+	memcpy(rd_ptr(&rd, g), "abcdef", 6);
+	struct rd_buf b = { g, 6, false };
+	rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(el.n_out, 2);
+	CHECK_EQ(iov[0].iov_len, 3);
+	CHECK_EQ(iov[1].iov_len, 3);
+	/* Distinct mappings: the second iovec does not follow the first. */
+	char out[6];
+	CHECK_EQ(vhu_iov_to_buf(iov, 2, 0, out, 6), 6);
+	CHECK_MEM(out, "abcdef", 6);
+}
+
+TEST(indirect_table)
+{
+	setup(8, 0, false, true);
+	struct rd_buf b[3] = {
+		{ buf_with("req", 3), 3, false },
+		{ rd_alloc(&rd, 100), 100, true },
+		{ rd_alloc(&rd, 1), 1, true },
+	};
+	uint16_t head = rd_add_indirect(&rd, b, 3);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(el.id, head);
+	CHECK_EQ(el.n_out, 1);
+	CHECK_EQ(el.n_in, 2);
+	CHECK_MEM(iov[0].iov_base, "req", 3);
+	CHECK_EQ(iov[1].iov_len, 100);
+	/* the device's own mapping of the driver's last buffer */
+	*(char *)rd_ptr(&rd, b[2].gpa) = 'Z';
+	CHECK_EQ(iov[2].iov_len, 1);
+	CHECK_EQ(*(char *)iov[2].iov_base, 'Z');
+	vhu_vq_push(vq, &el, 101);
+	uint32_t id, len;
+	CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+	CHECK_EQ(id, head);
+	CHECK_EQ(len, 101);
+}
+
+TEST(indirect_after_direct_descriptor)
+{
+	/* 2.7.5.3: a chain may end in an indirect descriptor. */
+	setup(8, 0, false, true);
+	uint64_t t = rd_alloc(&rd, 32);
+	uint64_t a = buf_with("A", 1), b = buf_with("B", 1), c = rd_alloc(&rd, 4);
+	rd_desc(&rd, t, 0, b, 1, VHU_VRING_DESC_F_NEXT, 1);
+	rd_desc(&rd, t, 1, c, 4, VHU_VRING_DESC_F_WRITE, 0);
+	rd_desc(&rd, rd.desc_gpa, 3, a, 1, VHU_VRING_DESC_F_NEXT, 5);
+	rd_desc(&rd, rd.desc_gpa, 5, t, 32, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 3);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(el.id, 3);
+	CHECK_EQ(el.n_out, 2);
+	CHECK_EQ(el.n_in, 1);
+	CHECK_MEM(iov[1].iov_base, "B", 1);
+}
+
+TEST(indirect_not_negotiated)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	rd_add_indirect(&rd, &b, 1);
+	expect_broken();
+}
+
+TEST(no_interrupt_flag)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	rd_set_avail_flags(&rd, VHU_VRING_AVAIL_F_NO_INTERRUPT);
+	rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	vhu_vq_push_notify(vq, &el, 4);
+	CHECK_EQ(rd_calls(&rd), 0);
+
+	rd_set_avail_flags(&rd, 0);
+	rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	vhu_vq_push_notify(vq, &el, 4);
+	CHECK_EQ(rd_calls(&rd), 1);
+	vhu_vq_notify(vq); /* nothing new */
+	CHECK_EQ(rd_calls(&rd), 0);
+}
+
+TEST(batch_then_one_notify)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	for (int i = 0; i < 3; i++)
+		rd_add_chain(&rd, &b, 1);
+	struct vhu_vq_elem e[3];
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(vhu_vq_pop(vq, &e[i], iov + i, 1), 1);
+	for (int i = 0; i < 3; i++)
+		vhu_vq_push(vq, &e[i], 0);
+	CHECK_EQ(rd_calls(&rd), 0); /* push alone never notifies */
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 1);
+	CHECK_EQ(rd_used_idx(&rd), 3);
+}
+
+/* One request through the ring, pushed (not notified). */
+static void one_request(void)
+{
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	vhu_vq_push(vq, &el, 0);
+}
+
+TEST(event_idx_notify_decisions)
+{
+	setup(8, 0, true, false);
+	rd_set_used_event(&rd, 0);
+	one_request(); /* used 0 -> 1 crosses used_event 0 */
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 1);
+
+	one_request(); /* 1 -> 2: used_event 0 already passed */
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 0);
+
+	rd_set_used_event(&rd, 3);
+	one_request(); /* 2 -> 3 */
+	one_request(); /* 3 -> 4 */
+	vhu_vq_notify(vq); /* [2, 4) holds 3 */
+	CHECK_EQ(rd_calls(&rd), 1);
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 0);
+
+	rd_set_used_event(&rd, 10);
+	one_request();
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 0);
+	/* The driver asks to hear when entry 5 is used: */
+	rd_set_used_event(&rd, 5);
+	one_request(); /* 5 -> 6 */
+	vhu_vq_notify(vq); /* [5, 6) holds 5 */
+	CHECK_EQ(rd_calls(&rd), 1);
+	/* NO_INTERRUPT is ignored with EVENT_IDX */
+	rd_set_avail_flags(&rd, VHU_VRING_AVAIL_F_NO_INTERRUPT);
+	rd_set_used_event(&rd, 6);
+	one_request();
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 1);
+}
+
+TEST(event_idx_across_wrap)
+{
+	setup(8, 65534, true, false);
+	rd_set_used_event(&rd, 0); /* after the wrap */
+	one_request(); /* 65534 -> 65535 */
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 0);
+	one_request(); /* 65535 -> 0 */
+	one_request(); /* 0 -> 1 */
+	vhu_vq_notify(vq); /* [65535, 1) holds 0 */
+	CHECK_EQ(rd_calls(&rd), 1);
+}
+
+TEST(event_idx_avail_event)
+{
+	setup(8, 0, true, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	/* An empty pop asks for a kick at the next entry. */
+	CHECK_EQ(pop(), 0);
+	CHECK_EQ(rd_avail_event(&rd), 0);
+	rd_add_chain(&rd, &b, 1);
+	rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(pop(), 0);
+	CHECK_EQ(rd_avail_event(&rd), 2);
+	/* used->flags stays 0 with EVENT_IDX */
+	vhu_vq_disable_notify(vq);
+	CHECK_EQ(rd_used_flags(&rd), 0);
+	CHECK(!vhu_vq_enable_notify(vq));
+	CHECK_EQ(rd_avail_event(&rd), 2);
+	rd_add_chain(&rd, &b, 1);
+	CHECK(vhu_vq_enable_notify(vq));
+	CHECK(vhu_vq_has_work(vq));
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(pop(), 0);
+	CHECK_EQ(rd_avail_event(&rd), 3);
+}
+
+TEST(disable_enable_notify)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	vhu_vq_disable_notify(vq);
+	CHECK_EQ(rd_used_flags(&rd), VHU_VRING_USED_F_NO_NOTIFY);
+	CHECK(!vhu_vq_enable_notify(vq));
+	CHECK_EQ(rd_used_flags(&rd), 0);
+	vhu_vq_disable_notify(vq);
+	rd_add_chain(&rd, &b, 1);
+	CHECK(vhu_vq_enable_notify(vq)); /* arrived while disabled */
+	CHECK_EQ(pop(), 1);
+	CHECK(!vhu_vq_enable_notify(vq));
+}
+
+TEST(wraparound_16bit)
+{
+	setup(8, 65530, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	for (unsigned i = 0; i < 20; i++) {
+		uint16_t head = rd_add_chain(&rd, &b, 1);
+		CHECK_EQ(pop(), 1);
+		CHECK_EQ(el.id, head);
+		vhu_vq_push(vq, &el, i);
+		uint32_t id, len;
+		CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+		CHECK_EQ(id, head);
+		CHECK_EQ(len, i);
+	}
+	CHECK_EQ(rd_used_idx(&rd), (uint16_t)(65530 + 20));
+	CHECK_EQ(vq->last_avail_idx, (uint16_t)(65530 + 20));
+	/* A full ring's worth across the wrap is still accepted. */
+	for (unsigned i = 0; i < 8; i++)
+		rd_add_chain(&rd, &b, 1);
+	for (unsigned i = 0; i < 8; i++)
+		CHECK_EQ(pop(), 1);
+	CHECK_EQ(pop(), 0);
+}
+
+TEST(queue_size_32768)
+{
+	struct rd_opts o = { .size = 32768, .mem_size = 4u << 20,
+			     .event_idx = true };
+	after();
+	CHECK_EQ(rd_init(&rd, &o), 0);
+	vq = &rd.vq;
+	uint64_t g = rd_alloc(&rd, 16);
+	struct rd_buf b = { g, 16, true };
+	for (unsigned i = 0; i < 32768; i++)
+		rd_add_chain(&rd, &b, 1);
+	CHECK(vhu_vq_has_work(vq));
+	for (unsigned i = 0; i < 32768; i++) {
+		if (pop() != 1)
+			TAP_FAIL("pop %u failed", i);
+		if (el.id != i)
+			TAP_FAIL("pop %u gave id %u", i, el.id);
+		vhu_vq_push(vq, &el, 16);
+	}
+	CHECK_EQ(pop(), 0);
+	CHECK_EQ(rd_used_idx(&rd), 32768);
+	CHECK_EQ(rd_avail_event(&rd), 32768);
+	rd_set_used_event(&rd, 40000);
+	vhu_vq_notify(vq);
+	CHECK_EQ(rd_calls(&rd), 0);
+	rd_set_used_event(&rd, 32767);
+	one_request();
+	vhu_vq_notify(vq); /* [32768, 32769) misses 32767 */
+	CHECK_EQ(rd_calls(&rd), 0);
+}
+
+TEST(drain_kick)
+{
+	setup(8, 0, false, false);
+	CHECK_EQ(vhu_vq_drain_kick(vq), 0); /* no kick fd */
+	vq->kick_fd = eventfd(0, EFD_CLOEXEC); /* blocking on purpose */
+	CHECK(vq->kick_fd >= 0);
+	CHECK_EQ(vhu_vq_kick_fd(vq), vq->kick_fd);
+	CHECK_EQ(vhu_vq_drain_kick(vq), 0);
+	uint64_t three = 3;
+	CHECK_EQ(write(vq->kick_fd, &three, 8), 8);
+	CHECK_EQ(vhu_vq_drain_kick(vq), 3);
+	CHECK_EQ(vhu_vq_drain_kick(vq), 0);
+}
+
+TEST(priv_and_reset)
+{
+	setup(8, 0, false, false);
+	int x;
+	vhu_vq_set_priv(vq, &x);
+	CHECK(vhu_vq_get_priv(vq) == &x);
+	int fd = vq->call_fd;
+	vq->kick_fd = eventfd(0, EFD_CLOEXEC);
+	vq->err_fd = eventfd(0, EFD_CLOEXEC);
+	int k = vq->kick_fd, e = vq->err_fd;
+	vhu__vq_reset(vq);
+	CHECK(fcntl(fd, F_GETFD) < 0 && fcntl(k, F_GETFD) < 0 &&
+	      fcntl(e, F_GETFD) < 0);
+	CHECK_EQ(vq->call_fd, -1);
+	CHECK(vq->desc == NULL && vq->size == 0 && !vq->broken);
+	CHECK(vq->mem == &rd.mem);
+	CHECK(vhu_vq_get_priv(vq) == &x);
+	CHECK_EQ(pop(), 0); /* unmapped: nothing to do, no crash */
+}
+
+TEST(map_checks)
+{
+	setup(8, 0, false, false);
+	uint64_t d = vq->desc_uva;
+	vq->desc_uva = d + 8; /* misaligned */
+	CHECK_EQ(vhu__vq_map(vq), -EINVAL);
+	vq->desc_uva = RD_UVA_BASE + rd.mem_size - 64; /* runs off the end */
+	CHECK_EQ(vhu__vq_map(vq), -EFAULT);
+	vq->desc_uva = d;
+	vq->used_uva += 2; /* used ring wants 4 */
+	CHECK_EQ(vhu__vq_map(vq), -EINVAL);
+	vq->used_uva -= 2;
+	vq->size = 0;
+	CHECK_EQ(vhu__vq_map(vq), -EINVAL);
+	vq->size = 12;
+	CHECK_EQ(vhu__vq_map(vq), -EINVAL);
+	vq->size = 8;
+	CHECK_EQ(vhu__vq_map(vq), 0);
+	CHECK(vq->desc != NULL);
+	CHECK_EQ(vhu__vring_desc_bytes(256), 4096);
+	CHECK_EQ(vhu__vring_avail_bytes(256), 518);
+	CHECK_EQ(vhu__vring_used_bytes(256), 2054);
+}
+
+/* ------------------------------------------------------- hostile */
+
+TEST(descriptor_loop)
+{
+	setup(8, 0, false, false);
+	uint64_t g = rd_alloc(&rd, 4);
+	rd_desc(&rd, rd.desc_gpa, 0, g, 4, VHU_VRING_DESC_F_NEXT, 1);
+	rd_desc(&rd, rd.desc_gpa, 1, g, 4, VHU_VRING_DESC_F_NEXT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(zero_length_loop)
+{
+	setup(8, 0, false, false);
+	rd_desc(&rd, rd.desc_gpa, 2, 0, 0, VHU_VRING_DESC_F_NEXT, 2);
+	rd_publish(&rd, 2);
+	expect_broken();
+}
+
+TEST(next_out_of_table)
+{
+	setup(8, 0, false, false);
+	uint64_t g = rd_alloc(&rd, 4);
+	rd_desc(&rd, rd.desc_gpa, 0, g, 4, VHU_VRING_DESC_F_NEXT, 8);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(nested_indirect)
+{
+	setup(8, 0, false, true);
+	uint64_t t1 = rd_alloc(&rd, 16), t2 = rd_alloc(&rd, 16);
+	rd_desc(&rd, t2, 0, rd_alloc(&rd, 4), 4, 0, 0);
+	rd_desc(&rd, t1, 0, t2, 16, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_desc(&rd, rd.desc_gpa, 0, t1, 16, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(indirect_empty_table)
+{
+	setup(8, 0, false, true);
+	rd_desc(&rd, rd.desc_gpa, 0, rd_alloc(&rd, 16), 0,
+		VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(indirect_partial_entry)
+{
+	setup(8, 0, false, true);
+	uint64_t t = rd_alloc(&rd, 32);
+	rd_desc(&rd, t, 0, rd_alloc(&rd, 4), 4, 0, 0);
+	rd_desc(&rd, rd.desc_gpa, 0, t, 24, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(indirect_with_next)
+{
+	setup(8, 0, false, true);
+	uint64_t t = rd_alloc(&rd, 16);
+	rd_desc(&rd, t, 0, rd_alloc(&rd, 4), 4, 0, 0);
+	rd_desc(&rd, rd.desc_gpa, 0, t, 16,
+		VHU_VRING_DESC_F_INDIRECT | VHU_VRING_DESC_F_NEXT, 1);
+	rd_desc(&rd, rd.desc_gpa, 1, rd_alloc(&rd, 4), 4, 0, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(indirect_loop_and_escape)
+{
+	setup(8, 0, false, true);
+	uint64_t t = rd_alloc(&rd, 64);
+	uint64_t g = rd_alloc(&rd, 4);
+	rd_desc(&rd, t, 0, g, 4, VHU_VRING_DESC_F_NEXT, 1);
+	rd_desc(&rd, t, 1, g, 4, VHU_VRING_DESC_F_NEXT, 0);
+	rd_desc(&rd, rd.desc_gpa, 0, t, 64, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+	rd_fini(&rd);
+
+	/* next beyond the indirect table (but inside the ring's size) */
+	setup(8, 0, false, true);
+	t = rd_alloc(&rd, 32);
+	g = rd_alloc(&rd, 4);
+	rd_desc(&rd, t, 0, g, 4, VHU_VRING_DESC_F_NEXT, 2);
+	rd_desc(&rd, rd.desc_gpa, 0, t, 32, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+	rd_fini(&rd);
+
+	/* table itself outside guest memory */
+	setup(8, 0, false, true);
+	rd_desc(&rd, rd.desc_gpa, 0, 0x1000, 32, VHU_VRING_DESC_F_INDIRECT, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(addr_len_overflow)
+{
+	setup(8, 0, false, false);
+	rd_desc(&rd, rd.desc_gpa, 0, UINT64_MAX - 4, 16, 0, 0);
+	rd_publish(&rd, 0);
+	expect_broken();
+}
+
+TEST(unmapped_buffer)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b[2] = {
+		{ rd_alloc(&rd, 4), 4, false },
+		{ RD_GPA_BASE + rd.mem_size - 2, 4, true }, /* runs off */
+	};
+	rd_add_chain(&rd, b, 2);
+	expect_broken();
+	/* and nothing was pushed for it */
+	CHECK_EQ(rd_used_idx(&rd), 0);
+}
+
+TEST(avail_idx_jump)
+{
+	setup(8, 0, false, false);
+	rd_set_avail_idx(&rd, 9); /* 9 > size 8 ahead of 0 */
+	CHECK_EQ(pop(), -EIO);
+	CHECK(vhu_vq_is_broken(vq));
+	rd_fini(&rd);
+
+	/* exactly a ring's worth is fine */
+	setup(8, 100, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	for (int i = 0; i < 8; i++)
+		rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	rd_fini(&rd);
+
+	/* a jump backwards looks like 65535 ahead */
+	setup(8, 100, false, false);
+	rd_set_avail_idx(&rd, 99);
+	expect_broken();
+}
+
+TEST(head_out_of_range)
+{
+	setup(8, 0, false, false);
+	rd_publish(&rd, 8);
+	expect_broken();
+}
+
+TEST(writable_then_readable)
+{
+	setup(8, 0, false, true);
+	struct rd_buf b[2] = {
+		{ rd_alloc(&rd, 4), 4, true },
+		{ rd_alloc(&rd, 4), 4, false },
+	};
+	rd_add_chain(&rd, b, 2);
+	expect_broken();
+	rd_fini(&rd);
+
+	/* same inside an indirect table */
+	setup(8, 0, false, true);
+	b[0].gpa = rd_alloc(&rd, 4);
+	b[1].gpa = rd_alloc(&rd, 4);
+	rd_add_indirect(&rd, b, 2);
+	expect_broken();
+}
+
+TEST(too_many_buffers_then_ring_works)
+{
+	setup(16, 0, false, false);
+	struct rd_buf b[5];
+	for (int i = 0; i < 5; i++)
+		b[i] = (struct rd_buf){ rd_alloc(&rd, 4), 4, i >= 2 };
+	uint16_t big = rd_add_chain(&rd, b, 5);
+	uint16_t small = rd_add_chain(&rd, b, 2);
+	CHECK_EQ(vhu_vq_pop(vq, &el, iov, 4), -E2BIG);
+	CHECK(!vhu_vq_is_broken(vq));
+	uint32_t id, len;
+	CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+	CHECK_EQ(id, big);
+	CHECK_EQ(len, 0);
+	CHECK_EQ(vq->inflight, 0);
+	CHECK_EQ(vhu_vq_pop(vq, &el, iov, 4), 1);
+	CHECK_EQ(el.id, small);
+	CHECK_EQ(el.n_out, 2);
+	vhu_vq_push_notify(vq, &el, 0);
+	CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+	CHECK_EQ(id, small);
+	/* the empty completion and this one share one interrupt */
+	CHECK_EQ(rd_calls(&rd), 1);
+}
+
+TEST(chain_over_4gib)
+{
+	setup(8, 0, false, false);
+	/* A large guest area that is reserved, never touched: pop only
+	 * builds iovecs. */
+	size_t big = 8ull << 30;
+	void *res = mmap(NULL, big, PROT_NONE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (res == MAP_FAILED)
+		tap_skip("cannot reserve 8 GiB of address space");
+	uint64_t gpa = 1ull << 40;
+	int r = vhu__mem_add_host(&rd.mem, gpa, big, 1ull << 44, res);
+	if (r < 0) {
+		munmap(res, big);
+		TAP_FAIL("add_host: %d", r);
+	}
+	/* exactly 4 GiB: accepted */
+	struct rd_buf b[3] = {
+		{ gpa, 0x80000000u, false },
+		{ gpa + 0x80000000u, 0x80000000u, true },
+		{ gpa + 0x100000000ull, 1, true },
+	};
+	rd_add_chain(&rd, b, 2);
+	r = pop();
+	CHECK_EQ(r, 1);
+	CHECK_EQ(el.n_out + el.n_in, 2);
+	vhu_vq_push(vq, &el, 0);
+	/* one byte more: refused */
+	rd_add_chain(&rd, b, 3);
+	r = pop();
+	munmap(res, big);
+	CHECK_EQ(r, -EIO);
+	CHECK(vhu_vq_is_broken(vq));
+}
+
+TEST(broken_queue_stays_quiet)
+{
+	setup(8, 0, false, false);
+	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	rd_add_chain(&rd, &b, 1);
+	CHECK_EQ(pop(), 1);
+	struct vhu_vq_elem held = el;
+	vq->err_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	CHECK(vq->err_fd >= 0);
+	rd_publish(&rd, 9);
+	CHECK_EQ(pop(), -EIO);
+	uint64_t v = 0;
+	CHECK_EQ(read(vq->err_fd, &v, 8), 8);
+	CHECK_EQ(v, 1);
+	/* No more writes into the guest's used ring. */
+	vhu_vq_push_notify(vq, &held, 4);
+	CHECK_EQ(rd_used_idx(&rd), 0);
+	CHECK_EQ(rd_calls(&rd), 0);
+	CHECK(!vhu_vq_enable_notify(vq));
+}
+
+int main(void)
+{
+	tap_after_each = after;
+	return tap_run();
+}
