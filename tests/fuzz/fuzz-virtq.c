@@ -1,0 +1,361 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fuzz the split-ring device side (virtio 1.2, 2.7): descriptor table,
+ * avail ring and used ring live in fake guest memory made of two regions
+ * adjacent in guest-physical space but apart in host memory (each its own
+ * heap block, so AddressSanitizer sees any access past a region), filled
+ * from the input; then the input drives pops, pushes, driver-side ring
+ * updates and notification calls.
+ *
+ * Input (little-endian):
+ *   u8  flags   bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bit 2 rings at the
+ *               end of the second region instead of the start of the first
+ *   u8  log     queue size = 8 << (log % 6)   (8 .. 256)
+ *   u8  cap     iovec capacity per pop = 1 + cap % 64
+ *   u8  nops    number of 4-byte operations that follow (% 65)
+ *   u16 base    SET_VRING_BASE value (next avail index, used index)
+ *   ops[nops]   see fz_op()
+ *   the rest    guest memory image from the descriptor table onwards
+ * After the operations, requests are popped and pushed until the ring is
+ * empty or broken (bounded).
+ *
+ * Invariants: every iovec lies inside one region; n_out + n_in <= cap;
+ * the head id is below the queue size; a broken queue stays broken; each
+ * push lands in the used ring with its id and length, and the used index
+ * counts every completion (E2BIG requests included).
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <vhu/iov.h>
+#include <vhu/virtq.h>
+
+#include "internal.h"
+#include "fuzz-common.h"
+
+#define FZ_REGION_SIZE 0x8000u
+#define FZ_GPA_A       0x10000u
+#define FZ_GPA_B       (FZ_GPA_A + FZ_REGION_SIZE)
+#define FZ_GPA_END     (FZ_GPA_B + FZ_REGION_SIZE)
+#define FZ_UVA_OFF     0x7f0000000000ull   /* uva = gpa + this */
+#define FZ_MAX_OPS     64u
+#define FZ_MAX_HELD    256u
+
+struct fz_held {
+	struct vhu_vq_elem e;
+	uint32_t written;
+};
+
+struct fz_ctx {
+	struct vhu__mem mem;
+	struct vhu_vq vq;
+	uint8_t *host[2];
+	uint64_t used_gpa;
+	unsigned cap;
+	struct iovec *iov;             /* exactly cap entries */
+	struct fz_held held[FZ_MAX_HELD];
+	unsigned n_held;
+	uint16_t base;
+	uint32_t completions;          /* pushes + E2BIG */
+	bool broken;
+};
+
+static uint8_t *fz_gpa(struct fz_ctx *c, uint64_t gpa)
+{
+	if (gpa >= FZ_GPA_A && gpa < FZ_GPA_B)
+		return c->host[0] + (gpa - FZ_GPA_A);
+	if (gpa >= FZ_GPA_B && gpa < FZ_GPA_END)
+		return c->host[1] + (gpa - FZ_GPA_B);
+	return NULL;
+}
+
+static uint16_t fz_rd16(struct fz_ctx *c, uint64_t gpa)
+{
+	uint8_t *p = fz_gpa(c, gpa);
+
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t fz_rd32(struct fz_ctx *c, uint64_t gpa)
+{
+	uint8_t *p = fz_gpa(c, gpa);
+
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void fz_wr16(struct fz_ctx *c, uint64_t gpa, uint16_t v)
+{
+	uint8_t *p = fz_gpa(c, gpa);
+
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static bool fz_inside(const struct fz_ctx *c, const struct iovec *v)
+{
+	for (unsigned r = 0; r < 2; r++) {
+		uintptr_t lo = (uintptr_t)c->host[r];
+		uintptr_t p = (uintptr_t)v->iov_base;
+
+		if (p >= lo && p <= lo + FZ_REGION_SIZE &&
+		    v->iov_len <= lo + FZ_REGION_SIZE - p)
+			return true;
+	}
+	return false;
+}
+
+static uint32_t fz_in_bytes(const struct vhu_vq_elem *e)
+{
+	size_t n = vhu_iov_size(e->iov + e->n_out, e->n_in);
+
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+static void fz_push(struct fz_ctx *c, const struct vhu_vq_elem *e,
+		    uint32_t written)
+{
+	vhu_vq_push(&c->vq, e, written);
+	c->completions++;
+	if (c->broken || vhu_vq_is_broken(&c->vq))
+		return;
+	/* The entry just written: used ring = flags, idx, ring[size]. */
+	uint16_t idx = fz_rd16(c, c->used_gpa + 2);
+	uint64_t ent = c->used_gpa + 4 +
+		       8ull * ((uint16_t)(idx - 1) % c->vq.size);
+
+	FZ_ASSERT(idx == (uint16_t)(c->base + c->completions),
+		  "used idx %u, expected %u", idx,
+		  (uint16_t)(c->base + c->completions));
+	FZ_ASSERT(fz_rd32(c, ent) == e->id && fz_rd32(c, ent + 4) == written,
+		  "used entry {%u, %u}, pushed {%u, %u}", fz_rd32(c, ent),
+		  fz_rd32(c, ent + 4), e->id, written);
+}
+
+/* Pop one request; returns the pop result. */
+static int fz_pop(struct fz_ctx *c, bool hold, uint16_t want_written)
+{
+	struct vhu_vq_elem e;
+	struct iovec *iov = c->iov;
+	int r;
+
+	if (hold && c->n_held < FZ_MAX_HELD) {
+		iov = calloc(c->cap, sizeof(*iov));
+		FZ_ASSERT(iov != NULL, "calloc");
+	}
+	memset(&e, 0, sizeof(e));
+	r = vhu_vq_pop(&c->vq, &e, iov, c->cap);
+	if (r != 1 && iov != c->iov)
+		free(iov);
+	FZ_TRACE("pop -> %d (id %u, %u out, %u in)\n", r, e.id, e.n_out, e.n_in);
+	if (r == -E2BIG) {
+		c->completions++;
+		return r;
+	}
+	if (r == -EIO) {
+		FZ_ASSERT(vhu_vq_is_broken(&c->vq), "-EIO without broken");
+		FZ_ASSERT(vhu_vq_pop(&c->vq, &e, c->iov, c->cap) == -EIO,
+			  "broken queue popped again");
+		c->broken = true;
+		return r;
+	}
+	FZ_ASSERT(r == 0 || r == 1, "pop returned %d", r);
+	if (r == 0)
+		return 0;
+	FZ_ASSERT(e.iov == iov, "elem iov not the caller's storage");
+	FZ_ASSERT((unsigned)e.n_out + e.n_in <= c->cap, "%u + %u iovecs, cap %u",
+		  e.n_out, e.n_in, c->cap);
+	FZ_ASSERT(e.id < c->vq.size, "head id %u, size %u", e.id, c->vq.size);
+	for (unsigned i = 0; i < (unsigned)e.n_out + e.n_in; i++) {
+		FZ_ASSERT(fz_inside(c, &iov[i]), "iovec %u (%p, %zu) outside guest memory",
+			  i, iov[i].iov_base, iov[i].iov_len);
+		/* Read the first and last byte: ASan checks the mapping too. */
+		if (iov[i].iov_len) {
+			(void)((volatile uint8_t *)iov[i].iov_base)[0];
+			(void)((volatile uint8_t *)iov[i].iov_base)[iov[i].iov_len - 1];
+		}
+	}
+	uint32_t in = fz_in_bytes(&e);
+	uint32_t written = want_written < in ? want_written : in;
+
+	if (iov != c->iov) {
+		c->held[c->n_held].e = e;
+		c->held[c->n_held].written = written;
+		c->n_held++;
+	} else {
+		fz_push(c, &e, written);
+	}
+	return 1;
+}
+
+static void fz_push_held(struct fz_ctx *c, unsigned i)
+{
+	struct fz_held h = c->held[i];
+
+	memmove(&c->held[i], &c->held[i + 1],
+		(c->n_held - i - 1) * sizeof(c->held[0]));
+	c->n_held--;
+	fz_push(c, &h.e, h.written);
+	free(h.e.iov);
+}
+
+/* One 4-byte operation. */
+static void fz_op(struct fz_ctx *c, const uint8_t op[4], uint64_t avail_gpa,
+		  uint64_t desc_gpa)
+{
+	switch (op[0] % 6) {
+	case 0:
+		if (!c->broken)
+			fz_pop(c, op[1] & 1, (uint16_t)(op[2] | op[3] << 8));
+		break;
+	case 1:
+		if (c->n_held)
+			fz_push_held(c, op[1] % c->n_held);
+		break;
+	case 2: /* the driver makes more entries available */
+		fz_wr16(c, avail_gpa + 2, (uint16_t)(fz_rd16(c, avail_gpa + 2) + op[1]));
+		break;
+	case 3: { /* the driver rewrites a byte of the table or avail ring */
+		uint64_t off = (uint64_t)(op[1] | op[3] << 8) %
+			       (c->used_gpa - desc_gpa);
+		*fz_gpa(c, desc_gpa + off) = op[2];
+		break;
+	}
+	case 4:
+		switch (op[1] % 4) {
+		case 0:
+			vhu_vq_notify(&c->vq);
+			break;
+		case 1:
+			vhu_vq_disable_notify(&c->vq);
+			break;
+		case 2:
+			(void)vhu_vq_enable_notify(&c->vq);
+			break;
+		default:
+			(void)vhu_vq_has_work(&c->vq);
+		}
+		break;
+	default:
+		(void)vhu_vq_drain_kick(&c->vq);
+	}
+}
+
+static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
+{
+	struct fz_in in = { data, size };
+	uint8_t flags = fz_u8(&in);
+	unsigned qsize = 8u << (fz_u8(&in) % 6);
+	uint8_t ops[FZ_MAX_OPS][4];
+	unsigned nops;
+	uint64_t desc_gpa, avail_gpa;
+	size_t db = vhu__vring_desc_bytes(qsize);
+	size_t ab = vhu__vring_avail_bytes(qsize);
+	size_t ub = vhu__vring_used_bytes(qsize);
+
+	c->cap = 1 + fz_u8(&in) % 64;
+	c->iov = calloc(c->cap, sizeof(*c->iov));
+	FZ_ASSERT(c->iov != NULL, "calloc");
+	nops = fz_u8(&in) % (FZ_MAX_OPS + 1);
+	c->base = fz_u16(&in);
+	fz_take(&in, ops, (size_t)nops * 4);
+
+	/* Ring placement (virtio 1.2, 2.7: alignments 16, 2, 4). */
+	FZ_ASSERT(db == 16u * qsize && ab >= 4 + 2u * qsize && ub >= 4 + 8u * qsize,
+		  "ring sizes %zu %zu %zu for %u", db, ab, ub, qsize);
+	if (flags & 4) {
+		c->used_gpa = (FZ_GPA_END - ub) & ~3ull;
+		avail_gpa = (c->used_gpa - ab) & ~1ull;
+		desc_gpa = (avail_gpa - db) & ~15ull;
+	} else {
+		desc_gpa = FZ_GPA_A;
+		avail_gpa = desc_gpa + db;
+		c->used_gpa = (avail_gpa + ab + 3) & ~3ull;
+	}
+
+	/* Guest memory: the image from the descriptor table on, wrapping. */
+	for (uint64_t g = desc_gpa; fz_left(&in) && g < FZ_GPA_END; g++)
+		*fz_gpa(c, g) = fz_u8(&in);
+	for (uint64_t g = FZ_GPA_A; fz_left(&in) && g < desc_gpa; g++)
+		*fz_gpa(c, g) = fz_u8(&in);
+	fz_wr16(c, c->used_gpa + 2, c->base);
+
+	vhu__mem_init(&c->mem);
+	FZ_ASSERT(vhu__mem_add_host(&c->mem, FZ_GPA_A, FZ_REGION_SIZE,
+				    FZ_GPA_A + FZ_UVA_OFF, c->host[0]) == 0, "add A");
+	FZ_ASSERT(vhu__mem_add_host(&c->mem, FZ_GPA_B, FZ_REGION_SIZE,
+				    FZ_GPA_B + FZ_UVA_OFF, c->host[1]) == 0, "add B");
+
+	vhu__vq_init(&c->vq, 0, &c->mem);
+	c->vq.size = (uint16_t)qsize;
+	c->vq.indirect = flags & 1;
+	c->vq.event_idx = (flags & 2) != 0;
+	c->vq.desc_uva = desc_gpa + FZ_UVA_OFF;
+	c->vq.avail_uva = avail_gpa + FZ_UVA_OFF;
+	c->vq.used_uva = c->used_gpa + FZ_UVA_OFF;
+	c->vq.addr_set = true;
+	c->vq.enabled = true;
+	c->vq.kick_set = true;
+	c->vq.kick_fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->vq.call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->vq.last_avail_idx = c->base;
+	c->vq.shadow_avail_idx = c->base;
+	c->vq.used_idx = c->base;
+	FZ_ASSERT(vhu__vq_map(&c->vq) == 0, "vq_map");
+	c->vq.started = true;
+
+	for (unsigned i = 0; i < nops; i++)
+		fz_op(c, ops[i], avail_gpa, desc_gpa);
+
+	/* Drain: at most one pass over the ring plus what was held. */
+	for (unsigned k = 0; k < 2 * qsize + 8 && !c->broken; k++) {
+		int r = fz_pop(c, false, 0xffff);
+
+		if (r == 0 || r == -EIO)
+			break;
+	}
+	while (c->n_held)
+		fz_push_held(c, c->n_held - 1);
+	vhu_vq_notify(&c->vq);
+	if (!c->broken)
+		FZ_ASSERT(c->vq.inflight == 0, "inflight %u after all pushes",
+			  c->vq.inflight);
+
+	c->vq.started = false;
+	vhu__vq_reset(&c->vq);
+	vhu__mem_clear(&c->mem);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	fz_quiet_logs();
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct fz_ctx c;
+	int before = fz_count_fds();
+
+	memset(&c, 0, sizeof(c));
+	c.host[0] = calloc(1, FZ_REGION_SIZE);
+	c.host[1] = calloc(1, FZ_REGION_SIZE);
+	FZ_ASSERT(c.host[0] && c.host[1], "calloc");
+	fz_run(&c, data, size);
+	free(c.iov);
+	free(c.host[0]);
+	free(c.host[1]);
+	FZ_ASSERT(fz_count_fds() <= before, "fd leak in queue reset");
+	return 0;
+}
