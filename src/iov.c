@@ -46,6 +46,8 @@ static size_t walk(const struct iovec *iov, unsigned n, size_t off,
 		return 0;
 	for (; i < n && done < len; i++, in = 0) {
 		size_t chunk = iov[i].iov_len - in;
+		if (chunk == 0)
+			continue; /* empty entry: base may be NULL */
 		if (chunk > len - done)
 			chunk = len - done;
 		uint8_t *p = (uint8_t *)iov[i].iov_base + in;
