@@ -267,11 +267,12 @@ static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 			if (r < 0)
 				vhu_blk_daemon_log("SIGHUP: cannot read the image size: %s",
 						   strerror(-r));
-			else if (r > 0 || vhu_blk_size(d->blk) != old)
-				vhu_blk_daemon_log("SIGHUP: image size changed"),
+			else if (r > 0 || vhu_blk_size(d->blk) != old) {
+				vhu_blk_daemon_log("SIGHUP: image size changed");
 				vhu_blk_daemon_size_changed(d, old);
-			else
+			} else {
 				vhu_blk_daemon_log("SIGHUP: image size unchanged");
+			}
 		} else {
 			vhu_loop_stop(loop);
 		}

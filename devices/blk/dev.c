@@ -283,8 +283,11 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size)
 		vhu_blk_refresh_size(blk);
 		return r;
 	}
-	r = vhu_blk_refresh_size(blk);
-	return r < 0 ? r : 0;
+	/* The size asked for, not a re-read: a write in flight past the new
+	 * end may briefly extend the file again, and must not extend the
+	 * capacity with it. */
+	vhu__blk_set_size(blk, size);
+	return 0;
 }
 
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
