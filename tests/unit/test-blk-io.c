@@ -514,6 +514,54 @@ TEST(open_errors)
 	CHECK(blk == NULL);
 }
 
+TEST(two_queues_and_reconnect)
+{
+	struct vhu_blk_opts o = { .num_queues = 2 };
+	struct ctx c;
+	struct vhu_fe_vq *vq1;
+	struct vhu_blk_qstats st0, st1;
+	uint8_t buf[512];
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_fe_queue_num(c.fe), 2);
+	CHECK_EQ(vhu_fe_vq_setup(c.fe, 1, QSIZE, &vq1), 0);
+	memset(c.data, 0x11, 512);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 512, false, NULL), VHU_BLK_S_OK);
+	/* the same request layout on queue 1 */
+	struct vhu_fe_vq *vq0 = c.vq;
+	c.vq = vq1;
+	memset(c.data + 4096, 0x22, 512);
+	add_req(&c, 0, VHU_BLK_T_OUT, 1, c.data_gpa + 4096, 512, false);
+	run(&c, 1, NULL);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	c.vq = vq0;
+	pread_img(&c, buf, 512, 0);
+	CHECK_EQ(buf[0], 0x11);
+	pread_img(&c, buf, 512, 512);
+	CHECK_EQ(buf[511], 0x22);
+	CHECK_EQ(vhu_blk_queue_stats(c.blk, 0, &st0), 0);
+	CHECK_EQ(vhu_blk_queue_stats(c.blk, 1, &st1), 0);
+	CHECK_EQ(st0.requests, 1);
+	CHECK_EQ(st1.requests, 1);
+	CHECK_EQ(st1.bytes_written, 512);
+	CHECK(vhu_blk_queue_stats(c.blk, 2, &st1) < 0);
+
+	/* the front-end goes away; the next one is served */
+	vhu_fe_close(c.fe);
+	c.fe = NULL;
+	CHECK_EQ(vhu_fe_connect(&c.fe, c.sock, NULL), 0);
+	CHECK_EQ(vhu_fe_set_features(c.fe, vhu_fe_features_offered(c.fe)), 0);
+	CHECK_EQ(vhu_fe_add_memory(c.fe, 4u << 20), 0);
+	CHECK_EQ(vhu_fe_vq_setup(c.fe, 0, QSIZE, &c.vq), 0);
+	c.hdr = vhu_fe_alloc(c.fe, 16 * NSLOT, 64, &c.hdr_gpa);
+	c.status = vhu_fe_alloc(c.fe, NSLOT, 64, &c.status_gpa);
+	c.data = vhu_fe_alloc(c.fe, DATA_SIZE, 4096, &c.data_gpa);
+	CHECK(c.hdr && c.status && c.data);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1, 512, true, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(c.data[0], 0x22);
+	ctx_close(&c);
+}
+
 int main(void)
 {
 	return tap_run();
