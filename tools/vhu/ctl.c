@@ -139,6 +139,15 @@ static void print_plain(json_object *v, const char *prefix)
 		}
 		return;
 	}
+	if (json_object_is_type(v, json_type_array)) {
+		size_t n = json_object_array_length(v);
+		for (size_t i = 0; i < n; i++) {
+			char p[256];
+			snprintf(p, sizeof(p), "%s[%zu]", prefix, i);
+			print_plain(json_object_array_get_idx(v, i), p);
+		}
+		return;
+	}
 	const char *s = json_object_is_type(v, json_type_string)
 				? json_object_get_string(v)
 				: json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
