@@ -253,3 +253,30 @@ uint64_t rd_calls(struct rd *rd)
 		return 0;
 	return v;
 }
+
+bool rd_need_kick(struct rd *rd, uint16_t old)
+{
+	/* the new avail->idx is visible before the device's field is read */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (rd->vq.event_idx) {
+		uint16_t ev = le16toh(__atomic_load_n(
+			&used_ring(rd)[2 + 4 * (unsigned)rd->size],
+			__ATOMIC_RELAXED));
+		return (uint16_t)(rd->avail_idx - ev - 1) <
+		       (uint16_t)(rd->avail_idx - old);
+	}
+	uint16_t f = le16toh(__atomic_load_n(&used_ring(rd)[0],
+					     __ATOMIC_RELAXED));
+	return !(f & VHU_VRING_USED_F_NO_NOTIFY);
+}
+
+void rd_want_interrupt(struct rd *rd)
+{
+	uint16_t *a = avail_ring(rd);
+	if (rd->vq.event_idx)
+		__atomic_store_n(&a[2 + rd->size], htole16(rd->used_seen),
+				 __ATOMIC_RELAXED);
+	else
+		__atomic_store_n(&a[0], 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}

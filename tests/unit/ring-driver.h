@@ -76,6 +76,14 @@ uint16_t rd_avail_event(struct rd *rd);
 void rd_set_avail_flags(struct rd *rd, uint16_t flags);
 void rd_set_used_event(struct rd *rd, uint16_t v);
 
+/* Driver side of notification suppression (virtio 1.2, 2.7.10 and
+ * 2.7.13.4): after publishing entries that moved avail->idx from old,
+ * should the device be kicked? */
+bool rd_need_kick(struct rd *rd, uint16_t old);
+/* Ask for an interrupt at the next used entry (used_event, or clearing
+ * NO_INTERRUPT); then, per 2.7.7.2, the caller re-checks the used ring. */
+void rd_want_interrupt(struct rd *rd);
+
 /* Interrupts signalled on the call eventfd since the last call. */
 uint64_t rd_calls(struct rd *rd);
 
