@@ -95,6 +95,21 @@ TEST(file_too_small_rejected)
 	close(fd);
 }
 
+TEST(unmappable_fd_rejected)
+{
+	vhu__mem_init(&mem);
+	struct vhu_mem_region r = reg(0, 0x1000, 0, 0);
+	CHECK_EQ(vhu__mem_add(&mem, &r, -1), -EBADF);
+	int p[2];
+	CHECK_EQ(pipe(p), 0);
+	int e = vhu__mem_add(&mem, &r, p[0]);
+	CHECK(e < 0);
+	CHECK(fd_is_open(p[0])); /* still the caller's */
+	CHECK_EQ(mem.n, 0);
+	close(p[0]);
+	close(p[1]);
+}
+
 TEST(bad_regions_rejected)
 {
 	vhu__mem_init(&mem);
