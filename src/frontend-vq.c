@@ -213,6 +213,9 @@ int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 		return -EINVAL;
 	if (fe->vqs[index])
 		return -EBUSY;
+	/* Ring behaviour (EVENT_IDX, enable state) follows SET_FEATURES. */
+	if (!fe->features_set)
+		return -EINVAL;
 	struct vhu_fe_vq *vq = calloc(1, sizeof(*vq));
 	if (!vq)
 		return -ENOMEM;

@@ -104,8 +104,8 @@ uint64_t vhu_fe_gpa(const struct vhu_fe *fe, const void *p);
  * Set up queue index with size descriptors (power of two, <= 32768):
  * allocates the rings in guest memory, kick and call eventfds, sends
  * SET_VRING_NUM/BASE(0)/ADDR/KICK/CALL and, with PROTOCOL_FEATURES,
- * SET_VRING_ENABLE 1.  Needs memory for the rings.  The queue lives until
- * vhu_fe_close().
+ * SET_VRING_ENABLE 1.  Needs vhu_fe_set_features() first (-EINVAL) and
+ * memory for the rings (-ENOMEM).  The queue lives until vhu_fe_close().
  */
 int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 		    struct vhu_fe_vq **out);
