@@ -1,0 +1,309 @@
+#!/bin/bash
+# End-to-end test: a Linux guest in QEMU drives vhost-user-blk back-ends.
+#
+#   tests/e2e/test-guest-blk.sh BUILD_DIR
+#
+# One guest boot exercises three disks: the main read-write disk (2 queues,
+# serial, write-back cache, control socket), a disk with 4096-byte logical
+# blocks and a read-only disk.  The guest prints RESULT lines on its serial
+# console (tests/e2e/guest/blk-checks.sh); this script compares them with
+# what the host expects, checks the images after the guest powers off and
+# prints TAP.  Live resize: the guest prints "WAITING resizeN" and polls the
+# disk size, the host answers with a "resize" call on the control socket.
+#
+# Environment: E2E_PEER=vhu (default) or qsd (qemu-storage-daemon as the
+# back-end, for comparison); E2E_ACCEL=kvm|tcg skips the accelerator probe;
+# E2E_KEEP=1 keeps the work directory.
+set -u
+
+BUILD=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/guest/lib.sh"
+
+PEER=${E2E_PEER:-vhu}
+VHU_BLK=$BUILD/tools/vhu-blk
+QSD=${E2E_QSD:-qemu-storage-daemon}
+MiB=$((1 << 20))
+SIZE0=$((64 * MiB))
+RESIZES=($((96 * MiB)) $((48 * MiB)) $((128 * MiB)))
+BOOT_TIMEOUT=90
+STEP_TIMEOUT=180
+
+N=0
+FAILED=0
+ok()   { N=$((N + 1)); echo "ok $N - $1"; }
+nok()  { N=$((N + 1)); echo "not ok $N - $1"; FAILED=1; [ -n "${2:-}" ] && echo "#   $2"; }
+skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
+check() { # check NAME CONDITION-RESULT(0/1) DIAG
+	if [ "$2" = 0 ]; then ok "$1"; else nok "$1" "${3:-}"; fi
+}
+skip_all() { echo "1..0 # SKIP $1"; exit 0; }
+
+command -v "$E2E_QEMU" >/dev/null || skip_all "$E2E_QEMU not installed"
+"$E2E_QEMU" -device help 2>/dev/null | grep -q vhost-user-blk-pci ||
+	skip_all "$E2E_QEMU lacks vhost-user-blk-pci"
+command -v python3 >/dev/null || skip_all "python3 not installed"
+if ! why=$(e2e_kernel); then
+	skip_all "guest kernel unavailable: $why"
+fi
+e2e_kernel >/dev/null
+
+WORK=$(mktemp -d /tmp/vhu-e2e.XXXXXX)
+finish() {
+	e2e_cleanup
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
+		echo "# work directory kept: $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+# ---- images -------------------------------------------------------------
+MAIN=$WORK/main.img
+IMG4K=$WORK/bs4k.img
+RO=$WORK/ro.img
+truncate -s $SIZE0 "$MAIN"
+truncate -s $((16 * MiB)) "$IMG4K"
+truncate -s $((8 * MiB)) "$RO"
+yes vhu-host-pattern | head -c 4096 | dd of="$MAIN" bs=4096 seek=256 conv=notrunc status=none
+# Non-zero data where the guest discards (4 MiB) and writes zeroes (6 MiB).
+yes vhu-fill | head -c $MiB | dd of="$MAIN" bs=$MiB seek=4 conv=notrunc status=none
+yes vhu-fill | head -c $MiB | dd of="$MAIN" bs=$MiB seek=6 conv=notrunc status=none
+yes vhu-readonly | head -c $((8 * MiB)) | dd of="$RO" bs=$MiB conv=notrunc status=none
+PATTERN_SUM=$(yes vhu-host-pattern | head -c 4096 | md5sum | cut -d' ' -f1)
+GUEST_SUM=$(yes vhu-guest-write | head -c 65536 | md5sum | cut -d' ' -f1)
+RO_SUM=$(md5sum <"$RO" | cut -d' ' -f1)
+
+# ---- guest image ----------------------------------------------------------
+EXTRA=()
+if cc -static -O2 -o "$WORK/blkzero" "$HERE/guest/blkzero.c" 2>"$WORK/blkzero.err"; then
+	EXTRA+=("$WORK/blkzero")
+fi
+if ! why=$(e2e_build_initrd "$WORK/initrd.cpio" "$HERE/guest/blk-checks.sh" "${EXTRA[@]}"); then
+	echo "Bail out! cannot build the guest image: $why"
+	exit 1
+fi
+
+e2e_probe_accel "$WORK"
+echo "# accel: $E2E_ACCEL"
+echo "# back-end: $PEER"
+
+# ---- back-ends -------------------------------------------------------------
+CTRL=$WORK/main.ctrl
+QMP=$WORK/main.qmp
+start_peer() { # start_peer ROLE IMAGE SOCKET
+	local role=$1 img=$2 sock=$3 args
+	if [ "$PEER" = qsd ]; then
+		local bd=driver=file,node-name=f0,filename=$img,discard=unmap
+		local ex=type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path=$sock
+		args=()
+		case $role in
+		main) ex+=,writable=on,num-queues=2
+		      args+=(--chardev "socket,id=m0,path=$QMP,server=on,wait=off" --monitor chardev=m0) ;;
+		bs4k) ex+=,writable=on,logical-block-size=4096 ;;
+		ro) ex+=,writable=off ;;
+		esac
+		e2e_spawn "$QSD" --blockdev "$bd" --blockdev driver=raw,node-name=d0,file=f0,discard=unmap \
+			--export "$ex" "${args[@]}" >"$WORK/$role.log" 2>&1
+	else
+		args=(--socket-path "$sock" --blk-file "$img")
+		case $role in
+		main) args+=(--serial vhu-e2e-main --num-queues 2 --cache writeback --control "$CTRL") ;;
+		bs4k) args+=(--serial vhu-e2e-4k --blk-size 4096) ;;
+		ro) args+=(--serial vhu-e2e-ro --read-only) ;;
+		esac
+		e2e_spawn "$VHU_BLK" "${args[@]}" >"$WORK/$role.log" 2>&1
+	fi
+	e2e_wait_path "$sock" 10
+}
+
+peer_resize() {
+	if [ "$PEER" = qsd ]; then
+		e2e_qmp "$QMP" block_resize "{\"node-name\": \"d0\", \"size\": $1}" >/dev/null
+	else
+		e2e_rpc "$CTRL" resize "{\"size\": $1}" >/dev/null
+	fi
+}
+
+# Poll the back-end's wce until it equals $1 (true|false), at most 5 s.
+# Prints the last value seen; "n/a" when the peer cannot report it.
+peer_wce_is() {
+	local want=$1 v i
+	if [ "$PEER" = qsd ]; then echo n/a; return 2; fi
+	for i in $(seq 50); do
+		v=$(e2e_rpc "$CTRL" info --get wce 2>/dev/null)
+		case "$v" in 1) v=true ;; 0) v=false ;; esac
+		[ "$v" = "$want" ] && { echo "$v"; return 0; }
+		sleep 0.1
+	done
+	echo "${v:-no-answer}"
+	return 1
+}
+
+if [ "$PEER" != qsd ] && [ ! -x "$VHU_BLK" ]; then
+	nok "back-ends start" "$VHU_BLK not built"
+	echo "1..$N"
+	exit 1
+fi
+peers_ok=0
+start_peer main "$MAIN" "$WORK/main.sock" || peers_ok=1
+start_peer bs4k "$IMG4K" "$WORK/bs4k.sock" || peers_ok=1
+start_peer ro "$RO" "$WORK/ro.sock" || peers_ok=1
+if [ $peers_ok != 0 ]; then
+	nok "back-ends start" "$(tail -n 5 "$WORK"/*.log)"
+	echo "1..$N"
+	exit 1
+fi
+
+# ---- guest -------------------------------------------------------------------
+LOG=$WORK/console.log
+: >"$LOG"
+# qemu-storage-daemon 7.2 changes the size without telling the front-end:
+# do not let the guest wait long for resizes it will never see.
+[ "$PEER" = qsd ] && E2E_APPEND="vhu.resize_timeout=2"
+e2e_qemu_base "$E2E_ACCEL" "$WORK/initrd.cpio" "$LOG"
+slot=4
+for role in main bs4k ro; do
+	nq=1
+	[ $role = main ] && nq=2
+	E2E_QEMU_ARGS+=(-chardev "socket,id=c$slot,path=$WORK/$role.sock"
+		-device "vhost-user-blk-pci,chardev=c$slot,num-queues=$nq,addr=0x$slot")
+	slot=$((slot + 1))
+done
+e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$WORK/qemu.err"
+QPID=$E2E_LAST_PID
+
+if e2e_wait_log "$LOG" VHU-GUEST-BOOTED $BOOT_TIMEOUT $QPID; then
+	ok "guest boots ($E2E_ACCEL)"
+else
+	nok "guest boots ($E2E_ACCEL)" "$(tail -n 5 "$WORK/qemu.err" "$LOG" | tr '\r' ' ')"
+fi
+
+# Host side of the resize / write-cache dialogue.
+WCE_WT=skip WCE_WB=skip RESIZE_RC=()
+for i in 0 1 2; do
+	tag=resize$((i + 1))
+	if ! e2e_wait_log "$LOG" "WAITING $tag " $STEP_TIMEOUT $QPID; then
+		RESIZE_RC[$i]="guest never reached $tag"
+		continue
+	fi
+	case $i in
+	0) WCE_WT=$(peer_wce_is false) ;;
+	1) WCE_WB=$(peer_wce_is true) ;;
+	esac
+	if peer_resize "${RESIZES[$i]}" 2>"$WORK/resize.err"; then
+		RESIZE_RC[$i]=ok
+	else
+		RESIZE_RC[$i]="resize call failed: $(cat "$WORK/resize.err")"
+	fi
+done
+
+e2e_wait_log "$LOG" "VHU-GUEST-DONE" $STEP_TIMEOUT $QPID
+if ! e2e_wait_exit $QPID 60; then
+	echo "# guest did not power off; killing QEMU"
+	kill -KILL $QPID 2>/dev/null
+fi
+
+STATS=n/a
+if [ "$PEER" != qsd ]; then
+	STATS=$(e2e_rpc "$CTRL" stats --get total 2>/dev/null || echo no-answer)
+fi
+e2e_cleanup
+
+resize_check() {
+	if [ "$PEER" = qsd ]; then
+		skip "$1" "qemu-storage-daemon 7.2 does not notify the front-end of a resize"
+	else
+		check "$@"
+	fi
+}
+
+# ---- verdicts ------------------------------------------------------------------
+# res NAME -> "status detail" from the last RESULT line for NAME.
+res() { grep -ao "RESULT $1 [a-z]* .*" "$LOG" | tr -d '\r' | tail -n 1 | cut -d' ' -f3-; }
+st() { res "$1" | cut -d' ' -f1; }
+dt() { res "$1" | cut -d' ' -f2-; }
+is_zero() { # is_zero FILE OFFSET_MIB LEN_MIB
+	[ "$(dd if="$1" bs=$MiB skip="$2" count="$3" status=none | tr -d '\0' | wc -c)" = 0 ]
+}
+
+check "three disks appear in the guest" "$([ "$(st devices)" = ok ]; echo $?)" "$(res devices)"
+check "disk size seen in the guest is the image size" \
+	"$([ "$(dt size)" = $((SIZE0 / 512)) ]; echo $?)" "guest sectors: $(dt size), want $((SIZE0 / 512))"
+check "logical block size 512 by default" "$([ "$(dt lbs_main)" = 512 ]; echo $?)" "got '$(dt lbs_main)'"
+check "logical block size 4096 with --blk-size 4096" \
+	"$([ "$(dt lbs_4k)" = 4096 ] && [ "$(dt size_4k)" = $((16 * MiB)) ]; echo $?)" \
+	"lbs '$(dt lbs_4k)' size '$(dt size_4k)'"
+if [ "$PEER" = qsd ]; then
+	skip "serial number reaches the guest" "qemu-storage-daemon has no serial option"
+else
+	check "serial number reaches the guest" "$([ "$(dt serial)" = vhu-e2e-main ]; echo $?)" "got '$(dt serial)'"
+fi
+check "num-queues=2 gives two hardware queues" "$([ "$(dt nr_queues)" = 2 ]; echo $?)" "got '$(dt nr_queues)'"
+check "host-written pattern reads back in the guest" "$([ "$(dt pattern)" = "$PATTERN_SUM" ]; echo $?)" \
+	"md5 '$(dt pattern)', want $PATTERN_SUM"
+host_sum=$(dd if="$MAIN" bs=4096 skip=512 count=16 status=none | md5sum | cut -d' ' -f1)
+check "guest write persists in the host image" \
+	"$([ "$(st guest_write)" = ok ] && [ "$host_sum" = "$GUEST_SUM" ]; echo $?)" \
+	"guest: $(res guest_write); host md5 $host_sum, want $GUEST_SUM"
+check "flush succeeds" "$([ "$(st flush)" = ok ]; echo $?)" "$(res flush)"
+if [ "$PEER" = qsd ]; then
+	skip "back-end statistics count the guest's I/O" "qemu-storage-daemon has no stats method"
+else
+	check "back-end statistics count the guest's I/O" \
+		"$(python3 -c 'import json,sys; t=json.loads(sys.argv[1]);
+sys.exit(0 if t["requests"] > 0 and t["bytes_written"] >= 65536 and t["errors"] == 0 else 1)' "$STATS" 2>/dev/null; echo $?)" \
+		"stats total: $STATS"
+fi
+check "discard zeroes the host image range" \
+	"$([ "$(st discard)" = ok ] && is_zero "$MAIN" 4 1; echo $?)" "guest: $(res discard)"
+if [ "$(st write_zeroes)" = skip ]; then
+	skip "write-zeroes" "static helper could not be built: $(head -c 200 "$WORK/blkzero.err")"
+else
+	wz=$(dt write_zeroes)
+	check "write-zeroes is advertised and zeroes the host image range" \
+		"$([ "$(st write_zeroes)" = ok ] && [ "${wz#write_zeroes_max_bytes=}" -gt 0 ] 2>/dev/null &&
+		   is_zero "$MAIN" 6 1; echo $?)" "guest: $(res write_zeroes)"
+fi
+check "read-only disk refuses writes" \
+	"$([ "$(st read_only)" = ok ] && [ "$(md5sum <"$RO" | cut -d' ' -f1)" = "$RO_SUM" ]; echo $?)" \
+	"guest: $(res read_only)"
+if [ "$PEER" = qsd ]; then
+	check "cache_type 'write through' in the guest" "$([ "$(dt cache_wt)" = write_through ]; echo $?)" \
+		"initial $(dt cache_initial), after: $(dt cache_wt)"
+else
+	check "cache_type 'write through' reaches the back-end (wce=0)" \
+		"$([ "$(dt cache_wt)" = write_through ] && [ "$WCE_WT" = false ]; echo $?)" \
+		"initial $(dt cache_initial), guest $(dt cache_wt), back-end wce $WCE_WT"
+fi
+want=$((RESIZES[0] / 512))
+resize_check "live resize grow is seen by the guest" \
+	"$([ "${RESIZE_RC[0]:-}" = ok ] && [ "$(res resize1)" = "ok $want" ]; echo $?)" \
+	"host: ${RESIZE_RC[0]:-}; guest: $(res resize1); want $want"
+if [ "$PEER" = qsd ]; then
+	check "cache_type 'write back' in the guest" "$([ "$(dt cache_wb)" = write_back ]; echo $?)" "$(dt cache_wb)"
+else
+	check "cache_type 'write back' reaches the back-end (wce=1)" \
+		"$([ "$(dt cache_wb)" = write_back ] && [ "$WCE_WB" = true ]; echo $?)" \
+		"guest $(dt cache_wb), back-end wce $WCE_WB"
+fi
+want=$((RESIZES[1] / 512))
+resize_check "live resize shrink is seen by the guest" \
+	"$([ "${RESIZE_RC[1]:-}" = ok ] && [ "$(res resize2)" = "ok $want" ]; echo $?)" \
+	"host: ${RESIZE_RC[1]:-}; guest: $(res resize2); want $want"
+want=$((RESIZES[2] / 512))
+resize_check "live resize grow again is seen by the guest" \
+	"$([ "${RESIZE_RC[2]:-}" = ok ] && [ "$(res resize3)" = "ok $want" ]; echo $?)" \
+	"host: ${RESIZE_RC[2]:-}; guest: $(res resize3); want $want"
+check "image file follows the resizes" "$([ "$(stat -c %s "$MAIN")" = "${RESIZES[2]}" ]; echo $?)" \
+	"size $(stat -c %s "$MAIN"), want ${RESIZES[2]}"
+check "guest reads the last sector after the resizes" "$([ "$(st resize_io)" = ok ]; echo $?)" "$(res resize_io)"
+
+echo "1..$N"
+if [ $FAILED != 0 ]; then
+	echo "# console log tail:"
+	grep -av '^RESULT' "$LOG" | tail -n 15 | tr -d '\r' | sed 's/^/#   /'
+fi
+exit $FAILED
