@@ -12,6 +12,17 @@
  *   avail: u16 flags, u16 idx, u16 ring[size], u16 used_event
  *   used:  u16 flags, u16 idx, {u32 id, u32 len} ring[size], u16 avail_event
  *
+ * Kick suppression (2.7.10): without EVENT_IDX, used->flags NO_NOTIFY is
+ * set by vhu_vq_disable_notify() and cleared by vhu_vq_enable_notify().
+ * With EVENT_IDX, avail_event is written by vhu_vq_enable_notify() and by
+ * every pop that finds the ring empty, each followed by a full barrier and
+ * a second look at avail->idx, so a device that simply pops until empty
+ * and then sleeps on its kick fd never misses a request.  Disabling is a
+ * no-op there: avail_event stays behind while the device is busy, which
+ * already suppresses kicks.  Rings inherited from an earlier connection
+ * may hold stale suppression fields: a device should pop once, or call
+ * vhu_vq_enable_notify(), when its queue starts.
+ *
  * This is the data path: no allocation and no system call except the
  * eventfd writes that notify the driver.
  */
