@@ -216,13 +216,15 @@ static int path_in_use(const struct sockaddr_un *sa)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -EEXIST;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a server with a full backlog answers EAGAIN
+	 * instead of making us wait; it is alive all the same. */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	int r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
 	int e = errno;
 	close(fd);
-	if (r == 0)
+	if (r == 0 || e == EAGAIN || e == EINPROGRESS)
 		return 1;
 	return (e == ECONNREFUSED || e == ENOENT) ? 0 : -e;
 }
