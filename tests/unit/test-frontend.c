@@ -418,6 +418,7 @@ struct honest {
 		uint16_t last_avail;
 	} vq[HB_QUEUES];
 	unsigned reqs_with_need_reply;
+	unsigned mem_tables;
 	/* config change bookkeeping */
 	bool change_sent;
 	bool get_after_change;
@@ -551,6 +552,28 @@ static void hb_request(struct honest *h, struct vhu_msg *m, int *fds, unsigned n
 			}
 		}
 		break;
+	case VHU_REQ_SET_MEM_TABLE: {
+		/* replaces the whole table: one fd per region */
+		struct vhu_mem_table *t = &m->p.mem;
+		if (t->nregions > 8 || t->nregions != nfds)
+			break;
+		for (unsigned i = 0; i < h->nregions; i++)
+			munmap(h->reg[i].host, h->reg[i].size);
+		h->nregions = 0;
+		h->mem_tables++;
+		for (unsigned i = 0; i < t->nregions; i++) {
+			struct vhu_mem_region *r = &t->regions[i];
+			void *p = mmap(NULL, r->memory_size, PROT_READ | PROT_WRITE,
+				       MAP_SHARED, fds[i], (off_t)r->mmap_offset);
+			if (p == MAP_FAILED)
+				break;
+			h->reg[h->nregions].gpa = r->guest_phys_addr;
+			h->reg[h->nregions].size = r->memory_size;
+			h->reg[h->nregions].host = p;
+			h->nregions++;
+		}
+		break;
+	}
 	case VHU_REQ_SET_VRING_NUM:
 		if (idx < HB_QUEUES)
 			h->vq[idx].num = m->p.state.num;
@@ -679,7 +702,8 @@ static void *honest_main(void *arg)
 	}
 }
 
-static struct vhu_fe *honest_start(struct honest *h, pthread_t *t)
+static struct vhu_fe *honest_start_opts(struct honest *h, pthread_t *t,
+					const struct vhu_fe_opts *o)
 {
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -696,9 +720,14 @@ static struct vhu_fe *honest_start(struct honest *h, pthread_t *t)
 	vhu__set_nonblock(sv[1]);
 	pthread_create(t, NULL, honest_main, h);
 	struct vhu_fe *fe = NULL;
-	if (vhu_fe_connect_fd(&fe, sv[0], NULL) < 0)
+	if (vhu_fe_connect_fd(&fe, sv[0], o) < 0)
 		return NULL;
 	return fe;
+}
+
+static struct vhu_fe *honest_start(struct honest *h, pthread_t *t)
+{
+	return honest_start_opts(h, t, NULL);
 }
 
 static void honest_stop(struct honest *h, pthread_t t, struct vhu_fe *fe)
@@ -847,6 +876,41 @@ TEST(add_rejects_overfull_and_empty_chains)
 	CHECK_EQ(vhu_fe_vq_add(vq, b, 1, NULL, 0, NULL), -ENOSPC);
 	CHECK(vhu_fe_alloc(fe, 1 << 17, 8, &g) == NULL);
 	honest_stop(&h, t, fe);
+}
+
+TEST(set_mem_table_carries_every_region)
+{
+	struct honest h;
+	pthread_t t;
+	struct vhu_fe_opts o = { .no_add_mem_reg = true };
+	struct vhu_fe *fe = honest_start_opts(&h, &t, &o);
+	CHECK(fe);
+	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
+	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
+	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
+	struct vhu_fe_vq *vq;
+	CHECK_EQ(vhu_fe_vq_setup(fe, 0, 8, &vq), 0);
+	/* fill the first region so the buffer lands in the second */
+	uint64_t g = 0;
+	uint8_t *buf = NULL;
+	for (int i = 0; i < 2048 && g < (1ull << 30); i++)
+		buf = vhu_fe_alloc(fe, 64, 8, &g);
+	CHECK(buf);
+	CHECK(g >= (1ull << 30));
+	memcpy(buf, "hello, region two", 18);
+	struct vhu_fe_buf r = { g, 18 }, w = { g + 32, 32 };
+	CHECK(vhu_fe_vq_add(vq, &r, 1, &w, 1, buf) >= 0);
+	CHECK(vhu_fe_vq_kick(vq) >= 0);
+	CHECK_EQ(vhu_fe_vq_wait(vq, 2000), 1);
+	void *data;
+	uint32_t len;
+	CHECK_EQ(vhu_fe_vq_get_used(vq, &data, &len), 1);
+	CHECK(data == buf);
+	CHECK_EQ(len, 18);
+	CHECK(memcmp(buf + 32, "hello, region two", 18) == 0);
+	honest_stop(&h, t, fe);
+	CHECK_EQ(h.mem_tables, 2);
+	CHECK_EQ(h.nregions, 2);
 }
 
 /* A device writing garbage into the used ring breaks the queue, never
