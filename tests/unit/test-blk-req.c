@@ -408,6 +408,103 @@ TEST(config_space_layout)
 	CHECK_EQ(cfg[32], 0);
 }
 
+/* Random chains: random request layouts split at random points (empty
+ * pieces included).  Whatever the split and the header, the status lies
+ * in the writable part, data slices stay inside the chain and off the
+ * status byte, and an accepted request never leaves the capacity. */
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static unsigned rnd(unsigned n)
+{
+	rnd_state = rnd_state * 6364136223846793005ull + 1442695040888963407ull;
+	return (unsigned)((rnd_state >> 33) % n);
+}
+
+/* Split [base, base + total) into n pieces at random points. */
+static void split(struct iovec *iov, unsigned n, uint8_t *base, size_t total)
+{
+	size_t off = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		size_t len = i + 1 == n ? total - off : rnd((unsigned)(total - off) + 1);
+
+		iov[i].iov_base = base + off;
+		iov[i].iov_len = len;
+		off += len;
+	}
+}
+
+TEST(random_chains_stay_in_bounds)
+{
+	static const uint32_t types[] = {
+		VHU_BLK_T_IN, VHU_BLK_T_OUT, VHU_BLK_T_FLUSH, VHU_BLK_T_GET_ID,
+		VHU_BLK_T_DISCARD, VHU_BLK_T_WRITE_ZEROES, 2, 99,
+	};
+	static uint8_t mem[4096];
+	struct iovec iov[16];
+	unsigned accepted_rw = 0, accepted_segs = 0;
+
+	for (unsigned round = 0; round < 20000; round++) {
+		struct vhu_blk_limits l = lim(64);
+		uint32_t type = types[rnd(8)];
+		bool writes = type == VHU_BLK_T_IN || type == VHU_BLK_T_GET_ID;
+		bool segs = type == VHU_BLK_T_DISCARD || type == VHU_BLK_T_WRITE_ZEROES;
+		size_t dlen = segs ? 16 * (rnd(3) + 1) : 512 * rnd(4);
+		size_t out_len, in_len;
+		unsigned n_out = rnd(4) + 1, n_in = rnd(4) + 1;
+
+		if (rnd(6) == 0)
+			dlen += rnd(600);               /* odd sizes */
+		put_hdr(mem, type, rnd(3) ? rnd(70) : UINT64_MAX - rnd(3));
+		for (size_t i = 0; segs && i + 16 <= dlen; i += 16)
+			put_seg(mem + 16 + i, rnd(70), rnd(12), rnd(3));
+		out_len = 16 + (writes ? 0 : dlen);
+		in_len = (writes ? dlen : 0) + 1;
+		if (rnd(10) == 0)
+			out_len = rnd(16);              /* short header */
+		if (rnd(10) == 0)
+			in_len = 0;                     /* no status byte */
+		split(iov, n_out, mem, out_len);
+		split(iov + n_out, n_in, mem + out_len, in_len);
+
+		int r = vhu_blk_req_parse(iov, n_out, n_in, &req, data_iov,
+					  VHU_BLK_IOV_CAP);
+		if (in_len == 0) {
+			CHECK_EQ(r, -EINVAL);
+			continue;
+		}
+		CHECK(r == VHU_BLK_S_OK || r == VHU_BLK_S_IOERR);
+		CHECK(req.status == mem + out_len + in_len - 1);
+		if (out_len < 16)
+			CHECK_EQ(r, VHU_BLK_S_IOERR);
+		if (r != VHU_BLK_S_OK)
+			continue;
+		size_t sum = 0;
+		for (unsigned i = 0; i < req.n_data; i++) {
+			uint8_t *b = req.data[i].iov_base;
+
+			CHECK(b >= mem && b + req.data[i].iov_len <= req.status);
+			sum += req.data[i].iov_len;
+		}
+		CHECK_EQ(sum, req.data_len);
+		if (vhu_blk_req_check(&req, &l) != VHU_BLK_S_OK)
+			continue;
+		if (type == VHU_BLK_T_IN || type == VHU_BLK_T_OUT) {
+			CHECK(req.sector <= l.capacity &&
+			      req.data_len / 512 <= l.capacity - req.sector);
+			CHECK_EQ(req.data_len % 512, 0);
+			accepted_rw++;
+		}
+		accepted_segs += req.n_segs ? 1 : 0;
+		for (unsigned i = 0; i < req.n_segs; i++)
+			CHECK(req.segs[i].sector + req.segs[i].num_sectors <=
+			      l.capacity);
+	}
+	/* the generator reaches the interesting paths */
+	CHECK(accepted_rw > 1000);
+	CHECK(accepted_segs > 100);
+}
+
 int main(void)
 {
 	return tap_run();
