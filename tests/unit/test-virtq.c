@@ -458,7 +458,7 @@ TEST(map_checks)
 /*
  * Driver and device in two threads, each sleeping on its eventfd whenever
  * it has nothing to do: a notification decision that loses a wakeup makes
- * one side wait for the other forever (here: a 2 s timeout).
+ * one side wait for the other forever (here: a 10 s timeout).
  */
 #define PINGPONG_N 20000
 
@@ -493,7 +493,7 @@ static void *device_thread(void *arg)
 		vhu_vq_notify(d->vq);
 		if (d->done == PINGPONG_N || vhu_vq_enable_notify(d->vq))
 			continue;
-		if (!wait_fd(d->vq->kick_fd, 2000)) {
+		if (!wait_fd(d->vq->kick_fd, 10000)) {
 			d->failed = 1;
 			break;
 		}
@@ -541,7 +541,7 @@ static void pingpong(bool event_idx)
 		rd_want_interrupt(&rd);
 		if (rd_used_idx(&rd) != rd.used_seen)
 			continue;
-		if (!wait_fd(vq->call_fd, 2000)) {
+		if (!wait_fd(vq->call_fd, 10000)) {
 			lost = true;
 			break;
 		}
