@@ -562,6 +562,35 @@ TEST(two_queues_and_reconnect)
 	ctx_close(&c);
 }
 
+static int count_fds(void)
+{
+	char path[64];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		if (access(path, F_OK) == 0)
+			n++;
+	}
+	return n;
+}
+
+TEST(no_fd_leak_across_sessions)
+{
+	int before = count_fds();
+
+	for (int i = 0; i < 3; i++) {
+		struct vhu_blk_opts o = { .num_queues = 2 };
+		struct ctx c;
+
+		ctx_open(&c, &o, true);
+		CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+		CHECK_EQ(vhu_fe_vq_stop(c.fe, 0, NULL), 0);
+		ctx_close(&c);
+	}
+	CHECK_EQ(count_fds(), before);
+}
+
 int main(void)
 {
 	return tap_run();
