@@ -7,7 +7,8 @@
  * vhu_backend_process().
  *
  * Input records (little-endian):
- *   u8 ctl   bit 7 set: a memory-image record, see below.
+ *   u8 ctl   bits 7-6 = 10: a memory-image record, 11: an event record
+ *            (both below); otherwise a message:
  *            bits 0-3: fds to attach (mod 9), bits 4-5: their kind
  *            (0 by request, 1 eventfd, 2 memfd, 3 socket),
  *            bit 6: send the header's size unclamped, close our write
@@ -17,12 +18,22 @@
  * Memory-image record (ctl bit 7): u16 offset, u8 len, len bytes copied
  * into the template every later memfd starts from, so rings placed there
  * by SET_VRING_ADDR have content.
+ * Event record (ctl bits 7-6 = 11): u8 what, then
+ *   what % 4 == 0: the device calls vhu_backend_config_changed(want_ack =
+ *                  bit 2 of what);
+ *               1: the front-end answers on the first back-end channel:
+ *                  u32 request, u32 flags, u64 value (a config-change ack
+ *                  when request 2, flags 5);
+ *               2: the driver kicks queue (what >> 2) & 1 (its kick fd);
+ *               3: the session is processed once more with nothing sent.
  *
  * Invariants checked: the library never calls set_config for a read-only
  * byte with flags 0, never passes config ranges beyond the config space,
  * never starts a started queue, stops every queue before it is freed,
- * negotiates only offered features, and every fd created for one input is
- * closed when the session is freed (open-fd count unchanged).
+ * negotiates only offered features, answers every config-change ack it
+ * asked for exactly once (a result, or an error when the channel or
+ * session goes), and every fd created for one input is closed when the
+ * session is freed (open-fd count unchanged).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,6 +68,8 @@ struct fz_dev {
 	uint8_t cfg[FZ_CFG_SIZE];
 	bool started[FZ_NQ];
 	struct vhu_vq *vq[FZ_NQ];
+	unsigned acks_wanted;          /* config changes sent with NEED_REPLY */
+	unsigned acks_seen;            /* config_change_acked calls */
 };
 
 static uint8_t fz_mem_template[FZ_MEMFD_SIZE];
@@ -157,6 +170,16 @@ static void fz_reset(void *opaque)
 		FZ_ASSERT(!d->started[i], "reset with queue %u started", i);
 }
 
+static void fz_config_change_acked(void *opaque, int64_t result)
+{
+	struct fz_dev *d = opaque;
+
+	(void)result;
+	d->acks_seen++;
+	FZ_ASSERT(d->acks_seen <= d->acks_wanted, "%u acks for %u requests",
+		  d->acks_seen, d->acks_wanted);
+}
+
 static const struct vhu_device_ops fz_ops = {
 	.features_set = fz_features_set,
 	.queue_started = fz_queue_started,
@@ -165,6 +188,7 @@ static const struct vhu_device_ops fz_ops = {
 	.get_config = fz_get_config,
 	.set_config = fz_set_config,
 	.reset = fz_reset,
+	.config_change_acked = fz_config_change_acked,
 };
 
 static const uint8_t fz_writable[FZ_CFG_SIZE] = { [FZ_CFG_WRITABLE] = 1 };
@@ -319,12 +343,75 @@ static void fz_session_close(struct fz_session *s)
 	vhu_backend_free(s->b);
 	for (unsigned i = 0; i < FZ_NQ; i++)
 		FZ_ASSERT(!s->dev.started[i], "queue %u still started after free", i);
+	FZ_ASSERT(s->dev.acks_seen == s->dev.acks_wanted,
+		  "%u config-change acks asked, %u reported", s->dev.acks_wanted,
+		  s->dev.acks_seen);
 	fz_drain(s->fe);
 	close(s->fe);
 	for (unsigned i = 0; i < s->n_peers; i++) {
 		fz_drain(s->peers[i]);
 		close(s->peers[i]);
 	}
+}
+
+static void fz_after_process(struct fz_session *s)
+{
+	fz_drain(s->fe);
+	for (unsigned i = 0; i < s->n_peers; i++)
+		fz_drain(s->peers[i]);
+}
+
+/* What a device or the front-end does between messages. */
+static bool fz_event(struct fz_session *s, struct fz_in *in)
+{
+	uint8_t what = fz_u8(in);
+	int r;
+
+	switch (what % 4) {
+	case 0: {
+		bool ack = (what & 4) != 0;
+		bool will_ack = ack && (vhu_backend_protocol_features(s->b) &
+					VHU_BIT(VHU_PF_REPLY_ACK));
+
+		r = vhu_backend_config_changed(s->b, ack);
+		FZ_TRACE("config_changed(ack %d) -> %d\n", ack, r);
+		if (r == 0 && will_ack)
+			s->dev.acks_wanted++;
+		break;
+	}
+	case 1: {
+		uint8_t m[20];
+		uint32_t req = fz_u32(in), flags = fz_u32(in);
+		uint8_t val[8];
+
+		fz_take(in, val, 8);
+		memcpy(m, &req, 4);
+		memcpy(m + 4, &flags, 4);
+		memcpy(m + 8, &(uint32_t){ 8 }, 4);
+		memcpy(m + 12, val, 8);
+		if (s->n_peers)
+			(void)send(s->peers[0], m, sizeof(m),
+				   MSG_NOSIGNAL | MSG_DONTWAIT);
+		break;
+	}
+	case 2: {
+		unsigned q = (what >> 2) & 1;
+		struct vhu_vq *vq = vhu_backend_vq(s->b, q);
+		int fd = vq ? vhu_vq_kick_fd(vq) : -1;
+
+		if (fd >= 0)
+			(void)eventfd_write(fd, 1);
+		break;
+	}
+	default:
+		break;
+	}
+	r = vhu_backend_process(s->b);
+	fz_after_process(s);
+	if (r < 0)
+		return false;
+	fz_serve_started(s);
+	return true;
 }
 
 /* One record; returns false when the input (or the session) is done. */
@@ -342,6 +429,8 @@ static bool fz_record(struct fz_session *s, struct fz_in *in)
 	if (fz_left(in) < 1)
 		return false;
 	ctl = fz_u8(in);
+	if ((ctl & 0xc0) == 0xc0)
+		return fz_event(s, in);
 	if (ctl & 0x80) {
 		uint16_t off = fz_u16(in);
 		uint8_t n = fz_u8(in);
@@ -386,9 +475,7 @@ static bool fz_record(struct fz_session *s, struct fz_in *in)
 	FZ_TRACE("request %u flags 0x%x size %u fds %u -> process %d, "
 		 "started %d%d\n", h.request, h.flags, h.size, nfds, r,
 		 s->dev.started[0], s->dev.started[1]);
-	fz_drain(s->fe);
-	for (unsigned i = 0; i < s->n_peers; i++)
-		fz_drain(s->peers[i]);
+	fz_after_process(s);
 	if (r < 0)
 		return false;
 	fz_serve_started(s);

@@ -57,6 +57,12 @@ def memrec(off, data):
     return out
 
 
+def event(what, extra=b""):
+    """An event record: 0 config change (| 4: want an ack), 1 front-end
+    answer on the back-end channel, 2 kick (| 4: queue 1), 3 process."""
+    return bytes([0xC0, what]) + extra
+
+
 def u64(v):
     return struct.pack("<Q", v)
 
@@ -117,6 +123,14 @@ def handshake(fl=V1, backend_channel=False, status=False):
         s += rec(GET_STATUS)
     s += rec(SET_CONFIG, struct.pack("<III", 32, 1, 0) + b"\x01", fl | NEED_REPLY)
     s += rec(GET_CONFIG, struct.pack("<III", 32, 1, 0) + b"\x00")
+    if backend_channel:
+        # The device announces a config change and wants an ack; the
+        # front-end re-reads the config, then acks on the channel.
+        s += event(0 | 4)
+        s += rec(GET_CONFIG, struct.pack("<III", 0, CFG_SIZE, 0) + bytes(CFG_SIZE))
+        s += event(1, struct.pack("<IIQ", 2, 0x5, 0))
+        s += event(0)
+        s += event(2) + event(2 | 4) + event(3)
     s += rec(GET_VRING_BASE, state(0, 0))
     s += rec(GET_VRING_BASE, state(1, 0))
     return s
