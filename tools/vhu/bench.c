@@ -683,6 +683,22 @@ int cmd_bench(int argc, char **argv)
 	uint64_t t1 = now_ns();
 	double cpu1 = o.pid > 0 && cpu0 >= 0 ? proc_cpu(o.pid) : -1;
 
+	/* Stop the rings as a driver would (GET_VRING_BASE): the back-end's
+	 * next avail index must equal what was submitted. */
+	unsigned base_errors = 0;
+	for (unsigned q = 0; q < started; q++) {
+		if (ws[q].fail)
+			continue;
+		uint32_t base;
+		r = vhu_fe_vq_stop(fe, q, &base);
+		if (r < 0 || (uint16_t)base != (uint16_t)ws[q].submitted) {
+			base_errors++;
+			fprintf(stderr, "vhu bench: queue %u: GET_VRING_BASE %s (base %u, "
+				"submitted %" PRIu64 ")\n", q, r < 0 ? strerror(-r) : "mismatch",
+				r < 0 ? 0 : base, ws[q].submitted);
+		}
+	}
+
 	/* Merge. */
 	static uint64_t hist[H_BUCKETS];
 	uint64_t done = 0, reads = 0, wrs = 0, errors = 0, verified = 0, mism = 0;
@@ -765,7 +781,8 @@ int cmd_bench(int argc, char **argv)
 			printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
 			       verified, mism);
 	}
-	if (fail == 0 && errors == 0 && mism == 0 && (!o.count || done == o.count))
+	if (fail == 0 && errors == 0 && mism == 0 && base_errors == 0 &&
+	    (!o.count || done == o.count))
 		rc = 0;
 	else if (fail == 0 && o.count && done != o.count)
 		fprintf(stderr, "vhu bench: interrupted after %" PRIu64 " of %" PRIu64
