@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu check SOCKET: run the conformance cases, then the robustness
+ * catalogue (each hostile case on a fresh connection, followed by a fresh
+ * session that must still serve verified I/O), and print TAP-style lines.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "check.h"
+
+static const struct chk_case *const groups[] = {
+	chk_cases_conf, chk_cases_framing, chk_cases_mem, chk_cases_ring,
+	chk_cases_config, chk_cases_chain, chk_cases_blk,
+};
+
+struct result {
+	const char *name;
+	int rc;            /* 0 pass, 1 skip, -1 fail */
+	char why[CHK_WHY * 2 + 64];
+};
+
+struct opts {
+	const char *path;
+	const char *glob;
+	int timeout_ms;
+	long pid;
+	long rss_slack_kb;
+	bool json, list;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: vhu check [OPTIONS] SOCKET\n"
+"Check a vhost-user-blk back-end listening on SOCKET: protocol conformance,\n"
+"then a catalogue of hostile messages, descriptor chains and requests, each\n"
+"on a fresh connection followed by a fresh session with verified I/O.\n"
+"The back-end must be writable and its disk at least 16 KiB; data in the\n"
+"first 512 KiB of the disk is overwritten.\n"
+"\n"
+"  --case GLOB      run only the cases whose name matches GLOB\n"
+"  --list           print the case names and exit\n"
+"  --timeout MS     how long to wait for any answer (default 1000)\n"
+"  --pid PID        watch the back-end's open fds and RSS across the run\n"
+"  --rss-slack KB   RSS growth allowed with --pid (default 32768)\n"
+"  --json           print a JSON document instead of TAP lines\n"
+"  -h, --help       this text\n"
+"\n"
+"Output: one line per case, 'ok N - NAME: what happened' or\n"
+"'not ok N - NAME: why', then 'N passed, N failed'.  The exit status is 1\n"
+"when any case failed, 2 on a usage error.\n");
+}
+
+static int parse(int argc, char **argv, struct opts *o)
+{
+	static const struct option lo[] = {
+		{ "case", required_argument, NULL, 'c' },
+		{ "list", no_argument, NULL, 'l' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "pid", required_argument, NULL, 'p' },
+		{ "rss-slack", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	memset(o, 0, sizeof(*o));
+	o->timeout_ms = 1000;
+	o->rss_slack_kb = 32768;
+	optind = 1;
+	int c;
+	char *end;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c': o->glob = optarg; break;
+		case 'l': o->list = true; break;
+		case 'j': o->json = true; break;
+		case 't':
+			o->timeout_ms = (int)strtol(optarg, &end, 10);
+			if (*end || o->timeout_ms < 10 || o->timeout_ms > 600000) {
+				fprintf(stderr, "vhu check: bad --timeout\n");
+				return -EINVAL;
+			}
+			break;
+		case 'p':
+			o->pid = strtol(optarg, &end, 10);
+			if (*end || o->pid <= 0) {
+				fprintf(stderr, "vhu check: bad --pid\n");
+				return -EINVAL;
+			}
+			break;
+		case 'r':
+			o->rss_slack_kb = strtol(optarg, &end, 10);
+			if (*end || o->rss_slack_kb < 0) {
+				fprintf(stderr, "vhu check: bad --rss-slack\n");
+				return -EINVAL;
+			}
+			break;
+		case 'h': usage(stdout); return 1;
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (o->list)
+		return 0;
+	if (optind != argc - 1) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	o->path = argv[optind];
+	return 0;
+}
+
+static bool selected(const struct opts *o, const char *name)
+{
+	return !o->glob || fnmatch(o->glob, name, 0) == 0;
+}
+
+/* ------------------------------------------------------- process watch */
+
+static long count_fds(long pid)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%ld/fd", pid);
+	DIR *d = opendir(p);
+	if (!d)
+		return -1;
+	long n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static long rss_kb(long pid)
+{
+	char p[64], line[256];
+	snprintf(p, sizeof(p), "/proc/%ld/status", pid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return -1;
+	long kb = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+/* fds settle once the back-end has noticed the last close. */
+static long settled_fds(long pid, long want)
+{
+	long n = count_fds(pid);
+	for (int i = 0; i < 100 && n > want; i++) {
+		usleep(20000);
+		n = count_fds(pid);
+	}
+	return n;
+}
+
+/* ----------------------------------------------------------- running */
+
+static void fill_ctx(struct chk_ctx *c, const struct opts *o)
+{
+	memset(c, 0, sizeof(*c));
+	c->path = o->path;
+	c->timeout_ms = o->timeout_ms;
+	c->num_queues = 1;
+	struct chk_sess s;
+	char why[CHK_WHY];
+	chk_sess_init(&s, o->timeout_ms);
+	if (chk_connect(&s, o->path, why) == 0 && chk_handshake(&s, why) == 0) {
+		c->capacity = s.capacity;
+		c->features = s.acked;
+		if (s.queue_num)
+			c->num_queues = s.queue_num;
+		uint16_t nq;
+		if ((s.acked & VHU_BIT(CHK_BLK_F_MQ)) &&
+		    chk_get_config(&s, 34, 2, &nq, why) == 0 && nq)
+			c->num_queues = nq;
+		uint32_t seg;
+		if ((s.acked & VHU_BIT(CHK_BLK_F_DISCARD)) &&
+		    chk_get_config(&s, 40, 4, &seg, why) == 0)
+			c->max_discard_seg = seg;
+	}
+	chk_sess_close(&s);
+}
+
+/* The fresh session after a hostile case: handshake, ring, verified I/O. */
+static int post_probe(struct chk_ctx *c, unsigned n, char *why)
+{
+	struct chk_sess s;
+	chk_sess_init(&s, c->timeout_ms);
+	int r = chk_session_ready(&s, c->path, why);
+	if (r == 0)
+		r = chk_verified_io(&s, n, why);
+	if (r == 0 && c->capacity && s.capacity != c->capacity)
+		r = chk_fail(why, "capacity changed from %llu to %llu",
+			     (unsigned long long)c->capacity,
+			     (unsigned long long)s.capacity);
+	chk_sess_close(&s);
+	return r < 0 ? -1 : 0;
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void emit(const struct opts *o, unsigned n, const struct result *r,
+		 bool first)
+{
+	if (o->json) {
+		printf("%s\n  {\"n\": %u, \"name\": ", first ? "" : ",", n);
+		json_str(r->name);
+		printf(", \"result\": \"%s\", \"reason\": ",
+		       r->rc < 0 ? "fail" : r->rc ? "skip" : "pass");
+		json_str(r->why);
+		printf("}");
+	} else if (r->rc == 1) {
+		printf("ok %u - %s # SKIP %s\n", n, r->name, r->why);
+	} else {
+		printf("%s %u - %s: %s\n", r->rc < 0 ? "not ok" : "ok", n,
+		       r->name, r->why);
+	}
+	fflush(stdout);
+}
+
+int vhu_check_main(int argc, char **argv)
+{
+	struct opts o;
+	int r = parse(argc, argv, &o);
+	if (r)
+		return r > 0 ? 0 : 2;
+	if (o.list) {
+		for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++)
+			for (const struct chk_case *k = groups[g]; k->name; k++)
+				if (selected(&o, k->name))
+					printf("%s\n", k->name);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	unsigned total = 0;
+	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++)
+		for (const struct chk_case *k = groups[g]; k->name; k++)
+			total += selected(&o, k->name);
+	if (o.pid)
+		total += 2;
+	if (!total) {
+		fprintf(stderr, "vhu check: no case matches %s\n", o.glob);
+		return 2;
+	}
+
+	struct chk_ctx ctx;
+	fill_ctx(&ctx, &o);
+	if (o.json)
+		printf("{\"socket\": ");
+	if (o.json) {
+		json_str(o.path);
+		printf(", \"cases\": [");
+	} else {
+		printf("1..%u\n", total);
+	}
+
+	long fds0 = -1, rss0 = -1, rss_max = -1;
+	if (o.pid) {
+		/* Baseline after one full session, so that whatever the
+		 * back-end allocates lazily on first use is counted. */
+		char why[CHK_WHY];
+		post_probe(&ctx, 0, why);
+		fds0 = settled_fds(o.pid, 0);
+		rss0 = rss_max = rss_kb(o.pid);
+	}
+
+	unsigned n = 0, passed = 0, failed = 0, skipped = 0;
+	struct result res;
+	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++) {
+		for (const struct chk_case *k = groups[g]; k->name; k++) {
+			if (!selected(&o, k->name))
+				continue;
+			n++;
+			memset(&res, 0, sizeof(res));
+			res.name = k->name;
+			char why[CHK_WHY] = "", pwhy[CHK_WHY] = "";
+			res.rc = k->fn(&ctx, k->arg, why);
+			if (res.rc < 0 && !why[0])
+				snprintf(why, sizeof(why), "failed");
+			snprintf(res.why, sizeof(res.why), "%s", why);
+			if (res.rc >= 0 && k->probe == CHK_PROBE_IO &&
+			    post_probe(&ctx, n, pwhy) < 0) {
+				res.rc = -1;
+				snprintf(res.why, sizeof(res.why),
+					 "%s; back-end unusable afterwards: %s",
+					 why, pwhy);
+			}
+			if (o.pid) {
+				long kb = rss_kb(o.pid);
+				if (kb > rss_max)
+					rss_max = kb;
+			}
+			if (res.rc < 0)
+				failed++;
+			else if (res.rc > 0)
+				skipped++;
+			else
+				passed++;
+			emit(&o, n, &res, n == 1);
+		}
+	}
+
+	if (o.pid) {
+		memset(&res, 0, sizeof(res));
+		res.name = "resources/fds";
+		long fds1 = fds0 < 0 ? -1 : settled_fds(o.pid, fds0);
+		if (fds0 < 0 || fds1 < 0) {
+			res.rc = -1;
+			snprintf(res.why, sizeof(res.why),
+				 "cannot read /proc/%ld/fd", o.pid);
+		} else if (fds1 > fds0) {
+			res.rc = -1;
+			snprintf(res.why, sizeof(res.why),
+				 "open fds grew from %ld to %ld", fds0, fds1);
+		} else {
+			snprintf(res.why, sizeof(res.why),
+				 "open fds %ld before, %ld after", fds0, fds1);
+		}
+		n++;
+		res.rc < 0 ? failed++ : passed++;
+		emit(&o, n, &res, n == 1);
+
+		memset(&res, 0, sizeof(res));
+		res.name = "resources/rss";
+		long rss1 = rss_kb(o.pid);
+		if (rss1 > rss_max)
+			rss_max = rss1;
+		if (rss0 < 0 || rss1 < 0) {
+			res.rc = -1;
+			snprintf(res.why, sizeof(res.why),
+				 "cannot read /proc/%ld/status", o.pid);
+		} else if (rss_max - rss0 > o.rss_slack_kb) {
+			res.rc = -1;
+			snprintf(res.why, sizeof(res.why),
+				 "RSS grew from %ld to %ld KiB (bound %ld KiB)",
+				 rss0, rss_max, o.rss_slack_kb);
+		} else {
+			snprintf(res.why, sizeof(res.why),
+				 "RSS %ld KiB before, peak %ld, end %ld",
+				 rss0, rss_max, rss1);
+		}
+		n++;
+		res.rc < 0 ? failed++ : passed++;
+		emit(&o, n, &res, n == 1);
+	}
+
+	if (o.json)
+		printf("\n], \"summary\": {\"passed\": %u, \"failed\": %u, "
+		       "\"skipped\": %u}}\n", passed, failed, skipped);
+	else if (skipped)
+		printf("%u passed, %u failed, %u skipped\n", passed, failed,
+		       skipped);
+	else
+		printf("%u passed, %u failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
