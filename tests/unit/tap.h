@@ -88,11 +88,11 @@ static void (*tap_after_each)(void);
 
 static inline int tap_run(void)
 {
-	unsigned failed = 0;
+	volatile unsigned failed = 0;
 	const char *only = getenv("TAP_ONLY");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("1..%u\n", tap_ncases);
-	for (unsigned i = 0; i < tap_ncases; i++) {
+	for (volatile unsigned i = 0; i < tap_ncases; i++) {
 		if (only && strcmp(only, tap_cases[i].name)) {
 			printf("ok %u - %s # SKIP not selected\n", i + 1,
 			       tap_cases[i].name);
