@@ -43,7 +43,8 @@ struct vhu_blk_ctl {
 
 static char *finish(json_object *resp)
 {
-	const char *s = json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN);
+	const char *s = json_object_to_json_string_ext(resp,
+		JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	char *out = strdup(s ? s : "{}");
 
 	json_object_put(resp);

@@ -14,9 +14,11 @@ fi
 
 T=$(mktemp -d /tmp/vhu-blk-e2e.XXXXXX)
 PIDS=()
+LOOP=""
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
+	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT
@@ -259,6 +261,33 @@ rc = p.wait(timeout=5)
 sys.exit(0 if ok and rc == 0 else 1)
 PY
 check "systemd socket activation" test $? -eq 0
+
+# ---- a block device (loop device; needs root and loop support) ----
+if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
+	truncate -s 8M "$T/bdev.img"
+	LOOP=$(losetup -f --show "$T/bdev.img" 2>/dev/null)
+fi
+if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
+	"$BIN" --blk-file "$LOOP" --socket-path "$T/s" --control "$T/c" 2>"$T/log3" &
+	D=$!; PIDS+=($D)
+	wait_for "$T/c"
+	info=$(rpc "$T/c" '{"jsonrpc":"2.0","id":1,"method":"info"}')
+	check "block device: size via BLKGETSIZE64" test "$(jget "$info" result.block_device)/$(jget "$info" result.size)" = "true/8388608"
+	truncate -s 16M "$T/bdev.img"
+	losetup -c "$LOOP"
+	r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":2,"method":"resize","params":{"size":0}}')
+	check "block device: resize re-reads the size" test "$(jget "$r" result.size)" = 16777216
+	kill -TERM $D
+	wait_exit $D; rc=$?
+	check "block device: SIGTERM exits 0" test $rc -eq 0
+	losetup -d "$LOOP" && LOOP=""
+else
+	for name in "block device: size via BLKGETSIZE64" \
+		    "block device: resize re-reads the size" \
+		    "block device: SIGTERM exits 0"; do
+		N=$((N + 1)); echo "ok $N - $name # SKIP no loop device"
+	done
+fi
 
 echo "1..$N"
 [ $FAILED -eq 0 ]
