@@ -56,6 +56,10 @@
 #define VHU_BLK_SIZE_MAX         (1u << 20)
 #define VHU_BLK_MAX_DISCARD_SEG  32u
 #define VHU_BLK_MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB */
+/* Largest read or write: what seg_max segments of size_max bytes hold.  A
+ * driver that respects both never exceeds it (5.2.6.1); the bound keeps
+ * bounce buffers finite. */
+#define VHU_BLK_MAX_TRANSFER     ((size_t)VHU_BLK_SEG_MAX * VHU_BLK_SIZE_MAX)
 /* iovec storage per request: data segments plus header/status, with room
  * for guest ranges that cross two memory regions. */
 #define VHU_BLK_IOV_CAP          256u

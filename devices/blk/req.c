@@ -118,6 +118,8 @@ static int check_rw(const struct vhu_blk_req *req,
 		return VHU_BLK_S_IOERR;
 	/* Transfers are whole logical blocks at block-aligned sectors
 	 * (5.2.5: blk_size is the logical block size). */
+	if (req->data_len > VHU_BLK_MAX_TRANSFER)
+		return VHU_BLK_S_IOERR;
 	if (req->data_len % lim->blk_size != 0 || lbs == 0 ||
 	    req->sector % lbs != 0)
 		return VHU_BLK_S_IOERR;

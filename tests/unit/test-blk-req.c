@@ -214,6 +214,24 @@ TEST(partial_sector_and_block_alignment)
 	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
 }
 
+TEST(transfer_size_is_bounded)
+{
+	struct vhu_blk_limits l = lim(UINT64_MAX / 2);
+	struct iovec iov[3] = {
+		{ hdr, 16 }, { data, VHU_BLK_MAX_TRANSFER }, { status, 1 },
+	};
+
+	/* only the sizes matter: nothing is read past the header */
+	put_hdr(hdr, VHU_BLK_T_OUT, 0);
+	CHECK_EQ(vhu_blk_req_parse(iov, 2, 1, &req, data_iov, VHU_BLK_IOV_CAP),
+		 VHU_BLK_S_OK);
+	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
+	iov[1].iov_len += 512;
+	CHECK_EQ(vhu_blk_req_parse(iov, 2, 1, &req, data_iov, VHU_BLK_IOV_CAP),
+		 VHU_BLK_S_OK);
+	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+}
+
 TEST(read_only_device)
 {
 	struct vhu_blk_limits l = lim(100);
