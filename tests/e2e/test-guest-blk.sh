@@ -27,7 +27,9 @@ MiB=$((1 << 20))
 SIZE0=$((64 * MiB))
 RESIZES=($((96 * MiB)) $((48 * MiB)) $((128 * MiB)))
 BOOT_TIMEOUT=90
-STEP_TIMEOUT=180
+STEP_TIMEOUT=120
+# Hard ceiling for everything the guest session waits on.
+SESSION_LIMIT=${E2E_SESSION_LIMIT:-420}
 
 N=0
 FAILED=0
@@ -174,8 +176,21 @@ for role in main bs4k ro; do
 done
 e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$WORK/qemu.err"
 QPID=$E2E_LAST_PID
+DEADLINE=$((SECONDS + SESSION_LIMIT))
+GUEST_STUCK=0
+# gwait REGEX TIMEOUT: wait for a console line, within the session ceiling;
+# after one timeout the guest is considered stuck and later waits return at once.
+gwait() {
+	local t=$2 left=$((DEADLINE - SECONDS))
+	[ $GUEST_STUCK = 1 ] && return 1
+	[ $t -gt $left ] && t=$left
+	[ $t -lt 1 ] && t=1
+	e2e_wait_log "$LOG" "$1" "$t" "$QPID" && return 0
+	GUEST_STUCK=1
+	return 1
+}
 
-if e2e_wait_log "$LOG" VHU-GUEST-BOOTED $BOOT_TIMEOUT $QPID; then
+if gwait VHU-GUEST-BOOTED $BOOT_TIMEOUT; then
 	ok "guest boots ($E2E_ACCEL)"
 else
 	nok "guest boots ($E2E_ACCEL)" "$(tail -n 5 "$WORK/qemu.err" "$LOG" | tr '\r' ' ')"
@@ -185,7 +200,7 @@ fi
 WCE_WT=skip WCE_WB=skip RESIZE_RC=()
 for i in 0 1 2; do
 	tag=resize$((i + 1))
-	if ! e2e_wait_log "$LOG" "WAITING $tag " $STEP_TIMEOUT $QPID; then
+	if ! gwait "WAITING $tag " $STEP_TIMEOUT; then
 		RESIZE_RC[$i]="guest never reached $tag"
 		continue
 	fi
@@ -200,8 +215,8 @@ for i in 0 1 2; do
 	fi
 done
 
-e2e_wait_log "$LOG" "VHU-GUEST-DONE" $STEP_TIMEOUT $QPID
-if ! e2e_wait_exit $QPID 60; then
+gwait "VHU-GUEST-DONE" $STEP_TIMEOUT
+if ! e2e_wait_exit $QPID $([ $GUEST_STUCK = 1 ] && echo 1 || echo 30); then
 	echo "# guest did not power off; killing QEMU"
 	kill -KILL $QPID 2>/dev/null
 fi

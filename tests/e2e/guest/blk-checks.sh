@@ -8,7 +8,7 @@
 # and the host decides what the details must be.  For live resize the guest
 # prints "WAITING <tag> <sectors>" and polls the size until the host changes it.
 
-RESIZE_TIMEOUT=90
+RESIZE_TIMEOUT=60
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in vhu.resize_timeout=*) RESIZE_TIMEOUT=${arg#*=} ;; esac
 done

@@ -88,6 +88,22 @@ e2e_wait_log() {
 # Uses the Debian package that linux-image-amd64 depends on.  On failure
 # prints the reason to stdout and returns 1.
 e2e_kernel() {
+	local lockfd rc
+	mkdir -p "$E2E_CACHE_DIR" || { echo "cannot create $E2E_CACHE_DIR"; return 1; }
+	# Concurrent runs share the cache: one fills it, the others wait.
+	exec {lockfd}>"$E2E_CACHE_DIR/.lock" || { echo "cannot lock $E2E_CACHE_DIR"; return 1; }
+	if ! flock -w 600 "$lockfd"; then
+		exec {lockfd}>&-
+		echo "timed out waiting for the kernel cache lock"
+		return 1
+	fi
+	_e2e_kernel_locked
+	rc=$?
+	exec {lockfd}>&-
+	return $rc
+}
+
+_e2e_kernel_locked() {
 	local kdir=$E2E_CACHE_DIR/kernel m ok=1 pkg dl tmp f
 	for m in "${E2E_MODULES[@]}"; do
 		[ -f "$kdir/modules/$m.ko" ] || ok=0
