@@ -15,10 +15,7 @@
 static int open_hs(struct chk_ctx *c, struct chk_sess *s, char *why)
 {
 	chk_sess_init(s, c->timeout_ms);
-	int r = chk_connect(s, c->path, why);
-	if (r == 0)
-		r = chk_handshake(s, why);
-	return r;
+	return chk_open(s, c->path, true, why);
 }
 
 static int done(struct chk_sess *s, int rc)
@@ -81,13 +78,16 @@ static int c_config_range(struct chk_ctx *c, const void *arg, char *why)
 					 "size-0 reply"));
 	if (r < 0)
 		return done(&s, chk_fail(why, "no reply: %s", strerror(-r)));
-	if (chk_check_reply(&m, VHU_REQ_GET_CONFIG, 0, nfds, why) < 0)
-		return done(&s, -1);
+	const char *e = chk_config_error(&m, nfds);
+	if (!e) {
+		if (chk_check_reply(&m, VHU_REQ_GET_CONFIG, 0, nfds, why) < 0)
+			return done(&s, -1);
+		return done(&s, chk_fail(why, "reply is not an error"));
+	}
 	uint64_t f;
 	if (chk_get_u64(&s, VHU_REQ_GET_FEATURES, &f, why) < 0)
 		return done(&s, -1);
-	return done(&s, chk_pass(why, "size-0 reply, connection still "
-				 "serving"));
+	return done(&s, chk_pass(why, "%s, connection still serving", e));
 }
 
 /* 0/300 exceeds the 256-byte limit: size-0 reply or drop. */
@@ -109,9 +109,13 @@ static int c_config_oversize(struct chk_ctx *c, const void *arg, char *why)
 	if (r < 0)
 		return done(&s, chk_fail(why, "no reply and no drop: %s",
 					 strerror(-r)));
-	if (chk_check_reply(&m, VHU_REQ_GET_CONFIG, 0, nfds, why) < 0)
-		return done(&s, -1);
-	return done(&s, chk_pass(why, "size-0 reply"));
+	const char *e = chk_config_error(&m, nfds);
+	if (!e) {
+		if (chk_check_reply(&m, VHU_REQ_GET_CONFIG, 0, nfds, why) < 0)
+			return done(&s, -1);
+		return done(&s, chk_fail(why, "reply is not an error"));
+	}
+	return done(&s, chk_pass(why, "%s", e));
 }
 
 static int need_ack(struct chk_sess *s, char *why)

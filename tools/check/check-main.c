@@ -11,6 +11,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -179,7 +181,7 @@ static void fill_ctx(struct chk_ctx *c, const struct opts *o)
 	struct chk_sess s;
 	char why[CHK_WHY];
 	chk_sess_init(&s, o->timeout_ms);
-	if (chk_connect(&s, o->path, why) == 0 && chk_handshake(&s, why) == 0) {
+	if (chk_open(&s, o->path, true, why) == 0) {
 		c->capacity = s.capacity;
 		c->features = s.acked;
 		if (s.queue_num)
@@ -210,6 +212,21 @@ static int post_probe(struct chk_ctx *c, unsigned n, char *why)
 			     (unsigned long long)s.capacity);
 	chk_sess_close(&s);
 	return r < 0 ? -1 : 0;
+}
+
+/* One quick connect: does the back-end still accept connections? */
+static bool accepts(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
 }
 
 static void json_str(const char *s)
@@ -294,6 +311,7 @@ int vhu_check_main(int argc, char **argv)
 	}
 
 	unsigned n = 0, passed = 0, failed = 0, skipped = 0;
+	bool gone = false;
 	struct result res;
 	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++) {
 		for (const struct chk_case *k = groups[g]; k->name; k++) {
@@ -303,6 +321,18 @@ int vhu_check_main(int argc, char **argv)
 			memset(&res, 0, sizeof(res));
 			res.name = k->name;
 			char why[CHK_WHY] = "", pwhy[CHK_WHY] = "";
+			/* Once the back-end stopped accepting connections,
+			 * fail fast instead of waiting out every case. */
+			if (gone && !accepts(o.path)) {
+				res.rc = -1;
+				snprintf(res.why, sizeof(res.why), "not run: "
+					 "the back-end no longer accepts "
+					 "connections");
+				failed++;
+				emit(&o, n, &res, n == 1);
+				continue;
+			}
+			gone = false;
 			res.rc = k->fn(&ctx, k->arg, why);
 			if (res.rc < 0 && !why[0])
 				snprintf(why, sizeof(why), "failed");
@@ -314,6 +344,8 @@ int vhu_check_main(int argc, char **argv)
 					 "%s; back-end unusable afterwards: %s",
 					 why, pwhy);
 			}
+			if (res.rc < 0 && !accepts(o.path))
+				gone = true;
 			if (o.pid) {
 				long kb = rss_kb(o.pid);
 				if (kb > rss_max)

@@ -70,6 +70,7 @@ struct chk_sess {
 
 	uint64_t capacity;      /* sectors, from GET_CONFIG */
 	bool dropped;           /* the peer closed the connection */
+	unsigned replies;       /* messages received on this connection */
 };
 
 /* Why a request failed; the last error text of a session. */
@@ -78,6 +79,10 @@ struct chk_sess {
 void chk_sess_init(struct chk_sess *s, int timeout_ms);
 void chk_sess_close(struct chk_sess *s);
 int chk_connect(struct chk_sess *s, const char *path, char *why);
+/* Connect and run the handshake (or, without handshake, just one
+ * GET_FEATURES), retrying while the back-end closes new connections
+ * before answering anything. */
+int chk_open(struct chk_sess *s, const char *path, bool handshake, char *why);
 
 /* Send arbitrary bytes with any number of fds (up to 16); 0 or -errno. */
 int chk_send_raw(int fd, const void *buf, size_t len, const int *fds,
@@ -98,6 +103,14 @@ int chk_recv(struct chk_sess *s, struct vhu_msg *m, int timeout_ms,
  */
 int chk_check_reply(const struct vhu_msg *m, uint32_t req, uint32_t want_size,
 		    unsigned nfds, char *why);
+
+/*
+ * A GET_CONFIG error reply: vhost-user.rst has the back-end answer with
+ * "zero length of payload"; both an empty message (size 0) and a config
+ * header whose size field is 0 (size 12) are taken as that.  Returns the
+ * description, or NULL when m is not an error reply.
+ */
+const char *chk_config_error(const struct vhu_msg *m, unsigned nfds);
 
 /* Request with a reply body (GET_*); reply copied to *out. */
 int chk_get(struct chk_sess *s, uint32_t req, const void *payload,

@@ -84,8 +84,10 @@ int chk_judge(struct chk_sess *s, uint32_t req, uint32_t body_size,
 			snprintf(first, sizeof(first), "accepted (ack 0)");
 			ok = exp == CHK_EXPECT_ANY;
 		}
-	} else if (m.hdr.size == 0) {
-		snprintf(first, sizeof(first), "error reply (size 0)");
+	} else if (m.hdr.size == 0 || chk_config_error(&m, nfds)) {
+		const char *e = chk_config_error(&m, nfds);
+		snprintf(first, sizeof(first), "%s", e ? e :
+			 "error reply (size 0)");
 		ok = true;
 	} else if (m.hdr.size == body_size) {
 		snprintf(first, sizeof(first), "answered as if valid");
@@ -163,11 +165,8 @@ int chk_fresh(struct chk_ctx *c, struct chk_sess *s, enum chk_level level,
 	      char *why)
 {
 	chk_sess_init(s, c->timeout_ms);
-	int r = chk_connect(s, c->path, why);
-	if (r < 0 || level == CHK_CONNECTED)
-		return r;
-	r = chk_handshake(s, why);
-	if (r < 0 || level == CHK_NEGOTIATED)
+	int r = chk_open(s, c->path, level != CHK_CONNECTED, why);
+	if (r < 0 || level <= CHK_NEGOTIATED)
 		return r;
 	r = chk_mem_create(s, why);
 	if (r < 0)

@@ -114,6 +114,33 @@ int chk_connect(struct chk_sess *s, const char *path, char *why)
 	}
 }
 
+int chk_open(struct chk_sess *s, const char *path, bool handshake, char *why)
+{
+	int64_t deadline = now_ms() + s->timeout_ms + 2000;
+	int timeout = s->timeout_ms;
+	for (;;) {
+		int r = chk_connect(s, path, why);
+		if (r < 0)
+			return r;
+		if (handshake) {
+			r = chk_handshake(s, why);
+		} else {
+			uint64_t f;
+			r = chk_get_u64(s, VHU_REQ_GET_FEATURES, &f, why);
+		}
+		if (r == 0)
+			return 0;
+		/* A back-end that serves one front-end at a time may close
+		 * a new connection until it has noticed that the previous
+		 * one went away. */
+		if (r != -EPIPE || s->replies || now_ms() > deadline)
+			return r;
+		chk_sess_close(s);
+		chk_sess_init(s, timeout);
+		usleep(20000);
+	}
+}
+
 int chk_send_raw(int fd, const void *buf, size_t len, const int *fds,
 		 unsigned nfds)
 {
@@ -187,6 +214,7 @@ int chk_recv(struct chk_sess *s, struct vhu_msg *m, int timeout_ms,
 		return 0;
 	int r = vhu__sock_recv_timeout(s->fd, m, fds, &nfds, timeout_ms);
 	if (r == 1) {
+		s->replies++;
 		vhu__close_fds(fds, nfds);
 		if (nfds_out)
 			*nfds_out = nfds;
@@ -215,6 +243,18 @@ int chk_check_reply(const struct vhu_msg *m, uint32_t req, uint32_t want_size,
 		return chk_fail(why, "reply to %u carries %u fds", req, nfds),
 		       -EPROTO;
 	return 0;
+}
+
+const char *chk_config_error(const struct vhu_msg *m, unsigned nfds)
+{
+	if (m->hdr.request != VHU_REQ_GET_CONFIG || nfds ||
+	    m->hdr.flags != (VHU_MSG_REPLY | VHU_MSG_VERSION))
+		return NULL;
+	if (m->hdr.size == 0)
+		return "error reply (size 0)";
+	if (m->hdr.size == VHU_CONFIG_HDR_SIZE && m->p.config.size == 0)
+		return "error reply (config size 0)";
+	return NULL;
 }
 
 static int recv_reply(struct chk_sess *s, uint32_t req, uint32_t size,
@@ -369,10 +409,10 @@ int chk_get_config(struct chk_sess *s, uint32_t off, uint32_t size,
 	if (r < 0)
 		return chk_fail(why, "GET_CONFIG %u/%u: %s", off, size,
 				strerror(-r)), r;
-	if (m.hdr.request == VHU_REQ_GET_CONFIG && m.hdr.size == 0 &&
-	    m.hdr.flags == (VHU_MSG_REPLY | VHU_MSG_VERSION) && nfds == 0)
-		return chk_fail(why, "GET_CONFIG %u/%u: error reply (size 0)",
-				off, size), -EREMOTEIO;
+	const char *e = size ? chk_config_error(&m, nfds) : NULL;
+	if (e)
+		return chk_fail(why, "GET_CONFIG %u/%u: %s", off, size, e),
+		       -EREMOTEIO;
 	r = chk_check_reply(&m, VHU_REQ_GET_CONFIG, VHU_CONFIG_HDR_SIZE + size,
 			    nfds, why);
 	if (r < 0)
@@ -475,10 +515,7 @@ int chk_ring_setup(struct chk_sess *s, unsigned qsize, uint16_t base,
 
 int chk_session_ready(struct chk_sess *s, const char *path, char *why)
 {
-	int r = chk_connect(s, path, why);
-	if (r < 0)
-		return r;
-	r = chk_handshake(s, why);
+	int r = chk_open(s, path, true, why);
 	if (r < 0)
 		return r;
 	r = chk_mem_create(s, why);
