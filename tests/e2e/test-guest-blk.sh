@@ -164,6 +164,7 @@ LOG=$WORK/console.log
 : >"$LOG"
 # qemu-storage-daemon 7.2 changes the size without telling the front-end:
 # do not let the guest wait long for resizes it will never see.
+# shellcheck disable=SC2034 # read by e2e_qemu_base
 [ "$PEER" = qsd ] && E2E_APPEND="vhu.resize_timeout=2"
 e2e_qemu_base "$E2E_ACCEL" "$WORK/initrd.cpio" "$LOG"
 slot=4
@@ -216,7 +217,9 @@ for i in 0 1 2; do
 done
 
 gwait "VHU-GUEST-DONE" $STEP_TIMEOUT
-if ! e2e_wait_exit $QPID $([ $GUEST_STUCK = 1 ] && echo 1 || echo 30); then
+exit_wait=30
+[ $GUEST_STUCK = 1 ] && exit_wait=1
+if ! e2e_wait_exit $QPID $exit_wait; then
 	echo "# guest did not power off; killing QEMU"
 	kill -KILL $QPID 2>/dev/null
 fi

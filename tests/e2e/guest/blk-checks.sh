@@ -28,7 +28,7 @@ dev_at() {
 
 # Give the virtio probes a moment (they are synchronous, but be tolerant).
 i=0
-while [ $i -lt 50 ] && [ "$(ls /sys/block | grep -c '^vd')" -lt 3 ]; do
+while [ $i -lt 50 ] && [ "$(ls -d /sys/block/vd* 2>/dev/null | wc -l)" -lt 3 ]; do
 	usleep 100000; i=$((i + 1))
 done
 
@@ -97,7 +97,8 @@ fi
 ct0=$(cat /sys/block/$A/cache_type)
 r cache_initial ok "$(echo "$ct0" | tr ' ' _)"
 echo "write through" >/sys/block/$A/cache_type
-r cache_wt "$(okfail $?)" "$(cat /sys/block/$A/cache_type | tr ' ' _)"
+rc=$?
+r cache_wt "$(okfail $rc)" "$(cat /sys/block/$A/cache_type | tr ' ' _)"
 
 wait_resize() {
 	tag=$1
@@ -119,7 +120,8 @@ wait_resize() {
 
 wait_resize resize1
 echo "write back" >/sys/block/$A/cache_type
-r cache_wb "$(okfail $?)" "$(cat /sys/block/$A/cache_type | tr ' ' _)"
+rc=$?
+r cache_wb "$(okfail $rc)" "$(cat /sys/block/$A/cache_type | tr ' ' _)"
 wait_resize resize2
 wait_resize resize3
 # The last size is usable: read the final sector.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host-side helpers for booting a tiny Linux guest against vhost-user-blk
 # back-ends.  Sourced by tests/e2e/test-*.sh and scripts/demo; bash only.
 #
@@ -198,7 +199,7 @@ e2e_build_initrd() {
 # appended by the caller.
 e2e_qemu_base() {
 	local accel=$1 initrd=$2 log=$3
-	E2E_QEMU_ARGS=(-machine ${E2E_MACHINE:-q35} -nodefaults -display none -vga none
+	E2E_QEMU_ARGS=(-machine "${E2E_MACHINE:-q35}" -nodefaults -display none -vga none
 		-no-reboot -monitor none -serial "file:$log"
 		-m "$E2E_MEM"
 		-object "memory-backend-memfd,id=mem,size=$E2E_MEM,share=on"
