@@ -60,10 +60,17 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 		}
 		b->kick_watched[vq->index] = true;
 	}
+	/* The ring may hold a previous session's suppression state (used
+	 * flags NO_NOTIFY or a stale avail_event): ask for kicks afresh. */
+	bool pending = vhu_vq_enable_notify(vq) || vhu_vq_has_work(vq);
 	vq->started = true;
 	vhu__debug("queue %u started (size %u)", vq->index, vq->size);
 	if (b->ops.queue_started)
 		b->ops.queue_started(b->opaque, vq);
+	/* Requests made before the start produce no further kick: serve
+	 * them now when the library is the one watching kicks. */
+	if (pending && b->ops.queue_kick && b->kick_watched[vq->index])
+		b->ops.queue_kick(b->opaque, vq);
 }
 
 void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq)
