@@ -18,6 +18,8 @@ set -u
 
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
+# Two online vCPUs so that the second hardware queue sees I/O.
+E2E_SMP=${E2E_SMP:-2}
 . "$HERE/guest/lib.sh"
 
 PEER=${E2E_PEER:-vhu}
@@ -25,7 +27,8 @@ VHU_BLK=$BUILD/tools/vhu-blk
 QSD=${E2E_QSD:-qemu-storage-daemon}
 MiB=$((1 << 20))
 SIZE0=$((64 * MiB))
-RESIZES=($((96 * MiB)) $((48 * MiB)) $((128 * MiB)))
+# resize1..3 through the control socket, resize4 by growing the file and SIGHUP.
+RESIZES=($((96 * MiB)) $((48 * MiB)) $((128 * MiB)) $((160 * MiB)))
 BOOT_TIMEOUT=90
 STEP_TIMEOUT=120
 # Hard ceiling for everything the guest session waits on.
@@ -118,11 +121,14 @@ start_peer() { # start_peer ROLE IMAGE SOCKET
 		esac
 		e2e_spawn "$VHU_BLK" "${args[@]}" >"$WORK/$role.log" 2>&1
 	fi
+	[ "$role" = main ] && MAIN_PID=$E2E_LAST_PID
 	e2e_wait_path "$sock" 10
 }
 
 peer_resize() {
-	if [ "$PEER" = qsd ]; then
+	if [ "$2" = sighup ]; then
+		truncate -s "$1" "$MAIN" && kill -HUP "$MAIN_PID"
+	elif [ "$PEER" = qsd ]; then
 		e2e_qmp "$QMP" block_resize "{\"node-name\": \"d0\", \"size\": $1}" >/dev/null
 	else
 		e2e_rpc "$CTRL" resize "{\"size\": $1}" >/dev/null
@@ -199,7 +205,7 @@ fi
 
 # Host side of the resize / write-cache dialogue.
 WCE_WT=skip WCE_WB=skip RESIZE_RC=()
-for i in 0 1 2; do
+for i in 0 1 2 3; do
 	tag=resize$((i + 1))
 	if ! gwait "WAITING $tag " $STEP_TIMEOUT; then
 		RESIZE_RC[$i]="guest never reached $tag"
@@ -209,7 +215,9 @@ for i in 0 1 2; do
 	0) WCE_WT=$(peer_wce_is false) ;;
 	1) WCE_WB=$(peer_wce_is true) ;;
 	esac
-	if peer_resize "${RESIZES[$i]}" 2>"$WORK/resize.err"; then
+	how=rpc
+	[ $i = 3 ] && how=sighup
+	if peer_resize "${RESIZES[$i]}" $how 2>"$WORK/resize.err"; then
 		RESIZE_RC[$i]=ok
 	else
 		RESIZE_RC[$i]="resize call failed: $(cat "$WORK/resize.err")"
@@ -227,6 +235,7 @@ fi
 STATS=n/a
 if [ "$PEER" != qsd ]; then
 	STATS=$(e2e_rpc "$CTRL" stats --get total 2>/dev/null || echo no-answer)
+	QSTATS=$(e2e_rpc "$CTRL" stats --get queues 2>/dev/null || echo no-answer)
 fi
 e2e_cleanup
 
@@ -260,6 +269,16 @@ else
 	check "serial number reaches the guest" "$([ "$(dt serial)" = vhu-e2e-main ]; echo $?)" "got '$(dt serial)'"
 fi
 check "num-queues=2 gives two hardware queues" "$([ "$(dt nr_queues)" = 2 ]; echo $?)" "got '$(dt nr_queues)'"
+if [ "$PEER" = qsd ]; then
+	skip "I/O from the second vCPU is served on the second queue" "qemu-storage-daemon has no per-queue stats"
+elif [ "$(st queue1_io)" = skip ]; then
+	skip "I/O from the second vCPU is served on the second queue" "guest has one online vCPU"
+else
+	check "I/O from the second vCPU is served on the second queue" \
+		"$([ "$(st queue1_io)" = ok ] && python3 -c 'import json,sys; q=json.loads(sys.argv[1]);
+sys.exit(0 if len(q) == 2 and q[1]["requests"] >= 64 else 1)' "$QSTATS" 2>/dev/null; echo $?)" \
+		"guest: $(res queue1_io); per-queue stats: $QSTATS"
+fi
 check "host-written pattern reads back in the guest" "$([ "$(dt pattern)" = "$PATTERN_SUM" ]; echo $?)" \
 	"md5 '$(dt pattern)', want $PATTERN_SUM"
 host_sum=$(dd if="$MAIN" bs=4096 skip=512 count=16 status=none | md5sum | cut -d' ' -f1)
@@ -315,8 +334,12 @@ want=$((RESIZES[2] / 512))
 resize_check "live resize grow again is seen by the guest" \
 	"$([ "${RESIZE_RC[2]:-}" = ok ] && [ "$(res resize3)" = "ok $want" ]; echo $?)" \
 	"host: ${RESIZE_RC[2]:-}; guest: $(res resize3); want $want"
-check "image file follows the resizes" "$([ "$(stat -c %s "$MAIN")" = "${RESIZES[2]}" ]; echo $?)" \
-	"size $(stat -c %s "$MAIN"), want ${RESIZES[2]}"
+want=$((RESIZES[3] / 512))
+resize_check "SIGHUP after the image file grew is seen by the guest" \
+	"$([ "${RESIZE_RC[3]:-}" = ok ] && [ "$(res resize4)" = "ok $want" ]; echo $?)" \
+	"host: ${RESIZE_RC[3]:-}; guest: $(res resize4); want $want"
+check "image file follows the resizes" "$([ "$(stat -c %s "$MAIN")" = "${RESIZES[3]}" ]; echo $?)" \
+	"size $(stat -c %s "$MAIN"), want ${RESIZES[3]}"
 check "guest reads the last sector after the resizes" "$([ "$(st resize_io)" = ok ]; echo $?)" "$(res resize_io)"
 
 echo "1..$N"

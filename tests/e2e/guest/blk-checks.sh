@@ -43,6 +43,14 @@ r size ok "$(cat /sys/block/$A/size)"
 r lbs_main ok "$(cat /sys/block/$A/queue/logical_block_size)"
 r serial ok "$(cat /sys/block/$A/serial 2>/dev/null)"
 r nr_queues ok "$(ls /sys/block/$A/mq | wc -l)"
+# I/O issued on the second CPU goes through the hardware queue mapped to it.
+if [ -e /sys/devices/system/cpu/cpu1/online ] && [ "$(cat /sys/devices/system/cpu/cpu1/online)" = 1 ]; then
+	taskset -c 1 dd if=/dev/$A of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null
+	rc=$?
+	r queue1_io "$(okfail $rc)" "cpu_lists=$(cat /sys/block/$A/mq/*/cpu_list | tr ' \n' ';,')"
+else
+	r queue1_io skip "cpu1-offline"
+fi
 if [ -n "$B" ]; then
 	r lbs_4k ok "$(cat /sys/block/$B/queue/logical_block_size)"
 	r size_4k ok "$(blockdev --getsize64 /dev/$B)"
@@ -124,6 +132,7 @@ rc=$?
 r cache_wb "$(okfail $rc)" "$(cat /sys/block/$A/cache_type | tr ' ' _)"
 wait_resize resize2
 wait_resize resize3
+wait_resize resize4
 # The last size is usable: read the final sector.
 last=$(( $(cat /sys/block/$A/size) - 1 ))
 dd if=/dev/$A bs=512 skip=$last count=1 iflag=direct 2>/dev/null | wc -c | {

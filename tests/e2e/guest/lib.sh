@@ -14,6 +14,8 @@ E2E_CACHE_DIR=${E2E_CACHE_DIR:-$E2E_REPO/tests/e2e/cache}
 E2E_QEMU=${E2E_QEMU:-qemu-system-x86_64}
 E2E_PROBE_TIMEOUT=${E2E_PROBE_TIMEOUT:-20}
 E2E_MEM=${E2E_MEM:-512M}
+# Never fewer than two possible vCPUs (see e2e_qemu_base).
+E2E_SMP=${E2E_SMP:-1,maxcpus=2}
 E2E_PIDS=()
 # Modules in load order: each depends only on the ones before it.
 E2E_MODULES=(virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk)
@@ -210,9 +212,9 @@ e2e_qemu_base() {
 	# the guest kernel elides SMP memory barriers that the cross-process
 	# virtqueue protocol needs.
 	if [ "$accel" = kvm ]; then
-		E2E_QEMU_ARGS+=(-accel kvm -cpu host -smp 1,maxcpus=2)
+		E2E_QEMU_ARGS+=(-accel kvm -cpu host -smp "$E2E_SMP")
 	else
-		E2E_QEMU_ARGS+=(-accel tcg -cpu max -smp 1,maxcpus=2)
+		E2E_QEMU_ARGS+=(-accel tcg -cpu max -smp "$E2E_SMP")
 	fi
 }
 
