@@ -235,6 +235,7 @@ struct chk_case {
 
 /* Case tables; each ends with a zero entry. */
 extern const struct chk_case chk_cases_conf[];
+extern const struct chk_case chk_cases_fe[];
 extern const struct chk_case chk_cases_framing[];
 extern const struct chk_case chk_cases_mem[];
 extern const struct chk_case chk_cases_ring[];
