@@ -95,6 +95,8 @@ static json_object *method_info(struct vhu_blk_daemon *d)
 			       json_object_new_boolean(vhu_blk_read_only(blk)));
 	json_object_object_add(o, "num_queues",
 			       json_object_new_int((int)vhu_blk_num_queues(blk)));
+	json_object_object_add(o, "threads",
+			       json_object_new_int((int)vhu_blk_num_threads(blk)));
 	json_object_object_add(o, "blk_size",
 			       json_object_new_int((int)vhu_blk_blk_size(blk)));
 	json_object_object_add(o, "serial", json_object_new_string(vhu_blk_serial(blk)));

@@ -53,6 +53,8 @@ static void usage(FILE *f)
 "  -r, --read-only          serve the image read-only\n"
 "      --serial STR         device serial (GET_ID), at most 20 bytes\n"
 "      --num-queues N       number of request queues (1..%u, default 1)\n"
+"      --threads N          I/O threads (default: one per queue); fewer\n"
+"                           threads than queues share them round-robin\n"
 "      --blk-size N         logical block size: 512 (default) or 4096\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
@@ -91,6 +93,7 @@ struct options {
 	bool read_only;
 	bool print_caps;
 	unsigned num_queues;
+	unsigned threads;
 	unsigned blk_size;
 	enum vhu_blk_cache cache;
 };
@@ -99,7 +102,7 @@ struct options {
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
-	       OPT_CONTROL, OPT_CAPS };
+	       OPT_CONTROL, OPT_CAPS, OPT_THREADS };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -107,6 +110,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "read-only", no_argument, NULL, 'r' },
 		{ "serial", required_argument, NULL, OPT_SERIAL },
 		{ "num-queues", required_argument, NULL, OPT_NUM_QUEUES },
+		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "blk-size", required_argument, NULL, OPT_BLK_SIZE },
 		{ "cache", required_argument, NULL, OPT_CACHE },
 		{ "control", required_argument, NULL, OPT_CONTROL },
@@ -154,6 +158,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			}
 			o->num_queues = (unsigned)v;
+			break;
+		case OPT_THREADS:
+			if (parse_uint(optarg, 1, VHU_BACKEND_MAX_QUEUES, &v) < 0) {
+				vhu_blk_daemon_log("error: --threads must be 1..%u, not '%s'",
+						   VHU_BACKEND_MAX_QUEUES, optarg);
+				return -1;
+			}
+			o->threads = (unsigned)v;
 			break;
 		case OPT_BLK_SIZE:
 			if (parse_uint(optarg, 512, 4096, &v) < 0 ||
@@ -335,6 +347,7 @@ int main(int argc, char **argv)
 		.read_only = o.read_only,
 		.serial = o.serial,
 		.num_queues = o.num_queues,
+		.threads = o.threads,
 		.blk_size = o.blk_size,
 		.cache = o.cache,
 	};

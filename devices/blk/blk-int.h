@@ -35,14 +35,48 @@ struct vhu_blk {
 	_Atomic bool wce;           /* true: write-back */
 
 	struct vhu__blk_stats *stats;            /* [num_queues] */
-	struct vhu__blk_worker **workers;        /* [num_queues], NULL = stopped */
+	struct vhu__blk_runner **runners;        /* [num_queues], NULL = stopped */
+	/* Shared threads (--threads N < num_queues): queue i runs on
+	 * groups[i % num_groups].  num_groups == 0: a thread per queue. */
+	unsigned num_groups;
+	struct vhu__blk_group **groups;
 };
 
-/* Start serving vq on a new thread; stop it (synchronously: on return
- * every popped request has been pushed and the thread has ended). */
-int vhu__blk_worker_start(struct vhu_blk *blk, struct vhu_vq *vq,
-			  struct vhu__blk_worker **out);
-void vhu__blk_worker_stop(struct vhu__blk_worker *w);
+/*
+ * One queue's I/O engine (worker.c).  Not thread-safe: one thread runs a
+ * queue's begin/step/wait at a time.
+ *   new: allocate the slots and the io_uring (nothing runs yet);
+ *   begin: arm the kick and stop polls, serve what is already available;
+ *   step: handle the completions there are, pop more, notify, submit;
+ *   wait: submit and block until at least one completion;
+ *   finished: a stop was requested and nothing is in flight any more;
+ *   request_stop: from any thread, ask the queue to stop.
+ */
+int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
+		   struct vhu__blk_worker **out);
+void vhu__blk_q_free(struct vhu__blk_worker *w);
+void vhu__blk_q_begin(struct vhu__blk_worker *w);
+void vhu__blk_q_step(struct vhu__blk_worker *w);
+int vhu__blk_q_wait(struct vhu__blk_worker *w);
+bool vhu__blk_q_finished(const struct vhu__blk_worker *w);
+int vhu__blk_q_ring_fd(const struct vhu__blk_worker *w);
+void vhu__blk_q_request_stop(struct vhu__blk_worker *w);
+
+/*
+ * Threads (thread.c).  A runner serves one queue, either on a thread of
+ * its own (group == NULL) or on a shared group thread that serves several
+ * queues.  Stopping is synchronous: on return every request the queue
+ * popped has been pushed and the engine is freed.
+ */
+struct vhu__blk_group;
+struct vhu__blk_runner;
+
+int vhu__blk_group_new(struct vhu__blk_group **out);
+/* Every runner of the group must have been stopped. */
+void vhu__blk_group_free(struct vhu__blk_group *g);
+int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
+		       struct vhu__blk_group *g, struct vhu__blk_runner **out);
+void vhu__blk_run_stop(struct vhu__blk_runner *r);
 
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);

@@ -152,6 +152,9 @@ struct vhu_blk_opts {
 	unsigned blk_size;       /* 512 or 4096 */
 	enum vhu_blk_cache cache;
 	unsigned queue_depth;    /* in-flight requests per queue; 0 = 128 */
+	/* I/O threads: 0 or >= num_queues = one thread per queue; fewer
+	 * share threads (queue i on thread i % threads). */
+	unsigned threads;
 };
 
 struct vhu_blk_qstats {
@@ -182,6 +185,8 @@ bool vhu_blk_is_blockdev(const struct vhu_blk *blk);
 const char *vhu_blk_serial(const struct vhu_blk *blk);
 unsigned vhu_blk_num_queues(const struct vhu_blk *blk);
 unsigned vhu_blk_blk_size(const struct vhu_blk *blk);
+/* Number of I/O threads when started queues all run. */
+unsigned vhu_blk_num_threads(const struct vhu_blk *blk);
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk);
 
 /*

@@ -25,11 +25,14 @@ static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 	unsigned idx = vhu_vq_index(vq);
 	int r;
 
-	if (idx >= blk->num_queues || blk->workers[idx])
+	if (idx >= blk->num_queues || blk->runners[idx])
 		return;
-	r = vhu__blk_worker_start(blk, vq, &blk->workers[idx]);
+	r = vhu__blk_run_start(blk, vq,
+			       blk->num_groups ? blk->groups[idx % blk->num_groups]
+					       : NULL,
+			       &blk->runners[idx]);
 	if (r < 0) {
-		blk->workers[idx] = NULL;
+		blk->runners[idx] = NULL;
 		vhu__blk_log(VHU_LOG_ERROR, "queue %u: cannot start: %s", idx,
 			     strerror(-r));
 	}
@@ -42,8 +45,8 @@ static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 
 	if (idx >= blk->num_queues)
 		return;
-	vhu__blk_worker_stop(blk->workers[idx]);
-	blk->workers[idx] = NULL;
+	vhu__blk_run_stop(blk->runners[idx]);
+	blk->runners[idx] = NULL;
 }
 
 static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
@@ -178,19 +181,36 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 		default_serial(blk->serial, opts->path);
 	}
 	blk->stats = calloc(blk->num_queues, sizeof(*blk->stats));
-	blk->workers = calloc(blk->num_queues, sizeof(*blk->workers));
-	if (!blk->stats || !blk->workers) {
+	blk->runners = calloc(blk->num_queues, sizeof(*blk->runners));
+	if (!blk->stats || !blk->runners) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	r = vhu__blk_image_open(blk, opts->path);
 	if (r < 0)
 		goto fail;
+	if (opts->threads && opts->threads < blk->num_queues) {
+		blk->groups = calloc(opts->threads, sizeof(*blk->groups));
+		if (!blk->groups) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		for (; blk->num_groups < opts->threads; blk->num_groups++) {
+			r = vhu__blk_group_new(&blk->groups[blk->num_groups]);
+			if (r < 0)
+				goto fail;
+		}
+	}
 	*out = blk;
 	return 0;
 fail:
+	for (unsigned i = 0; i < blk->num_groups; i++)
+		vhu__blk_group_free(blk->groups[i]);
+	free(blk->groups);
+	if (blk->fd >= 0)
+		close(blk->fd);
 	free(blk->stats);
-	free(blk->workers);
+	free(blk->runners);
 	free(blk);
 	return r;
 }
@@ -200,11 +220,14 @@ void vhu_blk_free(struct vhu_blk *blk)
 	if (!blk)
 		return;
 	for (unsigned i = 0; i < blk->num_queues; i++)
-		vhu__blk_worker_stop(blk->workers[i]);
+		vhu__blk_run_stop(blk->runners[i]);
+	for (unsigned i = 0; i < blk->num_groups; i++)
+		vhu__blk_group_free(blk->groups[i]);
+	free(blk->groups);
 	if (blk->fd >= 0)
 		close(blk->fd);
 	free(blk->stats);
-	free(blk->workers);
+	free(blk->runners);
 	free(blk);
 }
 
@@ -246,6 +269,11 @@ unsigned vhu_blk_num_queues(const struct vhu_blk *blk)
 unsigned vhu_blk_blk_size(const struct vhu_blk *blk)
 {
 	return blk->blk_size;
+}
+
+unsigned vhu_blk_num_threads(const struct vhu_blk *blk)
+{
+	return blk->num_groups ? blk->num_groups : blk->num_queues;
 }
 
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk)

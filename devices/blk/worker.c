@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One thread per started queue: it watches the queue's kick eventfd and a
- * stop eventfd through io_uring polls, pops requests into a fixed pool of
- * slots, submits their I/O to io_uring, and on completion writes the status
- * byte, pushes the element and notifies once per batch.
+ * The I/O engine of one started queue.  Its io_uring watches the queue's
+ * kick eventfd and a stop eventfd through polls; requests are popped into a
+ * fixed pool of slots, their I/O submitted to the ring, and on completion
+ * the status byte is written, the element pushed, and the driver notified
+ * once per round.  thread.c decides which thread runs it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -45,7 +45,6 @@ struct vhu__blk_worker {
 	struct vhu_blk *blk;
 	struct vhu_vq *vq;
 	struct vhu__blk_stats *stats;
-	pthread_t thread;
 	int stop_fd;
 	int kick_fd;
 	struct io_uring ring;
@@ -56,6 +55,7 @@ struct vhu__blk_worker {
 	bool stopping;
 	bool broken;
 	bool pushed;
+	bool ring_ok;
 	void *zeroes;       /* ZERO_BUF aligned zero bytes */
 	struct __kernel_timespec tick;
 };
@@ -403,68 +403,96 @@ static void pop_requests(struct vhu__blk_worker *w)
 	}
 }
 
-static void *worker_main(void *arg)
+void vhu__blk_q_begin(struct vhu__blk_worker *w)
 {
-	struct vhu__blk_worker *w = arg;
-
 	if (w->kick_fd >= 0)
 		arm_poll(w, w->kick_fd, TAG_KICK);
 	else
 		arm_tick(w);
 	arm_poll(w, w->stop_fd, TAG_STOP);
 	pop_requests(w);
-
-	while (!(w->stopping && w->in_flight == 0)) {
-		struct io_uring_cqe *cqe;
-		unsigned head, seen = 0;
-		bool kicked = false;
-		int r;
-
-		if (w->pushed) {
-			vhu_vq_notify(w->vq);
-			w->pushed = false;
-		}
-		r = io_uring_submit_and_wait(&w->ring, 1);
-		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-			vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
-				     vhu_vq_index(w->vq), strerror(-r));
-			break;
-		}
-		io_uring_for_each_cqe(&w->ring, head, cqe) {
-			uintptr_t tag = (uintptr_t)io_uring_cqe_get_data(cqe);
-
-			seen++;
-			if (tag == TAG_KICK || tag == TAG_TICK) {
-				kicked = true;
-			} else if (tag == TAG_STOP) {
-				w->stopping = true;
-			} else if (tag) {
-				on_io_done(w, (struct slot *)tag, cqe->res);
-			}
-		}
-		io_uring_cq_advance(&w->ring, seen);
-
-		if (kicked && !w->stopping) {
-			/* Re-arm before popping so a kick that arrives
-			 * meanwhile is not lost. */
-			if (w->kick_fd >= 0) {
-				vhu_vq_drain_kick(w->vq);
-				arm_poll(w, w->kick_fd, TAG_KICK);
-			} else {
-				arm_tick(w);
-			}
-		}
-		pop_requests(w);
-	}
-	if (w->pushed)
+	if (w->pushed) {
 		vhu_vq_notify(w->vq);
-	w->pushed = false;
-	return NULL;
+		w->pushed = false;
+	}
+	io_uring_submit(&w->ring);
 }
 
-static void worker_free(struct vhu__blk_worker *w)
+bool vhu__blk_q_finished(const struct vhu__blk_worker *w)
 {
-	io_uring_queue_exit(&w->ring);
+	return w->stopping && w->in_flight == 0;
+}
+
+int vhu__blk_q_wait(struct vhu__blk_worker *w)
+{
+	int r = io_uring_submit_and_wait(&w->ring, 1);
+
+	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+		vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
+			     vhu_vq_index(w->vq), strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+void vhu__blk_q_step(struct vhu__blk_worker *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0;
+	bool kicked = false;
+
+	io_uring_for_each_cqe(&w->ring, head, cqe) {
+		uintptr_t tag = (uintptr_t)io_uring_cqe_get_data(cqe);
+
+		seen++;
+		if (tag == TAG_KICK || tag == TAG_TICK) {
+			kicked = true;
+		} else if (tag == TAG_STOP) {
+			w->stopping = true;
+		} else if (tag) {
+			on_io_done(w, (struct slot *)tag, cqe->res);
+		}
+	}
+	io_uring_cq_advance(&w->ring, seen);
+
+	if (kicked && !w->stopping) {
+		/* Re-arm before popping so a kick that arrives meanwhile is
+		 * not lost. */
+		if (w->kick_fd >= 0) {
+			vhu_vq_drain_kick(w->vq);
+			arm_poll(w, w->kick_fd, TAG_KICK);
+		} else {
+			arm_tick(w);
+		}
+	}
+	pop_requests(w);
+	/* One interrupt for everything this round completed. */
+	if (w->pushed) {
+		vhu_vq_notify(w->vq);
+		w->pushed = false;
+	}
+	io_uring_submit(&w->ring);
+}
+
+int vhu__blk_q_ring_fd(const struct vhu__blk_worker *w)
+{
+	return w->ring.ring_fd;
+}
+
+void vhu__blk_q_request_stop(struct vhu__blk_worker *w)
+{
+	uint64_t one = 1;
+
+	while (write(w->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+void vhu__blk_q_free(struct vhu__blk_worker *w)
+{
+	if (!w)
+		return;
+	if (w->ring_ok)
+		io_uring_queue_exit(&w->ring);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
 	free(w->zeroes);
@@ -472,8 +500,8 @@ static void worker_free(struct vhu__blk_worker *w)
 	free(w);
 }
 
-int vhu__blk_worker_start(struct vhu_blk *blk, struct vhu_vq *vq,
-			  struct vhu__blk_worker **out)
+int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
+		   struct vhu__blk_worker **out)
 {
 	unsigned idx = vhu_vq_index(vq);
 	unsigned depth = blk->queue_depth ? blk->queue_depth : DEFAULT_DEPTH;
@@ -485,6 +513,7 @@ int vhu__blk_worker_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		return -EINVAL;
 	if (qsize && depth > qsize)
 		depth = qsize;
+	/* Room for every slot's one SQE plus the kick and stop polls. */
 	while (entries < depth + 4 && entries < 4096)
 		entries <<= 1;
 
@@ -498,19 +527,15 @@ int vhu__blk_worker_start(struct vhu_blk *blk, struct vhu_vq *vq,
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
 	w->nslots = depth;
 	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->stop_fd < 0) {
+		r = -errno;
+		goto fail;
+	}
 	w->slots = calloc(depth, sizeof(*w->slots));
-	if (posix_memalign(&w->zeroes, DIO_ALIGN, ZERO_BUF))
+	if (!w->slots || posix_memalign(&w->zeroes, DIO_ALIGN, ZERO_BUF)) {
 		w->zeroes = NULL;
-	if (w->stop_fd < 0 || !w->slots || !w->zeroes) {
-		r = w->stop_fd < 0 ? -errno : -ENOMEM;
-		if (w->stop_fd < 0)
-			w->stop_fd = -1;
-		free(w->zeroes);
-		free(w->slots);
-		if (w->stop_fd >= 0)
-			close(w->stop_fd);
-		free(w);
-		return r;
+		r = -ENOMEM;
+		goto fail;
 	}
 	memset(w->zeroes, 0, ZERO_BUF);
 	for (unsigned i = 0; i < depth; i++) {
@@ -518,32 +543,12 @@ int vhu__blk_worker_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		w->free = &w->slots[i];
 	}
 	r = io_uring_queue_init(entries, &w->ring, 0);
-	if (r < 0) {
-		close(w->stop_fd);
-		free(w->zeroes);
-		free(w->slots);
-		free(w);
-		return r;
-	}
-	r = -pthread_create(&w->thread, NULL, worker_main, w);
-	if (r < 0) {
-		worker_free(w);
-		return r;
-	}
+	if (r < 0)
+		goto fail;
+	w->ring_ok = true;
 	*out = w;
 	return 0;
-}
-
-void vhu__blk_worker_stop(struct vhu__blk_worker *w)
-{
-	uint64_t one = 1;
-
-	if (!w)
-		return;
-	/* The worker stops popping, lets every in-flight request complete
-	 * and be pushed, then ends; joining makes the stop synchronous. */
-	while (write(w->stop_fd, &one, sizeof(one)) < 0 && errno == EINTR)
-		;
-	pthread_join(w->thread, NULL);
-	worker_free(w);
+fail:
+	vhu__blk_q_free(w);
+	return r;
 }

@@ -106,6 +106,7 @@ bad_cmd "unknown option" "unknown option" --frobnicate
 bad_cmd "missing option argument" "needs an argument" --blk-file
 bad_cmd "bad --blk-size" "blk-size" --blk-file "$T/img" --socket-path "$T/s" --blk-size 1000
 bad_cmd "bad --num-queues" "num-queues" --blk-file "$T/img" --socket-path "$T/s" --num-queues 0
+bad_cmd "bad --threads" "threads" --blk-file "$T/img" --socket-path "$T/s" --threads 0
 bad_cmd "bad --cache" "cache" --blk-file "$T/img" --socket-path "$T/s" --cache sometimes
 bad_cmd "serial too long" "serial" --serial 123456789012345678901
 bad_cmd "missing --blk-file" "blk-file" --socket-path "$T/s"
@@ -118,7 +119,7 @@ check "no socket left behind by failures" test ! -e "$T/s"
 
 # ---- a running daemon ----
 "$BIN" --blk-file "$T/img" --socket-path "$T/s" --control "$T/c" \
-	--serial disk-7 --num-queues 2 2>"$T/log" &
+	--serial disk-7 --num-queues 3 --threads 2 2>"$T/log" &
 D=$!; PIDS+=($D)
 check "daemon creates its sockets" wait_for "$T/c"
 check "vhost-user socket exists" test -S "$T/s"
@@ -128,14 +129,14 @@ check "running daemon still serves after the refused starts" kill -0 $D
 
 info=$(rpc "$T/c" '{"jsonrpc":"2.0","id":1,"method":"info"}')
 check "info: size" test "$(jget "$info" result.size)" = 4194304
-check "info: fields" test "$(jget "$info" result.read_only)/$(jget "$info" result.num_queues)/$(jget "$info" result.blk_size)/$(jget "$info" result.serial)/$(jget "$info" result.cache)/$(jget "$info" result.connected)/$(jget "$info" result.wce)" \
-	= "false/2/512/disk-7/writeback/false/true"
+check "info: fields" test "$(jget "$info" result.read_only)/$(jget "$info" result.num_queues)/$(jget "$info" result.threads)/$(jget "$info" result.blk_size)/$(jget "$info" result.serial)/$(jget "$info" result.cache)/$(jget "$info" result.connected)/$(jget "$info" result.wce)" \
+	= "false/3/2/512/disk-7/writeback/false/true"
 check "info: socket and id echoed" test "$(jget "$info" result.socket)/$(jget "$info" id)/$(jget "$info" jsonrpc)" = "$T/s/1/2.0"
 
 st=$(rpc "$T/c" '{"jsonrpc":"2.0","id":"s","method":"stats"}')
 check "stats: per-queue and total counters" test \
-	"$(jget "$st" result.queues.1.index)/$(jget "$st" result.queues.0.requests)/$(jget "$st" result.total.in_flight)/$(jget "$st" result.total.bytes_written)/$(jget "$st" id)" \
-	= "1/0/0/0/s"
+	"$(jget "$st" result.queues.2.index)/$(jget "$st" result.queues.0.requests)/$(jget "$st" result.total.in_flight)/$(jget "$st" result.total.bytes_written)/$(jget "$st" id)" \
+	= "2/0/0/0/s"
 
 r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":2,"method":"resize","params":{"size":8388608}}')
 check "resize grows the image" test "$(jget "$r" result.size)/$(jget "$r" result.old_size)/$(stat -c %s "$T/img")" = "8388608/4194304/8388608"

@@ -591,6 +591,108 @@ TEST(no_fd_leak_across_sessions)
 	CHECK_EQ(count_fds(), before);
 }
 
+/* Queues sharing threads: every queue serves, stops synchronously and
+ * serves again after a restart. */
+static void shared_threads(unsigned nq, unsigned threads)
+{
+	struct vhu_blk_opts o = { .num_queues = nq, .threads = threads };
+	struct vhu_fe_vq *vqs[4];
+	struct ctx c;
+	uint8_t buf[512];
+	uint32_t base = 0;
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_blk_num_threads(c.blk), threads);
+	vqs[0] = c.vq;
+	for (unsigned q = 1; q < nq; q++)
+		CHECK_EQ(vhu_fe_vq_setup(c.fe, q, QSIZE, &vqs[q]), 0);
+	for (unsigned round = 0; round < 2; round++) {
+		for (unsigned q = 0; q < nq; q++) {
+			if (round && q == 1)
+				continue;
+			c.vq = vqs[q];
+			/* several in flight on each queue */
+			for (unsigned i = 0; i < 8; i++) {
+				unsigned slot = q * 8 + i;
+
+				memset(c.data + slot * 512, (int)(slot + round * 64), 512);
+				add_req(&c, slot, VHU_BLK_T_OUT, slot,
+					c.data_gpa + slot * 512, 512, false);
+			}
+			CHECK(vhu_fe_vq_kick(c.vq) >= 0);
+		}
+		for (unsigned q = 0; q < nq; q++) {
+			unsigned got = 0, tries = 0;
+
+			if (round && q == 1)
+				continue;
+			c.vq = vqs[q];
+			while (got < 8) {
+				void *d;
+				uint32_t len;
+				int r = vhu_fe_vq_get_used(c.vq, &d, &len);
+
+				CHECK(r >= 0);
+				if (r == 1) {
+					CHECK_EQ(len, 1);
+					CHECK((uintptr_t)d > q * 8 &&
+					      (uintptr_t)d <= q * 8 + 8);
+					got++;
+					continue;
+				}
+				CHECK(tries++ < 50);
+				CHECK(vhu_fe_vq_wait(c.vq, 100) >= 0);
+			}
+		}
+		for (unsigned slot = 0; slot < nq * 8; slot++) {
+			if (round && slot / 8 == 1)
+				continue;
+			CHECK_EQ(c.status[slot], VHU_BLK_S_OK);
+			pread_img(&c, buf, 512, slot * 512);
+			CHECK_EQ(buf[0], (uint8_t)(slot + round * 64));
+		}
+		/* stop queue 1 (it hands back the right index); the queues
+		 * sharing its thread keep serving in the next round */
+		if (round == 0) {
+			CHECK_EQ(vhu_fe_vq_stop(c.fe, 1, &base), 0);
+			CHECK_EQ(base, 8);
+		}
+	}
+	struct vhu_blk_qstats st;
+	for (unsigned q = 0; q < nq; q++) {
+		CHECK_EQ(vhu_blk_queue_stats(c.blk, q, &st), 0);
+		CHECK_EQ(st.requests, q == 1 ? 8 : 16);
+		CHECK_EQ(st.in_flight, 0);
+	}
+	c.vq = vqs[0];
+	ctx_close(&c);
+}
+
+TEST(four_queues_on_two_threads)
+{
+	shared_threads(4, 2);
+}
+
+TEST(three_queues_on_one_thread)
+{
+	shared_threads(3, 1);
+}
+
+TEST(no_fd_leak_with_shared_threads)
+{
+	int before = count_fds();
+
+	for (int i = 0; i < 2; i++) {
+		struct vhu_blk_opts o = { .num_queues = 2, .threads = 1 };
+		struct ctx c;
+
+		ctx_open(&c, &o, true);
+		CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+		ctx_close(&c);
+	}
+	CHECK_EQ(count_fds(), before);
+}
+
 int main(void)
 {
 	return tap_run();
