@@ -9,7 +9,8 @@
 # console (tests/e2e/guest/blk-checks.sh); this script compares them with
 # what the host expects, checks the images after the guest powers off and
 # prints TAP.  Live resize: the guest prints "WAITING resizeN" and polls the
-# disk size, the host answers with a "resize" call on the control socket.
+# disk size, the host answers with a "resize" call on the control socket
+# (grow, shrink, grow), then grows the image file and sends SIGHUP.
 #
 # Environment: E2E_PEER=vhu (default) or qsd (qemu-storage-daemon as the
 # back-end, for comparison); E2E_ACCEL=kvm|tcg skips the accelerator probe;
@@ -125,11 +126,12 @@ start_peer() { # start_peer ROLE IMAGE SOCKET
 	e2e_wait_path "$sock" 10
 }
 
-peer_resize() {
-	if [ "$2" = sighup ]; then
-		truncate -s "$1" "$MAIN" && kill -HUP "$MAIN_PID"
-	elif [ "$PEER" = qsd ]; then
+peer_resize() { # peer_resize BYTES rpc|sighup
+	if [ "$PEER" = qsd ]; then
+		# SIGHUP would stop qemu-storage-daemon: always resize through QMP.
 		e2e_qmp "$QMP" block_resize "{\"node-name\": \"d0\", \"size\": $1}" >/dev/null
+	elif [ "$2" = sighup ]; then
+		truncate -s "$1" "$MAIN" && kill -HUP "$MAIN_PID"
 	else
 		e2e_rpc "$CTRL" resize "{\"size\": $1}" >/dev/null
 	fi
