@@ -47,7 +47,7 @@ static void usage(FILE *f)
 "Check a vhost-user-blk back-end listening on SOCKET: protocol conformance,\n"
 "then a catalogue of hostile messages, descriptor chains and requests, each\n"
 "on a fresh connection followed by a fresh session with verified I/O.\n"
-"The back-end must be writable and its disk at least 16 KiB; data in the\n"
+"The back-end must be writable and its disk at least 64 KiB; data in the\n"
 "first 512 KiB of the disk is overwritten.\n"
 "\n"
 "  --case GLOB      run only the cases whose name matches GLOB\n"
@@ -312,6 +312,8 @@ int vhu_check_main(int argc, char **argv)
 
 	unsigned n = 0, passed = 0, failed = 0, skipped = 0;
 	bool gone = false;
+	long fds_prev = fds0;
+	char leakers[400] = "";
 	struct result res;
 	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++) {
 		for (const struct chk_case *k = groups[g]; k->name; k++) {
@@ -350,6 +352,18 @@ int vhu_check_main(int argc, char **argv)
 				long kb = rss_kb(o.pid);
 				if (kb > rss_max)
 					rss_max = kb;
+				/* Name the cases after which fds stayed open. */
+				long f = settled_fds(o.pid, fds_prev);
+				if (f > fds_prev && fds_prev >= 0) {
+					size_t l = strlen(leakers);
+					if (l < sizeof(leakers) - 80)
+						snprintf(leakers + l,
+							 sizeof(leakers) - l,
+							 "%s%s +%ld", l ? ", " : "",
+							 k->name, f - fds_prev);
+				}
+				if (f >= 0)
+					fds_prev = f;
 			}
 			if (res.rc < 0)
 				failed++;
@@ -372,7 +386,8 @@ int vhu_check_main(int argc, char **argv)
 		} else if (fds1 > fds0) {
 			res.rc = -1;
 			snprintf(res.why, sizeof(res.why),
-				 "open fds grew from %ld to %ld", fds0, fds1);
+				 "open fds grew from %ld to %ld (after %s)",
+				 fds0, fds1, leakers[0] ? leakers : "?");
 		} else {
 			snprintf(res.why, sizeof(res.why),
 				 "open fds %ld before, %ld after", fds0, fds1);
