@@ -7,7 +7,8 @@
 #
 # Each cycle is one `vhu bench` run (its own connection: features, memory
 # table, rings, I/O, disconnect): even cycles write a pattern, odd cycles
-# read it back with --verify; every 50th cycle adds a `vhu probe`.
+# read it back with --verify (pairs alternate between one and two of the
+# device's two queues); every 50th cycle adds a `vhu probe`.
 # A session that leaks one fd or one mapping per connection shows up as
 # hundreds here.
 set -u
@@ -26,7 +27,7 @@ if [ ! -x "$blk" ] || [ ! -x "$vhu" ]; then
 	exit 0
 fi
 
-echo "1..5"
+echo "1..7"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhu-leak.XXXXXX")
 pid=
 cleanup() {
@@ -41,7 +42,8 @@ trap cleanup EXIT
 sock=$tmp/blk.sock
 img=$tmp/disk.img
 truncate -s 16M "$img"
-"$blk" --socket-path "$sock" --blk-file "$img" --control "$tmp/ctl.sock" \
+"$blk" --socket-path "$sock" --blk-file "$img" --num-queues 2 \
+	--control "$tmp/ctl.sock" \
 	>"$tmp/blk.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
@@ -52,13 +54,15 @@ done
 if [ ! -S "$sock" ]; then
 	fail=1; echo "not ok 1 - vhu-blk started"
 	sed 's/^/# /' "$tmp/blk.log"
-	for i in 2 3 4 5; do echo "not ok $i - # vhu-blk did not start"; done
+	for i in 2 3 4 5 6 7; do echo "not ok $i - # vhu-blk did not start"; done
 	exit 1
 fi
 echo "ok 1 - vhu-blk started (pid $pid)"
 
 fds() { ls "/proc/$pid/fd" 2>/dev/null | wc -l; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null; }
+maps() { wc -l <"/proc/$pid/maps" 2>/dev/null; }
+threads() { awk '/^Threads:/ { print $2 }' "/proc/$pid/status" 2>/dev/null; }
 
 # The daemon handles a disconnect asynchronously: wait until its fd
 # count stops changing (or reaches want) before sampling.
@@ -76,14 +80,15 @@ settle() {
 cycle() {
 	# A new pattern seed per write/read pair: a read that returned an
 	# older cycle's data fails the check.
-	local k=$1 out seed=$((k / 2 + 1))
+	# Pairs alternate between one and two queues (two worker threads).
+	local k=$1 out seed=$((k / 2 + 1)) q=$((k / 2 % 2 + 1))
 	if [ $((k % 2)) -eq 0 ]; then
 		out=$(timeout 30 "$vhu" bench "$sock" --pattern write --verify \
-			--seed "$seed" --bs 4k --size 64k --count 16 --iodepth 4 \
+			--seed "$seed" --queues "$q" --bs 4k --size 64k --count 16 --iodepth 4 \
 			--quiet 2>&1) || { echo "$out"; return 1; }
 	else
 		out=$(timeout 30 "$vhu" bench "$sock" --pattern read --verify \
-			--seed "$seed" --bs 4k --size 64k --count 16 --iodepth 4 \
+			--seed "$seed" --queues "$q" --bs 4k --size 64k --count 16 --iodepth 4 \
 			--quiet 2>&1) || { echo "$out"; return 1; }
 		case $out in
 		*"verify: 16 reads checked, 0 mismatches"*) ;;
@@ -100,7 +105,7 @@ fail=0
 errors=0
 first_error=
 start=$SECONDS
-fd0= rss0=
+fd0= rss0= maps0= thr0=
 done_cycles=0
 for k in $(seq 0 $((cycles - 1))); do
 	if ! msg=$(cycle "$k"); then
@@ -112,7 +117,9 @@ for k in $(seq 0 $((cycles - 1))); do
 		settle
 		fd0=$(fds)
 		rss0=$(rss_kb)
-		echo "# after $warmup warm-up cycles: $fd0 open fds, RSS ${rss0} kB"
+		maps0=$(maps)
+		thr0=$(threads)
+		echo "# after $warmup warm-up cycles: $fd0 open fds, RSS ${rss0} kB, $maps0 mappings, $thr0 threads"
 	fi
 	if [ $((done_cycles % 100)) -eq 0 ]; then
 		echo "# $done_cycles cycles, $errors errors, $(fds) fds, RSS $(rss_kb) kB, $((SECONDS - start))s"
@@ -140,6 +147,8 @@ fi
 if [ -z "$fd0" ] || ! kill -0 "$pid" 2>/dev/null; then
 	fail=1; echo "not ok 3 - fd count did not grow # no sample (vhu-blk gone or too few cycles)"
 	fail=1; echo "not ok 4 - RSS growth bounded # no sample"
+	fail=1; echo "not ok 5 - mappings did not grow # no sample"
+	fail=1; echo "not ok 6 - threads did not grow # no sample"
 else
 	settle "$fd0"
 	fd1=$(fds)
@@ -156,6 +165,20 @@ else
 	else
 		fail=1; echo "not ok 4 - RSS grew by ${growth} kB (${rss0} -> ${rss1} kB, bound ${rss_bound_kb} kB)"
 	fi
+	# A guest-memory region mapped per connection and never unmapped, or
+	# a queue worker never joined, shows here even when RSS does not.
+	maps1=$(maps)
+	thr1=$(threads)
+	if [ "$maps1" -le "$maps0" ]; then
+		echo "ok 5 - mappings did not grow ($maps0 after warm-up, $maps1 at the end)"
+	else
+		fail=1; echo "not ok 5 - mappings grew from $maps0 to $maps1"
+	fi
+	if [ "$thr1" -le "$thr0" ]; then
+		echo "ok 6 - threads did not grow ($thr0 after warm-up, $thr1 at the end)"
+	else
+		fail=1; echo "not ok 6 - threads grew from $thr0 to $thr1"
+	fi
 fi
 
 # A clean exit on SIGTERM after all that (no hang in teardown).
@@ -170,9 +193,9 @@ for _ in $(seq 100); do
 	sleep 0.05
 done
 if [ "$rc" = 0 ]; then
-	echo "ok 5 - vhu-blk exited with status 0 on SIGTERM"
+	echo "ok 7 - vhu-blk exited with status 0 on SIGTERM"
 else
-	fail=1; echo "not ok 5 - vhu-blk on SIGTERM: ${rc:-still running after 5s}"
+	fail=1; echo "not ok 7 - vhu-blk on SIGTERM: ${rc:-still running after 5s}"
 	tail -n 20 "$tmp/blk.log" | sed 's/^/# vhu-blk: /'
 fi
 pid=
