@@ -60,7 +60,7 @@ if ! wait_sock "$tmp/blk.sock"; then
 	sed 's/^/# /' "$tmp/blk.log"
 	exit 1
 fi
-timeout 200 "${CHECK[@]}" --pid "$blk_pid" "$tmp/blk.sock"
+timeout 200 "${CHECK[@]}" --timeout 2000 --pid "$blk_pid" "$tmp/blk.sock"
 rc=$?
 if ! kill -0 "$blk_pid" 2>/dev/null; then
 	echo "# vhu-blk is no longer running"
@@ -72,6 +72,37 @@ if [ $rc -ne 0 ]; then
 fi
 stop "$blk_pid"
 blk_pid=''
+
+# --- the checker itself: a peer that never answers must fail it ----------
+silent_pid=''
+python3 - "$tmp/silent.sock" <<'PY' &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(16)
+s.settimeout(0.2)
+conns, end = [], time.time() + 30
+while time.time() < end:
+    try:
+        conns.append(s.accept()[0])
+    except socket.timeout:
+        pass
+PY
+silent_pid=$!
+if wait_sock "$tmp/silent.sock"; then
+	out=$(timeout 30 "${CHECK[@]}" --timeout 200 --case 'conf/handshake' "$tmp/silent.sock" 2>&1)
+	src=$?
+	if [ $src -eq 1 ] && grep -q '^not ok 1 - conf/handshake: no valid reply' <<<"$out"; then
+		echo "# self-test: a silent peer fails the checker (exit $src)"
+	else
+		echo "# self-test FAILED: a silent peer gave exit $src:"
+		sed 's/^/#   /' <<<"$out"
+		rc=1
+	fi
+else
+	echo "# self-test: cannot start the silent peer, skipped"
+fi
+stop "$silent_pid"
 
 # --- qemu-storage-daemon: a report only ------------------------------------
 qsd_start() {
