@@ -252,3 +252,74 @@ const struct chk_case chk_cases_config[] = {
 	HOSTILE("config/set-unknown-flags", s_flags_unknown),
 	{ NULL, NULL, NULL, CHK_PROBE_NONE },
 };
+
+/* ------------------------------------------------- other requests */
+/*
+ * Requests the checker never negotiates the feature for (they must be
+ * refused), and body-less control requests sent with broken fds.  Notes
+ * section 6: inflight fds leaked by repeated requests, queue counts beyond
+ * the rings, fds on requests that take none.
+ */
+#define INFL(nq) { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,      \
+		   (uint8_t)(nq), (uint8_t)((nq) >> 8), 128, 0 }
+
+static const struct msg_case q_get_inflight = {
+	CHK_NEGOTIATED, VHU_REQ_GET_INFLIGHT_FD, F1, 20, SAME, 0, 20,
+	CHK_EXPECT_REJECT, false, INFL(1), 0 };
+static const struct msg_case q_set_inflight = {
+	CHK_NEGOTIATED, VHU_REQ_SET_INFLIGHT_FD, FACK, 20, SAME, 1, ACK,
+	CHK_EXPECT_REJECT, false, INFL(1000), 0 };
+static const struct msg_case q_log_base_nofd = {
+	CHK_NEGOTIATED, VHU_REQ_SET_LOG_BASE, FACK, 16, SAME, 0, ACK,
+	CHK_EXPECT_REJECT, false, { 0, 0x10 }, 0 };
+static const struct msg_case q_log_fd = {
+	CHK_NEGOTIATED, VHU_REQ_SET_LOG_FD, FACK, 0, SAME, 1, ACK,
+	CHK_EXPECT_ANY, false, { 0 }, 0 };
+static const struct msg_case q_breq_nofd = {
+	CHK_CONNECTED, VHU_REQ_SET_BACKEND_REQ_FD, FACK, 0, SAME, 0, ACK,
+	CHK_EXPECT_REJECT, false, { 0 }, 0 };
+static const struct msg_case q_breq_eventfd = {
+	CHK_NEGOTIATED, VHU_REQ_SET_BACKEND_REQ_FD, FACK, 0, SAME, 1, ACK,
+	CHK_EXPECT_ANY, false, { 0 }, 0 };
+static const struct msg_case q_reset_owner = {
+	CHK_RUNNING, VHU_REQ_RESET_OWNER, FACK, 0, SAME, 0, ACK,
+	CHK_EXPECT_ANY, false, { 0 }, 0 };
+static const struct msg_case q_reset_device = {
+	CHK_RUNNING, VHU_REQ_RESET_DEVICE, FACK, 0, SAME, 0, ACK,
+	CHK_EXPECT_ANY, false, { 0 }, 0 };
+static const struct msg_case q_set_status = {
+	CHK_RUNNING, VHU_REQ_SET_STATUS, FACK, 8, SAME, 0, ACK,
+	CHK_EXPECT_ANY, false, { 0xff, 0xff, 0xff, 0xff }, 0 };
+static const struct msg_case q_iotlb = {
+	CHK_MAPPED, VHU_REQ_IOTLB_MSG, FACK, 64, SAME, 0, ACK,
+	CHK_EXPECT_REJECT, false, { 0xff, 0xff }, 0 };
+static const struct msg_case q_postcopy = {
+	CHK_MAPPED, VHU_REQ_POSTCOPY_ADVISE, FACK, 0, SAME, 0, ACK,
+	CHK_EXPECT_REJECT, false, { 0 }, 0 };
+static const struct msg_case q_gpu_socket = {
+	CHK_NEGOTIATED, VHU_REQ_GPU_SET_SOCKET, FACK, 0, SAME, 1, ACK,
+	CHK_EXPECT_REJECT, false, { 0 }, 0 };
+static const struct msg_case q_device_state = {
+	CHK_NEGOTIATED, VHU_REQ_SET_DEVICE_STATE_FD, FACK, 8, SAME, 1, ACK,
+	CHK_EXPECT_REJECT, false, { 0 }, 0 };
+static const struct msg_case q_get_base_running = {
+	CHK_RUNNING, VHU_REQ_GET_VRING_BASE, F1, 8, SAME, 0, 8,
+	CHK_EXPECT_ANY, false, { 0 }, 0 };
+
+const struct chk_case chk_cases_request[] = {
+	HOSTILE("request/get-inflight-fd-not-negotiated", q_get_inflight),
+	HOSTILE("request/set-inflight-fd-1000-queues", q_set_inflight),
+	HOSTILE("request/set-log-base-without-fd", q_log_base_nofd),
+	HOSTILE("request/set-log-fd", q_log_fd),
+	HOSTILE("request/backend-req-fd-without-fd", q_breq_nofd),
+	HOSTILE("request/backend-req-fd-not-a-socket", q_breq_eventfd),
+	HOSTILE("request/reset-owner-while-running", q_reset_owner),
+	HOSTILE("request/reset-device-while-running", q_reset_device),
+	HOSTILE("request/set-status-all-bits", q_set_status),
+	HOSTILE("request/iotlb-msg-not-negotiated", q_iotlb),
+	HOSTILE("request/postcopy-advise-not-negotiated", q_postcopy),
+	HOSTILE("request/gpu-set-socket", q_gpu_socket),
+	HOSTILE("request/device-state-fd-not-negotiated", q_device_state),
+	HOSTILE("request/get-vring-base-while-running", q_get_base_running),
+	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+};

@@ -240,6 +240,7 @@ extern const struct chk_case chk_cases_framing[];
 extern const struct chk_case chk_cases_mem[];
 extern const struct chk_case chk_cases_ring[];
 extern const struct chk_case chk_cases_config[];
+extern const struct chk_case chk_cases_request[];
 extern const struct chk_case chk_cases_chain[];
 extern const struct chk_case chk_cases_blk[];
 
