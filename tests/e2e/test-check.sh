@@ -11,7 +11,7 @@ BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 START=$SECONDS
-BUDGET=270   # seconds for the whole script
+BUDGET=240   # seconds for the whole script
 
 if [ -x "$BUILD/tools/vhu" ] && "$BUILD/tools/vhu" check --help 2>/dev/null | grep -q -- --case; then
 	CHECK=("$BUILD/tools/vhu" check)
