@@ -159,6 +159,21 @@ static long rss_kb(long pid)
 	return kb;
 }
 
+/* Running (a zombie counts as exited). */
+static bool proc_alive(long pid)
+{
+	char p[64], buf[512];
+	snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+	FILE *f = fopen(p, "re");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *e = strrchr(buf, ')');
+	return e && e[1] == ' ' && e[2] != 'Z' && e[2] != 'X';
+}
+
 /* fds settle once the back-end has noticed the last close. */
 static long settled_fds(long pid, long want)
 {
@@ -348,6 +363,11 @@ int vhu_check_main(int argc, char **argv)
 			}
 			if (res.rc < 0 && !accepts(o.path))
 				gone = true;
+			if (res.rc < 0 && o.pid && !proc_alive(o.pid)) {
+				size_t l = strlen(res.why);
+				snprintf(res.why + l, sizeof(res.why) - l,
+					 " (process %ld has exited)", o.pid);
+			}
 			if (o.pid) {
 				long kb = rss_kb(o.pid);
 				if (kb > rss_max)
