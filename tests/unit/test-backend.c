@@ -21,9 +21,6 @@
 
 #include "fe-driver.h"
 #include "internal.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 /* ---- a small test device ---- */

@@ -22,10 +22,6 @@
 
 #include "frontend-priv.h"
 #include "internal.h"
-/* tap.h's setjmp loop trips GCC's conservative -Wclobbered at -O2. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 #define RF (VHU_MSG_VERSION | VHU_MSG_REPLY)

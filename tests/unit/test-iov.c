@@ -5,10 +5,6 @@
 
 #include <vhu/iov.h>
 
-/* tap_run() keeps a counter across setjmp(); gcc -O2 flags it. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 static char a[4], b[1], c[6];

@@ -6,10 +6,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-/* tap_run() keeps a counter across setjmp(); gcc -O2 flags it. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 static struct vhu__mem mem;

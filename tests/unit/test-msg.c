@@ -5,9 +5,6 @@
 
 #include "internal.h"
 #include "msg.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 #define ALL_PF 0xffffffull

@@ -17,9 +17,6 @@
 #include "fe-driver.h"
 #include "internal.h"
 #include "msg.h"
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 #define ALL_PF 0xffffffull

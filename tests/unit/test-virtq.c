@@ -12,10 +12,6 @@
 
 #include "internal.h"
 #include "ring-driver.h"
-/* tap_run() keeps a counter across setjmp(); gcc -O2 flags it. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wclobbered"
-#endif
 #include "tap.h"
 
 static struct rd rd;

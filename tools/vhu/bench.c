@@ -19,7 +19,7 @@
 
 #include <json-c/json.h>
 
-#include "vhu.h"
+#include "cli.h"
 
 /* virtio 1.2, 5.2.6 */
 #define BLK_T_IN  0

@@ -18,7 +18,7 @@
 
 #include <json-c/json.h>
 
-#include "vhu.h"
+#include "cli.h"
 
 #define MAX_LINE (1024 * 1024)
 #define CTL_ID 1

@@ -3,7 +3,7 @@
  * transport and protocol bits from the library. */
 #include <stddef.h>
 
-#include "vhu.h"
+#include "cli.h"
 
 static const char *transport_name(unsigned bit)
 {

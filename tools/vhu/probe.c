@@ -14,7 +14,7 @@
 
 #include <json-c/json.h>
 
-#include "vhu.h"
+#include "cli.h"
 
 /* virtio-blk fields by offset (virtio 1.2, 5.2.4) */
 struct blk_cfg {

@@ -11,7 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "vhu.h"
+#include "check.h"
+#include "cli.h"
 
 static void usage(FILE *f)
 {
@@ -23,6 +24,7 @@ static void usage(FILE *f)
 		"  watch SOCKET   wait for config-change notifications (a resize)\n"
 		"  bench SOCKET   virtio-blk load generator (IOPS, MB/s, latency)\n"
 		"  ctl SOCKET     JSON-RPC client for vhu-blk's control socket\n"
+		"  check SOCKET   conformance and robustness checks of a vhost-user-blk back-end\n"
 		"\n"
 		"Run 'vhu COMMAND --help' for a command's options.\n");
 }
@@ -50,6 +52,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(c, "ctl"))
 		return cmd_ctl(argc - 1, argv + 1);
+	if (!strcmp(c, "check"))
+		return vhu_check_main(argc - 1, argv + 1);
 	fprintf(stderr, "vhu: unknown command '%s'\n", c);
 	usage(stderr);
 	return EXIT_USAGE;
