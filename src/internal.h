@@ -70,6 +70,14 @@ int vhu__sock_recv_timeout(int fd, struct vhu_msg *msg, int *fds,
 int vhu__sock_send(int fd, const struct vhu_msg *msg, const int *fds,
 		   unsigned nfds);
 
+/* Send len raw bytes, with nfds (<= VHU__SOCK_SEND_MAX_FDS) fds on the
+ * first byte; same waiting rules as vhu__sock_send().  No framing checks:
+ * tests and the conformance checker use it to send what a peer must
+ * refuse. */
+#define VHU__SOCK_SEND_MAX_FDS 16
+int vhu__sock_send_bytes(int fd, const void *buf, size_t len, const int *fds,
+			 unsigned nfds);
+
 /* Close fds[0..n) that are >= 0. */
 void vhu__close_fds(int *fds, unsigned n);
 

@@ -184,20 +184,19 @@ int vhu__sock_recv(int fd, struct vhu_msg *msg, int *fds, unsigned *nfds)
 	return vhu__sock_recv_timeout(fd, msg, fds, nfds, 0);
 }
 
-int vhu__sock_send(int fd, const struct vhu_msg *msg, const int *fds,
-		   unsigned nfds)
+int vhu__sock_send_bytes(int fd, const void *buf, size_t len, const int *fds,
+			 unsigned nfds)
 {
-	if (nfds > VHU_MAX_FDS || msg->hdr.size > VHU_MAX_PAYLOAD)
+	if (nfds > VHU__SOCK_SEND_MAX_FDS)
 		return -EINVAL;
-	size_t len = sizeof(msg->hdr) + msg->hdr.size;
 	size_t sent = 0;
 	int64_t deadline = -1;
 	while (sent < len) {
 		union {
-			char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
+			char buf[CMSG_SPACE(VHU__SOCK_SEND_MAX_FDS * sizeof(int))];
 			struct cmsghdr align;
 		} ctl;
-		struct iovec iov = { (char *)msg + sent, len - sent };
+		struct iovec iov = { (char *)buf + sent, len - sent };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
 		if (sent == 0 && nfds) {
 			memset(&ctl, 0, sizeof(ctl));
@@ -227,4 +226,13 @@ int vhu__sock_send(int fd, const struct vhu_msg *msg, const int *fds,
 		return r < 0 ? -errno : -EIO;
 	}
 	return 0;
+}
+
+int vhu__sock_send(int fd, const struct vhu_msg *msg, const int *fds,
+		   unsigned nfds)
+{
+	if (nfds > VHU_MAX_FDS || msg->hdr.size > VHU_MAX_PAYLOAD)
+		return -EINVAL;
+	return vhu__sock_send_bytes(fd, msg, sizeof(msg->hdr) + msg->hdr.size,
+				    fds, nfds);
 }

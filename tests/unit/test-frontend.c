@@ -38,27 +38,11 @@ static int count_fds(void)
 	return n;
 }
 
-/* Raw write of bytes (and fds) as one sendmsg. */
+/* Raw write of bytes (and fds); errors are the test's to notice. */
 static void raw_send(int fd, const void *buf, size_t len, const int *fds,
 		     unsigned nfds)
 {
-	union {
-		char b[CMSG_SPACE(8 * sizeof(int))];
-		struct cmsghdr a;
-	} ctl;
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	(void)!sendmsg(fd, &mh, MSG_NOSIGNAL);
+	(void)vhu__sock_send_bytes(fd, buf, len, fds, nfds);
 }
 
 static void reply(int fd, uint32_t req, uint32_t flags, const void *p, uint32_t size)

@@ -127,26 +127,11 @@ static void run(uint32_t req, uint32_t flags, const void *p, uint32_t size,
 static void send_raw(const void *buf, size_t len, unsigned nfds)
 {
 	int fds[16];
-	union {
-		char b[CMSG_SPACE(16 * sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
 	make_fds(fds, nfds);
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds) {
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-	}
-	CHECK_EQ(sendmsg(fe.sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
+	int r = vhu__sock_send_bytes(fe.sock, buf, len, fds, nfds);
 	for (unsigned i = 0; i < nfds; i++)
 		close(fds[i]);
+	CHECK_EQ(r, 0);
 }
 
 static void raw_case(uint32_t req, uint32_t flags, uint32_t size,

@@ -144,46 +144,7 @@ int chk_open(struct chk_sess *s, const char *path, bool handshake, char *why)
 int chk_send_raw(int fd, const void *buf, size_t len, const int *fds,
 		 unsigned nfds)
 {
-	enum { MAXFD = 16 };
-	if (nfds > MAXFD)
-		return -EINVAL;
-	size_t sent = 0;
-	int64_t deadline = now_ms() + 5000;
-	while (sent < len) {
-		union {
-			char buf[CMSG_SPACE(MAXFD * sizeof(int))];
-			struct cmsghdr align;
-		} ctl;
-		struct iovec iov = { (char *)buf + sent, len - sent };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (sent == 0 && nfds) {
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.buf;
-			mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-			memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-		}
-		ssize_t r = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (r > 0) {
-			sent += (size_t)r;
-			continue;
-		}
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int left = (int)(deadline - now_ms());
-			if (left <= 0)
-				return -ETIMEDOUT;
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			poll(&p, 1, left);
-			continue;
-		}
-		return r < 0 ? -errno : -EIO;
-	}
-	return 0;
+	return vhu__sock_send_bytes(fd, buf, len, fds, nfds);
 }
 
 int chk_send(struct chk_sess *s, uint32_t req, uint32_t flags,
