@@ -120,6 +120,8 @@ static json_object *qstats_obj(const struct vhu_blk_qstats *s)
 	json_object_object_add(o, "bytes_written", u64(s->bytes_written));
 	json_object_object_add(o, "errors", u64(s->errors));
 	json_object_object_add(o, "in_flight", u64(s->in_flight));
+	json_object_object_add(o, "flushes", u64(s->flushes));
+	json_object_object_add(o, "discards", u64(s->discards));
 	return o;
 }
 
@@ -142,6 +144,8 @@ static json_object *method_stats(struct vhu_blk_daemon *d)
 		total.bytes_written += s.bytes_written;
 		total.errors += s.errors;
 		total.in_flight += s.in_flight;
+		total.flushes += s.flushes;
+		total.discards += s.discards;
 	}
 	json_object_object_add(o, "queues", qs);
 	json_object_object_add(o, "total", qstats_obj(&total));

@@ -16,7 +16,18 @@ struct vhu__blk_stats {
 	_Atomic uint64_t bytes_written;
 	_Atomic uint64_t errors;
 	_Atomic uint64_t in_flight;
+	_Atomic uint64_t flushes;
+	_Atomic uint64_t discards;     /* DISCARD and WRITE_ZEROES */
 };
+
+/* One writer per counter (the queue's worker): a relaxed load and store
+ * instead of a locked read-modify-write keeps the I/O path cheap, and
+ * readers still see whole values. */
+static inline void vhu__blk_stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
 
 struct vhu_blk {
 	int fd;

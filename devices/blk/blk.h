@@ -163,6 +163,8 @@ struct vhu_blk_qstats {
 	uint64_t bytes_written;
 	uint64_t errors;
 	uint64_t in_flight;
+	uint64_t flushes;
+	uint64_t discards;      /* DISCARD and WRITE_ZEROES requests */
 };
 
 struct vhu_blk;

@@ -331,5 +331,7 @@ int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
 	st->bytes_written = atomic_load(&s->bytes_written);
 	st->errors = atomic_load(&s->errors);
 	st->in_flight = atomic_load(&s->in_flight);
+	st->flushes = atomic_load(&s->flushes);
+	st->discards = atomic_load(&s->discards);
 	return 0;
 }

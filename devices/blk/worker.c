@@ -109,15 +109,19 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 	}
 	w->pushed = true;
 
-	atomic_fetch_add(&w->stats->requests, 1);
-	if (st != VHU_BLK_S_OK) {
-		atomic_fetch_add(&w->stats->errors, 1);
-	} else if (req->type == VHU_BLK_T_IN) {
-		atomic_fetch_add(&w->stats->bytes_read, data_done);
-	} else if (req->type == VHU_BLK_T_OUT) {
-		atomic_fetch_add(&w->stats->bytes_written, data_done);
-	}
-	atomic_fetch_sub(&w->stats->in_flight, 1);
+	vhu__blk_stat_add(&w->stats->requests, 1);
+	if (st != VHU_BLK_S_OK)
+		vhu__blk_stat_add(&w->stats->errors, 1);
+	else if (req->type == VHU_BLK_T_IN)
+		vhu__blk_stat_add(&w->stats->bytes_read, data_done);
+	else if (req->type == VHU_BLK_T_OUT)
+		vhu__blk_stat_add(&w->stats->bytes_written, data_done);
+	else if (req->type == VHU_BLK_T_FLUSH)
+		vhu__blk_stat_add(&w->stats->flushes, 1);
+	else if (req->type == VHU_BLK_T_DISCARD ||
+		 req->type == VHU_BLK_T_WRITE_ZEROES)
+		vhu__blk_stat_add(&w->stats->discards, 1);
+	vhu__blk_stat_add(&w->stats->in_flight, (uint64_t)-1);
 
 	free(s->bounce);
 	s->bounce = NULL;
@@ -398,7 +402,7 @@ static void pop_requests(struct vhu__blk_worker *w)
 		}
 		w->free = s->next_free;
 		w->in_flight++;
-		atomic_fetch_add(&w->stats->in_flight, 1);
+		vhu__blk_stat_add(&w->stats->in_flight, 1);
 		start_req(w, s);
 	}
 }
