@@ -1,21 +1,27 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fuzz the split-ring device side (virtio 1.2, 2.7): descriptor table,
- * avail ring and used ring live in fake guest memory made of two regions
- * adjacent in guest-physical space but apart in host memory (each its own
- * heap block, so AddressSanitizer sees any access past a region), filled
- * from the input; then the input drives pops, pushes, driver-side ring
- * updates and notification calls.
+ * avail ring and used ring live in fake guest memory filled from the
+ * input; then the input drives pops, pushes, driver-side ring updates and
+ * notification calls.  Guest memory is two 32 KiB data regions adjacent
+ * in guest-physical space but apart in host memory, plus (layout 1) one
+ * region of exactly the right size per ring.  Every region is its own
+ * heap block, so AddressSanitizer sees any access past one: a ring index
+ * off by one, a buffer that runs over a region's end.
  *
  * Input (little-endian):
- *   u8  flags   bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bit 2 rings at the
- *               end of the second region instead of the start of the first
+ *   u8  flags   bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bits 2-3 layout:
+ *               0 rings at the start of the first data region, 1 each
+ *               ring in its own exact-size region, 2 rings at the end of
+ *               the second data region
  *   u8  log     queue size = 8 << (log % 6)   (8 .. 256)
  *   u8  cap     iovec capacity per pop = 1 + cap % 64
  *   u8  nops    number of 4-byte operations that follow (% 65)
  *   u16 base    SET_VRING_BASE value (next avail index, used index)
  *   ops[nops]   see fz_op()
- *   the rest    guest memory image from the descriptor table onwards
+ *   the rest    guest memory image: from the descriptor table to the
+ *               end of guest memory (regions in guest-physical order),
+ *               then from the start of the first data region
  * After the operations, requests are popped and pushed until the ring is
  * empty or broken (bounded).
  *
@@ -43,6 +49,8 @@
 #define FZ_GPA_A       0x10000u
 #define FZ_GPA_B       (FZ_GPA_A + FZ_REGION_SIZE)
 #define FZ_GPA_END     (FZ_GPA_B + FZ_REGION_SIZE)
+#define FZ_GPA_RINGS   0x40000u   /* layout 1: desc, avail, used 64 KiB apart */
+#define FZ_MAX_REGIONS 5u
 #define FZ_UVA_OFF     0x7f0000000000ull   /* uva = gpa + this */
 #define FZ_MAX_OPS     64u
 #define FZ_MAX_HELD    256u
@@ -55,7 +63,11 @@ struct fz_held {
 struct fz_ctx {
 	struct vhu__mem mem;
 	struct vhu_vq vq;
-	uint8_t *host[2];
+	struct {
+		uint64_t gpa, size;
+		uint8_t *host;
+	} r[FZ_MAX_REGIONS];        /* sorted by gpa */
+	unsigned n_r;
 	uint64_t used_gpa;
 	unsigned cap;
 	struct iovec *iov;             /* exactly cap entries */
@@ -68,11 +80,39 @@ struct fz_ctx {
 
 static uint8_t *fz_gpa(struct fz_ctx *c, uint64_t gpa)
 {
-	if (gpa >= FZ_GPA_A && gpa < FZ_GPA_B)
-		return c->host[0] + (gpa - FZ_GPA_A);
-	if (gpa >= FZ_GPA_B && gpa < FZ_GPA_END)
-		return c->host[1] + (gpa - FZ_GPA_B);
+	for (unsigned i = 0; i < c->n_r; i++)
+		if (gpa >= c->r[i].gpa && gpa - c->r[i].gpa < c->r[i].size)
+			return c->r[i].host + (gpa - c->r[i].gpa);
+	FZ_ASSERT(0, "harness touched unmapped gpa 0x%llx", (unsigned long long)gpa);
 	return NULL;
+}
+
+static void fz_add_region(struct fz_ctx *c, uint64_t gpa, uint64_t size)
+{
+	unsigned i = c->n_r++;
+
+	c->r[i].gpa = gpa;
+	c->r[i].size = size;
+	c->r[i].host = calloc(1, size);
+	FZ_ASSERT(c->r[i].host != NULL, "calloc");
+	FZ_ASSERT(vhu__mem_add_host(&c->mem, gpa, size, gpa + FZ_UVA_OFF,
+				    c->r[i].host) == 0, "add region %u", i);
+}
+
+/* Copy input bytes into guest memory from gpa on, region by region. */
+static void fz_fill(struct fz_ctx *c, struct fz_in *in, uint64_t from,
+		    uint64_t to)
+{
+	for (unsigned i = 0; i < c->n_r && fz_left(in); i++) {
+		uint64_t lo = c->r[i].gpa, hi = lo + c->r[i].size;
+
+		if (hi <= from || lo >= to)
+			continue;
+		lo = lo < from ? from : lo;
+		hi = hi > to ? to : hi;
+		fz_take(in, c->r[i].host + (lo - c->r[i].gpa),
+			(size_t)(hi - lo) < fz_left(in) ? (size_t)(hi - lo) : fz_left(in));
+	}
 }
 
 static uint16_t fz_rd16(struct fz_ctx *c, uint64_t gpa)
@@ -100,12 +140,12 @@ static void fz_wr16(struct fz_ctx *c, uint64_t gpa, uint16_t v)
 
 static bool fz_inside(const struct fz_ctx *c, const struct iovec *v)
 {
-	for (unsigned r = 0; r < 2; r++) {
-		uintptr_t lo = (uintptr_t)c->host[r];
+	for (unsigned r = 0; r < c->n_r; r++) {
+		uintptr_t lo = (uintptr_t)c->r[r].host;
 		uintptr_t p = (uintptr_t)v->iov_base;
 
-		if (p >= lo && p <= lo + FZ_REGION_SIZE &&
-		    v->iov_len <= lo + FZ_REGION_SIZE - p)
+		if (p >= lo && p <= lo + c->r[r].size &&
+		    v->iov_len <= lo + c->r[r].size - p)
 			return true;
 	}
 	return false;
@@ -207,7 +247,7 @@ static void fz_push_held(struct fz_ctx *c, unsigned i)
 
 /* One 4-byte operation. */
 static void fz_op(struct fz_ctx *c, const uint8_t op[4], uint64_t avail_gpa,
-		  uint64_t desc_gpa)
+		  uint64_t desc_gpa, size_t db, size_t ab)
 {
 	switch (op[0] % 6) {
 	case 0:
@@ -222,9 +262,12 @@ static void fz_op(struct fz_ctx *c, const uint8_t op[4], uint64_t avail_gpa,
 		fz_wr16(c, avail_gpa + 2, (uint16_t)(fz_rd16(c, avail_gpa + 2) + op[1]));
 		break;
 	case 3: { /* the driver rewrites a byte of the table or avail ring */
-		uint64_t off = (uint64_t)(op[1] | op[3] << 8) %
-			       (c->used_gpa - desc_gpa);
-		*fz_gpa(c, desc_gpa + off) = op[2];
+		uint64_t off = (uint64_t)(op[1] | (op[3] >> 1) << 8);
+
+		if (op[3] & 1)
+			*fz_gpa(c, avail_gpa + off % ab) = op[2];
+		else
+			*fz_gpa(c, desc_gpa + off % db) = op[2];
 		break;
 	}
 	case 4:
@@ -269,28 +312,33 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	/* Ring placement (virtio 1.2, 2.7: alignments 16, 2, 4). */
 	FZ_ASSERT(db == 16u * qsize && ab >= 4 + 2u * qsize && ub >= 4 + 8u * qsize,
 		  "ring sizes %zu %zu %zu for %u", db, ab, ub, qsize);
-	if (flags & 4) {
-		c->used_gpa = (FZ_GPA_END - ub) & ~3ull;
-		avail_gpa = (c->used_gpa - ab) & ~1ull;
-		desc_gpa = (avail_gpa - db) & ~15ull;
-	} else {
+	vhu__mem_init(&c->mem);
+	fz_add_region(c, FZ_GPA_A, FZ_REGION_SIZE);
+	fz_add_region(c, FZ_GPA_B, FZ_REGION_SIZE);
+	switch ((flags >> 2) % 3) {
+	case 0:
 		desc_gpa = FZ_GPA_A;
 		avail_gpa = desc_gpa + db;
 		c->used_gpa = (avail_gpa + ab + 3) & ~3ull;
+		break;
+	case 1:
+		desc_gpa = FZ_GPA_RINGS;
+		avail_gpa = FZ_GPA_RINGS + 0x10000;
+		c->used_gpa = FZ_GPA_RINGS + 0x20000;
+		fz_add_region(c, desc_gpa, db);
+		fz_add_region(c, avail_gpa, ab);
+		fz_add_region(c, c->used_gpa, ub);
+		break;
+	default:
+		c->used_gpa = (FZ_GPA_END - ub) & ~3ull;
+		avail_gpa = (c->used_gpa - ab) & ~1ull;
+		desc_gpa = (avail_gpa - db) & ~15ull;
 	}
 
 	/* Guest memory: the image from the descriptor table on, wrapping. */
-	for (uint64_t g = desc_gpa; fz_left(&in) && g < FZ_GPA_END; g++)
-		*fz_gpa(c, g) = fz_u8(&in);
-	for (uint64_t g = FZ_GPA_A; fz_left(&in) && g < desc_gpa; g++)
-		*fz_gpa(c, g) = fz_u8(&in);
+	fz_fill(c, &in, desc_gpa, UINT64_MAX);
+	fz_fill(c, &in, 0, desc_gpa);
 	fz_wr16(c, c->used_gpa + 2, c->base);
-
-	vhu__mem_init(&c->mem);
-	FZ_ASSERT(vhu__mem_add_host(&c->mem, FZ_GPA_A, FZ_REGION_SIZE,
-				    FZ_GPA_A + FZ_UVA_OFF, c->host[0]) == 0, "add A");
-	FZ_ASSERT(vhu__mem_add_host(&c->mem, FZ_GPA_B, FZ_REGION_SIZE,
-				    FZ_GPA_B + FZ_UVA_OFF, c->host[1]) == 0, "add B");
 
 	vhu__vq_init(&c->vq, 0, &c->mem);
 	c->vq.size = (uint16_t)qsize;
@@ -311,7 +359,7 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	c->vq.started = true;
 
 	for (unsigned i = 0; i < nops; i++)
-		fz_op(c, ops[i], avail_gpa, desc_gpa);
+		fz_op(c, ops[i], avail_gpa, desc_gpa, db, ab);
 
 	/* Drain: at most one pass over the ring plus what was held. */
 	for (unsigned k = 0; k < 2 * qsize + 8 && !c->broken; k++) {
@@ -330,6 +378,8 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	c->vq.started = false;
 	vhu__vq_reset(&c->vq);
 	vhu__mem_clear(&c->mem);
+	for (unsigned i = 0; i < c->n_r; i++)
+		free(c->r[i].host);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -349,13 +399,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int before = fz_count_fds();
 
 	memset(&c, 0, sizeof(c));
-	c.host[0] = calloc(1, FZ_REGION_SIZE);
-	c.host[1] = calloc(1, FZ_REGION_SIZE);
-	FZ_ASSERT(c.host[0] && c.host[1], "calloc");
 	fz_run(&c, data, size);
 	free(c.iov);
-	free(c.host[0]);
-	free(c.host[1]);
 	FZ_ASSERT(fz_count_fds() <= before, "fd leak in queue reset");
 	return 0;
 }

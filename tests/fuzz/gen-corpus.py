@@ -186,9 +186,13 @@ GPA_END = GPA_A + 2 * REGION
 NEXT, WRITE, INDIRECT = 1, 2, 4
 
 
-def ring_layout(size, end_of_b, event_idx=True):
+def ring_layout(size, layout):
+    """0: rings at the start of region A; 1: one exact-size region per
+    ring; 2: rings at the end of region B."""
     db, ab, ub = 16 * size, 6 + 2 * size, 6 + 8 * size
-    if end_of_b:
+    if layout == 1:
+        return 0x40000, 0x50000, 0x60000
+    if layout == 2:
         used = (GPA_END - ub) & ~3
         avail = (used - ab) & ~1
         desc = (avail - db) & ~15
@@ -203,25 +207,39 @@ def virtq_input(size_log, flags, cap, base, ops, descs, heads, extra=None):
     """descs: {index: (addr, len, flags, next)}; heads: avail ring entries;
     extra: {gpa: bytes} placed in the image."""
     size = 8 << size_log
-    desc, avail, used = ring_layout(size, flags & 4)
+    layout = (flags >> 2) % 3
+    desc, avail, used = ring_layout(size, layout)
     img = bytearray()
+    # The image runs through guest memory in gpa order from the table
+    # on, then from the lowest address up to the table (as fz_fill()).
+    regions = [(GPA_A, REGION), (GPA_A + REGION, REGION)]
+    if layout == 1:
+        regions += [(desc, 16 * size), (avail, 6 + 2 * size), (used, 6 + 8 * size)]
+    regions.sort()
+    segs = [(max(lo, desc), lo + n) for lo, n in regions if max(lo, desc) < lo + n]
+    segs += [(lo, min(lo + n, desc)) for lo, n in regions if lo < min(lo + n, desc)]
 
     def put(gpa, data):
-        off = gpa - desc
+        off = 0
+        for a, b in segs:
+            if a <= gpa < b:
+                off += gpa - a
+                break
+            off += b - a
+        else:
+            raise ValueError("gpa 0x%x not mapped" % gpa)
         if len(img) < off + len(data):
             img.extend(bytes(off + len(data) - len(img)))
         img[off:off + len(data)] = data
 
     for i, d in descs.items():
         put(desc + 16 * i, struct.pack("<QIHH", *d))
-    ring = b"".join(struct.pack("<H", h) for h in heads)
     put(avail, struct.pack("<HH", 0, (base + len(heads)) & 0xFFFF))
     for k, h in enumerate(heads):
         put(avail + 4 + 2 * ((base + k) % size), struct.pack("<H", h))
     put(used, bytes(4))
     for gpa, data in (extra or {}).items():
         put(gpa, data)
-    del ring
     hdr = bytes([flags, size_log, cap - 1, len(ops)]) + struct.pack("<H", base)
     return hdr + b"".join(bytes(o) for o in ops) + bytes(img)
 
@@ -243,7 +261,9 @@ def virtq_seeds():
     ops = [(0, 1, 0, 2), (0, 1, 0, 0), (4, 2, 0, 0), (1, 1, 0, 0), (4, 0, 0, 0),
            (2, 1, 0, 0), (4, 3, 0, 0), (5, 0, 0, 0)]
     yield "ops-event-idx", virtq_input(0, 3, 16, 7, ops, blk, [0, 3])
-    yield "end-of-b", virtq_input(3, 4 | 2, 4, 0, [(0, 0, 0, 0)], blk, [0, 3])
+    yield "end-of-b", virtq_input(3, 8 | 2, 4, 0, [(0, 0, 0, 0)], blk, [0, 3])
+    yield "ring-regions", virtq_input(2, 4 | 1, 16, 0, [], blk, [0, 3])
+    yield "ring-regions-256", virtq_input(5, 4 | 2, 8, 0, [(0, 0, 0, 0)], blk, [0, 3])
     yield "too-small-cap", virtq_input(0, 0, 2, 0, [], blk, [0])
 
 
