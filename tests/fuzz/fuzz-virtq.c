@@ -13,11 +13,16 @@
  *   u8  flags   bit 0 INDIRECT_DESC, bit 1 EVENT_IDX, bits 2-3 layout:
  *               0 rings at the start of the first data region, 1 each
  *               ring in its own exact-size region, 2 rings at the end of
- *               the second data region
- *   u8  log     queue size = 8 << (log % 6)   (8 .. 256)
+ *               the second data region; bit 4 packed ring (virtio 1.2,
+ *               2.8: descriptor ring, driver and device event areas in
+ *               place of desc, avail and used)
+ *   u8  log     queue size = 8 << (log % 6)   (8 .. 256); for a packed
+ *               ring with bit 7 set: 1 + (log & 0x7f), any size
  *   u8  cap     iovec capacity per pop = 1 + cap % 64
  *   u8  nops    number of 4-byte operations that follow (% 65)
- *   u16 base    SET_VRING_BASE value (next avail index, used index)
+ *   u16 base    SET_VRING_BASE value (split: next avail index and used
+ *               index; packed: bit 15 wrap counter, position base % size
+ *               for both the avail and the used side)
  *   ops[nops]   see fz_op()
  *   the rest    guest memory image: from the descriptor table to the
  *               end of guest memory (regions in guest-physical order),
@@ -28,7 +33,9 @@
  * Invariants: every iovec lies inside one region; n_out + n_in <= cap;
  * the head id is below the queue size; a broken queue stays broken; each
  * push lands in the used ring with its id and length, and the used index
- * counts every completion (E2BIG requests included).
+ * counts every completion (E2BIG requests included); for a packed ring the
+ * used descriptor carries the id, the length and both flag bits equal to
+ * the used wrap counter (2.8.1, 2.8.7).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -53,6 +60,13 @@
 #define FZ_MAX_REGIONS 5u
 #define FZ_UVA_OFF     0x7f0000000000ull   /* uva = gpa + this */
 #define FZ_MAX_OPS     64u
+
+/* The packed ring is exercised when the library has it. */
+#ifdef FZ_HAVE_PACKED
+#define FZ_PACKED(c) ((c)->vq.packed)
+#else
+#define FZ_PACKED(c) false
+#endif
 #define FZ_MAX_HELD    256u
 
 struct fz_held {
@@ -69,6 +83,7 @@ struct fz_ctx {
 	} r[FZ_MAX_REGIONS];        /* sorted by gpa */
 	unsigned n_r;
 	uint64_t used_gpa;
+	uint64_t desc_gpa;
 	unsigned cap;
 	struct iovec *iov;             /* exactly cap entries */
 	struct fz_held held[FZ_MAX_HELD];
@@ -161,10 +176,29 @@ static uint32_t fz_in_bytes(const struct vhu_vq_elem *e)
 static void fz_push(struct fz_ctx *c, const struct vhu_vq_elem *e,
 		    uint32_t written)
 {
+#ifdef FZ_HAVE_PACKED
+	uint16_t pos = c->vq.used_idx;
+	bool wrap = c->vq.pk_used_wrap;
+#endif
+
 	vhu_vq_push(&c->vq, e, written);
 	c->completions++;
 	if (c->broken || vhu_vq_is_broken(&c->vq))
 		return;
+#ifdef FZ_HAVE_PACKED
+	if (c->vq.packed) {
+		uint64_t d = c->desc_gpa + 16ull * pos;
+		uint16_t fl = fz_rd16(c, d + 14);
+
+		FZ_ASSERT(fz_rd32(c, d + 8) == written && fz_rd16(c, d + 12) == e->id,
+			  "used descriptor {id %u, len %u}, pushed {%u, %u}",
+			  fz_rd16(c, d + 12), fz_rd32(c, d + 8), e->id, written);
+		FZ_ASSERT(!!(fl & VHU__PDESC_F_AVAIL) == wrap &&
+			  !!(fl & VHU__PDESC_F_USED) == wrap,
+			  "used descriptor flags 0x%x, used wrap %d", fl, wrap);
+		return;
+	}
+#endif
 	/* The entry just written: used ring = flags, idx, ring[size]. */
 	uint16_t idx = fz_rd16(c, c->used_gpa + 2);
 	uint64_t ent = c->used_gpa + 4 +
@@ -259,7 +293,17 @@ static void fz_op(struct fz_ctx *c, const uint8_t op[4], uint64_t avail_gpa,
 			fz_push_held(c, op[1] % c->n_held);
 		break;
 	case 2: /* the driver makes more entries available */
-		fz_wr16(c, avail_gpa + 2, (uint16_t)(fz_rd16(c, avail_gpa + 2) + op[1]));
+		if (FZ_PACKED(c)) {
+			/* Packed: set a descriptor's AVAIL/USED bits. */
+			uint64_t d = desc_gpa + 16ull * (op[1] % c->vq.size) + 14;
+			uint16_t fl = fz_rd16(c, d) & 0x7f7f;
+
+			fz_wr16(c, d, (uint16_t)(fl | (op[2] & 1) << 7 |
+						 (op[2] & 2) << 14));
+		} else {
+			fz_wr16(c, avail_gpa + 2,
+				(uint16_t)(fz_rd16(c, avail_gpa + 2) + op[1]));
+		}
 		break;
 	case 3: { /* the driver rewrites a byte of the table or avail ring */
 		uint64_t off = (uint64_t)(op[1] | (op[3] >> 1) << 8);
@@ -294,13 +338,29 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 {
 	struct fz_in in = { data, size };
 	uint8_t flags = fz_u8(&in);
-	unsigned qsize = 8u << (fz_u8(&in) % 6);
+	uint8_t log = fz_u8(&in);
+	unsigned qsize = 8u << (log % 6);
+	bool packed = false;
 	uint8_t ops[FZ_MAX_OPS][4];
 	unsigned nops;
 	uint64_t desc_gpa, avail_gpa;
-	size_t db = vhu__vring_desc_bytes(qsize);
-	size_t ab = vhu__vring_avail_bytes(qsize);
-	size_t ub = vhu__vring_used_bytes(qsize);
+	size_t db, ab, ub;
+
+#ifdef FZ_HAVE_PACKED
+	packed = (flags & 16) != 0;
+	if (packed && (log & 0x80))
+		qsize = 1 + (log & 0x7f);
+#endif
+	if (packed) {
+#ifdef FZ_HAVE_PACKED
+		db = vhu__packed_ring_bytes(qsize);
+		ab = ub = VHU__PEVENT_BYTES;
+#endif
+	} else {
+		db = vhu__vring_desc_bytes(qsize);
+		ab = vhu__vring_avail_bytes(qsize);
+		ub = vhu__vring_used_bytes(qsize);
+	}
 
 	c->cap = 1 + fz_u8(&in) % 64;
 	c->iov = calloc(c->cap, sizeof(*c->iov));
@@ -310,7 +370,8 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	fz_take(&in, ops, (size_t)nops * 4);
 
 	/* Ring placement (virtio 1.2, 2.7: alignments 16, 2, 4). */
-	FZ_ASSERT(db == 16u * qsize && ab >= 4 + 2u * qsize && ub >= 4 + 8u * qsize,
+	FZ_ASSERT(db == 16u * qsize && (packed || (ab >= 4 + 2u * qsize &&
+						   ub >= 4 + 8u * qsize)),
 		  "ring sizes %zu %zu %zu for %u", db, ab, ub, qsize);
 	vhu__mem_init(&c->mem);
 	fz_add_region(c, FZ_GPA_A, FZ_REGION_SIZE);
@@ -338,7 +399,9 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	/* Guest memory: the image from the descriptor table on, wrapping. */
 	fz_fill(c, &in, desc_gpa, UINT64_MAX);
 	fz_fill(c, &in, 0, desc_gpa);
-	fz_wr16(c, c->used_gpa + 2, c->base);
+	if (!packed)
+		fz_wr16(c, c->used_gpa + 2, c->base);
+	c->desc_gpa = desc_gpa;
 
 	vhu__vq_init(&c->vq, 0, &c->mem);
 	c->vq.size = (uint16_t)qsize;
@@ -352,9 +415,18 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	c->vq.kick_set = true;
 	c->vq.kick_fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
 	c->vq.call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	c->vq.last_avail_idx = c->base;
-	c->vq.shadow_avail_idx = c->base;
-	c->vq.used_idx = c->base;
+	if (packed) {
+#ifdef FZ_HAVE_PACKED
+		uint32_t half = (c->base & 0x8000u) | (c->base & 0x7fffu) % qsize;
+
+		c->vq.packed = true;
+		vhu__packed_set_base(&c->vq, half | half << 16);
+#endif
+	} else {
+		c->vq.last_avail_idx = c->base;
+		c->vq.shadow_avail_idx = c->base;
+		c->vq.used_idx = c->base;
+	}
 	FZ_ASSERT(vhu__vq_map(&c->vq) == 0, "vq_map");
 	c->vq.started = true;
 

@@ -186,10 +186,16 @@ GPA_END = GPA_A + 2 * REGION
 NEXT, WRITE, INDIRECT = 1, 2, 4
 
 
-def ring_layout(size, layout):
+def ring_sizes(size, packed=False):
+    if packed:
+        return 16 * size, 4, 4
+    return 16 * size, 6 + 2 * size, 6 + 8 * size
+
+
+def ring_layout(size, layout, packed=False):
     """0: rings at the start of region A; 1: one exact-size region per
     ring; 2: rings at the end of region B."""
-    db, ab, ub = 16 * size, 6 + 2 * size, 6 + 8 * size
+    db, ab, ub = ring_sizes(size, packed)
     if layout == 1:
         return 0x40000, 0x50000, 0x60000
     if layout == 2:
@@ -204,17 +210,20 @@ def ring_layout(size, layout):
 
 
 def virtq_input(size_log, flags, cap, base, ops, descs, heads, extra=None):
-    """descs: {index: (addr, len, flags, next)}; heads: avail ring entries;
-    extra: {gpa: bytes} placed in the image."""
-    size = 8 << size_log
+    """descs: {index: (addr, len, flags, next)} (packed: (addr, len, id,
+    flags)); heads: avail ring entries (split only); extra: {gpa: bytes}
+    placed in the image."""
+    packed = bool(flags & 16)
+    size = 1 + (size_log & 0x7F) if packed and size_log & 0x80 else 8 << (size_log % 6)
     layout = (flags >> 2) % 3
-    desc, avail, used = ring_layout(size, layout)
+    desc, avail, used = ring_layout(size, layout, packed)
+    db, ab, ub = ring_sizes(size, packed)
     img = bytearray()
     # The image runs through guest memory in gpa order from the table
     # on, then from the lowest address up to the table (as fz_fill()).
     regions = [(GPA_A, REGION), (GPA_A + REGION, REGION)]
     if layout == 1:
-        regions += [(desc, 16 * size), (avail, 6 + 2 * size), (used, 6 + 8 * size)]
+        regions += [(desc, db), (avail, ab), (used, ub)]
     regions.sort()
     segs = [(max(lo, desc), lo + n) for lo, n in regions if max(lo, desc) < lo + n]
     segs += [(lo, min(lo + n, desc)) for lo, n in regions if lo < min(lo + n, desc)]
@@ -234,9 +243,10 @@ def virtq_input(size_log, flags, cap, base, ops, descs, heads, extra=None):
 
     for i, d in descs.items():
         put(desc + 16 * i, struct.pack("<QIHH", *d))
-    put(avail, struct.pack("<HH", 0, (base + len(heads)) & 0xFFFF))
-    for k, h in enumerate(heads):
-        put(avail + 4 + 2 * ((base + k) % size), struct.pack("<H", h))
+    if not packed:
+        put(avail, struct.pack("<HH", 0, (base + len(heads)) & 0xFFFF))
+        for k, h in enumerate(heads):
+            put(avail + 4 + 2 * ((base + k) % size), struct.pack("<H", h))
     put(used, bytes(4))
     for gpa, data in (extra or {}).items():
         put(gpa, data)
@@ -265,6 +275,25 @@ def virtq_seeds():
     yield "ring-regions", virtq_input(2, 4 | 1, 16, 0, [], blk, [0, 3])
     yield "ring-regions-256", virtq_input(5, 4 | 2, 8, 0, [(0, 0, 0, 0)], blk, [0, 3])
     yield "too-small-cap", virtq_input(0, 0, 2, 0, [], blk, [0])
+
+    # Packed rings (virtio 1.2, 2.8): both wrap counters start at 1, so an
+    # available descriptor has AVAIL set and USED clear; a chain's buffer
+    # id is in its last descriptor.
+    A = 0x80
+    pk = {0: (0x11000, 16, 0, A | NEXT), 1: (0x11100, 512, 0, A | WRITE | NEXT),
+          2: (0x11400, 1, 0, A | WRITE),
+          3: (0x17FF0, 0x20, 0, A | NEXT), 4: (0x11500, 1, 1, A | WRITE)}
+    yield "packed", virtq_input(0, 16, 16, 0x8000, [], pk, [])
+    yield "packed-size-5-regions", virtq_input(0x80 | 4, 16 | 4 | 2, 16, 0x8000,
+                                               [(0, 1, 0, 0), (1, 0, 0, 0),
+                                                (4, 2, 0, 0), (4, 0, 0, 0)], pk, [])
+    # An indirect table of packed descriptors: consecutive, no NEXT.
+    ptable = (struct.pack("<QIHH", 0x11000, 16, 0, 0) +
+              struct.pack("<QIHH", 0x11100, 4096, 0, WRITE) +
+              struct.pack("<QIHH", 0x12100, 1, 0, WRITE))
+    pk_ind = {0: (0x10600, len(ptable), 7, A | INDIRECT)}
+    yield "packed-indirect", virtq_input(1, 16 | 8 | 1, 16, 0x8000, [], pk_ind, [],
+                                         {0x10600: ptable})
 
 
 # --------------------------------------------------------- fuzz-blk-req
