@@ -27,6 +27,8 @@ int vhu__be_vq_remap(struct vhu_backend *b, struct vhu_vq *vq)
 	vq->desc = NULL;
 	vq->avail = NULL;
 	vq->used = NULL;
+	/* The layout follows the negotiated features (virtio 1.2, 2.8). */
+	vq->packed = (b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0;
 	if (!vq->addr_set || !vq->size || b->mem.n == 0)
 		return 0;
 	int r = vhu__vq_map(vq);
@@ -46,6 +48,9 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 	 * ring starts directly in the enabled state." */
 	if (!(b->features & VHU_BIT(VHU_F_PROTOCOL_FEATURES)))
 		vq->enabled = true;
+	/* Features changed the ring layout since the rings were mapped. */
+	if (vq->packed != ((b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0))
+		vhu__be_vq_remap(b, vq);
 	if (!vq->size || !vq->addr_set || !vq->desc || !vq->kick_set ||
 	    !vq->enabled)
 		return;
@@ -144,8 +149,11 @@ int vhu__be_set_vring_num(struct vhu_backend *b, struct vhu__req *req)
 	struct vhu_vq *vq = &b->vqs[req->ring];
 	uint32_t num = req->msg->p.state.num;
 
-	/* virtio 1.2, 2.7: split queue size is a power of 2, at most 32768. */
-	if (num == 0 || num > b->max_queue_size || (num & (num - 1)) != 0)
+	/* virtio 1.2, 2.7: split queue size is a power of 2, at most 32768;
+	 * 2.8: a packed one need not be. */
+	bool packed = (b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0;
+	if (num == 0 || num > b->max_queue_size ||
+	    (!packed && (num & (num - 1)) != 0))
 		return -EINVAL;
 	vhu__be_vq_stop(b, vq);
 	vq->size = (uint16_t)num; /* <= 32768 */
@@ -189,11 +197,23 @@ int vhu__be_set_vring_base(struct vhu_backend *b, struct vhu__req *req)
 	struct vhu_vq *vq = &b->vqs[req->ring];
 	uint32_t num = req->msg->p.state.num;
 
-	/* Split rings use bits 0-15; the upper half only means something
-	 * for packed rings, which are never negotiated. */
-	if (num > 0xffff)
+	bool packed = (b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0;
+
+	/* Split rings use bits 0-15 only. */
+	if (!packed && num > 0xffff)
 		return -EINVAL;
 	vhu__be_vq_stop(b, vq);
+	if (packed) {
+		/* Positions and wrap counters (checked against the size
+		 * when the ring is mapped). */
+		vhu__packed_set_base(vq, num);
+		int r = vhu__be_vq_remap(b, vq);
+		if (r < 0)
+			vhu__debug("queue %u: rings not mapped: %s", vq->index,
+				   strerror(-r));
+		vhu__be_vq_try_start(b, vq);
+		return 0;
+	}
 	vq->last_avail_idx = (uint16_t)num;
 	vq->shadow_avail_idx = (uint16_t)num;
 	vq->used_idx = (uint16_t)num;
@@ -212,7 +232,8 @@ int vhu__be_get_vring_base(struct vhu_backend *b, struct vhu__req *req)
 	vhu__be_vq_stop(b, vq);
 	req->reply->hdr.size = sizeof(struct vhu_vring_state);
 	req->reply->p.state.index = vq->index;
-	req->reply->p.state.num = vq->last_avail_idx;
+	req->reply->p.state.num = vq->packed ? vhu__packed_get_base(vq)
+					     : vq->last_avail_idx;
 	/* The kick fd of a stopped ring is dropped; a restart sends a new
 	 * SET_VRING_KICK. */
 	if (vq->kick_fd >= 0)

@@ -177,6 +177,20 @@ struct vhu_vq {
 	unsigned inflight;         /* popped, not yet pushed */
 
 	void *priv;                /* device-private */
+
+	/*
+	 * Packed ring (virtio 1.2, 2.8), when packed is set: desc is the
+	 * descriptor ring (struct vhu__pdesc), avail the driver event
+	 * suppression area, used the device event suppression area;
+	 * last_avail_idx and used_idx are ring positions (< size).
+	 */
+	bool packed;               /* VIRTIO_F_RING_PACKED negotiated */
+	bool pk_avail_wrap;        /* wrap counter at last_avail_idx */
+	bool pk_used_wrap;         /* wrap counter at used_idx */
+	bool pk_kicks_off;         /* device area says DISABLE */
+	uint32_t pk_used_since;    /* ring positions used since last notify */
+	uint16_t *pk_chain;        /* ring positions per buffer id in
+				    * flight (0: not in flight); owned */
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */
@@ -191,6 +205,58 @@ int vhu__vq_map(struct vhu_vq *vq);
 size_t vhu__vring_desc_bytes(unsigned size);
 size_t vhu__vring_avail_bytes(unsigned size);
 size_t vhu__vring_used_bytes(unsigned size);
+
+/* virtq.c dispatches the public vhu_vq_* calls and vhu__vq_map/reset to
+ * one of these by vq->packed. */
+void vhu__split_init(struct vhu_vq *vq, unsigned index,
+		     const struct vhu__mem *mem);
+int vhu__split_map(struct vhu_vq *vq);
+void vhu__split_reset(struct vhu_vq *vq);
+int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		   struct iovec *iov, unsigned iov_cap);
+void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+		     uint32_t written);
+void vhu__split_notify(struct vhu_vq *vq);
+void vhu__split_disable_notify(struct vhu_vq *vq);
+bool vhu__split_enable_notify(struct vhu_vq *vq);
+bool vhu__split_has_work(struct vhu_vq *vq);
+
+/* ------------------------------------------------------ virtq-packed.c */
+/* Packed descriptor (virtio 1.2, 2.8.13), little-endian in the ring. */
+struct vhu__pdesc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+_Static_assert(sizeof(struct vhu__pdesc) == 16, "pdesc");
+#define VHU__PDESC_F_AVAIL (1u << 7)
+#define VHU__PDESC_F_USED  (1u << 15)
+/* Event suppression flags (2.8.14): {le16 off_wrap; le16 flags}. */
+#define VHU__PEVENT_ENABLE  0u
+#define VHU__PEVENT_DISABLE 1u
+#define VHU__PEVENT_DESC    2u
+/* Bytes of the descriptor ring and of each event suppression area. */
+size_t vhu__packed_ring_bytes(unsigned size);
+#define VHU__PEVENT_BYTES 4u
+
+/* Map (and allocate the per-buffer table), -EINVAL for a bad size,
+ * alignment or position, -EFAULT unmapped, -ENOMEM. */
+int vhu__packed_map(struct vhu_vq *vq);
+/* Free what vhu__packed_map() allocated. */
+void vhu__packed_release(struct vhu_vq *vq);
+/* vhost-user.rst SET/GET_VRING_BASE for packed rings: bits 0-14 avail
+ * position, 15 avail wrap counter, 16-30 used position, 31 used wrap. */
+void vhu__packed_set_base(struct vhu_vq *vq, uint32_t num);
+uint32_t vhu__packed_get_base(const struct vhu_vq *vq);
+int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		    struct iovec *iov, unsigned iov_cap);
+void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+		      uint32_t written);
+void vhu__packed_notify(struct vhu_vq *vq);
+void vhu__packed_disable_notify(struct vhu_vq *vq);
+bool vhu__packed_enable_notify(struct vhu_vq *vq);
+bool vhu__packed_has_work(struct vhu_vq *vq);
 
 /* ---------------------------------------------------------------- msg.c */
 /* (The request table: see msg.h.) */

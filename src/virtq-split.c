@@ -90,7 +90,8 @@ static inline void set_used_flags(struct vhu_vq *vq, uint16_t v)
 
 /* ------------------------------------------------------- life cycle */
 
-void vhu__vq_init(struct vhu_vq *vq, unsigned index, const struct vhu__mem *mem)
+void vhu__split_init(struct vhu_vq *vq, unsigned index,
+		     const struct vhu__mem *mem)
 {
 	memset(vq, 0, sizeof(*vq));
 	vq->index = index;
@@ -100,14 +101,14 @@ void vhu__vq_init(struct vhu_vq *vq, unsigned index, const struct vhu__mem *mem)
 	vq->err_fd = -1;
 }
 
-void vhu__vq_reset(struct vhu_vq *vq)
+void vhu__split_reset(struct vhu_vq *vq)
 {
 	unsigned index = vq->index;
 	const struct vhu__mem *mem = vq->mem;
 	void *priv = vq->priv; /* the device's, set once for the queue */
 	int fds[3] = { vq->kick_fd, vq->call_fd, vq->err_fd };
 	vhu__close_fds(fds, 3);
-	vhu__vq_init(vq, index, mem);
+	vhu__split_init(vq, index, mem);
 	vq->priv = priv;
 }
 
@@ -120,7 +121,7 @@ void vhu__vq_reset(struct vhu_vq *vq)
  * indices belong to SET_VRING_BASE, and a remap after a memory-table
  * change must not disturb a queue's position.
  */
-int vhu__vq_map(struct vhu_vq *vq)
+int vhu__split_map(struct vhu_vq *vq)
 {
 	unsigned size = vq->size;
 	vq->desc = NULL;
@@ -303,8 +304,8 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct chain *c)
 	}
 }
 
-int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
-	       unsigned iov_cap)
+int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		   struct iovec *iov, unsigned iov_cap)
 {
 	if (vq->broken)
 		return -EIO;
@@ -356,7 +357,7 @@ int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
 			    head, iov_cap);
 		struct vhu_vq_elem e = { .id = head };
 		vq->inflight++;
-		vhu_vq_push(vq, &e, 0);
+		vhu__split_push(vq, &e, 0);
 		return -E2BIG;
 	}
 	if (r < 0) {
@@ -375,8 +376,8 @@ int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
 
 /* ----------------------------------------------------------- pushing */
 
-void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
-		 uint32_t written)
+void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
+		     uint32_t written)
 {
 	if (vq->broken || !vq->used)
 		return;
@@ -429,7 +430,7 @@ static bool should_notify(struct vhu_vq *vq)
 	return !(avail_flags(vq) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
-void vhu_vq_notify(struct vhu_vq *vq)
+void vhu__split_notify(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->used || !vq->avail)
 		return;
@@ -441,16 +442,9 @@ void vhu_vq_notify(struct vhu_vq *vq)
 	(void)n;
 }
 
-void vhu_vq_push_notify(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
-			uint32_t written)
-{
-	vhu_vq_push(vq, elem, written);
-	vhu_vq_notify(vq);
-}
-
 /* ------------------------------------------------ kick suppression */
 
-void vhu_vq_disable_notify(struct vhu_vq *vq)
+void vhu__split_disable_notify(struct vhu_vq *vq)
 {
 	if (!vq->used)
 		return;
@@ -464,7 +458,7 @@ void vhu_vq_disable_notify(struct vhu_vq *vq)
 		set_used_flags(vq, VHU_VRING_USED_F_NO_NOTIFY);
 }
 
-bool vhu_vq_enable_notify(struct vhu_vq *vq)
+bool vhu__split_enable_notify(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->used || !vq->avail)
 		return false;
@@ -479,7 +473,7 @@ bool vhu_vq_enable_notify(struct vhu_vq *vq)
 	return avail_idx_acquire(vq) != vq->last_avail_idx;
 }
 
-bool vhu_vq_has_work(struct vhu_vq *vq)
+bool vhu__split_has_work(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->avail)
 		return false;

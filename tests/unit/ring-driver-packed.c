@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: MIT */
+/* Test-side packed-ring driver: see ring-driver-packed.h. */
+#include <endian.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ring-driver-packed.h"
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static int give_region(struct pd *pd, uint64_t off, uint64_t len)
+{
+	int fd = dup(pd->fd);
+	if (fd < 0)
+		return -errno;
+	struct vhu_mem_region r = {
+		.guest_phys_addr = PD_GPA_BASE + off,
+		.memory_size = len,
+		.userspace_addr = PD_UVA_BASE + off,
+		.mmap_offset = off,
+	};
+	int e = vhu__mem_add(&pd->mem, &r, fd);
+	if (e < 0)
+		close(fd);
+	return e;
+}
+
+int pd_init(struct pd *pd, const struct pd_opts *o)
+{
+	memset(pd, 0, sizeof(*pd));
+	vhu__mem_init(&pd->mem);
+	vhu__vq_init(&pd->vq, 0, &pd->mem);
+	pd->fd = -1;
+	if (o->size == 0 || o->size > PD_MAX_SIZE)
+		return -EINVAL;
+	pd->size = o->size;
+	pd->mem_size = o->mem_size ? o->mem_size : (4u << 20);
+	pd->fd = memfd_create("vhu-ring-driver-packed", MFD_CLOEXEC);
+	if (pd->fd < 0)
+		return -errno;
+	if (ftruncate(pd->fd, (off_t)pd->mem_size) < 0)
+		return -errno;
+	void *p = mmap(NULL, pd->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       pd->fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	pd->host = p;
+	int e;
+	if (o->split_at) {
+		e = give_region(pd, 0, o->split_at);
+		if (!e)
+			e = give_region(pd, o->split_at,
+					pd->mem_size - o->split_at);
+	} else {
+		e = give_region(pd, 0, pd->mem_size);
+	}
+	if (e < 0)
+		return e;
+
+	uint64_t off = 0;
+	pd->ring_gpa = PD_GPA_BASE;
+	off = align_up(vhu__packed_ring_bytes(pd->size), 4096);
+	pd->drv_gpa = PD_GPA_BASE + off;
+	pd->dev_gpa = PD_GPA_BASE + off + 64;
+	off += 4096;
+	pd->data_next = PD_GPA_BASE + off;
+
+	bool w = !o->start_wrap0;
+	pd->avail_pos = pd->used_pos = o->start_pos;
+	pd->avail_wrap = pd->used_wrap = w;
+
+	struct vhu_vq *vq = &pd->vq;
+	vq->packed = true;
+	vq->size = pd->size;
+	vq->desc_uva = pd->ring_gpa - PD_GPA_BASE + PD_UVA_BASE;
+	vq->avail_uva = pd->drv_gpa - PD_GPA_BASE + PD_UVA_BASE;
+	vq->used_uva = pd->dev_gpa - PD_GPA_BASE + PD_UVA_BASE;
+	vq->addr_set = true;
+	vq->event_idx = o->event_idx;
+	vq->indirect = o->indirect;
+	/* what SET_VRING_BASE does */
+	uint32_t base = (uint32_t)o->start_pos | (uint32_t)w << 15;
+	vhu__packed_set_base(vq, base | base << 16);
+	vq->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (vq->call_fd < 0)
+		return -errno;
+	return vhu__vq_map(vq);
+}
+
+void pd_fini(struct pd *pd)
+{
+	vhu__vq_reset(&pd->vq);
+	vhu__mem_clear(&pd->mem);
+	if (pd->host)
+		munmap(pd->host, pd->mem_size);
+	if (pd->fd >= 0)
+		close(pd->fd);
+	pd->host = NULL;
+	pd->fd = -1;
+}
+
+uint64_t pd_alloc(struct pd *pd, uint64_t len)
+{
+	uint64_t gpa = pd->data_next;
+	pd->data_next = align_up(gpa + len, 16);
+	return gpa;
+}
+
+void *pd_ptr(struct pd *pd, uint64_t gpa)
+{
+	return pd->host + (gpa - PD_GPA_BASE);
+}
+
+static struct vhu__pdesc *slot(struct pd *pd, uint16_t pos)
+{
+	return (struct vhu__pdesc *)pd_ptr(pd, pd->ring_gpa) + pos;
+}
+
+uint16_t pd_avail_bits(bool w)
+{
+	return w ? VHU__PDESC_F_AVAIL : VHU__PDESC_F_USED;
+}
+
+void pd_raw(struct pd *pd, uint16_t pos, uint64_t addr, uint32_t len,
+	    uint16_t id, uint16_t flags)
+{
+	struct vhu__pdesc *d = slot(pd, pos);
+	d->addr = htole64(addr);
+	d->len = htole32(len);
+	d->id = htole16(id);
+	__atomic_store_n(&d->flags, htole16(flags), __ATOMIC_RELEASE);
+}
+
+void pd_table_entry(struct pd *pd, uint64_t table, unsigned i, uint64_t addr,
+		    uint32_t len, uint16_t flags)
+{
+	struct vhu__pdesc d = {
+		.addr = htole64(addr),
+		.len = htole32(len),
+		.id = 0,
+		.flags = htole16(flags),
+	};
+	memcpy((uint8_t *)pd_ptr(pd, table) + 16 * (uint64_t)i, &d, sizeof(d));
+}
+
+void pd_skip(struct pd *pd, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (++pd->avail_pos == pd->size) {
+			pd->avail_pos = 0;
+			pd->avail_wrap = !pd->avail_wrap;
+		}
+	}
+}
+
+uint16_t pd_add(struct pd *pd, const struct pd_buf *b, unsigned n,
+		uint16_t id)
+{
+	uint16_t head = pd->avail_pos;
+	uint16_t head_flags = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint16_t f = (uint16_t)(pd_avail_bits(pd->avail_wrap) |
+					(b[i].write ? VHU_VRING_DESC_F_WRITE : 0) |
+					(i + 1 < n ? VHU_VRING_DESC_F_NEXT : 0));
+		if (i == 0) {
+			/* 2.8.6: the head becomes available last. */
+			struct vhu__pdesc *d = slot(pd, head);
+			d->addr = htole64(b[i].gpa);
+			d->len = htole32(b[i].len);
+			d->id = htole16(id);
+			head_flags = f;
+		} else {
+			pd_raw(pd, pd->avail_pos, b[i].gpa, b[i].len, id, f);
+		}
+		pd_skip(pd, 1);
+	}
+	__atomic_store_n(&slot(pd, head)->flags, htole16(head_flags),
+			 __ATOMIC_RELEASE);
+	if (id < PD_MAX_SIZE)
+		pd->chain_len[id] = (uint16_t)n;
+	return id;
+}
+
+uint16_t pd_add_indirect(struct pd *pd, const struct pd_buf *b, unsigned n,
+			 uint16_t id)
+{
+	uint64_t table = pd_alloc(pd, 16 * (uint64_t)n);
+	for (unsigned i = 0; i < n; i++)
+		pd_table_entry(pd, table, i, b[i].gpa, b[i].len,
+			       b[i].write ? VHU_VRING_DESC_F_WRITE : 0);
+	pd_raw(pd, pd->avail_pos, table, 16 * n, id,
+	       (uint16_t)(pd_avail_bits(pd->avail_wrap) |
+			  VHU_VRING_DESC_F_INDIRECT));
+	pd_skip(pd, 1);
+	if (id < PD_MAX_SIZE)
+		pd->chain_len[id] = 1;
+	return id;
+}
+
+int pd_get_used(struct pd *pd, uint16_t *id, uint32_t *len)
+{
+	struct vhu__pdesc *d = slot(pd, pd->used_pos);
+	uint16_t f = le16toh(__atomic_load_n(&d->flags, __ATOMIC_ACQUIRE));
+	bool a = f & VHU__PDESC_F_AVAIL, u = f & VHU__PDESC_F_USED;
+	if (a != u || u != pd->used_wrap)
+		return 0;
+	*id = le16toh(d->id);
+	*len = le32toh(d->len);
+	if (*id >= PD_MAX_SIZE || pd->chain_len[*id] == 0)
+		return -1;
+	unsigned n = pd->chain_len[*id];
+	pd->chain_len[*id] = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (++pd->used_pos == pd->size) {
+			pd->used_pos = 0;
+			pd->used_wrap = !pd->used_wrap;
+		}
+	}
+	return 1;
+}
+
+void pd_set_driver_event(struct pd *pd, uint16_t flags, uint16_t off,
+			 bool wrap)
+{
+	uint16_t *e = pd_ptr(pd, pd->drv_gpa);
+	e[0] = htole16((uint16_t)(off | (wrap ? 0x8000 : 0)));
+	e[1] = htole16(flags);
+}
+
+uint16_t pd_device_flags(struct pd *pd)
+{
+	return le16toh(((uint16_t *)pd_ptr(pd, pd->dev_gpa))[1]);
+}
+
+uint64_t pd_calls(struct pd *pd)
+{
+	uint64_t v = 0;
+	if (pd->vq.call_fd < 0)
+		return 0;
+	if (read(pd->vq.call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+		return 0;
+	return v;
+}
