@@ -165,6 +165,10 @@ def msg_seeds():
         "kick-nofd-bit": rec(SET_VRING_KICK, u64(0x100)),
         "config-beyond": rec(GET_CONFIG, struct.pack("<III", 40, 30, 0) + bytes(30)),
         "config-readonly": rec(SET_CONFIG, struct.pack("<III", 0, 4, 0) + bytes(4)),
+        # Windows that include the writable byte 32 and a read-only one.
+        "config-readonly-after": rec(SET_CONFIG, struct.pack("<III", 32, 2, 0) + bytes(2)),
+        "config-readonly-before": rec(SET_CONFIG, struct.pack("<III", 31, 2, 0) + bytes(2)),
+        "config-flags-unknown": rec(SET_CONFIG, struct.pack("<III", 32, 1, 2) + b"\x01"),
         "memtable-9": rec(SET_MEM_TABLE, struct.pack("<II", 9, 0) +
                           region(0, MEM_SIZE, UVA, 0) * 8, nfds=8),
         "memtable-too-big": rec(SET_MEM_TABLE, struct.pack("<II", 1, 0) +
@@ -175,6 +179,10 @@ def msg_seeds():
            rec(SET_FEATURES, u64(feats)))
     for name, r in refusals.items():
         yield "refuse-" + name, pre + r + rec(GET_FEATURES)
+    # A migration restore may write every byte.
+    yield "config-migration", pre + rec(SET_CONFIG, struct.pack("<III", 0, CFG_SIZE, 1) +
+                                        bytes(range(CFG_SIZE))) + \
+        rec(GET_CONFIG, struct.pack("<III", 0, CFG_SIZE, 0) + bytes(CFG_SIZE))
     yield "truncated", rec(GET_FEATURES) + rec(SET_MEM_TABLE, b"\x01\x00\x00\x00",
                                                size=40)
     yield "fds-on-get", rec(GET_FEATURES, b"", V1, nfds=3) + rec(GET_QUEUE_NUM)
