@@ -80,6 +80,8 @@ int vhu_fe_vq_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
 		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
 		  void *data)
 {
+	if (vq->packed)
+		return vhu__pdrv_add(vq, out, n_out, in, n_in, data);
 	unsigned n = n_out + n_in;
 	if (vq->broken)
 		return -EIO;
@@ -117,6 +119,8 @@ int vhu_fe_vq_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
 
 int vhu_fe_vq_kick(struct vhu_fe_vq *vq)
 {
+	if (vq->packed)
+		return vhu__pdrv_kick(vq);
 	uint16_t old = vq->kicked_idx, now = vq->avail_idx;
 	if (old == now)
 		return 0;
@@ -160,6 +164,8 @@ static int broken(struct vhu_fe_vq *vq, const char *why, unsigned v)
 
 int vhu_fe_vq_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 {
+	if (vq->packed)
+		return vhu__pdrv_get_used(vq, data, len);
 	if (vq->broken)
 		return -EIO;
 	uint16_t idx = load16(&vq->used[USED_IDX]);
@@ -208,6 +214,8 @@ static int64_t now_ms(void)
 
 int vhu_fe_vq_wait(struct vhu_fe_vq *vq, int timeout_ms)
 {
+	if (vq->packed)
+		return vhu__pdrv_wait(vq, timeout_ms);
 	if (vq->broken)
 		return -EIO;
 	if (has_used(vq))

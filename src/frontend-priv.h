@@ -2,7 +2,7 @@
 /*
  * State shared by the front-end's modules: the session (frontend.c),
  * its guest memory and queue setup (frontend-vq.c) and the driver side
- * of a split ring (driver-split.c).
+ * of a split ring (driver-split.c) or a packed ring (driver-packed.c).
  */
 #ifndef VHU_FRONTEND_PRIV_H
 #define VHU_FRONTEND_PRIV_H
@@ -53,6 +53,20 @@ struct vhu_fe_vq {
 
 	int kick_fd;
 	int call_fd;
+
+	/* packed ring (virtio 1.2, 2.8; driver-packed.c), when packed is
+	 * set: chain_len counts ring positions per buffer id. */
+	bool packed;
+	struct vhu__pdesc *pring;
+	volatile uint16_t *drv_area; /* driver event suppression (ours) */
+	volatile uint16_t *dev_area; /* device event suppression */
+	uint64_t pring_gpa, drv_area_gpa, dev_area_gpa;
+	uint16_t p_avail_pos;        /* next position to fill */
+	uint16_t p_used_pos;         /* next position a used one appears */
+	bool p_avail_wrap, p_used_wrap;
+	uint32_t p_added;            /* positions filled since the last kick */
+	uint16_t *p_free_ids;        /* stack of buffer ids not in flight */
+	uint16_t p_nfree_ids;
 };
 
 struct vhu_fe {
@@ -96,5 +110,17 @@ void vhu__fe_vqs_free(struct vhu_fe *fe);
  * (desc, avail, used zeroed); frees with vhu__drv_free(). */
 int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size);
 void vhu__drv_free(struct vhu_fe_vq *vq);
+
+/* driver-packed.c: the same for a packed ring (pring, drv_area, dev_area
+ * zeroed), and the data-path calls the vhu_fe_vq_* entry points hand a
+ * packed queue to. */
+int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size);
+void vhu__pdrv_free(struct vhu_fe_vq *vq);
+int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
+		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
+		  void *data);
+int vhu__pdrv_kick(struct vhu_fe_vq *vq);
+int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
+int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms);
 
 #endif

@@ -150,7 +150,10 @@ static void vq_free(struct vhu_fe_vq *vq)
 		close(vq->kick_fd);
 	if (vq->call_fd >= 0)
 		close(vq->call_fd);
-	vhu__drv_free(vq);
+	if (vq->packed)
+		vhu__pdrv_free(vq);
+	else
+		vhu__drv_free(vq);
 	free(vq);
 }
 
@@ -170,7 +173,9 @@ static int send_ring(struct vhu_fe *fe, struct vhu_fe_vq *vq)
 	int r = vhu__fe_cmd(fe, VHU_REQ_SET_VRING_NUM, &st, sizeof(st), NULL, 0);
 	if (r < 0)
 		return r;
-	st.num = 0;
+	/* vhost-user.rst: a packed ring's base carries both positions and
+	 * wrap counters (bits 15 and 31), which start at 1 (virtio 2.8.1). */
+	st.num = vq->packed ? (1u << 15 | 1u << 31) : 0;
 	r = vhu__fe_cmd(fe, VHU_REQ_SET_VRING_BASE, &st, sizeof(st), NULL, 0);
 	if (r < 0)
 		return r;
@@ -184,6 +189,12 @@ static int send_ring(struct vhu_fe *fe, struct vhu_fe_vq *vq)
 		.avail_user_addr = (uint64_t)(uintptr_t)vq->avail,
 		.log_guest_addr = 0,
 	};
+	/* Packed: descriptor ring, driver area, device area. */
+	if (vq->packed) {
+		a.desc_user_addr = (uint64_t)(uintptr_t)vq->pring;
+		a.avail_user_addr = (uint64_t)(uintptr_t)vq->drv_area;
+		a.used_user_addr = (uint64_t)(uintptr_t)vq->dev_area;
+	}
 	r = vhu__fe_cmd(fe, VHU_REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
 	if (r < 0)
 		return r;
@@ -208,8 +219,10 @@ int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 		    struct vhu_fe_vq **out)
 {
 	*out = NULL;
+	/* A packed ring may have any size (virtio 1.2, 2.8). */
+	bool packed = fe->features & VHU_BIT(VHU_F_RING_PACKED);
 	if (index >= VHU_MAX_QUEUES || size == 0 || size > VHU_MAX_QUEUE_SIZE ||
-	    (size & (size - 1)))
+	    (!packed && (size & (size - 1))))
 		return -EINVAL;
 	if (fe->vqs[index])
 		return -EBUSY;
@@ -226,14 +239,29 @@ int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 	vq->event_idx = fe->features & VHU_BIT(VHU_F_EVENT_IDX);
 
 	int r = -ENOMEM;
-	vq->desc = vhu_fe_alloc(fe, desc_bytes(size), 16, &vq->desc_gpa);
-	vq->avail = vhu_fe_alloc(fe, avail_bytes(size), 2, &vq->avail_gpa);
-	vq->used = vhu_fe_alloc(fe, used_bytes(size), 4096, &vq->used_gpa);
-	if (!vq->desc || !vq->avail || !vq->used)
-		goto err;
-	r = vhu__drv_init(vq, size);
-	if (r < 0)
-		goto err;
+	if (packed) {
+		vq->packed = true;
+		vq->pring = vhu_fe_alloc(fe, vhu__packed_ring_bytes(size), 16,
+					 &vq->pring_gpa);
+		vq->drv_area = vhu_fe_alloc(fe, VHU__PEVENT_BYTES, 4,
+					    &vq->drv_area_gpa);
+		vq->dev_area = vhu_fe_alloc(fe, VHU__PEVENT_BYTES, 4,
+					    &vq->dev_area_gpa);
+		if (!vq->pring || !vq->drv_area || !vq->dev_area)
+			goto err;
+		r = vhu__pdrv_init(vq, size);
+		if (r < 0)
+			goto err;
+	} else {
+		vq->desc = vhu_fe_alloc(fe, desc_bytes(size), 16, &vq->desc_gpa);
+		vq->avail = vhu_fe_alloc(fe, avail_bytes(size), 2, &vq->avail_gpa);
+		vq->used = vhu_fe_alloc(fe, used_bytes(size), 4096, &vq->used_gpa);
+		if (!vq->desc || !vq->avail || !vq->used)
+			goto err;
+		r = vhu__drv_init(vq, size);
+		if (r < 0)
+			goto err;
+	}
 	vq->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	vq->call_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (vq->kick_fd < 0 || vq->call_fd < 0) {

@@ -124,7 +124,8 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 		     VHU_BIT(VHU_BLK_F_SEG_MAX) | VHU_BIT(VHU_BLK_F_BLK_SIZE) |
 		     VHU_BIT(VHU_BLK_F_TOPOLOGY) | VHU_BIT(VHU_BLK_F_FLUSH) |
 		     VHU_BIT(VHU_BLK_F_CONFIG_WCE) | VHU_BIT(VHU_BLK_F_MQ) |
-		     VHU_BIT(VHU_BLK_F_DISCARD) | VHU_BIT(VHU_BLK_F_WRITE_ZEROES);
+		     VHU_BIT(VHU_BLK_F_DISCARD) | VHU_BIT(VHU_BLK_F_WRITE_ZEROES) |
+		     VHU_BIT(VHU_F_RING_PACKED);
 
 	if (blk->read_only)
 		f |= VHU_BIT(VHU_BLK_F_RO);

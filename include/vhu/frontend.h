@@ -106,6 +106,11 @@ uint64_t vhu_fe_gpa(const struct vhu_fe *fe, const void *p);
  * SET_VRING_NUM/BASE(0)/ADDR/KICK/CALL and, with PROTOCOL_FEATURES,
  * SET_VRING_ENABLE 1.  Needs vhu_fe_set_features() first (-EINVAL) and
  * memory for the rings (-ENOMEM).  The queue lives until vhu_fe_close().
+ *
+ * When VHU_F_RING_PACKED was negotiated the queue is a packed ring
+ * (virtio 1.2, 2.8) of any size 1 .. 32768, driven by the same calls
+ * below; its SET_VRING_BASE carries both wrap counters set, and a chain
+ * is visible to the device as soon as vhu_fe_vq_add() returns.
  */
 int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 		    struct vhu_fe_vq **out);
@@ -113,7 +118,7 @@ int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
  * index (may be NULL). */
 int vhu_fe_vq_stop(struct vhu_fe *fe, unsigned index, uint32_t *base);
 
-/* ---- driver side of a split ring (one thread per queue) ---- */
+/* ---- driver side of a split or packed ring (one thread per queue) ---- */
 
 /* One buffer of a chain: guest-physical address and length. */
 struct vhu_fe_buf {

@@ -106,7 +106,9 @@ static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 
 	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
 	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
-	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe)), 0);
+	/* split rings here; test-blk-packed.c drives packed ones */
+	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe) &
+					 ~VHU_BIT(VHU_F_RING_PACKED)), 0);
 	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
 	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, QSIZE, &c->vq), 0);
 	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
@@ -550,7 +552,8 @@ TEST(two_queues_and_reconnect)
 	vhu_fe_close(c.fe);
 	c.fe = NULL;
 	CHECK_EQ(vhu_fe_connect(&c.fe, c.sock, NULL), 0);
-	CHECK_EQ(vhu_fe_set_features(c.fe, vhu_fe_features_offered(c.fe)), 0);
+	CHECK_EQ(vhu_fe_set_features(c.fe, vhu_fe_features_offered(c.fe) &
+					 ~VHU_BIT(VHU_F_RING_PACKED)), 0);
 	CHECK_EQ(vhu_fe_add_memory(c.fe, 4u << 20), 0);
 	CHECK_EQ(vhu_fe_vq_setup(c.fe, 0, QSIZE, &c.vq), 0);
 	c.hdr = vhu_fe_alloc(c.fe, 16 * NSLOT, 64, &c.hdr_gpa);

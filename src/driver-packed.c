@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The driver side of a packed virtqueue (virtio 1.2, 2.8): fill
+ * descriptors at the driver's position with its wrap counter, notify the
+ * device unless its event suppression says not to, and read used
+ * descriptors back.
+ *
+ * A chain takes consecutive ring positions and carries one buffer id (in
+ * every descriptor; the device reads it from the last, 2.8.6).  The head's
+ * flags are written last, with release ordering, so the device never sees
+ * a partial chain; a chain is therefore visible as soon as it is added.
+ * The device can write anything into the ring: the driver keeps the
+ * length of each chain and the writable bytes per buffer id itself and
+ * reads each used descriptor once, checking it against that.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frontend-priv.h"
+
+#define OFF_MASK 0x7fffu
+#define WRAP_BIT 15
+
+int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size)
+{
+	vq->chain_len = calloc(size, sizeof(*vq->chain_len));
+	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
+	vq->data = calloc(size, sizeof(*vq->data));
+	vq->p_free_ids = calloc(size, sizeof(*vq->p_free_ids));
+	if (!vq->chain_len || !vq->in_bytes || !vq->data || !vq->p_free_ids) {
+		vhu__pdrv_free(vq);
+		return -ENOMEM;
+	}
+	/* Lowest ids on top of the stack. */
+	for (unsigned i = 0; i < size; i++)
+		vq->p_free_ids[i] = (uint16_t)(size - 1 - i);
+	vq->p_nfree_ids = (uint16_t)size;
+	vq->num_free = (uint16_t)size;
+	vq->inflight = 0;
+	/* 2.8.1: both wrap counters start at 1. */
+	vq->p_avail_pos = vq->p_used_pos = 0;
+	vq->p_avail_wrap = vq->p_used_wrap = true;
+	vq->p_added = 0;
+	vq->broken = false;
+	return 0;
+}
+
+void vhu__pdrv_free(struct vhu_fe_vq *vq)
+{
+	free(vq->chain_len);
+	free(vq->in_bytes);
+	free(vq->data);
+	free(vq->p_free_ids);
+	vq->chain_len = NULL;
+	vq->in_bytes = NULL;
+	vq->data = NULL;
+	vq->p_free_ids = NULL;
+}
+
+static inline uint16_t avail_bits(bool wrap)
+{
+	/* 2.8.1: AVAIL equal to the wrap counter, USED the inverse. */
+	return wrap ? VHU__PDESC_F_AVAIL : VHU__PDESC_F_USED;
+}
+
+int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
+		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
+		  void *data)
+{
+	unsigned n = n_out + n_in;
+	if (vq->broken)
+		return -EIO;
+	if (n == 0 || n < n_out)
+		return -EINVAL;
+	if (n > vq->num_free || vq->p_nfree_ids == 0)
+		return -ENOSPC;
+
+	uint16_t id = vq->p_free_ids[--vq->p_nfree_ids];
+	uint16_t head = vq->p_avail_pos, head_flags = 0;
+	unsigned pos = head;
+	bool wrap = vq->p_avail_wrap;
+	uint64_t inb = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct vhu_fe_buf *b = i < n_out ? &out[i] : &in[i - n_out];
+		uint16_t f = (uint16_t)(avail_bits(wrap) |
+					(i < n_out ? 0 : VHU_VRING_DESC_F_WRITE) |
+					(i + 1 < n ? VHU_VRING_DESC_F_NEXT : 0));
+		struct vhu__pdesc *d = &vq->pring[pos];
+		d->addr = htole64(b->gpa);
+		d->len = htole32(b->len);
+		d->id = htole16(id);
+		if (i == 0)
+			head_flags = f;
+		else
+			__atomic_store_n(&d->flags, htole16(f), __ATOMIC_RELAXED);
+		if (i >= n_out)
+			inb += b->len;
+		if (++pos == vq->size) {
+			pos = 0;
+			wrap = !wrap;
+		}
+	}
+	vq->chain_len[id] = (uint16_t)n;
+	vq->in_bytes[id] = inb;
+	vq->data[id] = data;
+	vq->num_free = (uint16_t)(vq->num_free - n);
+	vq->inflight++;
+	vq->p_avail_pos = (uint16_t)pos;
+	vq->p_avail_wrap = wrap;
+	vq->p_added += n;
+	/* 2.8.6: the head last, after the rest of the chain. */
+	__atomic_store_n(&vq->pring[head].flags, htole16(head_flags),
+			 __ATOMIC_RELEASE);
+	return id;
+}
+
+int vhu__pdrv_kick(struct vhu_fe_vq *vq)
+{
+	uint32_t added = vq->p_added;
+	if (added == 0)
+		return 0;
+	vq->p_added = 0;
+	/* Descriptors before reading the device's suppression state
+	 * (2.8.22 "Notifying the device"). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint32_t ev = le32toh(__atomic_load_n((volatile uint32_t *)vq->dev_area,
+					      __ATOMIC_RELAXED));
+	unsigned flags = (ev >> 16) & 3;
+	bool need = true;
+	if (flags == VHU__PEVENT_DISABLE) {
+		need = false;
+	} else if (flags == VHU__PEVENT_DESC && vq->event_idx) {
+		/* Kick when the event position is among those just made
+		 * available: [pos - added, pos). */
+		unsigned off = ev & OFF_MASK;
+		bool wrap = (ev >> WRAP_BIT) & 1;
+		if (off < vq->size) {
+			long delta = (long)vq->p_avail_pos - (long)off;
+			if (wrap != vq->p_avail_wrap)
+				delta += vq->size;
+			need = delta >= 1 && (unsigned long)delta <= added;
+		}
+	}
+	if (!need)
+		return 0;
+	uint64_t one = 1;
+	for (;;) {
+		ssize_t w = write(vq->kick_fd, &one, sizeof(one));
+		if (w == (ssize_t)sizeof(one))
+			return 1;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return 1;
+		return w < 0 ? -errno : -EIO;
+	}
+}
+
+static int broken(struct vhu_fe_vq *vq, const char *why, unsigned v)
+{
+	vq->broken = true;
+	vhu__log_rl(VHU_LOG_WARN, "front-end: queue %u: device %s (%u)",
+		    vq->index, why, v);
+	return -EIO;
+}
+
+/* The used descriptor at the driver's used position, if the device has
+ * written it in this lap (2.8.1: AVAIL == USED == the wrap counter). */
+static bool used_ready(struct vhu_fe_vq *vq, uint16_t *flags)
+{
+	uint16_t f = le16toh(__atomic_load_n(&vq->pring[vq->p_used_pos].flags,
+					     __ATOMIC_ACQUIRE));
+	bool a = (f & VHU__PDESC_F_AVAIL) != 0;
+	bool u = (f & VHU__PDESC_F_USED) != 0;
+	*flags = f;
+	return a == u && u == vq->p_used_wrap;
+}
+
+int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
+{
+	if (vq->broken)
+		return -EIO;
+	if (vq->inflight == 0)
+		return 0; /* a used-looking slot now is stale or hostile */
+	uint16_t f;
+	if (!used_ready(vq, &f))
+		return 0;
+	/* Read id and length once, after the flags (acquire). */
+	const struct vhu__pdesc *d = &vq->pring[vq->p_used_pos];
+	uint16_t id = le16toh(*(const volatile uint16_t *)&d->id);
+	uint32_t l = le32toh(*(const volatile uint32_t *)&d->len);
+	if (id >= vq->size || vq->chain_len[id] == 0)
+		return broken(vq, "returned a buffer id not in flight", id);
+	/* 2.8.3: the length only counts with WRITE set. */
+	if (!(f & VHU_VRING_DESC_F_WRITE))
+		l = 0;
+	if (l > vq->in_bytes[id])
+		return broken(vq, "claims more bytes written than writable", l);
+
+	unsigned n = vq->chain_len[id];
+	unsigned pos = vq->p_used_pos + n;
+	if (pos >= vq->size) {
+		pos -= vq->size;
+		vq->p_used_wrap = !vq->p_used_wrap;
+	}
+	vq->p_used_pos = (uint16_t)pos;
+	vq->chain_len[id] = 0;
+	vq->p_free_ids[vq->p_nfree_ids++] = id;
+	vq->num_free = (uint16_t)(vq->num_free + n);
+	vq->inflight--;
+	*data = vq->data[id];
+	*len = l;
+	return 1;
+}
+
+static bool has_used(struct vhu_fe_vq *vq)
+{
+	uint16_t f;
+	return vq->inflight && used_ready(vq, &f);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms)
+{
+	if (vq->broken)
+		return -EIO;
+	if (has_used(vq))
+		return 1;
+	/* Ask for a notification at the next used descriptor (DESC with
+	 * EVENT_IDX, else ENABLE), then look again (2.8.10). */
+	uint16_t ow = 0, fl = VHU__PEVENT_ENABLE;
+	if (vq->event_idx) {
+		ow = (uint16_t)(vq->p_used_pos | (vq->p_used_wrap ? 1u << WRAP_BIT : 0));
+		fl = VHU__PEVENT_DESC;
+	}
+	vq->drv_area[0] = htole16(ow);
+	__atomic_store_n(&vq->drv_area[1], htole16(fl), __ATOMIC_RELEASE);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	for (;;) {
+		if (has_used(vq))
+			return 1;
+		int t = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				return 0;
+			t = left > 1000000 ? 1000000 : (int)left;
+		}
+		struct pollfd p = { .fd = vq->call_fd, .events = POLLIN };
+		int r = poll(&p, 1, t);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0) {
+			uint64_t v;
+			if (read(vq->call_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				return -errno;
+		}
+	}
+}
