@@ -61,8 +61,14 @@
 #define FZ_MAX_PEERS     16u
 #define FZ_POP_BOUND     64u
 
+/* The packed ring is offered when the library has it. */
+#ifdef FZ_HAVE_PACKED
+#define FZ_F_PACKED VHU_BIT(VHU_F_RING_PACKED)
+#else
+#define FZ_F_PACKED 0
+#endif
 #define FZ_FEATURES (VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_INDIRECT_DESC) | \
-		     VHU_BIT(VHU_F_EVENT_IDX))
+		     VHU_BIT(VHU_F_EVENT_IDX) | FZ_F_PACKED)
 
 struct fz_dev {
 	uint8_t cfg[FZ_CFG_SIZE];

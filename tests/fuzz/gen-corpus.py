@@ -25,7 +25,7 @@ RESET_DEVICE, GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG = 34, 36, 37, 38
 SET_STATUS, GET_STATUS = 39, 40
 V1, NEED_REPLY = 0x1, 0x8
 
-F_INDIRECT, F_EVENT_IDX, F_PROTOCOL, F_VERSION_1 = 28, 29, 30, 32
+F_INDIRECT, F_EVENT_IDX, F_PROTOCOL, F_VERSION_1, F_RING_PACKED = 28, 29, 30, 32, 34
 PF = [0, 3, 5, 9, 13, 15, 16]  # MQ REPLY_ACK BACKEND_REQ CONFIG RESET CONFIGURE_MEM_SLOTS STATUS
 
 UVA = 0x7F0000000000
@@ -90,21 +90,32 @@ def ring_image():
             memrec(0x8000, hdr))
 
 
-def vring_setup(q, size=64, fl=V1):
+def vring_setup(q, size=64, fl=V1, base=0):
     b = ring_base(q)
     addr = struct.pack("<IIQQQQ", q, 0, UVA + b, UVA + b + 0x2000,
                        UVA + b + 0x1000, 0)
     return (rec(SET_VRING_NUM, state(q, size), fl) +
-            rec(SET_VRING_BASE, state(q, 0), fl) +
+            rec(SET_VRING_BASE, state(q, base), fl) +
             rec(SET_VRING_ADDR, addr, fl) +
             rec(SET_VRING_KICK, u64(q), fl, nfds=1) +
             rec(SET_VRING_CALL, u64(q), fl, nfds=1) +
             rec(SET_VRING_ENABLE, state(q, 1), fl))
 
 
-def handshake(fl=V1, backend_channel=False, status=False):
+def packed_ring_image():
+    """Queue 0 as a packed ring (virtio 1.2, 2.8): the same request in
+    descriptors 0-2, AVAIL set (wrap counters start at 1), buffer id 0."""
+    desc = struct.pack("<QIHH", 0x8000, 16, 0, 0x80 | 1)
+    desc += struct.pack("<QIHH", 0x8100, 512, 0, 0x80 | 3)
+    desc += struct.pack("<QIHH", 0x8400, 1, 0, 0x80 | 2)
+    return memrec(ring_base(0), desc) + memrec(0x8000, struct.pack("<IIQ", 0, 0, 0))
+
+
+def handshake(fl=V1, backend_channel=False, status=False, packed=False):
     feats = bits(F_VERSION_1, F_PROTOCOL, F_INDIRECT, F_EVENT_IDX)
-    s = ring_image()
+    if packed:
+        feats |= bits(F_RING_PACKED)
+    s = packed_ring_image() if packed else ring_image()
     s += rec(GET_FEATURES)
     s += rec(GET_PROTOCOL_FEATURES)
     s += rec(SET_PROTOCOL_FEATURES, u64(bits(*PF)), fl)
@@ -117,7 +128,9 @@ def handshake(fl=V1, backend_channel=False, status=False):
     s += rec(SET_MEM_TABLE, struct.pack("<II", 1, 0) +
              region(0, MEM_SIZE, UVA, 0), fl, nfds=1)
     for q in (0, 1):
-        s += vring_setup(q, fl=fl)
+        # Packed SET_VRING_BASE: both wrap counters (bits 15, 31) at 1.
+        s += vring_setup(q, size=60 if packed else 64, fl=fl,
+                         base=0x80008000 if packed else 0)
     if status:
         s += rec(SET_STATUS, u64(0xF), fl)
         s += rec(GET_STATUS)
@@ -139,6 +152,7 @@ def handshake(fl=V1, backend_channel=False, status=False):
 def msg_seeds():
     feats = bits(F_VERSION_1, F_PROTOCOL)
     yield "handshake", handshake()
+    yield "handshake-packed", handshake(packed=True)
     yield "handshake-reply-ack", handshake(V1 | NEED_REPLY, backend_channel=True,
                                            status=True)
     slots = (rec(GET_FEATURES) + rec(GET_PROTOCOL_FEATURES) +
