@@ -54,6 +54,7 @@ struct opts {
 	bool json;
 	bool progress;
 	bool no_event_idx;
+	bool packed;
 	double stall_s;
 };
 
@@ -366,7 +367,8 @@ static void bench_help(FILE *f)
 		"  --bs BYTES        request size, multiple of 512, suffixes k/m (4k)\n"
 		"  --iodepth N       requests in flight per queue (32)\n"
 		"  --queues N        queues, each driven by its own thread (1)\n"
-		"  --queue-size N    descriptors per queue (smallest power of two >= 3*iodepth)\n"
+		"  --queue-size N    descriptors per queue (smallest power of two >= 3*iodepth;\n"
+		"                    with --packed any size)\n"
 		"  --time SEC        run time (10), or\n"
 		"  --count N         total requests, then stop\n"
 		"  --size BYTES      use only the first BYTES of the disk\n"
@@ -374,6 +376,7 @@ static void bench_help(FILE *f)
 		"  --verify          write a pattern (offset + seed), check it on read\n"
 		"  --seed N          pattern seed (1)\n"
 		"  --no-event-idx    do not negotiate VIRTIO_F_EVENT_IDX\n"
+		"  --packed          use packed virtqueues (VIRTIO_F_RING_PACKED)\n"
 		"  --quiet           no progress line\n"
 		"  --json            result as JSON\n"
 		"Read-only patterns with --verify check every block: write it first\n"
@@ -407,6 +410,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		{ "verify", no_argument, NULL, 'v' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "no-event-idx", no_argument, NULL, 'E' },
+		{ "packed", no_argument, NULL, 'K' },
 		{ "quiet", no_argument, NULL, 'z' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -444,7 +448,8 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 			o->queues = (unsigned)v;
 			break;
 		case 'Q':
-			if (!parse_uint(optarg, 1, 32768, &v) || (v & (v - 1))) goto bad;
+			/* a power of two unless --packed (checked below) */
+			if (!parse_uint(optarg, 1, 32768, &v)) goto bad;
 			o->queue_size = (unsigned)v;
 			break;
 		case 't':
@@ -465,6 +470,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 			if (!parse_uint(optarg, 0, UINT64_MAX, &o->seed)) goto bad;
 			break;
 		case 'E': o->no_event_idx = true; break;
+		case 'K': o->packed = true; break;
 		case 'z': o->progress = false; break;
 		case 'j': o->json = true; break;
 		case 'h': bench_help(stdout); return 1;
@@ -476,6 +482,11 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		return -1;
 	}
 	*path = argv[optind];
+	if (o->queue_size && !o->packed && (o->queue_size & (o->queue_size - 1))) {
+		fprintf(stderr, "vhu bench: --queue-size %u: split rings need a power "
+			"of two (or use --packed)\n", o->queue_size);
+		return -1;
+	}
 	if (!o->queue_size) {
 		unsigned need = 3 * o->iodepth, qs = 8;
 		while (qs < need)
@@ -584,6 +595,14 @@ int cmd_bench(int argc, char **argv)
 			VHU_BIT(BLK_F_SIZE_MAX) | VHU_BIT(BLK_F_RO);
 	if (o.no_event_idx)
 		want &= ~VHU_BIT(VHU_F_EVENT_IDX);
+	if (o.packed) {
+		if (!(vhu_fe_features_offered(fe) & VHU_BIT(VHU_F_RING_PACKED))) {
+			fprintf(stderr, "vhu bench: the back-end does not offer "
+				"VIRTIO_F_RING_PACKED\n");
+			goto out;
+		}
+		want |= VHU_BIT(VHU_F_RING_PACKED);
+	}
 	int r = vhu_fe_set_features(fe, want);
 	if (r < 0) {
 		fprintf(stderr, "vhu bench: SET_FEATURES: %s\n", strerror(-r));
@@ -691,7 +710,17 @@ int cmd_bench(int argc, char **argv)
 			continue;
 		uint32_t base;
 		r = vhu_fe_vq_stop(fe, q, &base);
-		if (r < 0 || (uint16_t)base != (uint16_t)ws[q].submitted) {
+		uint32_t want_base = (uint16_t)ws[q].submitted;
+		if (o.packed) {
+			/* vhost-user.rst: positions and wrap counters (from 1)
+			 * of the avail and used sides, 3 descriptors a request. */
+			uint64_t d = 3 * ws[q].submitted;
+			uint32_t pos = (uint32_t)(d % o.queue_size);
+			uint32_t wrap = ((d / o.queue_size) & 1) ? 0 : 1;
+			uint32_t half = pos | wrap << 15;
+			want_base = half | half << 16;
+		}
+		if (r < 0 || base != want_base) {
 			base_errors++;
 			fprintf(stderr, "vhu bench: queue %u: GET_VRING_BASE %s (base %u, "
 				"submitted %" PRIu64 ")\n", q, r < 0 ? strerror(-r) : "mismatch",
@@ -741,6 +770,8 @@ int cmd_bench(int argc, char **argv)
 		json_object_object_add(j, "bs", json_object_new_uint64(o.bs));
 		json_object_object_add(j, "iodepth", json_object_new_int((int)o.iodepth));
 		json_object_object_add(j, "queues", json_object_new_int((int)o.queues));
+		json_object_object_add(j, "packed", json_object_new_boolean(
+					       (f & VHU_BIT(VHU_F_RING_PACKED)) != 0));
 		json_object_object_add(j, "seconds", json_object_new_double(secs));
 		json_object_object_add(j, "requests", json_object_new_uint64(done));
 		json_object_object_add(j, "reads", json_object_new_uint64(reads));
@@ -765,9 +796,10 @@ int cmd_bench(int argc, char **argv)
 		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
 		json_object_put(j);
 	} else {
-		printf("pattern %s, bs %" PRIu64 ", iodepth %u, queues %u, %.2f s%s\n",
+		printf("pattern %s, bs %" PRIu64 ", iodepth %u, queues %u, %.2f s%s%s\n",
 		       pattern_names[o.pattern], o.bs, o.iodepth, o.queues, secs,
-		       (f & VHU_BIT(VHU_F_EVENT_IDX)) ? ", event-idx" : "");
+		       (f & VHU_BIT(VHU_F_EVENT_IDX)) ? ", event-idx" : "",
+		       (f & VHU_BIT(VHU_F_RING_PACKED)) ? ", packed" : "");
 		printf("requests: %" PRIu64 " (%" PRIu64 " reads, %" PRIu64 " writes), "
 		       "errors: %" PRIu64 "\n", done, reads, wrs, errors);
 		printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
