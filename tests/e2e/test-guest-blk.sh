@@ -3,6 +3,17 @@
 #
 #   tests/e2e/test-guest-blk.sh BUILD_DIR
 #
+# The whole guest session runs twice, once per VMM: the system's QEMU
+# (Debian bookworm: 7.2) and QEMU 10.0 from bookworm-backports, unpacked
+# into tests/e2e/cache/qemu10 by tests/e2e/peers/fetch-qemu10.  The second
+# run's test names end in " (qemu 10.0)"; when QEMU 10.0 cannot be fetched
+# they are SKIP lines with the reason.  The modern front-end sends messages
+# 7.2 never does (RESET_DEVICE, GET_STATUS/SET_STATUS, GET_MAX_MEM_SLOTS and
+# ADD_MEM_REG under CONFIGURE_MEM_SLOTS).  When the main vhu-blk instance
+# offers VIRTIO_F_RING_PACKED (`vhu probe --json`), one run (QEMU 10.0 when
+# it is there) gives its disk packed=on and checks that the guest
+# negotiated the packed ring; "# packed ring: on|off (reason)" says which.
+#
 # One guest boot exercises three disks: the main read-write disk (2 queues,
 # serial, write-back cache, control socket), a disk with 4096-byte logical
 # blocks and a read-only disk.  The guest prints RESULT lines on its serial
@@ -14,7 +25,9 @@
 #
 # Environment: E2E_PEER=vhu (default) or qsd (qemu-storage-daemon as the
 # back-end, for comparison); E2E_ACCEL=kvm|tcg skips the accelerator probe;
-# E2E_KEEP=1 keeps the work directory.
+# E2E_KEEP=1 keeps the work directories; E2E_VMMS="system qemu10" (default)
+# or one of them; E2E_QEMU10 names a QEMU 10 system emulator to use instead
+# of the fetched one.
 set -u
 
 BUILD=${1:-build}
@@ -45,8 +58,85 @@ check() { # check NAME CONDITION-RESULT(0/1) DIAG
 }
 skip_all() { echo "1..0 # SKIP $1"; exit 0; }
 
+# ---- driver: one child run of this script per VMM ---------------------------
+# The child (E2E_VMM_CHILD=1) is the guest session proper; the driver
+# renumbers its TAP lines into one plan and suffixes the second run's names.
+if [ -z "${E2E_VMM_CHILD:-}" ]; then
+	N=0 FAILED=0
+	emit() { # emit SUFFIX < child output
+		local line sfx=$1 name st
+		while IFS= read -r line; do
+			case $line in
+			"1..0 # SKIP"*)
+				N=$((N + 1))
+				echo "ok $N - guest checks$sfx # SKIP ${line#1..0 # SKIP }" ;;
+			1..*) ;;
+			"ok "*|"not ok "*)
+				st=ok
+				[ "${line#not ok}" != "$line" ] && st="not ok" && FAILED=1
+				name=${line#"$st" }
+				name=${name#* - }
+				N=$((N + 1))
+				case $name in
+				*" # SKIP"*) echo "$st $N - ${name%% # SKIP*}$sfx # SKIP ${name#* # SKIP }" ;;
+				*) echo "$st $N - $name$sfx" ;;
+				esac ;;
+			"Bail out!"*)
+				N=$((N + 1)); FAILED=1
+				echo "not ok $N - guest session$sfx: ${line#Bail out! }" ;;
+			*) echo "$line" ;;
+			esac
+		done
+	}
+	VMMS=${E2E_VMMS:-system qemu10}
+	Q10='' Q10_DATA='' Q10_WHY=''
+	case " $VMMS " in
+	*" qemu10 "*)
+		if [ -n "${E2E_QEMU10:-}" ]; then
+			Q10=$E2E_QEMU10
+		elif d=$("$HERE/peers/fetch-qemu10"); then
+			Q10=$d/bin/qemu-system-x86_64 Q10_DATA=$d/share/qemu
+		else
+			Q10_WHY=$d
+		fi ;;
+	esac
+	# packed=on goes to one run only: QEMU 10.0 when it is there.
+	PACKED_RUN=system
+	[ -n "$Q10" ] && PACKED_RUN=qemu10
+	# One accelerator probe for both runs (the system QEMU boots it).
+	if [ -z "${E2E_ACCEL:-}" ] && e2e_kernel >/dev/null; then
+		pw=$(mktemp -d /tmp/vhu-e2e-probe.XXXXXX)
+		e2e_probe_accel "$pw"
+		rm -rf "$pw"
+		export E2E_ACCEL
+	fi
+	for vmm in $VMMS; do
+		t0=$SECONDS
+		case $vmm in
+		system)
+			emit "" < <(E2E_VMM_CHILD=1 E2E_TRY_PACKED=$([ $PACKED_RUN = system ] && echo 1) \
+				bash "$0" "$BUILD" 2>&1) ;;
+		qemu10)
+			if [ -z "$Q10" ]; then
+				N=$((N + 1))
+				echo "ok $N - guest checks (qemu 10.0) # SKIP QEMU 10.0 cannot be fetched: $Q10_WHY"
+				continue
+			fi
+			emit " (qemu 10.0)" < <(E2E_VMM_CHILD=1 E2E_QEMU=$Q10 E2E_QEMU_DATA=$Q10_DATA \
+				E2E_TRY_PACKED=$([ $PACKED_RUN = qemu10 ] && echo 1) \
+				bash "$0" "$BUILD" 2>&1) ;;
+		*)
+			echo "Bail out! unknown VMM '$vmm' in E2E_VMMS"
+			exit 1 ;;
+		esac
+		echo "# $vmm run: $((SECONDS - t0)) s"
+	done
+	echo "1..$N"
+	exit $FAILED
+fi
+
 command -v "$E2E_QEMU" >/dev/null || skip_all "$E2E_QEMU not installed"
-"$E2E_QEMU" -device help 2>/dev/null | grep -q vhost-user-blk-pci ||
+"$E2E_QEMU" -device vhost-user-blk-pci,help >/dev/null 2>&1 ||
 	skip_all "$E2E_QEMU lacks vhost-user-blk-pci"
 command -v python3 >/dev/null || skip_all "python3 not installed"
 if ! why=$(e2e_kernel); then
@@ -95,6 +185,7 @@ fi
 e2e_probe_accel "$WORK"
 echo "# accel: $E2E_ACCEL"
 echo "# back-end: $PEER"
+echo "# VMM: $("$E2E_QEMU" --version 2>/dev/null | head -n 1)"
 
 # ---- back-ends -------------------------------------------------------------
 CTRL=$WORK/main.ctrl
@@ -167,6 +258,22 @@ if [ $peers_ok != 0 ]; then
 	exit 1
 fi
 
+# ---- packed ring ------------------------------------------------------------
+# packed=on only for the run the driver chose, and only when the main
+# back-end offers VIRTIO_F_RING_PACKED (QEMU would silently mask it).
+PACKED=off
+if [ "${E2E_TRY_PACKED:-}" != 1 ]; then
+	why="packed=on is tried in the other VMM run"
+elif ! pj=$(timeout 20 "$BUILD/tools/vhu" probe --json "$WORK/main.sock" 2>&1); then
+	why="vhu probe --json failed: $(head -c 200 <<<"$pj")"
+elif python3 -c 'import json, sys
+sys.exit(0 if "RING_PACKED" in json.loads(sys.argv[1])["feature_names"] else 1)' "$pj" 2>/dev/null; then
+	PACKED=on why="the main back-end offers RING_PACKED"
+else
+	why="the main back-end does not offer RING_PACKED"
+fi
+echo "# packed ring: $PACKED ($why)"
+
 # ---- guest -------------------------------------------------------------------
 LOG=$WORK/console.log
 : >"$LOG"
@@ -179,8 +286,9 @@ slot=4
 for role in main bs4k ro; do
 	nq=1
 	[ $role = main ] && nq=2
-	E2E_QEMU_ARGS+=(-chardev "socket,id=c$slot,path=$WORK/$role.sock"
-		-device "vhost-user-blk-pci,chardev=c$slot,num-queues=$nq,addr=0x$slot")
+	dev=vhost-user-blk-pci,chardev=c$slot,num-queues=$nq,addr=0x$slot
+	[ $role = main ] && [ $PACKED = on ] && dev+=,packed=on
+	E2E_QEMU_ARGS+=(-chardev "socket,id=c$slot,path=$WORK/$role.sock" -device "$dev")
 	slot=$((slot + 1))
 done
 e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$WORK/qemu.err"
@@ -269,6 +377,12 @@ if [ "$PEER" = qsd ]; then
 	skip "serial number reaches the guest" "qemu-storage-daemon has no serial option"
 else
 	check "serial number reaches the guest" "$([ "$(dt serial)" = vhu-e2e-main ]; echo $?)" "got '$(dt serial)'"
+fi
+# Guest-side virtio feature bits of the main disk: bit 34 is RING_PACKED.
+echo "# guest features of the main disk: $(dt features)"
+if [ $PACKED = on ]; then
+	check "the guest drives the main disk through the packed ring" \
+		"$([ "$(dt features | cut -c35)" = 1 ]; echo $?)" "features '$(dt features)'"
 fi
 check "num-queues=2 gives two hardware queues" "$([ "$(dt nr_queues)" = 2 ]; echo $?)" "got '$(dt nr_queues)'"
 if [ "$PEER" = qsd ]; then

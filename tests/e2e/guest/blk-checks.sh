@@ -43,6 +43,8 @@ r size ok "$(cat /sys/block/$A/size)"
 r lbs_main ok "$(cat /sys/block/$A/queue/logical_block_size)"
 r serial ok "$(cat /sys/block/$A/serial 2>/dev/null)"
 r nr_queues ok "$(ls /sys/block/$A/mq | wc -l)"
+# Negotiated virtio feature bits, bit 0 first (the host looks at RING_PACKED).
+r features ok "$(cat /sys/block/$A/device/features 2>/dev/null)"
 # I/O issued on the second CPU goes through the hardware queue mapped to it.
 if [ -e /sys/devices/system/cpu/cpu1/online ] && [ "$(cat /sys/devices/system/cpu/cpu1/online)" = 1 ]; then
 	taskset -c 1 dd if=/dev/$A of=/dev/null bs=4096 count=64 iflag=direct 2>/dev/null

@@ -7,6 +7,7 @@
 #   E2E_ACCEL       kvm|tcg to skip the accelerator probe
 #   E2E_PROBE_TIMEOUT  seconds the KVM probe boot may take (default 20)
 #   E2E_QEMU        QEMU binary (default qemu-system-x86_64)
+#   E2E_QEMU_DATA   extra firmware directory for that QEMU (-L)
 
 E2E_GUEST_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 E2E_REPO=$(cd "$E2E_GUEST_DIR/../../.." && pwd)
@@ -208,6 +209,9 @@ e2e_qemu_base() {
 		-numa node,memdev=mem
 		-kernel "$E2E_KERNEL" -initrd "$initrd"
 		-append "console=ttyS0 panic=-1 quiet ${E2E_APPEND:-}")
+	# Firmware and option ROMs of the QEMU that runs (E2E_QEMU_DATA, for
+	# a QEMU that is not installed); its default paths still follow.
+	[ -n "${E2E_QEMU_DATA:-}" ] && E2E_QEMU_ARGS+=(-L "$E2E_QEMU_DATA")
 	# Two possible vCPUs even with one online: with a single possible vCPU
 	# the guest kernel elides SMP memory barriers that the cross-process
 	# virtqueue protocol needs.
