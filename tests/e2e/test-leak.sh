@@ -157,7 +157,7 @@ else
 		echo "ok 3 - fd count did not grow ($fd0 after warm-up, $fd1 at the end)"
 	else
 		fail=1; echo "not ok 3 - fd count grew from $fd0 to $fd1"
-		ls -l "/proc/$pid/fd" | sed 's/^/# /'
+		ls -l "/proc/$pid/fd" | head -n 40 | sed "s/^/# /"
 	fi
 	growth=$((rss1 - rss0))
 	if [ "$growth" -lt "$rss_bound_kb" ]; then
