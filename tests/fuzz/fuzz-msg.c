@@ -15,9 +15,9 @@
  *            side, process once and stop (a truncated final message).
  *   u32 request, u32 flags, u32 size, then min(size, left) payload bytes;
  *   the header's size is rewritten to the bytes actually sent.
- * Memory-image record (ctl bit 7): u16 offset, u8 len, len bytes copied
- * into the template every later memfd starts from, so rings placed there
- * by SET_VRING_ADDR have content.
+ * Memory-image record (ctl bits 7-6 = 10): u16 offset, u8 len, len bytes
+ * copied into the template every later memfd starts from, so rings placed
+ * there by SET_VRING_ADDR have content.
  * Event record (ctl bits 7-6 = 11): u8 what, then
  *   what % 4 == 0: the device calls vhu_backend_config_changed(want_ack =
  *                  bit 2 of what);
