@@ -115,7 +115,8 @@ uint64_t vhu_fe_gpa(const struct vhu_fe *fe, const void *p);
 int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 		    struct vhu_fe_vq **out);
 /* Stop a queue: GET_VRING_BASE; *base receives the back-end's next avail
- * index (may be NULL). */
+ * index (packed rings: avail position | wrap << 15 | used position << 16 |
+ * used wrap << 31) (may be NULL). */
 int vhu_fe_vq_stop(struct vhu_fe *fe, unsigned index, uint32_t *base);
 
 /* ---- driver side of a split or packed ring (one thread per queue) ---- */
