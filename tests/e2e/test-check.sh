@@ -3,7 +3,9 @@
 # End to end: `vhu check` against vhu-blk (every case must pass; the
 # checker's own TAP lines are this test's lines) and, as a report only,
 # against qemu-storage-daemon (printed as "# qsd: ..." comments, never a
-# failure).  qemu-storage-daemon is restarted after every case it fails,
+# failure), for the system's qemu-storage-daemon (7.2, "# qsd: ...") and
+# for QEMU 10.0's ("# qsd10: ...", see tests/e2e/peers/fetch-qemu10).
+# qemu-storage-daemon is restarted after every case it fails,
 # so that one case that wedges it does not hide the others.
 # Usage: test-check.sh BUILD_DIR
 set -u
@@ -11,7 +13,8 @@ BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 START=$SECONDS
-BUDGET=240   # seconds for the whole script
+BUDGET=240   # seconds for vhu-blk and the qsd 7.2 report
+QSD10_BUDGET=150   # seconds for the qsd 10.0 report
 
 if [ -x "$BUILD/tools/vhu" ] && "$BUILD/tools/vhu" check --help 2>/dev/null | grep -q -- --case; then
 	CHECK=("$BUILD/tools/vhu" check)
@@ -105,24 +108,32 @@ fi
 stop "$silent_pid"
 
 # --- qemu-storage-daemon: a report only ------------------------------------
+# Twice: the system's qemu-storage-daemon ("# qsd: ...", QEMU 7.2 on
+# Debian bookworm) and QEMU 10.0 from bookworm-backports ("# qsd10: ...",
+# fetched by tests/e2e/peers/fetch-qemu10), each with its own time budget.
+qsd_bin=''
 qsd_start() {
 	stop "$qsd_pid"
 	rm -f "$tmp/qsd.sock"
-	"$QSD" --blockdev driver=file,node-name=f0,filename="$tmp/qsd.img" \
+	"$qsd_bin" --blockdev driver=file,node-name=f0,filename="$tmp/qsd.img" \
 		--blockdev driver=raw,node-name=d0,file=f0 \
 		--export type=vhost-user-blk,id=e0,node-name=d0,addr.type=unix,addr.path="$tmp/qsd.sock",writable=on \
 		>>"$tmp/qsd.log" 2>&1 &
 	qsd_pid=$!
 	wait_sock "$tmp/qsd.sock"
 }
-if [ -x "$QSD" ]; then
+declare -A verdict
+# qsd_report BINARY TAG DEADLINE(seconds since start): "# TAG: ..." lines
+qsd_report() {
+	local tag=$2 deadline=$3 qp=0 qf=0 restarts=0 qn=0 line c
+	qsd_bin=$1
+	rm -f "$tmp/qsd.img"
 	truncate -s 64M "$tmp/qsd.img"
-	qp=0 qf=0 restarts=0 qn=0
-	mapfile -t cases < <("${CHECK[@]}" --list)
-	qsd_start || echo "# qsd: does not start"
+	echo "# $tag: $("$qsd_bin" --version 2>/dev/null | head -n 1)"
+	qsd_start || echo "# $tag: does not start"
 	for c in "${cases[@]}"; do
-		if [ $((SECONDS - START)) -ge $BUDGET ]; then
-			echo "# qsd: out of time budget, $((${#cases[@]} - qn)) cases not run"
+		if [ $((SECONDS - START)) -ge "$deadline" ]; then
+			echo "# $tag: out of time budget, $((${#cases[@]} - qn)) cases not run"
 			break
 		fi
 		qn=$((qn + 1))
@@ -130,19 +141,52 @@ if [ -x "$QSD" ]; then
 			grep -E '^(not )?ok ' | head -1)
 		[ -n "$line" ] || line="not ok 1 - $c: checker printed nothing (timed out)"
 		line=$(sed -E "s/^(not ok|ok) [0-9]+ /\1 $qn /" <<<"$line")
-		echo "# qsd: $line"
+		echo "# $tag: $line"
+		# For the comparison: verdict and detail, without number and path.
+		verdict[$tag/$c]=$(sed -E "s/^(not ok|ok) [0-9]+ - /\1: /; s#$tmp/##g" <<<"$line")
 		case $line in
 		ok*) qp=$((qp + 1)) ;;
 		*)
 			qf=$((qf + 1))
-			kill -0 "$qsd_pid" 2>/dev/null || echo "# qsd:   (qemu-storage-daemon exited)"
+			kill -0 "$qsd_pid" 2>/dev/null || echo "# $tag:   (qemu-storage-daemon exited)"
 			qsd_start
 			restarts=$((restarts + 1))
 			;;
 		esac
 	done
-	echo "# qsd: $qp passed, $qf failed ($restarts restarts of qemu-storage-daemon)"
+	stop "$qsd_pid"
+	qsd_pid=''
+	echo "# $tag: $qp passed, $qf failed ($restarts restarts of qemu-storage-daemon)"
+}
+mapfile -t cases < <("${CHECK[@]}" --list)
+if [ -x "$QSD" ]; then
+	qsd_report "$QSD" qsd $BUDGET
 else
 	echo "# qsd: qemu-storage-daemon not installed, report skipped"
+fi
+if [ -n "${QSD10:-}" ]; then
+	q10=$QSD10
+elif d=$("$(dirname "$0")/peers/fetch-qemu10"); then
+	q10=$d/bin/qemu-storage-daemon
+else
+	q10='' why=$d
+fi
+if [ -n "$q10" ] && [ -x "$q10" ]; then
+	qsd_report "$q10" qsd10 $((SECONDS - START + QSD10_BUDGET))
+	# What changed between the two versions, case by case.
+	if [ -x "$QSD" ]; then
+		nd=0
+		for c in "${cases[@]}"; do
+			a=${verdict[qsd/$c]:-} b=${verdict[qsd10/$c]:-}
+			if [ -n "$a" ] && [ -n "$b" ] && [ "$a" != "$b" ]; then
+				echo "# qsd10: differs from 7.2: $a"
+				echo "# qsd10:                -> $b"
+				nd=$((nd + 1))
+			fi
+		done
+		echo "# qsd10: $nd cases answered differently from qsd 7.2"
+	fi
+else
+	echo "# qsd10: QEMU 10.0 cannot be fetched, report skipped: ${why:-$q10 not executable}"
 fi
 exit $rc
