@@ -23,13 +23,14 @@
 #define VHU__PF_IMPLEMENTED (VHU__PF_BASE | VHU_BIT(VHU_PF_CONFIG))
 
 /* virtio 1.2, 6: bits 24..49 belong to the transport; of those the
- * library serves only these (packed rings are not implemented yet). */
+ * library serves only these. */
 #define VHU__TRANSPORT_FIRST 24
 #define VHU__TRANSPORT_LAST  49
 #define VHU__TRANSPORT_OK                                                     \
 	(VHU_BIT(VHU_F_NOTIFY_ON_EMPTY) | VHU_BIT(VHU_F_ANY_LAYOUT) |         \
 	 VHU_BIT(VHU_F_INDIRECT_DESC) | VHU_BIT(VHU_F_EVENT_IDX) |            \
-	 VHU_BIT(VHU_F_PROTOCOL_FEATURES) | VHU_BIT(VHU_F_VERSION_1))
+	 VHU_BIT(VHU_F_PROTOCOL_FEATURES) | VHU_BIT(VHU_F_VERSION_1) |        \
+	 VHU_BIT(VHU_F_RING_PACKED))
 
 /* epoll tags: kind in the high 32 bits, ring index in the low ones. */
 enum vhu__be_src {

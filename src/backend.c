@@ -79,8 +79,7 @@ int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **ou
 	for (unsigned i = VHU__TRANSPORT_FIRST; i <= VHU__TRANSPORT_LAST; i++)
 		transport |= VHU_BIT(i);
 	b->offered_features = (opts->features | VHU_BIT(VHU_F_PROTOCOL_FEATURES)) &
-			      (~transport | VHU__TRANSPORT_OK |
-			       VHU_BIT(VHU_F_RING_PACKED));
+			      (~transport | VHU__TRANSPORT_OK);
 	b->offered_protocol = VHU__PF_BASE |
 			      (opts->protocol_features & VHU__PF_IMPLEMENTED);
 	if (opts->config_size > 0)
