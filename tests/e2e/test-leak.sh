@@ -8,7 +8,8 @@
 # Each cycle is one `vhu bench` run (its own connection: features, memory
 # table, rings, I/O, disconnect): even cycles write a pattern, odd cycles
 # read it back with --verify (pairs alternate between one and two of the
-# device's two queues); every 50th cycle adds a `vhu probe`.
+# device's two queues, split and packed rings); every 50th cycle adds a
+# `vhu probe`.
 # A session that leaks one fd or one mapping per connection shows up as
 # hundreds here.
 set -u
@@ -80,15 +81,17 @@ settle() {
 cycle() {
 	# A new pattern seed per write/read pair: a read that returned an
 	# older cycle's data fails the check.
-	# Pairs alternate between one and two queues (two worker threads).
-	local k=$1 out seed=$((k / 2 + 1)) q=$((k / 2 % 2 + 1))
+	# Pairs alternate between one and two queues (two worker threads),
+	# and every other two pairs use packed rings.
+	local k=$1 out seed=$((k / 2 + 1)) q=$((k / 2 % 2 + 1)) pk=
+	[ $((k / 4 % 2)) -eq 1 ] && pk=--packed
 	if [ $((k % 2)) -eq 0 ]; then
 		out=$(timeout 30 "$vhu" bench "$sock" --pattern write --verify \
-			--seed "$seed" --queues "$q" --bs 4k --size 64k --count 16 --iodepth 4 \
+			--seed "$seed" --queues "$q" ${pk:+"$pk"} --bs 4k --size 64k --count 16 --iodepth 4 \
 			--quiet 2>&1) || { echo "$out"; return 1; }
 	else
 		out=$(timeout 30 "$vhu" bench "$sock" --pattern read --verify \
-			--seed "$seed" --queues "$q" --bs 4k --size 64k --count 16 --iodepth 4 \
+			--seed "$seed" --queues "$q" ${pk:+"$pk"} --bs 4k --size 64k --count 16 --iodepth 4 \
 			--quiet 2>&1) || { echo "$out"; return 1; }
 		case $out in
 		*"verify: 16 reads checked, 0 mismatches"*) ;;
