@@ -76,9 +76,9 @@ $3" "$2"
 
 # run_peer QSD_BINARY: every check against one qemu-storage-daemon.
 run_peer() {
-	local qsd=$1 ver major minor t out json rc wrc cc
+	local qsd=$1 ver major t out json rc wrc cc
 	ver=$("$qsd" --version | sed -n 's/.*version \([0-9]*\.[0-9]*\).*/\1/p' | head -n 1)
-	major=${ver%%.*} minor=${ver#*.}
+	major=${ver%%.*}
 	t=" (qsd $ver)"
 	local dir=$tmp/$ver
 	mkdir -p "$dir"

@@ -25,7 +25,8 @@
 #
 # Environment: E2E_PEER=vhu (default) or qsd (qemu-storage-daemon as the
 # back-end, for comparison); E2E_ACCEL=kvm|tcg skips the accelerator probe;
-# E2E_KEEP=1 keeps the work directories; E2E_VMMS="system qemu10" (default)
+# E2E_KEEP=1 keeps the work directories; E2E_PACKED=on|off forces packed=on
+# on the main disk (in every run); E2E_VMMS="system qemu10" (default)
 # or one of them; E2E_QEMU10 names a QEMU 10 system emulator to use instead
 # of the fetched one.
 set -u
@@ -261,8 +262,12 @@ fi
 # ---- packed ring ------------------------------------------------------------
 # packed=on only for the run the driver chose, and only when the main
 # back-end offers VIRTIO_F_RING_PACKED (QEMU would silently mask it).
+# E2E_PACKED=on|off forces the choice (by hand: on without the feature
+# must fail the packed check, since QEMU then falls back to the split ring).
 PACKED=off
-if [ "${E2E_TRY_PACKED:-}" != 1 ]; then
+if [ -n "${E2E_PACKED:-}" ]; then
+	PACKED=$E2E_PACKED why="forced by E2E_PACKED"
+elif [ "${E2E_TRY_PACKED:-}" != 1 ]; then
 	why="packed=on is tried in the other VMM run"
 elif ! pj=$(timeout 20 "$BUILD/tools/vhu" probe --json "$WORK/main.sock" 2>&1); then
 	why="vhu probe --json failed: $(head -c 200 <<<"$pj")"
