@@ -32,6 +32,7 @@ static inline void vhu__blk_stat_add(_Atomic uint64_t *c, uint64_t n)
 struct vhu_blk {
 	int fd;
 	bool blockdev;
+	bool mem_backed;            /* tmpfs/ramfs image: I/O is a memory copy */
 	bool read_only;
 	enum vhu_blk_cache cache;
 	unsigned blk_size;

@@ -2,6 +2,8 @@
 /* The backing image: a raw regular file or a block device. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +56,17 @@ void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size)
 		     blocks * (blk->blk_size >> VHU_BLK_SECTOR_SHIFT));
 }
 
+/* tmpfs and ramfs hold their files in memory: reading or writing them is
+ * a copy that never waits for a device. */
+static bool in_memory_fs(int fd)
+{
+	struct statfs sfs;
+
+	if (fstatfs(fd, &sfs) < 0)
+		return false;
+	return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC;
+}
+
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 {
 	int flags = O_CLOEXEC | (blk->read_only ? O_RDONLY : O_RDWR);
@@ -77,6 +90,7 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 	}
 	blk->fd = fd;
 	blk->blockdev = S_ISBLK(st.st_mode);
+	blk->mem_backed = !blk->blockdev && in_memory_fs(fd);
 	r = vhu__blk_image_size(blk, &size);
 	if (r < 0) {
 		close(fd);
