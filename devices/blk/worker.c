@@ -25,6 +25,7 @@
 #define TAG_KICK 1u
 #define TAG_STOP 2u
 #define TAG_TICK 3u
+#define TAG_MORE 4u  /* a no-op that wakes the next wait at once */
 
 #define DEFAULT_DEPTH 128u
 #define MAX_RETRIES 16u
@@ -430,14 +431,26 @@ static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
 }
 
 /* Pop and start requests while slots are free (bounded by the ring size
- * per round so one busy queue cannot starve its completions). */
+ * per round so one busy queue cannot starve its completions).  When the
+ * bound cuts a round short, requests may still be waiting with no kick to
+ * come (the driver kicked once for all of them): a no-op completion then
+ * wakes the next round at once. */
 static void pop_requests(struct vhu__blk_worker *w)
 {
 	unsigned budget = vhu_vq_size(w->vq);
 
 	if (budget == 0 || budget > 65536)
 		budget = 65536;
-	while (!w->stopping && !w->broken && w->free && budget-- > 0) {
+	while (!w->stopping && !w->broken && w->free) {
+		if (budget-- == 0) {
+			struct io_uring_sqe *sqe = get_sqe(w);
+
+			if (sqe) {
+				io_uring_prep_nop(sqe);
+				io_uring_sqe_set_data(sqe, (void *)(uintptr_t)TAG_MORE);
+			}
+			break;
+		}
 		struct slot *s = w->free;
 		int r = vhu_vq_pop(w->vq, &s->elem, s->iov, VHU_BLK_IOV_CAP);
 
@@ -500,6 +513,8 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 		seen++;
 		if (tag == TAG_KICK || tag == TAG_TICK) {
 			kicked = true;
+		} else if (tag == TAG_MORE) {
+			/* pop_requests() below carries on */
 		} else if (tag == TAG_STOP) {
 			w->stopping = true;
 		} else if (tag) {
