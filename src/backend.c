@@ -347,15 +347,18 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 
 	r = vhu__msg_validate(&ctx, msg, nfds, &info, &ring, &why);
 	if (r < 0) {
+		const char *name = vhu_request_name(id);
+
 		vhu__close_fds(fds, nfds);
 		/* Bad header flags: the peer does not speak this protocol. */
 		if (r != -EPROTO && reply_ack_on(b, msg)) {
 			vhu__log_rl(VHU_LOG_WARN, "refused request %u (%s): %s",
-				    id, info ? info->name : "?", why);
+				    id, name ? name : "unknown", why);
 			return send_ack(b, id, 1);
 		}
-		vhu__err("refused request %u (%s): %s", id,
-			 info ? info->name : "?", why);
+		/* Rate-limited too: a peer can reconnect and repeat. */
+		vhu__log_rl(VHU_LOG_ERROR, "refused request %u (%s): %s", id,
+			    name ? name : "unknown", why);
 		return r;
 	}
 
