@@ -148,17 +148,8 @@ int vhu__pdrv_kick(struct vhu_fe_vq *vq)
 	}
 	if (!need)
 		return 0;
-	uint64_t one = 1;
-	for (;;) {
-		ssize_t w = write(vq->kick_fd, &one, sizeof(one));
-		if (w == (ssize_t)sizeof(one))
-			return 1;
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EAGAIN)
-			return 1;
-		return w < 0 ? -errno : -EIO;
-	}
+	int r = vhu__eventfd_signal(vq->kick_fd);
+	return r < 0 ? r : 1;
 }
 
 static int broken(struct vhu_fe_vq *vq, const char *why, unsigned v)

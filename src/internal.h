@@ -78,6 +78,10 @@ int vhu__sock_send(int fd, const struct vhu_msg *msg, const int *fds,
 int vhu__sock_send_bytes(int fd, const void *buf, size_t len, const int *fds,
 			 unsigned nfds);
 
+/* Add 1 to an eventfd (kick, call, err).  A saturated counter (EAGAIN)
+ * already means "signalled".  Returns 0, or -errno (-EBADF for fd < 0). */
+int vhu__eventfd_signal(int fd);
+
 /* Close fds[0..n) that are >= 0. */
 void vhu__close_fds(int *fds, unsigned n);
 

@@ -25,6 +25,24 @@ void vhu__close_fds(int *fds, unsigned n)
 	}
 }
 
+int vhu__eventfd_signal(int fd)
+{
+	uint64_t one = 1;
+
+	if (fd < 0)
+		return -EBADF;
+	for (;;) {
+		ssize_t w = write(fd, &one, sizeof(one));
+		if (w == (ssize_t)sizeof(one))
+			return 0;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN)
+			return 0;
+		return w < 0 ? -errno : -EIO;
+	}
+}
+
 int vhu__set_nonblock(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);

@@ -135,11 +135,7 @@ static void vq_break(struct vhu_vq *vq, const char *why)
 	vq->broken = true;
 	vhu__log_rl(VHU_LOG_ERROR, "queue %u: driver broke the packed ring: %s",
 		    vq->index, why);
-	if (vq->err_fd >= 0) {
-		uint64_t one = 1;
-		ssize_t n = write(vq->err_fd, &one, sizeof(one));
-		(void)n;
-	}
+	(void)vhu__eventfd_signal(vq->err_fd);
 }
 
 /* ----------------------------------------------------------- popping */
@@ -475,11 +471,8 @@ void vhu__packed_notify(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->avail || !vq->desc)
 		return;
-	if (!should_notify(vq) || vq->call_fd < 0)
-		return;
-	uint64_t one = 1;
-	ssize_t n = write(vq->call_fd, &one, sizeof(one));
-	(void)n;
+	if (should_notify(vq) && vq->call_fd >= 0)
+		(void)vhu__eventfd_signal(vq->call_fd);
 }
 
 /* ------------------------------------------------ kick suppression */

@@ -158,11 +158,7 @@ static void vq_break(struct vhu_vq *vq, const char *why)
 	vhu__log_rl(VHU_LOG_ERROR, "queue %u: driver broke the ring: %s",
 		    vq->index, why);
 	/* vhost-user.rst SET_VRING_ERR: tell the front-end. */
-	if (vq->err_fd >= 0) {
-		uint64_t one = 1;
-		ssize_t n = write(vq->err_fd, &one, sizeof(one));
-		(void)n;
-	}
+	(void)vhu__eventfd_signal(vq->err_fd);
 }
 
 /* ----------------------------------------------------------- popping */
@@ -434,12 +430,10 @@ void vhu__split_notify(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->used || !vq->avail)
 		return;
-	if (!should_notify(vq) || vq->call_fd < 0)
-		return;
-	uint64_t one = 1;
-	/* A full counter (EAGAIN) already means "interrupt pending". */
-	ssize_t n = write(vq->call_fd, &one, sizeof(one));
-	(void)n;
+	/* should_notify() also updates the EVENT_IDX bookkeeping: keep it
+	 * first, as before. */
+	if (should_notify(vq) && vq->call_fd >= 0)
+		(void)vhu__eventfd_signal(vq->call_fd);
 }
 
 /* ------------------------------------------------ kick suppression */
