@@ -20,7 +20,8 @@
 	(VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |                     \
 	 VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |  \
 	 VHU_BIT(VHU_PF_RESET_DEVICE) | VHU_BIT(VHU_PF_STATUS))
-#define VHU__PF_IMPLEMENTED (VHU__PF_BASE | VHU_BIT(VHU_PF_CONFIG))
+#define VHU__PF_IMPLEMENTED                                                   \
+	(VHU__PF_BASE | VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_INFLIGHT_SHMFD))
 
 /* virtio 1.2, 6: bits 24..49 belong to the transport; of those the
  * library serves only these. */
@@ -78,6 +79,14 @@ struct vhu_backend {
 	struct vhu__mem mem;
 	struct vhu_vq vqs[VHU_BACKEND_MAX_QUEUES];
 	bool kick_watched[VHU_BACKEND_MAX_QUEUES]; /* kick fd in epfd */
+
+	/* inflight region (inflight.c), kept until the front-end goes */
+	int inflight_fd;          /* owned, -1 none */
+	void *inflight_addr;
+	size_t inflight_size;
+	unsigned inflight_queues;
+	unsigned inflight_queue_size;
+	int reply_fd;             /* sent with the next reply, not owned */
 };
 
 /* backend.c */
@@ -102,6 +111,12 @@ void vhu__be_restart_all(struct vhu_backend *b);
 void vhu__be_reset_rings(struct vhu_backend *b);
 /* A kick arrived on a watched kick fd. */
 void vhu__be_kick(struct vhu_backend *b, unsigned idx);
+
+/* inflight.c */
+/* Point a starting queue at its record (or NULL) and recover it. */
+void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq);
+/* Unmap and close the region; no queue may be started. */
+void vhu__be_inflight_drop(struct vhu_backend *b);
 
 /* backend-dev.c */
 /* The full device reset: queues stopped, rings reset, ops->reset. */

@@ -67,7 +67,9 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 	}
 	/* The ring may hold a previous session's suppression state (used
 	 * flags NO_NOTIFY or a stale avail_event): ask for kicks afresh. */
-	bool pending = vhu_vq_enable_notify(vq) || vhu_vq_has_work(vq);
+	vhu__be_inflight_attach(b, vq);
+	bool pending = vhu_vq_enable_notify(vq) || vhu_vq_has_work(vq) ||
+		       vq->inf_pos < vq->inf_n;
 	vq->started = true;
 	vhu__debug("queue %u started (size %u)", vq->index, vq->size);
 	if (b->ops.queue_started)

@@ -73,6 +73,7 @@ int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **ou
 	if (opts->config_writable)
 		memcpy(b->config_writable, opts->config_writable, opts->config_size);
 	b->listen_fd = b->conn_fd = b->chan_fd = -1;
+	b->inflight_fd = b->reply_fd = -1;
 
 	/* Transport bits the library does not serve are never offered. */
 	uint64_t transport = 0;
@@ -112,6 +113,7 @@ static void disconnect(struct vhu_backend *b, const char *why)
 	vhu__be_close_channel(b, -ECONNRESET);
 
 	vhu__be_device_reset(b);
+	vhu__be_inflight_drop(b);
 	vhu__mem_clear(&b->mem);
 	b->features = 0;
 	b->protocol = 0;
@@ -141,6 +143,7 @@ void vhu_backend_free(struct vhu_backend *b)
 	}
 	for (unsigned i = 0; i < b->num_queues; i++)
 		vhu__vq_reset(&b->vqs[i]);
+	vhu__be_inflight_drop(b);
 	vhu__mem_clear(&b->mem);
 	close(b->epfd);
 	free(b);
@@ -310,7 +313,10 @@ static int send_reply(struct vhu_backend *b, struct vhu_msg *reply,
 	/* QEMU rejects any reply whose flags are not exactly 0x5. */
 	reply->hdr.request = request;
 	reply->hdr.flags = VHU_MSG_VERSION | VHU_MSG_REPLY;
-	return vhu__sock_send(b->conn_fd, reply, NULL, 0);
+	/* GET_INFLIGHT_FD's reply carries the region's fd. */
+	int fd = b->reply_fd;
+	b->reply_fd = -1;
+	return vhu__sock_send(b->conn_fd, reply, &fd, fd >= 0 ? 1 : 0);
 }
 
 static int send_ack(struct vhu_backend *b, uint32_t request, uint64_t value)

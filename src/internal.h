@@ -195,6 +195,13 @@ struct vhu_vq {
 	uint32_t pk_used_since;    /* ring positions used since last notify */
 	uint16_t *pk_chain;        /* ring positions per buffer id in
 				    * flight (0: not in flight); owned */
+
+	/* Inflight tracking (inflight.c), split rings only: the queue's
+	 * record in the shared region, NULL when off. */
+	struct vhu__inflight_split *inf;
+	uint64_t inf_counter;      /* next pop's counter */
+	uint16_t *inf_resubmit;    /* heads to pop again, counter order; owned */
+	uint16_t inf_n, inf_pos;   /* entries in it, next to hand out */
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */
@@ -261,6 +268,36 @@ void vhu__packed_notify(struct vhu_vq *vq);
 void vhu__packed_disable_notify(struct vhu_vq *vq);
 bool vhu__packed_enable_notify(struct vhu_vq *vq);
 bool vhu__packed_has_work(struct vhu_vq *vq);
+
+/* ----------------------------------------------------------- inflight.c */
+/* vhost-user.rst "Inflight I/O tracking", split ring layout (shared with
+ * the front-end, native endian like the rest of the message payloads). */
+struct vhu__inflight_desc {
+	uint8_t inflight;
+	uint8_t padding[5];
+	uint16_t next;
+	uint64_t counter;
+};
+_Static_assert(sizeof(struct vhu__inflight_desc) == 16, "inflight desc");
+struct vhu__inflight_split {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t last_batch_head;
+	uint16_t used_idx;
+	struct vhu__inflight_desc desc[];
+};
+_Static_assert(sizeof(struct vhu__inflight_split) == 16, "inflight queue");
+/* Bytes one queue's record takes in the region (aligned stride). */
+size_t vhu__inflight_queue_bytes(unsigned queue_size);
+/* Recover a tracked queue as it starts (see inflight.c); -ENOMEM. */
+int vhu__inflight_vq_start(struct vhu_vq *vq);
+/* Forget the record and any pending resubmissions. */
+void vhu__inflight_vq_release(struct vhu_vq *vq);
+struct vhu_backend;
+struct vhu__req;
+int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 
 /* ---------------------------------------------------------------- msg.c */
 /* (The request table: see msg.h.) */

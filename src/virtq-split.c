@@ -108,6 +108,7 @@ void vhu__split_reset(struct vhu_vq *vq)
 	void *priv = vq->priv; /* the device's, set once for the queue */
 	int fds[3] = { vq->kick_fd, vq->call_fd, vq->err_fd };
 	vhu__close_fds(fds, 3);
+	vhu__inflight_vq_release(vq);
 	vhu__split_init(vq, index, mem);
 	vq->priv = priv;
 }
@@ -308,6 +309,15 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	if (!vq->desc || !vq->avail || !vq->used)
 		return 0;
 
+	uint16_t head;
+	/* vhost-user.rst "Inflight I/O tracking": heads a previous back-end
+	 * popped and never completed come first, in their original order;
+	 * they are still marked, and their chains still in the table. */
+	if (vq->inf_pos < vq->inf_n) {
+		head = vq->inf_resubmit[vq->inf_pos++];
+		goto walk;
+	}
+
 	if (vq->last_avail_idx == vq->shadow_avail_idx) {
 		int r = refresh_avail(vq);
 		if (r < 0)
@@ -331,14 +341,21 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	}
 
 	uint16_t slot = vq->last_avail_idx & (uint16_t)(vq->size - 1);
-	uint16_t head = le16toh(vq->avail[2 + slot]);
+	head = le16toh(vq->avail[2 + slot]);
 	VHU__GUEST_COPIED();
 	if (head >= vq->size) {
 		vq_break(vq, "head descriptor index out of range");
 		return -EIO;
 	}
 	vq->last_avail_idx++;
+	if (vq->inf) {
+		/* Counter first, then the flag that makes it count. */
+		vq->inf->desc[head].counter = vq->inf_counter++;
+		__asm__ volatile("" ::: "memory");
+		vq->inf->desc[head].inflight = 1;
+	}
 
+walk:;
 	/* n_out and n_in are 16-bit */
 	struct chain c = {
 		.iov = iov,
@@ -388,6 +405,15 @@ void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		vq->signalled_used_valid = true;
 	}
 
+	struct vhu__inflight_split *inf = vq->inf;
+	if (inf) {
+		/* A batch of one: recorded before the used entry appears, so
+		 * a restart in between finds and clears it. */
+		inf->desc[elem->id].next = inf->last_batch_head;
+		inf->last_batch_head = (uint16_t)elem->id;
+		__asm__ volatile("" ::: "memory");
+	}
+
 	uint16_t slot = vq->used_idx & (uint16_t)(vq->size - 1);
 	volatile uint32_t *ue = (volatile uint32_t *)(vq->used + 2) + 2 * slot;
 	ue[0] = htole32(elem->id);
@@ -395,6 +421,11 @@ void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	vq->used_idx++;
 	/* 2.7.8.2: the element is visible before the index that covers it. */
 	__atomic_store_n(&vq->used[1], htole16(vq->used_idx), __ATOMIC_RELEASE);
+	if (inf) {
+		inf->desc[elem->id].inflight = 0;
+		__asm__ volatile("" ::: "memory");
+		inf->used_idx = vq->used_idx;
+	}
 
 	/* 65536 pushes without a notification bring used_idx back to the
 	 * last signalled value; keep "something pushed" true and make the

@@ -235,7 +235,7 @@ TEST(protocol_features_depend_on_config_and_device)
 	o.config_size = 0;
 	o.config_writable = NULL;
 	/* Asking for something the library does not implement changes
-	 * nothing; CONFIG needs a config space. */
+	 * nothing; CONFIG needs a config space; INFLIGHT_SHMFD is served. */
 	o.protocol_features = VHU_BIT(VHU_PF_LOG_SHMFD) | VHU_BIT(VHU_PF_CONFIG) |
 			      VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
 	CHECK_EQ(fe_open(&fe, &o), 0);
@@ -243,7 +243,8 @@ TEST(protocol_features_depend_on_config_and_device)
 	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_PROTOCOL_FEATURES, &pf), 0);
 	CHECK(!(pf & VHU_BIT(VHU_PF_CONFIG)));
 	CHECK(!(pf & VHU_BIT(VHU_PF_LOG_SHMFD)));
-	CHECK(!(pf & VHU_BIT(VHU_PF_INFLIGHT_SHMFD)));
+	/* Implemented, so offered when the device asks for it. */
+	CHECK(pf & VHU_BIT(VHU_PF_INFLIGHT_SHMFD));
 	CHECK(pf & VHU_BIT(VHU_PF_REPLY_ACK));
 	CHECK(pf & VHU_BIT(VHU_PF_STATUS));
 	close_all();

@@ -257,9 +257,9 @@ TEST(unhandled_requests_close_their_fds)
 	struct vhu_log lg = { 4096, 0 };
 	run(VHU_REQ_SET_LOG_BASE, 1 | NR, &lg, sizeof(lg), 1, ACK_FAIL);
 	run(VHU_REQ_SET_LOG_FD, 1 | NR, NULL, 0, 1, ACK_FAIL);
+	/* A region too small for 2 queues of 256: refused, fd closed. */
 	struct vhu_inflight inf = { 4096, 0, 2, 256 };
 	run(VHU_REQ_SET_INFLIGHT_FD, 1 | NR, &inf, sizeof(inf), 1, ACK_FAIL);
-	run(VHU_REQ_GET_INFLIGHT_FD, 1 | NR, &inf, sizeof(inf), 0, ACK_FAIL);
 	run(VHU_REQ_GPU_SET_SOCKET, 1, NULL, 0, 1, DROPPED);
 }
 
@@ -281,7 +281,7 @@ TEST(every_unhandled_request_refused)
 		run(id, 1 | NR, p, size, nfds, ACK_FAIL);
 		refused++;
 	}
-	CHECK_EQ(refused, 45 - 25);
+	CHECK_EQ(refused, 45 - 27);
 }
 
 /* ---- ring indices and sizes ---- */

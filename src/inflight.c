@@ -1,0 +1,273 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inflight I/O tracking (vhost-user.rst "Inflight I/O tracking",
+ * GET_INFLIGHT_FD / SET_INFLIGHT_FD): a shared-memory record of which
+ * descriptor heads the device popped and has not completed, kept by the
+ * front-end across a back-end restart so the next back-end process can
+ * resubmit them instead of losing them.
+ *
+ * Split rings only.  Per queue, at a stride of VHU__INFLIGHT_ALIGN:
+ *   u64 features; u16 version; u16 desc_num; u16 last_batch_head;
+ *   u16 used_idx; then desc_num entries
+ *   { u8 inflight; u8 padding[5]; u16 next; u64 counter }.
+ * With VIRTIO_F_RING_PACKED a queue is not tracked (vq->inf stays NULL).
+ *
+ * The region is shared with the front-end and may hold anything: every
+ * index read from it is checked against the queue size, and the walks
+ * over it are bounded by the queue size.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend-internal.h"
+
+#define VHU__INFLIGHT_ALIGN 64u
+#define VHU__INFLIGHT_VERSION 1u
+
+size_t vhu__inflight_queue_bytes(unsigned queue_size)
+{
+	size_t n = sizeof(struct vhu__inflight_split) +
+		   (size_t)queue_size * sizeof(struct vhu__inflight_desc);
+	return (n + VHU__INFLIGHT_ALIGN - 1) & ~(size_t)(VHU__INFLIGHT_ALIGN - 1);
+}
+
+static size_t page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	return (n + pg - 1) / pg * pg;
+}
+
+/* ------------------------------------------------ queue life cycle */
+
+static int by_counter_cmp(const void *a, const void *b, void *arg)
+{
+	const struct vhu__inflight_split *q = arg;
+	uint64_t ca = q->desc[*(const uint16_t *)a].counter;
+	uint64_t cb = q->desc[*(const uint16_t *)b].counter;
+	return ca < cb ? -1 : ca > cb;
+}
+
+/*
+ * Called when a tracked queue starts.  A fresh region (version 0) is
+ * initialised.  Otherwise vhost-user.rst "When reconnecting": if used_idx
+ * lags the used ring's idx, the last batch was published but not yet
+ * cleared, so clear it; then every entry still inflight is queued for
+ * resubmission in counter order, and the avail position becomes
+ * used->idx + that count (everything popped was either used or is in
+ * flight).
+ */
+int vhu__inflight_vq_start(struct vhu_vq *vq)
+{
+	struct vhu__inflight_split *q = vq->inf;
+	unsigned size = vq->size;
+
+	free(vq->inf_resubmit);
+	vq->inf_resubmit = NULL;
+	vq->inf_n = vq->inf_pos = 0;
+	if (!q)
+		return 0;
+
+	uint16_t used = le16toh(__atomic_load_n(&vq->used[1], __ATOMIC_ACQUIRE));
+	uint16_t version = q->version, desc_num = q->desc_num;
+	if (version != VHU__INFLIGHT_VERSION || desc_num != size) {
+		if (version != 0)
+			vhu__warn("queue %u: inflight record version %u, %u "
+				  "entries: started afresh", vq->index,
+				  version, desc_num);
+		memset(q->desc, 0, size * sizeof(q->desc[0]));
+		q->features = 0;
+		q->desc_num = (uint16_t)size;
+		q->last_batch_head = 0;
+		q->used_idx = used;
+		q->version = VHU__INFLIGHT_VERSION;
+		vq->inf_counter = 1;
+		return 0;
+	}
+
+	uint16_t batch = (uint16_t)(used - q->used_idx);
+	uint16_t h = q->last_batch_head;
+	for (unsigned k = 0; k < batch && k < size && h < size; k++) {
+		q->desc[h].inflight = 0;
+		h = q->desc[h].next;
+	}
+	q->used_idx = used;
+
+	unsigned n = 0;
+	uint64_t max = 0;
+	for (unsigned i = 0; i < size; i++) {
+		if (!q->desc[i].inflight)
+			continue;
+		q->desc[i].inflight = 1;
+		n++;
+		if (q->desc[i].counter > max)
+			max = q->desc[i].counter;
+	}
+	vq->inf_counter = max + 1;
+	if (n == 0)
+		return 0;
+
+	uint16_t *list = malloc(n * sizeof(*list));
+	if (!list)
+		return -ENOMEM;
+	unsigned k = 0;
+	for (unsigned i = 0; i < size && k < n; i++)
+		if (q->desc[i].inflight)
+			list[k++] = (uint16_t)i;
+	qsort_r(list, k, sizeof(*list), by_counter_cmp, q);
+	vq->inf_resubmit = list;
+	vq->inf_n = (uint16_t)k;
+	vq->last_avail_idx = (uint16_t)(used + k);
+	vq->shadow_avail_idx = vq->last_avail_idx;
+	vhu__info("queue %u: resubmitting %u inflight request%s", vq->index,
+		  k, k == 1 ? "" : "s");
+	return 0;
+}
+
+void vhu__inflight_vq_release(struct vhu_vq *vq)
+{
+	free(vq->inf_resubmit);
+	vq->inf_resubmit = NULL;
+	vq->inf_n = vq->inf_pos = 0;
+	vq->inf = NULL;
+}
+
+void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	vq->inf = NULL;
+	if (!b->inflight_addr || vq->packed || vq->index >= b->inflight_queues)
+		return;
+	if (vq->size > b->inflight_queue_size) {
+		vhu__warn("queue %u: size %u exceeds the inflight record's %u: "
+			  "not tracked", vq->index, vq->size,
+			  b->inflight_queue_size);
+		return;
+	}
+	vq->inf = (struct vhu__inflight_split *)
+		((uint8_t *)b->inflight_addr +
+		 vq->index * vhu__inflight_queue_bytes(b->inflight_queue_size));
+	int r = vhu__inflight_vq_start(vq);
+	if (r < 0) {
+		vhu__err("queue %u: inflight recovery failed: %s", vq->index,
+			 strerror(-r));
+		vq->inf = NULL;
+	}
+}
+
+void vhu__be_inflight_drop(struct vhu_backend *b)
+{
+	for (unsigned i = 0; i < b->num_queues; i++)
+		vhu__inflight_vq_release(&b->vqs[i]);
+	if (b->inflight_addr)
+		munmap(b->inflight_addr, b->inflight_size);
+	if (b->inflight_fd >= 0)
+		close(b->inflight_fd);
+	b->inflight_addr = NULL;
+	b->inflight_size = 0;
+	b->inflight_fd = -1;
+	b->inflight_queues = 0;
+	b->inflight_queue_size = 0;
+}
+
+/* Queues stop before the region changes and start again after it, so
+ * the device's thread never sees the pointer move. */
+static void install(struct vhu_backend *b, int fd, void *addr, size_t size,
+		    unsigned nq, unsigned qs)
+{
+	vhu__be_stop_all(b);
+	vhu__be_inflight_drop(b);
+	b->inflight_fd = fd;
+	b->inflight_addr = addr;
+	b->inflight_size = size;
+	b->inflight_queues = nq;
+	b->inflight_queue_size = qs;
+	vhu__be_restart_all(b);
+}
+
+static bool dims_ok(const struct vhu_backend *b, uint64_t nq, uint64_t qs)
+{
+	return nq >= 1 && nq <= b->num_queues && qs >= 1 &&
+	       qs <= b->max_queue_size && qs <= VHU_MAX_QUEUE_SIZE;
+}
+
+/* ------------------------------------------------------- requests */
+
+/*
+ * GET_INFLIGHT_FD: the front-end names num_queues and queue_size; we
+ * answer with a fresh zeroed memfd (version 0: nothing in flight) and its
+ * size.  Impossible dimensions get mmap_size 0 and no fd, which the
+ * front-end reads as "no region"; the connection stays.
+ */
+int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_inflight in = req->msg->p.inflight;
+	struct vhu_inflight *out = &req->reply->p.inflight;
+
+	req->reply->hdr.size = sizeof(*out);
+	*out = in;
+	out->mmap_size = 0;
+	out->mmap_offset = 0;
+	if (!dims_ok(b, in.num_queues, in.queue_size)) {
+		vhu__log_rl(VHU_LOG_WARN, "GET_INFLIGHT_FD: %u queues of %u "
+			    "refused", in.num_queues, in.queue_size);
+		return 0;
+	}
+	size_t size = page_round(in.num_queues *
+				 vhu__inflight_queue_bytes(in.queue_size));
+	int fd = memfd_create("vhu-inflight", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	void *addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (addr == MAP_FAILED) {
+		int r = -errno;
+		close(fd);
+		return r;
+	}
+	install(b, fd, addr, size, in.num_queues, in.queue_size);
+	out->mmap_size = size;
+	b->reply_fd = fd;
+	return 0;
+}
+
+/*
+ * SET_INFLIGHT_FD: the region a back-end handed out earlier (perhaps a
+ * previous process of ours).  It must hold num_queues records of
+ * queue_size entries in our layout, inside the file.
+ */
+int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_inflight in = req->msg->p.inflight;
+	int fd = req->fds[0];
+	struct stat st;
+
+	if (!dims_ok(b, in.num_queues, in.queue_size))
+		return -EINVAL;
+	uint64_t need = (uint64_t)in.num_queues *
+			vhu__inflight_queue_bytes(in.queue_size);
+	if (in.mmap_size < need || in.mmap_size > SIZE_MAX ||
+	    in.mmap_offset % (uint64_t)sysconf(_SC_PAGESIZE) ||
+	    in.mmap_offset > UINT64_MAX - in.mmap_size)
+		return -EINVAL;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size < 0 ||
+	    (uint64_t)st.st_size < in.mmap_offset + in.mmap_size)
+		return -EINVAL;
+	void *addr = mmap(NULL, (size_t)in.mmap_size, PROT_READ | PROT_WRITE,
+			  MAP_SHARED, fd, (off_t)in.mmap_offset);
+	if (addr == MAP_FAILED)
+		return -errno;
+	req->fds[0] = -1;
+	install(b, fd, addr, (size_t)in.mmap_size, in.num_queues,
+		in.queue_size);
+	return 0;
+}
