@@ -57,9 +57,10 @@ static int by_counter_cmp(const void *a, const void *b, void *arg)
  * initialised.  Otherwise vhost-user.rst "When reconnecting": if used_idx
  * lags the used ring's idx, the last batch was published but not yet
  * cleared, so clear it; then every entry still inflight is queued for
- * resubmission in counter order, and the avail position becomes
- * used->idx + that count (everything popped was either used or is in
- * flight).
+ * resubmission in counter order, the used position becomes the used
+ * ring's idx and the avail position used->idx + that count (everything
+ * popped was either used or is in flight), whatever SET_VRING_BASE said:
+ * a front-end that lost its back-end cannot know how far it got.
  */
 int vhu__inflight_vq_start(struct vhu_vq *vq)
 {
@@ -121,6 +122,7 @@ int vhu__inflight_vq_start(struct vhu_vq *vq)
 	qsort_r(list, k, sizeof(*list), by_counter_cmp, q);
 	vq->inf_resubmit = list;
 	vq->inf_n = (uint16_t)k;
+	vq->used_idx = used;
 	vq->last_avail_idx = (uint16_t)(used + k);
 	vq->shadow_avail_idx = vq->last_avail_idx;
 	vhu__info("queue %u: resubmitting %u inflight request%s", vq->index,

@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Inflight I/O tracking (vhost-user.rst "Inflight I/O tracking"):
+ * GET_INFLIGHT_FD / SET_INFLIGHT_FD over a real back-end session, the
+ * marks the split ring leaves in the region, and a back-end restart that
+ * resubmits what the previous session popped and never completed.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tap.h"
+#include "fe-driver.h"
+#include "internal.h"
+
+#define QSIZE 64u
+#define NQ 2u
+
+static struct vhu_vq *vqs[NQ];
+static void t_started(void *o, struct vhu_vq *vq) { vqs[vhu_vq_index(vq)] = vq; }
+static void t_stopped(void *o, struct vhu_vq *vq) { vqs[vhu_vq_index(vq)] = NULL; }
+static struct vhu_device_ops ops = {
+	.queue_started = t_started,
+	.queue_stopped = t_stopped,
+};
+
+static struct vhu_backend_opts opts(void)
+{
+	struct vhu_backend_opts o = {
+		.ops = &ops,
+		.features = VHU_BIT(VHU_F_VERSION_1),
+		.protocol_features = VHU_BIT(VHU_PF_INFLIGHT_SHMFD),
+		.num_queues = NQ,
+		.max_queue_size = 256,
+	};
+	return o;
+}
+
+static size_t page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	return (n + pg - 1) / pg * pg;
+}
+
+static int session(struct fe *fe)
+{
+	struct vhu_backend_opts o = opts();
+	if (fe_open(fe, &o) < 0)
+		return -1;
+	if (fe_negotiate(fe, VHU_BIT(VHU_F_VERSION_1) |
+				     VHU_BIT(VHU_F_PROTOCOL_FEATURES),
+			 VHU_BIT(VHU_PF_INFLIGHT_SHMFD) |
+				 VHU_BIT(VHU_PF_REPLY_ACK)) < 0)
+		return -1;
+	return fe_set_mem(fe);
+}
+
+/* GET_INFLIGHT_FD: the reply and the fds that came with it. */
+static int get_inflight(struct fe *fe, unsigned nq, unsigned qs,
+			struct vhu_inflight *out, int *fd)
+{
+	struct vhu_inflight in = { 0, 0, (uint16_t)nq, (uint16_t)qs };
+	struct vhu_msg m;
+	int fds[VHU_MAX_FDS];
+	unsigned nfds = 0;
+
+	*fd = -1;
+	if (fe_send(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, &in,
+		    sizeof(in), NULL, 0) < 0)
+		return -1;
+	fe_process(fe);
+	if (vhu__sock_recv_timeout(fe->sock, &m, fds, &nfds, 1000) != 1)
+		return -1;
+	if (m.hdr.request != VHU_REQ_GET_INFLIGHT_FD || m.hdr.flags != 0x5 ||
+	    m.hdr.size != sizeof(*out)) {
+		vhu__close_fds(fds, nfds);
+		return -1;
+	}
+	*out = m.p.inflight;
+	if (nfds)
+		*fd = fds[0];
+	for (unsigned i = 1; i < nfds; i++)
+		close(fds[i]);
+	return (int)nfds;
+}
+
+static long long set_inflight(struct fe *fe, int fd, uint64_t size,
+			      uint64_t off, unsigned nq, unsigned qs)
+{
+	struct vhu_inflight in = { size, off, (uint16_t)nq, (uint16_t)qs };
+	return fe_acked(fe, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &fd, 1);
+}
+
+/* Guest side of queue 0 in fe->mem (fe_setup_vring's layout). */
+static struct vhu_vring_desc *desc0(struct fe *fe)
+{
+	return (struct vhu_vring_desc *)(fe->mem + FE_RING_GPA(0));
+}
+static uint16_t *avail0(struct fe *fe)
+{
+	return (uint16_t *)(fe->mem + FE_RING_GPA(0) + 0x2000);
+}
+static uint16_t *used0(struct fe *fe)
+{
+	return (uint16_t *)(fe->mem + FE_RING_GPA(0) + 0x3000);
+}
+
+/* Make a one-descriptor request with head h and make it available. */
+static void post(struct fe *fe, uint16_t h)
+{
+	struct vhu_vring_desc *d = desc0(fe);
+	d[h].addr = 0x80000 + (uint64_t)h * 0x100;
+	d[h].len = 16 + h;
+	d[h].flags = 0;
+	d[h].next = 0;
+	uint16_t *a = avail0(fe);
+	uint16_t idx = a[1];
+	a[2 + idx % QSIZE] = h;
+	__atomic_store_n(&a[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
+}
+
+static int start_q0(struct fe *fe)
+{
+	int kick;
+	if (fe_setup_vring(fe, 0, QSIZE, &kick) < 0)
+		return -1;
+	close(kick);
+	return fe_enable(fe, 0, true);
+}
+
+static int pop_id(void)
+{
+	struct vhu_vq_elem e;
+	struct iovec iov[4];
+	int r = vhu_vq_pop(vqs[0], &e, iov, 4);
+	if (r != 1)
+		return r == 0 ? -1000 : r;
+	/* The chain is rebuilt from the descriptor table. */
+	if (e.n_out != 1 || e.n_in != 0 || iov[0].iov_len != 16u + e.id)
+		return -2000;
+	return e.id;
+}
+
+static void push_id(uint16_t id)
+{
+	struct vhu_vq_elem e = { .id = id };
+	vhu_vq_push(vqs[0], &e, 0);
+}
+
+static struct vhu__inflight_split *q0(void *region)
+{
+	return region;
+}
+
+TEST(get_inflight_fd_size_and_no_fd_leak)
+{
+	struct fe fe;
+	int base = fe_count_fds();
+	CHECK_EQ(session(&fe), 0);
+	int with_session = fe_count_fds();
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(get_inflight(&fe, NQ, 256, &r, &fd), 1);
+	size_t want = page_round(NQ * vhu__inflight_queue_bytes(256));
+	CHECK(vhu__inflight_queue_bytes(256) >= 16 + 16 * 256);
+	CHECK_EQ(r.mmap_size, want);
+	CHECK_EQ(r.mmap_offset, 0);
+	CHECK_EQ(r.num_queues, NQ);
+	CHECK_EQ(r.queue_size, 256);
+	struct stat st;
+	CHECK_EQ(fstat(fd, &st), 0);
+	CHECK_EQ((uint64_t)st.st_size, want);
+	/* Fresh: all zero (version 0, nothing in flight). */
+	uint8_t *p = mmap(NULL, want, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED);
+	size_t nz = 0;
+	for (size_t i = 0; i < want; i++)
+		nz += p[i] != 0;
+	CHECK_EQ(nz, 0);
+	munmap(p, want);
+	close(fd);
+	/* The back-end keeps exactly one region, however often asked. */
+	CHECK_EQ(fe_count_fds(), with_session + 1);
+	for (int i = 0; i < 5; i++) {
+		CHECK_EQ(get_inflight(&fe, 1, 128, &r, &fd), 1);
+		CHECK_EQ(r.mmap_size, page_round(vhu__inflight_queue_bytes(128)));
+		close(fd);
+	}
+	CHECK_EQ(fe_count_fds(), with_session + 1);
+	CHECK(!fe_dropped(&fe));
+	fe_close(&fe);
+	CHECK_EQ(fe_count_fds(), base);
+}
+
+TEST(impossible_dimensions_refused)
+{
+	struct fe fe;
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(session(&fe), 0);
+	int before = fe_count_fds();
+	/* GET: no region, no fd, the connection stays. */
+	CHECK_EQ(get_inflight(&fe, NQ + 1, 64, &r, &fd), 0);
+	CHECK_EQ(r.mmap_size, 0);
+	CHECK_EQ(get_inflight(&fe, 1, 512, &r, &fd), 0);
+	CHECK_EQ(get_inflight(&fe, 0, 64, &r, &fd), 0);
+	CHECK_EQ(get_inflight(&fe, 1, 0, &r, &fd), 0);
+	CHECK_EQ(fe_count_fds(), before);
+
+	CHECK_EQ(get_inflight(&fe, 1, 64, &r, &fd), 1);
+	uint64_t sz = r.mmap_size;
+	/* SET beyond the rings, too small, outside the file, unaligned. */
+	CHECK(set_inflight(&fe, fd, sz, 0, NQ + 1, 64) > 0);
+	CHECK(set_inflight(&fe, fd, sz, 0, 1, 257) > 0);
+	CHECK(set_inflight(&fe, fd, 16, 0, 1, 64) > 0);
+	CHECK(set_inflight(&fe, fd, sz, sz, 1, 64) > 0);
+	CHECK(set_inflight(&fe, fd, sz, 8, 1, 64) > 0);
+	CHECK(set_inflight(&fe, fd, UINT64_MAX, 4096, 1, 64) > 0);
+	CHECK(!fe_dropped(&fe));
+	/* Every refused fd was closed: only ours and the back-end's GET
+	 * region are open. */
+	CHECK_EQ(fe_count_fds(), before + 2);
+	CHECK_EQ(set_inflight(&fe, fd, sz, 0, 1, 64), 0);
+	/* The back-end dropped its GET region and keeps the SET one. */
+	CHECK_EQ(fe_count_fds(), before + 2);
+	close(fd);
+	fe_close(&fe);
+}
+
+TEST(pop_marks_push_clears)
+{
+	struct fe fe;
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(session(&fe), 0);
+	CHECK_EQ(get_inflight(&fe, NQ, QSIZE, &r, &fd), 1);
+	CHECK_EQ(set_inflight(&fe, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(&fe), 0);
+	CHECK(vqs[0] != NULL);
+	uint8_t *reg = mmap(NULL, r.mmap_size, PROT_READ, MAP_SHARED, fd, 0);
+	CHECK(reg != MAP_FAILED);
+	struct vhu__inflight_split *q = q0(reg);
+	CHECK_EQ(q->version, 1);
+	CHECK_EQ(q->desc_num, QSIZE);
+
+	post(&fe, 5);
+	post(&fe, 2);
+	post(&fe, 9);
+	CHECK_EQ(pop_id(), 5);
+	CHECK_EQ(pop_id(), 2);
+	CHECK_EQ(q->desc[5].inflight, 1);
+	CHECK_EQ(q->desc[2].inflight, 1);
+	CHECK_EQ(q->desc[9].inflight, 0);
+	CHECK_EQ(q->desc[2].counter, q->desc[5].counter + 1);
+	push_id(2);
+	CHECK_EQ(q->desc[2].inflight, 0);
+	CHECK_EQ(q->desc[5].inflight, 1);
+	CHECK_EQ(q->last_batch_head, 2);
+	CHECK_EQ(q->used_idx, 1);
+	CHECK_EQ(used0(&fe)[1], 1);
+	/* Queue 1's record is untouched. */
+	struct vhu__inflight_split *q1 =
+		(void *)(reg + vhu__inflight_queue_bytes(QSIZE));
+	CHECK_EQ(q1->version, 0);
+	munmap(reg, r.mmap_size);
+	close(fd);
+	fe_close(&fe);
+}
+
+/* Session A pops 5, 2, 9, 7 and completes only 2, then its process goes
+ * away.  Session B, a new back-end, gets the same region: its first pops
+ * are 5, 9, 7 (pop order), then the request that was never popped. */
+static void restart(bool torn_push)
+{
+	struct fe a, b;
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(session(&a), 0);
+	CHECK_EQ(get_inflight(&a, NQ, QSIZE, &r, &fd), 1);
+	CHECK_EQ(set_inflight(&a, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(&a), 0);
+	post(&a, 5);
+	post(&a, 2);
+	post(&a, 9);
+	post(&a, 7);
+	CHECK_EQ(pop_id(), 5);
+	CHECK_EQ(pop_id(), 2);
+	CHECK_EQ(pop_id(), 9);
+	CHECK_EQ(pop_id(), 7);
+	push_id(2);
+	if (torn_push) {
+		/* The process died between publishing 9's used entry and
+		 * clearing its mark. */
+		struct vhu__inflight_split *q = vqs[0]->inf;
+		q->desc[9].next = q->last_batch_head;
+		q->last_batch_head = 9;
+		uint32_t *ue = (uint32_t *)(used0(&a) + 2) + 2;
+		ue[0] = 9;
+		ue[1] = 0;
+		used0(&a)[1] = 2;
+	}
+	post(&a, 11);
+
+	/* Guest memory outlives the back-end: session B sees the same. */
+	CHECK_EQ(session(&b), 0);
+	memcpy(b.mem, a.mem, FE_MEM_SIZE);
+	fe_close(&a);
+	CHECK(vqs[0] == NULL);
+	CHECK_EQ(set_inflight(&b, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(&b), 0);
+	CHECK(vqs[0] != NULL);
+	CHECK_EQ(pop_id(), 5);
+	if (!torn_push)
+		CHECK_EQ(pop_id(), 9);
+	CHECK_EQ(pop_id(), 7);
+	CHECK_EQ(pop_id(), 11);
+	CHECK_EQ(pop_id(), -1000);
+	/* New pops count on after the old ones. */
+	struct vhu__inflight_split *q = vqs[0]->inf;
+	CHECK(q->desc[11].counter > q->desc[7].counter);
+	CHECK(q->desc[7].counter > q->desc[5].counter);
+	push_id(7);
+	push_id(5);
+	push_id(11);
+	CHECK_EQ(used0(&b)[1], (torn_push ? 5 : 4));
+	CHECK_EQ(q->desc[5].inflight + q->desc[7].inflight +
+			 q->desc[11].inflight,
+		 0);
+	close(fd);
+	fe_close(&b);
+}
+
+TEST(restart_resubmits_in_counter_order) { restart(false); }
+TEST(restart_after_torn_push_skips_the_published_one) { restart(true); }
+
+int main(void) { return tap_run(); }
