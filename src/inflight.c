@@ -141,12 +141,16 @@ void vhu__inflight_vq_release(struct vhu_vq *vq)
 void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq)
 {
 	vq->inf = NULL;
-	if (!b->inflight_addr || vq->packed || vq->index >= b->inflight_queues)
+	if (!b->inflight_addr || vq->packed || vq->index >= b->inflight_queues) {
+		/* Untracked: nothing left over from an earlier start. */
+		vhu__inflight_vq_start(vq);
 		return;
+	}
 	if (vq->size > b->inflight_queue_size) {
 		vhu__warn("queue %u: size %u exceeds the inflight record's %u: "
 			  "not tracked", vq->index, vq->size,
 			  b->inflight_queue_size);
+		vhu__inflight_vq_start(vq);
 		return;
 	}
 	vq->inf = (struct vhu__inflight_split *)
@@ -198,6 +202,13 @@ static bool dims_ok(const struct vhu_backend *b, uint64_t nq, uint64_t qs)
 
 /* ------------------------------------------------------- requests */
 
+/* vhost-user.rst "Inflight description" is 20 bytes; QEMU sends and
+ * expects sizeof of its unpacked struct, 24 (tail padding). */
+static bool wire_size_ok(uint32_t n)
+{
+	return n == sizeof(struct vhu_inflight) || n == 24;
+}
+
 /*
  * GET_INFLIGHT_FD: the front-end names num_queues and queue_size; we
  * answer with a fresh zeroed memfd (version 0: nothing in flight) and its
@@ -208,8 +219,13 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 {
 	struct vhu_inflight in = req->msg->p.inflight;
 	struct vhu_inflight *out = &req->reply->p.inflight;
+	uint32_t wire = req->msg->hdr.size;
 
-	req->reply->hdr.size = sizeof(*out);
+	if (!wire_size_ok(wire))
+		return -EINVAL;
+	/* Answer in the size asked in: QEMU accepts only its own 24. */
+	memset(&req->reply->p, 0, wire);
+	req->reply->hdr.size = wire;
 	*out = in;
 	out->mmap_size = 0;
 	out->mmap_offset = 0;
@@ -251,6 +267,8 @@ int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 	int fd = req->fds[0];
 	struct stat st;
 
+	if (!wire_size_ok(req->msg->hdr.size))
+		return -EINVAL;
 	if (!dims_ok(b, in.num_queues, in.queue_size))
 		return -EINVAL;
 	uint64_t need = (uint64_t)in.num_queues *

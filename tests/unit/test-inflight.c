@@ -194,6 +194,40 @@ TEST(get_inflight_fd_size_and_no_fd_leak)
 	CHECK_EQ(fe_count_fds(), base);
 }
 
+/* QEMU sends (and wants back) its unpacked 24-byte struct. */
+TEST(qemu_24_byte_payload)
+{
+	struct fe fe;
+	CHECK_EQ(session(&fe), 0);
+	uint8_t in[24] = { 0 };
+	in[16] = 1;   /* num_queues */
+	in[18] = 128; /* queue_size */
+	struct vhu_msg m;
+	int fds[VHU_MAX_FDS];
+	unsigned nfds = 0;
+	CHECK_EQ(fe_send(&fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, in,
+			 sizeof(in), NULL, 0), 0);
+	fe_process(&fe);
+	CHECK_EQ(vhu__sock_recv_timeout(fe.sock, &m, fds, &nfds, 1000), 1);
+	CHECK_EQ(m.hdr.size, 24);
+	CHECK_EQ(nfds, 1);
+	CHECK_EQ(m.p.inflight.mmap_size,
+		 page_round(vhu__inflight_queue_bytes(128)));
+	CHECK_EQ(m.p.inflight.queue_size, 128);
+	struct vhu_inflight set = m.p.inflight;
+	memset(in, 0, sizeof(in));
+	memcpy(in, &set, sizeof(set));
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_INFLIGHT_FD, in, sizeof(in),
+			  fds, 1), 0);
+	close(fds[0]);
+	/* Neither 20 nor 24: the connection goes. */
+	CHECK_EQ(fe_send(&fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, in,
+			 22, NULL, 0), 0);
+	fe_process(&fe);
+	CHECK(fe_dropped(&fe));
+	fe_close(&fe);
+}
+
 TEST(impossible_dimensions_refused)
 {
 	struct fe fe;
