@@ -135,7 +135,10 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 	o->features = f;
 	o->protocol_features = VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |
 			       VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |
-			       VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS);
+			       VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |
+			       /* a restarted vhu-blk resubmits what it had
+				* in flight (split rings) */
+			       VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
 	o->num_queues = blk->num_queues;
 	o->max_queue_size = 0;
 	o->config_size = VHU_BLK_CONFIG_SIZE;
