@@ -146,6 +146,9 @@ struct vhu_config {
 	uint8_t payload[VHU_MAX_CONFIG_SIZE];
 } VHU_PACKED;
 
+/* 20 bytes packed as vhost-user.rst draws it; QEMU sends and expects the
+ * unpacked C layout, 24 bytes (4 bytes of tail padding): both are served,
+ * answering in the size asked (src/inflight.c). */
 struct vhu_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;
