@@ -152,13 +152,6 @@ int vhu__pdrv_kick(struct vhu_fe_vq *vq)
 	return r < 0 ? r : 1;
 }
 
-static int broken(struct vhu_fe_vq *vq, const char *why, unsigned v)
-{
-	vq->broken = true;
-	vhu__log_rl(VHU_LOG_WARN, "front-end: queue %u: device %s (%u)",
-		    vq->index, why, v);
-	return -EIO;
-}
 
 /* The used descriptor at the driver's used position, if the device has
  * written it in this lap (2.8.1: AVAIL == USED == the wrap counter). */
@@ -186,12 +179,12 @@ int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 	uint16_t id = le16toh(*(const volatile uint16_t *)&d->id);
 	uint32_t l = le32toh(*(const volatile uint32_t *)&d->len);
 	if (id >= vq->size || vq->chain_len[id] == 0)
-		return broken(vq, "returned a buffer id not in flight", id);
+		return vhu__drv_broken(vq, "returned a buffer id not in flight", id);
 	/* 2.8.3: the length only counts with WRITE set. */
 	if (!(f & VHU_VRING_DESC_F_WRITE))
 		l = 0;
 	if (l > vq->in_bytes[id])
-		return broken(vq, "claims more bytes written than writable", l);
+		return vhu__drv_broken(vq, "claims more bytes written than writable", l);
 
 	unsigned n = vq->chain_len[id];
 	unsigned pos = vq->p_used_pos + n;
@@ -215,12 +208,6 @@ static bool has_used(struct vhu_fe_vq *vq)
 	return vq->inflight && used_ready(vq, &f);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms)
 {
@@ -238,25 +225,5 @@ int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms)
 	vq->drv_area[0] = htole16(ow);
 	__atomic_store_n(&vq->drv_area[1], htole16(fl), __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	for (;;) {
-		if (has_used(vq))
-			return 1;
-		int t = -1;
-		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
-			if (left <= 0)
-				return 0;
-			t = left > 1000000 ? 1000000 : (int)left;
-		}
-		struct pollfd p = { .fd = vq->call_fd, .events = POLLIN };
-		int r = poll(&p, 1, t);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r > 0) {
-			uint64_t v;
-			if (read(vq->call_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				return -errno;
-		}
-	}
+	return vhu__drv_wait_call(vq, timeout_ms, has_used);
 }

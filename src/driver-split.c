@@ -144,7 +144,7 @@ int vhu_fe_vq_kick(struct vhu_fe_vq *vq)
 	return r < 0 ? r : 1;
 }
 
-static int broken(struct vhu_fe_vq *vq, const char *why, unsigned v)
+int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v)
 {
 	vq->broken = true;
 	vhu__log_rl(VHU_LOG_WARN, "front-end: queue %u: device %s (%u)",
@@ -163,7 +163,7 @@ int vhu_fe_vq_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 	if (pending == 0)
 		return 0;
 	if (pending > vq->inflight)
-		return broken(vq, "completed more than in flight", pending);
+		return vhu__drv_broken(vq, "completed more than in flight", pending);
 
 	/* Read the element once; idx was loaded with acquire semantics. */
 	const volatile struct vhu_vring_used_elem *ring =
@@ -172,9 +172,9 @@ int vhu_fe_vq_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 	uint32_t id = ring[slot].id;
 	uint32_t l = ring[slot].len;
 	if (id >= vq->size || vq->chain_len[id] == 0)
-		return broken(vq, "returned an id not in flight", id);
+		return vhu__drv_broken(vq, "returned an id not in flight", id);
 	if (l > vq->in_bytes[id])
-		return broken(vq, "claims more bytes written than writable", l);
+		return vhu__drv_broken(vq, "claims more bytes written than writable", l);
 
 	uint16_t n = vq->chain_len[id], d = (uint16_t)id;
 	for (uint16_t i = 1; i < n; i++)
@@ -216,9 +216,15 @@ int vhu_fe_vq_wait(struct vhu_fe_vq *vq, int timeout_ms)
 	if (vq->event_idx)
 		store16(used_event(vq), vq->last_used);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	return vhu__drv_wait_call(vq, timeout_ms, has_used);
+}
+
+int vhu__drv_wait_call(struct vhu_fe_vq *vq, int timeout_ms,
+		       bool (*ready)(struct vhu_fe_vq *vq))
+{
 	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
 	for (;;) {
-		if (has_used(vq))
+		if (ready(vq))
 			return 1;
 		int t = -1;
 		if (deadline >= 0) {

@@ -110,6 +110,12 @@ void vhu__fe_vqs_free(struct vhu_fe *fe);
  * (desc, avail, used zeroed); frees with vhu__drv_free(). */
 int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size);
 void vhu__drv_free(struct vhu_fe_vq *vq);
+/* Shared by both layouts: mark the queue broken (logged, -EIO), and wait
+ * on the call eventfd until ready(vq) or timeout_ms (-1 forever): 1 ready,
+ * 0 timed out, -errno. */
+int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v);
+int vhu__drv_wait_call(struct vhu_fe_vq *vq, int timeout_ms,
+		       bool (*ready)(struct vhu_fe_vq *vq));
 
 /* driver-packed.c: the same for a packed ring (pring, drv_area, dev_area
  * zeroed), and the data-path calls the vhu_fe_vq_* entry points hand a
