@@ -80,7 +80,7 @@ struct vhu_backend {
 	struct vhu_vq vqs[VHU_BACKEND_MAX_QUEUES];
 	bool kick_watched[VHU_BACKEND_MAX_QUEUES]; /* kick fd in epfd */
 
-	/* inflight region (inflight.c), kept until the front-end goes */
+	/* inflight region (backend-inflight.c), kept until the front-end goes */
 	int inflight_fd;          /* owned, -1 none */
 	void *inflight_addr;
 	size_t inflight_size;
@@ -112,7 +112,7 @@ void vhu__be_reset_rings(struct vhu_backend *b);
 /* A kick arrived on a watched kick fd. */
 void vhu__be_kick(struct vhu_backend *b, unsigned idx);
 
-/* inflight.c */
+/* backend-inflight.c */
 /* Point a starting queue at its record (or NULL) and recover it. */
 void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq);
 /* Unmap and close the region; no queue may be started. */

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frontend-priv.h"
+#include "driver.h"
 
 #define OFF_MASK 0x7fffu
 #define WRAP_BIT 15

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frontend-priv.h"
+#include "driver.h"
 
 #define AVAIL_FLAGS 0
 #define AVAIL_IDX   1

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * State shared by the front-end's modules: the session (frontend.c),
- * its guest memory and queue setup (frontend-vq.c) and the driver side
- * of a split ring (driver-split.c) or a packed ring (driver-packed.c).
+ * its guest memory and queue setup (frontend-vq.c).  The driver side of
+ * the rings (driver*.c, driver.h) is ring code and knows no session.
  */
 #ifndef VHU_FRONTEND_PRIV_H
 #define VHU_FRONTEND_PRIV_H
@@ -13,6 +13,7 @@
 
 #include <vhu/frontend.h>
 
+#include "driver.h"
 #include "internal.h"
 
 /* Regions one session may create (SET_MEM_TABLE carries at most 8). */
@@ -24,49 +25,6 @@ struct vhu__fe_region {
 	size_t used;     /* bump allocator */
 	uint64_t gpa;
 	int fd;
-};
-
-struct vhu_fe_vq {
-	struct vhu_fe *fe;
-	unsigned index;
-	uint16_t size;
-	bool event_idx;
-	bool broken;
-
-	/* the shared ring, in guest memory */
-	struct vhu_vring_desc *desc;
-	volatile uint16_t *avail;  /* flags, idx, ring[size], used_event */
-	volatile uint16_t *used;   /* flags, idx, elems, avail_event */
-	uint64_t desc_gpa, avail_gpa, used_gpa;
-
-	/* driver state, private (the device cannot corrupt it) */
-	uint16_t free_head;
-	uint16_t num_free;
-	uint16_t avail_idx;        /* next avail entry to fill */
-	uint16_t kicked_idx;       /* avail->idx as last published */
-	uint16_t last_used;        /* next used entry to read */
-	unsigned inflight;
-	uint16_t *next;            /* chain links, by descriptor */
-	uint16_t *chain_len;       /* descriptors per head; 0 = not in flight */
-	uint64_t *in_bytes;        /* writable bytes per head */
-	void **data;               /* caller's token per head */
-
-	int kick_fd;
-	int call_fd;
-
-	/* packed ring (virtio 1.2, 2.8; driver-packed.c), when packed is
-	 * set: chain_len counts ring positions per buffer id. */
-	bool packed;
-	struct vhu__pdesc *pring;
-	volatile uint16_t *drv_area; /* driver event suppression (ours) */
-	volatile uint16_t *dev_area; /* device event suppression */
-	uint64_t pring_gpa, drv_area_gpa, dev_area_gpa;
-	uint16_t p_avail_pos;        /* next position to fill */
-	uint16_t p_used_pos;         /* next position a used one appears */
-	bool p_avail_wrap, p_used_wrap;
-	uint32_t p_added;            /* positions filled since the last kick */
-	uint16_t *p_free_ids;        /* stack of buffer ids not in flight */
-	uint16_t p_nfree_ids;
 };
 
 struct vhu_fe {
@@ -105,28 +63,5 @@ int vhu__fe_call(struct vhu_fe *fe, uint32_t req, const void *payload,
 /* frontend-vq.c */
 void vhu__fe_mem_free(struct vhu_fe *fe);
 void vhu__fe_vqs_free(struct vhu_fe *fe);
-
-/* driver-split.c: set up driver state over rings already in guest memory
- * (desc, avail, used zeroed); frees with vhu__drv_free(). */
-int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size);
-void vhu__drv_free(struct vhu_fe_vq *vq);
-/* Shared by both layouts: mark the queue broken (logged, -EIO), and wait
- * on the call eventfd until ready(vq) or timeout_ms (-1 forever): 1 ready,
- * 0 timed out, -errno. */
-int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v);
-int vhu__drv_wait_call(struct vhu_fe_vq *vq, int timeout_ms,
-		       bool (*ready)(struct vhu_fe_vq *vq));
-
-/* driver-packed.c: the same for a packed ring (pring, drv_area, dev_area
- * zeroed), and the data-path calls the vhu_fe_vq_* entry points hand a
- * packed queue to. */
-int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size);
-void vhu__pdrv_free(struct vhu_fe_vq *vq);
-int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
-		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
-		  void *data);
-int vhu__pdrv_kick(struct vhu_fe_vq *vq);
-int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
-int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms);
 
 #endif

@@ -196,7 +196,7 @@ struct vhu_vq {
 	uint16_t *pk_chain;        /* ring positions per buffer id in
 				    * flight (0: not in flight); owned */
 
-	/* Inflight tracking (inflight.c), split rings only: the queue's
+	/* Inflight tracking (virtq-inflight.c), split rings only: the queue's
 	 * record in the shared region, NULL when off. */
 	struct vhu__inflight_split *inf;
 	uint64_t inf_counter;      /* next pop's counter */
@@ -269,7 +269,7 @@ void vhu__packed_disable_notify(struct vhu_vq *vq);
 bool vhu__packed_enable_notify(struct vhu_vq *vq);
 bool vhu__packed_has_work(struct vhu_vq *vq);
 
-/* ----------------------------------------------------------- inflight.c */
+/* --------------------------------------------------- virtq-inflight.c */
 /* vhost-user.rst "Inflight I/O tracking", split ring layout (shared with
  * the front-end, native endian like the rest of the message payloads). */
 struct vhu__inflight_desc {
@@ -290,14 +290,10 @@ struct vhu__inflight_split {
 _Static_assert(sizeof(struct vhu__inflight_split) == 16, "inflight queue");
 /* Bytes one queue's record takes in the region (aligned stride). */
 size_t vhu__inflight_queue_bytes(unsigned queue_size);
-/* Recover a tracked queue as it starts (see inflight.c); -ENOMEM. */
+/* Recover a tracked queue as it starts (see virtq-inflight.c); -ENOMEM. */
 int vhu__inflight_vq_start(struct vhu_vq *vq);
 /* Forget the record and any pending resubmissions. */
 void vhu__inflight_vq_release(struct vhu_vq *vq);
-struct vhu_backend;
-struct vhu__req;
-int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 
 /* ---------------------------------------------------------------- msg.c */
 /* (The request table: see msg.h.) */

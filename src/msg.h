@@ -139,5 +139,7 @@ int vhu__be_add_mem_reg(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_rem_mem_reg(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_set_status(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_get_status(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 
 #endif

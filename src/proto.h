@@ -148,7 +148,7 @@ struct vhu_config {
 
 /* 20 bytes packed as vhost-user.rst draws it; QEMU sends and expects the
  * unpacked C layout, 24 bytes (4 bytes of tail padding): both are served,
- * answering in the size asked (src/inflight.c). */
+ * answering in the size asked (src/backend-inflight.c). */
 struct vhu_inflight {
 	uint64_t mmap_size;
 	uint64_t mmap_offset;

@@ -1,22 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Inflight I/O tracking (vhost-user.rst "Inflight I/O tracking",
- * GET_INFLIGHT_FD / SET_INFLIGHT_FD): a shared-memory record of which
- * descriptor heads the device popped and has not completed, kept by the
- * front-end across a back-end restart so the next back-end process can
- * resubmit them instead of losing them.
- *
- * Split rings only.  Per queue, at a stride of VHU__INFLIGHT_ALIGN:
- *   u64 features; u16 version; u16 desc_num; u16 last_batch_head;
- *   u16 used_idx; then desc_num entries
- *   { u8 inflight; u8 padding[5]; u16 next; u64 counter }.
- * With VIRTIO_F_RING_PACKED a queue is not tracked (vq->inf stays NULL).
- *
- * The region is shared with the front-end and may hold anything: every
- * index read from it is checked against the queue size, and the walks
- * over it are bounded by the queue size.
+ * Inflight I/O tracking, the session's side (vhost-user.rst "Inflight I/O
+ * tracking", GET_INFLIGHT_FD / SET_INFLIGHT_FD): a shared-memory record of
+ * which descriptor heads the device popped and has not completed, kept by
+ * the front-end across a back-end restart so the next back-end process can
+ * resubmit them instead of losing them.  This file maps the region and
+ * points each starting queue at its record; the record itself is ring
+ * state (virtq-inflight.c), which checks everything it reads from it.
  */
-#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,117 +17,13 @@
 
 #include "backend-internal.h"
 
-#define VHU__INFLIGHT_ALIGN 64u
-#define VHU__INFLIGHT_VERSION 1u
-
-size_t vhu__inflight_queue_bytes(unsigned queue_size)
-{
-	size_t n = sizeof(struct vhu__inflight_split) +
-		   (size_t)queue_size * sizeof(struct vhu__inflight_desc);
-	return (n + VHU__INFLIGHT_ALIGN - 1) & ~(size_t)(VHU__INFLIGHT_ALIGN - 1);
-}
-
 static size_t page_round(size_t n)
 {
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 	return (n + pg - 1) / pg * pg;
 }
 
-/* ------------------------------------------------ queue life cycle */
-
-static int by_counter_cmp(const void *a, const void *b, void *arg)
-{
-	const struct vhu__inflight_split *q = arg;
-	uint64_t ca = q->desc[*(const uint16_t *)a].counter;
-	uint64_t cb = q->desc[*(const uint16_t *)b].counter;
-	return ca < cb ? -1 : ca > cb;
-}
-
-/*
- * Called when a tracked queue starts.  A fresh region (version 0) is
- * initialised.  Otherwise vhost-user.rst "When reconnecting": if used_idx
- * lags the used ring's idx, the last batch was published but not yet
- * cleared, so clear it; then every entry still inflight is queued for
- * resubmission in counter order, the used position becomes the used
- * ring's idx and the avail position used->idx + that count (everything
- * popped was either used or is in flight), whatever SET_VRING_BASE said:
- * a front-end that lost its back-end cannot know how far it got.
- */
-int vhu__inflight_vq_start(struct vhu_vq *vq)
-{
-	struct vhu__inflight_split *q = vq->inf;
-	unsigned size = vq->size;
-
-	free(vq->inf_resubmit);
-	vq->inf_resubmit = NULL;
-	vq->inf_n = vq->inf_pos = 0;
-	if (!q)
-		return 0;
-
-	uint16_t used = le16toh(__atomic_load_n(&vq->used[1], __ATOMIC_ACQUIRE));
-	uint16_t version = q->version, desc_num = q->desc_num;
-	if (version != VHU__INFLIGHT_VERSION || desc_num != size) {
-		if (version != 0)
-			vhu__warn("queue %u: inflight record version %u, %u "
-				  "entries: started afresh", vq->index,
-				  version, desc_num);
-		memset(q->desc, 0, size * sizeof(q->desc[0]));
-		q->features = 0;
-		q->desc_num = (uint16_t)size;
-		q->last_batch_head = 0;
-		q->used_idx = used;
-		q->version = VHU__INFLIGHT_VERSION;
-		vq->inf_counter = 1;
-		return 0;
-	}
-
-	uint16_t batch = (uint16_t)(used - q->used_idx);
-	uint16_t h = q->last_batch_head;
-	for (unsigned k = 0; k < batch && k < size && h < size; k++) {
-		q->desc[h].inflight = 0;
-		h = q->desc[h].next;
-	}
-	q->used_idx = used;
-
-	unsigned n = 0;
-	uint64_t max = 0;
-	for (unsigned i = 0; i < size; i++) {
-		if (!q->desc[i].inflight)
-			continue;
-		q->desc[i].inflight = 1;
-		n++;
-		if (q->desc[i].counter > max)
-			max = q->desc[i].counter;
-	}
-	vq->inf_counter = max + 1;
-	if (n == 0)
-		return 0;
-
-	uint16_t *list = malloc(n * sizeof(*list));
-	if (!list)
-		return -ENOMEM;
-	unsigned k = 0;
-	for (unsigned i = 0; i < size && k < n; i++)
-		if (q->desc[i].inflight)
-			list[k++] = (uint16_t)i;
-	qsort_r(list, k, sizeof(*list), by_counter_cmp, q);
-	vq->inf_resubmit = list;
-	vq->inf_n = (uint16_t)k;
-	vq->used_idx = used;
-	vq->last_avail_idx = (uint16_t)(used + k);
-	vq->shadow_avail_idx = vq->last_avail_idx;
-	vhu__info("queue %u: resubmitting %u inflight request%s", vq->index,
-		  k, k == 1 ? "" : "s");
-	return 0;
-}
-
-void vhu__inflight_vq_release(struct vhu_vq *vq)
-{
-	free(vq->inf_resubmit);
-	vq->inf_resubmit = NULL;
-	vq->inf_n = vq->inf_pos = 0;
-	vq->inf = NULL;
-}
+/* ------------------------------------------------ session side */
 
 void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq)
 {

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The driver side of a virtqueue, the front-end's half of the ring layer:
+ * a split (driver-split.c) or packed (driver-packed.c) driver behind the
+ * public vhu_fe_vq_* calls.  Like the device
+ * side it sees only the rings in guest memory and the queue's eventfds;
+ * the session (frontend*.c) allocates the rings and fills in the fields.
+ */
+#ifndef VHU_DRIVER_H
+#define VHU_DRIVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vhu/frontend.h>
+
+#include "internal.h"
+
+struct vhu_fe_vq {
+	struct vhu_fe *fe;
+	unsigned index;
+	uint16_t size;
+	bool event_idx;
+	bool broken;
+
+	/* the shared ring, in guest memory */
+	struct vhu_vring_desc *desc;
+	volatile uint16_t *avail;  /* flags, idx, ring[size], used_event */
+	volatile uint16_t *used;   /* flags, idx, elems, avail_event */
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+
+	/* driver state, private (the device cannot corrupt it) */
+	uint16_t free_head;
+	uint16_t num_free;
+	uint16_t avail_idx;        /* next avail entry to fill */
+	uint16_t kicked_idx;       /* avail->idx as last published */
+	uint16_t last_used;        /* next used entry to read */
+	unsigned inflight;
+	uint16_t *next;            /* chain links, by descriptor */
+	uint16_t *chain_len;       /* descriptors per head; 0 = not in flight */
+	uint64_t *in_bytes;        /* writable bytes per head */
+	void **data;               /* caller's token per head */
+
+	int kick_fd;
+	int call_fd;
+
+	/* packed ring (virtio 1.2, 2.8; driver-packed.c), when packed is
+	 * set: chain_len counts ring positions per buffer id. */
+	bool packed;
+	struct vhu__pdesc *pring;
+	volatile uint16_t *drv_area; /* driver event suppression (ours) */
+	volatile uint16_t *dev_area; /* device event suppression */
+	uint64_t pring_gpa, drv_area_gpa, dev_area_gpa;
+	uint16_t p_avail_pos;        /* next position to fill */
+	uint16_t p_used_pos;         /* next position a used one appears */
+	bool p_avail_wrap, p_used_wrap;
+	uint32_t p_added;            /* positions filled since the last kick */
+	uint16_t *p_free_ids;        /* stack of buffer ids not in flight */
+	uint16_t p_nfree_ids;
+};
+
+/* driver-split.c: set up driver state over rings already in guest memory
+ * (desc, avail, used zeroed); frees with vhu__drv_free(). */
+int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size);
+void vhu__drv_free(struct vhu_fe_vq *vq);
+/* Shared by both layouts: mark the queue broken (logged, -EIO), and wait
+ * on the call eventfd until ready(vq) or timeout_ms (-1 forever): 1 ready,
+ * 0 timed out, -errno. */
+int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v);
+int vhu__drv_wait_call(struct vhu_fe_vq *vq, int timeout_ms,
+		       bool (*ready)(struct vhu_fe_vq *vq));
+
+/* driver-packed.c: the same for a packed ring (pring, drv_area, dev_area
+ * zeroed), and the data-path calls the vhu_fe_vq_* entry points hand a
+ * packed queue to. */
+int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size);
+void vhu__pdrv_free(struct vhu_fe_vq *vq);
+int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
+		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
+		  void *data);
+int vhu__pdrv_kick(struct vhu_fe_vq *vq);
+int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
+int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms);
+
+#endif
