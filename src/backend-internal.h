@@ -89,6 +89,43 @@ struct vhu_backend {
 	int reply_fd;             /* sent with the next reply, not owned */
 };
 
+/* The request handlers (backend-*.c), paired with the requests in
+ * backend-table.c.  Each runs only after vhu__msg_validate() passed. */
+typedef int (*vhu__be_handler)(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_features(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_features(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_owner(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_reset_owner(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_mem_table(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_num(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_base(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_vring_base(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_err(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_protocol_features(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_protocol_features(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_queue_num(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_vring_enable(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_backend_req_fd(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_config(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_config(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_reset_device(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_max_mem_slots(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_add_mem_reg(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_rem_mem_reg(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_status(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_status(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
+
+
+/* backend-table.c: the handler for a request id (NULL: not served), and
+ * the mask of served ids for struct vhu__msg_ctx. */
+vhu__be_handler vhu__be_handler_for(uint32_t id);
+uint64_t vhu__be_served(void);
+
 /* backend.c */
 int vhu__be_epoll_add(struct vhu_backend *b, int fd, enum vhu__be_src src,
 		      unsigned idx);

@@ -175,8 +175,6 @@ int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req)
 	/* Dirty logging needs LOG_SHMFD, which is never offered. */
 	if (a->flags & VHU_VRING_F_LOG)
 		return -EOPNOTSUPP;
-	if (a->flags & ~VHU_VRING_F_LOG)
-		return -EINVAL;
 	vhu__be_vq_stop(b, vq);
 	vq->addr_flags = a->flags;
 	vq->desc_uva = a->desc_user_addr;
@@ -305,8 +303,7 @@ int vhu__be_set_vring_enable(struct vhu_backend *b, struct vhu__req *req)
 	struct vhu_vq *vq = &b->vqs[req->ring];
 	uint32_t num = req->msg->p.state.num;
 
-	if (num > 1)
-		return -EINVAL;
+	/* 0 or 1: checked by the table. */
 	if (num) {
 		vq->enabled = true;
 		vhu__be_vq_try_start(b, vq);

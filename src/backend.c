@@ -344,6 +344,7 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 		.virtio_offered = b->offered_features,
 		.protocol_acked = b->protocol,
 		.num_queues = b->num_queues,
+		.served = vhu__be_served(),
 	};
 	const struct vhu__req_info *info;
 	const char *why;
@@ -379,7 +380,7 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 	};
 	reply.hdr.size = 0;
 	vhu__debug("request %s", info->name);
-	r = info->handler(b, &req);
+	r = vhu__be_handler_for(id)(b, &req);
 	vhu__close_fds(fds, nfds);
 
 	if (info->reply) {

@@ -10,102 +10,90 @@
 #include "msg.h"
 #include "internal.h"
 
-#define E(n) [VHU_REQ_##n] = { .name = #n
+/* One row: the request's name, then its rules. */
+#define ROW(n, ...) [VHU_REQ_##n] = { .name = #n, __VA_ARGS__ }
 #define PF(bit) .gate = VHU__GATE_PROTOCOL, .gate_bit = VHU_PF_##bit
 #define VF(bit) .gate = VHU__GATE_VIRTIO, .gate_bit = VHU_F_##bit
 #define NONE .payload = VHU__P_NONE
 #define EXACT(n) .payload = VHU__P_EXACT, .size = (n)
 #define RANGE(lo, hi) .payload = VHU__P_RANGE, .size = (lo), .size_max = (hi)
+#define EITHER(a, b) .payload = VHU__P_EITHER, .size = (a), .size_max = (b)
+#define VALUE(rule, max) .value = VHU__V_##rule, .value_max = (max)
 
 static const struct vhu__req_info table[VHU_REQ_MAX] = {
-	E(GET_FEATURES), NONE, .reply = true,
-		.handler = vhu__be_get_features },
-	E(SET_FEATURES), EXACT(8), .handler = vhu__be_set_features },
-	E(SET_OWNER), NONE, .handler = vhu__be_set_owner },
+	ROW(GET_FEATURES, NONE, .reply = true),
+	ROW(SET_FEATURES, EXACT(8)),
+	ROW(SET_OWNER, NONE),
 	/* Deprecated; served as a device reset. */
-	E(RESET_OWNER), NONE, .handler = vhu__be_reset_owner },
-	E(SET_MEM_TABLE), .payload = VHU__P_MEMTABLE,
-		.fds = VHU__FD_PER_REGION, .handler = vhu__be_set_mem_table },
+	ROW(RESET_OWNER, NONE),
+	ROW(SET_MEM_TABLE, .payload = VHU__P_MEMTABLE,
+		.fds = VHU__FD_PER_REGION),
 	/* Dirty logging (migration) is not offered: LOG_SHMFD stays off. */
-	E(SET_LOG_BASE), EXACT(sizeof(struct vhu_log)), .fds = VHU__FD_ONE,
-		PF(LOG_SHMFD), .reply = true },
-	E(SET_LOG_FD), NONE, .fds = VHU__FD_ONE },
-	E(SET_VRING_NUM), EXACT(8), .ring = VHU__RING_STATE,
-		.handler = vhu__be_set_vring_num },
-	E(SET_VRING_ADDR), EXACT(sizeof(struct vhu_vring_addr)),
-		.ring = VHU__RING_ADDR, .handler = vhu__be_set_vring_addr },
-	E(SET_VRING_BASE), EXACT(8), .ring = VHU__RING_STATE,
-		.handler = vhu__be_set_vring_base },
-	E(GET_VRING_BASE), EXACT(8), .ring = VHU__RING_STATE, .reply = true,
-		.handler = vhu__be_get_vring_base },
-	E(SET_VRING_KICK), EXACT(8), .ring = VHU__RING_U64,
-		.fds = VHU__FD_U64_NOFD, .handler = vhu__be_set_vring_kick },
-	E(SET_VRING_CALL), EXACT(8), .ring = VHU__RING_U64,
-		.fds = VHU__FD_U64_NOFD, .handler = vhu__be_set_vring_call },
-	E(SET_VRING_ERR), EXACT(8), .ring = VHU__RING_U64,
-		.fds = VHU__FD_U64_NOFD, .handler = vhu__be_set_vring_err },
-	E(GET_PROTOCOL_FEATURES), NONE, VF(PROTOCOL_FEATURES), .reply = true,
-		.handler = vhu__be_get_protocol_features },
-	E(SET_PROTOCOL_FEATURES), EXACT(8), VF(PROTOCOL_FEATURES),
-		.handler = vhu__be_set_protocol_features },
-	E(GET_QUEUE_NUM), NONE, PF(MQ), .reply = true,
-		.handler = vhu__be_get_queue_num },
-	E(SET_VRING_ENABLE), EXACT(8), .ring = VHU__RING_STATE,
-		.handler = vhu__be_set_vring_enable },
-	E(SEND_RARP), EXACT(8), PF(RARP) },
-	E(NET_SET_MTU), EXACT(8), PF(MTU) },
-	E(SET_BACKEND_REQ_FD), NONE, .fds = VHU__FD_ONE, PF(BACKEND_REQ),
-		.handler = vhu__be_set_backend_req_fd },
+	ROW(SET_LOG_BASE, EXACT(sizeof(struct vhu_log)), .fds = VHU__FD_ONE,
+		PF(LOG_SHMFD), .reply = true),
+	ROW(SET_LOG_FD, NONE, .fds = VHU__FD_ONE),
+	ROW(SET_VRING_NUM, EXACT(8), .ring = VHU__RING_STATE),
+	/* Flag bit 0 (log) is the only one defined. */
+	ROW(SET_VRING_ADDR, EXACT(sizeof(struct vhu_vring_addr)),
+		.ring = VHU__RING_ADDR, VALUE(ADDR_FLAGS, VHU_VRING_F_LOG)),
+	ROW(SET_VRING_BASE, EXACT(8), .ring = VHU__RING_STATE),
+	ROW(GET_VRING_BASE, EXACT(8), .ring = VHU__RING_STATE, .reply = true),
+	ROW(SET_VRING_KICK, EXACT(8), .ring = VHU__RING_U64,
+		.fds = VHU__FD_U64_NOFD),
+	ROW(SET_VRING_CALL, EXACT(8), .ring = VHU__RING_U64,
+		.fds = VHU__FD_U64_NOFD),
+	ROW(SET_VRING_ERR, EXACT(8), .ring = VHU__RING_U64,
+		.fds = VHU__FD_U64_NOFD),
+	ROW(GET_PROTOCOL_FEATURES, NONE, VF(PROTOCOL_FEATURES), .reply = true),
+	ROW(SET_PROTOCOL_FEATURES, EXACT(8), VF(PROTOCOL_FEATURES)),
+	ROW(GET_QUEUE_NUM, NONE, PF(MQ), .reply = true),
+	ROW(SET_VRING_ENABLE, EXACT(8), .ring = VHU__RING_STATE,
+		VALUE(NUM_MAX, 1)),
+	ROW(SEND_RARP, EXACT(8), PF(RARP)),
+	ROW(NET_SET_MTU, EXACT(8), PF(MTU)),
+	ROW(SET_BACKEND_REQ_FD, NONE, .fds = VHU__FD_ONE, PF(BACKEND_REQ)),
 	/* Needs VIRTIO_F_ACCESS_PLATFORM, which is never offered. */
-	E(IOTLB_MSG), EXACT(32), VF(ACCESS_PLATFORM), .reply = true },
-	E(SET_VRING_ENDIAN), EXACT(8), .ring = VHU__RING_STATE,
-		PF(CROSS_ENDIAN) },
+	ROW(IOTLB_MSG, EXACT(32), VF(ACCESS_PLATFORM), .reply = true),
+	ROW(SET_VRING_ENDIAN, EXACT(8), .ring = VHU__RING_STATE,
+		PF(CROSS_ENDIAN)),
 	/* The front-end's payload bytes mean nothing for a read: only the
 	 * 12-byte head is required; the handler answers size 0 for a bad
 	 * window (seed: "zero length of payload to indicate an error"). */
-	E(GET_CONFIG), RANGE(VHU_CONFIG_HDR_SIZE, sizeof(struct vhu_config)),
-		PF(CONFIG), .reply = true, .handler = vhu__be_get_config },
-	E(SET_CONFIG), .payload = VHU__P_CONFIG, PF(CONFIG),
-		.handler = vhu__be_set_config },
-	E(CREATE_CRYPTO_SESSION), RANGE(0, VHU_MAX_PAYLOAD), PF(CRYPTO_SESSION),
-		.reply = true },
-	E(CLOSE_CRYPTO_SESSION), EXACT(8), PF(CRYPTO_SESSION) },
-	E(POSTCOPY_ADVISE), NONE, PF(PAGEFAULT), .reply = true },
-	E(POSTCOPY_LISTEN), NONE, PF(PAGEFAULT) },
-	E(POSTCOPY_END), NONE, PF(PAGEFAULT), .reply = true },
+	ROW(GET_CONFIG, RANGE(VHU_CONFIG_HDR_SIZE, sizeof(struct vhu_config)),
+		PF(CONFIG), .reply = true),
+	ROW(SET_CONFIG, .payload = VHU__P_CONFIG, PF(CONFIG)),
+	ROW(CREATE_CRYPTO_SESSION, RANGE(0, VHU_MAX_PAYLOAD), PF(CRYPTO_SESSION),
+		.reply = true),
+	ROW(CLOSE_CRYPTO_SESSION, EXACT(8), PF(CRYPTO_SESSION)),
+	ROW(POSTCOPY_ADVISE, NONE, PF(PAGEFAULT), .reply = true),
+	ROW(POSTCOPY_LISTEN, NONE, PF(PAGEFAULT)),
+	ROW(POSTCOPY_END, NONE, PF(PAGEFAULT), .reply = true),
 	/* The spec's 20 bytes, or QEMU's 24 (its struct is not packed, so
-	 * its size rounds up to 8); the
-	 * handlers accept only those two. */
-	E(GET_INFLIGHT_FD), RANGE(sizeof(struct vhu_inflight), 24),
-		PF(INFLIGHT_SHMFD), .reply = true,
-		.handler = vhu__be_get_inflight_fd },
-	E(SET_INFLIGHT_FD), RANGE(sizeof(struct vhu_inflight), 24),
-		.fds = VHU__FD_ONE, PF(INFLIGHT_SHMFD),
-		.handler = vhu__be_set_inflight_fd },
-	E(GPU_SET_SOCKET), NONE, .fds = VHU__FD_ONE },
-	E(RESET_DEVICE), NONE, PF(RESET_DEVICE),
-		.handler = vhu__be_reset_device },
-	E(VRING_KICK), EXACT(8), .ring = VHU__RING_STATE,
-		PF(INBAND_NOTIFICATIONS) },
-	E(GET_MAX_MEM_SLOTS), NONE, PF(CONFIGURE_MEM_SLOTS), .reply = true,
-		.handler = vhu__be_get_max_mem_slots },
-	E(ADD_MEM_REG), EXACT(sizeof(struct vhu_mem_single)),
-		.fds = VHU__FD_ONE, PF(CONFIGURE_MEM_SLOTS),
-		.handler = vhu__be_add_mem_reg },
+	 * its size rounds up to 8); nothing in between. */
+	ROW(GET_INFLIGHT_FD, EITHER(sizeof(struct vhu_inflight), 24),
+		PF(INFLIGHT_SHMFD), .reply = true),
+	ROW(SET_INFLIGHT_FD, EITHER(sizeof(struct vhu_inflight), 24),
+		.fds = VHU__FD_ONE, PF(INFLIGHT_SHMFD)),
+	ROW(GPU_SET_SOCKET, NONE, .fds = VHU__FD_ONE),
+	ROW(RESET_DEVICE, NONE, PF(RESET_DEVICE)),
+	ROW(VRING_KICK, EXACT(8), .ring = VHU__RING_STATE,
+		PF(INBAND_NOTIFICATIONS)),
+	ROW(GET_MAX_MEM_SLOTS, NONE, PF(CONFIGURE_MEM_SLOTS), .reply = true),
+	ROW(ADD_MEM_REG, EXACT(sizeof(struct vhu_mem_single)),
+		.fds = VHU__FD_ONE, PF(CONFIGURE_MEM_SLOTS)),
 	/* QEMU attaches the region's fd to REM_MEM_REG too; it is closed. */
-	E(REM_MEM_REG), EXACT(sizeof(struct vhu_mem_single)),
-		.fds = VHU__FD_OPTIONAL, PF(CONFIGURE_MEM_SLOTS),
-		.handler = vhu__be_rem_mem_reg },
-	E(SET_STATUS), EXACT(8), PF(STATUS), .handler = vhu__be_set_status },
-	E(GET_STATUS), NONE, PF(STATUS), .reply = true,
-		.handler = vhu__be_get_status },
-	E(GET_SHARED_OBJECT), EXACT(16), PF(SHARED_OBJECT), .reply = true },
-	E(SET_DEVICE_STATE_FD), EXACT(8), .fds = VHU__FD_ONE, PF(DEVICE_STATE),
-		.reply = true },
-	E(CHECK_DEVICE_STATE), NONE, PF(DEVICE_STATE), .reply = true },
-	E(GET_SHMEM_CONFIG), NONE, PF(SHMEM), .reply = true },
-	E(GET_VRING_BASE_SKIP_DRAIN), EXACT(8), .ring = VHU__RING_STATE,
-		PF(GET_VRING_BASE_SKIP_DRAIN), .reply = true },
+	ROW(REM_MEM_REG, EXACT(sizeof(struct vhu_mem_single)),
+		.fds = VHU__FD_OPTIONAL, PF(CONFIGURE_MEM_SLOTS)),
+	/* virtio 1.2, 2.1: the device status field is one byte. */
+	ROW(SET_STATUS, EXACT(8), PF(STATUS), VALUE(U64_MAX, 0xff)),
+	ROW(GET_STATUS, NONE, PF(STATUS), .reply = true),
+	ROW(GET_SHARED_OBJECT, EXACT(16), PF(SHARED_OBJECT), .reply = true),
+	ROW(SET_DEVICE_STATE_FD, EXACT(8), .fds = VHU__FD_ONE, PF(DEVICE_STATE),
+		.reply = true),
+	ROW(CHECK_DEVICE_STATE, NONE, PF(DEVICE_STATE), .reply = true),
+	ROW(GET_SHMEM_CONFIG, NONE, PF(SHMEM), .reply = true),
+	ROW(GET_VRING_BASE_SKIP_DRAIN, EXACT(8), .ring = VHU__RING_STATE,
+		PF(GET_VRING_BASE_SKIP_DRAIN), .reply = true),
 };
 
 const struct vhu__req_info *vhu__req_lookup(uint32_t id)
@@ -131,6 +119,10 @@ static int check_payload(const struct vhu__req_info *in,
 		return 0;
 	case VHU__P_RANGE:
 		if (sz < in->size || sz > in->size_max)
+			goto bad;
+		return 0;
+	case VHU__P_EITHER:
+		if (sz != in->size && sz != in->size_max)
 			goto bad;
 		return 0;
 	case VHU__P_CONFIG:
@@ -196,6 +188,32 @@ static int check_ring(const struct vhu__req_info *in, const struct vhu_msg *msg,
 	}
 	*ring = (unsigned)idx;
 	return 0;
+}
+
+static int check_value(const struct vhu__req_info *in,
+		       const struct vhu_msg *msg, const char **why)
+{
+	switch (in->value) {
+	case VHU__V_ANY:
+		return 0;
+	case VHU__V_U64_MAX:
+		if (msg->p.u64 > in->value_max)
+			break;
+		return 0;
+	case VHU__V_NUM_MAX:
+		if (msg->p.state.num > in->value_max)
+			break;
+		return 0;
+	case VHU__V_ADDR_FLAGS:
+		if (msg->p.addr.flags & ~in->value_max)
+			break;
+		return 0;
+	default:
+		*why = "bad table entry";
+		return -EINVAL;
+	}
+	*why = "value out of range";
+	return -EINVAL;
 }
 
 static int check_fds(const struct vhu__req_info *in, const struct vhu_msg *msg,
@@ -264,7 +282,7 @@ int vhu__msg_validate(const struct vhu__msg_ctx *ctx, const struct vhu_msg *msg,
 		return -ENOSYS;
 	}
 	*info = in;
-	if (!in->handler) {
+	if (!(ctx->served & VHU_BIT(msg->hdr.request))) {
 		*why = "request not supported";
 		return -EOPNOTSUPP;
 	}
@@ -292,5 +310,8 @@ int vhu__msg_validate(const struct vhu__msg_ctx *ctx, const struct vhu_msg *msg,
 	r = check_ring(in, msg, ctx->num_queues, ring, why);
 	if (r < 0)
 		return r;
-	return check_fds(in, msg, nfds, why);
+	r = check_fds(in, msg, nfds, why);
+	if (r < 0)
+		return r;
+	return check_value(in, msg, why);
 }

@@ -2,9 +2,11 @@
 /*
  * The front-end request table: for every request id 1..45 what its payload
  * must look like, which fds it may carry, which feature gates it, where it
- * names a ring, whether it has a reply body, and (on the back-end side) the
- * handler.  vhu__msg_validate() enforces all of that before a handler runs,
- * so handlers can trust their input (vhost-user.rst "Message types").
+ * names a ring, what values its fields may take and whether it has a reply
+ * body.  Rules only: the session that serves requests pairs them with its
+ * handlers (backend.c) and tells the validator which ids it serves.
+ * vhu__msg_validate() enforces all of that before a handler runs, so
+ * handlers can trust their input (vhost-user.rst "Message types").
  */
 #ifndef VHU_MSG_H
 #define VHU_MSG_H
@@ -14,9 +16,6 @@
 
 #include "proto.h"
 
-struct vhu_backend;
-struct vhu__req;
-
 /* How big the payload must be. */
 enum vhu__payload_rule {
 	VHU__P_NONE = 0,   /* hdr.size == 0 */
@@ -24,6 +23,15 @@ enum vhu__payload_rule {
 	VHU__P_RANGE,      /* size <= hdr.size <= size_max */
 	VHU__P_CONFIG,     /* hdr.size == 12 + config.size, config.size <= 256 */
 	VHU__P_MEMTABLE,   /* hdr.size == 8 + 32 * nregions, 1 <= nregions <= 8 */
+	VHU__P_EITHER,     /* hdr.size == size or hdr.size == size_max */
+};
+
+/* What a field of the payload may hold (checked after its size). */
+enum vhu__value_rule {
+	VHU__V_ANY = 0,
+	VHU__V_U64_MAX,      /* u64 <= value_max */
+	VHU__V_NUM_MAX,      /* struct vhu_vring_state .num <= value_max */
+	VHU__V_ADDR_FLAGS,   /* struct vhu_vring_addr .flags within value_max */
 };
 
 /* Which fds the request may carry. */
@@ -65,8 +73,6 @@ struct vhu__req {
 				     * connection (a guest-triggerable one) */
 };
 
-typedef int (*vhu__req_handler)(struct vhu_backend *b, struct vhu__req *req);
-
 struct vhu__req_info {
 	const char *name;
 	uint8_t payload;      /* enum vhu__payload_rule */
@@ -75,9 +81,10 @@ struct vhu__req_info {
 	uint8_t gate;         /* enum vhu__gate_kind */
 	uint8_t gate_bit;
 	bool reply;           /* has a reply body (no REPLY_ACK then) */
-	uint16_t size;        /* VHU__P_EXACT / VHU__P_RANGE minimum */
-	uint16_t size_max;    /* VHU__P_RANGE maximum */
-	vhu__req_handler handler; /* NULL: not handled (refused) */
+	uint8_t value;        /* enum vhu__value_rule */
+	uint16_t size;        /* VHU__P_EXACT / RANGE minimum / EITHER one */
+	uint16_t size_max;    /* VHU__P_RANGE maximum / EITHER the other */
+	uint32_t value_max;   /* the bound of the value rule */
 };
 
 /* The table entry for id, or NULL for 0 and unknown ids. */
@@ -88,18 +95,21 @@ struct vhu__msg_ctx {
 	uint64_t virtio_offered;    /* virtio features offered */
 	uint64_t protocol_acked;    /* protocol features negotiated */
 	unsigned num_queues;
+	uint64_t served;            /* bit id: the session has a handler */
 };
+_Static_assert(VHU_REQ_MAX <= 64, "served is a 64-bit mask");
 
 /*
- * Check a received request against the table: header flags, id, handler,
- * gate, payload size, ring index, fd count.  On success returns 0 and sets
+ * Check a received request against the table: header flags, id, served,
+ * gate, payload size, ring index, field values, fd count.  On success returns 0 and sets
  * *info and *ring.  On failure returns -errno and sets *why to a short
  * reason for the log (static string):
  *   -EPROTO   header flags (version, REPLY set, reserved bits) - the
  *             framing can't be trusted, the connection must go;
  *   -ENOSYS   id 0 / unknown id;   -EOPNOTSUPP  known but not handled;
  *   -EPERM    feature gate not negotiated;
- *   -EINVAL   payload size or reserved bits;   -ERANGE  ring index;
+ *   -EINVAL   payload size, reserved bits or a field's value;
+ *   -ERANGE   ring index;
  *   -EBADF    wrong number of fds.
  * Nothing here closes fds: the caller owns them.
  */
@@ -112,34 +122,5 @@ static inline bool vhu__msg_need_reply(const struct vhu_msg *msg)
 {
 	return (msg->hdr.flags & VHU_MSG_NEED_REPLY) != 0;
 }
-
-/* Back-end handlers (backend-*.c), referenced by the table. */
-int vhu__be_get_features(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_features(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_owner(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_reset_owner(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_mem_table(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_num(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_base(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_vring_base(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_err(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_protocol_features(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_protocol_features(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_queue_num(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_vring_enable(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_backend_req_fd(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_config(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_config(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_reset_device(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_max_mem_slots(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_add_mem_reg(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_rem_mem_reg(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_status(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_status(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
-int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 
 #endif
