@@ -15,11 +15,8 @@
  */
 #include <endian.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "driver.h"
 
@@ -73,10 +70,6 @@ int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
 		  void *data)
 {
 	unsigned n = n_out + n_in;
-	if (vq->broken)
-		return -EIO;
-	if (n == 0 || n < n_out)
-		return -EINVAL;
 	if (n > vq->num_free || vq->p_nfree_ids == 0)
 		return -ENOSPC;
 
@@ -152,7 +145,6 @@ int vhu__pdrv_kick(struct vhu_fe_vq *vq)
 	return r < 0 ? r : 1;
 }
 
-
 /* The used descriptor at the driver's used position, if the device has
  * written it in this lap (2.8.1: AVAIL == USED == the wrap counter). */
 static bool used_ready(struct vhu_fe_vq *vq, uint16_t *flags)
@@ -167,8 +159,6 @@ static bool used_ready(struct vhu_fe_vq *vq, uint16_t *flags)
 
 int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 {
-	if (vq->broken)
-		return -EIO;
 	if (vq->inflight == 0)
 		return 0; /* a used-looking slot now is stale or hostile */
 	uint16_t f;
@@ -202,21 +192,16 @@ int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 	return 1;
 }
 
-static bool has_used(struct vhu_fe_vq *vq)
+bool vhu__pdrv_has_used(struct vhu_fe_vq *vq)
 {
 	uint16_t f;
 	return vq->inflight && used_ready(vq, &f);
 }
 
-
-int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms)
+/* Ask for a notification at the next used descriptor (DESC with
+ * EVENT_IDX, else ENABLE; 2.8.10). */
+void vhu__pdrv_arm(struct vhu_fe_vq *vq)
 {
-	if (vq->broken)
-		return -EIO;
-	if (has_used(vq))
-		return 1;
-	/* Ask for a notification at the next used descriptor (DESC with
-	 * EVENT_IDX, else ENABLE), then look again (2.8.10). */
 	uint16_t ow = 0, fl = VHU__PEVENT_ENABLE;
 	if (vq->event_idx) {
 		ow = (uint16_t)(vq->p_used_pos | (vq->p_used_wrap ? 1u << WRAP_BIT : 0));
@@ -224,6 +209,4 @@ int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms)
 	}
 	vq->drv_area[0] = htole16(ow);
 	__atomic_store_n(&vq->drv_area[1], htole16(fl), __ATOMIC_RELEASE);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return vhu__drv_wait_call(vq, timeout_ms, has_used);
 }

@@ -10,11 +10,8 @@
  * checking them against that copy.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "driver.h"
 
@@ -45,14 +42,14 @@ static inline volatile uint16_t *avail_event(struct vhu_fe_vq *vq)
 	return &vq->used[2 + 4 * (unsigned)vq->size];
 }
 
-int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size)
+int vhu__sdrv_init(struct vhu_fe_vq *vq, unsigned size)
 {
 	vq->next = calloc(size, sizeof(*vq->next));
 	vq->chain_len = calloc(size, sizeof(*vq->chain_len));
 	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
 	vq->data = calloc(size, sizeof(*vq->data));
 	if (!vq->next || !vq->chain_len || !vq->in_bytes || !vq->data) {
-		vhu__drv_free(vq);
+		vhu__sdrv_free(vq);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < size; i++)
@@ -65,7 +62,7 @@ int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size)
 	return 0;
 }
 
-void vhu__drv_free(struct vhu_fe_vq *vq)
+void vhu__sdrv_free(struct vhu_fe_vq *vq)
 {
 	free(vq->next);
 	free(vq->chain_len);
@@ -76,17 +73,11 @@ void vhu__drv_free(struct vhu_fe_vq *vq)
 	vq->data = NULL;
 }
 
-int vhu_fe_vq_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
+int vhu__sdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
 		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
 		  void *data)
 {
-	if (vq->packed)
-		return vhu__pdrv_add(vq, out, n_out, in, n_in, data);
 	unsigned n = n_out + n_in;
-	if (vq->broken)
-		return -EIO;
-	if (n == 0 || n < n_out)
-		return -EINVAL;
 	if (n > vq->num_free)
 		return -ENOSPC;
 
@@ -117,10 +108,8 @@ int vhu_fe_vq_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
 	return head;
 }
 
-int vhu_fe_vq_kick(struct vhu_fe_vq *vq)
+int vhu__sdrv_kick(struct vhu_fe_vq *vq)
 {
-	if (vq->packed)
-		return vhu__pdrv_kick(vq);
 	uint16_t old = vq->kicked_idx, now = vq->avail_idx;
 	if (old == now)
 		return 0;
@@ -144,20 +133,8 @@ int vhu_fe_vq_kick(struct vhu_fe_vq *vq)
 	return r < 0 ? r : 1;
 }
 
-int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v)
+int vhu__sdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 {
-	vq->broken = true;
-	vhu__log_rl(VHU_LOG_WARN, "front-end: queue %u: device %s (%u)",
-		    vq->index, why, v);
-	return -EIO;
-}
-
-int vhu_fe_vq_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
-{
-	if (vq->packed)
-		return vhu__pdrv_get_used(vq, data, len);
-	if (vq->broken)
-		return -EIO;
 	uint16_t idx = load16(&vq->used[USED_IDX]);
 	uint16_t pending = (uint16_t)(idx - vq->last_used);
 	if (pending == 0)
@@ -190,72 +167,14 @@ int vhu_fe_vq_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len)
 	return 1;
 }
 
-static bool has_used(struct vhu_fe_vq *vq)
+bool vhu__sdrv_has_used(struct vhu_fe_vq *vq)
 {
 	return load16(&vq->used[USED_IDX]) != vq->last_used;
 }
 
-static int64_t now_ms(void)
+/* Ask for a call at the next completion (virtio 1.2, 2.7.10). */
+void vhu__sdrv_arm(struct vhu_fe_vq *vq)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int vhu_fe_vq_wait(struct vhu_fe_vq *vq, int timeout_ms)
-{
-	if (vq->packed)
-		return vhu__pdrv_wait(vq, timeout_ms);
-	if (vq->broken)
-		return -EIO;
-	if (has_used(vq))
-		return 1;
-	/* Ask for a call at the next completion, then look again: a
-	 * completion between the first look and the store would otherwise
-	 * go unsignalled (virtio 1.2, 2.7.10). */
 	if (vq->event_idx)
 		store16(used_event(vq), vq->last_used);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	return vhu__drv_wait_call(vq, timeout_ms, has_used);
-}
-
-int vhu__drv_wait_call(struct vhu_fe_vq *vq, int timeout_ms,
-		       bool (*ready)(struct vhu_fe_vq *vq))
-{
-	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-	for (;;) {
-		if (ready(vq))
-			return 1;
-		int t = -1;
-		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
-			if (left <= 0)
-				return 0;
-			t = left > 1000000 ? 1000000 : (int)left;
-		}
-		struct pollfd p = { .fd = vq->call_fd, .events = POLLIN };
-		int r = poll(&p, 1, t);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		if (r > 0) {
-			uint64_t v;
-			if (read(vq->call_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				return -errno;
-		}
-	}
-}
-
-unsigned vhu_fe_vq_num_free(const struct vhu_fe_vq *vq)
-{
-	return vq->num_free;
-}
-
-unsigned vhu_fe_vq_inflight(const struct vhu_fe_vq *vq)
-{
-	return vq->inflight;
-}
-
-int vhu_fe_vq_call_fd(const struct vhu_fe_vq *vq)
-{
-	return vq->call_fd;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The driver side of a virtqueue, the front-end's half of the ring layer:
- * a split (driver-split.c) or packed (driver-packed.c) driver behind the
- * public vhu_fe_vq_* calls.  Like the device
+ * driver.c dispatches the public vhu_fe_vq_* calls to the split
+ * (driver-split.c) or packed (driver-packed.c) driver.  Like the device
  * side it sees only the rings in guest memory and the queue's eventfds;
  * the session (frontend*.c) allocates the rings and fills in the fields.
  */
@@ -59,20 +59,28 @@ struct vhu_fe_vq {
 	uint16_t p_nfree_ids;
 };
 
-/* driver-split.c: set up driver state over rings already in guest memory
- * (desc, avail, used zeroed); frees with vhu__drv_free(). */
+/* driver.c: set up driver state over rings already in guest memory
+ * (split: desc, avail, used zeroed; packed: pring, drv_area, dev_area
+ * zeroed), by vq->packed; free it again.  Mark the queue broken (logged,
+ * -EIO), for both drivers. */
 int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size);
 void vhu__drv_free(struct vhu_fe_vq *vq);
-/* Shared by both layouts: mark the queue broken (logged, -EIO), and wait
- * on the call eventfd until ready(vq) or timeout_ms (-1 forever): 1 ready,
- * 0 timed out, -errno. */
 int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v);
-int vhu__drv_wait_call(struct vhu_fe_vq *vq, int timeout_ms,
-		       bool (*ready)(struct vhu_fe_vq *vq));
 
-/* driver-packed.c: the same for a packed ring (pring, drv_area, dev_area
- * zeroed), and the data-path calls the vhu_fe_vq_* entry points hand a
- * packed queue to. */
+/* driver-split.c and driver-packed.c: one driver each, behind driver.c.
+ * add: after the shared checks (not broken, 1 <= n, no overflow);
+ * get_used: on a queue not broken; has_used: a used buffer is waiting;
+ * arm: ask the device for a call at the next used buffer. */
+int vhu__sdrv_init(struct vhu_fe_vq *vq, unsigned size);
+void vhu__sdrv_free(struct vhu_fe_vq *vq);
+int vhu__sdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
+		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
+		  void *data);
+int vhu__sdrv_kick(struct vhu_fe_vq *vq);
+int vhu__sdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
+bool vhu__sdrv_has_used(struct vhu_fe_vq *vq);
+void vhu__sdrv_arm(struct vhu_fe_vq *vq);
+
 int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size);
 void vhu__pdrv_free(struct vhu_fe_vq *vq);
 int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
@@ -80,6 +88,7 @@ int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
 		  void *data);
 int vhu__pdrv_kick(struct vhu_fe_vq *vq);
 int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
-int vhu__pdrv_wait(struct vhu_fe_vq *vq, int timeout_ms);
+bool vhu__pdrv_has_used(struct vhu_fe_vq *vq);
+void vhu__pdrv_arm(struct vhu_fe_vq *vq);
 
 #endif

@@ -150,10 +150,7 @@ static void vq_free(struct vhu_fe_vq *vq)
 		close(vq->kick_fd);
 	if (vq->call_fd >= 0)
 		close(vq->call_fd);
-	if (vq->packed)
-		vhu__pdrv_free(vq);
-	else
-		vhu__drv_free(vq);
+	vhu__drv_free(vq);
 	free(vq);
 }
 
@@ -249,7 +246,7 @@ int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,
 					    &vq->dev_area_gpa);
 		if (!vq->pring || !vq->drv_area || !vq->dev_area)
 			goto err;
-		r = vhu__pdrv_init(vq, size);
+		r = vhu__drv_init(vq, size);
 		if (r < 0)
 			goto err;
 	} else {
