@@ -236,14 +236,10 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 	}
 	size_t size = page_round(in.num_queues *
 				 vhu__inflight_queue_bytes(in.queue_size));
-	int fd = memfd_create("vhu-inflight", MFD_CLOEXEC);
+	/* Sealed: the front-end cannot shrink it under our mapping. */
+	int fd = vhu__memfd_sealed("vhu-inflight", size);
 	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
+		return fd;
 	void *addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (addr == MAP_FAILED) {
 		int r = -errno;

@@ -128,6 +128,12 @@ void vhu__close_fds(int *fds, unsigned n);
 /* Set O_NONBLOCK and FD_CLOEXEC. */
 int vhu__set_nonblock(int fd);
 
+/* -------------------------------------------------------------- memfd.c */
+/* A CLOEXEC memfd of size bytes whose size is sealed (no shrink, no grow,
+ * no further seals): what we share cannot be truncated under us or under
+ * the peer.  Returns the fd or -errno. */
+int vhu__memfd_sealed(const char *name, size_t size);
+
 /* ---------------------------------------------------------------- mem.c */
 struct vhu__mem_region {
 	uint64_t gpa;         /* guest physical start */
