@@ -92,6 +92,7 @@ struct vhu_backend {
 	int inflight_fd;          /* owned, -1 none */
 	void *inflight_addr;
 	size_t inflight_size;
+	int inflight_guard;       /* sigbus.c slot, -1 none */
 	unsigned inflight_queues;
 	unsigned inflight_queue_size;
 	int reply_fd;             /* sent with the next reply, not owned */

@@ -75,6 +75,7 @@ int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **ou
 		memcpy(b->config_writable, opts->config_writable, opts->config_size);
 	b->listen_fd = b->conn_fd = b->chan_fd = -1;
 	b->inflight_fd = b->reply_fd = -1;
+	b->inflight_guard = -1;
 	vhu__rx_init(&b->conn_rx);
 	vhu__rx_init(&b->chan_rx);
 	b->stall_ms = VHU__SOCK_TIMEOUT_MS;

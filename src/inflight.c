@@ -168,6 +168,8 @@ void vhu__be_inflight_drop(struct vhu_backend *b)
 {
 	for (unsigned i = 0; i < b->num_queues; i++)
 		vhu__inflight_vq_release(&b->vqs[i]);
+	vhu__guard_del(b->inflight_guard);
+	b->inflight_guard = -1;
 	if (b->inflight_addr)
 		munmap(b->inflight_addr, b->inflight_size);
 	if (b->inflight_fd >= 0)
@@ -191,6 +193,8 @@ static void install(struct vhu_backend *b, int fd, void *addr, size_t size,
 	b->inflight_size = size;
 	b->inflight_queues = nq;
 	b->inflight_queue_size = qs;
+	/* A region the front-end sent may be shrunk under us later. */
+	b->inflight_guard = vhu__guard_add(addr, size, 0);
 	vhu__be_restart_all(b);
 }
 

@@ -134,6 +134,18 @@ int vhu__set_nonblock(int fd);
  * the peer.  Returns the fd or -errno. */
 int vhu__memfd_sealed(const char *name, size_t size);
 
+/* ------------------------------------------------------------- sigbus.c */
+/* Registry of mappings of peer memory (see sigbus.c).  add returns a
+ * slot (>= 0) for del, or -errno (the mapping is then unprotected). */
+int vhu__guard_add(void *addr, size_t len, size_t granule);
+void vhu__guard_del(int slot);
+/* Counts absorbed faults; 0 until the first. */
+unsigned vhu__guard_gen(void);
+/* Did this thread take an absorbed fault since it last asked? */
+bool vhu__guard_take_thread_fault(void);
+/* Does [addr, addr + len) touch memory replaced after a fault? */
+bool vhu__guard_lost(const void *addr, size_t len);
+
 /* ---------------------------------------------------------------- mem.c */
 struct vhu__mem_region {
 	uint64_t gpa;         /* guest physical start */
@@ -144,6 +156,7 @@ struct vhu__mem_region {
 	void *mmap_addr;      /* what to munmap (NULL: not ours) */
 	size_t mmap_size;
 	int fd;               /* owned, -1 if none */
+	int guard;            /* sigbus.c slot, -1 none */
 };
 
 struct vhu__mem {
@@ -248,6 +261,8 @@ struct vhu_vq {
 	uint64_t inf_counter;      /* next pop's counter */
 	uint16_t *inf_resubmit;    /* heads to pop again, counter order; owned */
 	uint16_t inf_n, inf_pos;   /* entries in it, next to hand out */
+
+	unsigned guard_seen;       /* vhu__guard_gen() at the last check */
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */
