@@ -52,6 +52,8 @@ void vhu__be_log_drop(struct vhu_backend *b)
 {
 	for (unsigned i = 0; i < b->num_queues; i++)
 		b->vqs[i].log = NULL;
+	vhu__guard_del(b->log_guard);
+	b->log_guard = -1;
 	if (b->log_map)
 		munmap(b->log_map, b->log_map_size);
 	if (b->log.signal_fd >= 0)
@@ -120,11 +122,15 @@ static int map_log(struct vhu_backend *b, struct vhu__req *req)
 	vhu__be_log_change_begin(b, was);
 	void *old = b->log_map;
 	size_t old_size = b->log_map_size;
+	int old_guard = b->log_guard;
+	/* A log the front-end sent may be shrunk under us later. */
+	b->log_guard = vhu__guard_add(map, (size_t)len, 0);
 	b->log_map = map;
 	b->log_map_size = (size_t)len;
 	b->log.bits = (uint8_t *)map + (off - aoff);
 	b->log.size = size;
 	vhu__be_log_change_end(b, was);
+	vhu__guard_del(old_guard);
 	if (old)
 		munmap(old, old_size);
 	vhu__info("dirty log: %llu bytes (guest memory up to %llu MiB)",

@@ -38,14 +38,11 @@ static int log_create(struct vhu_fe *fe)
 	size_t bytes = (size_t)((pages + 63) / 64 * 8);
 	if (bytes == 0)
 		bytes = 8;
-	int fd = memfd_create("vhu-dirty-log", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int fd = vhu__memfd_sealed("vhu-dirty-log", bytes);
 	if (fd < 0)
-		return -errno;
-	void *map = MAP_FAILED;
-	if (ftruncate(fd, (off_t)bytes) < 0 ||
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0 ||
-	    (map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-			0)) == MAP_FAILED) {
+		return fd;
+	void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
 		int e = -errno;
 		close(fd);
 		return e;
