@@ -19,6 +19,7 @@
 
 #include <json-c/json.h>
 
+#include "bench-log.h"
 #include "cli.h"
 
 /* virtio 1.2, 5.2.6 */
@@ -55,6 +56,7 @@ struct opts {
 	bool progress;
 	bool no_event_idx;
 	bool packed;
+	bool dirty_log;      /* --dirty-log */
 	double stall_s;
 };
 
@@ -377,6 +379,8 @@ static void bench_help(FILE *f)
 		"  --seed N          pattern seed (1)\n"
 		"  --no-event-idx    do not negotiate VIRTIO_F_EVENT_IDX\n"
 		"  --packed          use packed virtqueues (VIRTIO_F_RING_PACKED)\n"
+		"  --dirty-log       have the back-end log dirty pages as during a live\n"
+		"                    migration (bitmap read and cleared every 50 ms)\n"
 		"  --quiet           no progress line\n"
 		"  --json            result as JSON\n"
 		"Read-only patterns with --verify check every block: write it first\n"
@@ -411,6 +415,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		{ "seed", required_argument, NULL, 'S' },
 		{ "no-event-idx", no_argument, NULL, 'E' },
 		{ "packed", no_argument, NULL, 'K' },
+		{ "dirty-log", no_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'z' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -471,6 +476,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 			break;
 		case 'E': o->no_event_idx = true; break;
 		case 'K': o->packed = true; break;
+		case 'L': o->dirty_log = true; break;
 		case 'z': o->progress = false; break;
 		case 'j': o->json = true; break;
 		case 'h': bench_help(stdout); return 1;
@@ -655,6 +661,10 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	}
 
+	struct bench_dirty dirty;
+	if (o.dirty_log && bench_dirty_start(fe, &dirty) < 0)
+		goto out;
+
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -684,6 +694,8 @@ int cmd_bench(int argc, char **argv)
 		}
 		if (t >= end || any_fail)
 			stop_flag = 1;
+		if (o.dirty_log)
+			bench_dirty_sync(fe, &dirty);
 		/* Count mode: over when every quota completed. */
 		bool all_done = o.count && done >= o.count;
 		if (o.progress && t - last_t >= 1000000000ull) {
@@ -700,6 +712,7 @@ int cmd_bench(int argc, char **argv)
 	for (unsigned q = 0; q < started; q++)
 		pthread_join(ws[q].thread, NULL);
 	uint64_t t1 = now_ns();
+	int dirty_rc = o.dirty_log ? bench_dirty_stop(fe, &dirty) : 0;
 	double cpu1 = o.pid > 0 && cpu0 >= 0 ? proc_cpu(o.pid) : -1;
 
 	/* Stop the rings as a driver would (GET_VRING_BASE): the back-end's
@@ -789,6 +802,9 @@ int cmd_bench(int argc, char **argv)
 			json_object_object_add(j, "iops_per_backend_cpu_s",
 					       json_object_new_double(iops_per_cpu));
 		}
+		if (o.dirty_log)
+			json_object_object_add(j, "dirty_log_pages",
+					       json_object_new_uint64(dirty.marked));
 		if (o.verify) {
 			json_object_object_add(j, "verified", json_object_new_uint64(verified));
 			json_object_object_add(j, "mismatches", json_object_new_uint64(mism));
@@ -809,11 +825,14 @@ int cmd_bench(int argc, char **argv)
 			printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
 			       "IOPS per back-end CPU-second: %.0f\n",
 			       cpu, secs > 0 ? 100 * cpu / secs : 0, iops_per_cpu);
+		if (o.dirty_log)
+			printf("dirty log: %" PRIu64 " page bits read in %" PRIu64
+			       " syncs\n", dirty.marked, dirty.syncs);
 		if (o.verify)
 			printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
 			       verified, mism);
 	}
-	if (fail == 0 && errors == 0 && mism == 0 && base_errors == 0 &&
+	if (fail == 0 && errors == 0 && mism == 0 && base_errors == 0 && dirty_rc == 0 &&
 	    (!o.count || done == o.count))
 		rc = 0;
 	else if (fail == 0 && o.count && done != o.count)
