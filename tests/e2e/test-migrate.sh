@@ -30,8 +30,10 @@
 # subset; E2E_QEMU10 names a QEMU 10 system emulator instead of the fetched
 # one.
 #
-# Image locking: the three vhu-blk processes open the image together; none
-# of them is started with a locking option today (vhu-blk takes no lock).
+# Image locking: the three vhu-blk processes open the image together.
+# vhu-blk takes no image lock yet; a vhu-blk that has --lock (taken at open
+# and held to exit) is started with --lock off here, until the lock is
+# taken when the rings start and released when they stop.
 set -u
 
 BUILD=${1:-build}
@@ -89,11 +91,17 @@ rpc_get() { e2e_rpc "$1" info --get "$2" 2>/dev/null; }
 # jq-less JSON field: json_get JSON KEY
 json_get() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print(json.dumps(v) if isinstance(v,(dict,list)) else v)' "$1" "$2" 2>/dev/null; }
 
+LOCK_ARGS=()
+if "$VHU_BLK" --help 2>&1 | grep -q -- '--lock'; then
+	LOCK_ARGS=(--lock off)
+	echo "# vhu-blk locks images at open: started with --lock off"
+fi
+
 # start_blk NAME: vhu-blk on the shared image; pid in BLK_PID[NAME]
 declare -A BLK_PID
 start_blk() {
 	e2e_spawn "$VHU_BLK" --socket-path "$WORK/$1.sock" --blk-file "$IMG" \
-		--num-queues "$NQ" --control "$WORK/$1.ctrl" >"$WORK/$1.log" 2>&1
+		--num-queues "$NQ" --control "$WORK/$1.ctrl" "${LOCK_ARGS[@]}" >"$WORK/$1.log" 2>&1
 	BLK_PID[$1]=$E2E_LAST_PID
 	e2e_wait_path "$WORK/$1.sock" 10 && e2e_wait_path "$WORK/$1.ctrl" 10
 }
