@@ -18,6 +18,7 @@ struct vhu__blk_stats {
 	_Atomic uint64_t in_flight;
 	_Atomic uint64_t flushes;
 	_Atomic uint64_t discards;     /* DISCARD and WRITE_ZEROES */
+	_Atomic uint64_t writes_through; /* writes made durable before done */
 };
 
 /* One writer per counter (the queue's worker): a relaxed load and store
@@ -44,7 +45,12 @@ struct vhu_blk {
 	 * thread on resize and by config writes. */
 	_Atomic uint64_t capacity;  /* 512-byte sectors */
 	_Atomic uint64_t size;      /* bytes */
-	_Atomic bool wce;           /* true: write-back */
+	_Atomic bool wce;           /* in force: true = write-back */
+	/* Control thread only.  The guest's writeback choice (config
+	 * write) outlives SET_FEATURES and reconnects; only a device reset
+	 * returns it to write-back.  wce = guest_wce && flush_ok. */
+	bool guest_wce;
+	bool flush_ok;              /* FLUSH negotiated (or not yet asked) */
 
 	struct vhu__blk_stats *stats;            /* [num_queues] */
 	struct vhu__blk_runner **runners;        /* [num_queues], NULL = stopped */

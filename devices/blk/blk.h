@@ -165,6 +165,9 @@ struct vhu_blk_qstats {
 	uint64_t in_flight;
 	uint64_t flushes;
 	uint64_t discards;      /* DISCARD and WRITE_ZEROES requests */
+	/* Writes served write-through (durable before completion:
+	 * RWF_DSYNC, or fdatasync for DISCARD / WRITE_ZEROES). */
+	uint64_t writes_through;
 };
 
 struct vhu_blk;

@@ -10,13 +10,23 @@
 
 #include "blk-int.h"
 
+/* What is in force: write-back only when the driver can flush (5.2.5)
+ * and did not turn the cache off. */
+static void apply_wce(struct vhu_blk *blk)
+{
+	atomic_store(&blk->wce, blk->flush_ok && blk->guest_wce);
+}
+
 static void blk_features_set(void *opaque, uint64_t features)
 {
 	struct vhu_blk *blk = opaque;
 
-	/* 5.2.5: without FLUSH the device must be write-through; with it
-	 * the cache starts in write-back mode. */
-	atomic_store(&blk->wce, (features & VHU_BIT(VHU_BLK_F_FLUSH)) != 0);
+	/* 5.2.5: without FLUSH the device must be write-through.  With it,
+	 * the guest's writeback choice stays: QEMU sends SET_FEATURES on
+	 * every device start (VM stop/cont, reconnect), which is no reset
+	 * of the driver's configuration. */
+	blk->flush_ok = (features & VHU_BIT(VHU_BLK_F_FLUSH)) != 0;
+	apply_wce(blk);
 }
 
 static void blk_queue_started(void *opaque, struct vhu_vq *vq)
@@ -87,7 +97,8 @@ static int blk_set_config(void *opaque, uint32_t offset, const void *buf,
 	    VHU_BLK_CONFIG_WCE_OFFSET - offset < len) {
 		bool wce = p[VHU_BLK_CONFIG_WCE_OFFSET - offset] != 0;
 
-		atomic_store(&blk->wce, wce);
+		blk->guest_wce = wce;
+		apply_wce(blk);
 		vhu__blk_log(VHU_LOG_INFO, "cache mode: %s",
 			     wce ? "write-back" : "write-through");
 	} else if (flags != VHU_CONFIG_MIGRATION) {
@@ -96,11 +107,22 @@ static int blk_set_config(void *opaque, uint32_t offset, const void *buf,
 	return 0;
 }
 
+/* Disconnects and device resets alike: nothing to forget here, the
+ * writeback choice waits for device_reset. */
 static void blk_reset(void *opaque)
+{
+	(void)opaque;
+}
+
+/* The guest's device was reset: the cache mode returns to its default. */
+static void blk_device_reset(void *opaque)
 {
 	struct vhu_blk *blk = opaque;
 
-	atomic_store(&blk->wce, true);
+	if (!blk->guest_wce)
+		vhu__blk_log(VHU_LOG_INFO, "device reset: cache mode back to write-back");
+	blk->guest_wce = true;
+	apply_wce(blk);
 }
 
 static const struct vhu_device_ops blk_ops = {
@@ -111,6 +133,7 @@ static const struct vhu_device_ops blk_ops = {
 	.get_config = blk_get_config,
 	.set_config = blk_set_config,
 	.reset = blk_reset,
+	.device_reset = blk_device_reset,
 };
 
 static const uint8_t blk_config_writable[VHU_BLK_CONFIG_SIZE] = {
@@ -178,6 +201,8 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
 	atomic_init(&blk->wce, true);
+	blk->guest_wce = true;
+	blk->flush_ok = true;
 	if (opts->serial) {
 		memset(blk->serial, 0, sizeof(blk->serial));
 		memcpy(blk->serial, opts->serial, strlen(opts->serial));
@@ -337,5 +362,6 @@ int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
 	st->in_flight = atomic_load(&s->in_flight);
 	st->flushes = atomic_load(&s->flushes);
 	st->discards = atomic_load(&s->discards);
+	st->writes_through = atomic_load(&s->writes_through);
 	return 0;
 }

@@ -37,6 +37,7 @@ struct slot {
 	struct vhu_blk_req req;
 	size_t done;        /* bytes transferred so far */
 	unsigned retries;
+	bool through;       /* write-through: durable before completion */
 	void *bounce;       /* aligned copy for O_DIRECT, or NULL */
 	struct slot *next_free;
 	struct iovec iov[VHU_BLK_IOV_CAP];
@@ -120,6 +121,8 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 		vhu__blk_stat_add(&w->stats->bytes_read, data_done);
 	else if (req->type == VHU_BLK_T_OUT)
 		vhu__blk_stat_add(&w->stats->bytes_written, data_done);
+	if (st == VHU_BLK_S_OK && s->through)
+		vhu__blk_stat_add(&w->stats->writes_through, 1);
 	else if (req->type == VHU_BLK_T_FLUSH)
 		vhu__blk_stat_add(&w->stats->flushes, 1);
 	else if (req->type == VHU_BLK_T_DISCARD ||
@@ -178,7 +181,7 @@ static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 	} else {
 		/* Write-through (wce = 0, 5.2.5): each write is durable on
 		 * completion, as if followed by a flush. */
-		int flags = atomic_load(&w->blk->wce) ? 0 : RWF_DSYNC;
+		int flags = s->through ? RWF_DSYNC : 0;
 
 		io_uring_prep_writev2(sqe, w->blk->fd, iov, n, off, flags);
 	}
@@ -213,7 +216,7 @@ static size_t try_inline(struct vhu__blk_worker *w, struct slot *s)
 	} else {
 		/* Write-through wants each write durable: leave it to
 		 * io_uring with RWF_DSYNC. */
-		if (!atomic_load_explicit(&w->blk->wce, memory_order_relaxed))
+		if (s->through)
 			return 0;
 		r = pwritev2(w->blk->fd, req->data, (int)req->n_data, off,
 			     nowait);
@@ -233,6 +236,9 @@ static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 
 	s->done = 0;
 	s->retries = 0;
+	/* Decided once per request, so a retry or the rest of a short
+	 * transfer is as durable as its start. */
+	s->through = req->type == VHU_BLK_T_OUT && !atomic_load(&w->blk->wce);
 	if (req->data_len == 0)
 		return 1;
 	s->done = try_inline(w, s);
@@ -284,8 +290,9 @@ static int write_zeroes_slow(struct vhu__blk_worker *w, uint64_t off,
  * and fallocate is not worth a slot's worth of state machine.  Segments
  * were checked against the capacity by vhu_blk_req_check().
  */
-static int do_segments(struct vhu__blk_worker *w, const struct vhu_blk_req *req)
+static int do_segments(struct vhu__blk_worker *w, struct slot *s)
 {
+	const struct vhu_blk_req *req = &s->req;
 	int fd = w->blk->fd;
 
 	for (unsigned i = 0; i < req->n_segs; i++) {
@@ -322,8 +329,11 @@ static int do_segments(struct vhu__blk_worker *w, const struct vhu_blk_req *req)
 		if (r < 0)
 			return r;
 	}
-	if (!atomic_load(&w->blk->wce) && fdatasync(fd) < 0)
-		return -errno;
+	if (!atomic_load(&w->blk->wce)) {
+		if (fdatasync(fd) < 0)
+			return -errno;
+		s->through = true;
+	}
 	return 0;
 }
 
@@ -334,6 +344,7 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 	struct vhu_blk *blk = w->blk;
 	int st, r;
 
+	s->through = false;
 	st = vhu_blk_req_parse(s->elem.iov, s->elem.n_out, s->elem.n_in, req,
 			       s->data, VHU_BLK_IOV_CAP);
 	if (st < 0) {
@@ -379,7 +390,7 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		return;
 	case VHU_BLK_T_DISCARD:
 	case VHU_BLK_T_WRITE_ZEROES:
-		r = do_segments(w, req);
+		r = do_segments(w, s);
 		if (r < 0)
 			vhu__blk_log(VHU_LOG_WARN, "queue %u: %s failed: %s",
 				     vhu_vq_index(w->vq),

@@ -71,6 +71,8 @@ static int on_config_change(struct vhu_fe *fe, void *opaque)
 	return 0;
 }
 
+static void ctx_connect(struct ctx *c);
+
 static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 {
 	struct vhu_backend_opts bo;
@@ -101,9 +103,12 @@ static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 	CHECK(c->resize_fd >= 0);
 	CHECK_EQ(vhu_loop_add(c->loop, c->resize_fd, EPOLLIN, on_resize, c), 0);
 	CHECK_EQ(pthread_create(&c->thread, NULL, loop_main, c), 0);
-	if (!connect)
-		return;
+	if (connect)
+		ctx_connect(c);
+}
 
+static void ctx_connect(struct ctx *c)
+{
 	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
 	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
 	/* split rings here; test-blk-packed.c drives packed ones */
@@ -458,6 +463,91 @@ TEST(config_space_and_wce)
 	fill(c.data, 4096, 4);
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 1, 4096, false, NULL), VHU_BLK_S_IOERR);
+	ctx_close(&c);
+}
+
+static uint64_t writes_through(struct ctx *c)
+{
+	struct vhu_blk_qstats st;
+
+	CHECK_EQ(vhu_blk_queue_stats(c->blk, 0, &st), 0);
+	return st.writes_through;
+}
+
+/* The guest's write-cache choice: SET_FEATURES (QEMU sends it on every
+ * device start) and a reconnect keep it; a device reset restores it. */
+TEST(wce_survives_set_features_and_reconnect)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct vhu_backend_opts bo;
+	struct ctx c;
+	uint8_t v, zero = 0;
+
+	ctx_open(&c, &o, true);
+	fill(c.data, 4096, 5);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 0);
+
+	CHECK_EQ(vhu_fe_set_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &zero, 1, 0), 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 1);
+
+	/* a device start sends SET_FEATURES again */
+	CHECK_EQ(vhu_fe_set_features(c.fe, vhu_fe_features(c.fe)), 0);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	CHECK(!vhu_blk_wce(c.blk));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 2);
+	/* write zeroes is made durable too */
+	{
+		uint8_t seg[16] = { 0 };
+		uint32_t n = htole32(8);
+
+		memcpy(seg + 8, &n, 4);
+		memcpy(c.data, seg, 16);
+		CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+			 VHU_BLK_S_OK);
+		CHECK_EQ(writes_through(&c), 3);
+	}
+
+	/* the front-end goes away and comes back */
+	vhu_fe_close(c.fe);
+	c.fe = NULL;
+	ctx_connect(&c);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	fill(c.data, 4096, 6);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 4);
+
+	/* a device reset (the op the session calls for RESET_DEVICE and
+	 * RESET_OWNER, see test-backend) restores write-back */
+	vhu_blk_backend_opts(c.blk, &bo);
+	CHECK(bo.ops->device_reset != NULL);
+	bo.ops->device_reset(bo.opaque);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 1);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 4);
+	ctx_close(&c);
+}
+
+/* Without FLUSH the device is write-through whatever the config says. */
+TEST(no_flush_feature_means_write_through)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint8_t v;
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_fe_set_features(c.fe, vhu_fe_features(c.fe) &
+					 ~VHU_BIT(VHU_BLK_F_FLUSH)), 0);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	fill(c.data, 4096, 7);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 1);
 	ctx_close(&c);
 }
 
