@@ -345,6 +345,12 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 	int st, r;
 
 	s->through = false;
+	if (s->elem.flags & VHU_VQ_ELEM_F_TRUNCATED) {
+		/* Beyond seg_max: answered IOERR in the status byte (the
+		 * parse below finds it as the only writable byte). */
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: request beyond seg_max",
+			     vhu_vq_index(w->vq));
+	}
 	st = vhu_blk_req_parse(s->elem.iov, s->elem.n_out, s->elem.n_in, req,
 			       s->data, VHU_BLK_IOV_CAP);
 	if (st < 0) {
@@ -463,12 +469,14 @@ static void pop_requests(struct vhu__blk_worker *w)
 			break;
 		}
 		struct slot *s = w->free;
-		int r = vhu_vq_pop(w->vq, &s->elem, s->iov, VHU_BLK_IOV_CAP);
+		/* A chain longer than VHU_BLK_IOV_CAP (more than seg_max data
+		 * segments, even with every one split across two memory
+		 * regions) comes back truncated to its status byte. */
+		int r = vhu_vq_pop_flags(w->vq, &s->elem, s->iov,
+					 VHU_BLK_IOV_CAP, VHU_VQ_POP_TRUNCATED);
 
 		if (r == 0)
 			break;
-		if (r == -E2BIG)
-			continue;  /* consumed and completed by the library */
 		if (r < 0) {
 			w->broken = true;
 			break;

@@ -37,6 +37,7 @@ struct ctx {
 	int resize_fd;           /* eventfd: resize on the loop thread */
 	uint64_t resize_to;
 	int changed_calls;
+	unsigned qsize;          /* 0: QSIZE */
 	struct vhu_fe *fe;
 	struct vhu_fe_vq *vq;
 	uint8_t *hdr, *status, *data;
@@ -115,7 +116,7 @@ static void ctx_connect(struct ctx *c)
 	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe) &
 					 ~VHU_BIT(VHU_F_RING_PACKED)), 0);
 	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
-	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, QSIZE, &c->vq), 0);
+	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, c->qsize ? c->qsize : QSIZE, &c->vq), 0);
 	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
 	c->status = vhu_fe_alloc(c->fe, NSLOT, 64, &c->status_gpa);
 	c->data = vhu_fe_alloc(c->fe, DATA_SIZE * 2, 4096, &c->data_gpa);
@@ -548,6 +549,35 @@ TEST(no_flush_feature_means_write_through)
 	fill(c.data, 4096, 7);
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
 	CHECK_EQ(writes_through(&c), 1);
+	ctx_close(&c);
+}
+
+/* A chain with more buffers than the device's iovec array (beyond
+ * seg_max) gets IOERR in its status byte and an interrupt, and the queue
+ * goes on. */
+TEST(oversized_chain_answered_ioerr)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct vhu_fe_buf out[1], in[VHU_BLK_IOV_CAP + 8];
+	unsigned n_in = 0;
+	uint32_t lens[NSLOT];
+	struct ctx c;
+
+	ctx_open(&c, &o, false);
+	c.qsize = 512;
+	ctx_connect(&c);
+	set_hdr(&c, 0, VHU_BLK_T_IN, 0);
+	out[0] = (struct vhu_fe_buf){ c.hdr_gpa, 16 };
+	for (unsigned i = 0; i < VHU_BLK_IOV_CAP + 4; i++)
+		in[n_in++] = (struct vhu_fe_buf){ c.data_gpa + 512 * (i % 64), 512 };
+	in[n_in++] = (struct vhu_fe_buf){ c.status_gpa, 1 };
+	CHECK(vhu_fe_vq_add(c.vq, out, 1, in, n_in, (void *)(uintptr_t)1) >= 0);
+	lens[0] = 99;
+	run(&c, 1, lens);
+	CHECK_EQ(c.status[0], VHU_BLK_S_IOERR);
+	CHECK_EQ(lens[0], 1);
+	/* the queue still serves requests */
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 0, 4096, true, NULL), VHU_BLK_S_OK);
 	ctx_close(&c);
 }
 
