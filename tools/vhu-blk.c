@@ -55,7 +55,9 @@ static void usage(FILE *f)
 "      --num-queues N       number of request queues (1..%u, default 1)\n"
 "      --threads N          I/O threads (default: one per queue); fewer\n"
 "                           threads than queues share them round-robin\n"
-"      --blk-size N         logical block size: 512 (default) or 4096\n"
+"      --blk-size N         logical block size: 512 or 4096 (default: the\n"
+"                           host's logical block size, and with --cache none\n"
+"                           its direct-I/O alignment)\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
@@ -122,7 +124,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	unsigned long v;
 	int c;
 
-	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 512,
+	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
 			       .cache = VHU_BLK_CACHE_WRITEBACK };
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":b:s:rhV", longopts, NULL)) != -1) {
@@ -297,7 +299,8 @@ static const char *open_error(int r)
 	case -ENOTBLK:
 		return "not a regular file or block device";
 	case -EINVAL:
-		return "invalid argument (O_DIRECT unsupported here? try --cache=writeback)";
+		return "invalid argument (see above; or O_DIRECT unsupported here? "
+		       "try --cache=writeback)";
 	default:
 		return strerror(-r);
 	}

@@ -32,6 +32,7 @@ static inline void vhu__blk_stat_add(_Atomic uint64_t *c, uint64_t n)
 
 struct vhu_blk {
 	int fd;
+	struct vhu_blk_geometry geo;
 	bool blockdev;
 	bool mem_backed;            /* tmpfs/ramfs image: I/O is a memory copy */
 	bool read_only;
@@ -96,6 +97,10 @@ int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		       struct vhu__blk_group *g, struct vhu__blk_runner **out);
 void vhu__blk_run_stop(struct vhu__blk_runner *r);
 
+struct stat;
+/* Query the host's block size, direct-I/O alignment, discard granularity. */
+void vhu__blk_image_geometry(int fd, const struct stat *st,
+			     struct vhu_blk_geometry *g);
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
 /* Current size of the open image in bytes. */

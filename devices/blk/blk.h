@@ -132,6 +132,7 @@ size_t vhu_blk_req_get_id(const struct vhu_blk_req *req, const char *serial);
 struct vhu_blk_config_in {
 	uint64_t capacity;  /* sectors */
 	unsigned blk_size;
+	unsigned discard_align; /* bytes (0: blk_size) */
 	unsigned num_queues;
 	bool wce;
 };
@@ -144,12 +145,32 @@ void vhu_blk_config_build(const struct vhu_blk_config_in *in,
 
 enum vhu_blk_cache { VHU_BLK_CACHE_WRITEBACK = 0, VHU_BLK_CACHE_NONE = 1 };
 
+/* What the host storage needs (bytes, powers of two), queried when the
+ * image is opened. */
+struct vhu_blk_geometry {
+	unsigned logical;     /* logical block size (BLKSSZGET; 512 for files) */
+	unsigned dio_offset;  /* O_DIRECT offset / length alignment */
+	unsigned dio_mem;     /* O_DIRECT memory alignment */
+	unsigned discard;     /* discard granularity */
+};
+
+/*
+ * The guest's logical block size for a host: requested (512 or 4096), or
+ * 0 for the smallest that works (the host's logical block size, and with
+ * --cache none its direct-I/O alignment).  Returns 0 with *out, or
+ * -EINVAL with a sentence in why (size bytes) when the combination cannot
+ * work, e.g. 512 with O_DIRECT on a 4096-byte-sector device.
+ */
+int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
+			  const struct vhu_blk_geometry *g, unsigned *out,
+			  char *why, size_t size);
+
 struct vhu_blk_opts {
 	const char *path;
 	bool read_only;
 	const char *serial;      /* NULL: derived from the path */
 	unsigned num_queues;     /* 1 .. VHU_BACKEND_MAX_QUEUES */
-	unsigned blk_size;       /* 512 or 4096 */
+	unsigned blk_size;       /* 512, 4096, or 0: what the host needs */
 	enum vhu_blk_cache cache;
 	unsigned queue_depth;    /* in-flight requests per queue; 0 = 128 */
 	/* I/O threads: 0 or >= num_queues = one thread per queue; fewer
@@ -190,6 +211,8 @@ bool vhu_blk_is_blockdev(const struct vhu_blk *blk);
 const char *vhu_blk_serial(const struct vhu_blk *blk);
 unsigned vhu_blk_num_queues(const struct vhu_blk *blk);
 unsigned vhu_blk_blk_size(const struct vhu_blk *blk);
+/* The host storage's needs, as queried at open. */
+const struct vhu_blk_geometry *vhu_blk_geometry(const struct vhu_blk *blk);
 /* Number of I/O threads when started queues all run. */
 unsigned vhu_blk_num_threads(const struct vhu_blk *blk);
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk);

@@ -4,6 +4,7 @@
  * vhu_device_ops callbacks (all on the control thread).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +65,7 @@ static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
 	struct vhu_blk_config_in in = {
 		.capacity = atomic_load(&blk->capacity),
 		.blk_size = blk->blk_size,
+		.discard_align = blk->geo.discard,
 		.num_queues = blk->num_queues,
 		.wce = atomic_load(&blk->wce),
 	};
@@ -177,6 +179,38 @@ static void default_serial(char *out, const char *path)
 	strncpy(out, base, VHU_BLK_ID_BYTES);
 }
 
+int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
+			  const struct vhu_blk_geometry *g, unsigned *out,
+			  char *why, size_t size)
+{
+	/* Buffered I/O goes through the page cache, which serves any
+	 * 512-byte block; O_DIRECT needs the host's alignment. */
+	unsigned need = 512, best;
+
+	if (cache == VHU_BLK_CACHE_NONE)
+		need = g->dio_offset > g->logical ? g->dio_offset : g->logical;
+	/* The default is the host's own block size: what a guest then
+	 * aligns to never needs a read-modify-write below us. */
+	best = need > g->logical ? need : g->logical;
+	if (requested == 0) {
+		*out = best <= 512 ? 512 : 4096;
+		if (best <= 4096)
+			return 0;
+		snprintf(why, size, "the host needs %u-byte blocks; vhu-blk "
+			 "serves 512 or 4096", best);
+		return -EINVAL;
+	}
+	if (requested % need == 0) {
+		*out = requested;
+		return 0;
+	}
+	snprintf(why, size, "--blk-size %u with --cache none: the image needs "
+		 "direct I/O aligned to %u bytes (logical block size %u); use "
+		 "--blk-size %u or --cache writeback", requested, need,
+		 g->logical, need <= 4096 ? 4096 : need);
+	return -EINVAL;
+}
+
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 {
 	struct vhu_blk *blk;
@@ -186,7 +220,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 		return -EINVAL;
 	if (opts->num_queues < 1 || opts->num_queues > VHU_BACKEND_MAX_QUEUES)
 		return -EINVAL;
-	if (opts->blk_size != 512 && opts->blk_size != 4096)
+	if (opts->blk_size != 0 && opts->blk_size != 512 && opts->blk_size != 4096)
 		return -EINVAL;
 	if (opts->serial && strlen(opts->serial) > VHU_BLK_ID_BYTES)
 		return -ENAMETOOLONG;
@@ -197,7 +231,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->fd = -1;
 	blk->read_only = opts->read_only;
 	blk->cache = opts->cache;
-	blk->blk_size = opts->blk_size;
+	blk->blk_size = opts->blk_size ? opts->blk_size : 512;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
 	atomic_init(&blk->wce, true);
@@ -218,6 +252,25 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	r = vhu__blk_image_open(blk, opts->path);
 	if (r < 0)
 		goto fail;
+	{
+		char why[200];
+		uint64_t size = atomic_load(&blk->size);
+
+		/* Buffered I/O on a regular file works at 512 whatever the
+		 * file system; anything else must fit what the host needs. */
+		r = vhu_blk_pick_blk_size(opts->blk_size, blk->cache, &blk->geo,
+					  &blk->blk_size, why, sizeof(why));
+		if (r < 0) {
+			vhu__blk_log(VHU_LOG_ERROR, "%s: %s", opts->path, why);
+			goto fail;
+		}
+		if (!opts->blk_size && blk->blk_size != 512)
+			vhu__blk_log(VHU_LOG_INFO, "%s: block size %u (host logical "
+				     "block size %u, direct-I/O alignment %u)",
+				     opts->path, blk->blk_size, blk->geo.logical,
+				     blk->geo.dio_offset);
+		vhu__blk_set_size(blk, size);
+	}
 	if (opts->threads && opts->threads < blk->num_queues) {
 		blk->groups = calloc(opts->threads, sizeof(*blk->groups));
 		if (!blk->groups) {
@@ -298,6 +351,11 @@ unsigned vhu_blk_num_queues(const struct vhu_blk *blk)
 unsigned vhu_blk_blk_size(const struct vhu_blk *blk)
 {
 	return blk->blk_size;
+}
+
+const struct vhu_blk_geometry *vhu_blk_geometry(const struct vhu_blk *blk)
+{
+	return &blk->geo;
 }
 
 unsigned vhu_blk_num_threads(const struct vhu_blk *blk)

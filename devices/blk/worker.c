@@ -137,11 +137,14 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 	w->in_flight--;
 }
 
-static bool aligned_iov(const struct iovec *iov, unsigned n)
+/* O_DIRECT takes guest memory as it is when every buffer starts on the
+ * host's memory alignment and is whole blocks of its offset alignment. */
+static bool aligned_iov(const struct vhu_blk_geometry *g,
+			const struct iovec *iov, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		if ((uintptr_t)iov[i].iov_base % VHU_BLK_SECTOR_SIZE ||
-		    iov[i].iov_len % VHU_BLK_SECTOR_SIZE)
+		if ((uintptr_t)iov[i].iov_base % g->dio_mem ||
+		    iov[i].iov_len % g->dio_offset)
 			return false;
 	return true;
 }
@@ -247,7 +250,7 @@ static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 	/* O_DIRECT needs aligned memory; guest buffers usually are, the
 	 * rest go through a bounce buffer. */
 	if (w->blk->cache == VHU_BLK_CACHE_NONE &&
-	    !aligned_iov(req->data, req->n_data)) {
+	    !aligned_iov(&w->blk->geo, req->data, req->n_data)) {
 		if (posix_memalign(&s->bounce, DIO_ALIGN, req->data_len))
 			return -ENOMEM;
 		if (req->type == VHU_BLK_T_OUT)

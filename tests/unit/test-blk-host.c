@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-blk on what the host storage needs: the block size chosen for a
+ * host's logical block size and direct-I/O alignment, refused
+ * combinations, discard granularity, and DISCARD / WRITE_ZEROES on a
+ * block device.  The block-device cases run on a loop device with
+ * 4096-byte sectors (a "4Kn" disk); they are skipped when this process
+ * cannot make one (not root, no /dev/loop-control).
+ */
+#include <linux/fs.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
+
+#include "blk-harness.h"
+
+#define LOOP_SIZE (4u << 20)
+
+/* ---- the choice of block size, from a geometry ---- */
+
+TEST(pick_blk_size)
+{
+	struct vhu_blk_geometry g512 = { 512, 512, 512, 512 };
+	struct vhu_blk_geometry g4k = { 4096, 4096, 512, 4096 };
+	/* a file on a file system over a 4Kn disk: buffered I/O is fine at
+	 * 512, O_DIRECT needs 4096 */
+	struct vhu_blk_geometry f4k = { 512, 4096, 4, 4096 };
+	struct vhu_blk_geometry g8k = { 8192, 8192, 512, 8192 };
+	char why[200] = "";
+	unsigned bs = 0;
+
+	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &g512, &bs,
+				       why, sizeof(why)), 0);
+	CHECK_EQ(bs, 512);
+	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_NONE, &g4k, &bs, why,
+				       sizeof(why)), 0);
+	CHECK_EQ(bs, 4096);
+	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &g4k, &bs,
+				       why, sizeof(why)), 0);
+	CHECK_EQ(bs, 4096);
+	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &f4k, &bs,
+				       why, sizeof(why)), 0);
+	CHECK_EQ(bs, 512);
+	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_NONE, &f4k, &bs, why,
+				       sizeof(why)), 0);
+	CHECK_EQ(bs, 4096);
+	CHECK_EQ(vhu_blk_pick_blk_size(4096, VHU_BLK_CACHE_NONE, &g512, &bs,
+				       why, sizeof(why)), 0);
+	CHECK_EQ(bs, 4096);
+
+	/* impossible: said why */
+	CHECK_EQ(vhu_blk_pick_blk_size(512, VHU_BLK_CACHE_NONE, &g4k, &bs, why,
+				       sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "--cache none") && strstr(why, "4096"));
+	why[0] = 0;
+	CHECK_EQ(vhu_blk_pick_blk_size(512, VHU_BLK_CACHE_NONE, &f4k, &bs, why,
+				       sizeof(why)), -EINVAL);
+	CHECK(why[0]);
+	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &g8k, &bs,
+				       why, sizeof(why)), -EINVAL);
+	/* the page cache serves 512-byte blocks over any device */
+	CHECK_EQ(vhu_blk_pick_blk_size(512, VHU_BLK_CACHE_WRITEBACK, &g4k, &bs,
+				       why, sizeof(why)), 0);
+	CHECK_EQ(bs, 512);
+}
+
+/* ---- a 4Kn loop device ---- */
+
+struct loopdev {
+	char file[64], dev[32];
+	int fd;
+};
+
+static bool loop_make(struct loopdev *l, unsigned sector)
+{
+	struct loop_config cfg;
+	int ctl, n, bfd;
+
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	if (geteuid() != 0)
+		return false;
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		return false;
+	n = ioctl(ctl, LOOP_CTL_GET_FREE);
+	close(ctl);
+	if (n < 0)
+		return false;
+	strcpy(l->file, "/tmp/vhu-blk-loop-XXXXXX");
+	bfd = mkstemp(l->file);
+	if (bfd < 0)
+		return false;
+	if (ftruncate(bfd, LOOP_SIZE) < 0)
+		goto fail;
+	snprintf(l->dev, sizeof(l->dev), "/dev/loop%d", n);
+	l->fd = open(l->dev, O_RDWR | O_CLOEXEC);
+	if (l->fd < 0)
+		goto fail;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.fd = (uint32_t)bfd;
+	cfg.block_size = sector;
+	cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+	if (ioctl(l->fd, LOOP_CONFIGURE, &cfg) < 0)
+		goto fail;
+	close(bfd);
+	return true;
+fail:
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	close(bfd);
+	unlink(l->file);
+	return false;
+}
+
+static void loop_free(struct loopdev *l)
+{
+	if (l->fd < 0)
+		return;
+	ioctl(l->fd, LOOP_CLR_FD, 0);
+	close(l->fd);
+	unlink(l->file);
+	l->fd = -1;
+}
+
+static struct loopdev lo;
+
+static void after(void)
+{
+	loop_free(&lo);
+}
+
+#define NEED_LOOP()                                                           \
+	do {                                                                  \
+		if (!loop_make(&lo, 4096)) {                                  \
+			tap_skip("no loop device (needs root and "            \
+				 "/dev/loop-control)");                       \
+		}                                                             \
+	} while (0)
+
+TEST(loop4k_block_size_chosen_and_refused)
+{
+	struct vhu_blk_opts o = { .num_queues = 1, .cache = VHU_BLK_CACHE_NONE };
+	struct vhu_blk *blk;
+
+	NEED_LOOP();
+	o.path = lo.dev;
+	CHECK_EQ(vhu_blk_new(&o, &blk), 0);
+	CHECK_EQ(vhu_blk_geometry(blk)->logical, 4096);
+	CHECK_EQ(vhu_blk_blk_size(blk), 4096);
+	CHECK_EQ(vhu_blk_capacity(blk), LOOP_SIZE / 512);
+	vhu_blk_free(blk);
+
+	/* 512-byte blocks with O_DIRECT on 4096-byte sectors: refused */
+	o.blk_size = 512;
+	CHECK_EQ(vhu_blk_new(&o, &blk), -EINVAL);
+	/* buffered: the page cache serves 512-byte blocks */
+	o.cache = VHU_BLK_CACHE_WRITEBACK;
+	CHECK_EQ(vhu_blk_new(&o, &blk), 0);
+	CHECK_EQ(vhu_blk_blk_size(blk), 512);
+	vhu_blk_free(blk);
+	o.blk_size = 0;
+	CHECK_EQ(vhu_blk_new(&o, &blk), 0);
+	CHECK_EQ(vhu_blk_blk_size(blk), 4096);
+	vhu_blk_free(blk);
+}
+
+static void dev_read(void *buf, size_t len, off_t off)
+{
+	int fd = open(lo.dev, O_RDONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(pread(fd, buf, len, off), (ssize_t)len);
+	close(fd);
+}
+
+/* O_DIRECT I/O at 4096 bytes, aligned and bounced. */
+TEST(loop4k_direct_io)
+{
+	struct vhu_blk_opts o = { .cache = VHU_BLK_CACHE_NONE };
+	uint8_t want[8192], got[8192];
+	struct ctx c;
+
+	NEED_LOOP();
+	o.path = lo.dev;
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_blk_blk_size(c.blk), 4096);
+	fill(c.data, 8192, 9);
+	memcpy(want, c.data, 8192);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 8192, false, NULL), VHU_BLK_S_OK);
+	memset(c.data, 0, 8192);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 8, 8192, true, NULL), VHU_BLK_S_OK);
+	CHECK_MEM(c.data, want, 8192);
+	/* a buffer that is not block-aligned goes through a bounce buffer */
+	add_req(&c, 0, VHU_BLK_T_IN, 8, c.data_gpa + 100, 4096, true);
+	run(&c, 1, NULL);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	CHECK_MEM(c.data + 100, want, 4096);
+	/* misaligned for the guest's 4096-byte blocks: IOERR */
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1, 4096, true, NULL), VHU_BLK_S_IOERR);
+	dev_read(got, 8192, 8 * 512);
+	CHECK_MEM(got, want, 8192);
+	ctx_close(&c);
+}
+
+int main(void)
+{
+	tap_after_each = after;
+	return tap_run();
+}
