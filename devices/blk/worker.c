@@ -13,7 +13,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -62,6 +65,9 @@ struct vhu__blk_worker {
 	bool ring_ok;
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
 	void *zeroes;       /* ZERO_BUF aligned zero bytes */
+	unsigned seg_fail_count;  /* discard/zeroes failures not yet logged */
+	bool seg_fail_logged;
+	time_t seg_fail_last;
 	struct __kernel_timespec tick;
 };
 
@@ -288,10 +294,80 @@ static int write_zeroes_slow(struct vhu__blk_worker *w, uint64_t off,
 	return 0;
 }
 
+/* Inward to the discard granularity: a partial block cannot be
+ * discarded (block devices refuse it), and discard is only a hint. */
+static bool trim_range(unsigned gran, uint64_t *off, uint64_t *len)
+{
+	uint64_t start = (*off + gran - 1) / gran * gran;
+	uint64_t end = (*off + *len) / gran * gran;
+
+	if (start >= end)
+		return false;
+	*off = start;
+	*len = end - start;
+	return true;
+}
+
+/* DISCARD: BLKDISCARD on a block device, a punched hole in a file.
+ * A host that cannot discard makes it a no-op (5.2.6.2: a hint). */
+static int seg_discard(struct vhu__blk_worker *w, uint64_t off, uint64_t len)
+{
+	struct vhu_blk *blk = w->blk;
+	int r;
+
+	if (!trim_range(blk->geo.discard, &off, &len))
+		return 0;
+	if (blk->blockdev) {
+		uint64_t range[2] = { off, len };
+
+		r = ioctl(blk->fd, BLKDISCARD, range);
+	} else {
+		r = fallocate(blk->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)off, (off_t)len);
+	}
+	if (r < 0 && errno != EOPNOTSUPP && errno != ENOSYS)
+		return -errno;
+	return 0;
+}
+
+/* WRITE_ZEROES: the range reads back as zeroes, or the request fails.
+ * unmap: the guest allows deallocation (hole / unmapping zeroout). */
+static int seg_zeroes(struct vhu__blk_worker *w, uint64_t off, uint64_t len,
+		      bool unmap)
+{
+	struct vhu_blk *blk = w->blk;
+	int fd = blk->fd, r;
+
+	/* KEEP_SIZE: block devices require it, and a file never grows past
+	 * the checked capacity.  On a block device PUNCH_HOLE is a zeroout
+	 * that may unmap and ZERO_RANGE one that must not. */
+	if (unmap && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       (off_t)off, (off_t)len) == 0)
+		return 0;
+	if (blk->blockdev) {
+		uint64_t range[2] = { off, len };
+
+		r = ioctl(fd, BLKZEROOUT, range);
+	} else {
+		r = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+			      (off_t)off, (off_t)len);
+	}
+	if (r == 0)
+		return 0;
+	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
+		return -errno;
+	/* Not offered by this file system, or a range finer than the
+	 * device's blocks (buffered writes handle those). */
+	r = write_zeroes_slow(w, off, len);
+	if (r == -EINVAL && blk->blockdev)
+		r = -EOPNOTSUPP;
+	return r;
+}
+
 /*
  * DISCARD and WRITE_ZEROES run synchronously on this thread: they are rare
- * and fallocate is not worth a slot's worth of state machine.  Segments
- * were checked against the capacity by vhu_blk_req_check().
+ * and not worth a slot's worth of state machine.  Segments were checked
+ * against the capacity by vhu_blk_req_check().
  */
 static int do_segments(struct vhu__blk_worker *w, struct slot *s)
 {
@@ -300,35 +376,17 @@ static int do_segments(struct vhu__blk_worker *w, struct slot *s)
 
 	for (unsigned i = 0; i < req->n_segs; i++) {
 		const struct vhu_blk_seg *sg = &req->segs[i];
-		off_t off = (off_t)(sg->sector << VHU_BLK_SECTOR_SHIFT);
-		off_t len = (off_t)sg->num_sectors << VHU_BLK_SECTOR_SHIFT;
+		uint64_t off = sg->sector << VHU_BLK_SECTOR_SHIFT;
+		uint64_t len = (uint64_t)sg->num_sectors << VHU_BLK_SECTOR_SHIFT;
 		int r;
 
 		if (len == 0)
 			continue;
-		if (req->type == VHU_BLK_T_DISCARD) {
-			/* Discard is a hint (5.2.6.2): unsupported is fine. */
-			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				      off, len) < 0 &&
-			    errno != EOPNOTSUPP && errno != ENOSYS)
-				return -errno;
-			continue;
-		}
-		/* KEEP_SIZE: block devices require it, and a file never
-		 * grows past the checked capacity. */
-		r = fallocate(fd, ((sg->flags & VHU_BLK_SEG_F_UNMAP) ?
-				   FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
-				  FALLOC_FL_KEEP_SIZE, off, len);
-		if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS ||
-			      errno == EINVAL)) {
-			r = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-				      off, len);
-			if (r < 0)
-				r = write_zeroes_slow(w, (uint64_t)off,
-						      (uint64_t)len);
-		} else if (r < 0) {
-			r = -errno;
-		}
+		if (req->type == VHU_BLK_T_DISCARD)
+			r = seg_discard(w, off, len);
+		else
+			r = seg_zeroes(w, off, len,
+				       (sg->flags & VHU_BLK_SEG_F_UNMAP) != 0);
 		if (r < 0)
 			return r;
 	}
@@ -338,6 +396,26 @@ static int do_segments(struct vhu__blk_worker *w, struct slot *s)
 		s->through = true;
 	}
 	return 0;
+}
+
+/* At most one warning per queue every 10 s, with the count it stands
+ * for: a guest's discards must not flood the log. */
+static void seg_failed(struct vhu__blk_worker *w, uint32_t type, int err)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	w->seg_fail_count++;
+	if (w->seg_fail_logged && now.tv_sec - w->seg_fail_last < 10)
+		return;
+	vhu__blk_log(VHU_LOG_WARN, "queue %u: %s failed: %s (%u failure%s "
+		     "since the last report)", vhu_vq_index(w->vq),
+		     type == VHU_BLK_T_DISCARD ? "discard" : "write zeroes",
+		     strerror(-err), w->seg_fail_count,
+		     w->seg_fail_count == 1 ? "" : "s");
+	w->seg_fail_logged = true;
+	w->seg_fail_last = now.tv_sec;
+	w->seg_fail_count = 0;
 }
 
 /* Start a freshly popped request; it may complete at once. */
@@ -401,12 +479,12 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 	case VHU_BLK_T_WRITE_ZEROES:
 		r = do_segments(w, s);
 		if (r < 0)
-			vhu__blk_log(VHU_LOG_WARN, "queue %u: %s failed: %s",
-				     vhu_vq_index(w->vq),
-				     req->type == VHU_BLK_T_DISCARD ?
-					     "discard" : "write zeroes",
-				     strerror(-r));
-		complete(w, s, r < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
+			seg_failed(w, req->type, r);
+		/* A write-zeroes the host cannot do is UNSUPP: never OK
+		 * for zeroes that were not written. */
+		complete(w, s, r == 0 ? VHU_BLK_S_OK :
+			       r == -EOPNOTSUPP || r == -ENOSYS ? VHU_BLK_S_UNSUPP :
+			       VHU_BLK_S_IOERR, 0);
 		return;
 	default:
 		complete(w, s, VHU_BLK_S_UNSUPP, 0);

@@ -165,6 +165,16 @@ TEST(loop4k_block_size_chosen_and_refused)
 	vhu_blk_free(blk);
 }
 
+static void put_seg(uint8_t *p, uint64_t sector, uint32_t n, uint32_t flags)
+{
+	uint64_t s = htole64(sector);
+	uint32_t nn = htole32(n), f = htole32(flags);
+
+	memcpy(p, &s, 8);
+	memcpy(p + 8, &nn, 4);
+	memcpy(p + 12, &f, 4);
+}
+
 static void dev_read(void *buf, size_t len, off_t off)
 {
 	int fd = open(lo.dev, O_RDONLY | O_CLOEXEC);
@@ -200,6 +210,61 @@ TEST(loop4k_direct_io)
 	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1, 4096, true, NULL), VHU_BLK_S_IOERR);
 	dev_read(got, 8192, 8 * 512);
 	CHECK_MEM(got, want, 8192);
+	ctx_close(&c);
+}
+
+/* 512-byte guest blocks over 4096-byte sectors (write-back): discards are
+ * advertised at the host's granularity, finer ones do what they can, and
+ * write-zeroes zeroes exactly its range. */
+TEST(loop4k_discard_and_zeroes_512)
+{
+	struct vhu_blk_opts o = { .blk_size = 512 };
+	uint8_t pat[16384], buf[16384], zero[16384] = { 0 };
+	uint32_t align;
+	struct ctx c;
+
+	NEED_LOOP();
+	o.path = lo.dev;
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_fe_get_config(c.fe, 44, &align, 4), 0);
+	CHECK_EQ(le32toh(align), 8); /* discard_sector_alignment: 4 KiB */
+
+	fill(pat, sizeof(pat), 1);
+	memcpy(c.data, pat, sizeof(pat));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 64, 16384, false, NULL), VHU_BLK_S_OK);
+	memset(c.data, 0, 4096);
+
+	/* DISCARD of sectors 65..95 (512-granular): the whole 4 KiB blocks
+	 * inside it, 72..87, are discarded (a loop device reads them back
+	 * as zeroes); the partial blocks keep their data */
+	put_seg(c.data, 65, 23, 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_DISCARD, 0, 16, false, NULL), VHU_BLK_S_OK);
+	dev_read(buf, sizeof(buf), 64 * 512);
+	CHECK_MEM(buf, pat, 4096);
+	CHECK_MEM(buf + 4096, zero, 8192);
+	CHECK_MEM(buf + 12288, pat + 12288, 4096);
+	/* a discard smaller than one host block: nothing to do, OK */
+	put_seg(c.data, 97, 2, 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_DISCARD, 0, 16, false, NULL), VHU_BLK_S_OK);
+
+	/* WRITE_ZEROES at 512 granularity inside the block 88..95, with
+	 * and without unmap */
+	put_seg(c.data, 89, 3, 0);
+	put_seg(c.data + 16, 93, 2, 1);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 32, false, NULL),
+		 VHU_BLK_S_OK);
+	dev_read(buf, 4096, 88 * 512);
+	CHECK_MEM(buf, pat + 12288, 512);
+	CHECK_MEM(buf + 512, zero, 1536);
+	CHECK_MEM(buf + 2048, pat + 12288 + 2048, 512);
+	CHECK_MEM(buf + 2560, zero, 1024);
+	CHECK_MEM(buf + 3584, pat + 12288 + 3584, 512);
+	/* a whole block: BLKZEROOUT */
+	put_seg(c.data, 64, 8, 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+		 VHU_BLK_S_OK);
+	dev_read(buf, 4096, 64 * 512);
+	CHECK_MEM(buf, zero, 4096);
 	ctx_close(&c);
 }
 
