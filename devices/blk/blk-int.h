@@ -19,6 +19,8 @@ struct vhu__blk_stats {
 	_Atomic uint64_t flushes;
 	_Atomic uint64_t discards;     /* DISCARD and WRITE_ZEROES */
 	_Atomic uint64_t writes_through; /* writes made durable before done */
+	_Atomic uint64_t bounce_bytes;   /* bounce memory held now */
+	_Atomic uint64_t bounce_peak;    /* its high-water mark */
 };
 
 /* One writer per counter (the queue's worker): a relaxed load and store

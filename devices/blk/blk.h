@@ -60,6 +60,9 @@
  * driver that respects both never exceeds it (5.2.6.1); the bound keeps
  * bounce buffers finite. */
 #define VHU_BLK_MAX_TRANSFER     ((size_t)VHU_BLK_SEG_MAX * VHU_BLK_SIZE_MAX)
+/* Bounce memory (--cache none, unaligned guest buffers) per queue, at
+ * most: requests beyond it wait for memory, large ones go in chunks. */
+#define VHU_BLK_BOUNCE_BUDGET    ((size_t)2 << 20)
 /* iovec storage per request: data segments plus header/status, with room
  * for guest ranges that cross two memory regions. */
 #define VHU_BLK_IOV_CAP          256u
@@ -189,6 +192,8 @@ struct vhu_blk_qstats {
 	/* Writes served write-through (durable before completion:
 	 * RWF_DSYNC, or fdatasync for DISCARD / WRITE_ZEROES). */
 	uint64_t writes_through;
+	uint64_t bounce_bytes;  /* bounce memory held now */
+	uint64_t bounce_peak;   /* its high-water mark */
 };
 
 struct vhu_blk;

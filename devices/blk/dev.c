@@ -421,5 +421,7 @@ int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
 	st->flushes = atomic_load(&s->flushes);
 	st->discards = atomic_load(&s->discards);
 	st->writes_through = atomic_load(&s->writes_through);
+	st->bounce_bytes = atomic_load(&s->bounce_bytes);
+	st->bounce_peak = atomic_load(&s->bounce_peak);
 	return 0;
 }

@@ -34,6 +34,8 @@
 #define MAX_RETRIES 16u
 #define ZERO_BUF 65536u
 #define DIO_ALIGN 4096u
+/* Bounce buffers carry a request in chunks of at most this much. */
+#define BOUNCE_CHUNK (256u << 10)
 
 struct slot {
 	struct vhu_vq_elem elem;
@@ -42,7 +44,9 @@ struct slot {
 	unsigned retries;
 	bool through;       /* write-through: durable before completion */
 	void *bounce;       /* aligned copy for O_DIRECT, or NULL */
+	size_t bounce_len;  /* its size: at most BOUNCE_CHUNK */
 	struct slot *next_free;
+	struct slot *next_wait; /* waiting for bounce memory */
 	struct iovec iov[VHU_BLK_IOV_CAP];
 	struct iovec data[VHU_BLK_IOV_CAP];
 	struct iovec cur[VHU_BLK_IOV_CAP];
@@ -65,6 +69,10 @@ struct vhu__blk_worker {
 	bool ring_ok;
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
 	void *zeroes;       /* ZERO_BUF aligned zero bytes */
+	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
+	 * requests that would exceed it wait in FIFO order. */
+	size_t bounce_used;
+	struct slot *wait_head, *wait_tail;
 	unsigned seg_fail_count;  /* discard/zeroes failures not yet logged */
 	bool seg_fail_logged;
 	time_t seg_fail_last;
@@ -136,8 +144,13 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 		vhu__blk_stat_add(&w->stats->discards, 1);
 	vhu__blk_stat_add(&w->stats->in_flight, (uint64_t)-1);
 
-	free(s->bounce);
-	s->bounce = NULL;
+	if (s->bounce) {
+		free(s->bounce);
+		s->bounce = NULL;
+		w->bounce_used -= s->bounce_len;
+		vhu__blk_stat_add(&w->stats->bounce_bytes, -(uint64_t)s->bounce_len);
+		s->bounce_len = 0;
+	}
 	s->next_free = w->free;
 	w->free = s;
 	w->in_flight--;
@@ -166,7 +179,13 @@ static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 	unsigned n;
 
 	if (s->bounce) {
-		s->cur[0].iov_base = (char *)s->bounce + s->done;
+		/* One chunk at a time through the bounce buffer. */
+		if (left > s->bounce_len)
+			left = s->bounce_len;
+		if (req->type == VHU_BLK_T_OUT)
+			vhu_iov_to_buf(req->data, req->n_data, s->done, s->bounce,
+				       left);
+		s->cur[0].iov_base = s->bounce;
 		s->cur[0].iov_len = left;
 		iov = s->cur;
 		n = 1;
@@ -238,6 +257,65 @@ static size_t try_inline(struct vhu__blk_worker *w, struct slot *s)
 	return (size_t)r;
 }
 
+/* Give s a bounce buffer: one chunk of the request (at most BOUNCE_CHUNK,
+ * a multiple of the direct-I/O alignment) within the queue's budget.
+ * Returns 1 when s has one, 0 when s now waits for memory (it is started
+ * when another request frees some; FIFO, so none starves), -errno. */
+static int take_bounce(struct vhu__blk_worker *w, struct slot *s)
+{
+	size_t len = s->req.data_len - s->done;
+	size_t align = w->blk->geo.dio_mem > DIO_ALIGN ? w->blk->geo.dio_mem
+						       : DIO_ALIGN;
+
+	if (len > BOUNCE_CHUNK)
+		len = BOUNCE_CHUNK;
+	if (w->bounce_used + len > VHU_BLK_BOUNCE_BUDGET ||
+	    (w->wait_head && w->wait_head != s)) {
+		if (w->wait_head != s) {
+			s->next_wait = NULL;
+			if (w->wait_tail)
+				w->wait_tail->next_wait = s;
+			else
+				w->wait_head = s;
+			w->wait_tail = s;
+		}
+		return 0;
+	}
+	if (posix_memalign(&s->bounce, align, len)) {
+		s->bounce = NULL;
+		return -ENOMEM;
+	}
+	s->bounce_len = len;
+	w->bounce_used += len;
+	vhu__blk_stat_add(&w->stats->bounce_bytes, len);
+	if (atomic_load_explicit(&w->stats->bounce_bytes, memory_order_relaxed) >
+	    atomic_load_explicit(&w->stats->bounce_peak, memory_order_relaxed))
+		atomic_store_explicit(&w->stats->bounce_peak,
+				      atomic_load_explicit(&w->stats->bounce_bytes,
+							   memory_order_relaxed),
+				      memory_order_relaxed);
+	return 1;
+}
+
+/* Start the requests waiting for bounce memory while it lasts. */
+static void run_bounce_waiters(struct vhu__blk_worker *w)
+{
+	while (w->wait_head) {
+		struct slot *s = w->wait_head;
+		int r = take_bounce(w, s);
+
+		if (r == 0)
+			return;
+		w->wait_head = s->next_wait;
+		if (!w->wait_head)
+			w->wait_tail = NULL;
+		if (r > 0)
+			r = submit_rw(w, s);
+		if (r < 0)
+			complete(w, s, VHU_BLK_S_IOERR, 0);
+	}
+}
+
 /* 1: nothing to transfer; 2: done inline; 0: queued; -errno. */
 static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 {
@@ -254,14 +332,13 @@ static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 	if (s->done >= req->data_len)
 		return 2;
 	/* O_DIRECT needs aligned memory; guest buffers usually are, the
-	 * rest go through a bounce buffer. */
+	 * rest go through a bounce buffer (bounded: see take_bounce). */
 	if (w->blk->cache == VHU_BLK_CACHE_NONE &&
 	    !aligned_iov(&w->blk->geo, req->data, req->n_data)) {
-		if (posix_memalign(&s->bounce, DIO_ALIGN, req->data_len))
-			return -ENOMEM;
-		if (req->type == VHU_BLK_T_OUT)
-			vhu_iov_to_buf(req->data, req->n_data, 0, s->bounce,
-				       req->data_len);
+		int r = take_bounce(w, s);
+
+		if (r <= 0)
+			return r;  /* waits for memory, or failed */
 	}
 	return submit_rw(w, s);
 }
@@ -515,6 +592,9 @@ static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
 		complete(w, s, VHU_BLK_S_IOERR, 0);
 		return;
 	}
+	if (s->bounce && req->type == VHU_BLK_T_IN)
+		vhu_iov_from_buf(req->data, req->n_data, s->done, s->bounce,
+				 (size_t)res);
 	s->done += (size_t)res;
 	if (s->done < req->data_len) {
 		/* Short transfer: continue where it stopped. */
@@ -522,9 +602,6 @@ static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
 			complete(w, s, VHU_BLK_S_IOERR, 0);
 		return;
 	}
-	if (s->bounce && req->type == VHU_BLK_T_IN)
-		vhu_iov_from_buf(req->data, req->n_data, 0, s->bounce,
-				 req->data_len);
 	complete(w, s, VHU_BLK_S_OK, req->data_len);
 }
 
@@ -622,6 +699,7 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 		}
 	}
 	io_uring_cq_advance(&w->ring, seen);
+	run_bounce_waiters(w);
 
 	if (kicked && !w->stopping) {
 		/* Re-arm before popping so a kick that arrives meanwhile is
