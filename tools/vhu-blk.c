@@ -59,6 +59,9 @@ static void usage(FILE *f)
 "                           host's logical block size, and with --cache none\n"
 "                           its direct-I/O alignment)\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
+"      --aio ENGINE         io_uring, threads (blocking I/O on the queue\n"
+"                           threads) or auto (default: io_uring, or threads\n"
+"                           with a warning when io_uring is unavailable)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
 "  -h, --help               show this help and exit\n"
@@ -98,12 +101,13 @@ struct options {
 	unsigned threads;
 	unsigned blk_size;
 	enum vhu_blk_cache cache;
+	enum vhu_blk_aio aio;
 };
 
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
+	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
@@ -115,6 +119,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "blk-size", required_argument, NULL, OPT_BLK_SIZE },
 		{ "cache", required_argument, NULL, OPT_CACHE },
+		{ "aio", required_argument, NULL, OPT_AIO },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
@@ -186,6 +191,19 @@ static int parse_args(int argc, char **argv, struct options *o)
 			} else {
 				vhu_blk_daemon_log("error: --cache must be none or writeback, not '%s'",
 						   optarg);
+				return -1;
+			}
+			break;
+		case OPT_AIO:
+			if (strcmp(optarg, "auto") == 0) {
+				o->aio = VHU_BLK_AIO_AUTO;
+			} else if (strcmp(optarg, "io_uring") == 0) {
+				o->aio = VHU_BLK_AIO_IO_URING;
+			} else if (strcmp(optarg, "threads") == 0) {
+				o->aio = VHU_BLK_AIO_THREADS;
+			} else {
+				vhu_blk_daemon_log("error: --aio must be auto, io_uring or "
+						   "threads, not '%s'", optarg);
 				return -1;
 			}
 			break;
@@ -298,6 +316,8 @@ static const char *open_error(int r)
 	switch (r) {
 	case -ENOTBLK:
 		return "not a regular file or block device";
+	case -ENOSYS:
+		return "io_uring unavailable (see above)";
 	case -EINVAL:
 		return "invalid argument (see above; or O_DIRECT unsupported here? "
 		       "try --cache=writeback)";
@@ -353,6 +373,7 @@ int main(int argc, char **argv)
 		.threads = o.threads,
 		.blk_size = o.blk_size,
 		.cache = o.cache,
+		.aio = o.aio,
 	};
 	r = vhu_blk_new(&bopts, &d.blk);
 	if (r < 0) {

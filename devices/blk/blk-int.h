@@ -39,6 +39,8 @@ struct vhu_blk {
 	bool mem_backed;            /* tmpfs/ramfs image: I/O is a memory copy */
 	bool read_only;
 	enum vhu_blk_cache cache;
+	enum vhu_blk_aio aio;       /* IO_URING or THREADS after the probe */
+	bool aio_strict;            /* --aio io_uring: never fall back */
 	unsigned blk_size;
 	unsigned num_queues;
 	unsigned queue_depth;

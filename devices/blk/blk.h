@@ -148,6 +148,14 @@ void vhu_blk_config_build(const struct vhu_blk_config_in *in,
 
 enum vhu_blk_cache { VHU_BLK_CACHE_WRITEBACK = 0, VHU_BLK_CACHE_NONE = 1 };
 
+/* How a queue does its I/O: io_uring, blocking calls on the queue's
+ * thread, or io_uring when the kernel allows it (probed at start). */
+enum vhu_blk_aio {
+	VHU_BLK_AIO_AUTO = 0,
+	VHU_BLK_AIO_IO_URING = 1,
+	VHU_BLK_AIO_THREADS = 2,
+};
+
 /* What the host storage needs (bytes, powers of two), queried when the
  * image is opened. */
 struct vhu_blk_geometry {
@@ -179,6 +187,9 @@ struct vhu_blk_opts {
 	/* I/O threads: 0 or >= num_queues = one thread per queue; fewer
 	 * share threads (queue i on thread i % threads). */
 	unsigned threads;
+	/* AUTO: io_uring when a probe at start works, else (with a warning)
+	 * THREADS.  IO_URING: fail to start without it. */
+	enum vhu_blk_aio aio;
 };
 
 struct vhu_blk_qstats {
@@ -221,6 +232,12 @@ const struct vhu_blk_geometry *vhu_blk_geometry(const struct vhu_blk *blk);
 /* Number of I/O threads when started queues all run. */
 unsigned vhu_blk_num_threads(const struct vhu_blk *blk);
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk);
+/* The engine in use: VHU_BLK_AIO_IO_URING or VHU_BLK_AIO_THREADS. */
+enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk);
+
+/* Can this process set up an io_uring?  0, or the -errno of the refusal
+ * (-ENOSYS under a seccomp filter, -EPERM with kernel.io_uring_disabled). */
+int vhu_blk_probe_io_uring(void);
 
 /*
  * Resize: a regular file is truncated to size bytes (a multiple of the

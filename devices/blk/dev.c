@@ -4,6 +4,7 @@
  * vhu_device_ops callbacks (all on the control thread).
  */
 #include <errno.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,45 @@ int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
 	return -EINVAL;
 }
 
+int vhu_blk_probe_io_uring(void)
+{
+	struct io_uring ring;
+	int r = io_uring_queue_init(4, &ring, 0);
+
+	if (r < 0)
+		return r;
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
+/* io_uring unavailable must not leave the guest's I/O hanging: use the
+ * blocking engine, or refuse to start when io_uring was asked for. */
+static int pick_aio(struct vhu_blk *blk, enum vhu_blk_aio want)
+{
+	int r;
+
+	if (want == VHU_BLK_AIO_THREADS) {
+		blk->aio = VHU_BLK_AIO_THREADS;
+		return 0;
+	}
+	r = vhu_blk_probe_io_uring();
+	if (r == 0) {
+		blk->aio = VHU_BLK_AIO_IO_URING;
+		return 0;
+	}
+	if (want == VHU_BLK_AIO_IO_URING) {
+		vhu__blk_log(VHU_LOG_ERROR, "io_uring is unavailable (%s: a seccomp "
+			     "filter, or the kernel.io_uring_disabled sysctl?); "
+			     "use --aio threads or --aio auto", strerror(-r));
+		return -ENOSYS;
+	}
+	vhu__blk_log(VHU_LOG_WARN, "io_uring is unavailable (%s); serving I/O "
+		     "with blocking calls on the queue threads (--aio threads)",
+		     strerror(-r));
+	blk->aio = VHU_BLK_AIO_THREADS;
+	return 0;
+}
+
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 {
 	struct vhu_blk *blk;
@@ -231,6 +271,8 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->fd = -1;
 	blk->read_only = opts->read_only;
 	blk->cache = opts->cache;
+	blk->aio = opts->aio;
+	blk->aio_strict = opts->aio == VHU_BLK_AIO_IO_URING;
 	blk->blk_size = opts->blk_size ? opts->blk_size : 512;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
@@ -271,6 +313,9 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 				     blk->geo.dio_offset);
 		vhu__blk_set_size(blk, size);
 	}
+	r = pick_aio(blk, opts->aio);
+	if (r < 0)
+		goto fail;
 	if (opts->threads && opts->threads < blk->num_queues) {
 		blk->groups = calloc(opts->threads, sizeof(*blk->groups));
 		if (!blk->groups) {
@@ -366,6 +411,11 @@ unsigned vhu_blk_num_threads(const struct vhu_blk *blk)
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk)
 {
 	return blk->cache;
+}
+
+enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk)
+{
+	return blk->aio;
 }
 
 int vhu_blk_refresh_size(struct vhu_blk *blk)

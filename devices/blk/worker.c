@@ -5,6 +5,11 @@
  * fixed pool of slots, their I/O submitted to the ring, and on completion
  * the status byte is written, the element pushed, and the driver notified
  * once per round.  thread.c decides which thread runs it.
+ *
+ * Without io_uring (--aio threads, or a kernel / seccomp filter that
+ * refuses it) the same engine runs synchronously: the queue's thread
+ * waits in epoll on the kick and stop eventfds and does each request's
+ * I/O with blocking preadv2 / pwritev2 / fdatasync before the next.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/fs.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -67,6 +73,9 @@ struct vhu__blk_worker {
 	bool broken;
 	bool pushed;
 	bool ring_ok;
+	bool sync;          /* no io_uring: blocking I/O on this thread */
+	bool more;          /* sync: requests left for the next round */
+	int epfd;           /* sync: kick and stop eventfds */
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
 	void *zeroes;       /* ZERO_BUF aligned zero bytes */
 	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
@@ -168,6 +177,22 @@ static bool aligned_iov(const struct vhu_blk_geometry *g,
 	return true;
 }
 
+static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res);
+
+/* The synchronous engine's read or write: done here, then handled as an
+ * io_uring completion would be (which may submit the rest). */
+static void sync_rw(struct vhu__blk_worker *w, struct slot *s,
+		    const struct iovec *iov, unsigned n, off_t off, int flags)
+{
+	ssize_t r;
+
+	if (s->req.type == VHU_BLK_T_IN)
+		r = preadv2(w->blk->fd, iov, (int)n, off, 0);
+	else
+		r = pwritev2(w->blk->fd, iov, (int)n, off, flags);
+	on_io_done(w, s, r < 0 ? -errno : (int)(r > INT_MAX ? INT_MAX : r));
+}
+
 /* Submit the rest of a read or write, from s->done on. */
 static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 {
@@ -201,6 +226,10 @@ static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 		n = (unsigned)r;
 	}
 
+	if (w->sync) {
+		sync_rw(w, s, iov, n, (off_t)off, s->through ? RWF_DSYNC : 0);
+		return 0;
+	}
 	sqe = get_sqe(w);
 	if (!sqe)
 		return -EBUSY;
@@ -345,8 +374,15 @@ static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 
 static int submit_flush(struct vhu__blk_worker *w, struct slot *s)
 {
-	struct io_uring_sqe *sqe = get_sqe(w);
+	struct io_uring_sqe *sqe;
 
+	if (w->sync) {
+		int r = fdatasync(w->blk->fd);
+
+		complete(w, s, r < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
+		return 0;
+	}
+	sqe = get_sqe(w);
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_fsync(sqe, w->blk->fd, IORING_FSYNC_DATASYNC);
@@ -618,8 +654,9 @@ static void pop_requests(struct vhu__blk_worker *w)
 		budget = 65536;
 	while (!w->stopping && !w->broken && w->free) {
 		if (budget-- == 0) {
-			struct io_uring_sqe *sqe = get_sqe(w);
+			struct io_uring_sqe *sqe = w->sync ? NULL : get_sqe(w);
 
+			w->more = true;
 			if (sqe) {
 				io_uring_prep_nop(sqe);
 				io_uring_sqe_set_data(sqe, (void *)(uintptr_t)TAG_MORE);
@@ -646,8 +683,29 @@ static void pop_requests(struct vhu__blk_worker *w)
 	}
 }
 
+/* The synchronous engine's round: see a stop, take the kicks, serve. */
+static void sync_step(struct vhu__blk_worker *w)
+{
+	uint64_t v;
+
+	if (read(w->stop_fd, &v, sizeof(v)) == sizeof(v))
+		w->stopping = true;
+	if (w->kick_fd >= 0)
+		vhu_vq_drain_kick(w->vq);
+	w->more = false;
+	pop_requests(w);
+	if (w->pushed) {
+		vhu_vq_notify(w->vq);
+		w->pushed = false;
+	}
+}
+
 void vhu__blk_q_begin(struct vhu__blk_worker *w)
 {
+	if (w->sync) {
+		sync_step(w);
+		return;
+	}
 	if (w->kick_fd >= 0)
 		arm_poll(w, w->kick_fd, TAG_KICK);
 	else
@@ -668,7 +726,21 @@ bool vhu__blk_q_finished(const struct vhu__blk_worker *w)
 
 int vhu__blk_q_wait(struct vhu__blk_worker *w)
 {
-	int r = io_uring_submit_and_wait(&w->ring, 1);
+	int r;
+
+	if (w->sync) {
+		struct epoll_event ev[2];
+		/* Polling queues (no kick fd) look again every millisecond. */
+		int timeout = w->more ? 0 : w->kick_fd < 0 ? 1 : -1;
+
+		if (epoll_wait(w->epfd, ev, 2, timeout) < 0 && errno != EINTR) {
+			vhu__blk_log(VHU_LOG_ERROR, "queue %u: epoll: %s",
+				     vhu_vq_index(w->vq), strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	r = io_uring_submit_and_wait(&w->ring, 1);
 
 	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 		vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
@@ -684,6 +756,10 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 	unsigned head, seen = 0;
 	bool kicked = false;
 
+	if (w->sync) {
+		sync_step(w);
+		return;
+	}
 	io_uring_for_each_cqe(&w->ring, head, cqe) {
 		uintptr_t tag = (uintptr_t)io_uring_cqe_get_data(cqe);
 
@@ -722,7 +798,7 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 
 int vhu__blk_q_ring_fd(const struct vhu__blk_worker *w)
 {
-	return w->ring.ring_fd;
+	return w->sync ? w->epfd : w->ring.ring_fd;
 }
 
 void vhu__blk_q_request_stop(struct vhu__blk_worker *w)
@@ -741,9 +817,27 @@ void vhu__blk_q_free(struct vhu__blk_worker *w)
 		io_uring_queue_exit(&w->ring);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
+	if (w->epfd >= 0)
+		close(w->epfd);
 	free(w->zeroes);
 	free(w->slots);
 	free(w);
+}
+
+static int sync_init(struct vhu__blk_worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	w->sync = true;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0)
+		return -errno;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->stop_fd, &ev) < 0)
+		return -errno;
+	if (w->kick_fd >= 0 &&
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->kick_fd, &ev) < 0)
+		return -errno;
+	return 0;
 }
 
 int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
@@ -768,6 +862,7 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		return -ENOMEM;
 	w->blk = blk;
 	w->vq = vq;
+	w->epfd = -1;
 	w->stats = &blk->stats[idx];
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
@@ -788,10 +883,21 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		w->slots[i].next_free = w->free;
 		w->free = &w->slots[i];
 	}
-	r = io_uring_queue_init(entries, &w->ring, 0);
+	if (blk->aio != VHU_BLK_AIO_THREADS) {
+		r = io_uring_queue_init(entries, &w->ring, 0);
+		if (r == 0) {
+			w->ring_ok = true;
+			*out = w;
+			return 0;
+		}
+		if (blk->aio_strict)
+			goto fail;
+		vhu__blk_log(VHU_LOG_WARN, "queue %u: io_uring: %s; serving it "
+			     "with blocking I/O", idx, strerror(-r));
+	}
+	r = sync_init(w);
 	if (r < 0)
 		goto fail;
-	w->ring_ok = true;
 	*out = w;
 	return 0;
 fail:

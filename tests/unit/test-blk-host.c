@@ -2,8 +2,8 @@
 /*
  * vhu-blk on what the host storage needs: the block size chosen for a
  * host's logical block size and direct-I/O alignment, refused
- * combinations, discard granularity, and DISCARD / WRITE_ZEROES on a
- * block device.  The block-device cases run on a loop device with
+ * combinations, discard granularity, DISCARD / WRITE_ZEROES on a block
+ * device, and I/O without io_uring (the blocking engine).  The block-device cases run on a loop device with
  * 4096-byte sectors (a "4Kn" disk); they are skipped when this process
  * cannot make one (not root, no /dev/loop-control).
  */
@@ -265,6 +265,90 @@ TEST(loop4k_discard_and_zeroes_512)
 		 VHU_BLK_S_OK);
 	dev_read(buf, 4096, 64 * 512);
 	CHECK_MEM(buf, zero, 4096);
+	ctx_close(&c);
+}
+
+/* ---- without io_uring: the blocking engine ---- */
+
+static void threads_engine(enum vhu_blk_cache cache)
+{
+	struct vhu_blk_opts o = { .cache = cache, .aio = VHU_BLK_AIO_THREADS };
+	const uint32_t seg = 64u << 10;
+	struct vhu_fe_buf out[9], in[1];
+	struct vhu_blk_qstats st;
+	uint8_t want[8192], buf[8192], zero[4096] = { 0 }, zero8 = 0;
+	struct ctx c;
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_blk_aio(c.blk), VHU_BLK_AIO_THREADS);
+	fill(c.data, 8192, 21);
+	memcpy(want, c.data, 8192);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 8192, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	pread_img(&c, buf, 8192, 16 * 512);
+	CHECK_MEM(buf, want, 8192);
+	memset(c.data, 0, 8192);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 16, 8192, true, NULL), VHU_BLK_S_OK);
+	CHECK_MEM(c.data, want, 8192);
+	/* 8 x 64 KiB from an odd address: bounced in chunks under O_DIRECT */
+	fill(c.data + 1, seg, 22);
+	set_hdr(&c, 0, VHU_BLK_T_OUT, 1024);
+	out[0] = (struct vhu_fe_buf){ c.hdr_gpa, 16 };
+	for (unsigned i = 1; i <= 8; i++)
+		out[i] = (struct vhu_fe_buf){ c.data_gpa + 1, seg };
+	in[0] = (struct vhu_fe_buf){ c.status_gpa, 1 };
+	CHECK(vhu_fe_vq_add(c.vq, out, 9, in, 1, (void *)(uintptr_t)1) >= 0);
+	run(&c, 1, NULL);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	pread_img(&c, buf, 4096, 1024 * 512 + 7 * seg);
+	CHECK_MEM(buf, c.data + 1, 4096);
+	/* write zeroes, and write-through writes */
+	pwrite_img(&c, want, 4096, 64 * 512);
+	memset(c.data, 0, 16);
+	c.data[0] = 64;
+	c.data[8] = 8;
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL), VHU_BLK_S_OK);
+	pread_img(&c, buf, 4096, 64 * 512);
+	CHECK_MEM(buf, zero, 4096);
+	CHECK_EQ(vhu_fe_set_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &zero8, 1, 0), 0);
+	fill(c.data, 4096, 23);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(vhu_blk_queue_stats(c.blk, 0, &st), 0);
+	CHECK_EQ(st.writes_through, 1);
+	CHECK_EQ(st.errors, 0);
+	ctx_close(&c);
+}
+
+TEST(threads_engine_writeback)
+{
+	threads_engine(VHU_BLK_CACHE_WRITEBACK);
+}
+
+TEST(threads_engine_direct)
+{
+	threads_engine(VHU_BLK_CACHE_NONE);
+}
+
+/* Two queues on one shared thread, each watched through its engine's
+ * epoll fd, and many requests in one kick. */
+TEST(threads_engine_shared_thread)
+{
+	struct vhu_blk_opts o = { .num_queues = 2, .threads = 1,
+				  .aio = VHU_BLK_AIO_THREADS };
+	struct vhu_fe_vq *vq1;
+	struct ctx c;
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_fe_vq_setup(c.fe, 1, QSIZE, &vq1), 0);
+	for (unsigned k = 0; k < NSLOT; k++)
+		add_req(&c, k, VHU_BLK_T_IN, k * 8, c.data_gpa + 4096 * (k % 16),
+			4096, true);
+	run(&c, NSLOT, NULL);
+	for (unsigned k = 0; k < NSLOT; k++)
+		CHECK_EQ(c.status[k], VHU_BLK_S_OK);
+	/* the second queue */
+	c.vq = vq1;
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 0, 4096, true, NULL), VHU_BLK_S_OK);
 	ctx_close(&c);
 }
 
