@@ -4,6 +4,7 @@
 #define VHU_BLK_INT_H
 
 #include <stdatomic.h>
+#include <time.h>
 
 #include "blk.h"
 
@@ -111,6 +112,23 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size);
 /* Set capacity from a byte size (whole logical blocks only). */
 void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size);
+
+/* DISCARD / WRITE_ZEROES (segments.c), run on the queue's thread.
+ * zeroes: VHU__BLK_ZERO_BUF zero bytes aligned for O_DIRECT.  Sets
+ * *through when it made the result durable (write-through).  Returns 0,
+ * -EOPNOTSUPP when the host cannot zero a range, or another -errno. */
+#define VHU__BLK_ZERO_BUF 65536u
+int vhu__blk_segments(struct vhu_blk *blk, const void *zeroes,
+		      const struct vhu_blk_req *req, bool *through);
+
+/* A failure report at most every 10 s, with the count it stands for. */
+struct vhu__blk_ratelimit {
+	unsigned count;
+	bool logged;
+	time_t last;
+};
+void vhu__blk_seg_failed(struct vhu__blk_ratelimit *rl, unsigned queue,
+			 uint32_t type, int err);
 
 /* Log through stderr, honouring the library's log level. */
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)

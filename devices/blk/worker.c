@@ -18,11 +18,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/fs.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
-#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -38,7 +35,6 @@
 
 #define DEFAULT_DEPTH 128u
 #define MAX_RETRIES 16u
-#define ZERO_BUF 65536u
 #define DIO_ALIGN 4096u
 /* Bounce buffers carry a request in chunks of at most this much. */
 #define BOUNCE_CHUNK (256u << 10)
@@ -77,14 +73,12 @@ struct vhu__blk_worker {
 	bool more;          /* sync: requests left for the next round */
 	int epfd;           /* sync: kick and stop eventfds */
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
-	void *zeroes;       /* ZERO_BUF aligned zero bytes */
+	void *zeroes;       /* VHU__BLK_ZERO_BUF aligned zero bytes */
 	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
 	 * requests that would exceed it wait in FIFO order. */
 	size_t bounce_used;
 	struct slot *wait_head, *wait_tail;
-	unsigned seg_fail_count;  /* discard/zeroes failures not yet logged */
-	bool seg_fail_logged;
-	time_t seg_fail_last;
+	struct vhu__blk_ratelimit seg_rl; /* discard / zeroes failures */
 	struct __kernel_timespec tick;
 };
 
@@ -390,147 +384,6 @@ static int submit_flush(struct vhu__blk_worker *w, struct slot *s)
 	return 0;
 }
 
-static int write_zeroes_slow(struct vhu__blk_worker *w, uint64_t off,
-			     uint64_t len)
-{
-	while (len > 0) {
-		size_t n = len < ZERO_BUF ? (size_t)len : ZERO_BUF;
-		ssize_t r = pwrite(w->blk->fd, w->zeroes, n, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
-}
-
-/* Inward to the discard granularity: a partial block cannot be
- * discarded (block devices refuse it), and discard is only a hint. */
-static bool trim_range(unsigned gran, uint64_t *off, uint64_t *len)
-{
-	uint64_t start = (*off + gran - 1) / gran * gran;
-	uint64_t end = (*off + *len) / gran * gran;
-
-	if (start >= end)
-		return false;
-	*off = start;
-	*len = end - start;
-	return true;
-}
-
-/* DISCARD: BLKDISCARD on a block device, a punched hole in a file.
- * A host that cannot discard makes it a no-op (5.2.6.2: a hint). */
-static int seg_discard(struct vhu__blk_worker *w, uint64_t off, uint64_t len)
-{
-	struct vhu_blk *blk = w->blk;
-	int r;
-
-	if (!trim_range(blk->geo.discard, &off, &len))
-		return 0;
-	if (blk->blockdev) {
-		uint64_t range[2] = { off, len };
-
-		r = ioctl(blk->fd, BLKDISCARD, range);
-	} else {
-		r = fallocate(blk->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)off, (off_t)len);
-	}
-	if (r < 0 && errno != EOPNOTSUPP && errno != ENOSYS)
-		return -errno;
-	return 0;
-}
-
-/* WRITE_ZEROES: the range reads back as zeroes, or the request fails.
- * unmap: the guest allows deallocation (hole / unmapping zeroout). */
-static int seg_zeroes(struct vhu__blk_worker *w, uint64_t off, uint64_t len,
-		      bool unmap)
-{
-	struct vhu_blk *blk = w->blk;
-	int fd = blk->fd, r;
-
-	/* KEEP_SIZE: block devices require it, and a file never grows past
-	 * the checked capacity.  On a block device PUNCH_HOLE is a zeroout
-	 * that may unmap and ZERO_RANGE one that must not. */
-	if (unmap && fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-			       (off_t)off, (off_t)len) == 0)
-		return 0;
-	if (blk->blockdev) {
-		uint64_t range[2] = { off, len };
-
-		r = ioctl(fd, BLKZEROOUT, range);
-	} else {
-		r = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-			      (off_t)off, (off_t)len);
-	}
-	if (r == 0)
-		return 0;
-	if (errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL)
-		return -errno;
-	/* Not offered by this file system, or a range finer than the
-	 * device's blocks (buffered writes handle those). */
-	r = write_zeroes_slow(w, off, len);
-	if (r == -EINVAL && blk->blockdev)
-		r = -EOPNOTSUPP;
-	return r;
-}
-
-/*
- * DISCARD and WRITE_ZEROES run synchronously on this thread: they are rare
- * and not worth a slot's worth of state machine.  Segments were checked
- * against the capacity by vhu_blk_req_check().
- */
-static int do_segments(struct vhu__blk_worker *w, struct slot *s)
-{
-	const struct vhu_blk_req *req = &s->req;
-	int fd = w->blk->fd;
-
-	for (unsigned i = 0; i < req->n_segs; i++) {
-		const struct vhu_blk_seg *sg = &req->segs[i];
-		uint64_t off = sg->sector << VHU_BLK_SECTOR_SHIFT;
-		uint64_t len = (uint64_t)sg->num_sectors << VHU_BLK_SECTOR_SHIFT;
-		int r;
-
-		if (len == 0)
-			continue;
-		if (req->type == VHU_BLK_T_DISCARD)
-			r = seg_discard(w, off, len);
-		else
-			r = seg_zeroes(w, off, len,
-				       (sg->flags & VHU_BLK_SEG_F_UNMAP) != 0);
-		if (r < 0)
-			return r;
-	}
-	if (!atomic_load(&w->blk->wce)) {
-		if (fdatasync(fd) < 0)
-			return -errno;
-		s->through = true;
-	}
-	return 0;
-}
-
-/* At most one warning per queue every 10 s, with the count it stands
- * for: a guest's discards must not flood the log. */
-static void seg_failed(struct vhu__blk_worker *w, uint32_t type, int err)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	w->seg_fail_count++;
-	if (w->seg_fail_logged && now.tv_sec - w->seg_fail_last < 10)
-		return;
-	vhu__blk_log(VHU_LOG_WARN, "queue %u: %s failed: %s (%u failure%s "
-		     "since the last report)", vhu_vq_index(w->vq),
-		     type == VHU_BLK_T_DISCARD ? "discard" : "write zeroes",
-		     strerror(-err), w->seg_fail_count,
-		     w->seg_fail_count == 1 ? "" : "s");
-	w->seg_fail_logged = true;
-	w->seg_fail_last = now.tv_sec;
-	w->seg_fail_count = 0;
-}
-
 /* Start a freshly popped request; it may complete at once. */
 static void start_req(struct vhu__blk_worker *w, struct slot *s)
 {
@@ -590,9 +443,10 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		return;
 	case VHU_BLK_T_DISCARD:
 	case VHU_BLK_T_WRITE_ZEROES:
-		r = do_segments(w, s);
+		r = vhu__blk_segments(blk, w->zeroes, req, &s->through);
 		if (r < 0)
-			seg_failed(w, req->type, r);
+			vhu__blk_seg_failed(&w->seg_rl, vhu_vq_index(w->vq),
+					    req->type, r);
 		/* A write-zeroes the host cannot do is UNSUPP: never OK
 		 * for zeroes that were not written. */
 		complete(w, s, r == 0 ? VHU_BLK_S_OK :
@@ -873,12 +727,12 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		goto fail;
 	}
 	w->slots = calloc(depth, sizeof(*w->slots));
-	if (!w->slots || posix_memalign(&w->zeroes, DIO_ALIGN, ZERO_BUF)) {
+	if (!w->slots || posix_memalign(&w->zeroes, DIO_ALIGN, VHU__BLK_ZERO_BUF)) {
 		w->zeroes = NULL;
 		r = -ENOMEM;
 		goto fail;
 	}
-	memset(w->zeroes, 0, ZERO_BUF);
+	memset(w->zeroes, 0, VHU__BLK_ZERO_BUF);
 	for (unsigned i = 0; i < depth; i++) {
 		w->slots[i].next_free = w->free;
 		w->free = &w->slots[i];
