@@ -123,7 +123,7 @@ static void loop_free(struct loopdev *l)
 	l->fd = -1;
 }
 
-static struct loopdev lo;
+static struct loopdev lo = { .fd = -1 };
 
 static void after(void)
 {
@@ -132,6 +132,7 @@ static void after(void)
 
 #define NEED_LOOP()                                                           \
 	do {                                                                  \
+		loop_free(&lo); /* a failed case skips the after hook */      \
 		if (!loop_make(&lo, 4096)) {                                  \
 			tap_skip("no loop device (needs root and "            \
 				 "/dev/loop-control)");                       \
@@ -354,6 +355,10 @@ TEST(threads_engine_shared_thread)
 
 int main(void)
 {
+	int r;
+
 	tap_after_each = after;
-	return tap_run();
+	r = tap_run();
+	loop_free(&lo);
+	return r;
 }
