@@ -319,7 +319,7 @@ void vhu__split_init(struct vhu_vq *vq, unsigned index,
 int vhu__split_map(struct vhu_vq *vq);
 void vhu__split_reset(struct vhu_vq *vq);
 int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		   struct iovec *iov, unsigned iov_cap);
+		   struct iovec *iov, unsigned iov_cap, unsigned flags);
 void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		     uint32_t written);
 void vhu__split_notify(struct vhu_vq *vq);
@@ -356,7 +356,13 @@ void vhu__packed_release(struct vhu_vq *vq);
 void vhu__packed_set_base(struct vhu_vq *vq, uint32_t num);
 uint32_t vhu__packed_get_base(const struct vhu_vq *vq);
 int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap);
+		    struct iovec *iov, unsigned iov_cap, unsigned flags);
+/* Fill a VHU_VQ_ELEM_F_TRUNCATED element (see vhu_vq_pop_flags): iov[0]
+ * is the last byte of the writable buffer [wr_addr, wr_addr + wr_len),
+ * none when wr_len is 0. */
+void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		       uint16_t id, struct iovec *iov, unsigned iov_cap,
+		       uint64_t wr_addr, uint32_t wr_len);
 void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		      uint32_t written);
 void vhu__packed_notify(struct vhu_vq *vq);

@@ -166,6 +166,8 @@ struct chain {
 	uint64_t bytes;
 	bool seen_write;
 	bool overflow;   /* more iovecs than cap: walk on, complete empty */
+	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
+	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
 
@@ -186,6 +188,10 @@ static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
 	if (addr > UINT64_MAX - len) {
 		c->why = "buffer address + length wraps";
 		return -EIO;
+	}
+	if (wr) {
+		c->wr_addr = addr;
+		c->wr_len = len;
 	}
 	if (c->overflow)
 		return 0;
@@ -331,7 +337,7 @@ static int head_state(const struct vhu_vq *vq)
 }
 
 int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap)
+		    struct iovec *iov, unsigned iov_cap, unsigned pop_flags)
 {
 	if (vq->broken)
 		return -EIO;
@@ -384,6 +390,11 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	vq->pk_chain[id] = count;
 	vq->inflight++;
 
+	if (c.overflow && (pop_flags & VHU_VQ_POP_TRUNCATED)) {
+		vhu__vq_truncated(vq, elem, id, iov, iov_cap, c.wr_addr,
+				  c.wr_len);
+		return 1;
+	}
 	if (c.overflow) {
 		vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more "
 			    "than %u buffers; completed empty", vq->index, id,
@@ -395,7 +406,7 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	elem->id = id;
 	elem->n_out = (uint16_t)c.n_out;
 	elem->n_in = (uint16_t)(c.n - c.n_out);
-	elem->reserved = 0;
+	elem->flags = 0;
 	elem->iov = iov;
 	return 1;
 }
