@@ -6,11 +6,12 @@
  * file knows the queue and its record, never the session that mapped the
  * region (backend-inflight.c does that, and serves GET/SET_INFLIGHT_FD).
  *
- * Split rings only.  Per queue, at a stride of VHU__INFLIGHT_ALIGN:
+ * Split rings, per queue at a stride of VHU__INFLIGHT_ALIGN:
  *   u64 features; u16 version; u16 desc_num; u16 last_batch_head;
  *   u16 used_idx; then desc_num entries
  *   { u8 inflight; u8 padding[5]; u16 next; u64 counter }.
- * With VIRTIO_F_RING_PACKED a queue is not tracked (vq->inf stays NULL).
+ * Packed rings (struct vhu__inflight_packed): the second half of this
+ * file.
  *
  * The region is shared with the front-end and may hold anything: every
  * index read from it is checked against the queue size, and the walks
@@ -185,11 +186,21 @@ static int split_start(struct vhu_vq *vq)
 	return 0;
 }
 
+static void packed_forget(struct vhu_vq *vq)
+{
+	free(vq->pk_next);
+	vq->pk_next = vq->pk_num = vq->pk_head = vq->pk_last = NULL;
+	vq->pk_free = 0;
+}
+
 int vhu__inflight_vq_start(struct vhu_vq *vq)
 {
 	free(vq->inf_resubmit);
 	vq->inf_resubmit = NULL;
 	vq->inf_n = vq->inf_pos = 0;
+	packed_forget(vq);
+	if (vq->infp)
+		return vhu__inflight_packed_start(vq);
 	if (!vq->inf)
 		return 0;
 	return split_start(vq);
@@ -201,4 +212,335 @@ void vhu__inflight_vq_release(struct vhu_vq *vq)
 	vq->inf_resubmit = NULL;
 	vq->inf_n = vq->inf_pos = 0;
 	vq->inf = NULL;
+	vq->infp = NULL;
+	packed_forget(vq);
+}
+
+/* ================================================ packed ring layout */
+
+size_t vhu__inflight_queue_bytes_packed(unsigned queue_size)
+{
+	size_t n = sizeof(struct vhu__inflight_packed) +
+		   (size_t)queue_size * sizeof(struct vhu__inflight_pentry);
+	return (n + VHU__INFLIGHT_ALIGN - 1) & ~(size_t)(VHU__INFLIGHT_ALIGN - 1);
+}
+
+/* Order the region's stores as a later process will find them after
+ * this one died at any point (it never sees a torn sequence). */
+#define STEP() __asm__ volatile("" ::: "memory")
+
+/* A record that cannot be made sense of: the queue stops serving (the
+ * front-end hears of it on the error fd); nothing else is touched. */
+static void packed_refuse(struct vhu_vq *vq, const char *why)
+{
+	vhu__err("queue %u: packed inflight record unusable (%s): queue "
+		 "stopped", vq->index, why);
+	vq->broken = true;
+	vq->infp = NULL;
+	(void)vhu__eventfd_signal(vq->err_fd);
+}
+
+static void packed_init(struct vhu_vq *vq)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+	unsigned size = vq->size;
+
+	q->version = 0;
+	STEP();
+	for (unsigned i = 0; i < size; i++) {
+		memset(&q->desc[i], 0, sizeof(q->desc[i]));
+		/* The list ends out of range (size): "no free entry". */
+		uint16_t next = (uint16_t)(i + 1);
+		q->desc[i].next = next;
+		vq->pk_next[i] = next;
+	}
+	q->features = 0;
+	q->desc_num = (uint16_t)size;
+	q->free_head = q->old_free_head = 0;
+	q->used_idx = q->old_used_idx = vq->used_idx;
+	q->used_wrap_counter = q->old_used_wrap_counter = vq->pk_used_wrap;
+	STEP();
+	q->version = VHU__INFLIGHT_VERSION;
+	vq->pk_free = 0;
+	vq->inf_counter = 1;
+}
+
+enum { E_UNSEEN = 0, E_FREE, E_MEMBER };
+
+/* What recovery copies out of the region, each field read once. */
+struct pk_view {
+	uint16_t free_head, used_idx;
+	bool used_wrap;
+	uint8_t *state;     /* E_* per entry */
+	struct resub *heads;
+	unsigned n;         /* heads in flight */
+	unsigned positions; /* ring positions they took */
+};
+
+/*
+ * vhost-user.rst "When reconnecting" for packed rings: an update the
+ * previous process was making is committed when its used descriptor
+ * reached the ring (the descriptor at old_used_idx no longer shows the
+ * driver's available flags for old_used_wrap_counter), and otherwise
+ * rolled back to the "old" copies.
+ */
+static const char *pk_header(struct vhu_vq *vq, struct pk_view *v)
+{
+	const struct vhu__inflight_packed *q = vq->infp;
+	unsigned size = vq->size;
+	uint16_t fh = q->free_head, ofh = q->old_free_head;
+	uint16_t ui = q->used_idx, oui = q->old_used_idx;
+	bool uw = q->used_wrap_counter != 0, ouw = q->old_used_wrap_counter != 0;
+
+	if (ui != oui || uw != ouw) {
+		if (oui >= size)
+			return "old used index beyond the ring";
+		const struct vhu__pdesc *ring = (const void *)vq->desc;
+		uint16_t f = le16toh(__atomic_load_n(&ring[oui].flags,
+						     __ATOMIC_ACQUIRE));
+		uint16_t avail = ouw ? VHU__PDESC_F_AVAIL : VHU__PDESC_F_USED;
+		if ((f & (VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED)) != avail) {
+			ofh = fh;
+			oui = ui;
+			ouw = uw;
+		}
+	}
+	/* free head == size: every entry in flight (a full ring). */
+	if (ofh > size || oui >= size)
+		return "free head or used index beyond the ring";
+	v->free_head = ofh;
+	v->used_idx = oui;
+	v->used_wrap = ouw;
+	return NULL;
+}
+
+/* The free list, then every marked entry outside it as the head of a
+ * chain of num entries: in range, disjoint, ending at its last. */
+static const char *pk_entries(struct vhu_vq *vq, struct pk_view *v)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+	unsigned size = vq->size;
+	uint16_t *last = vq->pk_last; /* per entry, scratch until done */
+
+	for (unsigned i = 0; i < size; i++) {
+		vq->pk_next[i] = q->desc[i].next;
+		vq->pk_num[i] = q->desc[i].num;
+		last[i] = q->desc[i].last;
+		v->heads[i].counter = q->desc[i].counter;
+		v->heads[i].head = q->desc[i].inflight != 0;
+	}
+	uint16_t slot = v->free_head;
+	for (unsigned k = 0; k < size && slot < size; k++) {
+		if (v->state[slot] != E_UNSEEN)
+			break;
+		v->state[slot] = E_FREE;
+		slot = vq->pk_next[slot];
+	}
+	v->n = 0;
+	v->positions = 0;
+	for (unsigned i = 0; i < size; i++) {
+		if (!v->heads[i].head || v->state[i] == E_FREE)
+			continue;
+		unsigned num = vq->pk_num[i], e = i;
+		if (num == 0 || num > size)
+			return "chain length out of range";
+		for (unsigned hop = 1;; hop++) {
+			if (e >= size || v->state[e] != E_UNSEEN)
+				return "chains overlap or leave the ring";
+			v->state[e] = E_MEMBER;
+			if (hop == num)
+				break;
+			e = vq->pk_next[e];
+		}
+		if (e != last[i])
+			return "chain does not end at its last entry";
+		v->heads[v->n].counter = v->heads[i].counter;
+		v->heads[v->n].head = (uint16_t)i;
+		v->n++;
+		v->positions += num;
+	}
+	return NULL;
+}
+
+/* Everything outside the chains in flight is free again, linked in
+ * index order, in our view and in the region (whose old free list only
+ * ever reaches free entries, so a death half-way through is harmless). */
+static void pk_rebuild_free(struct vhu_vq *vq, const struct pk_view *v)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+	unsigned size = vq->size, first = size, prev = size;
+
+	for (unsigned i = 0; i < size; i++) {
+		if (v->state[i] == E_MEMBER)
+			continue;
+		q->desc[i].inflight = 0;
+		if (prev < size) {
+			vq->pk_next[prev] = (uint16_t)i;
+			q->desc[prev].next = (uint16_t)i;
+		} else {
+			first = i;
+		}
+		prev = i;
+	}
+	vq->pk_free = (uint16_t)first;
+	if (prev < size) {
+		vq->pk_next[prev] = vq->pk_free;
+		q->desc[prev].next = vq->pk_free;
+	}
+	STEP();
+	q->used_idx = q->old_used_idx = v->used_idx;
+	q->used_wrap_counter = q->old_used_wrap_counter = v->used_wrap;
+	STEP();
+	q->free_head = q->old_free_head = vq->pk_free;
+}
+
+int vhu__inflight_packed_start(struct vhu_vq *vq)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+	unsigned size = vq->size;
+
+	if (!vq->desc || size == 0)
+		return 0;
+	uint16_t *arr = calloc(4 * (size_t)size, sizeof(*arr));
+	if (!arr)
+		return -ENOMEM;
+	vq->pk_next = arr;
+	vq->pk_num = arr + size;
+	vq->pk_head = arr + 2 * (size_t)size;
+	vq->pk_last = arr + 3 * (size_t)size;
+
+	uint16_t version = q->version, desc_num = q->desc_num;
+	if (version != VHU__INFLIGHT_VERSION || desc_num != size) {
+		if (version != 0)
+			vhu__warn("queue %u: inflight record version %u, %u "
+				  "entries: started afresh", vq->index,
+				  version, desc_num);
+		packed_init(vq);
+		return 0;
+	}
+
+	struct pk_view v = { 0 };
+	v.state = calloc(size, 1);
+	v.heads = malloc(size * sizeof(*v.heads));
+	const char *why = NULL;
+	int r = 0;
+	if (!v.state || !v.heads)
+		r = -ENOMEM;
+	else if (!(why = pk_header(vq, &v)))
+		why = pk_entries(vq, &v);
+	if (r == 0 && why) {
+		packed_refuse(vq, why);
+	} else if (r == 0) {
+		memset(vq->pk_last, 0, size * sizeof(*vq->pk_last));
+		pk_rebuild_free(vq, &v);
+		/* QEMU keeps no packed ring position across a back-end's
+		 * death: both come from the record.  Every position from
+		 * the used one on was taken by a buffer still in flight. */
+		unsigned avail = v.used_idx + v.positions;
+		bool avail_wrap = v.used_wrap;
+		if (avail >= size) {
+			avail -= size;
+			avail_wrap = !avail_wrap;
+		}
+		vq->used_idx = v.used_idx;
+		vq->pk_used_wrap = v.used_wrap;
+		vq->last_avail_idx = vq->shadow_avail_idx = (uint16_t)avail;
+		vq->pk_avail_wrap = avail_wrap;
+		r = install_resubmit(vq, v.heads, v.n);
+	}
+	free(v.state);
+	free(v.heads);
+	return r;
+}
+
+bool vhu__inflight_pk_note(struct vhu_vq *vq, uint16_t *cursor,
+			   uint64_t addr, uint32_t len, uint16_t id,
+			   uint16_t flags)
+{
+	uint16_t slot = *cursor;
+	/* No free entry: a driver that reuses positions still in flight. */
+	if (slot >= vq->size)
+		return false;
+	struct vhu__inflight_pentry *e = &vq->infp->desc[slot];
+	e->addr = addr;
+	e->len = len;
+	e->id = id;
+	e->flags = flags;
+	*cursor = vq->pk_next[slot];
+	return true;
+}
+
+void vhu__inflight_pk_popped(struct vhu_vq *vq, uint16_t cursor,
+			     uint16_t last, uint16_t id, uint16_t count,
+			     uint16_t noted)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+	uint16_t head = vq->pk_free;
+
+	if (noted != count || head >= vq->size) {
+		/* Not recorded: served, but lost if we die before it
+		 * completes.  Only a driver breaking 2.8 gets here. */
+		vhu__log_rl(VHU_LOG_WARN, "queue %u: buffer %u does not fit "
+			    "the inflight record", vq->index, id);
+		vq->pk_head[id] = vq->size;
+		return;
+	}
+	struct vhu__inflight_pentry *e = &q->desc[head];
+
+	e->num = count;
+	e->last = last;
+	e->counter = vq->inf_counter++;
+	STEP();
+	e->inflight = 1;
+	STEP();
+	q->free_head = cursor;
+	STEP();
+	q->old_free_head = cursor;
+	vq->pk_free = cursor;
+	vq->pk_head[id] = head;
+	vq->pk_last[id] = last;
+}
+
+void vhu__inflight_pk_pushing(struct vhu_vq *vq, uint16_t id,
+			      uint16_t used_idx, bool used_wrap)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+	uint16_t head = vq->pk_head[id], last = vq->pk_last[id];
+
+	if (head >= vq->size)
+		return;
+	vq->pk_next[last] = vq->pk_free;
+	q->desc[last].next = vq->pk_free;
+	STEP();
+	q->free_head = head;
+	vq->pk_free = head;
+	STEP();
+	q->used_idx = used_idx;
+	q->used_wrap_counter = used_wrap;
+	STEP();
+}
+
+void vhu__inflight_pk_pushed(struct vhu_vq *vq, uint16_t id)
+{
+	struct vhu__inflight_packed *q = vq->infp;
+
+	uint16_t head = vq->pk_head[id];
+	if (head >= vq->size)
+		return;
+	STEP();
+	q->desc[head].inflight = 0;
+	STEP();
+	q->old_free_head = vq->pk_free;
+	q->old_used_idx = vq->used_idx;
+	q->old_used_wrap_counter = vq->pk_used_wrap;
+}
+
+void vhu__inflight_pk_read(const struct vhu_vq *vq, uint16_t entry,
+			   struct vhu__pk_rec *out)
+{
+	const struct vhu__inflight_pentry *e = &vq->infp->desc[entry];
+	out->addr = e->addr;
+	out->len = e->len;
+	out->id = e->id;
+	out->flags = e->flags;
 }
