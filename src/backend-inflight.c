@@ -73,6 +73,8 @@ void vhu__be_inflight_drop(struct vhu_backend *b)
 {
 	for (unsigned i = 0; i < b->num_queues; i++)
 		vhu__inflight_vq_release(&b->vqs[i]);
+	vhu__guard_del(b->inflight_guard);
+	b->inflight_guard = -1;
 	if (b->inflight_addr)
 		munmap(b->inflight_addr, b->inflight_size);
 	if (b->inflight_fd >= 0)
@@ -96,6 +98,8 @@ static void install(struct vhu_backend *b, int fd, void *addr, size_t size,
 	b->inflight_size = size;
 	b->inflight_queues = nq;
 	b->inflight_queue_size = qs;
+	/* A region the front-end sent may be shrunk under us later. */
+	b->inflight_guard = vhu__guard_add(addr, size, 0);
 	vhu__be_restart_all(b);
 }
 
@@ -134,14 +138,10 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 	}
 	size_t size = page_round(in.num_queues *
 				 queue_bytes(b, in.queue_size));
-	int fd = memfd_create("vhu-inflight", MFD_CLOEXEC);
+	/* Sealed: the front-end cannot shrink it under our mapping. */
+	int fd = vhu__memfd_sealed("vhu-inflight", size);
 	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
+		return fd;
 	void *addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (addr == MAP_FAILED) {
 		int r = -errno;

@@ -39,6 +39,7 @@ enum vhu__be_src {
 	VHU__SRC_CONN,
 	VHU__SRC_CHAN,
 	VHU__SRC_KICK,
+	VHU__SRC_STALL,   /* timer: a partial message waited too long */
 };
 
 enum vhu__be_mode {
@@ -64,6 +65,13 @@ struct vhu_backend {
 	int chan_fd;              /* back-end channel (SET_BACKEND_REQ_FD) */
 	char *path;               /* socket path we created, unlinked on free */
 	bool ended;               /* connected_fd session lost its peer */
+	/* Partial messages kept between vhu_backend_process() calls, and
+	 * the timer that drops a peer which stops half-way (sock-rx.c). */
+	struct vhu__rx conn_rx;
+	struct vhu__rx chan_rx;
+	int stall_fd;             /* timerfd in epfd */
+	int stall_ms;             /* how long a message may stay partial */
+	int64_t stall_due;        /* when the timer is armed for, -1 off */
 	struct vhu_loop *loop;
 
 	/* negotiated state, reset on disconnect */
@@ -84,6 +92,7 @@ struct vhu_backend {
 	int inflight_fd;          /* owned, -1 none */
 	void *inflight_addr;
 	size_t inflight_size;
+	int inflight_guard;       /* sigbus.c slot, -1 none */
 	unsigned inflight_queues;
 	unsigned inflight_queue_size;
 	int reply_fd;             /* sent with the next reply, not owned */

@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -74,6 +75,11 @@ int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **ou
 		memcpy(b->config_writable, opts->config_writable, opts->config_size);
 	b->listen_fd = b->conn_fd = b->chan_fd = -1;
 	b->inflight_fd = b->reply_fd = -1;
+	b->inflight_guard = -1;
+	vhu__rx_init(&b->conn_rx);
+	vhu__rx_init(&b->chan_rx);
+	b->stall_ms = VHU__SOCK_TIMEOUT_MS;
+	b->stall_due = -1;
 
 	/* Transport bits the library does not serve are never offered. */
 	uint64_t transport = 0;
@@ -94,6 +100,16 @@ int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **ou
 		free(b);
 		return e;
 	}
+	b->stall_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	int e = b->stall_fd < 0 ? -errno
+				: vhu__be_epoll_add(b, b->stall_fd, VHU__SRC_STALL, 0);
+	if (e < 0) {
+		if (b->stall_fd >= 0)
+			close(b->stall_fd);
+		close(b->epfd);
+		free(b);
+		return e;
+	}
 	vhu__mem_init(&b->mem);
 	for (unsigned i = 0; i < b->num_queues; i++)
 		vhu__vq_init(&b->vqs[i], i, &b->mem);
@@ -110,6 +126,7 @@ static void disconnect(struct vhu_backend *b, const char *why)
 	vhu__be_epoll_del(b, b->conn_fd);
 	close(b->conn_fd);
 	b->conn_fd = -1;
+	vhu__rx_reset(&b->conn_rx);
 	vhu__be_close_channel(b, -ECONNRESET);
 
 	vhu__be_device_reset(b);
@@ -145,6 +162,7 @@ void vhu_backend_free(struct vhu_backend *b)
 		vhu__vq_reset(&b->vqs[i]);
 	vhu__be_inflight_drop(b);
 	vhu__mem_clear(&b->mem);
+	close(b->stall_fd);
 	close(b->epfd);
 	free(b);
 }
@@ -412,10 +430,12 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 static void serve_conn(struct vhu_backend *b)
 {
 	for (unsigned n = 0; n < VHU__BE_BATCH && b->conn_fd >= 0; n++) {
+		/* Never wait for the rest of a message: what arrived stays
+		 * in conn_rx until the next round (sock-rx.c). */
 		struct vhu_msg msg;
 		int fds[VHU_MAX_FDS];
-		unsigned nfds = 0;
-		int r = vhu__sock_recv(b->conn_fd, &msg, fds, &nfds);
+		unsigned nfds;
+		int r = vhu__rx_read(b->conn_fd, &b->conn_rx);
 		if (r == -EAGAIN)
 			return;
 		if (r == 0) {
@@ -427,11 +447,64 @@ static void serve_conn(struct vhu_backend *b)
 			disconnect(b, "receive error");
 			return;
 		}
+		msg = b->conn_rx.msg;
+		nfds = b->conn_rx.nfds;
+		memcpy(fds, b->conn_rx.fds, nfds * sizeof(int));
+		vhu__rx_done(&b->conn_rx);
 		r = dispatch(b, &msg, fds, nfds);
 		if (r < 0) {
 			disconnect(b, "protocol error");
 			return;
 		}
+	}
+}
+
+/*
+ * A peer that sends part of a message and stops gets stall_ms from the
+ * first byte to finish it; the timer wakes the session's epoll set when
+ * that runs out.  Armed for the earliest pending deadline, off otherwise.
+ */
+static void arm_stall(struct vhu_backend *b)
+{
+	int64_t due = -1;
+	if (b->conn_fd >= 0 && vhu__rx_partial(&b->conn_rx))
+		due = b->conn_rx.started_ms + b->stall_ms;
+	if (b->chan_fd >= 0 && vhu__rx_partial(&b->chan_rx)) {
+		int64_t c = b->chan_rx.started_ms + b->stall_ms;
+		if (due < 0 || c < due)
+			due = c;
+	}
+	if (due == b->stall_due)
+		return;
+	b->stall_due = due;
+	struct itimerspec its = { 0 };
+	if (due >= 0) {
+		if (due <= 0)
+			due = 1; /* an all-zero value would disarm */
+		its.it_value.tv_sec = due / 1000;
+		its.it_value.tv_nsec = (long)(due % 1000) * 1000000;
+	}
+	(void)timerfd_settime(b->stall_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void check_stall(struct vhu_backend *b)
+{
+	uint64_t ticks;
+	while (read(b->stall_fd, &ticks, sizeof(ticks)) > 0)
+		;
+	b->stall_due = -1; /* one-shot: spent */
+	int64_t now = vhu__now_ms();
+	if (b->conn_fd >= 0 && vhu__rx_partial(&b->conn_rx) &&
+	    now - b->conn_rx.started_ms >= b->stall_ms) {
+		vhu__err("the front-end sent part of a message and nothing "
+			 "more for %d ms", b->stall_ms);
+		disconnect(b, "incomplete message");
+	}
+	if (b->chan_fd >= 0 && vhu__rx_partial(&b->chan_rx) &&
+	    now - b->chan_rx.started_ms >= b->stall_ms) {
+		vhu__warn("back-end channel: incomplete message for %d ms: "
+			  "closing it", b->stall_ms);
+		vhu__be_close_channel(b, -ETIMEDOUT);
 	}
 }
 
@@ -469,8 +542,12 @@ int vhu_backend_process(struct vhu_backend *b)
 		case VHU__SRC_KICK:
 			vhu__be_kick(b, idx);
 			break;
+		case VHU__SRC_STALL:
+			check_stall(b);
+			break;
 		}
 	}
+	arm_stall(b);
 	return b->ended ? -ENOTCONN : 0;
 }
 
@@ -543,6 +620,7 @@ void vhu__be_close_channel(struct vhu_backend *b, int64_t pending_result)
 	vhu__be_epoll_del(b, b->chan_fd);
 	close(b->chan_fd);
 	b->chan_fd = -1;
+	vhu__rx_reset(&b->chan_rx);
 	/* Whoever waits for an ack learns it will not come. */
 	while (b->acks_pending) {
 		b->acks_pending--;
@@ -556,8 +634,8 @@ void vhu__be_read_channel(struct vhu_backend *b)
 	for (unsigned n = 0; n < VHU__BE_BATCH && b->chan_fd >= 0; n++) {
 		struct vhu_msg msg;
 		int fds[VHU_MAX_FDS];
-		unsigned nfds = 0;
-		int r = vhu__sock_recv(b->chan_fd, &msg, fds, &nfds);
+		unsigned nfds;
+		int r = vhu__rx_read(b->chan_fd, &b->chan_rx);
 		if (r == -EAGAIN)
 			return;
 		if (r <= 0) {
@@ -566,6 +644,10 @@ void vhu__be_read_channel(struct vhu_backend *b)
 			vhu__be_close_channel(b, r == 0 ? -ECONNRESET : r);
 			return;
 		}
+		msg = b->chan_rx.msg;
+		nfds = b->chan_rx.nfds;
+		memcpy(fds, b->chan_rx.fds, nfds * sizeof(int));
+		vhu__rx_done(&b->chan_rx);
 		/* The front-end only ever answers on this channel: a u64
 		 * ack, flags exactly 0x5, for a request we asked an ack on. */
 		bool ok = nfds == 0 &&

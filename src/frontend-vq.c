@@ -70,14 +70,10 @@ int vhu_fe_add_memory(struct vhu_fe *fe, size_t size)
 	if (fe->nregions >= limit)
 		return -ENOSPC;
 
-	int fd = memfd_create("vhu-guest", MFD_CLOEXEC);
+	/* Sealed: the back-end cannot shrink it under our mapping. */
+	int fd = vhu__memfd_sealed("vhu-guest", size);
 	if (fd < 0)
-		return -errno;
-	if (ftruncate(fd, (off_t)size) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
+		return fd;
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
 		int e = -errno;

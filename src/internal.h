@@ -43,7 +43,8 @@ bool vhu__ratelimit_ok(struct vhu__ratelimit *rl);
 #define vhu__debug(...) vhu__log(VHU_LOG_DEBUG, __VA_ARGS__)
 
 /* --------------------------------------------------------------- sock.c */
-/* How long the rest of a message may take once its first byte arrived. */
+/* How long the rest of a message may take once its first byte arrived
+ * (blocking receive below; the back-end's partial-message timer). */
 #define VHU__SOCK_TIMEOUT_MS 5000
 
 /*
@@ -63,6 +64,45 @@ int vhu__sock_recv(int fd, struct vhu_msg *msg, int *fds, unsigned *nfds);
  * first byte; -ETIMEDOUT when nothing came. */
 int vhu__sock_recv_timeout(int fd, struct vhu_msg *msg, int *fds,
 			   unsigned *nfds, int timeout_ms);
+
+/*
+ * Incremental receive (sock-rx.c): a message that arrives in pieces is
+ * kept across calls, so a caller that must never block (the back-end
+ * session) reads what is there and returns.  fds that came with the
+ * first fragment are held in the state until the message completes or
+ * the state is reset (then closed).
+ */
+struct vhu__rx {
+	struct vhu_msg msg;         /* header, then hdr.size payload bytes */
+	size_t got;                 /* bytes of msg received so far */
+	int fds[VHU_MAX_FDS];
+	unsigned nfds;
+	bool extra;                 /* more fds than VHU_MAX_FDS, or CTRUNC */
+	int64_t started_ms;         /* CLOCK_MONOTONIC ms of the first byte */
+};
+void vhu__rx_init(struct vhu__rx *rx);
+/* Close held fds and forget the partial message. */
+void vhu__rx_reset(struct vhu__rx *rx);
+/* True when part of a message is held. */
+bool vhu__rx_partial(const struct vhu__rx *rx);
+/*
+ * Read what fd has, never waiting.  Returns 1 when rx->msg is complete:
+ * the caller then owns rx->fds[0..rx->nfds) and must call
+ * vhu__rx_done() (which forgets them without closing) before the next
+ * call.  -EAGAIN: no complete message yet (a partial one is kept).
+ * 0: clean EOF before any byte.  -ECONNRESET EOF mid-message,
+ * -EMSGSIZE size above VHU_MAX_PAYLOAD or too many fds, other -errno;
+ * on every failure the state is reset (fds closed).
+ */
+int vhu__rx_read(int fd, struct vhu__rx *rx);
+void vhu__rx_done(struct vhu__rx *rx);
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t vhu__now_ms(void);
+/* Collect SCM_RIGHTS fds from a received control buffer into
+ * fds[*nfds..VHU_MAX_FDS); extras are closed and flagged. */
+struct msghdr;
+void vhu__sock_take_fds(struct msghdr *mh, int *fds, unsigned *nfds,
+			bool *extra);
 
 /* Send header + hdr.size payload bytes + fds.  Handles EINTR, EAGAIN (waits
  * up to VHU__SOCK_TIMEOUT_MS) and short writes; MSG_NOSIGNAL.  The fds stay
@@ -88,6 +128,24 @@ void vhu__close_fds(int *fds, unsigned n);
 /* Set O_NONBLOCK and FD_CLOEXEC. */
 int vhu__set_nonblock(int fd);
 
+/* -------------------------------------------------------------- memfd.c */
+/* A CLOEXEC memfd of size bytes whose size is sealed (no shrink, no grow,
+ * no further seals): what we share cannot be truncated under us or under
+ * the peer.  Returns the fd or -errno. */
+int vhu__memfd_sealed(const char *name, size_t size);
+
+/* ------------------------------------------------------------- sigbus.c */
+/* Registry of mappings of peer memory (see sigbus.c).  add returns a
+ * slot (>= 0) for del, or -errno (the mapping is then unprotected). */
+int vhu__guard_add(void *addr, size_t len, size_t granule);
+void vhu__guard_del(int slot);
+/* Counts absorbed faults; 0 until the first. */
+unsigned vhu__guard_gen(void);
+/* Did this thread take an absorbed fault since it last asked? */
+bool vhu__guard_take_thread_fault(void);
+/* Does [addr, addr + len) touch memory replaced after a fault? */
+bool vhu__guard_lost(const void *addr, size_t len);
+
 /* ---------------------------------------------------------------- mem.c */
 struct vhu__mem_region {
 	uint64_t gpa;         /* guest physical start */
@@ -98,6 +156,7 @@ struct vhu__mem_region {
 	void *mmap_addr;      /* what to munmap (NULL: not ours) */
 	size_t mmap_size;
 	int fd;               /* owned, -1 if none */
+	int guard;            /* sigbus.c slot, -1 none */
 };
 
 struct vhu__mem {
@@ -196,7 +255,7 @@ struct vhu_vq {
 	uint16_t *pk_chain;        /* ring positions per buffer id in
 				    * flight (0: not in flight); owned */
 
-	/* Inflight tracking (virtq-inflight.c, virtq-inflight-packed.c): the
+	/* Inflight tracking (virtq-inflight.c, both layouts): the
 	 * queue's record in the shared region, NULL when off (at most one of
 	 * the two, by layout). */
 	struct vhu__inflight_split *inf;
@@ -213,6 +272,8 @@ struct vhu_vq {
 	 * pk_free is the free list's head. */
 	uint16_t *pk_next, *pk_num, *pk_head, *pk_last;
 	uint16_t pk_free;
+
+	unsigned guard_seen;       /* vhu__guard_gen() at the last check */
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */

@@ -25,6 +25,8 @@ void vhu__mem_init(struct vhu__mem *m)
 
 static void region_release(struct vhu__mem_region *r)
 {
+	vhu__guard_del(r->guard);
+	r->guard = -1;
 	if (r->mmap_addr)
 		munmap(r->mmap_addr, r->mmap_size);
 	if (r->fd >= 0)
@@ -157,6 +159,8 @@ int vhu__mem_add(struct vhu__mem *m, const struct vhu_mem_region *wr, int fd)
 		.mmap_addr = base,
 		.mmap_size = len,
 		.fd = fd,
+		/* The front-end keeps the file and may shrink it later. */
+		.guard = vhu__guard_add(base, len, g),
 	};
 	insert(m, &nr);
 	return 0;
@@ -179,6 +183,7 @@ int vhu__mem_add_host(struct vhu__mem *m, uint64_t gpa, uint64_t size,
 		.mmap_addr = NULL,
 		.mmap_size = 0,
 		.fd = -1,
+		.guard = -1,
 	};
 	insert(m, &nr);
 	return 0;

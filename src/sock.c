@@ -160,6 +160,17 @@ static int read_full(int fd, void *buf, size_t len, int *fds, unsigned *nfds,
 	return 1;
 }
 
+int64_t vhu__now_ms(void)
+{
+	return now_ms();
+}
+
+void vhu__sock_take_fds(struct msghdr *mh, int *fds, unsigned *nfds,
+			bool *extra)
+{
+	take_fds(mh, fds, nfds, extra);
+}
+
 int vhu__sock_recv_timeout(int fd, struct vhu_msg *msg, int *fds,
 			   unsigned *nfds, int timeout_ms)
 {

@@ -6,6 +6,7 @@
  * goes the same way for a queue and costs the split path one predicted
  * branch and a tail jump.
  */
+#include <errno.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -39,12 +40,62 @@ void vhu__vq_reset(struct vhu_vq *vq)
 	packed_initial(vq);
 }
 
+/* Does the queue depend on memory lost to a shrunk file (sigbus.c)?  One
+ * load while no fault was ever absorbed; afterwards the ring areas are
+ * looked up again only when another fault happened. */
+static bool mem_lost(struct vhu_vq *vq)
+{
+	unsigned gen = vhu__guard_gen();
+	if (__builtin_expect(gen == 0, 1))
+		return false;
+	bool lost = vhu__guard_take_thread_fault();
+	if (gen != vq->guard_seen) {
+		vq->guard_seen = gen;
+		size_t d, a, u;
+		if (vq->packed) {
+			d = vhu__packed_ring_bytes(vq->size);
+			a = u = VHU__PEVENT_BYTES;
+		} else {
+			d = vhu__vring_desc_bytes(vq->size);
+			a = vhu__vring_avail_bytes(vq->size);
+			u = vhu__vring_used_bytes(vq->size);
+		}
+		lost |= vhu__guard_lost(vq->desc, d) ||
+			vhu__guard_lost((const void *)vq->avail, a) ||
+			vhu__guard_lost((const void *)vq->used, u);
+		if (vq->inf)
+			lost |= vhu__guard_lost(vq->inf,
+						vhu__inflight_queue_bytes(vq->size));
+		if (vq->infp)
+			lost |= vhu__guard_lost(vq->infp,
+						vhu__inflight_queue_bytes_packed(vq->size));
+	}
+	return lost;
+}
+
+static int break_lost(struct vhu_vq *vq)
+{
+	if (!vq->broken) {
+		vq->broken = true;
+		vhu__log_rl(VHU_LOG_ERROR, "queue %u: shared memory it uses was "
+			    "truncated by the front-end: queue stopped",
+			    vq->index);
+		(void)vhu__eventfd_signal(vq->err_fd);
+	}
+	return -EIO;
+}
+
 int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
 	       unsigned iov_cap)
 {
-	if (PACKED(vq))
-		return vhu__packed_pop(vq, elem, iov, iov_cap);
-	return vhu__split_pop(vq, elem, iov, iov_cap);
+	if (mem_lost(vq))
+		return break_lost(vq);
+	int r = PACKED(vq) ? vhu__packed_pop(vq, elem, iov, iov_cap)
+			   : vhu__split_pop(vq, elem, iov, iov_cap);
+	/* The walk itself may have faulted: what it read is zeros. */
+	if (mem_lost(vq))
+		return break_lost(vq);
+	return r;
 }
 
 void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,

@@ -365,6 +365,11 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	/* A front-end that shrinks guest memory it shared breaks the queue
+	 * that touches it, instead of killing the daemon with SIGBUS. */
+	r = vhu_sigbus_guard_install();
+	if (r < 0)
+		vhu_blk_daemon_log("warning: SIGBUS guard: %s", strerror(-r));
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);

@@ -140,7 +140,10 @@ int vhu_backend_connected_fd(struct vhu_backend *b, int fd);
 int vhu_backend_fd(const struct vhu_backend *b);
 
 /*
- * Handle everything ready now, without blocking.  A broken or hostile
+ * Handle everything ready now, without blocking.  A message that arrived
+ * only in part (header, payload or fds) is kept until the rest comes; a
+ * front-end that leaves one incomplete for 5 s is disconnected (a timer in
+ * vhu_backend_fd() wakes the caller for that).  A broken or hostile
  * front-end is disconnected (logged) and the session waits for the next:
  * that is not an error here.  Returns 0, or -ENOTCONN once a connected_fd
  * session has lost its peer, or another -errno on a local failure.

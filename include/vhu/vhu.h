@@ -92,6 +92,25 @@ void vhu_set_log_fn(vhu_log_fn fn, void *opaque);
 void vhu_set_log_level(enum vhu_log_level level);
 enum vhu_log_level vhu_get_log_level(void);
 
+/* ---- shared memory a peer shrinks ---- */
+/*
+ * A front-end passes guest memory (and the inflight region) as files it
+ * keeps; if it later shrinks one (ftruncate), the back-end's next access
+ * past the new end raises SIGBUS and, by default, kills the process.
+ * Requiring sealed files would refuse QEMU's memory-backend-file (/dev/shm,
+ * hugetlbfs), so the library offers to survive instead: this installs a
+ * process-wide SIGBUS handler (opt-in: the application owns its signal
+ * dispositions; call once, before serving).  A fault inside memory the
+ * library mapped for a peer replaces the pages from there to the end of
+ * that mapping with zero-filled anonymous memory and the affected queue is
+ * marked broken at its next vhu_vq_pop() (-EIO, vhu_vq_is_broken() true,
+ * the error fd signalled); other queues and sessions continue.  Any other
+ * SIGBUS goes to the handler installed before, or kills the process as
+ * usual.  Memory the library creates itself is sealed against resizing.
+ * Returns 0 (also when already installed) or -errno.
+ */
+int vhu_sigbus_guard_install(void);
+
 #ifdef __cplusplus
 }
 #endif

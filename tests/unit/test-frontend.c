@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -399,6 +400,9 @@ struct honest {
 	} vq[HB_QUEUES];
 	unsigned reqs_with_need_reply;
 	unsigned mem_tables;
+	/* memory fds the back-end tried to shrink: refused with EPERM, or
+	 * (unsealed) shrunk and grown back */
+	unsigned shrink_eperm, shrink_done;
 	/* config change bookkeeping */
 	bool change_sent;
 	bool get_after_change;
@@ -406,6 +410,22 @@ struct honest {
 	uint64_t ack_value;
 	bool ack_after_get;
 };
+
+/* A hostile back-end's move: shrink the guest memory file by a page.
+ * Sealed memory refuses; otherwise the size is put back at once (the
+ * page reads as zeros, nothing faults). */
+static void hb_try_shrink(struct honest *h, int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) < 0 || st.st_size < 4096)
+		return;
+	if (ftruncate(fd, st.st_size - 4096) == 0) {
+		h->shrink_done++;
+		(void)ftruncate(fd, st.st_size);
+	} else if (errno == EPERM) {
+		h->shrink_eperm++;
+	}
+}
 
 static uint8_t *hb_gpa(struct honest *h, uint64_t gpa, uint64_t len)
 {
@@ -522,6 +542,7 @@ static void hb_request(struct honest *h, struct vhu_msg *m, int *fds, unsigned n
 	case VHU_REQ_ADD_MEM_REG:
 		if (nfds == 1 && h->nregions < 8) {
 			struct vhu_mem_region *r = &m->p.mem_reg.region;
+			hb_try_shrink(h, fds[0]);
 			void *p = mmap(NULL, r->memory_size, PROT_READ | PROT_WRITE,
 				       MAP_SHARED, fds[0], (off_t)r->mmap_offset);
 			if (p != MAP_FAILED) {
@@ -543,6 +564,7 @@ static void hb_request(struct honest *h, struct vhu_msg *m, int *fds, unsigned n
 		h->mem_tables++;
 		for (unsigned i = 0; i < t->nregions; i++) {
 			struct vhu_mem_region *r = &t->regions[i];
+			hb_try_shrink(h, fds[i]);
 			void *p = mmap(NULL, r->memory_size, PROT_READ | PROT_WRITE,
 				       MAP_SHARED, fds[i], (off_t)r->mmap_offset);
 			if (p == MAP_FAILED)
@@ -891,6 +913,24 @@ TEST(set_mem_table_carries_every_region)
 	honest_stop(&h, t, fe);
 	CHECK_EQ(h.mem_tables, 2);
 	CHECK_EQ(h.nregions, 2);
+	/* Our guest memory is sealed: the back-end could not shrink it. */
+	CHECK_EQ(h.shrink_done, 0);
+	CHECK_EQ(h.shrink_eperm, 3); /* one region, then two */
+}
+
+TEST(guest_memory_sent_with_add_mem_reg_cannot_be_shrunk)
+{
+	struct honest h;
+	pthread_t t;
+	struct vhu_fe *fe = honest_start(&h, &t);
+	CHECK(fe);
+	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
+	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
+	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
+	honest_stop(&h, t, fe);
+	CHECK_EQ(h.nregions, 2);
+	CHECK_EQ(h.shrink_done, 0);
+	CHECK_EQ(h.shrink_eperm, 2);
 }
 
 /* The driver kicks only when the device asks for it (virtio 1.2, 2.7.10

@@ -197,6 +197,28 @@ TEST(get_inflight_fd_size_and_no_fd_leak)
 	CHECK_EQ(fe_count_fds(), base);
 }
 
+/* The region we hand out is size-sealed: a front-end cannot shrink it
+ * under our mapping (our next touch past the new end would be SIGBUS). */
+TEST(get_inflight_fd_region_cannot_be_resized)
+{
+	struct fe fe;
+	CHECK_EQ(session(&fe), 0);
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(get_inflight(&fe, NQ, 256, &r, &fd), 1);
+	errno = 0;
+	CHECK_EQ(ftruncate(fd, 0), -1);
+	CHECK_EQ(errno, EPERM);
+	errno = 0;
+	CHECK_EQ(ftruncate(fd, (off_t)r.mmap_size * 2), -1);
+	CHECK_EQ(errno, EPERM);
+	struct stat st;
+	CHECK_EQ(fstat(fd, &st), 0);
+	CHECK_EQ((uint64_t)st.st_size, r.mmap_size);
+	close(fd);
+	fe_close(&fe);
+}
+
 /* QEMU sends (and wants back) its unpacked 24-byte struct. */
 TEST(qemu_24_byte_payload)
 {

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A front-end that shrinks (ftruncate) the guest memory or inflight file
+ * it passed, while a queue runs: with vhu_sigbus_guard_install() the
+ * back-end's next touch of the vanished pages does not kill the process;
+ * the queue that touched them is reported broken, and other queues and
+ * other sessions keep working.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fe-driver.h"
+#include "internal.h"
+#include "tap.h"
+
+#define QSIZE 64u
+#define NQ 2u
+
+struct dev {
+	struct vhu_vq *vqs[NQ];
+};
+static void t_started(void *o, struct vhu_vq *vq)
+{
+	((struct dev *)o)->vqs[vhu_vq_index(vq)] = vq;
+}
+static void t_stopped(void *o, struct vhu_vq *vq)
+{
+	((struct dev *)o)->vqs[vhu_vq_index(vq)] = NULL;
+}
+static struct vhu_device_ops ops = {
+	.queue_started = t_started,
+	.queue_stopped = t_stopped,
+};
+
+static struct fe fe, fe2;
+static struct dev dev, dev2;
+static int fds_at_start;
+
+static void before(void)
+{
+	memset(&fe, 0, sizeof(fe));
+	memset(&fe2, 0, sizeof(fe2));
+	fe.sock = fe.chan = fe.mem_fd = -1;
+	fe2.sock = fe2.chan = fe2.mem_fd = -1;
+	memset(&dev, 0, sizeof(dev));
+	memset(&dev2, 0, sizeof(dev2));
+	fds_at_start = fe_count_fds();
+}
+static void after(void)
+{
+	fe_close(&fe);
+	fe_close(&fe2);
+	CHECK_EQ(fe_count_fds(), fds_at_start);
+}
+
+/* A session with guest memory and both queues started. */
+static void session(struct fe *f, struct dev *d, bool inflight)
+{
+	struct vhu_backend_opts o = {
+		.ops = &ops,
+		.opaque = d,
+		.features = VHU_BIT(VHU_F_VERSION_1),
+		.protocol_features = VHU_BIT(VHU_PF_INFLIGHT_SHMFD),
+		.num_queues = NQ,
+		.max_queue_size = 256,
+	};
+	CHECK_EQ(fe_open(f, &o), 0);
+	uint64_t pf = VHU_BIT(VHU_PF_REPLY_ACK);
+	if (inflight)
+		pf |= VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
+	CHECK_EQ(fe_negotiate(f, VHU_BIT(VHU_F_VERSION_1) |
+				    VHU_BIT(VHU_F_PROTOCOL_FEATURES), pf), 0);
+	CHECK_EQ(fe_set_mem(f), 0);
+}
+
+static void start_queues(struct fe *f, struct dev *d)
+{
+	for (unsigned i = 0; i < NQ; i++) {
+		int kick;
+		CHECK_EQ(fe_setup_vring(f, i, QSIZE, &kick), 0);
+		close(kick);
+		CHECK_EQ(fe_enable(f, i, true), 0);
+		CHECK(d->vqs[i] != NULL);
+	}
+}
+
+/* Make a one-descriptor request available on queue q (head 0, buffer at
+ * buf_gpa), fe_setup_vring's layout. */
+static void post(struct fe *f, unsigned q, uint64_t buf_gpa)
+{
+	uint8_t *ring = f->mem + FE_RING_GPA(q);
+	struct vhu_vring_desc *d = (struct vhu_vring_desc *)ring;
+	d[0].addr = buf_gpa;
+	d[0].len = 64;
+	d[0].flags = 0;
+	d[0].next = 0;
+	uint16_t *a = (uint16_t *)(ring + 0x2000);
+	uint16_t idx = a[1];
+	a[2 + idx % QSIZE] = 0;
+	__atomic_store_n(&a[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
+}
+
+static int pop(struct vhu_vq *vq)
+{
+	struct vhu_vq_elem e;
+	struct iovec iov[4];
+	int r = vhu_vq_pop(vq, &e, iov, 4);
+	if (r == 1) {
+		vhu_vq_push(vq, &e, 0);
+		vhu_vq_notify(vq);
+	}
+	return r;
+}
+
+TEST(install_is_idempotent)
+{
+	CHECK_EQ(vhu_sigbus_guard_install(), 0);
+	CHECK_EQ(vhu_sigbus_guard_install(), 0);
+}
+
+TEST(guest_memory_shrunk_under_a_running_queue)
+{
+	session(&fe, &dev, false);
+	start_queues(&fe, &dev);
+	session(&fe2, &dev2, false);
+	start_queues(&fe2, &dev2);
+
+	/* Queue 0's rings and buffer stay below the new end; queue 1's
+	 * rings (FE_RING_GPA(1) = 0x20000) and buffer lie past it. */
+	post(&fe, 0, 0x18000);
+	post(&fe, 1, 0x28000);
+	post(&fe2, 1, 0x28000);
+	CHECK_EQ(ftruncate(fe.mem_fd, 0x1c000), 0);
+
+	/* Our own view of the file is gone past 0x1c000 too: stop using it
+	 * (the test's mapping would fault like anyone else's). */
+	CHECK_EQ(pop(dev.vqs[1]), -EIO);
+	CHECK(vhu_vq_is_broken(dev.vqs[1]));
+	CHECK_EQ(pop(dev.vqs[1]), -EIO); /* stays broken */
+
+	/* The other queue of the same session still works. */
+	CHECK_EQ(pop(dev.vqs[0]), 1);
+	CHECK(!vhu_vq_is_broken(dev.vqs[0]));
+	post(&fe, 0, 0x18100);
+	CHECK_EQ(pop(dev.vqs[0]), 1);
+
+	/* Another session is untouched. */
+	CHECK_EQ(pop(dev2.vqs[1]), 1);
+	CHECK_EQ(pop(dev2.vqs[0]), 0);
+	CHECK(!vhu_vq_is_broken(dev2.vqs[1]));
+
+	/* The session itself is alive and answers. */
+	uint64_t f;
+	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_FEATURES, &f), 0);
+
+	/* fe_close() unmaps its view: only the part still in the file. */
+	munmap(fe.mem + 0x1c000, fe.mem_size - 0x1c000);
+	fe.mem_size = 0x1c000;
+}
+
+TEST(new_memory_table_after_a_loss_serves_again)
+{
+	session(&fe, &dev, false);
+	start_queues(&fe, &dev);
+	post(&fe, 1, 0x28000);
+	CHECK_EQ(ftruncate(fe.mem_fd, 0x1c000), 0);
+	CHECK_EQ(pop(dev.vqs[1]), -EIO);
+	munmap(fe.mem, fe.mem_size);
+	fe.mem = NULL;
+	close(fe.mem_fd);
+	fe.mem_fd = -1;
+
+	/* The front-end sends a fresh table (it may be mapped where the
+	 * lost one was): the untouched queue pops from it. */
+	CHECK_EQ(fe_set_mem(&fe), 0);
+	CHECK(dev.vqs[0] != NULL);
+	post(&fe, 0, 0x18000);
+	CHECK_EQ(pop(dev.vqs[0]), 1);
+	CHECK(!vhu_vq_is_broken(dev.vqs[0]));
+}
+
+TEST(inflight_file_shrunk_under_a_running_queue)
+{
+	session(&fe, &dev, true);
+	session(&fe2, &dev2, false);
+	start_queues(&fe2, &dev2);
+
+	/* The front-end's own (unsealed) inflight file. */
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t size = (NQ * vhu__inflight_queue_bytes(256) + pg - 1) / pg * pg;
+	int ifd = memfd_create("test-inflight", MFD_CLOEXEC);
+	CHECK(ifd >= 0);
+	CHECK_EQ(ftruncate(ifd, (off_t)size), 0);
+	struct vhu_inflight in = { size, 0, NQ, 256 };
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_INFLIGHT_FD, &in, sizeof(in), &ifd, 1), 0);
+	start_queues(&fe, &dev);
+
+	post(&fe, 0, 0x18000);
+	CHECK_EQ(pop(dev.vqs[0]), 1); /* tracked in the record */
+	CHECK_EQ(ftruncate(ifd, 0), 0);
+	close(ifd);
+
+	post(&fe, 0, 0x18100);
+	CHECK_EQ(pop(dev.vqs[0]), -EIO);
+	CHECK(vhu_vq_is_broken(dev.vqs[0]));
+	/* Queue 1's record was in the same file: it breaks at its next pop
+	 * without having faulted itself. */
+	post(&fe, 1, 0x28000);
+	CHECK_EQ(pop(dev.vqs[1]), -EIO);
+
+	post(&fe2, 0, 0x18000);
+	CHECK_EQ(pop(dev2.vqs[0]), 1);
+	CHECK(!vhu_vq_is_broken(dev2.vqs[0]));
+	uint64_t f;
+	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_FEATURES, &f), 0);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	/* Before any case: the process would die without it. */
+	if (vhu_sigbus_guard_install() < 0)
+		return 1;
+	tap_before_each = before;
+	tap_after_each = after;
+	return tap_run();
+}
