@@ -66,6 +66,9 @@ static bool mem_lost(struct vhu_vq *vq)
 		if (vq->inf)
 			lost |= vhu__guard_lost(vq->inf,
 						vhu__inflight_queue_bytes(vq->size));
+		if (vq->infp)
+			lost |= vhu__guard_lost(vq->infp,
+						vhu__inflight_queue_bytes_packed(vq->size));
 	}
 	return lost;
 }

@@ -68,7 +68,9 @@ static void usage(FILE *f)
 "  -V, --version            show the version and exit\n"
 "\n"
 "Without --socket-path or --fd, a systemd-activated socket (LISTEN_FDS) is\n"
-"used.  SIGTERM or SIGINT: exit.  SIGHUP: re-read the image size.\n"
+"used.  SIGTERM or SIGINT: finish the requests in progress (at most 10 s)\n"
+"and exit 0; a front-end that reconnects to a new vhu-blk sees a pause.\n"
+"SIGHUP: re-read the image size.\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
 		VHU_BACKEND_MAX_QUEUES);
 }
@@ -286,6 +288,34 @@ void vhu_blk_daemon_size_changed(struct vhu_blk_daemon *d, uint64_t old_size)
 						    : strerror(-r));
 }
 
+/* SIGTERM/SIGINT is a graceful restart: the loop stops, and freeing the
+ * session stops every queue, which completes and pushes each request the
+ * device popped.  A request that never completes (a hung disk) must not
+ * keep the daemon: after STOP_GRACE_S it exits anyway; the inflight
+ * record (INFLIGHT_SHMFD) makes the next vhu-blk resubmit what was left. */
+#define STOP_GRACE_S 10
+
+static void stop_grace_over(int sig)
+{
+	static const char msg[] = "vhu-blk: requests still in flight after "
+				  "the stop grace period: exiting; the next "
+				  "vhu-blk resubmits them\n";
+	(void)sig;
+	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(0);
+}
+
+static void arm_stop_grace(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = stop_grace_over;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(STOP_GRACE_S);
+}
+
 static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
 {
 	struct vhu_blk_daemon *d = opaque;
@@ -306,6 +336,7 @@ static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 				vhu_blk_daemon_log("SIGHUP: image size unchanged");
 			}
 		} else {
+			arm_stop_grace();
 			vhu_loop_stop(loop);
 		}
 	}

@@ -163,7 +163,7 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 			       VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |
 			       VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |
 			       /* a restarted vhu-blk resubmits what it had
-				* in flight (split rings) */
+				* in flight (split and packed rings) */
 			       VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
 	o->num_queues = blk->num_queues;
 	o->max_queue_size = 0;
