@@ -2,7 +2,7 @@
 /*
  * vhu-blk control socket: JSON-RPC 2.0 over a Unix stream socket, one
  * request per line and one response per line, several clients at once.
- * Methods: info, stats, resize.
+ * Methods: info, stats, resize, refresh.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -152,12 +152,23 @@ static json_object *method_stats(struct vhu_blk_daemon *d)
 	return o;
 }
 
+static char *size_result(struct vhu_blk_daemon *d, json_object *id,
+			 uint64_t old)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "old_size", u64(old));
+	json_object_object_add(o, "size", u64(vhu_blk_size(d->blk)));
+	return result_resp(id, o);
+}
+
 static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 			   json_object *params)
 {
-	json_object *size_obj, *o;
+	json_object *size_obj, *shrink_obj;
 	uint64_t old = vhu_blk_size(d->blk), size;
-	char msg[160];
+	bool shrink = false;
+	char msg[200];
 	int64_t v;
 	int r;
 
@@ -166,28 +177,60 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 	    !json_object_is_type(size_obj, json_type_int))
 		return error_resp(id, RPC_INVALID_PARAMS,
 				  "resize needs params {\"size\": BYTES}");
+	if (json_object_object_get_ex(params, "shrink", &shrink_obj)) {
+		if (!json_object_is_type(shrink_obj, json_type_boolean))
+			return error_resp(id, RPC_INVALID_PARAMS,
+					  "\"shrink\" must be true or false");
+		shrink = json_object_get_boolean(shrink_obj);
+	}
 	errno = 0;
 	v = json_object_get_int64(size_obj);
-	if (v < 0 || errno == ERANGE)
+	if (v <= 0 || errno == ERANGE)
 		return error_resp(id, RPC_INVALID_PARAMS,
-				  "size must be a non-negative integer");
+				  "size must be a positive integer");
 	size = (uint64_t)v;
-	if (!vhu_blk_is_blockdev(d->blk) && size % vhu_blk_blk_size(d->blk)) {
+	if (vhu_blk_is_blockdev(d->blk))
+		return error_resp(id, RPC_RESIZE_FAILED,
+				  "resize failed: the image is a block device, whose "
+				  "size follows the device: resize the device, then "
+				  "call \"refresh\" (or send SIGHUP)");
+	if (size % vhu_blk_blk_size(d->blk)) {
 		snprintf(msg, sizeof(msg), "size must be a multiple of %u bytes",
 			 vhu_blk_blk_size(d->blk));
 		return error_resp(id, RPC_INVALID_PARAMS, msg);
 	}
-	r = vhu_blk_resize(d->blk, size);
+	r = vhu_blk_resize(d->blk, size, shrink ? VHU_BLK_RESIZE_SHRINK : 0);
+	if (r == -EPERM) {
+		snprintf(msg, sizeof(msg), "resize failed: %llu bytes is smaller "
+			 "than the image (%llu bytes); shrinking discards the data "
+			 "past the new end and needs \"shrink\": true",
+			 (unsigned long long)size, (unsigned long long)old);
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "resize failed: %s",
 			 r == -EROFS ? "the image is read-only" : strerror(-r));
 		return error_resp(id, RPC_RESIZE_FAILED, msg);
 	}
-	vhu_blk_daemon_size_changed(d, old);
-	o = json_object_new_object();
-	json_object_object_add(o, "old_size", u64(old));
-	json_object_object_add(o, "size", u64(vhu_blk_size(d->blk)));
-	return result_resp(id, o);
+	if (vhu_blk_size(d->blk) != old)
+		vhu_blk_daemon_size_changed(d, old);
+	return size_result(d, id, old);
+}
+
+/* Re-read the image size, as SIGHUP does. */
+static char *method_refresh(struct vhu_blk_daemon *d, json_object *id)
+{
+	uint64_t old = vhu_blk_size(d->blk);
+	char msg[160];
+	int r = vhu_blk_refresh_size(d->blk);
+
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "refresh failed: %s", strerror(-r));
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
+	if (vhu_blk_size(d->blk) != old)
+		vhu_blk_daemon_size_changed(d, old);
+	return size_result(d, id, old);
 }
 
 char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
@@ -247,6 +290,8 @@ char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
 		out = result_resp(id, method_stats(d));
 	} else if (strcmp(method, "resize") == 0) {
 		out = method_resize(d, id, params);
+	} else if (strcmp(method, "refresh") == 0) {
+		out = method_refresh(d, id);
 	} else {
 		char msg[128];
 

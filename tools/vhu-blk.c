@@ -57,13 +57,15 @@ static void usage(FILE *f)
 "                           threads than queues share them round-robin\n"
 "      --blk-size N         logical block size: 512 (default) or 4096\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
-"      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
+"      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
+"                           refresh)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
 "Without --socket-path or --fd, a systemd-activated socket (LISTEN_FDS) is\n"
-"used.  SIGTERM or SIGINT: exit.  SIGHUP: re-read the image size.\n"
+"used.  SIGTERM or SIGINT: exit.  SIGHUP: re-read the image size (a smaller\n"
+"size only as the file is with the queues quiesced).\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
 		VHU_BACKEND_MAX_QUEUES);
 }

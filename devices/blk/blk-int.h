@@ -48,6 +48,7 @@ struct vhu_blk {
 
 	struct vhu__blk_stats *stats;            /* [num_queues] */
 	struct vhu__blk_runner **runners;        /* [num_queues], NULL = stopped */
+	struct vhu_vq **vqs;                     /* [num_queues], the started ones */
 	/* Shared threads (--threads N < num_queues): queue i runs on
 	 * groups[i % num_groups].  num_groups == 0: a thread per queue. */
 	unsigned num_groups;

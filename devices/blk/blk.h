@@ -192,14 +192,22 @@ unsigned vhu_blk_num_threads(const struct vhu_blk *blk);
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk);
 
 /*
- * Resize: a regular file is truncated to size bytes (a multiple of the
- * block size); a block device has its size re-read (size is ignored).
- * Returns 0 or -errno.  The caller then announces the change with
- * vhu_backend_config_changed().
+ * Resize a regular file to size bytes (a non-zero multiple of the block
+ * size).  Growing needs nothing more; shrinking needs
+ * VHU_BLK_RESIZE_SHRINK (-EPERM without it) and quiesces the started
+ * queues (in-flight requests complete first, none run meanwhile), truncates
+ * and publishes the new capacity before the queues resume, so no write
+ * lands past the new end.  A block device's size follows the device:
+ * -EOPNOTSUPP (use vhu_blk_refresh_size()).  Returns 0 or -errno; the
+ * caller then announces the change with vhu_backend_config_changed().
+ * Control thread only (where queue_started/queue_stopped run).
  */
-int vhu_blk_resize(struct vhu_blk *blk, uint64_t size);
-/* Re-read the image size (after an outside `truncate -s`).  Returns 1 when
- * the capacity changed, 0 when not, or -errno. */
+#define VHU_BLK_RESIZE_SHRINK 1u
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags);
+/* Re-read the image size (a file grown outside, a resized block device).
+ * A larger size is taken at once; a smaller one only as it is once the
+ * queues are quiesced (as for a shrinking resize).  Returns 1 when the
+ * capacity changed, 0 when not, or -errno.  Control thread only. */
 int vhu_blk_refresh_size(struct vhu_blk *blk);
 
 /* Per-queue counters (index < num_queues). */

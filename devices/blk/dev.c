@@ -27,6 +27,7 @@ static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 
 	if (idx >= blk->num_queues || blk->runners[idx])
 		return;
+	blk->vqs[idx] = vq;
 	r = vhu__blk_run_start(blk, vq,
 			       blk->num_groups ? blk->groups[idx % blk->num_groups]
 					       : NULL,
@@ -47,6 +48,7 @@ static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 		return;
 	vhu__blk_run_stop(blk->runners[idx]);
 	blk->runners[idx] = NULL;
+	blk->vqs[idx] = NULL;
 }
 
 static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
@@ -186,7 +188,8 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	}
 	blk->stats = calloc(blk->num_queues, sizeof(*blk->stats));
 	blk->runners = calloc(blk->num_queues, sizeof(*blk->runners));
-	if (!blk->stats || !blk->runners) {
+	blk->vqs = calloc(blk->num_queues, sizeof(*blk->vqs));
+	if (!blk->stats || !blk->runners || !blk->vqs) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -215,6 +218,7 @@ fail:
 		close(blk->fd);
 	free(blk->stats);
 	free(blk->runners);
+	free(blk->vqs);
 	free(blk);
 	return r;
 }
@@ -232,6 +236,7 @@ void vhu_blk_free(struct vhu_blk *blk)
 		close(blk->fd);
 	free(blk->stats);
 	free(blk->runners);
+	free(blk->vqs);
 	free(blk);
 }
 
@@ -285,6 +290,31 @@ enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk)
 	return blk->cache;
 }
 
+/*
+ * Quiesce: stop every started queue.  Each stops popping, lets what it
+ * has in flight complete and be pushed, and its engine is freed; nothing
+ * touches the image until resume() starts the same queues again (requests
+ * the driver adds meanwhile wait in the ring, their kicks in the eventfd).
+ * Both run on the control thread, as queue_started/queue_stopped do.
+ */
+static void quiesce(struct vhu_blk *blk, struct vhu_vq **vqs)
+{
+	for (unsigned i = 0; i < blk->num_queues; i++) {
+		vqs[i] = blk->runners[i] ? blk->vqs[i] : NULL;
+		if (!vqs[i])
+			continue;
+		vhu__blk_run_stop(blk->runners[i]);
+		blk->runners[i] = NULL;
+	}
+}
+
+static void resume(struct vhu_blk *blk, struct vhu_vq **vqs)
+{
+	for (unsigned i = 0; i < blk->num_queues; i++)
+		if (vqs[i])
+			blk_queue_started(blk, vqs[i]);
+}
+
 int vhu_blk_refresh_size(struct vhu_blk *blk)
 {
 	uint64_t size, old = atomic_load(&blk->capacity);
@@ -292,34 +322,66 @@ int vhu_blk_refresh_size(struct vhu_blk *blk)
 
 	if (r < 0)
 		return r;
-	vhu__blk_set_size(blk, size);
+	if (size < atomic_load(&blk->size)) {
+		/* Smaller: a write in flight may extend the file again, so
+		 * the size that counts is the one read with no I/O running. */
+		struct vhu_vq **vqs = calloc(blk->num_queues, sizeof(*vqs));
+
+		if (!vqs)
+			return -ENOMEM;
+		quiesce(blk, vqs);
+		r = vhu__blk_image_size(blk, &size);
+		if (r == 0)
+			vhu__blk_set_size(blk, size);
+		resume(blk, vqs);
+		free(vqs);
+		if (r < 0)
+			return r;
+	} else {
+		vhu__blk_set_size(blk, size);
+	}
 	return atomic_load(&blk->capacity) != old;
 }
 
-int vhu_blk_resize(struct vhu_blk *blk, uint64_t size)
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 {
+	struct vhu_vq **vqs;
+	uint64_t cur;
 	int r;
 
 	if (blk->blockdev)
-		return vhu_blk_refresh_size(blk) < 0 ? -EIO : 0;
+		return -EOPNOTSUPP;
 	if (blk->read_only)
 		return -EROFS;
-	if (size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
+	if (size == 0 || size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	/* Shrinking first lowers the capacity so new requests past the new
-	 * end fail cleanly (in-flight ones see end of file -> IOERR). */
-	if (size < atomic_load(&blk->size))
-		vhu__blk_set_size(blk, size);
-	if (ftruncate(blk->fd, (off_t)size) < 0) {
-		r = -errno;
-		vhu_blk_refresh_size(blk);
+	r = vhu__blk_image_size(blk, &cur);
+	if (r < 0)
 		return r;
+	if (cur < atomic_load(&blk->size))
+		cur = atomic_load(&blk->size);
+	if (size >= cur) {
+		/* Growing: requests in flight lie below the old end and
+		 * cannot reach past the new one. */
+		if (ftruncate(blk->fd, (off_t)size) < 0)
+			return -errno;
+		vhu__blk_set_size(blk, size);
+		return 0;
 	}
-	/* The size asked for, not a re-read: a write in flight past the new
-	 * end may briefly extend the file again, and must not extend the
-	 * capacity with it. */
-	vhu__blk_set_size(blk, size);
-	return 0;
+	if (!(flags & VHU_BLK_RESIZE_SHRINK))
+		return -EPERM;
+	/* Shrinking: with the queues quiesced no write can land past the
+	 * new end after the truncate and extend the file again. */
+	vqs = calloc(blk->num_queues, sizeof(*vqs));
+	if (!vqs)
+		return -ENOMEM;
+	quiesce(blk, vqs);
+	r = ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
+	if (r == 0)
+		vhu__blk_set_size(blk, size);
+	resume(blk, vqs);
+	free(vqs);
+	return r;
 }
 
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,

@@ -1,0 +1,154 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# vhu-blk as an operator meets it, without a VM: what may happen to the
+# image and the paths it is given.  Shrinking needs intent, --control never
+# deletes a non-socket, two writers cannot share an image, container
+# formats are refused, the control socket is private, --fd takes a listening
+# socket, read-only images and default serials.
+# Usage: tests/e2e/test-blk-operator.sh BUILD_DIR    (prints TAP)
+set -u
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd)
+BIN=$BUILD/tools/vhu-blk
+VHU=$BUILD/tools/vhu
+if [ ! -x "$BIN" ] || [ ! -x "$VHU" ]; then
+	echo "1..0 # SKIP $BIN or $VHU not built"
+	exit 0
+fi
+
+T=$(mktemp -d /tmp/vhu-blk-op.XXXXXX)
+PIDS=()
+LOOP=""
+MNT=""
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+	[ -n "$MNT" ] && umount "$MNT" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+N=0
+FAILED=0
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
+skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
+check() { # check NAME COMMAND...
+	local name=$1; shift
+	if "$@"; then ok "$name"; else not_ok "$name"; fi
+}
+size_of() { stat -c %s "$1"; }
+
+# rpc SOCKET METHOD [PARAMS_JSON]: the whole response line
+rpc() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+req = {"jsonrpc": "2.0", "id": 1, "method": sys.argv[2]}
+if len(sys.argv) > 3:
+    req["params"] = json.loads(sys.argv[3])
+s.sendall(json.dumps(req).encode() + b"\n")
+print(s.makefile().readline().rstrip("\n"))
+PY
+}
+# jget JSON PATH: a field (dotted path) of a JSON document
+jget() {
+	python3 -c '
+import json, sys
+v = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)' "$1" "$2" 2>/dev/null
+}
+wait_for() { # wait_for PATH: until a socket exists (5 s)
+	for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done
+	return 1
+}
+wait_exit() { # wait_exit PID: exit status, or 124 after 5 s
+	for _ in $(seq 50); do
+		if ! kill -0 "$1" 2>/dev/null; then wait "$1"; return $?; fi
+		sleep 0.1
+	done
+	return 124
+}
+# start NAME ARGS...: run vhu-blk in the background (log in $T/NAME.log),
+# wait for its control socket $T/NAME.c; sets D to its pid
+start() {
+	local name=$1; shift
+	"$BIN" --socket-path "$T/$name.s" --control "$T/$name.c" "$@" 2>"$T/$name.log" &
+	D=$!; PIDS+=($D)
+	wait_for "$T/$name.c"
+}
+stop() { kill -TERM "$1" 2>/dev/null; wait_exit "$1" >/dev/null; }
+# fails NAME PATTERN ARGS...: vhu-blk exits 1 with an error matching PATTERN
+fails() {
+	local name=$1 pat=$2; shift 2
+	local err rc
+	err=$(timeout 10 "$BIN" "$@" 2>&1 >/dev/null); rc=$?
+	if [ $rc -eq 1 ] && echo "$err" | grep -q -- "$pat"; then
+		ok "$name"
+	else
+		not_ok "$name (rc=$rc: $err)"
+	fi
+}
+
+# ==== 3. resize: shrinking needs intent ====
+truncate -s 8M "$T/img"
+start r --blk-file "$T/img"
+r=$(rpc "$T/r.c" resize '{"size": 4194304}')
+check "resize to a smaller size without shrink is refused" \
+	test "$(jget "$r" error.code)" = -32000 -a -n "$(jget "$r" error.message | grep shrink)"
+check "the refused shrink left the image alone" test "$(size_of "$T/img")" = 8388608
+r=$(rpc "$T/r.c" resize '{"size": 0}')
+check "resize to 0 is invalid" test "$(jget "$r" error.code)" = -32602
+r=$(rpc "$T/r.c" resize '{"size": 0, "shrink": true}')
+check "resize to 0 is invalid even with shrink" test "$(jget "$r" error.code)" = -32602
+r=$(rpc "$T/r.c" resize '{"size": 4194304, "shrink": "yes"}')
+check "shrink must be a boolean" test "$(jget "$r" error.code)" = -32602
+check "the image is still 8 MiB" test "$(size_of "$T/img")" = 8388608
+out=$("$VHU" ctl "$T/r.c" resize 2M 2>&1); rc=$?
+check "vhu ctl resize to a smaller size fails and says --shrink" \
+	test $rc -ne 0 -a -n "$(echo "$out" | grep shrink)" -a "$(size_of "$T/img")" = 8388608
+out=$("$VHU" ctl "$T/r.c" resize 0 2>&1); rc=$?
+check "vhu ctl resize 0 is a usage error" test $rc -eq 2 -a "$(size_of "$T/img")" = 8388608
+out=$("$VHU" ctl "$T/r.c" resize --shrink 2M 2>&1); rc=$?
+check "vhu ctl resize --shrink shrinks" test $rc -eq 0 -a "$(size_of "$T/img")" = 2097152
+out=$("$VHU" ctl "$T/r.c" resize 4M 2>&1); rc=$?
+check "vhu ctl resize grows without --shrink" test $rc -eq 0 -a "$(size_of "$T/img")" = 4194304
+truncate -s 6M "$T/img"
+out=$("$VHU" ctl "$T/r.c" refresh 2>&1); rc=$?
+check "vhu ctl refresh picks up a grown file" \
+	test $rc -eq 0 -a "$(jget "$(rpc "$T/r.c" info)" result.size)" = 6291456
+truncate -s 3M "$T/img"
+kill -HUP $D
+sleep 0.3
+check "SIGHUP takes a smaller file at its real size" \
+	test "$(jget "$(rpc "$T/r.c" info)" result.size)" = 3145728
+stop $D
+
+if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
+	truncate -s 8M "$T/bdev.img"
+	LOOP=$(losetup -f --show "$T/bdev.img" 2>/dev/null)
+fi
+if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
+	start b --blk-file "$LOOP"
+	r=$(rpc "$T/b.c" resize '{"size": 16777216}')
+	check "resize of a block device fails clearly" \
+		test "$(jget "$r" error.code)" = -32000 -a -n "$(jget "$r" error.message | grep 'block device')"
+	truncate -s 16M "$T/bdev.img"
+	losetup -c "$LOOP"
+	r=$(rpc "$T/b.c" refresh)
+	check "refresh re-reads a block device's size" \
+		test "$(jget "$r" result.size)/$(jget "$r" result.old_size)" = 16777216/8388608
+	stop $D
+else
+	skip "resize of a block device fails clearly" "no loop device"
+	skip "refresh re-reads a block device's size" "no loop device"
+fi
+
+echo "1..$N"
+[ $FAILED -eq 0 ]
