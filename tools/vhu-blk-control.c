@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -436,17 +437,33 @@ static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 	}
 }
 
-/* A path whose socket accepts connections belongs to a live process. */
-static bool socket_in_use(const struct sockaddr_un *sa)
+/*
+ * What is at path?  0: nothing, or a stale socket (connect refused: its
+ * server is gone), which may be replaced; -EADDRINUSE: a socket something
+ * accepts on; -EEXIST: not a socket (a regular file, a directory...),
+ * never touched; other -errno when it cannot be told.
+ */
+static int path_state(const struct sockaddr_un *sa)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool used;
+	struct stat st;
+	int fd, r, e;
 
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return false;
-	used = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	e = errno;
 	close(fd);
-	return used;
+	/* A full backlog (EAGAIN) is a live server too. */
+	if (r == 0 || e == EAGAIN || e == EINPROGRESS)
+		return -EADDRINUSE;
+	if (e == ECONNREFUSED)
+		return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+	return -e;
 }
 
 int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
@@ -459,20 +476,17 @@ int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	r = path_state(&sa);
+	if (r < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	/* A bind that fails created nothing: nothing to unlink. */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		r = -errno;
-		if (r == -EADDRINUSE && !socket_in_use(&sa)) {
-			/* A stale socket left by a process that died. */
-			unlink(path);
-			r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-		}
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
+		close(fd);
+		return r;
 	}
 	if (listen(fd, 16) < 0) {
 		r = -errno;

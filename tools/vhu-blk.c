@@ -378,6 +378,9 @@ int main(int argc, char **argv)
 		r = vhu_backend_listen(d.backend, o.socket_path);
 		if (r == -EADDRINUSE)
 			vhu_blk_daemon_log("error: socket path '%s' is in use", o.socket_path);
+		else if (r == -EEXIST)
+			vhu_blk_daemon_log("error: socket path '%s' exists and is not a "
+					   "socket; refusing to replace it", o.socket_path);
 		else if (r < 0)
 			vhu_blk_daemon_log("error: cannot listen on '%s': %s",
 					   o.socket_path, strerror(-r));
@@ -402,6 +405,9 @@ int main(int argc, char **argv)
 		r = vhu_blk_ctl_open(&d, o.control, &d.ctl);
 		if (r == -EADDRINUSE)
 			vhu_blk_daemon_log("error: control socket '%s' is in use", o.control);
+		else if (r == -EEXIST)
+			vhu_blk_daemon_log("error: control socket path '%s' exists and is "
+					   "not a socket; refusing to replace it", o.control);
 		else if (r < 0)
 			vhu_blk_daemon_log("error: cannot create control socket '%s': %s",
 					   o.control, strerror(-r));

@@ -150,5 +150,29 @@ else
 	skip "refresh re-reads a block device's size" "no loop device"
 fi
 
+# ==== 4. --control and --socket-path never delete a non-socket ====
+truncate -s 4M "$T/img"
+echo "precious data" > "$T/notes.txt"
+fails "--control naming a regular file is refused, naming it" "$T/notes.txt.*not a socket" \
+	--blk-file "$T/img" --socket-path "$T/p.s" --control "$T/notes.txt"
+check "the regular file is intact" test "$(cat "$T/notes.txt")" = "precious data"
+check "no vhost-user socket left behind" test ! -e "$T/p.s"
+fails "--socket-path naming a regular file is refused, naming it" "$T/notes.txt.*not a socket" \
+	--blk-file "$T/img" --socket-path "$T/notes.txt"
+check "the regular file is still intact" test "$(cat "$T/notes.txt")" = "precious data"
+mkdir "$T/adir"
+fails "--control naming a directory is refused" "$T/adir" \
+	--blk-file "$T/img" --socket-path "$T/p.s" --control "$T/adir"
+check "the directory is still there" test -d "$T/adir"
+ln -s "$T/notes.txt" "$T/link"
+fails "--control naming a symlink is refused" "$T/link.*not a socket" \
+	--blk-file "$T/img" --socket-path "$T/p.s" --control "$T/link"
+check "the symlink is still there" test -L "$T/link"
+# a stale socket (nobody accepts on it) is replaced
+python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$T/p.c"
+start p --blk-file "$T/img"
+check "a stale control socket is replaced" test "$(jget "$(rpc "$T/p.c" info)" result.size)" = 4194304
+stop $D
+
 echo "1..$N"
 [ $FAILED -eq 0 ]
