@@ -57,6 +57,8 @@ static void usage(FILE *f)
 "                           threads than queues share them round-robin\n"
 "      --blk-size N         logical block size: 512 (default) or 4096\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
+"      --lock on|off        lock the image against other writers (vhu-blk,\n"
+"                           QEMU) as QEMU does (default on)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
 "                           refresh)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
@@ -94,6 +96,7 @@ struct options {
 	int fd;
 	bool read_only;
 	bool print_caps;
+	bool no_lock;
 	unsigned num_queues;
 	unsigned threads;
 	unsigned blk_size;
@@ -104,7 +107,8 @@ struct options {
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
-	       OPT_CONTROL, OPT_CAPS, OPT_THREADS };
+	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
+	       OPT_LOCK };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -116,6 +120,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "blk-size", required_argument, NULL, OPT_BLK_SIZE },
 		{ "cache", required_argument, NULL, OPT_CACHE },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "lock", required_argument, NULL, OPT_LOCK },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -191,6 +196,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_CONTROL:
 			o->control = optarg;
+			break;
+		case OPT_LOCK:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				vhu_blk_daemon_log("error: --lock must be on or off, not '%s'",
+						   optarg);
+				return -1;
+			}
+			o->no_lock = strcmp(optarg, "off") == 0;
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
@@ -310,6 +323,7 @@ int main(int argc, char **argv)
 	struct vhu_blk_daemon d = { 0 };
 	struct vhu_backend_opts bo;
 	struct options o;
+	char open_err[512] = "";
 	char fd_desc[32];
 	sigset_t mask;
 	int r, sfd = -1, listen_fd = -1, status = 1;
@@ -352,11 +366,17 @@ int main(int argc, char **argv)
 		.threads = o.threads,
 		.blk_size = o.blk_size,
 		.cache = o.cache,
+		.no_lock = o.no_lock,
+		.err = open_err,
+		.err_len = sizeof(open_err),
 	};
 	r = vhu_blk_new(&bopts, &d.blk);
 	if (r < 0) {
-		vhu_blk_daemon_log("error: cannot open image '%s': %s", o.blk_file,
-				   open_error(r));
+		if (open_err[0])
+			vhu_blk_daemon_log("error: %s", open_err);
+		else
+			vhu_blk_daemon_log("error: cannot open image '%s': %s",
+					   o.blk_file, open_error(r));
 		return 1;
 	}
 	d.image_path = o.blk_file;

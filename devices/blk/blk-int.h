@@ -39,6 +39,11 @@ struct vhu_blk {
 	unsigned num_queues;
 	unsigned queue_depth;
 	char serial[VHU_BLK_ID_BYTES + 1];
+	bool no_lock;               /* --lock off */
+	/* While vhu_blk_new() runs: where a one-line reason for a failure
+	 * goes (opts->err), or NULL. */
+	char *err;
+	size_t err_len;
 
 	/* Read by the workers for every request; written by the control
 	 * thread on resize and by config writes. */
@@ -90,6 +95,12 @@ void vhu__blk_group_free(struct vhu__blk_group *g);
 int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		       struct vhu__blk_group *g, struct vhu__blk_runner **out);
 void vhu__blk_run_stop(struct vhu__blk_runner *r);
+
+/* Open-path checks (safety.c): record the reason of a failure; take the
+ * image locks (-EBUSY on a conflict). */
+void vhu__blk_open_error(struct vhu_blk *blk, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path);
 
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);

@@ -155,6 +155,14 @@ struct vhu_blk_opts {
 	/* I/O threads: 0 or >= num_queues = one thread per queue; fewer
 	 * share threads (queue i on thread i % threads). */
 	unsigned threads;
+	/* Do not lock the image (see docs/vhu-blk.md, Locking): another
+	 * writer then goes unnoticed. */
+	bool no_lock;
+	/* Optional: on a failure of vhu_blk_new(), a one-line reason for the
+	 * operator (a lock conflict, a container format...) is written here;
+	 * left untouched when errno says it all. */
+	char *err;
+	size_t err_len;
 };
 
 struct vhu_blk_qstats {

@@ -179,6 +179,9 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->blk_size = opts->blk_size;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
+	blk->no_lock = opts->no_lock;
+	blk->err = opts->err;
+	blk->err_len = opts->err_len;
 	atomic_init(&blk->wce, true);
 	if (opts->serial) {
 		memset(blk->serial, 0, sizeof(blk->serial));
@@ -194,6 +197,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 		goto fail;
 	}
 	r = vhu__blk_image_open(blk, opts->path);
+	blk->err = NULL;
 	if (r < 0)
 		goto fail;
 	if (opts->threads && opts->threads < blk->num_queues) {

@@ -174,5 +174,71 @@ start p --blk-file "$T/img"
 check "a stale control socket is replaced" test "$(jget "$(rpc "$T/p.c" info)" result.size)" = 4194304
 stop $D
 
+# ==== 5. two writers on one image ====
+truncate -s 4M "$T/img"
+start w1 --blk-file "$T/img"
+W1=$D
+fails "a second vhu-blk writer is refused, naming the conflict" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w2.s"
+fails "a read-only vhu-blk is refused while a writer runs" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w2.s" --read-only
+check "the first writer still serves" test "$(jget "$(rpc "$T/w1.c" info)" result.size)" = 4194304
+start w3 --blk-file "$T/img" --lock off
+check "--lock off opts out" test "$(jget "$(rpc "$T/w3.c" info)" result.size)" = 4194304
+stop $D
+stop $W1
+start ro1 --blk-file "$T/img" --read-only
+R1=$D
+start ro2 --blk-file "$T/img" --read-only
+check "two read-only opens go together" test -S "$T/ro2.c" -a -S "$T/ro1.c"
+stop $D
+fails "a writer is refused while a reader runs" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w2.s"
+stop $R1
+start w4 --blk-file "$T/img"
+check "the lock goes with the process: a new writer starts" test -S "$T/w4.c"
+stop $D
+QSD=$(command -v qemu-storage-daemon)
+if [ -n "$QSD" ]; then
+	# QSD_ARGS SOCKET: export $T/img writable over vhost-user-blk
+	qsd_args() {
+		QA=(--blockdev "driver=file,node-name=f,filename=$T/img"
+		    --blockdev driver=raw,node-name=d,file=f
+		    --export "type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path=$1,writable=on")
+	}
+	qsd_args "$T/q.s"
+	"$QSD" "${QA[@]}" 2>"$T/qsd.log" & Q=$!; PIDS+=($Q)
+	wait_for "$T/q.s"
+	fails "vhu-blk is refused while qemu-storage-daemon writes the image" "locked.*write" \
+		--blk-file "$T/img" --socket-path "$T/w2.s"
+	kill $Q; wait $Q 2>/dev/null
+	start w5 --blk-file "$T/img"
+	qsd_args "$T/q2.s"
+	timeout 10 "$QSD" "${QA[@]}" 2>"$T/qsd.log"; rc=$?
+	check "qemu-storage-daemon is refused while vhu-blk writes the image" \
+		test $rc -ne 0 -a -n "$(grep -i lock "$T/qsd.log")"
+	stop $D
+else
+	skip "vhu-blk is refused while qemu-storage-daemon writes the image" "no qemu-storage-daemon"
+	skip "qemu-storage-daemon is refused while vhu-blk writes the image" "no qemu-storage-daemon"
+fi
+if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
+	python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_EXCL)
+time.sleep(30)' "$LOOP" & H=$!; PIDS+=($H)
+	sleep 0.3
+	fails "a block device opened exclusively elsewhere is refused" "in use" \
+		--blk-file "$LOOP" --socket-path "$T/w2.s"
+	kill $H; wait $H 2>/dev/null
+	start wb --blk-file "$LOOP"
+	fails "a second writer of a block device is refused" "in use\\|locked" \
+		--blk-file "$LOOP" --socket-path "$T/w2.s"
+	stop $D
+else
+	skip "a block device opened exclusively elsewhere is refused" "no loop device"
+	skip "a second writer of a block device is refused" "no loop device"
+fi
+
 echo "1..$N"
 [ $FAILED -eq 0 ]
