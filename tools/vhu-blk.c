@@ -57,6 +57,10 @@ static void usage(FILE *f)
 "                           threads than queues share them round-robin\n"
 "      --blk-size N         logical block size: 512 (default) or 4096\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
+"      --format raw|auto    auto (default): refuse images that start with a\n"
+"                           qcow2, qed, vmdk, vdi, vhdx, vpc or LUKS header\n"
+"                           (convert them: qemu-img convert -O raw); raw:\n"
+"                           serve the bytes as they are, whatever they hold\n"
 "      --lock on|off        lock the image against other writers (vhu-blk,\n"
 "                           QEMU) as QEMU does (default on)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
@@ -97,6 +101,7 @@ struct options {
 	bool read_only;
 	bool print_caps;
 	bool no_lock;
+	bool format_raw;
 	unsigned num_queues;
 	unsigned threads;
 	unsigned blk_size;
@@ -108,7 +113,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
-	       OPT_LOCK };
+	       OPT_LOCK, OPT_FORMAT };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -121,6 +126,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "cache", required_argument, NULL, OPT_CACHE },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "lock", required_argument, NULL, OPT_LOCK },
+		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -204,6 +210,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			}
 			o->no_lock = strcmp(optarg, "off") == 0;
+			break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "raw") && strcmp(optarg, "auto")) {
+				vhu_blk_daemon_log("error: --format must be raw or auto, not "
+						   "'%s' (other formats: see --help)", optarg);
+				return -1;
+			}
+			o->format_raw = strcmp(optarg, "raw") == 0;
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
@@ -367,6 +381,7 @@ int main(int argc, char **argv)
 		.blk_size = o.blk_size,
 		.cache = o.cache,
 		.no_lock = o.no_lock,
+		.format_raw = o.format_raw,
 		.err = open_err,
 		.err_len = sizeof(open_err),
 	};

@@ -40,6 +40,7 @@ struct vhu_blk {
 	unsigned queue_depth;
 	char serial[VHU_BLK_ID_BYTES + 1];
 	bool no_lock;               /* --lock off */
+	bool format_raw;            /* --format raw: no format probe */
 	/* While vhu_blk_new() runs: where a one-line reason for a failure
 	 * goes (opts->err), or NULL. */
 	char *err;
@@ -101,6 +102,8 @@ void vhu__blk_run_stop(struct vhu__blk_runner *r);
 void vhu__blk_open_error(struct vhu_blk *blk, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path);
+/* -EMEDIUMTYPE when the image starts with a container format's header. */
+int vhu__blk_image_probe(struct vhu_blk *blk, int fd, const char *path);
 
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);

@@ -158,6 +158,9 @@ struct vhu_blk_opts {
 	/* Do not lock the image (see docs/vhu-blk.md, Locking): another
 	 * writer then goes unnoticed. */
 	bool no_lock;
+	/* The image is raw even if it starts like a container format (qcow2,
+	 * vmdk, LUKS...): skip the probe that otherwise refuses it. */
+	bool format_raw;
 	/* Optional: on a failure of vhu_blk_new(), a one-line reason for the
 	 * operator (a lock conflict, a container format...) is written here;
 	 * left untouched when errno says it all. */
@@ -217,6 +220,10 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags);
  * queues are quiesced (as for a shrinking resize).  Returns 1 when the
  * capacity changed, 0 when not, or -errno.  Control thread only. */
 int vhu_blk_refresh_size(struct vhu_blk *blk);
+
+/* The container format whose header starts buf (qemu-img's name:
+ * "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks"), or NULL. */
+const char *vhu_blk_probe_format(const void *buf, size_t len);
 
 /* Per-queue counters (index < num_queues). */
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,

@@ -180,6 +180,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
 	blk->no_lock = opts->no_lock;
+	blk->format_raw = opts->format_raw;
 	blk->err = opts->err;
 	blk->err_len = opts->err_len;
 	atomic_init(&blk->wce, true);

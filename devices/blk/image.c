@@ -106,6 +106,13 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 			return r;
 		}
 	}
+	if (!blk->format_raw) {
+		r = vhu__blk_image_probe(blk, fd, path);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
 	blk->fd = fd;
 	blk->blockdev = S_ISBLK(st.st_mode);
 	blk->mem_backed = !blk->blockdev && in_memory_fs(fd);

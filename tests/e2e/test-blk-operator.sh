@@ -226,11 +226,17 @@ if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
 	python3 -c '
 import os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_EXCL)
-time.sleep(30)' "$LOOP" & H=$!; PIDS+=($H)
-	sleep 0.3
-	fails "a block device opened exclusively elsewhere is refused" "in use" \
-		--blk-file "$LOOP" --socket-path "$T/w2.s"
-	kill $H; wait $H 2>/dev/null
+open(sys.argv[2], "w").close()
+time.sleep(30)' "$LOOP" "$T/held" 2>/dev/null & H=$!; PIDS+=($H)
+	for _ in $(seq 20); do [ -e "$T/held" ] && break; sleep 0.1; done
+	if [ -e "$T/held" ]; then
+		fails "a block device opened exclusively elsewhere is refused" "in use" \
+			--blk-file "$LOOP" --socket-path "$T/w2.s"
+	else
+		skip "a block device opened exclusively elsewhere is refused" \
+			"$LOOP is busy (held exclusively by something else)"
+	fi
+	kill $H 2>/dev/null; wait $H 2>/dev/null
 	start wb --blk-file "$LOOP"
 	fails "a second writer of a block device is refused" "in use\\|locked" \
 		--blk-file "$LOOP" --socket-path "$T/w2.s"
@@ -239,6 +245,46 @@ else
 	skip "a block device opened exclusively elsewhere is refused" "no loop device"
 	skip "a second writer of a block device is refused" "no loop device"
 fi
+
+# ==== 13. container formats are refused ====
+if command -v qemu-img >/dev/null; then
+	for fmt in qcow2 qed vmdk vdi vhdx vpc; do
+		qemu-img create -q -f $fmt "$T/img.$fmt" 16M
+		fails "a $fmt image is refused with a way to serve it" \
+			"is a $fmt image.*qemu-img convert -f $fmt -O raw" \
+			--blk-file "$T/img.$fmt" --socket-path "$T/f.s"
+	done
+	qemu-img create -q -f luks --object secret,id=s0,data=pw -o key-secret=s0 \
+		"$T/img.luks" 16M
+	fails "a LUKS volume is refused with a way to serve it" "LUKS.*cryptsetup open" \
+		--blk-file "$T/img.luks" --socket-path "$T/f.s"
+	b=$(cksum < "$T/img.qcow2")
+	start f --blk-file "$T/img.qcow2" --format raw
+	check "--format raw serves it as it is" \
+		test "$(jget "$(rpc "$T/f.c" info)" result.size)" = "$(size_of "$T/img.qcow2")"
+	stop $D
+	check "the refused images were not written" test "$b" = "$(cksum < "$T/img.qcow2")"
+else
+	for fmt in qcow2 qed vmdk vdi vhdx vpc; do
+		skip "a $fmt image is refused with a way to serve it" "no qemu-img"
+	done
+	skip "a LUKS volume is refused with a way to serve it" "no qemu-img"
+	skip "--format raw serves it as it is" "no qemu-img"
+	skip "the refused images were not written" "no qemu-img"
+fi
+# a raw disk with a partition table, and one smaller than the probe, serve
+python3 -c '
+import sys
+b = bytearray(1 << 20); b[510] = 0x55; b[511] = 0xaa; b[446 + 4] = 0x83
+open(sys.argv[1], "wb").write(b)' "$T/mbr.img"
+start m --blk-file "$T/mbr.img"
+check "a raw disk with a partition table is served" test -S "$T/m.c"
+stop $D
+head -c 512 /dev/zero > "$T/tiny.img"
+start t --blk-file "$T/tiny.img" --cache none
+check "a 512-byte raw image is served (also with O_DIRECT)" test -S "$T/t.c"
+stop $D
+fails "a bad --format is a usage error" "format" --blk-file "$T/img" --socket-path "$T/f.s" --format qcow2
 
 echo "1..$N"
 [ $FAILED -eq 0 ]
