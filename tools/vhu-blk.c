@@ -49,9 +49,11 @@ static void usage(FILE *f)
 "\n"
 "  -b, --blk-file PATH      image file or block device to serve (required)\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
-"      --fd N               use the already-connected socket fd N\n"
+"      --fd N               use the inherited socket fd N (connected: one\n"
+"                           session; listening: accept on it)\n"
 "  -r, --read-only          serve the image read-only\n"
-"      --serial STR         device serial (GET_ID), at most 20 bytes\n"
+"      --serial STR         device serial (GET_ID), at most 20 bytes (default:\n"
+"                           file name and a hash of the image's path)\n"
 "      --num-queues N       number of request queues (1..%u, default 1)\n"
 "      --threads N          I/O threads (default: one per queue); fewer\n"
 "                           threads than queues share them round-robin\n"
@@ -341,6 +343,7 @@ int main(int argc, char **argv)
 	char fd_desc[32];
 	sigset_t mask;
 	int r, sfd = -1, listen_fd = -1, status = 1;
+	bool listen_from_fd = false;
 
 	r = parse_args(argc, argv, &o);
 	if (r != 0)
@@ -356,10 +359,20 @@ int main(int argc, char **argv)
 	}
 	if (o.fd >= 0) {
 		struct stat st;
+		int acc = 0;
+		socklen_t len = sizeof(acc);
 
 		if (fstat(o.fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
 			vhu_blk_daemon_log("error: --fd %d is not an open socket", o.fd);
 			return 1;
+		}
+		/* A listening socket (as a service manager passes it) is
+		 * accepted on, like the systemd one. */
+		if (getsockopt(o.fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 &&
+		    acc) {
+			listen_fd = o.fd;
+			listen_from_fd = true;
+			o.fd = -1;
 		}
 	}
 
@@ -427,10 +440,13 @@ int main(int argc, char **argv)
 			vhu_blk_daemon_log("error: cannot use --fd %d: %s", o.fd,
 					   strerror(-r));
 	} else {
-		d.socket_desc = "systemd";
+		d.socket_desc = listen_from_fd ? fd_desc : "systemd";
+		if (listen_from_fd)
+			snprintf(fd_desc, sizeof(fd_desc), "fd %d (listening)", listen_fd);
 		r = vhu_backend_listen_fd(d.backend, listen_fd);
 		if (r < 0)
-			vhu_blk_daemon_log("error: cannot use the systemd socket: %s",
+			vhu_blk_daemon_log("error: cannot use the %s socket: %s",
+					   listen_from_fd ? "--fd" : "systemd",
 					   strerror(-r));
 	}
 	if (r < 0)

@@ -3,7 +3,9 @@
  * The vhu-blk device object: options, features, config space and the
  * vhu_device_ops callbacks (all on the control thread).
  */
+#include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -147,13 +149,40 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 	o->config_writable = blk_config_writable;
 }
 
+/*
+ * The default serial: the image's file name (at most 11 bytes, characters
+ * other than [A-Za-z0-9._-] as '_') and a hash of its absolute path, so
+ * two disk.img in different directories do not share a /dev/disk/by-id
+ * name, and a restart on the same path gives the same serial.  The
+ * directory is resolved (symlinks, "..") but not the file name itself,
+ * so /dev/disk/by-id/NAME stays NAME and not the /dev/sdX it points to.
+ */
 static void default_serial(char *out, const char *path)
 {
-	const char *base = strrchr(path, '/');
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+	char *real = dir ? realpath(dir, NULL) : NULL;
+	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a, 64 bits */
+	size_t n = 0;
 
-	base = base ? base + 1 : path;
+	for (const char *p = real ? real : path; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	if (real) {
+		h = (h ^ '/') * 0x100000001b3ull;
+		for (const char *p = base; *p; p++)
+			h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	}
+	free(real);
+	free(dir);
 	memset(out, 0, VHU_BLK_ID_BYTES + 1);
-	strncpy(out, base, VHU_BLK_ID_BYTES);
+	for (; base[n] && n < 11; n++) {
+		char c = base[n];
+
+		out[n] = (isalnum((unsigned char)c) || c == '.' || c == '_' ||
+			  c == '-') ? c : '_';
+	}
+	snprintf(out + n, VHU_BLK_ID_BYTES + 1 - n, "-%08x",
+		 (unsigned)(h ^ (h >> 32)));
 }
 
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)

@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -87,6 +88,18 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 				    "exclusively by another process; pass --lock off "
 				    "if you are sure", path);
 		return -EBUSY;
+	}
+	if (fd < 0 && !blk->read_only &&
+	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
+		int e = errno, ro = open(path, O_RDONLY | O_CLOEXEC);
+
+		if (ro >= 0) {
+			close(ro);
+			vhu__blk_open_error(blk, "'%s' cannot be opened for writing "
+					    "(%s); to serve it read-only, pass "
+					    "--read-only (-r)", path, strerror(e));
+		}
+		return -e;
 	}
 	if (fd < 0)
 		return -errno;

@@ -286,5 +286,72 @@ check "a 512-byte raw image is served (also with O_DIRECT)" test -S "$T/t.c"
 stop $D
 fails "a bad --format is a usage error" "format" --blk-file "$T/img" --socket-path "$T/f.s" --format qcow2
 
+# ==== 12. --fd with a listening socket, read-only images, default serials ====
+truncate -s 4M "$T/img"
+timeout 20 python3 - "$BIN" "$T/img" "$T/l.c" <<'PY'
+import json, os, socket, subprocess, sys, time
+binp, img, ctl = sys.argv[1:]
+l = socket.socket(socket.AF_UNIX)
+l.bind(os.path.dirname(ctl) + "/l.s"); l.listen(4)
+p = subprocess.Popen([binp, "--blk-file", img, "--fd", str(l.fileno()),
+                      "--control", ctl], pass_fds=(l.fileno(),),
+                     stderr=subprocess.DEVNULL)
+for _ in range(50):
+    if os.path.exists(ctl): break
+    time.sleep(0.1)
+c = socket.socket(socket.AF_UNIX); c.connect(l.getsockname())   # the front-end
+time.sleep(0.3)
+r = socket.socket(socket.AF_UNIX); r.settimeout(5); r.connect(ctl)
+r.sendall(b'{"jsonrpc":"2.0","id":1,"method":"info"}\n')
+info = json.loads(r.makefile().readline())["result"]
+ok = info["connected"] is True and "listening" in info["socket"]
+c.close(); r.close()
+p.terminate()
+rc = p.wait(timeout=5)
+sys.exit(0 if ok and rc == 0 else 1)
+PY
+check "--fd with a listening socket accepts a front-end on it" test $? -eq 0
+
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/ro" && mount -t tmpfs -o size=8m tmpfs "$T/ro" 2>/dev/null; then
+	MNT=$T/ro
+	truncate -s 4M "$T/ro/img"
+	mount -o remount,ro "$T/ro"
+	ROIMG=$T/ro/img
+else
+	truncate -s 4M "$T/roimg"
+	chmod 0444 "$T/roimg"
+	ROIMG=$T/roimg
+fi
+if [ "$(id -u)" != 0 ] || [ -n "$MNT" ]; then
+	fails "a read-only image without -r says so and suggests --read-only" \
+		"cannot be opened for writing.*--read-only" --blk-file "$ROIMG" --socket-path "$T/o.s"
+	start o --blk-file "$ROIMG" --read-only
+	check "the same image is served with --read-only" \
+		test "$(jget "$(rpc "$T/o.c" info)" result.read_only)" = true
+	stop $D
+else
+	skip "a read-only image without -r says so and suggests --read-only" "root without mount"
+	skip "the same image is served with --read-only" "root without mount"
+fi
+
+mkdir -p "$T/a" "$T/b"
+truncate -s 1M "$T/a/disk.img" "$T/b/disk.img"
+start sa --blk-file "$T/a/disk.img"
+SA=$(jget "$(rpc "$T/sa.c" info)" result.serial)
+stop $D
+start sb --blk-file "$T/b/disk.img"
+SB=$(jget "$(rpc "$T/sb.c" info)" result.serial)
+stop $D
+check "two disk.img in different directories get different serials ($SA, $SB)" \
+	test -n "$SA" -a -n "$SB" -a "$SA" != "$SB"
+check "the default serial fits GET_ID's 20 bytes and names the file" \
+	test "${#SA}" -le 20 -a "${SA#disk.img}" != "$SA"
+(cd "$T/a" && exec "$BIN" --blk-file ./disk.img --socket-path "$T/sc.s" --control "$T/sc.c" 2>/dev/null) &
+D=$!; PIDS+=($D)
+wait_for "$T/sc.c"
+check "the serial is stable across restarts and relative paths" \
+	test "$(jget "$(rpc "$T/sc.c" info)" result.serial)" = "$SA"
+stop $D
+
 echo "1..$N"
 [ $FAILED -eq 0 ]
