@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -66,7 +67,9 @@ static void usage(FILE *f)
 "      --lock on|off        lock the image against other writers (vhu-blk,\n"
 "                           QEMU) as QEMU does (default on)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
-"                           refresh)\n"
+"                           refresh), mode 0600: this user and root only\n"
+"      --control-group GROUP  also let GROUP use it (mode 0660)\n"
+"      --control-timeout SEC  drop control clients idle this long (default 60)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
@@ -104,6 +107,8 @@ struct options {
 	bool print_caps;
 	bool no_lock;
 	bool format_raw;
+	long control_group;        /* -1: none */
+	unsigned control_timeout;  /* seconds */
 	unsigned num_queues;
 	unsigned threads;
 	unsigned blk_size;
@@ -115,7 +120,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
-	       OPT_LOCK, OPT_FORMAT };
+	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_GROUP, OPT_CONTROL_TIMEOUT };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -128,6 +133,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "cache", required_argument, NULL, OPT_CACHE },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "lock", required_argument, NULL, OPT_LOCK },
+		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+		{ "control-timeout", required_argument, NULL, OPT_CONTROL_TIMEOUT },
 		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
@@ -138,7 +145,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 512,
-			       .cache = VHU_BLK_CACHE_WRITEBACK };
+			       .cache = VHU_BLK_CACHE_WRITEBACK,
+			       .control_group = -1, .control_timeout = 60 };
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":b:s:rhV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -204,6 +212,28 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_CONTROL:
 			o->control = optarg;
+			break;
+		case OPT_CONTROL_GROUP: {
+			struct group *gr = getgrnam(optarg);
+
+			if (gr)
+				o->control_group = (long)gr->gr_gid;
+			else if (parse_uint(optarg, 0, INT_MAX, &v) == 0)
+				o->control_group = (long)v;
+			else {
+				vhu_blk_daemon_log("error: --control-group: no group '%s'",
+						   optarg);
+				return -1;
+			}
+			break;
+		}
+		case OPT_CONTROL_TIMEOUT:
+			if (parse_uint(optarg, 1, 86400, &v) < 0) {
+				vhu_blk_daemon_log("error: --control-timeout must be 1..86400 "
+						   "seconds, not '%s'", optarg);
+				return -1;
+			}
+			o->control_timeout = (unsigned)v;
 			break;
 		case OPT_LOCK:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
@@ -453,7 +483,12 @@ int main(int argc, char **argv)
 		goto out_backend;
 
 	if (o.control) {
-		r = vhu_blk_ctl_open(&d, o.control, &d.ctl);
+		struct vhu_blk_ctl_opts co = {
+			.group = o.control_group,
+			.idle_ms = o.control_timeout * 1000,
+		};
+
+		r = vhu_blk_ctl_open(&d, o.control, &co, &d.ctl);
 		if (r == -EADDRINUSE)
 			vhu_blk_daemon_log("error: control socket '%s' is in use", o.control);
 		else if (r == -EEXIST)

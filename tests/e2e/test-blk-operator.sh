@@ -353,5 +353,82 @@ check "the serial is stable across restarts and relative paths" \
 	test "$(jget "$(rpc "$T/sc.c" info)" result.serial)" = "$SA"
 stop $D
 
+# ==== 11. the control socket is private, bounded and drops idle clients ====
+truncate -s 4M "$T/img"
+# as_nobody CTRL: 0 when uid/gid 65534 gets an answer on CTRL, 1 when not
+as_nobody() {
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$SYSPY" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(3)
+try:
+    s.connect(sys.argv[1])
+    s.sendall(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"info\"}\n")
+    sys.exit(0 if s.makefile().readline().startswith("{") else 1)
+except OSError:
+    sys.exit(1)' "$1"
+}
+start k --blk-file "$T/img" --control-timeout 1
+check "the control socket is created 0600" test "$(stat -c %a "$T/k.c")" = 600
+SYSPY=$(command -v /usr/bin/python3 || command -v python3)
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 0777 "$T" 2>/dev/null
+	as_nobody "$T/k.c"
+	check "another user cannot connect (mode 0600)" test $? -ne 0
+	chmod 0666 "$T/k.c"
+	as_nobody "$T/k.c"
+	check "another user gets no answer even through a wider mode (SO_PEERCRED)" test $? -ne 0
+	check "the refused peer is logged" grep -q "uid 65534 refused" "$T/k.log"
+else
+	skip "another user cannot connect (mode 0600)" "needs root and setpriv"
+	skip "another user gets no answer even through a wider mode (SO_PEERCRED)" "needs root and setpriv"
+	skip "the refused peer is logged" "needs root and setpriv"
+fi
+timeout 20 python3 - "$T/k.c" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall(b'{"jsonrpc":"2.0","id":1,')          # half a request, then nothing
+time.sleep(2)
+try:
+    gone = s.recv(1) == b""
+except OSError:
+    gone = True
+sys.exit(0 if gone else 1)
+PY
+check "an idle client with half a request is dropped after --control-timeout" test $? -eq 0
+timeout 20 python3 - "$T/k.c" <<'PY'
+import socket, sys, time
+held = []
+for _ in range(32):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+time.sleep(0.2)
+x = socket.socket(socket.AF_UNIX); x.settimeout(3); x.connect(sys.argv[1])
+x.sendall(b'{"jsonrpc":"2.0","id":1,"method":"info"}\n')
+try:
+    refused = x.recv(1) == b""
+except OSError:
+    refused = True
+for s in held: s.close()
+time.sleep(0.2)
+y = socket.socket(socket.AF_UNIX); y.settimeout(3); y.connect(sys.argv[1])
+y.sendall(b'{"jsonrpc":"2.0","id":1,"method":"info"}\n')
+sys.exit(0 if refused and y.makefile().readline().startswith("{") else 1)
+PY
+check "clients beyond 32 are refused, and served again once others leave" test $? -eq 0
+stop $D
+GRP=$(getent group 65534 | cut -d: -f1)
+if [ "$(id -u)" = 0 ] && [ -n "$GRP" ] && command -v setpriv >/dev/null; then
+	start g --blk-file "$T/img" --control-group "$GRP"
+	check "--control-group makes the socket 0660 and its group GROUP" \
+		test "$(stat -c %a/%g "$T/g.c")" = 660/65534
+	as_nobody "$T/g.c"
+	check "a member of the control group is served" test $? -eq 0
+	stop $D
+else
+	skip "--control-group makes the socket 0660 and its group GROUP" "needs root, group 65534, setpriv"
+	skip "a member of the control group is served" "needs root, group 65534, setpriv"
+fi
+fails "an unknown --control-group is an error" "no group" \
+	--blk-file "$T/img" --socket-path "$T/x.s" --control "$T/x.c" --control-group no-such-group-xyz
+
 echo "1..$N"
 [ $FAILED -eq 0 ]
