@@ -123,8 +123,8 @@ check "no socket left behind by failures" test ! -e "$T/s"
 D=$!; PIDS+=($D)
 check "daemon creates its sockets" wait_for "$T/c"
 check "vhost-user socket exists" test -S "$T/s"
-bad_cmd "socket path in use" "in use" --blk-file "$T/img" --socket-path "$T/s"
-bad_cmd "control path in use" "in use" --blk-file "$T/img" --socket-path "$T/s2" --control "$T/c"
+bad_cmd "socket path in use" "in use" --blk-file "$T/img" --lock off --socket-path "$T/s"
+bad_cmd "control path in use" "in use" --blk-file "$T/img" --lock off --socket-path "$T/s2" --control "$T/c"
 check "running daemon still serves after the refused starts" kill -0 $D
 
 info=$(rpc "$T/c" '{"jsonrpc":"2.0","id":1,"method":"info"}')
