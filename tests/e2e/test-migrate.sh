@@ -31,9 +31,9 @@
 # one.
 #
 # Image locking: the three vhu-blk processes open the image together.
-# vhu-blk takes no image lock yet; a vhu-blk that has --lock (taken at open
-# and held to exit) is started with --lock off here, until the lock is
-# taken when the rings start and released when they stop.
+# vhu-blk's lock is taken at open and held to exit (docs/vhu-blk.md,
+# Locking), so they run with --lock off (when vhu-blk has the option) until
+# the lock is taken when the rings start and released when they stop.
 set -u
 
 BUILD=${1:-build}
