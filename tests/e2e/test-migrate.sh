@@ -120,7 +120,22 @@ start_qemu() {
 	[ -n "${3:-}" ] && E2E_QEMU_ARGS+=(-incoming "unix:$3")
 	e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$WORK/$1.err"
 	QEMU_PID[$1]=$E2E_LAST_PID
-	e2e_wait_path "$WORK/$1.qmp" 20
+	e2e_wait_path "$WORK/$1.qmp" 20 || return 1
+	# The incoming socket appears after the monitor's: migrating before
+	# it exists fails at once.
+	[ -z "${3:-}" ] || e2e_wait_path "$3" 20
+}
+
+# dest_running QMP: the destination may still load the last state when
+# the source says "completed"; wait for it to run.  Prints the status.
+dest_running() {
+	local end=$((SECONDS + 30)) s=
+	while [ $SECONDS -lt $end ]; do
+		s=$(json_get "$(qmp "$1" query-status)" status)
+		[ "$s" = running ] && break
+		sleep 0.2
+	done
+	echo "${s:-none}"
 }
 
 # migrate_wait QMP: poll query-migrate until it leaves "setup"/"active";
@@ -200,11 +215,11 @@ run_config() {
 		'{"max-bandwidth": 33554432, "downtime-limit": 2000}' >/dev/null
 	qmp "$WORK/s.qmp" migrate "{\"uri\": \"unix:$WORK/mig1\"}" >/dev/null
 	st=$(migrate_wait "$WORK/s.qmp")
-	s=$(json_get "$(qmp "$WORK/d.qmp" query-status)" status)
+	s=$(dest_running "$WORK/d.qmp")
 	echo "# migration 1: $(json_get "$(qmp "$WORK/s.qmp" query-migrate)" ram | head -c 300)"
 	check "migration during the write passes completes ($L)" \
 		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
-		"source: '$st', destination: '$s'; $(tail -n 2 "$WORK/s.err" "$WORK/d.err")"
+		"source: '$st' ($(json_get "$(qmp "$WORK/s.qmp" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/s.err" "$WORK/d.err")"
 	gwait d '^PASS write'
 	mark $MARK_WRITE
 	qmp "$WORK/s.qmp" quit >/dev/null
@@ -228,11 +243,11 @@ run_config() {
 		'{"max-bandwidth": 33554432, "downtime-limit": 2000}' >/dev/null
 	qmp "$WORK/d.qmp" migrate "{\"uri\": \"unix:$WORK/mig2\"}" >/dev/null
 	st=$(migrate_wait "$WORK/d.qmp")
-	s=$(json_get "$(qmp "$WORK/e.qmp" query-status)" status)
+	s=$(dest_running "$WORK/e.qmp")
 	echo "# migration 2: $(json_get "$(qmp "$WORK/d.qmp" query-migrate)" ram | head -c 300)"
 	check "migration during the read-back passes completes ($L)" \
 		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
-		"source: '$st', destination: '$s'; $(tail -n 2 "$WORK/d.err" "$WORK/e.err")"
+		"source: '$st' ($(json_get "$(qmp "$WORK/d.qmp" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/d.err" "$WORK/e.err")"
 	gwait e '^PASS verify'
 	mark $MARK_READ
 	qmp "$WORK/d.qmp" quit >/dev/null
