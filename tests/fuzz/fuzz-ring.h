@@ -8,8 +8,9 @@
  *
  *   static void fz_push(struct fz_ctx *c, const struct vhu_vq_elem *e,
  *                       uint32_t written);    push and check the used side
- *   static void fz_op_driver(struct fz_ctx *c, const uint8_t op[4]);
- *                                             operations 2 and 3: the driver
+ *   static void fz_op_avail(struct fz_ctx *c, const uint8_t op[4]);
+ *                                             operation 2: the driver makes
+ *                                             buffers available
  *   static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size);
  *
  * and FZ_CHECK_POSITIONS when the queue is always packed (the avail
@@ -70,7 +71,7 @@ struct fz_ctx {
 
 static void fz_push(struct fz_ctx *c, const struct vhu_vq_elem *e,
 		    uint32_t written);
-static void fz_op_driver(struct fz_ctx *c, const uint8_t op[4]);
+static void fz_op_avail(struct fz_ctx *c, const uint8_t op[4]);
 static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size);
 
 static uint8_t *fz_gpa(struct fz_ctx *c, uint64_t gpa)
@@ -163,6 +164,24 @@ static void fz_place_rings(struct fz_ctx *c, unsigned layout)
 		c->avail_gpa = (c->used_gpa - c->ab) & ~1ull;
 		c->desc_gpa = (c->avail_gpa - c->db) & ~15ull;
 	}
+}
+
+/* The input's head after flags and size: iovec capacity per pop
+ * (1 + cap % 64) and the number of operations; returns that number. */
+static unsigned fz_head(struct fz_ctx *c, struct fz_in *in)
+{
+	c->cap = 1 + fz_u8(in) % 64;
+	c->iov = calloc(c->cap, sizeof(*c->iov));
+	FZ_ASSERT(c->iov != NULL, "calloc");
+	return fz_u8(in) % (FZ_MAX_OPS + 1);
+}
+
+/* Guest memory: the rest of the input from the descriptor table on,
+ * then from the start. */
+static void fz_image(struct fz_ctx *c, struct fz_in *in)
+{
+	fz_fill(c, in, c->desc_gpa, UINT64_MAX);
+	fz_fill(c, in, 0, c->desc_gpa);
 }
 
 /* The queue over the placed rings, ready to map: flags bit 0
@@ -283,8 +302,9 @@ static void fz_push_held(struct fz_ctx *c, unsigned i)
 }
 
 /* One 4-byte operation: 0 pop (op[1] bit 0: hold), 1 push a held one,
- * 2 and 3 the driver (the target's), 4 a notification call, 5 drain
- * the kick. */
+ * 2 the driver makes buffers available (the target's), 3 the driver
+ * rewrites a byte of the descriptor area (op[3] bit 0 clear) or of the
+ * next one, 4 a notification call, 5 drain the kick. */
 static void fz_op(struct fz_ctx *c, const uint8_t op[4])
 {
 	switch (op[0] % 6) {
@@ -297,9 +317,17 @@ static void fz_op(struct fz_ctx *c, const uint8_t op[4])
 			fz_push_held(c, op[1] % c->n_held);
 		break;
 	case 2:
-	case 3:
-		fz_op_driver(c, op);
+		fz_op_avail(c, op);
 		break;
+	case 3: {
+		uint64_t off = (uint64_t)(op[1] | (op[3] >> 1) << 8);
+
+		if (op[3] & 1)
+			*fz_gpa(c, c->avail_gpa + off % c->ab) = op[2];
+		else
+			*fz_gpa(c, c->desc_gpa + off % c->db) = op[2];
+		break;
+	}
 	case 4:
 		switch (op[1] % 4) {
 		case 0:
@@ -338,6 +366,16 @@ static void fz_drain(struct fz_ctx *c)
 			  c->vq.inflight);
 }
 
+/* Map and start the queue, run the operations, drain. */
+static void fz_start(struct fz_ctx *c, uint8_t (*ops)[4], unsigned nops)
+{
+	FZ_ASSERT(vhu__vq_map(&c->vq) == 0, "vq_map");
+	c->vq.started = true;
+	for (unsigned i = 0; i < nops; i++)
+		fz_op(c, ops[i]);
+	fz_drain(c);
+}
+
 static void fz_teardown(struct fz_ctx *c)
 {
 	c->vq.started = false;
@@ -361,12 +399,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct fz_ctx c;
-	int before = fz_count_fds();
+	int before = tl_count_fds();
 
 	memset(&c, 0, sizeof(c));
 	fz_run(&c, data, size);
 	free(c.iov);
-	FZ_ASSERT(fz_count_fds() <= before, "fd leak in queue reset");
+	FZ_ASSERT(tl_count_fds() <= before, "fd leak in queue reset");
 	return 0;
 }
 

@@ -65,31 +65,19 @@ static void fz_push(struct fz_ctx *c, const struct vhu_vq_elem *e,
 	FZ_ASSERT(c->vq.used_idx < c->vq.size, "used position %u", c->vq.used_idx);
 }
 
-/* Operations 2 and 3: the driver writes to the ring or its area. */
-static void fz_op_driver(struct fz_ctx *c, const uint8_t op[4])
+/* Operation 2: the driver makes a position available for a wrap. */
+static void fz_op_avail(struct fz_ctx *c, const uint8_t op[4])
 {
-	unsigned qsize = c->vq.size;
+	unsigned pos = (unsigned)(op[1] | op[2] << 8) % c->vq.size;
+	uint8_t *f = fz_gpa(c, c->desc_gpa + 16ull * pos + 14);
+	uint16_t v = (uint16_t)(f[0] | f[1] << 8);
 
-	if (op[0] % 6 == 2) { /* the driver makes a position available for a wrap */
-		unsigned pos = (unsigned)(op[1] | op[2] << 8) % qsize;
-		uint8_t *f = fz_gpa(c, c->desc_gpa + 16ull * pos + 14);
-		uint16_t v = (uint16_t)(f[0] | f[1] << 8);
-
-		v &= (uint16_t)~(VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED);
-		v |= (op[3] & 1) ? VHU__PDESC_F_AVAIL : VHU__PDESC_F_USED;
-		if (op[3] & 2)
-			v ^= VHU__PDESC_F_USED;
-		f[0] = (uint8_t)v;
-		f[1] = (uint8_t)(v >> 8);
-		return;
-	}
-	/* the driver rewrites a byte of the ring or its area */
-	uint64_t off = (uint64_t)(op[1] | (op[3] >> 1) << 8);
-
-	if (op[3] & 1)
-		*fz_gpa(c, c->avail_gpa + off % VHU__PEVENT_BYTES) = op[2];
-	else
-		*fz_gpa(c, c->desc_gpa + off % (16ull * qsize)) = op[2];
+	v &= (uint16_t)~(VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED);
+	v |= (op[3] & 1) ? VHU__PDESC_F_AVAIL : VHU__PDESC_F_USED;
+	if (op[3] & 2)
+		v ^= VHU__PDESC_F_USED;
+	f[0] = (uint8_t)v;
+	f[1] = (uint8_t)(v >> 8);
 }
 
 static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
@@ -102,18 +90,14 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 
 	c->db = vhu__packed_ring_bytes(qsize);
 	c->ab = c->ub = VHU__PEVENT_BYTES;
-	c->cap = 1 + fz_u8(&in) % 64;
-	c->iov = calloc(c->cap, sizeof(*c->iov));
-	FZ_ASSERT(c->iov != NULL, "calloc");
-	nops = fz_u8(&in) % (FZ_MAX_OPS + 1);
+	nops = fz_head(c, &in);
 	uint32_t base = fz_u32(&in);
 	fz_take(&in, ops, (size_t)nops * 4);
 
 	FZ_ASSERT(c->db == 16u * qsize, "ring bytes %zu for %u", c->db, qsize);
 	fz_place_rings(c, flags >> 2);
 
-	fz_fill(c, &in, c->desc_gpa, UINT64_MAX);
-	fz_fill(c, &in, 0, c->desc_gpa);
+	fz_image(c, &in);
 
 	fz_vq_setup(c, qsize, flags);
 	c->vq.packed = true;
@@ -122,12 +106,7 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	uint32_t w = (base >> 16) & 1;
 	uint32_t half = pos | w << 15;
 	vhu__packed_set_base(&c->vq, half | half << 16);
-	FZ_ASSERT(vhu__vq_map(&c->vq) == 0, "vq_map");
-	c->vq.started = true;
-
-	for (unsigned i = 0; i < nops; i++)
-		fz_op(c, ops[i]);
-	fz_drain(c);
+	fz_start(c, ops, nops);
 	if (!c->broken)
 		FZ_ASSERT(c->vq.used_idx == c->vq.last_avail_idx &&
 			  c->vq.pk_used_wrap == c->vq.pk_avail_wrap,

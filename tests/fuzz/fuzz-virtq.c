@@ -85,30 +85,20 @@ static void fz_push(struct fz_ctx *c, const struct vhu_vq_elem *e,
 		  fz_rd32(c, ent + 4), e->id, written);
 }
 
-/* Operations 2 and 3: the driver writes to the rings. */
-static void fz_op_driver(struct fz_ctx *c, const uint8_t op[4])
+/* Operation 2: the driver makes more entries available. */
+static void fz_op_avail(struct fz_ctx *c, const uint8_t op[4])
 {
-	if (op[0] % 6 == 2) { /* the driver makes more entries available */
-		if (FZ_PACKED(c)) {
-			/* Packed: set a descriptor's AVAIL/USED bits. */
-			uint64_t d = c->desc_gpa + 16ull * (op[1] % c->vq.size) + 14;
-			uint16_t fl = fz_rd16(c, d) & 0x7f7f;
+	if (FZ_PACKED(c)) {
+		/* Packed: set a descriptor's AVAIL/USED bits. */
+		uint64_t d = c->desc_gpa + 16ull * (op[1] % c->vq.size) + 14;
+		uint16_t fl = fz_rd16(c, d) & 0x7f7f;
 
-			fz_wr16(c, d, (uint16_t)(fl | (op[2] & 1) << 7 |
-						 (op[2] & 2) << 14));
-		} else {
-			fz_wr16(c, c->avail_gpa + 2,
-				(uint16_t)(fz_rd16(c, c->avail_gpa + 2) + op[1]));
-		}
-		return;
+		fz_wr16(c, d, (uint16_t)(fl | (op[2] & 1) << 7 |
+					 (op[2] & 2) << 14));
+	} else {
+		fz_wr16(c, c->avail_gpa + 2,
+			(uint16_t)(fz_rd16(c, c->avail_gpa + 2) + op[1]));
 	}
-	/* the driver rewrites a byte of the table or avail ring */
-	uint64_t off = (uint64_t)(op[1] | (op[3] >> 1) << 8);
-
-	if (op[3] & 1)
-		*fz_gpa(c, c->avail_gpa + off % c->ab) = op[2];
-	else
-		*fz_gpa(c, c->desc_gpa + off % c->db) = op[2];
 }
 
 static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
@@ -137,10 +127,7 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 		c->ub = vhu__vring_used_bytes(qsize);
 	}
 
-	c->cap = 1 + fz_u8(&in) % 64;
-	c->iov = calloc(c->cap, sizeof(*c->iov));
-	FZ_ASSERT(c->iov != NULL, "calloc");
-	nops = fz_u8(&in) % (FZ_MAX_OPS + 1);
+	nops = fz_head(c, &in);
 	c->base = fz_u16(&in);
 	fz_take(&in, ops, (size_t)nops * 4);
 
@@ -151,8 +138,7 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 	fz_place_rings(c, flags >> 2);
 
 	/* Guest memory: the image from the descriptor table on, wrapping. */
-	fz_fill(c, &in, c->desc_gpa, UINT64_MAX);
-	fz_fill(c, &in, 0, c->desc_gpa);
+	fz_image(c, &in);
 	if (!packed)
 		fz_wr16(c, c->used_gpa + 2, c->base);
 
@@ -169,11 +155,6 @@ static void fz_run(struct fz_ctx *c, const uint8_t *data, size_t size)
 		c->vq.shadow_avail_idx = c->base;
 		c->vq.used_idx = c->base;
 	}
-	FZ_ASSERT(vhu__vq_map(&c->vq) == 0, "vq_map");
-	c->vq.started = true;
-
-	for (unsigned i = 0; i < nops; i++)
-		fz_op(c, ops[i]);
-	fz_drain(c);
+	fz_start(c, ops, nops);
 	fz_teardown(c);
 }

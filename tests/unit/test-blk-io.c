@@ -22,6 +22,7 @@
 
 #include "blk.h"
 #include "tap.h"
+#include "util.h"
 
 #define IMG_SIZE (1u << 20)      /* 2048 sectors */
 #define QSIZE 128
@@ -565,22 +566,9 @@ TEST(two_queues_and_reconnect)
 	ctx_close(&c);
 }
 
-static int count_fds(void)
-{
-	char path[64];
-	int n = 0;
-
-	for (int fd = 0; fd < 1024; fd++) {
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-		if (access(path, F_OK) == 0)
-			n++;
-	}
-	return n;
-}
-
 TEST(no_fd_leak_across_sessions)
 {
-	int before = count_fds();
+	int before = tl_count_fds();
 
 	for (int i = 0; i < 3; i++) {
 		struct vhu_blk_opts o = { .num_queues = 2 };
@@ -591,7 +579,7 @@ TEST(no_fd_leak_across_sessions)
 		CHECK_EQ(vhu_fe_vq_stop(c.fe, 0, NULL), 0);
 		ctx_close(&c);
 	}
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(tl_count_fds(), before);
 }
 
 /* Queues sharing threads: every queue serves, stops synchronously and
@@ -683,7 +671,7 @@ TEST(three_queues_on_one_thread)
 
 TEST(no_fd_leak_with_shared_threads)
 {
-	int before = count_fds();
+	int before = tl_count_fds();
 
 	for (int i = 0; i < 2; i++) {
 		struct vhu_blk_opts o = { .num_queues = 2, .threads = 1 };
@@ -693,7 +681,7 @@ TEST(no_fd_leak_with_shared_threads)
 		CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
 		ctx_close(&c);
 	}
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(tl_count_fds(), before);
 }
 
 int main(void)

@@ -30,12 +30,12 @@ static void before(void)
 {
 	memset(&fe, 0, sizeof(fe));
 	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = fe_count_fds();
+	fds_at_start = tl_count_fds();
 }
 static void after(void)
 {
 	fe_close(&fe);
-	CHECK_EQ(fe_count_fds(), fds_at_start);
+	CHECK_EQ(tl_count_fds(), fds_at_start);
 }
 
 static void open_pf(uint64_t pf)
@@ -88,7 +88,7 @@ static void check_outcome(uint32_t req, enum want w, int before_fds)
 		CHECK_EQ(m.hdr.size, 8);
 		CHECK(m.p.u64 != 0);
 		/* Nothing the front-end sent was kept. */
-		CHECK_EQ(fe_count_fds(), before_fds);
+		CHECK_EQ(tl_count_fds(), before_fds);
 		check_alive();
 		break;
 	case CFG_ZERO:
@@ -97,14 +97,14 @@ static void check_outcome(uint32_t req, enum want w, int before_fds)
 		CHECK_EQ(m.hdr.flags, 0x5);
 		CHECK_EQ(m.hdr.size, 12);
 		CHECK_EQ(m.p.config.size, 0);
-		CHECK_EQ(fe_count_fds(), before_fds);
+		CHECK_EQ(tl_count_fds(), before_fds);
 		check_alive();
 		break;
 	case DROPPED:
 		CHECK(fe_dropped(&fe));
 		CHECK_EQ(fe_process(&fe), -ENOTCONN);
 		/* Only the session's end of the connection went away. */
-		CHECK_EQ(fe_count_fds(), before_fds - 1);
+		CHECK_EQ(tl_count_fds(), before_fds - 1);
 		break;
 	}
 }
@@ -115,7 +115,7 @@ static void run(uint32_t req, uint32_t flags, const void *p, uint32_t size,
 		unsigned nfds, enum want w)
 {
 	int fds[VHU_MAX_FDS];
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	make_fds(fds, nfds);
 	CHECK_EQ(fe_send(&fe, req, flags, p, size, fds, nfds), 0);
 	for (unsigned i = 0; i < nfds; i++)
@@ -144,7 +144,7 @@ static void raw_case(uint32_t req, uint32_t flags, uint32_t size,
 	memcpy(buf, &h, sizeof(h));
 	if (sent > sizeof(h))
 		memcpy(buf + sizeof(h), payload, sent - sizeof(h));
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	send_raw(buf, sent, nfds);
 	if (shut)
 		shutdown(fe.sock, SHUT_WR);
@@ -372,7 +372,7 @@ static void mem_case(const struct vhu_mem_table *t, uint32_t size,
 		     unsigned nfds, uint64_t fd_size, uint32_t flags, enum want w)
 {
 	int fds[VHU_MAX_FDS];
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	for (unsigned i = 0; i < nfds; i++) {
 		fds[i] = memfd_create("vhu-robust", MFD_CLOEXEC);
 		CHECK(fds[i] >= 0);
@@ -445,13 +445,13 @@ TEST(region_larger_than_its_file)
 	 * whatever the memory module decides, the session must not leak. */
 	open_all();
 	struct vhu_mem_table t = table1(0, 0x100000, 0x1000000, 0);
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	int fd = memfd_create("vhu-robust", MFD_CLOEXEC);
 	CHECK_EQ(ftruncate(fd, 0x1000), 0);
 	long long r = fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 32, &fd, 1);
 	close(fd);
 	CHECK(r >= 0);
-	CHECK(fe_count_fds() <= n0 + 1);
+	CHECK(tl_count_fds() <= n0 + 1);
 	check_alive();
 }
 
@@ -477,12 +477,12 @@ TEST(add_mem_reg_fd_count_and_overlap)
 	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 1, ACK_FAIL);
 	/* Overlap with an existing region. */
 	CHECK_EQ(fe_set_mem(&fe), 0);
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	int fd = memfd_create("vhu-robust", MFD_CLOEXEC);
 	CHECK_EQ(ftruncate(fd, 0x1000), 0);
 	CHECK(fe_acked(&fe, VHU_REQ_ADD_MEM_REG, &one, sizeof(one), &fd, 1) > 0);
 	close(fd);
-	CHECK_EQ(fe_count_fds(), n0);
+	CHECK_EQ(tl_count_fds(), n0);
 }
 
 TEST(rem_mem_reg_of_unknown_region)
@@ -591,7 +591,7 @@ static uint32_t rnd(void)
 TEST(random_messages_never_crash_or_leak)
 {
 	for (int round = 0; round < 40; round++) {
-		int n0 = fe_count_fds();
+		int n0 = tl_count_fds();
 		open_all();
 		for (int i = 0; i < 50; i++) {
 			uint8_t p[VHU_MAX_PAYLOAD];
@@ -622,7 +622,7 @@ TEST(random_messages_never_crash_or_leak)
 				break;
 		}
 		fe_close(&fe);
-		CHECK_EQ(fe_count_fds(), n0);
+		CHECK_EQ(tl_count_fds(), n0);
 	}
 }
 

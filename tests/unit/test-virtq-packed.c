@@ -7,9 +7,10 @@
 
 #include <vhu/iov.h>
 
-#include "frontend-priv.h"
+#include "driver.h"
 #include "internal.h"
 #include "ring-driver-packed.h"
+#include "ring-check.h"
 #include "tap.h"
 
 static struct pd pd;
@@ -19,7 +20,7 @@ static struct iovec iov[64];
 
 static void after(void)
 {
-	if (pd.host)
+	if (pd.g.host)
 		pd_fini(&pd);
 }
 
@@ -48,10 +49,7 @@ static void setup(uint16_t size, bool event_idx, bool indirect)
 
 static uint64_t buf_with(const char *s, uint32_t len)
 {
-	uint64_t g = pd_alloc(&pd, len);
-	memset(pd_ptr(&pd, g), 0, len);
-	memcpy(pd_ptr(&pd, g), s, strlen(s) < len ? strlen(s) : len);
-	return g;
+	return gmem_buf_with(&pd.g, s, len);
 }
 
 static int pop(void)
@@ -61,10 +59,7 @@ static int pop(void)
 
 static void expect_broken(void)
 {
-	CHECK_EQ(pop(), -EIO);
-	CHECK(vhu_vq_is_broken(vq));
-	CHECK_EQ(pop(), -EIO);
-	CHECK(!vhu_vq_has_work(vq));
+	ring_expect_broken(vq, &el, iov, VHU__ARRAY_SIZE(iov));
 }
 
 /* ---- normal operation ---- */

@@ -12,6 +12,7 @@
 
 #include "internal.h"
 #include "ring-driver.h"
+#include "ring-check.h"
 #include "tap.h"
 
 static struct rd rd;
@@ -38,17 +39,14 @@ static void setup(uint16_t size, uint16_t start, bool event_idx, bool indirect)
 
 static void after(void)
 {
-	if (rd.host)
+	if (rd.g.host)
 		rd_fini(&rd);
 }
 
 /* A buffer with known contents. */
 static uint64_t buf_with(const char *s, uint32_t len)
 {
-	uint64_t g = rd_alloc(&rd, len);
-	memset(rd_ptr(&rd, g), 0, len);
-	memcpy(rd_ptr(&rd, g), s, strlen(s) < len ? strlen(s) : len);
-	return g;
+	return gmem_buf_with(&rd.g, s, len);
 }
 
 static int pop(void)
@@ -58,10 +56,7 @@ static int pop(void)
 
 static void expect_broken(void)
 {
-	CHECK_EQ(pop(), -EIO);
-	CHECK(vhu_vq_is_broken(vq));
-	CHECK_EQ(pop(), -EIO);
-	CHECK(!vhu_vq_has_work(vq));
+	ring_expect_broken(vq, &el, iov, VHU__ARRAY_SIZE(iov));
 }
 
 TEST(empty_ring)
@@ -135,7 +130,7 @@ TEST(buffer_across_two_regions)
 	after();
 	CHECK_EQ(rd_init(&rd, &o), 0);
 	vq = &rd.vq;
-	CHECK_EQ(rd.mem.n, 2);
+	CHECK_EQ(rd.g.mem.n, 2);
 	uint64_t g = RD_GPA_BASE + (1u << 20) - 3;
 	memcpy(rd_ptr(&rd, g), "abcdef", 6);
 	struct rd_buf b = { g, 6, false };
@@ -422,7 +417,7 @@ TEST(priv_and_reset)
 	      fcntl(e, F_GETFD) < 0);
 	CHECK_EQ(vq->call_fd, -1);
 	CHECK(vq->desc == NULL && vq->size == 0 && !vq->broken);
-	CHECK(vq->mem == &rd.mem);
+	CHECK(vq->mem == &rd.g.mem);
 	CHECK(vhu_vq_get_priv(vq) == &x);
 	CHECK_EQ(pop(), 0); /* unmapped: nothing to do, no crash */
 }
@@ -433,7 +428,7 @@ TEST(map_checks)
 	uint64_t d = vq->desc_uva;
 	vq->desc_uva = d + 8; /* misaligned */
 	CHECK_EQ(vhu__vq_map(vq), -EINVAL);
-	vq->desc_uva = RD_UVA_BASE + rd.mem_size - 64; /* runs off the end */
+	vq->desc_uva = RD_UVA_BASE + rd.g.size - 64; /* runs off the end */
 	CHECK_EQ(vhu__vq_map(vq), -EFAULT);
 	vq->desc_uva = d;
 	vq->used_uva += 2; /* used ring wants 4 */
@@ -681,7 +676,7 @@ TEST(unmapped_buffer)
 	setup(8, 0, false, false);
 	struct rd_buf b[2] = {
 		{ rd_alloc(&rd, 4), 4, false },
-		{ RD_GPA_BASE + rd.mem_size - 2, 4, true }, /* runs off */
+		{ RD_GPA_BASE + rd.g.size - 2, 4, true }, /* runs off */
 	};
 	rd_add_chain(&rd, b, 2);
 	expect_broken();
@@ -773,7 +768,7 @@ TEST(chain_over_4gib)
 	if (res == MAP_FAILED)
 		tap_skip("cannot reserve 8 GiB of address space");
 	uint64_t gpa = 1ull << 40;
-	int r = vhu__mem_add_host(&rd.mem, gpa, big, 1ull << 44, res);
+	int r = vhu__mem_add_host(&rd.g.mem, gpa, big, 1ull << 44, res);
 	if (r < 0) {
 		munmap(res, big);
 		TAP_FAIL("add_host: %d", r);

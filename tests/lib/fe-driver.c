@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* The test front-end: raw vhost-user messages over a socketpair. */
-#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -10,20 +9,6 @@
 
 #include "fe-driver.h"
 #include "internal.h"
-
-int fe_count_fds(void)
-{
-	int n = 0;
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return -1;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the DIR's own fd */
-}
 
 int fe_open(struct fe *fe, const struct vhu_backend_opts *opts)
 {
