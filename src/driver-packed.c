@@ -25,14 +25,9 @@
 
 int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size)
 {
-	vq->chain_len = calloc(size, sizeof(*vq->chain_len));
-	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
-	vq->data = calloc(size, sizeof(*vq->data));
 	vq->p_free_ids = calloc(size, sizeof(*vq->p_free_ids));
-	if (!vq->chain_len || !vq->in_bytes || !vq->data || !vq->p_free_ids) {
-		vhu__pdrv_free(vq);
+	if (!vq->p_free_ids)
 		return -ENOMEM;
-	}
 	/* Lowest ids on top of the stack. */
 	for (unsigned i = 0; i < size; i++)
 		vq->p_free_ids[i] = (uint16_t)(size - 1 - i);
@@ -49,13 +44,7 @@ int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size)
 
 void vhu__pdrv_free(struct vhu_fe_vq *vq)
 {
-	free(vq->chain_len);
-	free(vq->in_bytes);
-	free(vq->data);
 	free(vq->p_free_ids);
-	vq->chain_len = NULL;
-	vq->in_bytes = NULL;
-	vq->data = NULL;
 	vq->p_free_ids = NULL;
 }
 

@@ -68,6 +68,8 @@ void vhu__drv_free(struct vhu_fe_vq *vq);
 int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v);
 
 /* driver-split.c and driver-packed.c: one driver each, behind driver.c.
+ * init/free: the layout's own state (driver.c has allocated chain_len,
+ * in_bytes and data for size buffers);
  * add: after the shared checks (not broken, 1 <= n, no overflow);
  * get_used: on a queue not broken; has_used: a used buffer is waiting;
  * arm: ask the device for a call at the next used buffer. */

@@ -227,10 +227,45 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		   struct iovec *iov, unsigned iov_cap);
 void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		     uint32_t written);
-void vhu__split_notify(struct vhu_vq *vq);
+/* Does the driver want a call now (suppression state, updated)?  False
+ * on a broken or unmapped queue. */
+bool vhu__split_should_notify(struct vhu_vq *vq);
 void vhu__split_disable_notify(struct vhu_vq *vq);
 bool vhu__split_enable_notify(struct vhu_vq *vq);
 bool vhu__split_has_work(struct vhu_vq *vq);
+
+/* ------------------------------------------------------- virtq-chain.c */
+/* A compiler barrier: after it, the compiler cannot assume guest memory
+ * still holds what a local was copied from, so it never re-reads the
+ * guest in place of the local. */
+#define VHU__GUEST_COPIED() __asm__ volatile("" ::: "memory")
+/* virtio 1.2, 2.7.5.2 and 2.8.5: a chain (an indirect table's entries
+ * included) carries at most 2^32 bytes, which also fits the used u32
+ * length. */
+#define VHU__CHAIN_MAX_BYTES (1ull << 32)
+/* One indirect table is bounded independently of the queue size. */
+#define VHU__INDIRECT_MAX_ENTRIES 65536u
+
+/* The chain a pop is collecting, for either layout. */
+struct vhu__chain {
+	struct iovec *iov;
+	unsigned cap;
+	unsigned n;
+	unsigned n_out;
+	uint64_t bytes;
+	bool seen_write;
+	bool walk_on;    /* more iovecs than cap: set overflow and walk on
+			  * (packed: the buffer completes empty) instead of
+			  * failing with -E2BIG (split) */
+	bool overflow;
+	const char *why; /* set with -EIO */
+};
+/* Add one copied and decoded buffer descriptor (len != 0; wr: device
+ * writable): 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why. */
+int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
+		   uint64_t addr, uint32_t len, bool wr);
+/* Mark the queue broken (once): log why, signal the err eventfd. */
+void vhu__vq_break(struct vhu_vq *vq, const char *why);
 
 /* ------------------------------------------------------ virtq-packed.c */
 /* Packed descriptor (virtio 1.2, 2.8.13), little-endian in the ring. */
@@ -264,7 +299,7 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		    struct iovec *iov, unsigned iov_cap);
 void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		      uint32_t written);
-void vhu__packed_notify(struct vhu_vq *vq);
+bool vhu__packed_should_notify(struct vhu_vq *vq);
 void vhu__packed_disable_notify(struct vhu_vq *vq);
 bool vhu__packed_enable_notify(struct vhu_vq *vq);
 bool vhu__packed_has_work(struct vhu_vq *vq);

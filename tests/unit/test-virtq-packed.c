@@ -619,12 +619,12 @@ static void fe_setup(uint16_t size, bool event_idx)
 	fvq.kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	fvq.call_fd = vq->call_fd; /* the device's call eventfd */
 	CHECK(fvq.kick_fd >= 0);
-	CHECK_EQ(vhu__pdrv_init(&fvq, size), 0);
+	CHECK_EQ(vhu__drv_init(&fvq, size), 0);
 }
 
 static void fe_teardown(void)
 {
-	vhu__pdrv_free(&fvq);
+	vhu__drv_free(&fvq);
 	if (fvq.kick_fd >= 0)
 		close(fvq.kick_fd);
 	fvq.kick_fd = -1;
