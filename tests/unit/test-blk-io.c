@@ -20,175 +20,50 @@
 #include <vhu/frontend.h>
 #include <vhu/loop.h>
 
+#include "blk-session.h"
 #include "blk.h"
 #include "tap.h"
 #include "util.h"
 
-#define IMG_SIZE (1u << 20)      /* 2048 sectors */
+#define IMG_SIZE BLK_IMG_SIZE
 #define QSIZE 128
-#define NSLOT 32
+#define NSLOT BLK_NSLOT
 #define DATA_SIZE (64u << 10)
 
-struct ctx {
-	char dir[64], img[96], sock[96];
-	struct vhu_blk *blk;
-	struct vhu_backend *b;
-	struct vhu_loop *loop;
-	pthread_t thread;
-	int resize_fd;           /* eventfd: resize on the loop thread */
-	uint64_t resize_to;
-	int changed_calls;
-	struct vhu_fe *fe;
-	struct vhu_fe_vq *vq;
-	uint8_t *hdr, *status, *data;
-	uint64_t hdr_gpa, status_gpa, data_gpa;
-};
-
-static void *loop_main(void *arg)
+/* Split rings here (test-blk-packed.c drives packed ones). */
+static void ctx_open(struct blk_ses *c, struct vhu_blk_opts *o, bool connect)
 {
-	struct ctx *c = arg;
-
-	vhu_loop_run(c->loop);
-	return NULL;
+	blk_ses_open(c, o, "/tmp/vhu-blk-io-XXXXXX");
+	if (connect)
+		blk_ses_connect(c, false, true, QSIZE, DATA_SIZE * 2);
 }
 
-/* Runs on the loop (control) thread, as the daemon's resize does. */
-static void on_resize(struct vhu_loop *loop, int fd, uint32_t ev, void *opaque)
+static void ctx_close(struct blk_ses *c)
 {
-	struct ctx *c = opaque;
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) != sizeof(v))
-		return;
-	if (vhu_blk_resize(c->blk, c->resize_to) == 0)
-		vhu_backend_config_changed(c->b, true);
+	blk_ses_close(c);
 }
 
-static int on_config_change(struct vhu_fe *fe, void *opaque)
+static void set_hdr(struct blk_ses *c, unsigned slot, uint32_t type,
+		    uint64_t sector)
 {
-	struct ctx *c = opaque;
-
-	c->changed_calls++;
-	return 0;
+	blk_set_hdr(c, slot, type, sector);
 }
 
-static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
+static void add_req(struct blk_ses *c, unsigned slot, uint32_t type,
+		    uint64_t sector, uint64_t data_gpa, uint32_t len,
+		    bool dev_writes)
 {
-	struct vhu_backend_opts bo;
-	int fd;
-
-	memset(c, 0, sizeof(*c));
-	strcpy(c->dir, "/tmp/vhu-blk-io-XXXXXX");
-	CHECK(mkdtemp(c->dir) != NULL);
-	snprintf(c->img, sizeof(c->img), "%s/img", c->dir);
-	snprintf(c->sock, sizeof(c->sock), "%s/sock", c->dir);
-	fd = open(c->img, O_CREAT | O_RDWR | O_TRUNC, 0600);
-	CHECK(fd >= 0);
-	CHECK(ftruncate(fd, IMG_SIZE) == 0);
-	close(fd);
-
-	o->path = c->img;
-	if (!o->num_queues)
-		o->num_queues = 1;
-	if (!o->blk_size)
-		o->blk_size = 512;
-	CHECK_EQ(vhu_blk_new(o, &c->blk), 0);
-	vhu_blk_backend_opts(c->blk, &bo);
-	CHECK_EQ(vhu_backend_new(&bo, &c->b), 0);
-	CHECK_EQ(vhu_backend_listen(c->b, c->sock), 0);
-	CHECK_EQ(vhu_loop_new(&c->loop), 0);
-	CHECK_EQ(vhu_backend_attach(c->b, c->loop), 0);
-	c->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	CHECK(c->resize_fd >= 0);
-	CHECK_EQ(vhu_loop_add(c->loop, c->resize_fd, EPOLLIN, on_resize, c), 0);
-	CHECK_EQ(pthread_create(&c->thread, NULL, loop_main, c), 0);
-	if (!connect)
-		return;
-
-	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
-	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
-	/* split rings here; test-blk-packed.c drives packed ones */
-	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe) &
-					 ~VHU_BIT(VHU_F_RING_PACKED)), 0);
-	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
-	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, QSIZE, &c->vq), 0);
-	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
-	c->status = vhu_fe_alloc(c->fe, NSLOT, 64, &c->status_gpa);
-	c->data = vhu_fe_alloc(c->fe, DATA_SIZE * 2, 4096, &c->data_gpa);
-	CHECK(c->hdr && c->status && c->data);
-}
-
-static void ctx_close(struct ctx *c)
-{
-	if (c->fe)
-		vhu_fe_close(c->fe);
-	vhu_loop_stop(c->loop);
-	pthread_join(c->thread, NULL);
-	vhu_loop_del(c->loop, c->resize_fd);
-	close(c->resize_fd);
-	vhu_backend_free(c->b);
-	vhu_loop_free(c->loop);
-	vhu_blk_free(c->blk);
-	unlink(c->img);
-	unlink(c->sock);
-	rmdir(c->dir);
-}
-
-static void set_hdr(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector)
-{
-	uint32_t t = htole32(type), z = 0;
-	uint64_t s = htole64(sector);
-	uint8_t *h = c->hdr + 16 * slot;
-
-	memcpy(h, &t, 4);
-	memcpy(h + 4, &z, 4);
-	memcpy(h + 8, &s, 8);
-	c->status[slot] = 0xff;
-}
-
-/* Queue one request: header, data (readable or writable), status. */
-static void add_req(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector,
-		    uint64_t data_gpa, uint32_t len, bool dev_writes)
-{
-	struct vhu_fe_buf out[2], in[2];
-	unsigned n_out = 0, n_in = 0;
-
-	set_hdr(c, slot, type, sector);
-	out[n_out++] = (struct vhu_fe_buf){ c->hdr_gpa + 16 * slot, 16 };
-	if (len && !dev_writes)
-		out[n_out++] = (struct vhu_fe_buf){ data_gpa, len };
-	if (len && dev_writes)
-		in[n_in++] = (struct vhu_fe_buf){ data_gpa, len };
-	in[n_in++] = (struct vhu_fe_buf){ c->status_gpa + slot, 1 };
-	CHECK(vhu_fe_vq_add(c->vq, out, n_out, in, n_in,
-			    (void *)(uintptr_t)(slot + 1)) >= 0);
+	blk_add_req(c, slot, type, sector, data_gpa, len, dev_writes);
 }
 
 /* Kick and collect n completions; lens[slot] gets the written count. */
-static void run(struct ctx *c, unsigned n, uint32_t *lens)
+static void run(struct blk_ses *c, unsigned n, uint32_t *lens)
 {
-	unsigned got = 0, rounds = 0;
-
-	CHECK(vhu_fe_vq_kick(c->vq) >= 0);
-	while (got < n) {
-		void *data;
-		uint32_t len;
-		int r = vhu_fe_vq_get_used(c->vq, &data, &len);
-
-		CHECK(r >= 0);
-		if (r == 1) {
-			if (lens)
-				lens[(uintptr_t)data - 1] = len;
-			got++;
-			continue;
-		}
-		CHECK(rounds++ < 50);
-		CHECK(vhu_fe_vq_wait(c->vq, 100) >= 0);
-	}
+	blk_collect(c, n, lens, 50);
 }
 
-static uint8_t one(struct ctx *c, uint32_t type, uint64_t sector, uint32_t len,
-		   bool dev_writes, uint32_t *written)
+static uint8_t one(struct blk_ses *c, uint32_t type, uint64_t sector,
+		   uint32_t len, bool dev_writes, uint32_t *written)
 {
 	uint32_t lens[NSLOT];
 
@@ -199,22 +74,14 @@ static uint8_t one(struct ctx *c, uint32_t type, uint64_t sector, uint32_t len,
 	return c->status[0];
 }
 
-static void pread_img(struct ctx *c, void *buf, size_t len, off_t off)
+static void pread_img(struct blk_ses *c, void *buf, size_t len, off_t off)
 {
-	int fd = open(c->img, O_RDONLY);
-
-	CHECK(fd >= 0);
-	CHECK_EQ(pread(fd, buf, len, off), (ssize_t)len);
-	close(fd);
+	blk_img_io(c, buf, len, off, false);
 }
 
-static void pwrite_img(struct ctx *c, const void *buf, size_t len, off_t off)
+static void pwrite_img(struct blk_ses *c, const void *buf, size_t len, off_t off)
 {
-	int fd = open(c->img, O_WRONLY);
-
-	CHECK(fd >= 0);
-	CHECK_EQ(pwrite(fd, buf, len, off), (ssize_t)len);
-	close(fd);
+	blk_img_io(c, (void *)buf, len, off, true);
 }
 
 static void fill(uint8_t *p, size_t n, unsigned seed)
@@ -226,7 +93,7 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
 static void rw_roundtrip(enum vhu_blk_cache cache)
 {
 	struct vhu_blk_opts o = { .cache = cache };
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t buf[8192], want[8192];
 	uint32_t w;
 
@@ -258,7 +125,7 @@ TEST(write_then_read_direct)
 TEST(direct_unaligned_buffers_bounce)
 {
 	struct vhu_blk_opts o = { .cache = VHU_BLK_CACHE_NONE };
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t buf[1024], want[1024];
 
 	ctx_open(&c, &o, true);
@@ -282,7 +149,7 @@ TEST(direct_unaligned_buffers_bounce)
 TEST(split_descriptors_read)
 {
 	struct vhu_blk_opts o = { 0 };
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t want[1536];
 	struct vhu_fe_buf out[3], in[4];
 
@@ -310,7 +177,7 @@ TEST(split_descriptors_read)
 TEST(bad_requests_do_not_touch_image)
 {
 	struct vhu_blk_opts o = { .serial = "serial-42" };
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t before[IMG_SIZE / 16], after[IMG_SIZE / 16];
 	uint32_t w;
 
@@ -346,7 +213,7 @@ TEST(bad_requests_do_not_touch_image)
 TEST(discard_and_write_zeroes)
 {
 	struct vhu_blk_opts o = { 0 };
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t pat[4096], buf[4096], zero[4096] = { 0 };
 	uint8_t *seg;
 
@@ -384,7 +251,7 @@ TEST(discard_and_write_zeroes)
 TEST(many_requests_in_flight)
 {
 	struct vhu_blk_opts o = { 0 };
-	struct ctx c;
+	struct blk_ses c;
 	uint32_t lens[NSLOT];
 	uint8_t buf[2048];
 
@@ -416,7 +283,7 @@ TEST(many_requests_in_flight)
 TEST(read_only_device)
 {
 	struct vhu_blk_opts o = { .read_only = true };
-	struct ctx c;
+	struct blk_ses c;
 
 	ctx_open(&c, &o, true);
 	CHECK(vhu_fe_features(c.fe) & VHU_BIT(VHU_BLK_F_RO));
@@ -431,7 +298,7 @@ TEST(read_only_device)
 TEST(config_space_and_wce)
 {
 	struct vhu_blk_opts o = { .num_queues = 2, .blk_size = 4096 };
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t cfg[VHU_BLK_CONFIG_SIZE], zero = 0;
 	uint64_t cap;
 	uint32_t bs;
@@ -465,7 +332,7 @@ TEST(config_space_and_wce)
 TEST(resize_announced_and_enforced)
 {
 	struct vhu_blk_opts o = { 0 };
-	struct ctx c;
+	struct blk_ses c;
 	uint64_t one_v = 1, cap;
 	int bfd;
 
@@ -520,7 +387,7 @@ TEST(open_errors)
 TEST(two_queues_and_reconnect)
 {
 	struct vhu_blk_opts o = { .num_queues = 2 };
-	struct ctx c;
+	struct blk_ses c;
 	struct vhu_fe_vq *vq1;
 	struct vhu_blk_qstats st0, st1;
 	uint8_t buf[512];
@@ -572,7 +439,7 @@ TEST(no_fd_leak_across_sessions)
 
 	for (int i = 0; i < 3; i++) {
 		struct vhu_blk_opts o = { .num_queues = 2 };
-		struct ctx c;
+		struct blk_ses c;
 
 		ctx_open(&c, &o, true);
 		CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
@@ -588,7 +455,7 @@ static void shared_threads(unsigned nq, unsigned threads)
 {
 	struct vhu_blk_opts o = { .num_queues = nq, .threads = threads };
 	struct vhu_fe_vq *vqs[4];
-	struct ctx c;
+	struct blk_ses c;
 	uint8_t buf[512];
 	uint32_t base = 0;
 
@@ -675,7 +542,7 @@ TEST(no_fd_leak_with_shared_threads)
 
 	for (int i = 0; i < 2; i++) {
 		struct vhu_blk_opts o = { .num_queues = 2, .threads = 1 };
-		struct ctx c;
+		struct blk_ses c;
 
 		ctx_open(&c, &o, true);
 		CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);

@@ -263,15 +263,22 @@ TEST(impossible_dimensions_refused)
 	fe_close(&fe);
 }
 
+/* A session with a fresh inflight region (*r, *fd: ours to close) of
+ * NQ queues of QSIZE, queue 0 started. */
+static void tracked_session(struct fe *fe, struct vhu_inflight *r, int *fd)
+{
+	CHECK_EQ(session(fe), 0);
+	CHECK_EQ(get_inflight(fe, NQ, QSIZE, r, fd), 1);
+	CHECK_EQ(set_inflight(fe, *fd, r->mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(fe), 0);
+}
+
 TEST(pop_marks_push_clears)
 {
 	struct fe fe;
 	struct vhu_inflight r;
 	int fd;
-	CHECK_EQ(session(&fe), 0);
-	CHECK_EQ(get_inflight(&fe, NQ, QSIZE, &r, &fd), 1);
-	CHECK_EQ(set_inflight(&fe, fd, r.mmap_size, 0, NQ, QSIZE), 0);
-	CHECK_EQ(start_q0(&fe), 0);
+	tracked_session(&fe, &r, &fd);
 	CHECK(vqs[0] != NULL);
 	uint8_t *reg = mmap(NULL, r.mmap_size, PROT_READ, MAP_SHARED, fd, 0);
 	CHECK(reg != MAP_FAILED);
@@ -311,10 +318,7 @@ static void restart(bool torn_push)
 	struct fe a, b;
 	struct vhu_inflight r;
 	int fd;
-	CHECK_EQ(session(&a), 0);
-	CHECK_EQ(get_inflight(&a, NQ, QSIZE, &r, &fd), 1);
-	CHECK_EQ(set_inflight(&a, fd, r.mmap_size, 0, NQ, QSIZE), 0);
-	CHECK_EQ(start_q0(&a), 0);
+	tracked_session(&a, &r, &fd);
 	post(&a, 5);
 	post(&a, 2);
 	post(&a, 9);
