@@ -272,30 +272,30 @@ int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req)
 	return 0;
 }
 
-int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req)
+/* The device signals call_fd and err_fd from its own thread: swap one
+ * only while the queue is stopped, and restart it if it was started. */
+static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
+			  struct vhu_vq *vq, int *slot)
 {
-	struct vhu_vq *vq = &b->vqs[req->ring];
 	bool was = vq->started;
 
-	/* The device signals call_fd from its own thread: swap it only
-	 * while the queue is stopped. */
 	vhu__be_vq_stop(b, vq);
-	replace_fd(&vq->call_fd, take_u64_fd(req));
+	replace_fd(slot, take_u64_fd(req));
 	if (was)
 		vhu__be_vq_try_start(b, vq);
 	return 0;
 }
 
+int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	return swap_signal_fd(b, req, vq, &vq->call_fd);
+}
+
 int vhu__be_set_vring_err(struct vhu_backend *b, struct vhu__req *req)
 {
 	struct vhu_vq *vq = &b->vqs[req->ring];
-	bool was = vq->started;
-
-	vhu__be_vq_stop(b, vq);
-	replace_fd(&vq->err_fd, take_u64_fd(req));
-	if (was)
-		vhu__be_vq_try_start(b, vq);
-	return 0;
+	return swap_signal_fd(b, req, vq, &vq->err_fd);
 }
 
 int vhu__be_set_vring_enable(struct vhu_backend *b, struct vhu__req *req)

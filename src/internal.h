@@ -217,22 +217,29 @@ size_t vhu__vring_desc_bytes(unsigned size);
 size_t vhu__vring_avail_bytes(unsigned size);
 size_t vhu__vring_used_bytes(unsigned size);
 
-/* virtq.c dispatches the public vhu_vq_* calls and vhu__vq_map/reset to
- * one of these by vq->packed. */
+/*
+ * The data path each layout implements (vhu__split_* in virtq-split.c,
+ * vhu__packed_* in virtq-packed.c); virtq.c dispatches the public
+ * vhu_vq_* calls to one of them by vq->packed.  should_notify: does the
+ * driver want a call now (the suppression state is updated)?  False on a
+ * broken or unmapped queue.
+ */
+#define VHU__LAYOUT_DATA_PATH(l)                                              \
+	int vhu__##l##_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,       \
+			   struct iovec *iov, unsigned iov_cap);              \
+	void vhu__##l##_push(struct vhu_vq *vq,                               \
+			     const struct vhu_vq_elem *elem, uint32_t written); \
+	bool vhu__##l##_should_notify(struct vhu_vq *vq);                     \
+	void vhu__##l##_disable_notify(struct vhu_vq *vq);                    \
+	bool vhu__##l##_enable_notify(struct vhu_vq *vq);                     \
+	bool vhu__##l##_has_work(struct vhu_vq *vq)
+
+/* Life cycle of a split ring (and of the state both layouts share). */
 void vhu__split_init(struct vhu_vq *vq, unsigned index,
 		     const struct vhu__mem *mem);
 int vhu__split_map(struct vhu_vq *vq);
 void vhu__split_reset(struct vhu_vq *vq);
-int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		   struct iovec *iov, unsigned iov_cap);
-void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
-		     uint32_t written);
-/* Does the driver want a call now (suppression state, updated)?  False
- * on a broken or unmapped queue. */
-bool vhu__split_should_notify(struct vhu_vq *vq);
-void vhu__split_disable_notify(struct vhu_vq *vq);
-bool vhu__split_enable_notify(struct vhu_vq *vq);
-bool vhu__split_has_work(struct vhu_vq *vq);
+VHU__LAYOUT_DATA_PATH(split);
 
 /* ------------------------------------------------------- virtq-chain.c */
 /* A compiler barrier: after it, the compiler cannot assume guest memory
@@ -295,14 +302,7 @@ void vhu__packed_release(struct vhu_vq *vq);
  * position, 15 avail wrap counter, 16-30 used position, 31 used wrap. */
 void vhu__packed_set_base(struct vhu_vq *vq, uint32_t num);
 uint32_t vhu__packed_get_base(const struct vhu_vq *vq);
-int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap);
-void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
-		      uint32_t written);
-bool vhu__packed_should_notify(struct vhu_vq *vq);
-void vhu__packed_disable_notify(struct vhu_vq *vq);
-bool vhu__packed_enable_notify(struct vhu_vq *vq);
-bool vhu__packed_has_work(struct vhu_vq *vq);
+VHU__LAYOUT_DATA_PATH(packed);
 
 /* --------------------------------------------------- virtq-inflight.c */
 /* vhost-user.rst "Inflight I/O tracking", split ring layout (shared with

@@ -9,6 +9,7 @@
 #ifndef VHU_TEST_GUEST_MEM_H
 #define VHU_TEST_GUEST_MEM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "internal.h"
@@ -33,14 +34,23 @@ void gmem_fini(struct gmem *g);
 /* len bytes at the allocator's position rounded up to align (a power of
  * two); returns the gpa.  No bound check: tests size their memory. */
 uint64_t gmem_alloc(struct gmem *g, uint64_t len, uint64_t align);
+/* A 16-aligned buffer of len bytes. */
+uint64_t gmem_buf(struct gmem *g, uint64_t len);
 /* The driver's pointer to gpa. */
 void *gmem_ptr(struct gmem *g, uint64_t gpa);
 /* The front-end virtual address of gpa (what SET_VRING_ADDR carries). */
 uint64_t gmem_uva(uint64_t gpa);
-/* Point vq at its three ring areas at these gpas (front-end addresses,
- * as SET_VRING_ADDR carries them) and mark the addresses set. */
-void gmem_vq_rings(struct vhu_vq *vq, uint64_t desc_gpa, uint64_t avail_gpa,
-		   uint64_t used_gpa);
+/* Configure vq as the control path would: its size, its three ring areas
+ * at these gpas (front-end addresses, as SET_VRING_ADDR carries them),
+ * the ring features. */
+void gmem_vq_rings(struct vhu_vq *vq, uint16_t size, uint64_t desc_gpa,
+		   uint64_t avail_gpa, uint64_t used_gpa, bool event_idx,
+		   bool indirect);
+/* Give vq a call eventfd (with_call_fd) and map its rings: 0 or -errno. */
+int gmem_vq_map(struct vhu_vq *vq, bool with_call_fd);
+/* Calls signalled on vq's call eventfd since the last look (it is read
+ * empty); 0 without one. */
+uint64_t gmem_vq_calls(struct vhu_vq *vq);
 /* A fresh 16-aligned buffer of len bytes holding s (zero padded). */
 uint64_t gmem_buf_with(struct gmem *g, const char *s, uint32_t len);
 

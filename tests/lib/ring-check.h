@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Checks on the device side of a queue that the split and packed ring
- * tests share.  Header-only: CHECK (tap.h) belongs to the test program
- * that includes it.
+ * The device side of the queue under test, as the split and packed ring
+ * tests share it: the queue, an element and iovec storage for pops, and
+ * checks.  Header-only, included once per test program: the state is
+ * that program's, and CHECK (tap.h) belongs to it too.
  */
 #ifndef VHU_TEST_RING_CHECK_H
 #define VHU_TEST_RING_CHECK_H
@@ -12,14 +13,32 @@
 #include "internal.h"
 #include "tap.h"
 
-/* A broken queue: every pop (into el and iov[cap]) fails with -EIO, it
- * says so, and it claims no work. */
-static inline void ring_expect_broken(struct vhu_vq *vq, struct vhu_vq_elem *el,
-				      struct iovec *iov, unsigned cap)
+static struct vhu_vq *vq;          /* set by the test's setup */
+static struct vhu_vq_elem el;
+static struct iovec iov[64];
+
+/* Pop into el and iov. */
+static inline int pop(void)
 {
-	CHECK_EQ(vhu_vq_pop(vq, el, iov, cap), -EIO);
+	return vhu_vq_pop(vq, &el, iov, VHU__ARRAY_SIZE(iov));
+}
+
+/* One request pops: its id and how many iovecs each way. */
+static inline void expect_pop(unsigned id, unsigned n_out, unsigned n_in)
+{
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(el.id, id);
+	CHECK_EQ(el.n_out, n_out);
+	CHECK_EQ(el.n_in, n_in);
+}
+
+/* A broken queue: every pop fails with -EIO, it says so, and it claims
+ * no work. */
+static inline void expect_broken(void)
+{
+	CHECK_EQ(pop(), -EIO);
 	CHECK(vhu_vq_is_broken(vq));
-	CHECK_EQ(vhu_vq_pop(vq, el, iov, cap), -EIO);
+	CHECK_EQ(pop(), -EIO);
 	CHECK(!vhu_vq_has_work(vq));
 }
 

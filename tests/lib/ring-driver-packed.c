@@ -32,18 +32,13 @@ int pd_init(struct pd *pd, const struct pd_opts *o)
 	pd->avail_wrap = pd->used_wrap = w;
 
 	struct vhu_vq *vq = &pd->vq;
-	gmem_vq_rings(vq, pd->ring_gpa, pd->drv_gpa, pd->dev_gpa);
+	gmem_vq_rings(vq, pd->size, pd->ring_gpa, pd->drv_gpa, pd->dev_gpa,
+		      o->event_idx, o->indirect);
 	vq->packed = true;
-	vq->size = pd->size;
-	vq->event_idx = o->event_idx;
-	vq->indirect = o->indirect;
 	/* what SET_VRING_BASE does */
 	uint32_t base = (uint32_t)o->start_pos | (uint32_t)w << 15;
 	vhu__packed_set_base(vq, base | base << 16);
-	vq->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (vq->call_fd < 0)
-		return -errno;
-	return vhu__vq_map(vq);
+	return gmem_vq_map(vq, true);
 }
 
 void pd_fini(struct pd *pd)
@@ -52,19 +47,9 @@ void pd_fini(struct pd *pd)
 	gmem_fini(&pd->g);
 }
 
-uint64_t pd_alloc(struct pd *pd, uint64_t len)
-{
-	return gmem_alloc(&pd->g, len, 16);
-}
-
-void *pd_ptr(struct pd *pd, uint64_t gpa)
-{
-	return gmem_ptr(&pd->g, gpa);
-}
-
 static struct vhu__pdesc *slot(struct pd *pd, uint16_t pos)
 {
-	return (struct vhu__pdesc *)pd_ptr(pd, pd->ring_gpa) + pos;
+	return (struct vhu__pdesc *)gmem_ptr(&pd->g, pd->ring_gpa) + pos;
 }
 
 uint16_t pd_avail_bits(bool w)
@@ -91,7 +76,7 @@ void pd_table_entry(struct pd *pd, uint64_t table, unsigned i, uint64_t addr,
 		.id = 0,
 		.flags = htole16(flags),
 	};
-	memcpy((uint8_t *)pd_ptr(pd, table) + 16 * (uint64_t)i, &d, sizeof(d));
+	memcpy((uint8_t *)gmem_ptr(&pd->g, table) + 16 * (uint64_t)i, &d, sizeof(d));
 }
 
 void pd_skip(struct pd *pd, unsigned n)
@@ -135,7 +120,7 @@ uint16_t pd_add(struct pd *pd, const struct pd_buf *b, unsigned n,
 uint16_t pd_add_indirect(struct pd *pd, const struct pd_buf *b, unsigned n,
 			 uint16_t id)
 {
-	uint64_t table = pd_alloc(pd, 16 * (uint64_t)n);
+	uint64_t table = gmem_buf(&pd->g, 16 * (uint64_t)n);
 	for (unsigned i = 0; i < n; i++)
 		pd_table_entry(pd, table, i, b[i].gpa, b[i].len,
 			       b[i].write ? VHU_VRING_DESC_F_WRITE : 0);
@@ -173,22 +158,17 @@ int pd_get_used(struct pd *pd, uint16_t *id, uint32_t *len)
 void pd_set_driver_event(struct pd *pd, uint16_t flags, uint16_t off,
 			 bool wrap)
 {
-	uint16_t *e = pd_ptr(pd, pd->drv_gpa);
+	uint16_t *e = gmem_ptr(&pd->g, pd->drv_gpa);
 	e[0] = htole16((uint16_t)(off | (wrap ? 0x8000 : 0)));
 	e[1] = htole16(flags);
 }
 
 uint16_t pd_device_flags(struct pd *pd)
 {
-	return le16toh(((uint16_t *)pd_ptr(pd, pd->dev_gpa))[1]);
+	return le16toh(((uint16_t *)gmem_ptr(&pd->g, pd->dev_gpa))[1]);
 }
 
 uint64_t pd_calls(struct pd *pd)
 {
-	uint64_t v = 0;
-	if (pd->vq.call_fd < 0)
-		return 0;
-	if (read(pd->vq.call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-		return 0;
-	return v;
+	return gmem_vq_calls(&pd->vq);
 }

@@ -43,8 +43,8 @@ struct pd_opts {
 int pd_init(struct pd *pd, const struct pd_opts *o);
 void pd_fini(struct pd *pd);
 
-uint64_t pd_alloc(struct pd *pd, uint64_t len); /* gpa, 16-aligned */
-void *pd_ptr(struct pd *pd, uint64_t gpa);
+/* Buffers and the driver's pointers into guest memory: gmem_buf() and
+ * gmem_ptr() on &pd->g. */
 
 /* AVAIL/USED bits of a descriptor made available with wrap counter w. */
 uint16_t pd_avail_bits(bool w);

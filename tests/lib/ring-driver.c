@@ -25,42 +25,25 @@ int rd_init(struct rd *rd, const struct rd_opts *o)
 		return -ENOSPC;
 
 	rd->avail_idx = rd->used_seen = o->start_idx;
-	uint16_t *avail = rd_ptr(rd, rd->avail_gpa);
-	uint16_t *used = rd_ptr(rd, rd->used_gpa);
+	uint16_t *avail = gmem_ptr(&rd->g, rd->avail_gpa);
+	uint16_t *used = gmem_ptr(&rd->g, rd->used_gpa);
 	avail[1] = htole16(o->start_idx);
 	used[1] = htole16(o->start_idx);
 
 	struct vhu_vq *vq = &rd->vq;
-	gmem_vq_rings(vq, rd->desc_gpa, rd->avail_gpa, rd->used_gpa);
-	vq->size = rd->size;
-	vq->event_idx = o->event_idx;
-	vq->indirect = o->indirect;
+	gmem_vq_rings(vq, rd->size, rd->desc_gpa, rd->avail_gpa, rd->used_gpa,
+		      o->event_idx, o->indirect);
 	/* what SET_VRING_BASE does */
 	vq->last_avail_idx = vq->shadow_avail_idx = o->start_idx;
 	vq->used_idx = o->start_idx;
 	vq->signalled_used_valid = false;
-	if (!o->no_call_fd) {
-		vq->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (vq->call_fd < 0)
-			return -errno;
-	}
-	return vhu__vq_map(vq);
+	return gmem_vq_map(vq, !o->no_call_fd);
 }
 
 void rd_fini(struct rd *rd)
 {
 	vhu__vq_reset(&rd->vq);
 	gmem_fini(&rd->g);
-}
-
-uint64_t rd_alloc(struct rd *rd, uint64_t len)
-{
-	return gmem_alloc(&rd->g, len, 16);
-}
-
-void *rd_ptr(struct rd *rd, uint64_t gpa)
-{
-	return gmem_ptr(&rd->g, gpa);
 }
 
 void rd_desc(struct rd *rd, uint64_t table_gpa, unsigned idx, uint64_t addr,
@@ -72,18 +55,18 @@ void rd_desc(struct rd *rd, uint64_t table_gpa, unsigned idx, uint64_t addr,
 		.flags = htole16(flags),
 		.next = htole16(next),
 	};
-	memcpy((uint8_t *)rd_ptr(rd, table_gpa) + 16 * (uint64_t)idx, &d,
+	memcpy((uint8_t *)gmem_ptr(&rd->g, table_gpa) + 16 * (uint64_t)idx, &d,
 	       sizeof(d));
 }
 
 static uint16_t *avail_ring(struct rd *rd)
 {
-	return rd_ptr(rd, rd->avail_gpa);
+	return gmem_ptr(&rd->g, rd->avail_gpa);
 }
 
 static uint16_t *used_ring(struct rd *rd)
 {
-	return rd_ptr(rd, rd->used_gpa);
+	return gmem_ptr(&rd->g, rd->used_gpa);
 }
 
 void rd_publish(struct rd *rd, uint16_t head)
@@ -126,7 +109,7 @@ uint16_t rd_add_chain(struct rd *rd, const struct rd_buf *b, unsigned n)
 
 uint16_t rd_add_indirect(struct rd *rd, const struct rd_buf *b, unsigned n)
 {
-	uint64_t table = rd_alloc(rd, 16 * (uint64_t)n);
+	uint64_t table = gmem_buf(&rd->g, 16 * (uint64_t)n);
 	for (unsigned i = 0; i < n; i++) {
 		bool last = i + 1 == n;
 		rd_desc(rd, table, i, b[i].gpa, b[i].len,
@@ -182,12 +165,7 @@ void rd_set_used_event(struct rd *rd, uint16_t v)
 
 uint64_t rd_calls(struct rd *rd)
 {
-	uint64_t v = 0;
-	if (rd->vq.call_fd < 0)
-		return 0;
-	if (read(rd->vq.call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-		return 0;
-	return v;
+	return gmem_vq_calls(&rd->vq);
 }
 
 bool rd_need_kick(struct rd *rd, uint16_t old)

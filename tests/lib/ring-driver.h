@@ -41,9 +41,8 @@ struct rd_opts {
 int rd_init(struct rd *rd, const struct rd_opts *o);
 void rd_fini(struct rd *rd);
 
-/* Guest memory helpers */
-uint64_t rd_alloc(struct rd *rd, uint64_t len); /* gpa, 16-aligned */
-void *rd_ptr(struct rd *rd, uint64_t gpa);
+/* Buffers and the driver's pointers into guest memory: gmem_buf() and
+ * gmem_ptr() on &rd->g. */
 
 /* Write one descriptor of a table at table_gpa (the ring's own table:
  * rd->desc_gpa). */
