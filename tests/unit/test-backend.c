@@ -787,6 +787,16 @@ static void send_chan_ack(uint64_t v)
 	CHECK_EQ(vhu__sock_send(fe.chan, &a, NULL, 0), 0);
 }
 
+/* Acknowledge a CONFIG_CHANGE_MSG with v: the device hears of it, as its
+ * acks-th acknowledgement. */
+static void ack_config_change(uint64_t v, unsigned acks)
+{
+	send_chan_ack(v);
+	CHECK_EQ(fe_process(&fe), 0);
+	CHECK_EQ(dev.acks, acks);
+	CHECK_EQ(dev.last_ack, v);
+}
+
 TEST(config_change_with_ack_does_not_deadlock)
 {
 	open_full();
@@ -808,18 +818,12 @@ TEST(config_change_with_ack_does_not_deadlock)
 	CHECK_EQ(get_config(8, 8, 0, &r), 1);
 	CHECK_EQ(dev.acks, 0);
 
-	send_chan_ack(0);
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(dev.acks, 1);
-	CHECK_EQ(dev.last_ack, 0);
+	ack_config_change(0, 1);
 
 	/* A failing ack is reported as such. */
 	CHECK_EQ(vhu_backend_config_changed(fe.b, true), 0);
 	CHECK_EQ(fe_chan_recv(&fe, &m), 1);
-	send_chan_ack(3);
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(dev.acks, 2);
-	CHECK_EQ(dev.last_ack, 3);
+	ack_config_change(3, 2);
 
 	/* Without want_ack: no NEED_REPLY, nothing pending. */
 	CHECK_EQ(vhu_backend_config_changed(fe.b, false), 0);
