@@ -33,12 +33,10 @@ int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size)
 		vq->p_free_ids[i] = (uint16_t)(size - 1 - i);
 	vq->p_nfree_ids = (uint16_t)size;
 	vq->num_free = (uint16_t)size;
-	vq->inflight = 0;
 	/* 2.8.1: both wrap counters start at 1. */
 	vq->p_avail_pos = vq->p_used_pos = 0;
 	vq->p_avail_wrap = vq->p_used_wrap = true;
 	vq->p_added = 0;
-	vq->broken = false;
 	return 0;
 }
 

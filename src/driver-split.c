@@ -52,8 +52,6 @@ int vhu__sdrv_init(struct vhu_fe_vq *vq, unsigned size)
 	vq->free_head = 0;
 	vq->num_free = (uint16_t)(size > 0xffff ? 0xffff : size);
 	vq->avail_idx = vq->kicked_idx = vq->last_used = 0;
-	vq->inflight = 0;
-	vq->broken = false;
 	return 0;
 }
 

@@ -22,6 +22,8 @@ int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size)
 	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
 	vq->data = calloc(size, sizeof(*vq->data));
 	int r = -ENOMEM;
+	vq->inflight = 0;
+	vq->broken = false;
 	if (vq->chain_len && vq->in_bytes && vq->data)
 		r = vq->packed ? vhu__pdrv_init(vq, size)
 			       : vhu__sdrv_init(vq, size);

@@ -25,6 +25,17 @@ skip_all() { echo "1..0 # SKIP $1"; exit 0; }
 # The plan, last; exit status 0 only when nothing failed.
 finish() { echo "1..$N"; [ "$FAILED" -eq 0 ]; exit $?; }
 
+# e2e_probe VHU SOCKET SUFFIX: `vhu probe` of a 64 MiB vhost-user-blk
+# export: it succeeds and decodes the capacity (test names end in SUFFIX).
+# The output is left in PROBE_OUT.
+e2e_probe() {
+	local rc
+	PROBE_OUT=$(timeout 20 "$1" probe "$2" 2>&1); rc=$?
+	check "probe succeeds$3" [ $rc -eq 0 ]
+	check "probe decodes the capacity$3" \
+		grep -q "capacity: 131072 sectors (67108864 bytes" <<<"$PROBE_OUT"
+}
+
 # e2e_tmpdir PREFIX: a fresh directory, in /dev/shm when it is writable.
 e2e_tmpdir() {
 	local base=/tmp

@@ -12,6 +12,7 @@ set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 START=$SECONDS
 BUDGET=240   # seconds for vhu-blk and the qsd 7.2 report
 QSD10_BUDGET=150   # seconds for the qsd 10.0 report

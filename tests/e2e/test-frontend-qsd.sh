@@ -88,9 +88,8 @@ run_peer() {
 	ok "qemu-storage-daemon starts$t"
 
 	# --- probe -----------------------------------------------------------
-	out=$(timeout 20 "$VHU" probe "$sock" 2>&1); rc=$?
-	check "probe succeeds$t" [ $rc -eq 0 ]
-	check "probe decodes the capacity$t" grep -q "capacity: 131072 sectors (67108864 bytes" <<<"$out"
+	e2e_probe "$VHU" "$sock" "$t"
+	out=$PROBE_OUT
 	check "probe names protocol features$t" grep -q "^  CONFIG$" <<<"$out"
 	check "probe names virtio-blk features$t" grep -q "^  BLK_SEG_MAX$" <<<"$out"
 	json=$(timeout 20 "$VHU" probe "$sock" --json 2>&1)

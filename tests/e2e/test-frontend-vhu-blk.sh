@@ -36,9 +36,8 @@ fi
 ok "vhu-blk starts"
 
 # --- probe ---------------------------------------------------------------
-out=$(timeout 20 "$VHU" probe "$sock" 2>&1); rc=$?
-check "probe succeeds" [ $rc -eq 0 ]
-check "probe decodes the capacity" grep -q "capacity: 131072 sectors (67108864 bytes" <<<"$out"
+e2e_probe "$VHU" "$sock" ""
+out=$PROBE_OUT
 check "probe shows two queues" grep -q "^queues: 2$" <<<"$out"
 check "probe names BACKEND_REQ" grep -q "^  BACKEND_REQ$" <<<"$out"
 check "probe decodes num_queues" grep -q "num_queues: 2" <<<"$out"

@@ -347,6 +347,15 @@ if [ "$PEER" != qsd ]; then
 fi
 e2e_cleanup
 
+# resize_seen I NAME: resize I (0-based; the guest reports resize<I+1>)
+# reached the guest as the new size in sectors.
+resize_seen() {
+	local want=$((RESIZES[$1] / 512)) got
+	got=$(res "resize$(($1 + 1))")
+	resize_check "$2" "$([ "${RESIZE_RC[$1]:-}" = ok ] && [ "$got" = "ok $want" ]; echo $?)" \
+		"host: ${RESIZE_RC[$1]:-}; guest: $got; want $want"
+}
+
 resize_check() {
 	if [ "$PEER" = qsd ]; then
 		skip "$1" "qemu-storage-daemon 7.2 does not notify the front-end of a resize"
@@ -429,10 +438,7 @@ else
 		"$([ "$(dt cache_wt)" = write_through ] && [ "$WCE_WT" = false ]; echo $?)" \
 		"initial $(dt cache_initial), guest $(dt cache_wt), back-end wce $WCE_WT"
 fi
-want=$((RESIZES[0] / 512))
-resize_check "live resize grow is seen by the guest" \
-	"$([ "${RESIZE_RC[0]:-}" = ok ] && [ "$(res resize1)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[0]:-}; guest: $(res resize1); want $want"
+resize_seen 0 "live resize grow is seen by the guest"
 if [ "$PEER" = qsd ]; then
 	check_rc "cache_type 'write back' in the guest" "$([ "$(dt cache_wb)" = write_back ]; echo $?)" "$(dt cache_wb)"
 else
@@ -440,18 +446,9 @@ else
 		"$([ "$(dt cache_wb)" = write_back ] && [ "$WCE_WB" = true ]; echo $?)" \
 		"guest $(dt cache_wb), back-end wce $WCE_WB"
 fi
-want=$((RESIZES[1] / 512))
-resize_check "live resize shrink is seen by the guest" \
-	"$([ "${RESIZE_RC[1]:-}" = ok ] && [ "$(res resize2)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[1]:-}; guest: $(res resize2); want $want"
-want=$((RESIZES[2] / 512))
-resize_check "live resize grow again is seen by the guest" \
-	"$([ "${RESIZE_RC[2]:-}" = ok ] && [ "$(res resize3)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[2]:-}; guest: $(res resize3); want $want"
-want=$((RESIZES[3] / 512))
-resize_check "SIGHUP after the image file grew is seen by the guest" \
-	"$([ "${RESIZE_RC[3]:-}" = ok ] && [ "$(res resize4)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[3]:-}; guest: $(res resize4); want $want"
+resize_seen 1 "live resize shrink is seen by the guest"
+resize_seen 2 "live resize grow again is seen by the guest"
+resize_seen 3 "SIGHUP after the image file grew is seen by the guest"
 check_rc "image file follows the resizes" "$([ "$(stat -c %s "$MAIN")" = "${RESIZES[3]}" ]; echo $?)" \
 	"size $(stat -c %s "$MAIN"), want ${RESIZES[3]}"
 check_rc "guest reads the last sector after the resizes" "$([ "$(st resize_io)" = ok ]; echo $?)" "$(res resize_io)"

@@ -364,24 +364,31 @@ TEST(resize_announced_and_enforced)
 
 TEST(open_errors)
 {
-	struct vhu_blk_opts o = { .path = "/nonexistent/vhu-blk-img",
-				  .num_queues = 1, .blk_size = 512 };
-	struct vhu_blk *blk = NULL;
+	/* Each: good options but for one thing. */
+	static const struct {
+		const char *path;
+		unsigned num_queues, blk_size;
+		const char *serial;
+		int err;
+	} cases[] = {
+		{ "/nonexistent/vhu-blk-img", 1, 512, NULL, -ENOENT },
+		{ "/tmp", 1, 512, NULL, -EISDIR },
+		{ "/dev/null", 1, 512, NULL, -ENOTBLK },
+		{ "/dev/null", 1, 1024, NULL, -EINVAL },
+		{ "/dev/null", 0, 512, NULL, -EINVAL },
+		{ "/dev/null", 1, 512, "123456789012345678901", -ENAMETOOLONG },
+	};
 
-	CHECK_EQ(vhu_blk_new(&o, &blk), -ENOENT);
-	o.path = "/tmp";
-	CHECK_EQ(vhu_blk_new(&o, &blk), -EISDIR);
-	o.path = "/dev/null";
-	CHECK_EQ(vhu_blk_new(&o, &blk), -ENOTBLK);
-	o.blk_size = 1024;
-	CHECK_EQ(vhu_blk_new(&o, &blk), -EINVAL);
-	o.blk_size = 512;
-	o.num_queues = 0;
-	CHECK_EQ(vhu_blk_new(&o, &blk), -EINVAL);
-	o.num_queues = 1;
-	o.serial = "123456789012345678901";
-	CHECK_EQ(vhu_blk_new(&o, &blk), -ENAMETOOLONG);
-	CHECK(blk == NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vhu_blk_opts o = { .path = cases[i].path,
+					  .num_queues = cases[i].num_queues,
+					  .blk_size = cases[i].blk_size,
+					  .serial = cases[i].serial };
+		struct vhu_blk *blk = NULL;
+
+		CHECK_EQ(vhu_blk_new(&o, &blk), cases[i].err);
+		CHECK(blk == NULL);
+	}
 }
 
 TEST(two_queues_and_reconnect)

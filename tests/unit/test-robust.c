@@ -471,8 +471,8 @@ TEST(add_mem_reg_fd_count_and_overlap)
 {
 	open_all();
 	struct vhu_mem_single one = { .region = { 0, 0x1000, 0x1000000, 0 } };
-	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 0, ACK_FAIL);
-	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 2, ACK_FAIL);
+	for (unsigned n = 0; n <= 2; n += 2) /* no fd, two fds */
+		run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), n, ACK_FAIL);
 	/* An eventfd cannot be mapped: refused, fd closed. */
 	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 1, ACK_FAIL);
 	/* Overlap with an existing region. */
@@ -489,9 +489,8 @@ TEST(rem_mem_reg_of_unknown_region)
 {
 	open_all();
 	struct vhu_mem_single one = { .region = { 0x5000, 0x1000, 0x1000000, 0 } };
-	run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), 0, ACK_FAIL);
-	run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), 1, ACK_FAIL);
-	run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), 2, ACK_FAIL);
+	for (unsigned n = 0; n <= 2; n++)
+		run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), n, ACK_FAIL);
 	run(VHU_REQ_REM_MEM_REG, 1, &one, sizeof(one), 0, DROPPED);
 }
 

@@ -42,6 +42,13 @@ static uint64_t buf_with(const char *s, uint32_t len)
 	return gmem_buf_with(&rd.g, s, len);
 }
 
+/* Publish head: the queue breaks on it. */
+static void publish_broken(uint16_t head)
+{
+	rd_publish(&rd, head);
+	expect_broken();
+}
+
 TEST(empty_ring)
 {
 	setup(8, 0, false, false);
@@ -542,16 +549,14 @@ TEST(descriptor_loop)
 	uint64_t g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, rd.desc_gpa, 0, g, 4, VHU_VRING_DESC_F_NEXT, 1);
 	rd_desc(&rd, rd.desc_gpa, 1, g, 4, VHU_VRING_DESC_F_NEXT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(zero_length_loop)
 {
 	setup(8, 0, false, false);
 	rd_desc(&rd, rd.desc_gpa, 2, 0, 0, VHU_VRING_DESC_F_NEXT, 2);
-	rd_publish(&rd, 2);
-	expect_broken();
+	publish_broken(2);
 }
 
 TEST(next_out_of_table)
@@ -559,8 +564,7 @@ TEST(next_out_of_table)
 	setup(8, 0, false, false);
 	uint64_t g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, rd.desc_gpa, 0, g, 4, VHU_VRING_DESC_F_NEXT, 8);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(nested_indirect)
@@ -570,8 +574,7 @@ TEST(nested_indirect)
 	rd_desc(&rd, t2, 0, gmem_buf(&rd.g, 4), 4, 0, 0);
 	rd_desc(&rd, t1, 0, t2, 16, VHU_VRING_DESC_F_INDIRECT, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t1, 16, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_empty_table)
@@ -579,8 +582,7 @@ TEST(indirect_empty_table)
 	setup(8, 0, false, true);
 	rd_desc(&rd, rd.desc_gpa, 0, gmem_buf(&rd.g, 16), 0,
 		VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_partial_entry)
@@ -589,8 +591,7 @@ TEST(indirect_partial_entry)
 	uint64_t t = gmem_buf(&rd.g, 32);
 	rd_desc(&rd, t, 0, gmem_buf(&rd.g, 4), 4, 0, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 24, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_with_next)
@@ -601,8 +602,7 @@ TEST(indirect_with_next)
 	rd_desc(&rd, rd.desc_gpa, 0, t, 16,
 		VHU_VRING_DESC_F_INDIRECT | VHU_VRING_DESC_F_NEXT, 1);
 	rd_desc(&rd, rd.desc_gpa, 1, gmem_buf(&rd.g, 4), 4, 0, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_loop_and_escape)
@@ -613,8 +613,7 @@ TEST(indirect_loop_and_escape)
 	rd_desc(&rd, t, 0, g, 4, VHU_VRING_DESC_F_NEXT, 1);
 	rd_desc(&rd, t, 1, g, 4, VHU_VRING_DESC_F_NEXT, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 64, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 	rd_fini(&rd);
 
 	/* next beyond the indirect table (but inside the ring's size) */
@@ -623,23 +622,20 @@ TEST(indirect_loop_and_escape)
 	g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, t, 0, g, 4, VHU_VRING_DESC_F_NEXT, 2);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 32, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 	rd_fini(&rd);
 
 	/* table itself outside guest memory */
 	setup(8, 0, false, true);
 	rd_desc(&rd, rd.desc_gpa, 0, 0x1000, 32, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(addr_len_overflow)
 {
 	setup(8, 0, false, false);
 	rd_desc(&rd, rd.desc_gpa, 0, UINT64_MAX - 4, 16, 0, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(unmapped_buffer)
@@ -680,8 +676,7 @@ TEST(avail_idx_jump)
 TEST(head_out_of_range)
 {
 	setup(8, 0, false, false);
-	rd_publish(&rd, 8);
-	expect_broken();
+	publish_broken(8);
 }
 
 TEST(writable_then_readable)
