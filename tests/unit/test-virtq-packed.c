@@ -52,6 +52,14 @@ static void serve(const struct pd_buf *b, unsigned n, uint16_t id)
 	vhu_vq_push_notify(vq, &el, 1);
 }
 
+/* Push one element, notify: the calls the driver got. */
+static uint64_t push_calls(const struct vhu_vq_elem *e, uint32_t written)
+{
+	vhu_vq_push(vq, e, written);
+	vhu_vq_notify(vq);
+	return pd_calls(&pd);
+}
+
 /* ---- normal operation ---- */
 
 TEST(simple_request_round_trip)
@@ -333,9 +341,7 @@ TEST(used_notification_desc_event)
 		e[i] = el;
 	}
 	vhu_vq_push(vq, &e[0], 1);
-	vhu_vq_push(vq, &e[1], 1);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 1);
+	CHECK_EQ(push_calls(&e[1], 1), 1);
 	/* An event in the past of this lap (position 0, wrap 0) does not
 	 * fire for position 2. */
 	pd_set_driver_event(&pd, VHU__PEVENT_DESC, 0, false);
@@ -652,21 +658,15 @@ TEST(frontend_packed_driver_event_idx_wait)
 		CHECK_EQ(pop(), 1);
 		e[i] = el;
 	}
-	vhu_vq_push(vq, &e[1], 4);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 1);
+	CHECK_EQ(push_calls(&e[1], 4), 1);
 	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), 1);
 	CHECK_EQ(len, 4);
 	/* the event still names position 0: the next used one (1) is past it */
-	vhu_vq_push(vq, &e[0], 4);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 0);
+	CHECK_EQ(push_calls(&e[0], 4), 0);
 	CHECK_EQ(vhu_fe_vq_wait(&fvq, 10), 1);
 	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), 1);
 	CHECK_EQ(vhu_fe_vq_wait(&fvq, 10), 0); /* re-armed at position 2 */
-	vhu_vq_push(vq, &e[2], 4);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 1);
+	CHECK_EQ(push_calls(&e[2], 4), 1);
 	fe_teardown();
 }
 
