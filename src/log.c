@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Logging: runtime level, pluggable sink, rate limiting for what a peer
  * or guest can trigger. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,19 @@ void vhu__log(enum vhu_log_level level, const char *fmt, ...)
 	}
 	static const char *const tag[] = { "error", "warning", "info", "debug" };
 	fprintf(stderr, "vhu: %s: %s\n", tag[level], buf);
+}
+
+int vhu__struct_in(void *dst, size_t dst_size, const void *src,
+		   size_t src_size, size_t min_size)
+{
+	if (src_size < min_size)
+		return -EINVAL;
+	for (size_t i = dst_size; i < src_size; i++)
+		if (((const unsigned char *)src)[i])
+			return -E2BIG;
+	memset(dst, 0, dst_size);
+	memcpy(dst, src, src_size < dst_size ? src_size : dst_size);
+	return 0;
 }
 
 bool vhu__ratelimit_ok(struct vhu__ratelimit *rl)

@@ -16,6 +16,7 @@
 #define VHU_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <vhu/vhu.h>
@@ -117,7 +118,30 @@ struct vhu_backend_opts {
 
 #define VHU_BACKEND_MAX_QUEUES 256
 
+/*
+ * Create a session (no socket yet: see vhu_backend_listen() and friends).
+ * opts and the ops table are copied; neither needs to outlive the call.
+ * *out is NULL on failure.
+ * Errors: -EINVAL for a NULL argument, num_queues outside 1 ..
+ * VHU_BACKEND_MAX_QUEUES, a max_queue_size that is not a power of two or
+ * above 32768, config_size above 256; -E2BIG when the caller's structures
+ * set members this library does not know (a program built against a newer
+ * libvhu); -ENOMEM, or -errno from epoll/timerfd creation.
+ *
+ * Growing structures: vhu_backend_opts and vhu_device_ops only ever gain
+ * members at their end.  vhu_backend_new() is a macro that passes the
+ * sizes the caller was compiled with to vhu_backend_new_sized(); the
+ * library copies what the caller knows and treats the rest as zero/NULL,
+ * so a program built against an older header keeps working.
+ */
+int vhu_backend_new_sized(const struct vhu_backend_opts *opts, size_t opts_size,
+			  size_t ops_size, struct vhu_backend **out);
+/* The entry point of release 0.1, for callers that cannot use the macro
+ * (bindings): it assumes the 0.1 layouts. */
 int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **out);
+#define vhu_backend_new(opts, out)                                            \
+	vhu_backend_new_sized((opts), sizeof(struct vhu_backend_opts),        \
+			      sizeof(struct vhu_device_ops), (out))
 /* Closes the connection (stopping queues, resetting the device) and
  * everything the session owns.  Unlinks a socket path it created. */
 void vhu_backend_free(struct vhu_backend *b);
