@@ -97,7 +97,7 @@ int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size);
 /* Set capacity from a byte size (whole logical blocks only). */
 void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size);
 
-/* Log through stderr, honouring the library's log level. */
+/* Log through the library's sink (vhu_logv: level, vhu_set_log_fn). */
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
