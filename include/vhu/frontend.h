@@ -84,10 +84,13 @@ int vhu_fe_connect_fd_sized(struct vhu_fe **out, int fd,
 	vhu_fe_connect_sized((out), (path), (opts), sizeof(struct vhu_fe_opts))
 #define vhu_fe_connect_fd(out, fd, opts)                                      \
 	vhu_fe_connect_fd_sized((out), (fd), (opts), sizeof(struct vhu_fe_opts))
-/* Close the connection, the queues, the memory and every fd. */
+/* Close the connection, the queues, the memory and every fd.  Pointers
+ * from vhu_fe_alloc() and every vhu_fe_vq are invalid afterwards.  NULL
+ * is allowed. */
 void vhu_fe_close(struct vhu_fe *fe);
 
-/* What the back-end offered, and what was negotiated. */
+/* What the back-end offered, and what was negotiated (features: 0 before
+ * vhu_fe_set_features()).  These never fail. */
 uint64_t vhu_fe_features_offered(const struct vhu_fe *fe);
 uint64_t vhu_fe_protocol_features_offered(const struct vhu_fe *fe);
 uint64_t vhu_fe_protocol_features(const struct vhu_fe *fe);
