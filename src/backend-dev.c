@@ -36,10 +36,35 @@ int vhu__be_set_features(struct vhu_backend *b, struct vhu__req *req)
 			    (unsigned long long)(f & ~b->offered_features));
 		return -EINVAL;
 	}
+	bool running = false;
+	for (unsigned i = 0; i < b->num_queues; i++)
+		running |= b->vqs[i].started;
+	if (running && b->features_set) {
+		/* vhost-user.rst "Migration": LOG_ALL is switched while the
+		 * rings run; nothing else may change under them. */
+		uint64_t diff = f ^ b->features;
+		if (diff & ~VHU_BIT(VHU_F_LOG_ALL)) {
+			vhu__log_rl(VHU_LOG_WARN, "SET_FEATURES 0x%llx while "
+				    "rings run changes 0x%llx: refused",
+				    (unsigned long long)f,
+				    (unsigned long long)diff);
+			return -EBUSY;
+		}
+		if (diff) {
+			bool was[VHU_BACKEND_MAX_QUEUES];
+			vhu__be_log_change_begin(b, was);
+			b->features = f;
+			vhu__be_log_change_end(b, was);
+			vhu__info("dirty logging %s",
+				  (f & VHU_BIT(VHU_F_LOG_ALL)) ? "on" : "off");
+		}
+		/* Bit 26 is the transport's, not the device's: the device's
+		 * view (e.g. vhu-blk's cache mode) is left alone. */
+		return 0;
+	}
 	b->features = f;
 	b->features_set = true;
-	/* Started queues keep the flags they started with until restarted;
-	 * stopped ones pick these up when they start. */
+	/* Stopped queues pick these up when they start. */
 	if (b->ops.features_set)
 		b->ops.features_set(b->opaque, f);
 	return 0;

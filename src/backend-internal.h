@@ -21,7 +21,8 @@
 	 VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |  \
 	 VHU_BIT(VHU_PF_RESET_DEVICE) | VHU_BIT(VHU_PF_STATUS))
 #define VHU__PF_IMPLEMENTED                                                   \
-	(VHU__PF_BASE | VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_INFLIGHT_SHMFD))
+	(VHU__PF_BASE | VHU_BIT(VHU_PF_CONFIG) | VHU_BIT(VHU_PF_INFLIGHT_SHMFD) | \
+	 VHU_BIT(VHU_PF_LOG_SHMFD))
 
 /* virtio 1.2, 6: bits 24..49 belong to the transport; of those the
  * library serves only these. */
@@ -31,7 +32,7 @@
 	(VHU_BIT(VHU_F_NOTIFY_ON_EMPTY) | VHU_BIT(VHU_F_ANY_LAYOUT) |         \
 	 VHU_BIT(VHU_F_INDIRECT_DESC) | VHU_BIT(VHU_F_EVENT_IDX) |            \
 	 VHU_BIT(VHU_F_PROTOCOL_FEATURES) | VHU_BIT(VHU_F_VERSION_1) |        \
-	 VHU_BIT(VHU_F_RING_PACKED))
+	 VHU_BIT(VHU_F_RING_PACKED) | VHU_BIT(VHU_F_LOG_ALL))
 
 /* epoll tags: kind in the high 32 bits, ring index in the low ones. */
 enum vhu__be_src {
@@ -96,6 +97,12 @@ struct vhu_backend {
 	unsigned inflight_queues;
 	unsigned inflight_queue_size;
 	int reply_fd;             /* sent with the next reply, not owned */
+
+	/* dirty log (backend-log.c), kept until the front-end goes */
+	struct vhu__dirty_log log; /* bits NULL: none; signal_fd owned */
+	void *log_map;
+	size_t log_map_size;
+	int log_guard;            /* sigbus.c slot, -1 none */
 };
 
 /* The request handlers (backend-*.c), paired with the requests in
@@ -128,6 +135,8 @@ int vhu__be_set_status(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_get_status(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_log_base(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_set_log_fd(struct vhu_backend *b, struct vhu__req *req);
 
 
 /* backend-table.c: the handler for a request id (NULL: not served), and
@@ -163,6 +172,15 @@ void vhu__be_kick(struct vhu_backend *b, unsigned idx);
 void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq);
 /* Unmap and close the region; no queue may be started. */
 void vhu__be_inflight_drop(struct vhu_backend *b);
+
+/* backend-log.c */
+/* Point a starting queue at the log when LOG_ALL is negotiated. */
+void vhu__be_log_attach(struct vhu_backend *b, struct vhu_vq *vq);
+/* Stop the started queues (was[] records which) / start them again. */
+void vhu__be_log_change_begin(struct vhu_backend *b, bool *was);
+void vhu__be_log_change_end(struct vhu_backend *b, const bool *was);
+/* Unmap the log and close its eventfd; no queue may be started. */
+void vhu__be_log_drop(struct vhu_backend *b);
 
 /* backend-dev.c */
 /* The full device reset: queues stopped, rings reset, ops->reset. */

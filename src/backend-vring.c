@@ -68,6 +68,7 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 	/* The ring may hold a previous session's suppression state (used
 	 * flags NO_NOTIFY or a stale avail_event): ask for kicks afresh. */
 	vhu__be_inflight_attach(b, vq);
+	vhu__be_log_attach(b, vq);
 	bool pending = vhu_vq_enable_notify(vq) || vhu_vq_has_work(vq) ||
 		       vq->inf_pos < vq->inf_n;
 	vq->started = true;
@@ -172,9 +173,9 @@ int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req)
 	const struct vhu_vring_addr *a = &req->msg->p.addr;
 	struct vhu_vq *vq = &b->vqs[req->ring];
 
-	/* Dirty logging needs LOG_SHMFD, which is never offered. */
-	if (a->flags & VHU_VRING_F_LOG)
-		return -EOPNOTSUPP;
+	/* A running ring is stopped (everything popped completes) and
+	 * started again at the same positions: turning its LOG flag on or
+	 * off (vhost-user.rst "Migration") loses and repeats nothing. */
 	vhu__be_vq_stop(b, vq);
 	vq->addr_flags = a->flags;
 	vq->desc_uva = a->desc_user_addr;
@@ -230,6 +231,11 @@ int vhu__be_get_vring_base(struct vhu_backend *b, struct vhu__req *req)
 	/* vhost-user.rst: GET_VRING_BASE stops the ring; the device has
 	 * pushed back what it popped once queue_stopped returns. */
 	vhu__be_vq_stop(b, vq);
+	/* Project notes, section 7: the front-end migrates this position
+	 * only; anything still in flight would be lost. */
+	if (vq->inflight)
+		vhu__err("queue %u: stopped with %u request%s still in flight",
+			 vq->index, vq->inflight, vq->inflight == 1 ? "" : "s");
 	req->reply->hdr.size = sizeof(struct vhu_vring_state);
 	req->reply->p.state.index = vq->index;
 	req->reply->p.state.num = vq->packed ? vhu__packed_get_base(vq)

@@ -45,7 +45,7 @@ void vhu__be_epoll_del(struct vhu_backend *b, int fd)
 }
 
 /* What a program built against the first release (0.1) passes. */
-#define OPTS_SIZE_0_1 VHU__SIZE_THROUGH(struct vhu_backend_opts, config_writable)
+#define OPTS_SIZE_0_1 VHU__SIZE_THROUGH(struct vhu_backend_opts, no_dirty_log)
 #define OPS_SIZE_0_1 VHU__SIZE_THROUGH(struct vhu_device_ops, config_change_acked)
 
 static int backend_new(const struct vhu_backend_opts *opts,
@@ -110,6 +110,8 @@ static int backend_new(const struct vhu_backend_opts *opts,
 		memcpy(b->config_writable, opts->config_writable, opts->config_size);
 	b->listen_fd = b->conn_fd = b->chan_fd = -1;
 	b->inflight_fd = b->reply_fd = -1;
+	b->log.signal_fd = -1;
+	b->log_guard = -1;
 	b->inflight_guard = -1;
 	vhu__rx_init(&b->conn_rx);
 	vhu__rx_init(&b->chan_rx);
@@ -124,6 +126,14 @@ static int backend_new(const struct vhu_backend_opts *opts,
 			      (~transport | VHU__TRANSPORT_OK);
 	b->offered_protocol = VHU__PF_BASE |
 			      (opts->protocol_features & VHU__PF_IMPLEMENTED);
+	/* Dirty logging for live migration, unless the device opts out. */
+	if (opts->no_dirty_log) {
+		b->offered_features &= ~VHU_BIT(VHU_F_LOG_ALL);
+		b->offered_protocol &= ~VHU_BIT(VHU_PF_LOG_SHMFD);
+	} else {
+		b->offered_features |= VHU_BIT(VHU_F_LOG_ALL);
+		b->offered_protocol |= VHU_BIT(VHU_PF_LOG_SHMFD);
+	}
 	if (opts->config_size > 0)
 		b->offered_protocol |= VHU_BIT(VHU_PF_CONFIG);
 	else
@@ -166,6 +176,7 @@ static void disconnect(struct vhu_backend *b, const char *why)
 
 	vhu__be_device_reset(b);
 	vhu__be_inflight_drop(b);
+	vhu__be_log_drop(b);
 	vhu__mem_clear(&b->mem);
 	b->features = 0;
 	b->protocol = 0;
@@ -438,6 +449,12 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 
 	if (info->reply) {
 		/* A reply body doubles as the ack (vhost-user.rst REPLY_ACK). */
+		if (r < 0 && req.soft_fail) {
+			/* SET_LOG_BASE with NEED_REPLY: its reply is a u64. */
+			vhu__log_rl(VHU_LOG_WARN, "%s refused: %s", info->name,
+				    strerror(-r));
+			return send_ack(b, id, 1);
+		}
 		if (r < 0) {
 			vhu__err("%s failed: %s", info->name, strerror(-r));
 			return r;

@@ -48,6 +48,12 @@ struct vhu_fe {
 
 	struct vhu_fe_vq *vqs[VHU_MAX_QUEUES];
 
+	/* dirty log (frontend-log.c) */
+	int log_fd;                /* sealed memfd, -1 none */
+	uint64_t *log_words;
+	size_t log_bytes;
+	bool logging;
+
 	vhu_fe_config_change_fn cc_fn;
 	void *cc_opaque;
 };
@@ -59,6 +65,18 @@ int vhu__fe_cmd(struct vhu_fe *fe, uint32_t req, const void *payload,
 		uint32_t size, const int *fds, unsigned nfds);
 int vhu__fe_call(struct vhu_fe *fe, uint32_t req, const void *payload,
 		 uint32_t size, void *reply, uint32_t reply_size);
+/* A request that is always answered (SET_LOG_BASE): an empty reply or a
+ * u64 (0 success, else -EIO). */
+int vhu__fe_cmd_answered(struct vhu_fe *fe, uint32_t req, const void *payload,
+			 uint32_t size, const int *fds, unsigned nfds);
+
+/* frontend-vq.c: a queue's SET_VRING_ADDR payload, LOG flag and
+ * log_guest_addr (used ring; packed: device area) when log is set. */
+void vhu__fe_vring_addr(struct vhu_fe *fe, const struct vhu_fe_vq *vq,
+			bool log, struct vhu_vring_addr *a);
+
+/* frontend-log.c */
+void vhu__fe_log_free(struct vhu_fe *fe);
 
 /* frontend-vq.c */
 void vhu__fe_mem_free(struct vhu_fe *fe);

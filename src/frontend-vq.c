@@ -172,22 +172,8 @@ static int send_ring(struct vhu_fe *fe, struct vhu_fe_vq *vq)
 	r = vhu__fe_cmd(fe, VHU_REQ_SET_VRING_BASE, &st, sizeof(st), NULL, 0);
 	if (r < 0)
 		return r;
-	/* Addresses are in the front-end's virtual space (userspace_addr of
-	 * the memory table), as vhost-user.rst SET_VRING_ADDR specifies. */
-	struct vhu_vring_addr a = {
-		.index = vq->index,
-		.flags = 0,
-		.desc_user_addr = (uint64_t)(uintptr_t)vq->desc,
-		.used_user_addr = (uint64_t)(uintptr_t)vq->used,
-		.avail_user_addr = (uint64_t)(uintptr_t)vq->avail,
-		.log_guest_addr = 0,
-	};
-	/* Packed: descriptor ring, driver area, device area. */
-	if (vq->packed) {
-		a.desc_user_addr = (uint64_t)(uintptr_t)vq->pring;
-		a.avail_user_addr = (uint64_t)(uintptr_t)vq->drv_area;
-		a.used_user_addr = (uint64_t)(uintptr_t)vq->dev_area;
-	}
+	struct vhu_vring_addr a;
+	vhu__fe_vring_addr(fe, vq, fe->logging, &a);
 	r = vhu__fe_cmd(fe, VHU_REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0);
 	if (r < 0)
 		return r;
@@ -206,6 +192,31 @@ static int send_ring(struct vhu_fe *fe, struct vhu_fe_vq *vq)
 				NULL, 0);
 	}
 	return r;
+}
+
+void vhu__fe_vring_addr(struct vhu_fe *fe, const struct vhu_fe_vq *vq,
+			bool log, struct vhu_vring_addr *a)
+{
+	/* Addresses are in the front-end's virtual space (userspace_addr of
+	 * the memory table), as vhost-user.rst SET_VRING_ADDR specifies. */
+	memset(a, 0, sizeof(*a));
+	a->index = vq->index;
+	a->desc_user_addr = (uint64_t)(uintptr_t)vq->desc;
+	a->used_user_addr = (uint64_t)(uintptr_t)vq->used;
+	a->avail_user_addr = (uint64_t)(uintptr_t)vq->avail;
+	/* Packed: descriptor ring, driver area, device area. */
+	if (vq->packed) {
+		a->desc_user_addr = (uint64_t)(uintptr_t)vq->pring;
+		a->avail_user_addr = (uint64_t)(uintptr_t)vq->drv_area;
+		a->used_user_addr = (uint64_t)(uintptr_t)vq->dev_area;
+	}
+	/* vhost-user.rst "Migration": used-ring writes are logged at
+	 * log_guest_addr, the guest-physical address of the used ring (as
+	 * QEMU does: the device area for a packed ring). */
+	if (log) {
+		a->flags = VHU_VRING_F_LOG;
+		a->log_guest_addr = vq->packed ? vq->dev_area_gpa : vq->used_gpa;
+	}
 }
 
 int vhu_fe_vq_setup(struct vhu_fe *fe, unsigned index, unsigned size,

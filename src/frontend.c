@@ -136,6 +136,29 @@ out:
 	return r;
 }
 
+int vhu__fe_cmd_answered(struct vhu_fe *fe, uint32_t req, const void *payload,
+			 uint32_t size, const int *fds, unsigned nfds)
+{
+	struct vhu_msg m;
+	pthread_mutex_lock(&fe->lock);
+	int r = -ENOTCONN;
+	if (fe->broken)
+		goto out;
+	r = send_locked(fe, req, 0, payload, size, fds, nfds);
+	if (r == 0)
+		r = recv_reply_locked(fe, req, &m);
+	/* An empty reply or a u64 0 (vhost-user.rst leaves it open). */
+	if (r == 0 && m.hdr.size == sizeof(uint64_t))
+		r = m.p.u64 == 0 ? 0 : -EIO;
+	else if (r == 0 && m.hdr.size != 0)
+		r = -EPROTO;
+	if (r < 0)
+		r = fail(fe, r);
+out:
+	pthread_mutex_unlock(&fe->lock);
+	return r;
+}
+
 static int get_u64(struct vhu_fe *fe, uint32_t req, uint64_t *v)
 {
 	return vhu__fe_call(fe, req, NULL, 0, v, sizeof(*v));
@@ -260,6 +283,7 @@ int vhu_fe_connect_fd_sized(struct vhu_fe **out, int fd,
 	pthread_mutex_init(&fe->lock, NULL);
 	fe->fd = fd;
 	fe->backend_fd = -1;
+	fe->log_fd = -1;
 	fe->opts = o;
 	fe->timeout_ms = fe->opts.timeout_ms > 0 ? fe->opts.timeout_ms
 						 : VHU_FE_DEFAULT_TIMEOUT_MS;
@@ -314,6 +338,7 @@ void vhu_fe_close(struct vhu_fe *fe)
 	if (fe->backend_fd >= 0)
 		close(fe->backend_fd);
 	vhu__fe_mem_free(fe);
+	vhu__fe_log_free(fe);
 	pthread_mutex_destroy(&fe->lock);
 	free(fe);
 }
@@ -327,7 +352,9 @@ unsigned vhu_fe_max_mem_slots(const struct vhu_fe *fe) { return fe->max_mem_slot
 
 int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features)
 {
-	uint64_t f = features & fe->features_offered;
+	/* LOG_ALL belongs to vhu_fe_log_start()/stop(). */
+	uint64_t f = features & fe->features_offered &
+		     ~VHU_BIT(VHU_F_LOG_ALL);
 	/* vhost-user.rst: bit 30 stays set once protocol features are in use. */
 	f |= fe->features_offered & VHU_BIT(VHU_F_PROTOCOL_FEATURES);
 	int r = vhu__fe_cmd(fe, VHU_REQ_SET_FEATURES, &f, sizeof(f), NULL, 0);

@@ -218,6 +218,32 @@ void *vhu__mem_gpa_to_va(const struct vhu__mem *m, uint64_t gpa, uint64_t len);
 /* Same for a front-end virtual address (SET_VRING_ADDR, log). */
 void *vhu__mem_uva_to_va(const struct vhu__mem *m, uint64_t uva, uint64_t len);
 
+/* The guest-physical address of our pointer p when [p, p + len) lies
+ * inside one region: 0 and *gpa, else -EFAULT. */
+int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
+		       uint64_t *gpa);
+
+/* ------------------------------------------------------- virtq-log.c */
+/*
+ * A dirty log (vhost-user.rst "Migration"): bit (page % 8) of byte
+ * (page / 8), page = guest-physical address / 4096.  The session maps it
+ * and owns it; a queue only points at it (vq->log) while it is stopped
+ * and restarted around every change, so the ring code never sees a log
+ * come or go under it.
+ */
+#define VHU__LOG_PAGE_SHIFT 12
+struct vhu__dirty_log {
+	uint8_t *bits;         /* where guest-physical 0 is logged */
+	uint64_t size;         /* bytes of bitmap */
+	int signal_fd;         /* SET_LOG_FD eventfd, -1 none */
+};
+/* Words a queue gathers before it writes them to the log. */
+#define VHU__LOG_CACHE 4
+struct vhu__log_cache {
+	uint64_t word;         /* page / 64 */
+	uint64_t mask;
+};
+
 /* ------------------------------------------------------- virtq-split.c */
 /*
  * A virtqueue.  The control path (backend.c) fills the configuration
@@ -256,6 +282,14 @@ struct vhu_vq {
 	unsigned inflight;         /* popped, not yet pushed */
 
 	void *priv;                /* device-private */
+
+	/* Dirty logging (virtq-log.c): NULL when off; log_used says whether
+	 * used-ring writes are logged at log_gpa (SET_VRING_ADDR flag LOG). */
+	const struct vhu__dirty_log *log;
+	bool log_used;
+	unsigned log_n;            /* cache entries in use */
+	int64_t log_signalled_ms;  /* last signal_fd write */
+	struct vhu__log_cache log_cache[VHU__LOG_CACHE];
 
 	/*
 	 * Packed ring (virtio 1.2, 2.8), when packed is set: desc is the
@@ -371,6 +405,23 @@ size_t vhu__inflight_queue_bytes(unsigned queue_size);
 int vhu__inflight_vq_start(struct vhu_vq *vq);
 /* Forget the record and any pending resubmissions. */
 void vhu__inflight_vq_release(struct vhu_vq *vq);
+
+/* --------------------------------------------------- virtq-log.c */
+/* Every function below returns 0, or -EFAULT when a page lies outside
+ * the log or a buffer outside guest memory: the caller breaks the ring
+ * (never a write past the map).  Call them only with vq->log set. */
+/* Mark [gpa, gpa + len) (gathered; written by vhu__log_flush()). */
+int vhu__log_gpa(struct vhu_vq *vq, uint64_t gpa, uint64_t len);
+/* Mark what our pointer p covers in guest memory. */
+int vhu__log_va(struct vhu_vq *vq, const volatile void *p, uint64_t len);
+/* Mark every writable buffer of elem (whole buffers: a device may write
+ * more than it reports, e.g. a block status byte after failed data). */
+int vhu__log_writable(struct vhu_vq *vq, const struct vhu_vq_elem *elem);
+/* Mark used-ring bytes [off, off + len) at log_gpa, when log_used. */
+int vhu__log_used(struct vhu_vq *vq, uint64_t off, uint64_t len);
+/* Write the gathered words to the log (atomic OR), and signal the log
+ * eventfd at most once a millisecond. */
+void vhu__log_flush(struct vhu_vq *vq);
 
 /* ---------------------------------------------------------------- msg.c */
 /* (The request table: see msg.h.) */

@@ -271,3 +271,23 @@ void *vhu__mem_uva_to_va(const struct vhu__mem *m, uint64_t uva, uint64_t len)
 	}
 	return NULL;
 }
+
+int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
+		       uint64_t *gpa)
+{
+	/* Dirty logging only (the data path with logging on): a linear scan
+	 * over the few regions a guest has. */
+	uintptr_t a = (uintptr_t)p;
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct vhu__mem_region *r = &m->r[i];
+		uintptr_t h = (uintptr_t)r->host;
+		if (a < h || a - h >= r->size)
+			continue;
+		uint64_t off = a - h;
+		if (len > r->size - off)
+			return -EFAULT;
+		*gpa = r->gpa + off;
+		return 0;
+	}
+	return -EFAULT;
+}

@@ -28,10 +28,12 @@ static const struct vhu__req_info table[VHU_REQ_MAX] = {
 	ROW(RESET_OWNER, NONE),
 	ROW(SET_MEM_TABLE, .payload = VHU__P_MEMTABLE,
 		.fds = VHU__FD_PER_REGION),
-	/* Dirty logging (migration) is not offered: LOG_SHMFD stays off. */
+	/* Dirty logging (vhost-user.rst "Migration"): the log is a shared
+	 * memory fd, answered even without REPLY_ACK. */
 	ROW(SET_LOG_BASE, EXACT(sizeof(struct vhu_log)), .fds = VHU__FD_ONE,
 		PF(LOG_SHMFD), .reply = true),
-	ROW(SET_LOG_FD, NONE, .fds = VHU__FD_ONE),
+	/* "An optional message with an eventfd": 0 fds clears it. */
+	ROW(SET_LOG_FD, NONE, .fds = VHU__FD_OPTIONAL),
 	ROW(SET_VRING_NUM, EXACT(8), .ring = VHU__RING_STATE),
 	/* Flag bit 0 (log) is the only one defined. */
 	ROW(SET_VRING_ADDR, EXACT(sizeof(struct vhu_vring_addr)),

@@ -70,7 +70,8 @@ struct vhu__req {
 				     * hdr.size; the header is set by the
 				     * dispatcher */
 	bool soft_fail;             /* a refusal that must not cost the
-				     * connection (a guest-triggerable one) */
+				     * connection (a guest-triggerable one;
+				     * with a reply body: answered u64 1) */
 };
 
 struct vhu__req_info {

@@ -315,6 +315,13 @@ static inline void set_device_flags(struct vhu_vq *vq, uint16_t f)
 {
 	/* device area: off_wrap, flags */
 	__atomic_store_n(&vq->used[1], htole16(f), __ATOMIC_RELAXED);
+	/* QEMU's log_gpa for a packed ring is this area (vhost-user.rst
+	 * "Migration", marked when the ring's LOG flag is set). */
+	if (__builtin_expect(vq->log != NULL, 0)) {
+		if (vhu__log_used(vq, 2, 2) < 0)
+			vq_break(vq, "device area outside the dirty log");
+		vhu__log_flush(vq);
+	}
 }
 
 static int head_state(const struct vhu_vq *vq)
@@ -409,6 +416,15 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	vq->pk_chain[elem->id] = 0;
 
 	struct vhu__pdesc *d = &ring(vq)[vq->used_idx];
+	/* vhost-user.rst "Migration": the buffers first, before the used
+	 * descriptor that hands them back. */
+	if (__builtin_expect(vq->log != NULL, 0)) {
+		if (vhu__log_writable(vq, elem) < 0) {
+			vq_break(vq, "written buffer outside the dirty log");
+			return;
+		}
+		vhu__log_flush(vq);
+	}
 	d->id = htole16(elem->id);
 	d->len = htole32(written);
 	/* 2.8.1: used means AVAIL == USED == our used wrap counter; 2.8.3:
@@ -419,6 +435,13 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	if (written)
 		f |= VHU_VRING_DESC_F_WRITE;
 	__atomic_store_n(&d->flags, htole16(f), __ATOMIC_RELEASE);
+	/* The used descriptor lives in the descriptor ring: its own page is
+	 * marked (the front-end's log_gpa names the device area instead). */
+	if (__builtin_expect(vq->log != NULL, 0)) {
+		if (vhu__log_va(vq, d, sizeof(*d)) < 0)
+			vq_break(vq, "descriptor ring outside the dirty log");
+		vhu__log_flush(vq);
+	}
 
 	unsigned next = vq->used_idx + count;
 	if (next >= vq->size) {

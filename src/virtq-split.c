@@ -77,15 +77,33 @@ static inline uint16_t used_event(const struct vhu_vq *vq)
 	return le16toh(vq->avail[2 + vq->size]);
 }
 
+static void vq_break(struct vhu_vq *vq, const char *why);
+
+#define LOGGING(vq) __builtin_expect((vq)->log != NULL, 0)
+
+/* Dirty logging (virtq-log.c) of a used-ring field we just wrote. */
+static void log_used_field(struct vhu_vq *vq, uint64_t off, uint64_t len)
+{
+	if (vhu__log_used(vq, off, len) < 0) {
+		vq_break(vq, "used ring outside the dirty log");
+		return;
+	}
+	vhu__log_flush(vq);
+}
+
 static inline void set_avail_event(struct vhu_vq *vq, uint16_t v)
 {
 	/* after the used ring's 4 + 8 * size bytes */
 	vq->used[2 + 4 * (size_t)vq->size] = htole16(v);
+	if (LOGGING(vq))
+		log_used_field(vq, 4 + 8 * (uint64_t)vq->size, 2);
 }
 
 static inline void set_used_flags(struct vhu_vq *vq, uint16_t v)
 {
 	vq->used[0] = htole16(v);
+	if (LOGGING(vq))
+		log_used_field(vq, 0, 2);
 }
 
 /* ------------------------------------------------------- life cycle */
@@ -414,6 +432,16 @@ void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		__asm__ volatile("" ::: "memory");
 	}
 
+	/* vhost-user.rst "Migration": what the device wrote is marked
+	 * before the used element that hands it back. */
+	if (LOGGING(vq)) {
+		if (vhu__log_writable(vq, elem) < 0) {
+			vq_break(vq, "written buffer outside the dirty log");
+			return;
+		}
+		vhu__log_flush(vq);
+	}
+
 	uint16_t slot = vq->used_idx & (uint16_t)(vq->size - 1);
 	volatile uint32_t *ue = (volatile uint32_t *)(vq->used + 2) + 2 * slot;
 	ue[0] = htole32(elem->id);
@@ -421,6 +449,13 @@ void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	vq->used_idx++;
 	/* 2.7.8.2: the element is visible before the index that covers it. */
 	__atomic_store_n(&vq->used[1], htole16(vq->used_idx), __ATOMIC_RELEASE);
+	/* Used element and index: marked after they are written. */
+	if (LOGGING(vq) && vq->log_used) {
+		if (vhu__log_used(vq, 4 + 8 * (uint64_t)slot, 8) < 0 ||
+		    vhu__log_used(vq, 2, 2) < 0)
+			vq_break(vq, "used ring outside the dirty log");
+		vhu__log_flush(vq);
+	}
 	if (inf) {
 		inf->desc[elem->id].inflight = 0;
 		__asm__ volatile("" ::: "memory");

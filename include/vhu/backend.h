@@ -98,14 +98,16 @@ struct vhu_backend_opts {
 
 	/* virtio features the device offers.  The library adds
 	 * VHU_F_PROTOCOL_FEATURES; it serves INDIRECT_DESC, EVENT_IDX,
-	 * RING_PACKED and VERSION_1 when the device lists them, and never
-	 * offers another transport bit (24..49). */
+	 * RING_PACKED and VERSION_1 when the device lists them, never offers
+	 * another transport bit (24..49), and adds VHOST_F_LOG_ALL unless
+	 * no_dirty_log. */
 	uint64_t features;
 
 	/* protocol features the device wants offered; the library masks them
 	 * with what it implements and adds what it always offers (REPLY_ACK,
-	 * MQ, CONFIGURE_MEM_SLOTS, RESET_DEVICE, STATUS, BACKEND_REQ). CONFIG
-	 * is offered when config_size > 0. */
+	 * MQ, CONFIGURE_MEM_SLOTS, RESET_DEVICE, STATUS, BACKEND_REQ, and
+	 * LOG_SHMFD unless no_dirty_log). CONFIG is offered when
+	 * config_size > 0. */
 	uint64_t protocol_features;
 
 	unsigned num_queues;      /* 1 .. VHU_BACKEND_MAX_QUEUES */
@@ -115,6 +117,14 @@ struct vhu_backend_opts {
 	 * (config_writable[i] != 0); NULL = nothing writable.  Copied. */
 	uint32_t config_size;
 	const uint8_t *config_writable;
+
+	/* Live migration: the library offers VHOST_F_LOG_ALL and LOG_SHMFD
+	 * and marks every guest page a queue writes (the writable buffers of
+	 * each pushed element, the rings) in the front-end's dirty log.  A
+	 * device that writes guest memory any other way sets this to opt
+	 * out.  queue_stopped must complete every popped request: the
+	 * front-end migrates only the ring positions. */
+	bool no_dirty_log;
 };
 
 #define VHU_BACKEND_MAX_QUEUES 256

@@ -34,7 +34,7 @@ struct vhu_fe_vq;
 #define VHU_FE_PROTOCOL_FEATURES                                              \
 	(VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |                     \
 	 VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |              \
-	 VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS))
+	 VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) | VHU_BIT(VHU_PF_LOG_SHMFD))
 
 #define VHU_FE_DEFAULT_TIMEOUT_MS 5000
 
@@ -102,7 +102,8 @@ unsigned vhu_fe_max_mem_slots(const struct vhu_fe *fe);
 
 /*
  * SET_FEATURES with features & offered (VHU_F_PROTOCOL_FEATURES is kept
- * when it was offered, as the protocol requires).  Call once, before
+ * when it was offered, as the protocol requires; VHU_F_LOG_ALL is left
+ * to vhu_fe_log_start()).  Call once, before
  * setting up queues.  Returns 0 or -errno.
  */
 int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features);
@@ -174,6 +175,32 @@ int vhu_fe_vq_wait(struct vhu_fe_vq *vq, int timeout_ms);
 unsigned vhu_fe_vq_num_free(const struct vhu_fe_vq *vq);
 unsigned vhu_fe_vq_inflight(const struct vhu_fe_vq *vq);
 int vhu_fe_vq_call_fd(const struct vhu_fe_vq *vq);
+
+/* ---- dirty logging, as a migrating front-end does it ---- */
+
+/*
+ * Start logging (vhost-user.rst "Migration"; needs LOG_SHMFD and
+ * VHOST_F_LOG_ALL offered, else -EOPNOTSUPP): a sealed memfd bitmap with
+ * one bit per 4 KiB page up to the end of guest memory goes out with
+ * SET_LOG_BASE, then SET_FEATURES adds LOG_ALL and every queue set up so
+ * far gets SET_VRING_ADDR with the LOG flag (queues set up later get it
+ * too).  The rings keep running.  Calling it again while logging sends a
+ * new, empty log (as after a memory change).  vhu_fe_log_stop(): the
+ * same in reverse; the bitmap stays readable until the next start.
+ */
+int vhu_fe_log_start(struct vhu_fe *fe);
+int vhu_fe_log_stop(struct vhu_fe *fe);
+/* Bytes of bitmap (0 before the first start). */
+size_t vhu_fe_log_size(const struct vhu_fe *fe);
+/*
+ * Read and clear the bitmap as the back-end runs: len bytes (a multiple
+ * of 8, at most vhu_fe_log_size()) into out, each 64-bit word taken with
+ * an atomic exchange.  Bit (page % 8) of byte (page / 8), page = gpa /
+ * 4096.  Returns the number of bits that were set, or -errno.
+ */
+long vhu_fe_log_read(struct vhu_fe *fe, uint8_t *out, size_t len);
+/* Test the bit of a guest-physical address in a copy read above. */
+bool vhu_fe_log_test(const uint8_t *bits, size_t len, uint64_t gpa);
 
 /* ---- configuration space (needs the CONFIG protocol feature) ---- */
 

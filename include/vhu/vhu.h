@@ -28,6 +28,7 @@ const char *vhu_version(void);
 
 /* ---- virtio transport feature bits (virtio 1.2, 6) ---- */
 #define VHU_F_NOTIFY_ON_EMPTY      24
+#define VHU_F_LOG_ALL              26 /* vhost: dirty logging (migration) */
 #define VHU_F_ANY_LAYOUT           27
 #define VHU_F_INDIRECT_DESC        28
 #define VHU_F_EVENT_IDX            29

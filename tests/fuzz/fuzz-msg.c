@@ -33,7 +33,9 @@
  * negotiates only offered features, answers every config-change ack it
  * asked for exactly once (a result, or an error when the channel or
  * session goes), and every fd created for one input is closed when the
- * session is freed (open-fd count unchanged).
+ * session is freed (open-fd count unchanged), and nothing is ever
+ * written to a dirty-log memfd outside the window its SET_LOG_BASE named
+ * (each log memfd starts zeroed and is checked when the session ends).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +60,7 @@
 #define FZ_NQ            2u
 #define FZ_MEMFD_SIZE    (64u * 1024u)
 #define FZ_MAX_RECORDS   64u
+#define FZ_MAX_LOGS      4u
 #define FZ_MAX_PEERS     16u
 #define FZ_POP_BOUND     64u
 
@@ -91,7 +94,9 @@ static unsigned fz_vq_slot(struct vhu_vq *vq)
 static void fz_features_set(void *opaque, uint64_t features)
 {
 	(void)opaque;
-	FZ_ASSERT((features & ~(FZ_FEATURES | VHU_BIT(VHU_F_PROTOCOL_FEATURES))) == 0,
+	/* The library adds VHOST_F_LOG_ALL (dirty logging) to the offer. */
+	FZ_ASSERT((features & ~(FZ_FEATURES | VHU_BIT(VHU_F_PROTOCOL_FEATURES) |
+				VHU_BIT(VHU_F_LOG_ALL))) == 0,
 		  "negotiated 0x%llx", (unsigned long long)features);
 }
 
@@ -206,6 +211,13 @@ struct fz_session {
 	int fe;                        /* our end of the main socket */
 	int peers[FZ_MAX_PEERS];       /* our ends of back-end channels */
 	unsigned n_peers;
+	/* dirty-log memfds sent with SET_LOG_BASE: our mapping and the
+	 * window the message named (size 0: none valid) */
+	struct {
+		uint8_t *map;
+		uint64_t off, size;
+	} logs[FZ_MAX_LOGS];
+	unsigned n_logs;
 };
 
 static int fz_make_memfd(void)
@@ -220,6 +232,57 @@ static int fz_make_memfd(void)
 		return -1;
 	}
 	return fd;
+}
+
+/* A zeroed memfd for SET_LOG_BASE, mapped here to check afterwards that
+ * the library wrote only inside [off, off + size). */
+static int fz_make_logfd(struct fz_session *s, const uint8_t *payload,
+			 uint32_t len)
+{
+	int fd = memfd_create("fuzz-log", MFD_CLOEXEC);
+	void *map;
+
+	if (fd < 0 || s->n_logs == FZ_MAX_LOGS ||
+	    ftruncate(fd, FZ_MEMFD_SIZE) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	map = mmap(NULL, FZ_MEMFD_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	s->logs[s->n_logs].map = map;
+	s->logs[s->n_logs].off = s->logs[s->n_logs].size = 0;
+	if (len == sizeof(struct vhu_log)) {
+		struct vhu_log lg;
+
+		memcpy(&lg, payload, sizeof(lg));
+		s->logs[s->n_logs].off = lg.mmap_offset;
+		s->logs[s->n_logs].size = lg.mmap_size;
+	}
+	s->n_logs++;
+	return fd;
+}
+
+static void fz_check_logs(struct fz_session *s)
+{
+	for (unsigned k = 0; k < s->n_logs; k++) {
+		uint64_t off = s->logs[k].off, size = s->logs[k].size;
+
+		for (uint64_t i = 0; i < FZ_MEMFD_SIZE; i++) {
+			bool inside = i >= off && i - off < size;
+
+			FZ_ASSERT(inside || s->logs[k].map[i] == 0,
+				  "log %u: byte %llu written outside its "
+				  "window %llu+%llu", k, (unsigned long long)i,
+				  (unsigned long long)off,
+				  (unsigned long long)size);
+		}
+		munmap(s->logs[k].map, FZ_MEMFD_SIZE);
+	}
+	s->n_logs = 0;
 }
 
 /* An fd of the kind the record asks for; kind 0 picks by request. */
@@ -347,6 +410,7 @@ static int fz_session_open(struct fz_session *s)
 static void fz_session_close(struct fz_session *s)
 {
 	vhu_backend_free(s->b);
+	fz_check_logs(s);
 	for (unsigned i = 0; i < FZ_NQ; i++)
 		FZ_ASSERT(!s->dev.started[i], "queue %u still started after free", i);
 	FZ_ASSERT(s->dev.acks_seen == s->dev.acks_wanted,
@@ -467,7 +531,10 @@ static bool fz_record(struct fz_session *s, struct fz_in *in)
 	fz_take(in, buf + sizeof(h), len);
 
 	for (unsigned i = 0; i < nfds; i++) {
-		fds[i] = fz_make_fd(s, kind, h.request);
+		if (h.request == VHU_REQ_SET_LOG_BASE && (kind == 0 || kind == 2))
+			fds[i] = fz_make_logfd(s, buf + sizeof(h), len);
+		else
+			fds[i] = fz_make_fd(s, kind, h.request);
 		if (fds[i] < 0) {
 			nfds = i;
 			break;

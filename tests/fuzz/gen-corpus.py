@@ -23,8 +23,10 @@ GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM = 15, 16, 17
 SET_VRING_ENABLE, SET_BACKEND_REQ_FD, GET_CONFIG, SET_CONFIG = 18, 21, 24, 25
 RESET_DEVICE, GET_MAX_MEM_SLOTS, ADD_MEM_REG, REM_MEM_REG = 34, 36, 37, 38
 SET_STATUS, GET_STATUS = 39, 40
+SET_LOG_BASE, SET_LOG_FD = 6, 7
 V1, NEED_REPLY = 0x1, 0x8
 
+F_LOG_ALL = 26
 F_INDIRECT, F_EVENT_IDX, F_PROTOCOL, F_VERSION_1, F_RING_PACKED = 28, 29, 30, 32, 34
 PF = [0, 3, 5, 9, 13, 15, 16]  # MQ REPLY_ACK BACKEND_REQ CONFIG RESET CONFIGURE_MEM_SLOTS STATUS
 
@@ -149,8 +151,39 @@ def handshake(fl=V1, backend_channel=False, status=False, packed=False):
     return s
 
 
+def migrate(packed=False):
+    """Dirty logging as QEMU starts and cancels it (project notes,
+    section 7): the log, LOG_ALL, the rings' LOG flag, requests served
+    meanwhile, then everything switched off."""
+    feats = bits(F_VERSION_1, F_PROTOCOL, F_EVENT_IDX)
+    if packed:
+        feats |= bits(F_RING_PACKED)
+    s = packed_ring_image() if packed else ring_image()
+    s += rec(GET_FEATURES) + rec(GET_PROTOCOL_FEATURES)
+    s += rec(SET_PROTOCOL_FEATURES, u64(bits(1, *PF)))
+    s += rec(SET_FEATURES, u64(feats))
+    s += rec(SET_MEM_TABLE, struct.pack("<II", 1, 0) +
+             region(0, MEM_SIZE, UVA, 0), nfds=1)
+    s += vring_setup(0, size=60 if packed else 64,
+                     base=0x80008000 if packed else 0)
+    s += rec(SET_LOG_BASE, struct.pack("<QQ", 64, 4096), nfds=1)
+    s += rec(SET_LOG_FD, b"", nfds=1)
+    s += rec(SET_FEATURES, u64(feats | bits(F_LOG_ALL)), V1 | NEED_REPLY)
+    b = ring_base(0)
+    log_gpa = b + 0x1000 if packed else b + 0x2000
+    s += rec(SET_VRING_ADDR, struct.pack("<IIQQQQ", 0, 1, UVA + b, UVA + b + 0x2000,
+                                         UVA + b + 0x1000, log_gpa), V1 | NEED_REPLY)
+    s += event(2) + event(3)
+    s += rec(SET_LOG_BASE, struct.pack("<QQ", 16, 0), nfds=1)
+    s += rec(SET_FEATURES, u64(feats), V1 | NEED_REPLY)
+    s += rec(GET_VRING_BASE, state(0, 0))
+    return s
+
+
 def msg_seeds():
     feats = bits(F_VERSION_1, F_PROTOCOL)
+    yield "migrate-log", migrate()
+    yield "migrate-log-packed", migrate(packed=True)
     yield "handshake", handshake()
     yield "handshake-packed", handshake(packed=True)
     yield "handshake-reply-ack", handshake(V1 | NEED_REPLY, backend_channel=True,
@@ -185,11 +218,17 @@ def msg_seeds():
         "config-flags-unknown": rec(SET_CONFIG, struct.pack("<III", 32, 1, 2) + b"\x01"),
         "memtable-9": rec(SET_MEM_TABLE, struct.pack("<II", 9, 0) +
                           region(0, MEM_SIZE, UVA, 0) * 8, nfds=8),
+        "log-no-fd": rec(SET_LOG_BASE, struct.pack("<QQ", 64, 0)),
+        "log-two-fds": rec(SET_LOG_BASE, struct.pack("<QQ", 64, 0), nfds=2),
+        "log-size-8": rec(SET_LOG_BASE, u64(64), nfds=1),
+        "log-beyond-fd": rec(SET_LOG_BASE, struct.pack("<QQ", 64, MEM_SIZE), nfds=1),
+        "log-offset-wraps": rec(SET_LOG_BASE, struct.pack("<QQ", 64, (1 << 64) - 8),
+                                nfds=1),
         "memtable-too-big": rec(SET_MEM_TABLE, struct.pack("<II", 1, 0) +
                                 region(0, MEM_SIZE * 2, UVA, 0), nfds=1),
     }
     pre = (rec(GET_FEATURES) + rec(GET_PROTOCOL_FEATURES) +
-           rec(SET_PROTOCOL_FEATURES, u64(bits(*PF))) +
+           rec(SET_PROTOCOL_FEATURES, u64(bits(1, *PF))) +
            rec(SET_FEATURES, u64(feats)))
     for name, r in refusals.items():
         yield "refuse-" + name, pre + r + rec(GET_FEATURES)

@@ -21,7 +21,7 @@
 #include "tap.h"
 
 /* The first release's layouts: what a 0.1 program passes. */
-#define OPTS_0_1 VHU__SIZE_THROUGH(struct vhu_backend_opts, config_writable)
+#define OPTS_0_1 VHU__SIZE_THROUGH(struct vhu_backend_opts, no_dirty_log)
 #define OPS_0_1 VHU__SIZE_THROUGH(struct vhu_device_ops, config_change_acked)
 #define FE_OPTS_0_1 VHU__SIZE_THROUGH(struct vhu_fe_opts, no_add_mem_reg)
 

@@ -209,8 +209,10 @@ TEST(features_offered_and_negotiated)
 	uint64_t want = VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |
 			VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |
 			VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |
-			VHU_BIT(VHU_PF_RESET_DEVICE) | VHU_BIT(VHU_PF_STATUS);
+			VHU_BIT(VHU_PF_RESET_DEVICE) | VHU_BIT(VHU_PF_STATUS) |
+			VHU_BIT(VHU_PF_LOG_SHMFD);
 	CHECK_EQ(pf, want);
+	CHECK(f & VHU_BIT(VHU_F_LOG_ALL));
 
 	CHECK_EQ(fe_send(&fe, VHU_REQ_SET_PROTOCOL_FEATURES, 1, &pf, 8, NULL, 0), 0);
 	fe_process(&fe);
@@ -235,14 +237,22 @@ TEST(protocol_features_depend_on_config_and_device)
 	o.config_size = 0;
 	o.config_writable = NULL;
 	/* Asking for something the library does not implement changes
-	 * nothing; CONFIG needs a config space; INFLIGHT_SHMFD is served. */
+	 * nothing; CONFIG needs a config space; INFLIGHT_SHMFD is served;
+	 * a device that opts out of dirty logging gets no LOG_SHMFD even
+	 * when it lists it, and no LOG_ALL. */
 	o.protocol_features = VHU_BIT(VHU_PF_LOG_SHMFD) | VHU_BIT(VHU_PF_CONFIG) |
-			      VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
+			      VHU_BIT(VHU_PF_INFLIGHT_SHMFD) |
+			      VHU_BIT(VHU_PF_RARP);
+	o.features |= VHU_BIT(VHU_F_LOG_ALL);
+	o.no_dirty_log = true;
 	CHECK_EQ(fe_open(&fe, &o), 0);
-	uint64_t pf;
+	uint64_t pf, f;
 	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_PROTOCOL_FEATURES, &pf), 0);
+	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_FEATURES, &f), 0);
 	CHECK(!(pf & VHU_BIT(VHU_PF_CONFIG)));
+	CHECK(!(pf & VHU_BIT(VHU_PF_RARP)));
 	CHECK(!(pf & VHU_BIT(VHU_PF_LOG_SHMFD)));
+	CHECK(!(f & VHU_BIT(VHU_F_LOG_ALL)));
 	/* Implemented, so offered when the device asks for it. */
 	CHECK(pf & VHU_BIT(VHU_PF_INFLIGHT_SHMFD));
 	CHECK(pf & VHU_BIT(VHU_PF_REPLY_ACK));
@@ -257,7 +267,7 @@ TEST(set_features_must_be_offered)
 	uint64_t bad = VHU_BIT(VHU_F_ACCESS_PLATFORM) | VHU_BIT(VHU_F_VERSION_1);
 	CHECK(fe_acked(&fe, VHU_REQ_SET_FEATURES, &bad, 8, NULL, 0) > 0);
 	CHECK_EQ(vhu_backend_features(fe.b), before_f);
-	uint64_t badpf = VHU_BIT(VHU_PF_LOG_SHMFD) | VHU_BIT(VHU_PF_REPLY_ACK);
+	uint64_t badpf = VHU_BIT(VHU_PF_RARP) | VHU_BIT(VHU_PF_REPLY_ACK);
 	CHECK(fe_acked(&fe, VHU_REQ_SET_PROTOCOL_FEATURES, &badpf, 8, NULL, 0) > 0);
 	CHECK(vhu_backend_protocol_features(fe.b) & VHU_BIT(VHU_PF_REPLY_ACK));
 	CHECK(!fe_dropped(&fe));
@@ -447,9 +457,10 @@ TEST(vring_addr_rules)
 	fe.mem[0x1000] = 0x5a;
 	CHECK_EQ(((volatile uint8_t *)vq->desc)[0], 0x5a);
 
-	/* Dirty logging is not offered: the LOG flag is refused. */
+	/* The LOG flag is the only one (dirty logging, test-log.c). */
 	a.flags = VHU_VRING_F_LOG;
-	CHECK(fe_acked(&fe, VHU_REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) > 0);
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0), 0);
+	CHECK(vq->addr_flags == VHU_VRING_F_LOG);
 	a.flags = 2;
 	CHECK(fe_acked(&fe, VHU_REQ_SET_VRING_ADDR, &a, sizeof(a), NULL, 0) > 0);
 	/* Rings outside guest memory are refused. */

@@ -105,6 +105,11 @@ static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 		return;
 
 	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
+	/* Live migration: dirty logging offered (QEMU refuses to migrate
+	 * without both). */
+	CHECK(vhu_fe_features_offered(c->fe) & VHU_BIT(VHU_F_LOG_ALL));
+	CHECK(vhu_fe_protocol_features_offered(c->fe) &
+	      VHU_BIT(VHU_PF_LOG_SHMFD));
 	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
 	/* split rings here; test-blk-packed.c drives packed ones */
 	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe) &
@@ -241,6 +246,33 @@ static void rw_roundtrip(enum vhu_blk_cache cache)
 	CHECK_EQ(one(&c, VHU_BLK_T_IN, 16, 8192, true, &w), VHU_BLK_S_OK);
 	CHECK_EQ(w, 8193);
 	CHECK_MEM(c.data, want, 8192);
+	ctx_close(&c);
+}
+
+/* Live migration: with logging started while the queue runs, a read's
+ * data and status pages and the used ring are marked; a write's data
+ * (read by the device) is not. */
+TEST(reads_marked_in_dirty_log)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint8_t bits[4096];
+	size_t n;
+
+	ctx_open(&c, &o, true);
+	CHECK_EQ(vhu_fe_log_start(c.fe), 0);
+	n = vhu_fe_log_size(c.fe);
+	CHECK(n > 0 && n <= sizeof(bits));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 8192, false, NULL), VHU_BLK_S_OK);
+	CHECK(vhu_fe_log_read(c.fe, bits, n) >= 0);
+	CHECK(!vhu_fe_log_test(bits, n, c.data_gpa));
+	CHECK(vhu_fe_log_test(bits, n, c.status_gpa));
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 16, 8192, true, NULL), VHU_BLK_S_OK);
+	CHECK(vhu_fe_log_read(c.fe, bits, n) >= 3);
+	CHECK(vhu_fe_log_test(bits, n, c.data_gpa));
+	CHECK(vhu_fe_log_test(bits, n, c.data_gpa + 4096));
+	CHECK(vhu_fe_log_test(bits, n, c.status_gpa));
+	CHECK_EQ(vhu_fe_log_stop(c.fe), 0);
 	ctx_close(&c);
 }
 

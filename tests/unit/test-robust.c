@@ -275,9 +275,10 @@ TEST(gated_requests_without_their_feature)
 TEST(unhandled_requests_close_their_fds)
 {
 	open_all();
+	/* A log larger than its fd (an eventfd: size 0): a failing ack
+	 * (asked for), the fd closed. */
 	struct vhu_log lg = { 4096, 0 };
 	run(VHU_REQ_SET_LOG_BASE, 1 | NR, &lg, sizeof(lg), 1, ACK_FAIL);
-	run(VHU_REQ_SET_LOG_FD, 1 | NR, NULL, 0, 1, ACK_FAIL);
 	/* A region too small for 2 queues of 256: refused, fd closed. */
 	struct vhu_inflight inf = { 4096, 0, 2, 256 };
 	run(VHU_REQ_SET_INFLIGHT_FD, 1 | NR, &inf, sizeof(inf), 1, ACK_FAIL);
@@ -302,7 +303,7 @@ TEST(every_unhandled_request_refused)
 		run(id, 1 | NR, p, size, nfds, ACK_FAIL);
 		refused++;
 	}
-	CHECK_EQ(refused, 45 - 27);
+	CHECK_EQ(refused, 45 - 29);
 }
 
 /* ---- ring indices and sizes ---- */
