@@ -81,6 +81,8 @@ int vhu__be_reset_owner(struct vhu_backend *b, struct vhu__req *req)
 	/* Deprecated (vhost-user.rst): served as a full device reset that
 	 * also forgets ownership and the negotiated features. */
 	vhu__be_device_reset(b);
+	if (b->ops.device_reset)
+		b->ops.device_reset(b->opaque);
 	b->owner = false;
 	b->features = 0;
 	b->features_set = false;
@@ -92,6 +94,8 @@ int vhu__be_reset_device(struct vhu_backend *b, struct vhu__req *req)
 	/* vhost-user.rst RESET_DEVICE: disable all rings and reset the
 	 * device; ownership and the memory table stay. */
 	vhu__be_device_reset(b);
+	if (b->ops.device_reset)
+		b->ops.device_reset(b->opaque);
 	return 0;
 }
 

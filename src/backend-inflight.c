@@ -25,29 +25,47 @@ static size_t page_round(size_t n)
 
 /* ------------------------------------------------ session side */
 
+/* Bytes per queue record in the layout the negotiated features choose. */
+static size_t queue_bytes(const struct vhu_backend *b, unsigned qs)
+{
+	return (b->features & VHU_BIT(VHU_F_RING_PACKED))
+		       ? vhu__inflight_queue_bytes_packed(qs)
+		       : vhu__inflight_queue_bytes(qs);
+}
+
 void vhu__be_inflight_attach(struct vhu_backend *b, struct vhu_vq *vq)
 {
 	vq->inf = NULL;
-	if (!b->inflight_addr || vq->packed || vq->index >= b->inflight_queues) {
+	vq->infp = NULL;
+	if (!b->inflight_addr || vq->index >= b->inflight_queues) {
 		/* Untracked: nothing left over from an earlier start. */
 		vhu__inflight_vq_start(vq);
 		return;
 	}
-	if (vq->size > b->inflight_queue_size) {
-		vhu__warn("queue %u: size %u exceeds the inflight record's %u: "
-			  "not tracked", vq->index, vq->size,
-			  b->inflight_queue_size);
+	/* The record must lie inside the mapping, in this queue's layout
+	 * (the features may have changed since the region was set). */
+	size_t stride = vq->packed
+		? vhu__inflight_queue_bytes_packed(b->inflight_queue_size)
+		: vhu__inflight_queue_bytes(b->inflight_queue_size);
+	if (vq->size > b->inflight_queue_size ||
+	    (vq->index + 1) * stride > b->inflight_size) {
+		vhu__warn("queue %u: size %u does not fit the inflight "
+			  "record (%u entries, %zu bytes): not tracked",
+			  vq->index, vq->size, b->inflight_queue_size,
+			  b->inflight_size);
 		vhu__inflight_vq_start(vq);
 		return;
 	}
-	vq->inf = (struct vhu__inflight_split *)
-		((uint8_t *)b->inflight_addr +
-		 vq->index * vhu__inflight_queue_bytes(b->inflight_queue_size));
+	void *rec = (uint8_t *)b->inflight_addr + vq->index * stride;
+	if (vq->packed)
+		vq->infp = rec;
+	else
+		vq->inf = rec;
 	int r = vhu__inflight_vq_start(vq);
 	if (r < 0) {
 		vhu__err("queue %u: inflight recovery failed: %s", vq->index,
 			 strerror(-r));
-		vq->inf = NULL;
+		vhu__inflight_vq_release(vq);
 	}
 }
 
@@ -96,7 +114,8 @@ static bool dims_ok(const struct vhu_backend *b, uint64_t nq, uint64_t qs)
 /*
  * GET_INFLIGHT_FD: the front-end names num_queues and queue_size; we
  * answer with a fresh zeroed memfd (version 0: nothing in flight) and its
- * size.  Impossible dimensions get mmap_size 0 and no fd, which the
+ * size, in the layout of the ring the negotiated features chose (QEMU
+ * sets the features first).  Impossible dimensions get mmap_size 0 and no fd, which the
  * front-end reads as "no region"; the connection stays.
  */
 int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
@@ -118,7 +137,7 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 		return 0;
 	}
 	size_t size = page_round(in.num_queues *
-				 vhu__inflight_queue_bytes(in.queue_size));
+				 queue_bytes(b, in.queue_size));
 	/* Sealed: the front-end cannot shrink it under our mapping. */
 	int fd = vhu__memfd_sealed("vhu-inflight", size);
 	if (fd < 0)
@@ -138,7 +157,8 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 /*
  * SET_INFLIGHT_FD: the region a back-end handed out earlier (perhaps a
  * previous process of ours).  It must hold num_queues records of
- * queue_size entries in our layout, inside the file.
+ * queue_size entries in our layout, inside the file (its real size:
+ * fstat, not what the message says).
  */
 int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 {
@@ -148,8 +168,7 @@ int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 
 	if (!dims_ok(b, in.num_queues, in.queue_size))
 		return -EINVAL;
-	uint64_t need = (uint64_t)in.num_queues *
-			vhu__inflight_queue_bytes(in.queue_size);
+	uint64_t need = (uint64_t)in.num_queues * queue_bytes(b, in.queue_size);
 	if (in.mmap_size < need || in.mmap_size > SIZE_MAX ||
 	    in.mmap_offset % (uint64_t)sysconf(_SC_PAGESIZE) ||
 	    in.mmap_offset > UINT64_MAX - in.mmap_size)

@@ -305,12 +305,23 @@ struct vhu_vq {
 	uint16_t *pk_chain;        /* ring positions per buffer id in
 				    * flight (0: not in flight); owned */
 
-	/* Inflight tracking (virtq-inflight.c), split rings only: the queue's
-	 * record in the shared region, NULL when off. */
+	/* Inflight tracking (virtq-inflight.c, both layouts): the
+	 * queue's record in the shared region, NULL when off (at most one of
+	 * the two, by layout). */
 	struct vhu__inflight_split *inf;
+	struct vhu__inflight_packed *infp;
 	uint64_t inf_counter;      /* next pop's counter */
-	uint16_t *inf_resubmit;    /* heads to pop again, counter order; owned */
+	uint16_t *inf_resubmit;    /* heads (split: descriptor indexes;
+				    * packed: record entries) to pop again,
+				    * counter order; owned */
 	uint16_t inf_n, inf_pos;   /* entries in it, next to hand out */
+	/* Packed record, our private view (never read back from the region):
+	 * pk_next[size] the entries' links, pk_num[size] a recovered head
+	 * entry's descriptor count, pk_head/pk_last[size] per buffer id in
+	 * flight its first and last entry; one allocation (pk_next), owned.
+	 * pk_free is the free list's head. */
+	uint16_t *pk_next, *pk_num, *pk_head, *pk_last;
+	uint16_t pk_free;
 
 	unsigned guard_seen;       /* vhu__guard_gen() at the last check */
 };
@@ -335,7 +346,7 @@ void vhu__split_init(struct vhu_vq *vq, unsigned index,
 int vhu__split_map(struct vhu_vq *vq);
 void vhu__split_reset(struct vhu_vq *vq);
 int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		   struct iovec *iov, unsigned iov_cap);
+		   struct iovec *iov, unsigned iov_cap, unsigned flags);
 void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		     uint32_t written);
 void vhu__split_notify(struct vhu_vq *vq);
@@ -372,7 +383,13 @@ void vhu__packed_release(struct vhu_vq *vq);
 void vhu__packed_set_base(struct vhu_vq *vq, uint32_t num);
 uint32_t vhu__packed_get_base(const struct vhu_vq *vq);
 int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap);
+		    struct iovec *iov, unsigned iov_cap, unsigned flags);
+/* Fill a VHU_VQ_ELEM_F_TRUNCATED element (see vhu_vq_pop_flags): iov[0]
+ * is the last byte of the writable buffer [wr_addr, wr_addr + wr_len),
+ * none when wr_len is 0. */
+void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		       uint16_t id, struct iovec *iov, unsigned iov_cap,
+		       uint64_t wr_addr, uint32_t wr_len);
 void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		      uint32_t written);
 void vhu__packed_notify(struct vhu_vq *vq);
@@ -401,6 +418,71 @@ struct vhu__inflight_split {
 _Static_assert(sizeof(struct vhu__inflight_split) == 16, "inflight queue");
 /* Bytes one queue's record takes in the region (aligned stride). */
 size_t vhu__inflight_queue_bytes(unsigned queue_size);
+
+/* The packed ring layout: a 32-byte queue header, then per entry a copy
+ * of one popped descriptor.  Entries form a free list through next; a
+ * popped buffer takes consecutive free entries, its head entry holds
+ * inflight, counter, num (descriptors) and last (its last entry). */
+struct vhu__inflight_pentry {
+	uint8_t inflight;
+	uint8_t padding;
+	uint16_t next;
+	uint16_t last;
+	uint16_t num;
+	uint64_t counter;
+	uint16_t id;
+	uint16_t flags;
+	uint32_t len;
+	uint64_t addr;
+};
+_Static_assert(sizeof(struct vhu__inflight_pentry) == 32, "packed entry");
+struct vhu__inflight_packed {
+	uint64_t features;
+	uint16_t version;
+	uint16_t desc_num;
+	uint16_t free_head;
+	uint16_t old_free_head;
+	uint16_t used_idx;
+	uint16_t old_used_idx;
+	uint8_t used_wrap_counter;
+	uint8_t old_used_wrap_counter;
+	uint8_t padding[7];
+	struct vhu__inflight_pentry desc[];
+};
+_Static_assert(sizeof(struct vhu__inflight_packed) == 32, "packed queue");
+size_t vhu__inflight_queue_bytes_packed(unsigned queue_size);
+/* Recover a packed queue's record as it starts (vq->infp set): rebuilds
+ * both ring positions and wrap counters and the resubmission list.  A
+ * record that cannot be made sense of breaks the queue (returns 0);
+ * -ENOMEM. */
+int vhu__inflight_packed_start(struct vhu_vq *vq);
+/* Pop side: write one descriptor of the buffer being popped into the free
+ * entry *cursor and advance it (cursor starts at vq->pk_free); false when
+ * no free entry is left. */
+bool vhu__inflight_pk_note(struct vhu_vq *vq, uint16_t *cursor,
+			   uint64_t addr, uint32_t len, uint16_t id,
+			   uint16_t flags);
+/* The buffer id whose count descriptors were noted (noted of them fit),
+ * the last at entry last, is popped: mark its head entry in flight. */
+void vhu__inflight_pk_popped(struct vhu_vq *vq, uint16_t cursor,
+			     uint16_t last, uint16_t id, uint16_t count,
+			     uint16_t noted);
+/* Push side, around the used descriptor's write (vhost-user.rst order):
+ * before, return id's entries to the free list and record the new used
+ * position; after, clear the mark and commit the "old" copies. */
+void vhu__inflight_pk_pushing(struct vhu_vq *vq, uint16_t id,
+			      uint16_t used_idx, bool used_wrap);
+void vhu__inflight_pk_pushed(struct vhu_vq *vq, uint16_t id);
+/* Resubmission side: one recorded descriptor, copied once, and the next
+ * entry of its buffer (-1 after the last). */
+struct vhu__pk_rec {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t id;
+	uint16_t flags;
+};
+void vhu__inflight_pk_read(const struct vhu_vq *vq, uint16_t entry,
+			   struct vhu__pk_rec *out);
 /* Recover a tracked queue as it starts (see virtq-inflight.c); -ENOMEM. */
 int vhu__inflight_vq_start(struct vhu_vq *vq);
 /* Forget the record and any pending resubmissions. */

@@ -166,6 +166,8 @@ struct chain {
 	uint64_t bytes;
 	bool seen_write;
 	bool overflow;   /* more iovecs than cap: walk on, complete empty */
+	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
+	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
 
@@ -186,6 +188,10 @@ static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
 	if (addr > UINT64_MAX - len) {
 		c->why = "buffer address + length wraps";
 		return -EIO;
+	}
+	if (wr) {
+		c->wr_addr = addr;
+		c->wr_len = len;
 	}
 	if (c->overflow)
 		return 0;
@@ -248,12 +254,14 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
  * id is the last descriptor's.  Returns 0 with *id and *count (positions
  * taken), or -EIO with c->why.
  */
-static int walk(const struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
-		uint16_t *id, uint16_t *count)
+static int walk(struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
+		uint16_t *id, uint16_t *count, uint16_t rec[3])
 {
 	unsigned size = vq->size, pos = vq->last_avail_idx;
 	bool wrap = vq->pk_avail_wrap;
 	uint16_t flags = head_flags;
+	/* Tracked: each descriptor is noted in the next free entry. */
+	uint16_t cursor = vq->pk_free, last = cursor, noted = 0;
 
 	for (unsigned hops = 1;; hops++) {
 		if (hops > 1) {
@@ -274,6 +282,11 @@ static int walk(const struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
 		VHU__GUEST_COPIED();
 		uint64_t addr = le64toh(d.addr);
 		uint32_t len = le32toh(d.len);
+		if (vq->infp) {
+			last = cursor;
+			noted += vhu__inflight_pk_note(vq, &cursor, addr, len,
+						       le16toh(d.id), flags);
+		}
 
 		if (flags & VHU_VRING_DESC_F_INDIRECT) {
 			/* 2.8.7: only with the feature, a whole buffer by
@@ -291,7 +304,7 @@ static int walk(const struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
 				return r;
 			*id = le16toh(d.id);
 			*count = 1;
-			return 0;
+			break;
 		}
 		if (len) {
 			int r = chain_add(vq, c, addr, len,
@@ -302,13 +315,61 @@ static int walk(const struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
 		if (!(flags & VHU_VRING_DESC_F_NEXT)) {
 			*id = le16toh(d.id);
 			*count = (uint16_t)hops;
-			return 0;
+			break;
 		}
 		if (++pos == size) {
 			pos = 0;
 			wrap = !wrap;
 		}
 	}
+	/* Tracked: where the free entries resume, and the buffer's last
+	 * entry, for vhu__inflight_pk_popped once the caller accepts it. */
+	rec[0] = cursor;
+	rec[1] = last;
+	rec[2] = noted;
+	return 0;
+}
+
+/*
+ * A buffer a previous back-end popped and never completed, rebuilt from
+ * its record (vhost-user.rst "Inflight I/O tracking"): the ring positions
+ * it came from may hold used descriptors by now.  Entry by entry from
+ * the head, each copied once; the same rules as a chain in the ring.
+ */
+static int walk_record(struct vhu_vq *vq, uint16_t head, struct chain *c,
+		       uint16_t *id, uint16_t *count, uint16_t *last)
+{
+	unsigned n = vq->pk_num[head], slot = head;
+
+	for (unsigned hop = 1; hop <= n; hop++) {
+		struct vhu__pk_rec d;
+		vhu__inflight_pk_read(vq, (uint16_t)slot, &d);
+		bool more = (d.flags & VHU_VRING_DESC_F_NEXT) != 0;
+		*last = (uint16_t)slot;
+		*id = d.id;
+		if (d.flags & VHU_VRING_DESC_F_INDIRECT) {
+			if (!vq->indirect || n != 1 || more) {
+				c->why = "recorded indirect descriptor not "
+					 "alone";
+				return -EIO;
+			}
+			*count = 1;
+			return walk_table(vq, d.addr, d.len, c);
+		}
+		if (d.len) {
+			int r = chain_add(vq, c, d.addr, d.len,
+					  (d.flags & VHU_VRING_DESC_F_WRITE) != 0);
+			if (r < 0)
+				return r;
+		}
+		if (more != (hop < n)) {
+			c->why = "recorded chain disagrees with its length";
+			return -EIO;
+		}
+		slot = vq->pk_next[slot];
+	}
+	*count = (uint16_t)n;
+	return 0;
 }
 
 static inline void set_device_flags(struct vhu_vq *vq, uint16_t f)
@@ -330,13 +391,70 @@ static int head_state(const struct vhu_vq *vq)
 			vq->pk_avail_wrap);
 }
 
+/* The buffer is the caller's now: the element, or an empty completion
+ * when it needs more iovecs than the caller has. */
+static int hand_out(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		    struct iovec *iov, unsigned iov_cap, const struct chain *c,
+		    uint16_t id, unsigned pop_flags)
+{
+	if (c->overflow && (pop_flags & VHU_VQ_POP_TRUNCATED)) {
+		vhu__vq_truncated(vq, elem, id, iov, iov_cap, c->wr_addr,
+				  c->wr_len);
+		return 1;
+	}
+	if (c->overflow) {
+		vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more "
+			    "than %u buffers; completed empty", vq->index, id,
+			    iov_cap);
+		struct vhu_vq_elem e = { .id = id };
+		vhu__packed_push(vq, &e, 0);
+		return -E2BIG;
+	}
+	elem->id = id;
+	elem->n_out = (uint16_t)c->n_out;
+	elem->n_in = (uint16_t)(c->n - c->n_out);
+	elem->flags = 0;
+	elem->iov = iov;
+	return 1;
+}
+
+/* Resubmissions come first, in their original order; the ring positions
+ * they took are already behind last_avail_idx (recovery put it there). */
+static int pop_resubmitted(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+			   struct iovec *iov, unsigned iov_cap,
+			   unsigned pop_flags)
+{
+	uint16_t head = vq->inf_resubmit[vq->inf_pos++];
+	struct chain c = {
+		.iov = iov,
+		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
+	};
+	uint16_t id = 0, count = 0, last = head;
+	int r = walk_record(vq, head, &c, &id, &count, &last);
+	if (r < 0) {
+		vq_break(vq, c.why ? c.why : "bad recorded chain");
+		return -EIO;
+	}
+	if (id >= vq->size || vq->pk_chain[id]) {
+		vq_break(vq, "recorded buffer id out of range or twice");
+		return -EIO;
+	}
+	vq->pk_chain[id] = count;
+	vq->pk_head[id] = head;
+	vq->pk_last[id] = last;
+	vq->inflight++;
+	return hand_out(vq, elem, iov, iov_cap, &c, id, pop_flags);
+}
+
 int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap)
+		    struct iovec *iov, unsigned iov_cap, unsigned pop_flags)
 {
 	if (vq->broken)
 		return -EIO;
 	if (!vq->desc || !vq->avail || !vq->used || !vq->pk_chain)
 		return 0;
+	if (vq->inf_pos < vq->inf_n)
+		return pop_resubmitted(vq, elem, iov, iov_cap, pop_flags);
 
 	uint16_t flags = desc_flags_acquire(vq, vq->last_avail_idx);
 	int st = classify(flags, vq->pk_avail_wrap);
@@ -360,8 +478,8 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		.iov = iov,
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
 	};
-	uint16_t id = 0, count = 0;
-	int r = walk(vq, flags, &c, &id, &count);
+	uint16_t id = 0, count = 0, rec[3] = { 0, 0, 0 };
+	int r = walk(vq, flags, &c, &id, &count, rec);
 	if (r < 0) {
 		vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;
@@ -381,23 +499,12 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	}
 	vq->last_avail_idx = (uint16_t)next;
 	vq->shadow_avail_idx = (uint16_t)next;
+	if (vq->infp)
+		vhu__inflight_pk_popped(vq, rec[0], rec[1], id, count,
+					rec[2]);
 	vq->pk_chain[id] = count;
 	vq->inflight++;
-
-	if (c.overflow) {
-		vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more "
-			    "than %u buffers; completed empty", vq->index, id,
-			    iov_cap);
-		struct vhu_vq_elem e = { .id = id };
-		vhu__packed_push(vq, &e, 0);
-		return -E2BIG;
-	}
-	elem->id = id;
-	elem->n_out = (uint16_t)c.n_out;
-	elem->n_in = (uint16_t)(c.n - c.n_out);
-	elem->reserved = 0;
-	elem->iov = iov;
-	return 1;
+	return hand_out(vq, elem, iov, iov_cap, &c, id, pop_flags);
 }
 
 /* ----------------------------------------------------------- pushing */
@@ -414,6 +521,16 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	}
 	unsigned count = vq->pk_chain[elem->id];
 	vq->pk_chain[elem->id] = 0;
+
+	unsigned next = vq->used_idx + count;
+	bool next_wrap = vq->pk_used_wrap;
+	if (next >= vq->size) {
+		next -= vq->size;
+		next_wrap = !next_wrap;
+	}
+	if (vq->infp)
+		vhu__inflight_pk_pushing(vq, elem->id, (uint16_t)next,
+					 next_wrap);
 
 	struct vhu__pdesc *d = &ring(vq)[vq->used_idx];
 	/* vhost-user.rst "Migration": the buffers first, before the used
@@ -443,12 +560,10 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		vhu__log_flush(vq);
 	}
 
-	unsigned next = vq->used_idx + count;
-	if (next >= vq->size) {
-		next -= vq->size;
-		vq->pk_used_wrap = !vq->pk_used_wrap;
-	}
 	vq->used_idx = (uint16_t)next;
+	vq->pk_used_wrap = next_wrap;
+	if (vq->infp)
+		vhu__inflight_pk_pushed(vq, elem->id);
 	if (vq->pk_used_since < INT32_MAX)
 		vq->pk_used_since += count;
 	if (vq->inflight)

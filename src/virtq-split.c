@@ -205,6 +205,9 @@ struct chain {
 	unsigned n_out;
 	uint64_t bytes;
 	bool seen_write;
+	bool overflow;   /* more iovecs than cap: walk on, map no more */
+	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
+	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
 
@@ -229,10 +232,18 @@ static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
 		c->why = "buffer address + length wraps";
 		return -EIO;
 	}
+	if (wr) {
+		c->wr_addr = addr;
+		c->wr_len = len;
+	}
+	if (c->overflow)
+		return 0;
 	int r = vhu__mem_gpa_to_iov(vq->mem, addr, len, c->iov + c->n,
 				    c->cap - c->n);
-	if (r == -E2BIG)
-		return r;
+	if (r == -E2BIG) {
+		c->overflow = true;
+		return 0;
+	}
 	if (r < 0) {
 		c->why = "buffer outside guest memory";
 		return -EIO;
@@ -320,7 +331,7 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct chain *c)
 }
 
 int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		   struct iovec *iov, unsigned iov_cap)
+		   struct iovec *iov, unsigned iov_cap, unsigned flags)
 {
 	if (vq->broken)
 		return -EIO;
@@ -380,7 +391,17 @@ walk:;
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
 	};
 	int r = walk_chain(vq, head, &c);
-	if (r == -E2BIG) {
+	if (r < 0) {
+		vq_break(vq, c.why ? c.why : "bad descriptor chain");
+		return -EIO;
+	}
+	if (c.overflow && (flags & VHU_VQ_POP_TRUNCATED)) {
+		vhu__vq_truncated(vq, elem, head, iov, iov_cap, c.wr_addr,
+				  c.wr_len);
+		vq->inflight++;
+		return 1;
+	}
+	if (c.overflow) {
 		/* The request is valid but too big for the caller: complete
 		 * it empty so the driver gets its descriptors back. */
 		vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more "
@@ -391,15 +412,11 @@ walk:;
 		vhu__split_push(vq, &e, 0);
 		return -E2BIG;
 	}
-	if (r < 0) {
-		vq_break(vq, c.why ? c.why : "bad descriptor chain");
-		return -EIO;
-	}
 
 	elem->id = head;
 	elem->n_out = (uint16_t)c.n_out;
 	elem->n_in = (uint16_t)(c.n - c.n_out);
-	elem->reserved = 0;
+	elem->flags = 0;
 	elem->iov = iov;
 	vq->inflight++;
 	return 1;

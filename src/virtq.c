@@ -66,6 +66,9 @@ static bool mem_lost(struct vhu_vq *vq)
 		if (vq->inf)
 			lost |= vhu__guard_lost(vq->inf,
 						vhu__inflight_queue_bytes(vq->size));
+		if (vq->infp)
+			lost |= vhu__guard_lost(vq->infp,
+						vhu__inflight_queue_bytes_packed(vq->size));
 	}
 	return lost;
 }
@@ -82,17 +85,45 @@ static int break_lost(struct vhu_vq *vq)
 	return -EIO;
 }
 
-int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
-	       unsigned iov_cap)
+int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		     struct iovec *iov, unsigned iov_cap, unsigned flags)
 {
+	int r;
+
+	flags &= VHU_VQ_POP_TRUNCATED;
 	if (mem_lost(vq))
 		return break_lost(vq);
-	int r = PACKED(vq) ? vhu__packed_pop(vq, elem, iov, iov_cap)
-			   : vhu__split_pop(vq, elem, iov, iov_cap);
+	r = PACKED(vq) ? vhu__packed_pop(vq, elem, iov, iov_cap, flags)
+		       : vhu__split_pop(vq, elem, iov, iov_cap, flags);
 	/* The walk itself may have faulted: what it read is zeros. */
 	if (mem_lost(vq))
 		return break_lost(vq);
 	return r;
+}
+
+int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
+	       unsigned iov_cap)
+{
+	return vhu_vq_pop_flags(vq, elem, iov, iov_cap, 0);
+}
+
+void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		       uint16_t id, struct iovec *iov, unsigned iov_cap,
+		       uint64_t wr_addr, uint32_t wr_len)
+{
+	vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more than %u "
+		    "buffers; handed to the device truncated", vq->index, id,
+		    iov_cap);
+	elem->id = id;
+	elem->n_out = 0;
+	elem->n_in = 0;
+	elem->flags = VHU_VQ_ELEM_F_TRUNCATED;
+	elem->iov = iov;
+	/* The walk checked the range (or, past the overflow, its bounds):
+	 * a byte that still does not map is simply not offered. */
+	if (wr_len && iov_cap &&
+	    vhu__mem_gpa_to_iov(vq->mem, wr_addr + wr_len - 1, 1, iov, 1) == 1)
+		elem->n_in = 1;
 }
 
 void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,

@@ -55,15 +55,22 @@ static void usage(FILE *f)
 "      --num-queues N       number of request queues (1..%u, default 1)\n"
 "      --threads N          I/O threads (default: one per queue); fewer\n"
 "                           threads than queues share them round-robin\n"
-"      --blk-size N         logical block size: 512 (default) or 4096\n"
+"      --blk-size N         logical block size: 512 or 4096 (default: the\n"
+"                           host's logical block size, and with --cache none\n"
+"                           its direct-I/O alignment)\n"
 "      --cache MODE         none (O_DIRECT) or writeback (default)\n"
+"      --aio ENGINE         io_uring, threads (blocking I/O on the queue\n"
+"                           threads) or auto (default: io_uring, or threads\n"
+"                           with a warning when io_uring is unavailable)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
 "Without --socket-path or --fd, a systemd-activated socket (LISTEN_FDS) is\n"
-"used.  SIGTERM or SIGINT: exit.  SIGHUP: re-read the image size.\n"
+"used.  SIGTERM or SIGINT: finish the requests in progress (at most 10 s)\n"
+"and exit 0; a front-end that reconnects to a new vhu-blk sees a pause.\n"
+"SIGHUP: re-read the image size.\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
 		VHU_BACKEND_MAX_QUEUES);
 }
@@ -96,12 +103,13 @@ struct options {
 	unsigned threads;
 	unsigned blk_size;
 	enum vhu_blk_cache cache;
+	enum vhu_blk_aio aio;
 };
 
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE,
+	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
@@ -113,6 +121,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "threads", required_argument, NULL, OPT_THREADS },
 		{ "blk-size", required_argument, NULL, OPT_BLK_SIZE },
 		{ "cache", required_argument, NULL, OPT_CACHE },
+		{ "aio", required_argument, NULL, OPT_AIO },
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
@@ -122,7 +131,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	unsigned long v;
 	int c;
 
-	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 512,
+	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
 			       .cache = VHU_BLK_CACHE_WRITEBACK };
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":b:s:rhV", longopts, NULL)) != -1) {
@@ -184,6 +193,19 @@ static int parse_args(int argc, char **argv, struct options *o)
 			} else {
 				vhu_blk_daemon_log("error: --cache must be none or writeback, not '%s'",
 						   optarg);
+				return -1;
+			}
+			break;
+		case OPT_AIO:
+			if (strcmp(optarg, "auto") == 0) {
+				o->aio = VHU_BLK_AIO_AUTO;
+			} else if (strcmp(optarg, "io_uring") == 0) {
+				o->aio = VHU_BLK_AIO_IO_URING;
+			} else if (strcmp(optarg, "threads") == 0) {
+				o->aio = VHU_BLK_AIO_THREADS;
+			} else {
+				vhu_blk_daemon_log("error: --aio must be auto, io_uring or "
+						   "threads, not '%s'", optarg);
 				return -1;
 			}
 			break;
@@ -266,6 +288,34 @@ void vhu_blk_daemon_size_changed(struct vhu_blk_daemon *d, uint64_t old_size)
 						    : strerror(-r));
 }
 
+/* SIGTERM/SIGINT is a graceful restart: the loop stops, and freeing the
+ * session stops every queue, which completes and pushes each request the
+ * device popped.  A request that never completes (a hung disk) must not
+ * keep the daemon: after STOP_GRACE_S it exits anyway; the inflight
+ * record (INFLIGHT_SHMFD) makes the next vhu-blk resubmit what was left. */
+#define STOP_GRACE_S 10
+
+static void stop_grace_over(int sig)
+{
+	static const char msg[] = "vhu-blk: requests still in flight after "
+				  "the stop grace period: exiting; the next "
+				  "vhu-blk resubmits them\n";
+	(void)sig;
+	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(0);
+}
+
+static void arm_stop_grace(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = stop_grace_over;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(STOP_GRACE_S);
+}
+
 static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
 {
 	struct vhu_blk_daemon *d = opaque;
@@ -286,6 +336,7 @@ static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 				vhu_blk_daemon_log("SIGHUP: image size unchanged");
 			}
 		} else {
+			arm_stop_grace();
 			vhu_loop_stop(loop);
 		}
 	}
@@ -296,8 +347,11 @@ static const char *open_error(int r)
 	switch (r) {
 	case -ENOTBLK:
 		return "not a regular file or block device";
+	case -ENOSYS:
+		return "io_uring unavailable (see above)";
 	case -EINVAL:
-		return "invalid argument (O_DIRECT unsupported here? try --cache=writeback)";
+		return "invalid argument (see above; or O_DIRECT unsupported here? "
+		       "try --cache=writeback)";
 	default:
 		return strerror(-r);
 	}
@@ -355,6 +409,7 @@ int main(int argc, char **argv)
 		.threads = o.threads,
 		.blk_size = o.blk_size,
 		.cache = o.cache,
+		.aio = o.aio,
 	};
 	r = vhu_blk_new(&bopts, &d.blk);
 	if (r < 0) {

@@ -4,6 +4,7 @@
 #define VHU_BLK_INT_H
 
 #include <stdatomic.h>
+#include <time.h>
 
 #include "blk.h"
 
@@ -18,6 +19,9 @@ struct vhu__blk_stats {
 	_Atomic uint64_t in_flight;
 	_Atomic uint64_t flushes;
 	_Atomic uint64_t discards;     /* DISCARD and WRITE_ZEROES */
+	_Atomic uint64_t writes_through; /* writes made durable before done */
+	_Atomic uint64_t bounce_bytes;   /* bounce memory held now */
+	_Atomic uint64_t bounce_peak;    /* its high-water mark */
 };
 
 /* One writer per counter (the queue's worker): a relaxed load and store
@@ -31,10 +35,13 @@ static inline void vhu__blk_stat_add(_Atomic uint64_t *c, uint64_t n)
 
 struct vhu_blk {
 	int fd;
+	struct vhu_blk_geometry geo;
 	bool blockdev;
 	bool mem_backed;            /* tmpfs/ramfs image: I/O is a memory copy */
 	bool read_only;
 	enum vhu_blk_cache cache;
+	enum vhu_blk_aio aio;       /* IO_URING or THREADS after the probe */
+	bool aio_strict;            /* --aio io_uring: never fall back */
 	unsigned blk_size;
 	unsigned num_queues;
 	unsigned queue_depth;
@@ -44,7 +51,12 @@ struct vhu_blk {
 	 * thread on resize and by config writes. */
 	_Atomic uint64_t capacity;  /* 512-byte sectors */
 	_Atomic uint64_t size;      /* bytes */
-	_Atomic bool wce;           /* true: write-back */
+	_Atomic bool wce;           /* in force: true = write-back */
+	/* Control thread only.  The guest's writeback choice (config
+	 * write) outlives SET_FEATURES and reconnects; only a device reset
+	 * returns it to write-back.  wce = guest_wce && flush_ok. */
+	bool guest_wce;
+	bool flush_ok;              /* FLUSH negotiated (or not yet asked) */
 
 	struct vhu__blk_stats *stats;            /* [num_queues] */
 	struct vhu__blk_runner **runners;        /* [num_queues], NULL = stopped */
@@ -90,12 +102,33 @@ int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		       struct vhu__blk_group *g, struct vhu__blk_runner **out);
 void vhu__blk_run_stop(struct vhu__blk_runner *r);
 
+struct stat;
+/* Query the host's block size, direct-I/O alignment, discard granularity. */
+void vhu__blk_image_geometry(int fd, const struct stat *st,
+			     struct vhu_blk_geometry *g);
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
 /* Current size of the open image in bytes. */
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size);
 /* Set capacity from a byte size (whole logical blocks only). */
 void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size);
+
+/* DISCARD / WRITE_ZEROES (segments.c), run on the queue's thread.
+ * zeroes: VHU__BLK_ZERO_BUF zero bytes aligned for O_DIRECT.  Sets
+ * *through when it made the result durable (write-through).  Returns 0,
+ * -EOPNOTSUPP when the host cannot zero a range, or another -errno. */
+#define VHU__BLK_ZERO_BUF 65536u
+int vhu__blk_segments(struct vhu_blk *blk, const void *zeroes,
+		      const struct vhu_blk_req *req, bool *through);
+
+/* A failure report at most every 10 s, with the count it stands for. */
+struct vhu__blk_ratelimit {
+	unsigned count;
+	bool logged;
+	time_t last;
+};
+void vhu__blk_seg_failed(struct vhu__blk_ratelimit *rl, unsigned queue,
+			 uint32_t type, int err);
 
 /* Log through the library's sink (vhu_logv: level, vhu_set_log_fn). */
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)

@@ -60,6 +60,9 @@
  * driver that respects both never exceeds it (5.2.6.1); the bound keeps
  * bounce buffers finite. */
 #define VHU_BLK_MAX_TRANSFER     ((size_t)VHU_BLK_SEG_MAX * VHU_BLK_SIZE_MAX)
+/* Bounce memory (--cache none, unaligned guest buffers) per queue, at
+ * most: requests beyond it wait for memory, large ones go in chunks. */
+#define VHU_BLK_BOUNCE_BUDGET    ((size_t)2 << 20)
 /* iovec storage per request: data segments plus header/status, with room
  * for guest ranges that cross two memory regions. */
 #define VHU_BLK_IOV_CAP          256u
@@ -132,6 +135,7 @@ size_t vhu_blk_req_get_id(const struct vhu_blk_req *req, const char *serial);
 struct vhu_blk_config_in {
 	uint64_t capacity;  /* sectors */
 	unsigned blk_size;
+	unsigned discard_align; /* bytes (0: blk_size) */
 	unsigned num_queues;
 	bool wce;
 };
@@ -144,17 +148,48 @@ void vhu_blk_config_build(const struct vhu_blk_config_in *in,
 
 enum vhu_blk_cache { VHU_BLK_CACHE_WRITEBACK = 0, VHU_BLK_CACHE_NONE = 1 };
 
+/* How a queue does its I/O: io_uring, blocking calls on the queue's
+ * thread, or io_uring when the kernel allows it (probed at start). */
+enum vhu_blk_aio {
+	VHU_BLK_AIO_AUTO = 0,
+	VHU_BLK_AIO_IO_URING = 1,
+	VHU_BLK_AIO_THREADS = 2,
+};
+
+/* What the host storage needs (bytes, powers of two), queried when the
+ * image is opened. */
+struct vhu_blk_geometry {
+	unsigned logical;     /* logical block size (BLKSSZGET; 512 for files) */
+	unsigned dio_offset;  /* O_DIRECT offset / length alignment */
+	unsigned dio_mem;     /* O_DIRECT memory alignment */
+	unsigned discard;     /* discard granularity */
+};
+
+/*
+ * The guest's logical block size for a host: requested (512 or 4096), or
+ * 0 for the smallest that works (the host's logical block size, and with
+ * --cache none its direct-I/O alignment).  Returns 0 with *out, or
+ * -EINVAL with a sentence in why (size bytes) when the combination cannot
+ * work, e.g. 512 with O_DIRECT on a 4096-byte-sector device.
+ */
+int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
+			  const struct vhu_blk_geometry *g, unsigned *out,
+			  char *why, size_t size);
+
 struct vhu_blk_opts {
 	const char *path;
 	bool read_only;
 	const char *serial;      /* NULL: derived from the path */
 	unsigned num_queues;     /* 1 .. VHU_BACKEND_MAX_QUEUES */
-	unsigned blk_size;       /* 512 or 4096 */
+	unsigned blk_size;       /* 512, 4096, or 0: what the host needs */
 	enum vhu_blk_cache cache;
 	unsigned queue_depth;    /* in-flight requests per queue; 0 = 128 */
 	/* I/O threads: 0 or >= num_queues = one thread per queue; fewer
 	 * share threads (queue i on thread i % threads). */
 	unsigned threads;
+	/* AUTO: io_uring when a probe at start works, else (with a warning)
+	 * THREADS.  IO_URING: fail to start without it. */
+	enum vhu_blk_aio aio;
 };
 
 struct vhu_blk_qstats {
@@ -165,6 +200,11 @@ struct vhu_blk_qstats {
 	uint64_t in_flight;
 	uint64_t flushes;
 	uint64_t discards;      /* DISCARD and WRITE_ZEROES requests */
+	/* Writes served write-through (durable before completion:
+	 * RWF_DSYNC, or fdatasync for DISCARD / WRITE_ZEROES). */
+	uint64_t writes_through;
+	uint64_t bounce_bytes;  /* bounce memory held now */
+	uint64_t bounce_peak;   /* its high-water mark */
 };
 
 struct vhu_blk;
@@ -187,9 +227,17 @@ bool vhu_blk_is_blockdev(const struct vhu_blk *blk);
 const char *vhu_blk_serial(const struct vhu_blk *blk);
 unsigned vhu_blk_num_queues(const struct vhu_blk *blk);
 unsigned vhu_blk_blk_size(const struct vhu_blk *blk);
+/* The host storage's needs, as queried at open. */
+const struct vhu_blk_geometry *vhu_blk_geometry(const struct vhu_blk *blk);
 /* Number of I/O threads when started queues all run. */
 unsigned vhu_blk_num_threads(const struct vhu_blk *blk);
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk);
+/* The engine in use: VHU_BLK_AIO_IO_URING or VHU_BLK_AIO_THREADS. */
+enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk);
+
+/* Can this process set up an io_uring?  0, or the -errno of the refusal
+ * (-ENOSYS under a seccomp filter, -EPERM with kernel.io_uring_disabled). */
+int vhu_blk_probe_io_uring(void);
 
 /*
  * Resize: a regular file is truncated to size bytes (a multiple of the

@@ -31,6 +31,9 @@ void vhu_blk_config_build(const struct vhu_blk_config_in *in,
 			  uint8_t out[VHU_BLK_CONFIG_SIZE])
 {
 	uint32_t lbs = in->blk_size >> VHU_BLK_SECTOR_SHIFT;
+	/* Discards finer than the host's granularity do nothing there. */
+	uint32_t dalign = in->discard_align > in->blk_size ?
+				  in->discard_align >> VHU_BLK_SECTOR_SHIFT : lbs;
 
 	memset(out, 0, VHU_BLK_CONFIG_SIZE);
 	put64(out + 0, in->capacity);
@@ -46,7 +49,7 @@ void vhu_blk_config_build(const struct vhu_blk_config_in *in,
 	put16(out + 34, (uint16_t)in->num_queues);
 	put32(out + 36, VHU_BLK_MAX_DISCARD_SECTORS);
 	put32(out + 40, VHU_BLK_MAX_DISCARD_SEG);
-	put32(out + 44, lbs);                    /* discard_sector_alignment */
+	put32(out + 44, dalign);                 /* discard_sector_alignment */
 	put32(out + 48, VHU_BLK_MAX_DISCARD_SECTORS);
 	put32(out + 52, VHU_BLK_MAX_DISCARD_SEG);
 	out[56] = 1;                             /* write_zeroes_may_unmap */

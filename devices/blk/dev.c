@@ -4,19 +4,31 @@
  * vhu_device_ops callbacks (all on the control thread).
  */
 #include <errno.h>
+#include <liburing.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "blk-int.h"
 
+/* What is in force: write-back only when the driver can flush (5.2.5)
+ * and did not turn the cache off. */
+static void apply_wce(struct vhu_blk *blk)
+{
+	atomic_store(&blk->wce, blk->flush_ok && blk->guest_wce);
+}
+
 static void blk_features_set(void *opaque, uint64_t features)
 {
 	struct vhu_blk *blk = opaque;
 
-	/* 5.2.5: without FLUSH the device must be write-through; with it
-	 * the cache starts in write-back mode. */
-	atomic_store(&blk->wce, (features & VHU_BIT(VHU_BLK_F_FLUSH)) != 0);
+	/* 5.2.5: without FLUSH the device must be write-through.  With it,
+	 * the guest's writeback choice stays: QEMU sends SET_FEATURES on
+	 * every device start (VM stop/cont, reconnect), which is no reset
+	 * of the driver's configuration. */
+	blk->flush_ok = (features & VHU_BIT(VHU_BLK_F_FLUSH)) != 0;
+	apply_wce(blk);
 }
 
 static void blk_queue_started(void *opaque, struct vhu_vq *vq)
@@ -54,6 +66,7 @@ static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
 	struct vhu_blk_config_in in = {
 		.capacity = atomic_load(&blk->capacity),
 		.blk_size = blk->blk_size,
+		.discard_align = blk->geo.discard,
 		.num_queues = blk->num_queues,
 		.wce = atomic_load(&blk->wce),
 	};
@@ -87,7 +100,8 @@ static int blk_set_config(void *opaque, uint32_t offset, const void *buf,
 	    VHU_BLK_CONFIG_WCE_OFFSET - offset < len) {
 		bool wce = p[VHU_BLK_CONFIG_WCE_OFFSET - offset] != 0;
 
-		atomic_store(&blk->wce, wce);
+		blk->guest_wce = wce;
+		apply_wce(blk);
 		vhu__blk_log(VHU_LOG_INFO, "cache mode: %s",
 			     wce ? "write-back" : "write-through");
 	} else if (flags != VHU_CONFIG_MIGRATION) {
@@ -96,11 +110,22 @@ static int blk_set_config(void *opaque, uint32_t offset, const void *buf,
 	return 0;
 }
 
+/* Disconnects and device resets alike: nothing to forget here, the
+ * writeback choice waits for device_reset. */
 static void blk_reset(void *opaque)
+{
+	(void)opaque;
+}
+
+/* The guest's device was reset: the cache mode returns to its default. */
+static void blk_device_reset(void *opaque)
 {
 	struct vhu_blk *blk = opaque;
 
-	atomic_store(&blk->wce, true);
+	if (!blk->guest_wce)
+		vhu__blk_log(VHU_LOG_INFO, "device reset: cache mode back to write-back");
+	blk->guest_wce = true;
+	apply_wce(blk);
 }
 
 static const struct vhu_device_ops blk_ops = {
@@ -111,6 +136,7 @@ static const struct vhu_device_ops blk_ops = {
 	.get_config = blk_get_config,
 	.set_config = blk_set_config,
 	.reset = blk_reset,
+	.device_reset = blk_device_reset,
 };
 
 static const uint8_t blk_config_writable[VHU_BLK_CONFIG_SIZE] = {
@@ -137,7 +163,7 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 			       VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |
 			       VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS) |
 			       /* a restarted vhu-blk resubmits what it had
-				* in flight (split rings) */
+				* in flight (split and packed rings) */
 			       VHU_BIT(VHU_PF_INFLIGHT_SHMFD);
 	o->num_queues = blk->num_queues;
 	o->max_queue_size = 0;
@@ -154,6 +180,77 @@ static void default_serial(char *out, const char *path)
 	strncpy(out, base, VHU_BLK_ID_BYTES);
 }
 
+int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
+			  const struct vhu_blk_geometry *g, unsigned *out,
+			  char *why, size_t size)
+{
+	/* Buffered I/O goes through the page cache, which serves any
+	 * 512-byte block; O_DIRECT needs the host's alignment. */
+	unsigned need = 512, best;
+
+	if (cache == VHU_BLK_CACHE_NONE)
+		need = g->dio_offset > g->logical ? g->dio_offset : g->logical;
+	/* The default is the host's own block size: what a guest then
+	 * aligns to never needs a read-modify-write below us. */
+	best = need > g->logical ? need : g->logical;
+	if (requested == 0) {
+		*out = best <= 512 ? 512 : 4096;
+		if (best <= 4096)
+			return 0;
+		snprintf(why, size, "the host needs %u-byte blocks; vhu-blk "
+			 "serves 512 or 4096", best);
+		return -EINVAL;
+	}
+	if (requested % need == 0) {
+		*out = requested;
+		return 0;
+	}
+	snprintf(why, size, "--blk-size %u with --cache none: the image needs "
+		 "direct I/O aligned to %u bytes (logical block size %u); use "
+		 "--blk-size %u or --cache writeback", requested, need,
+		 g->logical, need <= 4096 ? 4096 : need);
+	return -EINVAL;
+}
+
+int vhu_blk_probe_io_uring(void)
+{
+	struct io_uring ring;
+	int r = io_uring_queue_init(4, &ring, 0);
+
+	if (r < 0)
+		return r;
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
+/* io_uring unavailable must not leave the guest's I/O hanging: use the
+ * blocking engine, or refuse to start when io_uring was asked for. */
+static int pick_aio(struct vhu_blk *blk, enum vhu_blk_aio want)
+{
+	int r;
+
+	if (want == VHU_BLK_AIO_THREADS) {
+		blk->aio = VHU_BLK_AIO_THREADS;
+		return 0;
+	}
+	r = vhu_blk_probe_io_uring();
+	if (r == 0) {
+		blk->aio = VHU_BLK_AIO_IO_URING;
+		return 0;
+	}
+	if (want == VHU_BLK_AIO_IO_URING) {
+		vhu__blk_log(VHU_LOG_ERROR, "io_uring is unavailable (%s: a seccomp "
+			     "filter, or the kernel.io_uring_disabled sysctl?); "
+			     "use --aio threads or --aio auto", strerror(-r));
+		return -ENOSYS;
+	}
+	vhu__blk_log(VHU_LOG_WARN, "io_uring is unavailable (%s); serving I/O "
+		     "with blocking calls on the queue threads (--aio threads)",
+		     strerror(-r));
+	blk->aio = VHU_BLK_AIO_THREADS;
+	return 0;
+}
+
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 {
 	struct vhu_blk *blk;
@@ -163,7 +260,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 		return -EINVAL;
 	if (opts->num_queues < 1 || opts->num_queues > VHU_BACKEND_MAX_QUEUES)
 		return -EINVAL;
-	if (opts->blk_size != 512 && opts->blk_size != 4096)
+	if (opts->blk_size != 0 && opts->blk_size != 512 && opts->blk_size != 4096)
 		return -EINVAL;
 	if (opts->serial && strlen(opts->serial) > VHU_BLK_ID_BYTES)
 		return -ENAMETOOLONG;
@@ -174,10 +271,14 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->fd = -1;
 	blk->read_only = opts->read_only;
 	blk->cache = opts->cache;
-	blk->blk_size = opts->blk_size;
+	blk->aio = opts->aio;
+	blk->aio_strict = opts->aio == VHU_BLK_AIO_IO_URING;
+	blk->blk_size = opts->blk_size ? opts->blk_size : 512;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
 	atomic_init(&blk->wce, true);
+	blk->guest_wce = true;
+	blk->flush_ok = true;
 	if (opts->serial) {
 		memset(blk->serial, 0, sizeof(blk->serial));
 		memcpy(blk->serial, opts->serial, strlen(opts->serial));
@@ -191,6 +292,28 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 		goto fail;
 	}
 	r = vhu__blk_image_open(blk, opts->path);
+	if (r < 0)
+		goto fail;
+	{
+		char why[200];
+		uint64_t size = atomic_load(&blk->size);
+
+		/* Buffered I/O on a regular file works at 512 whatever the
+		 * file system; anything else must fit what the host needs. */
+		r = vhu_blk_pick_blk_size(opts->blk_size, blk->cache, &blk->geo,
+					  &blk->blk_size, why, sizeof(why));
+		if (r < 0) {
+			vhu__blk_log(VHU_LOG_ERROR, "%s: %s", opts->path, why);
+			goto fail;
+		}
+		if (!opts->blk_size && blk->blk_size != 512)
+			vhu__blk_log(VHU_LOG_INFO, "%s: block size %u (host logical "
+				     "block size %u, direct-I/O alignment %u)",
+				     opts->path, blk->blk_size, blk->geo.logical,
+				     blk->geo.dio_offset);
+		vhu__blk_set_size(blk, size);
+	}
+	r = pick_aio(blk, opts->aio);
 	if (r < 0)
 		goto fail;
 	if (opts->threads && opts->threads < blk->num_queues) {
@@ -275,6 +398,11 @@ unsigned vhu_blk_blk_size(const struct vhu_blk *blk)
 	return blk->blk_size;
 }
 
+const struct vhu_blk_geometry *vhu_blk_geometry(const struct vhu_blk *blk)
+{
+	return &blk->geo;
+}
+
 unsigned vhu_blk_num_threads(const struct vhu_blk *blk)
 {
 	return blk->num_groups ? blk->num_groups : blk->num_queues;
@@ -283,6 +411,11 @@ unsigned vhu_blk_num_threads(const struct vhu_blk *blk)
 enum vhu_blk_cache vhu_blk_cache_mode(const struct vhu_blk *blk)
 {
 	return blk->cache;
+}
+
+enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk)
+{
+	return blk->aio;
 }
 
 int vhu_blk_refresh_size(struct vhu_blk *blk)
@@ -337,5 +470,8 @@ int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
 	st->in_flight = atomic_load(&s->in_flight);
 	st->flushes = atomic_load(&s->flushes);
 	st->discards = atomic_load(&s->discards);
+	st->writes_through = atomic_load(&s->writes_through);
+	st->bounce_bytes = atomic_load(&s->bounce_bytes);
+	st->bounce_peak = atomic_load(&s->bounce_peak);
 	return 0;
 }

@@ -8,7 +8,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/ioctl.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "blk-int.h"
@@ -53,6 +55,67 @@ void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size)
 		     blocks * (blk->blk_size >> VHU_BLK_SECTOR_SHIFT));
 }
 
+static unsigned read_sysfs_uint(const struct stat *st, const char *attr)
+{
+	char path[96], buf[32];
+	unsigned long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/queue/%s",
+		 major(st->st_rdev), minor(st->st_rdev), attr);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f) || sscanf(buf, "%lu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v > UINT_MAX ? 0 : (unsigned)v;
+}
+
+static bool pow2_in(unsigned v, unsigned lo, unsigned hi)
+{
+	return v >= lo && v <= hi && (v & (v - 1)) == 0;
+}
+
+/*
+ * What the host needs: the logical block size of a block device
+ * (BLKSSZGET; 512 for files), the direct-I/O alignment of offsets and
+ * lengths and of memory (statx STATX_DIOALIGN where the kernel reports
+ * it; else the logical block size, which is what O_DIRECT traditionally
+ * needs), and the discard granularity (sysfs for block devices, the file
+ * system block for files).
+ */
+void vhu__blk_image_geometry(int fd, const struct stat *st,
+			     struct vhu_blk_geometry *g)
+{
+	struct statx sx;
+	int v;
+
+	g->logical = 512;
+	if (S_ISBLK(st->st_mode) && ioctl(fd, BLKSSZGET, &v) == 0 &&
+	    pow2_in((unsigned)v, 512, 65536))
+		g->logical = (unsigned)v;
+	g->dio_offset = g->logical;
+	g->dio_mem = g->logical;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+	    (sx.stx_mask & STATX_DIOALIGN) && sx.stx_dio_offset_align) {
+		if (pow2_in(sx.stx_dio_offset_align, 1, 65536))
+			g->dio_offset = sx.stx_dio_offset_align;
+		if (pow2_in(sx.stx_dio_mem_align, 1, 65536))
+			g->dio_mem = sx.stx_dio_mem_align;
+	}
+	if (g->dio_offset < g->logical && S_ISBLK(st->st_mode))
+		g->dio_offset = g->logical;
+	if (S_ISBLK(st->st_mode))
+		g->discard = read_sysfs_uint(st, "discard_granularity");
+	else
+		g->discard = (unsigned)st->st_blksize;
+	if (!pow2_in(g->discard, 512, 1u << 20))
+		g->discard = g->logical;
+	if (g->discard < g->logical)
+		g->discard = g->logical;
+}
+
 /* tmpfs and ramfs hold their files in memory: reading or writing them is
  * a copy that never waits for a device. */
 static bool in_memory_fs(int fd)
@@ -87,6 +150,7 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 	}
 	blk->fd = fd;
 	blk->blockdev = S_ISBLK(st.st_mode);
+	vhu__blk_image_geometry(fd, &st, &blk->geo);
 	blk->mem_backed = !blk->blockdev && in_memory_fs(fd);
 	r = vhu__blk_image_size(blk, &size);
 	if (r < 0) {

@@ -5,6 +5,11 @@
  * fixed pool of slots, their I/O submitted to the ring, and on completion
  * the status byte is written, the element pushed, and the driver notified
  * once per round.  thread.c decides which thread runs it.
+ *
+ * Without io_uring (--aio threads, or a kernel / seccomp filter that
+ * refuses it) the same engine runs synchronously: the queue's thread
+ * waits in epoll on the kick and stop eventfds and does each request's
+ * I/O with blocking preadv2 / pwritev2 / fdatasync before the next.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +18,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -29,16 +35,20 @@
 
 #define DEFAULT_DEPTH 128u
 #define MAX_RETRIES 16u
-#define ZERO_BUF 65536u
 #define DIO_ALIGN 4096u
+/* Bounce buffers carry a request in chunks of at most this much. */
+#define BOUNCE_CHUNK (256u << 10)
 
 struct slot {
 	struct vhu_vq_elem elem;
 	struct vhu_blk_req req;
 	size_t done;        /* bytes transferred so far */
 	unsigned retries;
+	bool through;       /* write-through: durable before completion */
 	void *bounce;       /* aligned copy for O_DIRECT, or NULL */
+	size_t bounce_len;  /* its size: at most BOUNCE_CHUNK */
 	struct slot *next_free;
+	struct slot *next_wait; /* waiting for bounce memory */
 	struct iovec iov[VHU_BLK_IOV_CAP];
 	struct iovec data[VHU_BLK_IOV_CAP];
 	struct iovec cur[VHU_BLK_IOV_CAP];
@@ -59,8 +69,16 @@ struct vhu__blk_worker {
 	bool broken;
 	bool pushed;
 	bool ring_ok;
+	bool sync;          /* no io_uring: blocking I/O on this thread */
+	bool more;          /* sync: requests left for the next round */
+	int epfd;           /* sync: kick and stop eventfds */
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
-	void *zeroes;       /* ZERO_BUF aligned zero bytes */
+	void *zeroes;       /* VHU__BLK_ZERO_BUF aligned zero bytes */
+	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
+	 * requests that would exceed it wait in FIFO order. */
+	size_t bounce_used;
+	struct slot *wait_head, *wait_tail;
+	struct vhu__blk_ratelimit seg_rl; /* discard / zeroes failures */
 	struct __kernel_timespec tick;
 };
 
@@ -120,6 +138,8 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 		vhu__blk_stat_add(&w->stats->bytes_read, data_done);
 	else if (req->type == VHU_BLK_T_OUT)
 		vhu__blk_stat_add(&w->stats->bytes_written, data_done);
+	if (st == VHU_BLK_S_OK && s->through)
+		vhu__blk_stat_add(&w->stats->writes_through, 1);
 	else if (req->type == VHU_BLK_T_FLUSH)
 		vhu__blk_stat_add(&w->stats->flushes, 1);
 	else if (req->type == VHU_BLK_T_DISCARD ||
@@ -127,20 +147,44 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 		vhu__blk_stat_add(&w->stats->discards, 1);
 	vhu__blk_stat_add(&w->stats->in_flight, (uint64_t)-1);
 
-	free(s->bounce);
-	s->bounce = NULL;
+	if (s->bounce) {
+		free(s->bounce);
+		s->bounce = NULL;
+		w->bounce_used -= s->bounce_len;
+		vhu__blk_stat_add(&w->stats->bounce_bytes, -(uint64_t)s->bounce_len);
+		s->bounce_len = 0;
+	}
 	s->next_free = w->free;
 	w->free = s;
 	w->in_flight--;
 }
 
-static bool aligned_iov(const struct iovec *iov, unsigned n)
+/* O_DIRECT takes guest memory as it is when every buffer starts on the
+ * host's memory alignment and is whole blocks of its offset alignment. */
+static bool aligned_iov(const struct vhu_blk_geometry *g,
+			const struct iovec *iov, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++)
-		if ((uintptr_t)iov[i].iov_base % VHU_BLK_SECTOR_SIZE ||
-		    iov[i].iov_len % VHU_BLK_SECTOR_SIZE)
+		if ((uintptr_t)iov[i].iov_base % g->dio_mem ||
+		    iov[i].iov_len % g->dio_offset)
 			return false;
 	return true;
+}
+
+static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res);
+
+/* The synchronous engine's read or write: done here, then handled as an
+ * io_uring completion would be (which may submit the rest). */
+static void sync_rw(struct vhu__blk_worker *w, struct slot *s,
+		    const struct iovec *iov, unsigned n, off_t off, int flags)
+{
+	ssize_t r;
+
+	if (s->req.type == VHU_BLK_T_IN)
+		r = preadv2(w->blk->fd, iov, (int)n, off, 0);
+	else
+		r = pwritev2(w->blk->fd, iov, (int)n, off, flags);
+	on_io_done(w, s, r < 0 ? -errno : (int)(r > INT_MAX ? INT_MAX : r));
 }
 
 /* Submit the rest of a read or write, from s->done on. */
@@ -154,7 +198,13 @@ static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 	unsigned n;
 
 	if (s->bounce) {
-		s->cur[0].iov_base = (char *)s->bounce + s->done;
+		/* One chunk at a time through the bounce buffer. */
+		if (left > s->bounce_len)
+			left = s->bounce_len;
+		if (req->type == VHU_BLK_T_OUT)
+			vhu_iov_to_buf(req->data, req->n_data, s->done, s->bounce,
+				       left);
+		s->cur[0].iov_base = s->bounce;
 		s->cur[0].iov_len = left;
 		iov = s->cur;
 		n = 1;
@@ -170,6 +220,10 @@ static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 		n = (unsigned)r;
 	}
 
+	if (w->sync) {
+		sync_rw(w, s, iov, n, (off_t)off, s->through ? RWF_DSYNC : 0);
+		return 0;
+	}
 	sqe = get_sqe(w);
 	if (!sqe)
 		return -EBUSY;
@@ -178,7 +232,7 @@ static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
 	} else {
 		/* Write-through (wce = 0, 5.2.5): each write is durable on
 		 * completion, as if followed by a flush. */
-		int flags = atomic_load(&w->blk->wce) ? 0 : RWF_DSYNC;
+		int flags = s->through ? RWF_DSYNC : 0;
 
 		io_uring_prep_writev2(sqe, w->blk->fd, iov, n, off, flags);
 	}
@@ -213,7 +267,7 @@ static size_t try_inline(struct vhu__blk_worker *w, struct slot *s)
 	} else {
 		/* Write-through wants each write durable: leave it to
 		 * io_uring with RWF_DSYNC. */
-		if (!atomic_load_explicit(&w->blk->wce, memory_order_relaxed))
+		if (s->through)
 			return 0;
 		r = pwritev2(w->blk->fd, req->data, (int)req->n_data, off,
 			     nowait);
@@ -226,6 +280,65 @@ static size_t try_inline(struct vhu__blk_worker *w, struct slot *s)
 	return (size_t)r;
 }
 
+/* Give s a bounce buffer: one chunk of the request (at most BOUNCE_CHUNK,
+ * a multiple of the direct-I/O alignment) within the queue's budget.
+ * Returns 1 when s has one, 0 when s now waits for memory (it is started
+ * when another request frees some; FIFO, so none starves), -errno. */
+static int take_bounce(struct vhu__blk_worker *w, struct slot *s)
+{
+	size_t len = s->req.data_len - s->done;
+	size_t align = w->blk->geo.dio_mem > DIO_ALIGN ? w->blk->geo.dio_mem
+						       : DIO_ALIGN;
+
+	if (len > BOUNCE_CHUNK)
+		len = BOUNCE_CHUNK;
+	if (w->bounce_used + len > VHU_BLK_BOUNCE_BUDGET ||
+	    (w->wait_head && w->wait_head != s)) {
+		if (w->wait_head != s) {
+			s->next_wait = NULL;
+			if (w->wait_tail)
+				w->wait_tail->next_wait = s;
+			else
+				w->wait_head = s;
+			w->wait_tail = s;
+		}
+		return 0;
+	}
+	if (posix_memalign(&s->bounce, align, len)) {
+		s->bounce = NULL;
+		return -ENOMEM;
+	}
+	s->bounce_len = len;
+	w->bounce_used += len;
+	vhu__blk_stat_add(&w->stats->bounce_bytes, len);
+	if (atomic_load_explicit(&w->stats->bounce_bytes, memory_order_relaxed) >
+	    atomic_load_explicit(&w->stats->bounce_peak, memory_order_relaxed))
+		atomic_store_explicit(&w->stats->bounce_peak,
+				      atomic_load_explicit(&w->stats->bounce_bytes,
+							   memory_order_relaxed),
+				      memory_order_relaxed);
+	return 1;
+}
+
+/* Start the requests waiting for bounce memory while it lasts. */
+static void run_bounce_waiters(struct vhu__blk_worker *w)
+{
+	while (w->wait_head) {
+		struct slot *s = w->wait_head;
+		int r = take_bounce(w, s);
+
+		if (r == 0)
+			return;
+		w->wait_head = s->next_wait;
+		if (!w->wait_head)
+			w->wait_tail = NULL;
+		if (r > 0)
+			r = submit_rw(w, s);
+		if (r < 0)
+			complete(w, s, VHU_BLK_S_IOERR, 0);
+	}
+}
+
 /* 1: nothing to transfer; 2: done inline; 0: queued; -errno. */
 static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 {
@@ -233,97 +346,41 @@ static int start_rw(struct vhu__blk_worker *w, struct slot *s)
 
 	s->done = 0;
 	s->retries = 0;
+	/* Decided once per request, so a retry or the rest of a short
+	 * transfer is as durable as its start. */
+	s->through = req->type == VHU_BLK_T_OUT && !atomic_load(&w->blk->wce);
 	if (req->data_len == 0)
 		return 1;
 	s->done = try_inline(w, s);
 	if (s->done >= req->data_len)
 		return 2;
 	/* O_DIRECT needs aligned memory; guest buffers usually are, the
-	 * rest go through a bounce buffer. */
+	 * rest go through a bounce buffer (bounded: see take_bounce). */
 	if (w->blk->cache == VHU_BLK_CACHE_NONE &&
-	    !aligned_iov(req->data, req->n_data)) {
-		if (posix_memalign(&s->bounce, DIO_ALIGN, req->data_len))
-			return -ENOMEM;
-		if (req->type == VHU_BLK_T_OUT)
-			vhu_iov_to_buf(req->data, req->n_data, 0, s->bounce,
-				       req->data_len);
+	    !aligned_iov(&w->blk->geo, req->data, req->n_data)) {
+		int r = take_bounce(w, s);
+
+		if (r <= 0)
+			return r;  /* waits for memory, or failed */
 	}
 	return submit_rw(w, s);
 }
 
 static int submit_flush(struct vhu__blk_worker *w, struct slot *s)
 {
-	struct io_uring_sqe *sqe = get_sqe(w);
+	struct io_uring_sqe *sqe;
 
+	if (w->sync) {
+		int r = fdatasync(w->blk->fd);
+
+		complete(w, s, r < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
+		return 0;
+	}
+	sqe = get_sqe(w);
 	if (!sqe)
 		return -EBUSY;
 	io_uring_prep_fsync(sqe, w->blk->fd, IORING_FSYNC_DATASYNC);
 	io_uring_sqe_set_data(sqe, s);
-	return 0;
-}
-
-static int write_zeroes_slow(struct vhu__blk_worker *w, uint64_t off,
-			     uint64_t len)
-{
-	while (len > 0) {
-		size_t n = len < ZERO_BUF ? (size_t)len : ZERO_BUF;
-		ssize_t r = pwrite(w->blk->fd, w->zeroes, n, (off_t)off);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? -errno : -EIO;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
-}
-
-/*
- * DISCARD and WRITE_ZEROES run synchronously on this thread: they are rare
- * and fallocate is not worth a slot's worth of state machine.  Segments
- * were checked against the capacity by vhu_blk_req_check().
- */
-static int do_segments(struct vhu__blk_worker *w, const struct vhu_blk_req *req)
-{
-	int fd = w->blk->fd;
-
-	for (unsigned i = 0; i < req->n_segs; i++) {
-		const struct vhu_blk_seg *sg = &req->segs[i];
-		off_t off = (off_t)(sg->sector << VHU_BLK_SECTOR_SHIFT);
-		off_t len = (off_t)sg->num_sectors << VHU_BLK_SECTOR_SHIFT;
-		int r;
-
-		if (len == 0)
-			continue;
-		if (req->type == VHU_BLK_T_DISCARD) {
-			/* Discard is a hint (5.2.6.2): unsupported is fine. */
-			if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				      off, len) < 0 &&
-			    errno != EOPNOTSUPP && errno != ENOSYS)
-				return -errno;
-			continue;
-		}
-		/* KEEP_SIZE: block devices require it, and a file never
-		 * grows past the checked capacity. */
-		r = fallocate(fd, ((sg->flags & VHU_BLK_SEG_F_UNMAP) ?
-				   FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE) |
-				  FALLOC_FL_KEEP_SIZE, off, len);
-		if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS ||
-			      errno == EINVAL)) {
-			r = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-				      off, len);
-			if (r < 0)
-				r = write_zeroes_slow(w, (uint64_t)off,
-						      (uint64_t)len);
-		} else if (r < 0) {
-			r = -errno;
-		}
-		if (r < 0)
-			return r;
-	}
-	if (!atomic_load(&w->blk->wce) && fdatasync(fd) < 0)
-		return -errno;
 	return 0;
 }
 
@@ -334,6 +391,13 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 	struct vhu_blk *blk = w->blk;
 	int st, r;
 
+	s->through = false;
+	if (s->elem.flags & VHU_VQ_ELEM_F_TRUNCATED) {
+		/* Beyond seg_max: answered IOERR in the status byte (the
+		 * parse below finds it as the only writable byte). */
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: request beyond seg_max",
+			     vhu_vq_index(w->vq));
+	}
 	st = vhu_blk_req_parse(s->elem.iov, s->elem.n_out, s->elem.n_in, req,
 			       s->data, VHU_BLK_IOV_CAP);
 	if (st < 0) {
@@ -379,14 +443,15 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		return;
 	case VHU_BLK_T_DISCARD:
 	case VHU_BLK_T_WRITE_ZEROES:
-		r = do_segments(w, req);
+		r = vhu__blk_segments(blk, w->zeroes, req, &s->through);
 		if (r < 0)
-			vhu__blk_log(VHU_LOG_WARN, "queue %u: %s failed: %s",
-				     vhu_vq_index(w->vq),
-				     req->type == VHU_BLK_T_DISCARD ?
-					     "discard" : "write zeroes",
-				     strerror(-r));
-		complete(w, s, r < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
+			vhu__blk_seg_failed(&w->seg_rl, vhu_vq_index(w->vq),
+					    req->type, r);
+		/* A write-zeroes the host cannot do is UNSUPP: never OK
+		 * for zeroes that were not written. */
+		complete(w, s, r == 0 ? VHU_BLK_S_OK :
+			       r == -EOPNOTSUPP || r == -ENOSYS ? VHU_BLK_S_UNSUPP :
+			       VHU_BLK_S_IOERR, 0);
 		return;
 	default:
 		complete(w, s, VHU_BLK_S_UNSUPP, 0);
@@ -417,6 +482,9 @@ static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
 		complete(w, s, VHU_BLK_S_IOERR, 0);
 		return;
 	}
+	if (s->bounce && req->type == VHU_BLK_T_IN)
+		vhu_iov_from_buf(req->data, req->n_data, s->done, s->bounce,
+				 (size_t)res);
 	s->done += (size_t)res;
 	if (s->done < req->data_len) {
 		/* Short transfer: continue where it stopped. */
@@ -424,9 +492,6 @@ static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
 			complete(w, s, VHU_BLK_S_IOERR, 0);
 		return;
 	}
-	if (s->bounce && req->type == VHU_BLK_T_IN)
-		vhu_iov_from_buf(req->data, req->n_data, 0, s->bounce,
-				 req->data_len);
 	complete(w, s, VHU_BLK_S_OK, req->data_len);
 }
 
@@ -443,8 +508,9 @@ static void pop_requests(struct vhu__blk_worker *w)
 		budget = 65536;
 	while (!w->stopping && !w->broken && w->free) {
 		if (budget-- == 0) {
-			struct io_uring_sqe *sqe = get_sqe(w);
+			struct io_uring_sqe *sqe = w->sync ? NULL : get_sqe(w);
 
+			w->more = true;
 			if (sqe) {
 				io_uring_prep_nop(sqe);
 				io_uring_sqe_set_data(sqe, (void *)(uintptr_t)TAG_MORE);
@@ -452,12 +518,14 @@ static void pop_requests(struct vhu__blk_worker *w)
 			break;
 		}
 		struct slot *s = w->free;
-		int r = vhu_vq_pop(w->vq, &s->elem, s->iov, VHU_BLK_IOV_CAP);
+		/* A chain longer than VHU_BLK_IOV_CAP (more than seg_max data
+		 * segments, even with every one split across two memory
+		 * regions) comes back truncated to its status byte. */
+		int r = vhu_vq_pop_flags(w->vq, &s->elem, s->iov,
+					 VHU_BLK_IOV_CAP, VHU_VQ_POP_TRUNCATED);
 
 		if (r == 0)
 			break;
-		if (r == -E2BIG)
-			continue;  /* consumed and completed by the library */
 		if (r < 0) {
 			w->broken = true;
 			break;
@@ -469,8 +537,29 @@ static void pop_requests(struct vhu__blk_worker *w)
 	}
 }
 
+/* The synchronous engine's round: see a stop, take the kicks, serve. */
+static void sync_step(struct vhu__blk_worker *w)
+{
+	uint64_t v;
+
+	if (read(w->stop_fd, &v, sizeof(v)) == sizeof(v))
+		w->stopping = true;
+	if (w->kick_fd >= 0)
+		vhu_vq_drain_kick(w->vq);
+	w->more = false;
+	pop_requests(w);
+	if (w->pushed) {
+		vhu_vq_notify(w->vq);
+		w->pushed = false;
+	}
+}
+
 void vhu__blk_q_begin(struct vhu__blk_worker *w)
 {
+	if (w->sync) {
+		sync_step(w);
+		return;
+	}
 	if (w->kick_fd >= 0)
 		arm_poll(w, w->kick_fd, TAG_KICK);
 	else
@@ -491,7 +580,21 @@ bool vhu__blk_q_finished(const struct vhu__blk_worker *w)
 
 int vhu__blk_q_wait(struct vhu__blk_worker *w)
 {
-	int r = io_uring_submit_and_wait(&w->ring, 1);
+	int r;
+
+	if (w->sync) {
+		struct epoll_event ev[2];
+		/* Polling queues (no kick fd) look again every millisecond. */
+		int timeout = w->more ? 0 : w->kick_fd < 0 ? 1 : -1;
+
+		if (epoll_wait(w->epfd, ev, 2, timeout) < 0 && errno != EINTR) {
+			vhu__blk_log(VHU_LOG_ERROR, "queue %u: epoll: %s",
+				     vhu_vq_index(w->vq), strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	r = io_uring_submit_and_wait(&w->ring, 1);
 
 	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 		vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
@@ -507,6 +610,10 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 	unsigned head, seen = 0;
 	bool kicked = false;
 
+	if (w->sync) {
+		sync_step(w);
+		return;
+	}
 	io_uring_for_each_cqe(&w->ring, head, cqe) {
 		uintptr_t tag = (uintptr_t)io_uring_cqe_get_data(cqe);
 
@@ -522,6 +629,7 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 		}
 	}
 	io_uring_cq_advance(&w->ring, seen);
+	run_bounce_waiters(w);
 
 	if (kicked && !w->stopping) {
 		/* Re-arm before popping so a kick that arrives meanwhile is
@@ -544,7 +652,7 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 
 int vhu__blk_q_ring_fd(const struct vhu__blk_worker *w)
 {
-	return w->ring.ring_fd;
+	return w->sync ? w->epfd : w->ring.ring_fd;
 }
 
 void vhu__blk_q_request_stop(struct vhu__blk_worker *w)
@@ -563,9 +671,27 @@ void vhu__blk_q_free(struct vhu__blk_worker *w)
 		io_uring_queue_exit(&w->ring);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
+	if (w->epfd >= 0)
+		close(w->epfd);
 	free(w->zeroes);
 	free(w->slots);
 	free(w);
+}
+
+static int sync_init(struct vhu__blk_worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	w->sync = true;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0)
+		return -errno;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->stop_fd, &ev) < 0)
+		return -errno;
+	if (w->kick_fd >= 0 &&
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->kick_fd, &ev) < 0)
+		return -errno;
+	return 0;
 }
 
 int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
@@ -590,6 +716,7 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		return -ENOMEM;
 	w->blk = blk;
 	w->vq = vq;
+	w->epfd = -1;
 	w->stats = &blk->stats[idx];
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
@@ -600,20 +727,31 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		goto fail;
 	}
 	w->slots = calloc(depth, sizeof(*w->slots));
-	if (!w->slots || posix_memalign(&w->zeroes, DIO_ALIGN, ZERO_BUF)) {
+	if (!w->slots || posix_memalign(&w->zeroes, DIO_ALIGN, VHU__BLK_ZERO_BUF)) {
 		w->zeroes = NULL;
 		r = -ENOMEM;
 		goto fail;
 	}
-	memset(w->zeroes, 0, ZERO_BUF);
+	memset(w->zeroes, 0, VHU__BLK_ZERO_BUF);
 	for (unsigned i = 0; i < depth; i++) {
 		w->slots[i].next_free = w->free;
 		w->free = &w->slots[i];
 	}
-	r = io_uring_queue_init(entries, &w->ring, 0);
+	if (blk->aio != VHU_BLK_AIO_THREADS) {
+		r = io_uring_queue_init(entries, &w->ring, 0);
+		if (r == 0) {
+			w->ring_ok = true;
+			*out = w;
+			return 0;
+		}
+		if (blk->aio_strict)
+			goto fail;
+		vhu__blk_log(VHU_LOG_WARN, "queue %u: io_uring: %s; serving it "
+			     "with blocking I/O", idx, strerror(-r));
+	}
+	r = sync_init(w);
 	if (r < 0)
 		goto fail;
-	w->ring_ok = true;
 	*out = w;
 	return 0;
 fail:

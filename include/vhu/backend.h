@@ -74,7 +74,9 @@ struct vhu_device_ops {
 			  uint32_t len, uint32_t flags);
 
 	/* Reset the device to its initial state (disconnect, RESET_DEVICE,
-	 * RESET_OWNER).  Queues have already been stopped. */
+	 * RESET_OWNER).  Queues have already been stopped.  A disconnect is
+	 * not a reset of the guest's device: state the driver chose (config
+	 * writes such as virtio-blk's writeback) belongs in device_reset. */
 	void (*reset)(void *opaque);
 
 	/* A front-end connected / disconnected. */
@@ -88,6 +90,13 @@ struct vhu_device_ops {
 	 * result 0 = success, else the front-end's non-zero u64 (or -errno
 	 * when the channel failed). */
 	void (*config_change_acked)(void *opaque, int64_t result);
+
+	/* The front-end reset the guest's device (RESET_DEVICE, RESET_OWNER),
+	 * called right after reset.  Never called for a disconnect: a
+	 * front-end that reconnects (QEMU after a back-end or VM restart)
+	 * finds what the driver chose still in force, while a device reset
+	 * returns it to its default. */
+	void (*device_reset)(void *opaque);
 };
 
 #define VHU_CONFIG_MIGRATION 1u

@@ -30,16 +30,21 @@ struct vhu_vq_elem {
 	uint16_t id;         /* head descriptor index, handed back on push */
 	uint16_t n_out;
 	uint16_t n_in;
-	uint16_t reserved;
+	uint16_t flags;      /* VHU_VQ_ELEM_F_*; was reserved (always 0) */
 	struct iovec *iov;
 };
+
+/* The chain needed more than iov_cap entries (vhu_vq_pop_flags() with
+ * VHU_VQ_POP_TRUNCATED): see there. */
+#define VHU_VQ_ELEM_F_TRUNCATED 1u
 
 /*
  * Take the next available request.
  *   iov, iov_cap: caller-provided storage for the element's buffers.
  * Returns 1 when *elem was filled, 0 when the ring has no new request,
  * -E2BIG when a chain needs more than iov_cap entries (that request is
- * consumed and completed with 0 bytes), and -EIO when the driver broke the
+ * consumed and completed with 0 bytes and no notification: a device that
+ * wants to answer it uses vhu_vq_pop_flags()), and -EIO when the driver broke the
  * ring (loop, bad index, unmapped memory...): the queue is then marked
  * broken, logs why, and returns -EIO until it is reset.
  *
@@ -48,6 +53,24 @@ struct vhu_vq_elem {
  */
 int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	       struct iovec *iov, unsigned iov_cap);
+
+/*
+ * vhu_vq_pop() with flags (0 behaves exactly like it).
+ *
+ * VHU_VQ_POP_TRUNCATED: a chain that needs more than iov_cap entries is
+ * not completed by the library but handed to the device, so it can answer
+ * with an error the driver sees: the call returns 1 with elem->flags =
+ * VHU_VQ_ELEM_F_TRUNCATED, n_out = 0, and n_in = 1 with iov[0] the
+ * chain's last writable byte (where virtio-blk, -scsi... put their status),
+ * or n_in = 0 when the chain has no writable byte (or iov_cap is 0).  The
+ * rest of the chain is not described.  The device writes its error status
+ * there and pushes the element as usual (written = 1 or 0), then notifies.
+ * The chain was checked as any other (a malformed one still breaks the
+ * queue with -EIO).
+ */
+#define VHU_VQ_POP_TRUNCATED 1u
+int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		     struct iovec *iov, unsigned iov_cap, unsigned flags);
 
 /*
  * Give a request back: `written` is the number of bytes the device wrote

@@ -296,6 +296,11 @@ for role in main bs4k ro; do
 	E2E_QEMU_ARGS+=(-chardev "socket,id=c$slot,path=$WORK/$role.sock" -device "$dev")
 	slot=$((slot + 1))
 done
+# A QMP monitor for the VM's stop/cont (the write-cache choice must survive
+# the device restart it causes).
+VMQMP=$WORK/vm.qmp
+E2E_QEMU_ARGS+=(-chardev "socket,id=vmqmp,path=$VMQMP,server=on,wait=off"
+		-mon chardev=vmqmp,mode=control)
 e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$WORK/qemu.err"
 QPID=$E2E_LAST_PID
 DEADLINE=$((SECONDS + SESSION_LIMIT))
@@ -319,7 +324,7 @@ else
 fi
 
 # Host side of the resize / write-cache dialogue.
-WCE_WT=skip WCE_WB=skip RESIZE_RC=()
+WCE_WT=skip WCE_WB=skip WCE_CONT=skip RESIZE_RC=()
 for i in 0 1 2 3; do
 	tag=resize$((i + 1))
 	if ! gwait "WAITING $tag " $STEP_TIMEOUT; then
@@ -327,7 +332,17 @@ for i in 0 1 2 3; do
 		continue
 	fi
 	case $i in
-	0) WCE_WT=$(peer_wce_is false) ;;
+	0) WCE_WT=$(peer_wce_is false)
+	   # QMP stop/cont: QEMU stops the device and starts it again (its
+	   # SET_FEATURES included); the guest's write-through must stay.
+	   if [ "$PEER" != qsd ]; then
+		if e2e_qmp "$VMQMP" stop >/dev/null 2>"$WORK/qmp.err" &&
+		   e2e_qmp "$VMQMP" cont >/dev/null 2>>"$WORK/qmp.err"; then
+			WCE_CONT=$(peer_wce_is false)
+		else
+			WCE_CONT="qmp failed: $(head -c 200 "$WORK/qmp.err")"
+		fi
+	   fi ;;
 	1) WCE_WB=$(peer_wce_is true) ;;
 	esac
 	how=rpc
@@ -435,6 +450,8 @@ else
 	check "cache_type 'write through' reaches the back-end (wce=0)" \
 		"$([ "$(dt cache_wt)" = write_through ] && [ "$WCE_WT" = false ]; echo $?)" \
 		"initial $(dt cache_initial), guest $(dt cache_wt), back-end wce $WCE_WT"
+	check "write-through survives a VM stop/cont (wce stays 0)" \
+		"$([ "$WCE_CONT" = false ]; echo $?)" "back-end wce after cont: $WCE_CONT"
 fi
 want=$((RESIZES[0] / 512))
 resize_check "live resize grow is seen by the guest" \

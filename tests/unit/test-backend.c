@@ -83,6 +83,7 @@ static int t_set_config(void *o, uint32_t off, const void *buf, uint32_t len,
 	return 0;
 }
 static void t_reset(void *o) { dev.resets++; logev("R"); }
+static void t_device_reset(void *o) { logev("X"); }
 static void t_connected(void *o) { dev.connected++; logev("C"); }
 static void t_disconnected(void *o) { dev.disconnected++; logev("D"); }
 static void t_status(void *o, uint8_t s) { dev.status = s; }
@@ -100,6 +101,7 @@ static struct vhu_device_ops ops = {
 	.disconnected = t_disconnected,
 	.set_status = t_status,
 	.config_change_acked = t_acked,
+	.device_reset = t_device_reset,
 };
 
 static uint8_t writable[64];
@@ -613,7 +615,8 @@ TEST(reset_device_stops_and_resets)
 {
 	open_started();
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0), 0);
-	CHECK(!strcmp(dev.log, "S0T0R"));
+	/* X: device_reset, the guest's device is reset (not a disconnect) */
+	CHECK(!strcmp(dev.log, "S0T0RX"));
 	struct vhu_vq *vq = vhu_backend_vq(fe.b, 0);
 	CHECK(!vq->started);
 	CHECK_EQ(vq->size, 0);
@@ -633,7 +636,7 @@ TEST(reset_owner_is_a_reset)
 {
 	open_started();
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_OWNER, NULL, 0, NULL, 0), 0);
-	CHECK(!strcmp(dev.log, "S0T0R"));
+	CHECK(!strcmp(dev.log, "S0T0RX"));
 	CHECK_EQ(vhu_backend_features(fe.b), 0);
 	close_all();
 }

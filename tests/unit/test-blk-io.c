@@ -20,212 +20,8 @@
 #include <vhu/frontend.h>
 #include <vhu/loop.h>
 
-#include "blk.h"
+#include "blk-harness.h"
 #include "tap.h"
-
-#define IMG_SIZE (1u << 20)      /* 2048 sectors */
-#define QSIZE 128
-#define NSLOT 32
-#define DATA_SIZE (64u << 10)
-
-struct ctx {
-	char dir[64], img[96], sock[96];
-	struct vhu_blk *blk;
-	struct vhu_backend *b;
-	struct vhu_loop *loop;
-	pthread_t thread;
-	int resize_fd;           /* eventfd: resize on the loop thread */
-	uint64_t resize_to;
-	int changed_calls;
-	struct vhu_fe *fe;
-	struct vhu_fe_vq *vq;
-	uint8_t *hdr, *status, *data;
-	uint64_t hdr_gpa, status_gpa, data_gpa;
-};
-
-static void *loop_main(void *arg)
-{
-	struct ctx *c = arg;
-
-	vhu_loop_run(c->loop);
-	return NULL;
-}
-
-/* Runs on the loop (control) thread, as the daemon's resize does. */
-static void on_resize(struct vhu_loop *loop, int fd, uint32_t ev, void *opaque)
-{
-	struct ctx *c = opaque;
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) != sizeof(v))
-		return;
-	if (vhu_blk_resize(c->blk, c->resize_to) == 0)
-		vhu_backend_config_changed(c->b, true);
-}
-
-static int on_config_change(struct vhu_fe *fe, void *opaque)
-{
-	struct ctx *c = opaque;
-
-	c->changed_calls++;
-	return 0;
-}
-
-static void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
-{
-	struct vhu_backend_opts bo;
-	int fd;
-
-	memset(c, 0, sizeof(*c));
-	strcpy(c->dir, "/tmp/vhu-blk-io-XXXXXX");
-	CHECK(mkdtemp(c->dir) != NULL);
-	snprintf(c->img, sizeof(c->img), "%s/img", c->dir);
-	snprintf(c->sock, sizeof(c->sock), "%s/sock", c->dir);
-	fd = open(c->img, O_CREAT | O_RDWR | O_TRUNC, 0600);
-	CHECK(fd >= 0);
-	CHECK(ftruncate(fd, IMG_SIZE) == 0);
-	close(fd);
-
-	o->path = c->img;
-	if (!o->num_queues)
-		o->num_queues = 1;
-	if (!o->blk_size)
-		o->blk_size = 512;
-	CHECK_EQ(vhu_blk_new(o, &c->blk), 0);
-	vhu_blk_backend_opts(c->blk, &bo);
-	CHECK_EQ(vhu_backend_new(&bo, &c->b), 0);
-	CHECK_EQ(vhu_backend_listen(c->b, c->sock), 0);
-	CHECK_EQ(vhu_loop_new(&c->loop), 0);
-	CHECK_EQ(vhu_backend_attach(c->b, c->loop), 0);
-	c->resize_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	CHECK(c->resize_fd >= 0);
-	CHECK_EQ(vhu_loop_add(c->loop, c->resize_fd, EPOLLIN, on_resize, c), 0);
-	CHECK_EQ(pthread_create(&c->thread, NULL, loop_main, c), 0);
-	if (!connect)
-		return;
-
-	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
-	/* Live migration: dirty logging offered (QEMU refuses to migrate
-	 * without both). */
-	CHECK(vhu_fe_features_offered(c->fe) & VHU_BIT(VHU_F_LOG_ALL));
-	CHECK(vhu_fe_protocol_features_offered(c->fe) &
-	      VHU_BIT(VHU_PF_LOG_SHMFD));
-	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
-	/* split rings here; test-blk-packed.c drives packed ones */
-	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe) &
-					 ~VHU_BIT(VHU_F_RING_PACKED)), 0);
-	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
-	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, QSIZE, &c->vq), 0);
-	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
-	c->status = vhu_fe_alloc(c->fe, NSLOT, 64, &c->status_gpa);
-	c->data = vhu_fe_alloc(c->fe, DATA_SIZE * 2, 4096, &c->data_gpa);
-	CHECK(c->hdr && c->status && c->data);
-}
-
-static void ctx_close(struct ctx *c)
-{
-	if (c->fe)
-		vhu_fe_close(c->fe);
-	vhu_loop_stop(c->loop);
-	pthread_join(c->thread, NULL);
-	vhu_loop_del(c->loop, c->resize_fd);
-	close(c->resize_fd);
-	vhu_backend_free(c->b);
-	vhu_loop_free(c->loop);
-	vhu_blk_free(c->blk);
-	unlink(c->img);
-	unlink(c->sock);
-	rmdir(c->dir);
-}
-
-static void set_hdr(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector)
-{
-	uint32_t t = htole32(type), z = 0;
-	uint64_t s = htole64(sector);
-	uint8_t *h = c->hdr + 16 * slot;
-
-	memcpy(h, &t, 4);
-	memcpy(h + 4, &z, 4);
-	memcpy(h + 8, &s, 8);
-	c->status[slot] = 0xff;
-}
-
-/* Queue one request: header, data (readable or writable), status. */
-static void add_req(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector,
-		    uint64_t data_gpa, uint32_t len, bool dev_writes)
-{
-	struct vhu_fe_buf out[2], in[2];
-	unsigned n_out = 0, n_in = 0;
-
-	set_hdr(c, slot, type, sector);
-	out[n_out++] = (struct vhu_fe_buf){ c->hdr_gpa + 16 * slot, 16 };
-	if (len && !dev_writes)
-		out[n_out++] = (struct vhu_fe_buf){ data_gpa, len };
-	if (len && dev_writes)
-		in[n_in++] = (struct vhu_fe_buf){ data_gpa, len };
-	in[n_in++] = (struct vhu_fe_buf){ c->status_gpa + slot, 1 };
-	CHECK(vhu_fe_vq_add(c->vq, out, n_out, in, n_in,
-			    (void *)(uintptr_t)(slot + 1)) >= 0);
-}
-
-/* Kick and collect n completions; lens[slot] gets the written count. */
-static void run(struct ctx *c, unsigned n, uint32_t *lens)
-{
-	unsigned got = 0, rounds = 0;
-
-	CHECK(vhu_fe_vq_kick(c->vq) >= 0);
-	while (got < n) {
-		void *data;
-		uint32_t len;
-		int r = vhu_fe_vq_get_used(c->vq, &data, &len);
-
-		CHECK(r >= 0);
-		if (r == 1) {
-			if (lens)
-				lens[(uintptr_t)data - 1] = len;
-			got++;
-			continue;
-		}
-		CHECK(rounds++ < 50);
-		CHECK(vhu_fe_vq_wait(c->vq, 100) >= 0);
-	}
-}
-
-static uint8_t one(struct ctx *c, uint32_t type, uint64_t sector, uint32_t len,
-		   bool dev_writes, uint32_t *written)
-{
-	uint32_t lens[NSLOT];
-
-	add_req(c, 0, type, sector, c->data_gpa, len, dev_writes);
-	run(c, 1, lens);
-	if (written)
-		*written = lens[0];
-	return c->status[0];
-}
-
-static void pread_img(struct ctx *c, void *buf, size_t len, off_t off)
-{
-	int fd = open(c->img, O_RDONLY);
-
-	CHECK(fd >= 0);
-	CHECK_EQ(pread(fd, buf, len, off), (ssize_t)len);
-	close(fd);
-}
-
-static void pwrite_img(struct ctx *c, const void *buf, size_t len, off_t off)
-{
-	int fd = open(c->img, O_WRONLY);
-
-	CHECK(fd >= 0);
-	CHECK_EQ(pwrite(fd, buf, len, off), (ssize_t)len);
-	close(fd);
-}
-
-static void fill(uint8_t *p, size_t n, unsigned seed)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(i * 7 + seed);
-}
 
 static void rw_roundtrip(enum vhu_blk_cache cache)
 {
@@ -308,6 +104,75 @@ TEST(direct_unaligned_buffers_bounce)
 	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
 	CHECK_MEM(c.data + 3, want, 1024);
 	ctx_close(&c);
+}
+
+/* Unaligned requests under --cache none: far more than the bounce budget
+ * asked for at once, and requests larger than one bounce chunk, all
+ * complete with the right data while the queue's bounce memory stays
+ * within VHU_BLK_BOUNCE_BUDGET. */
+TEST(direct_bounce_memory_bounded)
+{
+	struct vhu_blk_opts o = { .cache = VHU_BLK_CACHE_NONE };
+	const uint32_t seg = 64u << 10;
+	struct vhu_fe_buf out[9], in[9];
+	struct vhu_blk_qstats st;
+	uint8_t *pat = malloc(seg), *buf = malloc(IMG_SIZE);
+	uint32_t lens[NSLOT];
+	struct ctx c;
+	unsigned i, k;
+
+	CHECK(pat && buf);
+	ctx_open(&c, &o, true);
+	/* every request writes the same 64 KiB pattern at 64 KiB-aligned
+	 * places, so overlaps do not matter */
+	fill(c.data + 100, seg, 11);
+	memcpy(pat, c.data + 100, seg);
+	for (k = 0; k < 24; k++) {
+		set_hdr(&c, k, VHU_BLK_T_OUT, (k % 14) * (seg / 512));
+		out[0] = (struct vhu_fe_buf){ c.hdr_gpa + 16 * k, 16 };
+		for (i = 1; i <= 3; i++)
+			out[i] = (struct vhu_fe_buf){ c.data_gpa + 100, seg };
+		in[0] = (struct vhu_fe_buf){ c.status_gpa + k, 1 };
+		CHECK(vhu_fe_vq_add(c.vq, out, 4, in, 1,
+				    (void *)(uintptr_t)(k + 1)) >= 0);
+	}
+	run(&c, 24, lens);
+	for (k = 0; k < 24; k++)
+		CHECK_EQ(c.status[k], VHU_BLK_S_OK);
+	/* one request of 8 x 64 KiB: more than one bounce chunk */
+	set_hdr(&c, 0, VHU_BLK_T_OUT, 1024);
+	out[0] = (struct vhu_fe_buf){ c.hdr_gpa, 16 };
+	for (i = 1; i <= 8; i++)
+		out[i] = (struct vhu_fe_buf){ c.data_gpa + 100, seg };
+	in[0] = (struct vhu_fe_buf){ c.status_gpa, 1 };
+	CHECK(vhu_fe_vq_add(c.vq, out, 9, in, 1, (void *)(uintptr_t)1) >= 0);
+	run(&c, 1, lens);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	pread_img(&c, buf, IMG_SIZE, 0);
+	for (i = 0; i < IMG_SIZE / seg; i++)
+		CHECK_MEM(buf + (size_t)i * seg, pat, seg);
+
+	/* and back: 8 x 64 KiB into an odd guest address, in two chunks */
+	memset(c.data, 0, 2 * seg);
+	set_hdr(&c, 0, VHU_BLK_T_IN, 0);
+	out[0] = (struct vhu_fe_buf){ c.hdr_gpa, 16 };
+	for (i = 0; i < 8; i++)
+		in[i] = (struct vhu_fe_buf){ c.data_gpa + 3 + (i % 2) * seg, seg };
+	in[8] = (struct vhu_fe_buf){ c.status_gpa, 1 };
+	CHECK(vhu_fe_vq_add(c.vq, out, 1, in, 9, (void *)(uintptr_t)1) >= 0);
+	run(&c, 1, lens);
+	CHECK_EQ(c.status[0], VHU_BLK_S_OK);
+	CHECK_EQ(lens[0], 8 * seg + 1);
+	CHECK_MEM(c.data + 3, pat, seg);
+	CHECK_MEM(c.data + 3 + seg, pat, seg);
+
+	CHECK_EQ(vhu_blk_queue_stats(c.blk, 0, &st), 0);
+	CHECK(st.bounce_peak > 0);
+	CHECK(st.bounce_peak <= VHU_BLK_BOUNCE_BUDGET);
+	CHECK_EQ(st.bounce_bytes, 0);
+	ctx_close(&c);
+	free(pat);
+	free(buf);
 }
 
 TEST(split_descriptors_read)
@@ -490,6 +355,122 @@ TEST(config_space_and_wce)
 	fill(c.data, 4096, 4);
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 1, 4096, false, NULL), VHU_BLK_S_IOERR);
+	ctx_close(&c);
+}
+
+static uint64_t writes_through(struct ctx *c)
+{
+	struct vhu_blk_qstats st;
+
+	CHECK_EQ(vhu_blk_queue_stats(c->blk, 0, &st), 0);
+	return st.writes_through;
+}
+
+/* The guest's write-cache choice: SET_FEATURES (QEMU sends it on every
+ * device start) and a reconnect keep it; a device reset restores it. */
+TEST(wce_survives_set_features_and_reconnect)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct vhu_backend_opts bo;
+	struct ctx c;
+	uint8_t v, zero = 0;
+
+	ctx_open(&c, &o, true);
+	fill(c.data, 4096, 5);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 0);
+
+	CHECK_EQ(vhu_fe_set_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &zero, 1, 0), 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 1);
+
+	/* a device start sends SET_FEATURES again */
+	CHECK_EQ(vhu_fe_set_features(c.fe, vhu_fe_features(c.fe)), 0);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	CHECK(!vhu_blk_wce(c.blk));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 2);
+	/* write zeroes is made durable too */
+	{
+		uint8_t seg[16] = { 0 };
+		uint32_t n = htole32(8);
+
+		memcpy(seg + 8, &n, 4);
+		memcpy(c.data, seg, 16);
+		CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+			 VHU_BLK_S_OK);
+		CHECK_EQ(writes_through(&c), 3);
+	}
+
+	/* the front-end goes away and comes back */
+	vhu_fe_close(c.fe);
+	c.fe = NULL;
+	ctx_connect(&c);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	fill(c.data, 4096, 6);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 4);
+
+	/* a device reset (the op the session calls for RESET_DEVICE and
+	 * RESET_OWNER, see test-backend) restores write-back */
+	vhu_blk_backend_opts(c.blk, &bo);
+	CHECK(bo.ops->device_reset != NULL);
+	bo.ops->device_reset(bo.opaque);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 1);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 4);
+	ctx_close(&c);
+}
+
+/* Without FLUSH the device is write-through whatever the config says. */
+TEST(no_flush_feature_means_write_through)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	uint8_t v;
+
+	/* The driver declines FLUSH at negotiation (features cannot change
+	 * while rings run). */
+	ctx_open(&c, &o, false);
+	c.features_clear = VHU_BIT(VHU_BLK_F_FLUSH);
+	ctx_connect(&c);
+	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	fill(c.data, 4096, 7);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(&c), 1);
+	ctx_close(&c);
+}
+
+/* A chain with more buffers than the device's iovec array (beyond
+ * seg_max) gets IOERR in its status byte and an interrupt, and the queue
+ * goes on. */
+TEST(oversized_chain_answered_ioerr)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct vhu_fe_buf out[1], in[VHU_BLK_IOV_CAP + 8];
+	unsigned n_in = 0;
+	uint32_t lens[NSLOT];
+	struct ctx c;
+
+	ctx_open(&c, &o, false);
+	c.qsize = 512;
+	ctx_connect(&c);
+	set_hdr(&c, 0, VHU_BLK_T_IN, 0);
+	out[0] = (struct vhu_fe_buf){ c.hdr_gpa, 16 };
+	for (unsigned i = 0; i < VHU_BLK_IOV_CAP + 4; i++)
+		in[n_in++] = (struct vhu_fe_buf){ c.data_gpa + 512 * (i % 64), 512 };
+	in[n_in++] = (struct vhu_fe_buf){ c.status_gpa, 1 };
+	CHECK(vhu_fe_vq_add(c.vq, out, 1, in, n_in, (void *)(uintptr_t)1) >= 0);
+	lens[0] = 99;
+	run(&c, 1, lens);
+	CHECK_EQ(c.status[0], VHU_BLK_S_IOERR);
+	CHECK_EQ(lens[0], 1);
+	/* the queue still serves requests */
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 0, 4096, true, NULL), VHU_BLK_S_OK);
 	ctx_close(&c);
 }
 

@@ -212,6 +212,38 @@ static void batch(struct ctx *c, unsigned n, unsigned seed, uint64_t sector0)
 	}
 }
 
+/* Beyond the device's iovec array: IOERR in the status byte, a used
+ * entry and an interrupt, then the ring goes on. */
+TEST(oversized_chain_answered_ioerr)
+{
+	struct vhu_fe_buf out[1], in[VHU_BLK_IOV_CAP + 8];
+	unsigned n_in = 0;
+	void *data;
+	uint32_t len = 99;
+	int r, rounds = 0;
+
+	ctx_open(&cx, 512, true);
+	uint32_t t = htole32(VHU_BLK_T_IN);
+	memset(cx.hdr, 0, 16);
+	memcpy(cx.hdr, &t, 4);
+	cx.status[0] = 0xff;
+	out[0] = (struct vhu_fe_buf){ cx.hdr_gpa, 16 };
+	for (unsigned i = 0; i < VHU_BLK_IOV_CAP + 4; i++)
+		in[n_in++] = (struct vhu_fe_buf){ cx.data_gpa + 512 * (i % 8), 512 };
+	in[n_in++] = (struct vhu_fe_buf){ cx.status_gpa, 1 };
+	CHECK(vhu_fe_vq_add(cx.vq, out, 1, in, n_in, (void *)(uintptr_t)7) >= 0);
+	CHECK(vhu_fe_vq_kick(cx.vq) >= 0);
+	while ((r = vhu_fe_vq_get_used(cx.vq, &data, &len)) == 0) {
+		CHECK(rounds++ < 50);
+		CHECK(vhu_fe_vq_wait(cx.vq, 100) >= 0);
+	}
+	CHECK_EQ(r, 1);
+	CHECK(data == (void *)(uintptr_t)7);
+	CHECK_EQ(len, 1);
+	CHECK_EQ(cx.status[0], VHU_BLK_S_IOERR);
+	ctx_close(&cx);
+}
+
 TEST(packed_write_read_verified)
 {
 	ctx_open(&cx, 128, true);

@@ -44,18 +44,21 @@ static size_t page_round(size_t n)
 	return (n + pg - 1) / pg * pg;
 }
 
-static int session(struct fe *fe)
+static int session_with(struct fe *fe, uint64_t extra)
 {
 	struct vhu_backend_opts o = opts();
+	o.features |= extra;
 	if (fe_open(fe, &o) < 0)
 		return -1;
-	if (fe_negotiate(fe, VHU_BIT(VHU_F_VERSION_1) |
+	if (fe_negotiate(fe, VHU_BIT(VHU_F_VERSION_1) | extra |
 				     VHU_BIT(VHU_F_PROTOCOL_FEATURES),
 			 VHU_BIT(VHU_PF_INFLIGHT_SHMFD) |
 				 VHU_BIT(VHU_PF_REPLY_ACK)) < 0)
 		return -1;
 	return fe_set_mem(fe);
 }
+
+static int session(struct fe *fe) { return session_with(fe, 0); }
 
 /* GET_INFLIGHT_FD: the reply and the fds that came with it. */
 static int get_inflight(struct fe *fe, unsigned nq, unsigned qs,
@@ -250,6 +253,40 @@ TEST(qemu_24_byte_payload)
 	fe_close(&fe);
 }
 
+/* With packed rings negotiated the region has the packed layout (32-byte
+ * header and entries per queue), answered in QEMU's 24 bytes too; a SET
+ * sized for split records is too small for it. */
+TEST(packed_layout_sizes)
+{
+	struct fe fe;
+	CHECK_EQ(session_with(&fe, VHU_BIT(VHU_F_RING_PACKED)), 0);
+	CHECK_EQ(vhu__inflight_queue_bytes_packed(256), 8256); /* 8224, to 64 */
+	CHECK_EQ(vhu__inflight_queue_bytes_packed(100), 3264);
+	uint8_t in[24] = { 0 };
+	in[16] = NQ;
+	in[18] = 128;
+	struct vhu_msg m;
+	int fds[VHU_MAX_FDS];
+	unsigned nfds = 0;
+	CHECK_EQ(fe_send(&fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, in,
+			 sizeof(in), NULL, 0), 0);
+	fe_process(&fe);
+	CHECK_EQ(vhu__sock_recv_timeout(fe.sock, &m, fds, &nfds, 1000), 1);
+	CHECK_EQ(m.hdr.size, 24);
+	CHECK_EQ(nfds, 1);
+	size_t want = page_round(NQ * vhu__inflight_queue_bytes_packed(128));
+	CHECK_EQ(m.p.inflight.mmap_size, want);
+	struct stat st;
+	CHECK_EQ(fstat(fds[0], &st), 0);
+	CHECK_EQ((uint64_t)st.st_size, want);
+	uint64_t split = NQ * vhu__inflight_queue_bytes(128);
+	CHECK(set_inflight(&fe, fds[0], split, 0, NQ, 128) > 0);
+	CHECK_EQ(set_inflight(&fe, fds[0], want, 0, NQ, 128), 0);
+	CHECK(!fe_dropped(&fe));
+	close(fds[0]);
+	fe_close(&fe);
+}
+
 TEST(impossible_dimensions_refused)
 {
 	struct fe fe;
@@ -390,5 +427,94 @@ static void restart(bool torn_push)
 
 TEST(restart_resubmits_in_counter_order) { restart(false); }
 TEST(restart_after_torn_push_skips_the_published_one) { restart(true); }
+
+/*
+ * SPDK issue #3766: a record in which nothing was ever completed (as a
+ * peer that zero-initialises it leaves it: used_idx 0, last_batch_head
+ * 0) next to a ring whose used idx moved on without it (requests the
+ * previous owner of the ring completed before tracking began, e.g. on a
+ * migration source).  Heads 0 and 4 were popped and never completed; a
+ * new session resubmits both and pops nothing else.  Read naively, the
+ * record says "descriptor 0 was the last batch, published": clearing it
+ * loses that request and pops head 4 twice.
+ */
+static void nothing_completed(uint16_t done_before)
+{
+	struct fe b;
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(session(&b), 0);
+	CHECK_EQ(get_inflight(&b, NQ, QSIZE, &r, &fd), 1);
+	/* Guest memory: done_before requests used, then 0 and 4 posted. */
+	for (uint16_t i = 0; i < done_before; i++)
+		post(&b, (uint16_t)(10 + i));
+	post(&b, 0);
+	post(&b, 4);
+	used0(&b)[1] = done_before;
+	uint8_t *reg = mmap(NULL, r.mmap_size, PROT_READ | PROT_WRITE,
+			    MAP_SHARED, fd, 0);
+	CHECK(reg != MAP_FAILED);
+	struct vhu__inflight_split *q = q0(reg);
+	q->version = 1;
+	q->desc_num = QSIZE;
+	q->desc[0].inflight = 1;
+	q->desc[0].counter = 1;
+	q->desc[4].inflight = 1;
+	q->desc[4].counter = 2;
+	CHECK_EQ(set_inflight(&b, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(&b), 0);
+	CHECK(vqs[0] != NULL);
+	CHECK_EQ(pop_id(), 0);
+	CHECK_EQ(pop_id(), 4);
+	CHECK_EQ(pop_id(), -1000);
+	push_id(0);
+	push_id(4);
+	CHECK_EQ(used0(&b)[1], done_before + 2);
+	CHECK_EQ(q->desc[0].inflight + q->desc[4].inflight, 0);
+	munmap(reg, r.mmap_size);
+	close(fd);
+	fe_close(&b);
+}
+
+TEST(nothing_completed_keeps_descriptor_0_batch_of_1) { nothing_completed(1); }
+TEST(nothing_completed_keeps_descriptor_0_batch_of_3) { nothing_completed(3); }
+
+/* The other side of that rule: in a record this library initialised,
+ * a push of head 0 that died between publishing and clearing (the very
+ * first batch, used index 0 -> 1) is still recognised and not redone. */
+TEST(torn_first_push_of_head_0_is_cleared)
+{
+	struct fe a, b;
+	struct vhu_inflight r;
+	int fd;
+	CHECK_EQ(session(&a), 0);
+	CHECK_EQ(get_inflight(&a, NQ, QSIZE, &r, &fd), 1);
+	CHECK_EQ(set_inflight(&a, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(&a), 0);
+	post(&a, 0);
+	post(&a, 3);
+	CHECK_EQ(pop_id(), 0);
+	CHECK_EQ(pop_id(), 3);
+	/* vhu__split_push's first two steps, then the process died. */
+	struct vhu__inflight_split *q = vqs[0]->inf;
+	q->desc[0].next = q->last_batch_head;
+	q->last_batch_head = 0;
+	uint32_t *ue = (uint32_t *)(used0(&a) + 2);
+	ue[0] = 0;
+	ue[1] = 0;
+	used0(&a)[1] = 1;
+
+	CHECK_EQ(session(&b), 0);
+	memcpy(b.mem, a.mem, FE_MEM_SIZE);
+	fe_close(&a);
+	CHECK_EQ(set_inflight(&b, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(&b), 0);
+	CHECK_EQ(pop_id(), 3);
+	CHECK_EQ(pop_id(), -1000);
+	push_id(3);
+	CHECK_EQ(used0(&b)[1], 2);
+	close(fd);
+	fe_close(&b);
+}
 
 int main(void) { return tap_run(); }

@@ -304,6 +304,42 @@ TEST(too_many_buffers_completes_empty)
 	CHECK_EQ(vq->inflight, 1);
 }
 
+TEST(too_many_buffers_truncated_to_status)
+{
+	setup(8, false, true);
+	uint64_t g = pd_alloc(&pd, 64), st = pd_alloc(&pd, 16);
+	uint8_t *status = pd_ptr(&pd, st);
+	struct pd_buf b[3] = { { g, 8, false }, { g, 8, true },
+			       { st, 4, true } };
+	pd_add(&pd, b, 3, 1);
+	pd_add_indirect(&pd, b, 3, 2);
+	pd_add(&pd, b, 1, 3);
+	for (int k = 0; k < 2; k++) {
+		memset(status, 0xaa, 4);
+		CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 2, VHU_VQ_POP_TRUNCATED), 1);
+		CHECK(!vhu_vq_is_broken(vq));
+		CHECK_EQ(el.id, k + 1);
+		CHECK_EQ(el.flags, VHU_VQ_ELEM_F_TRUNCATED);
+		CHECK_EQ(el.n_out, 0);
+		CHECK_EQ(el.n_in, 1);
+		CHECK_EQ(el.iov[0].iov_len, 1);
+		*(uint8_t *)el.iov[0].iov_base = 1;
+		CHECK_EQ(status[2], 0xaa);
+		vhu_vq_push_notify(vq, &el, 1);
+		uint16_t id;
+		uint32_t len = 99;
+		CHECK_EQ(pd_get_used(&pd, &id, &len), 1);
+		CHECK_EQ(id, k + 1);
+		CHECK_EQ(len, 1);
+		CHECK_EQ(status[3], 1);
+		CHECK_EQ(pd_calls(&pd), 1);
+	}
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 2, VHU_VQ_POP_TRUNCATED), 1);
+	CHECK_EQ(el.id, 3);
+	CHECK_EQ(el.flags, 0);
+	CHECK_EQ(vq->inflight, 1);
+}
+
 /* ---- notifications ---- */
 
 TEST(used_notification_enable_disable)

@@ -762,6 +762,58 @@ TEST(too_many_buffers_then_ring_works)
 	CHECK_EQ(rd_calls(&rd), 1);
 }
 
+/* VHU_VQ_POP_TRUNCATED: the device gets the status byte of a chain too
+ * long for its array, answers it, and the driver is notified. */
+TEST(too_many_buffers_truncated_to_status)
+{
+	setup(16, 0, false, true);
+	struct rd_buf b[6];
+	for (int i = 0; i < 6; i++)
+		b[i] = (struct rd_buf){ rd_alloc(&rd, 4), 4, i >= 2 };
+	uint8_t *last = rd_ptr(&rd, b[5].gpa);
+	uint16_t big = rd_add_chain(&rd, b, 6);
+	uint16_t ind = rd_add_indirect(&rd, b, 6);
+	uint16_t small = rd_add_chain(&rd, b, 2);
+
+	for (int k = 0; k < 2; k++) {
+		memset(last, 0xaa, 4);
+		CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 4, VHU_VQ_POP_TRUNCATED), 1);
+		CHECK(!vhu_vq_is_broken(vq));
+		CHECK_EQ(el.id, k ? ind : big);
+		CHECK_EQ(el.flags, VHU_VQ_ELEM_F_TRUNCATED);
+		CHECK_EQ(el.n_out, 0);
+		CHECK_EQ(el.n_in, 1);
+		CHECK_EQ(el.iov[0].iov_len, 1);
+		*(uint8_t *)el.iov[0].iov_base = 1;
+		/* the same memory, mapped twice: the last byte, only it */
+		CHECK_EQ(last[2], 0xaa);
+		vhu_vq_push_notify(vq, &el, 1);
+		uint32_t id, len;
+		CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
+		CHECK_EQ(id, el.id);
+		CHECK_EQ(len, 1);
+		CHECK_EQ(last[3], 1);
+		CHECK_EQ(rd_calls(&rd), 1);
+	}
+	CHECK_EQ(vq->inflight, 0);
+	/* a chain that fits is not marked */
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 4, VHU_VQ_POP_TRUNCATED), 1);
+	CHECK_EQ(el.id, small);
+	CHECK_EQ(el.flags, 0);
+	CHECK_EQ(el.n_out, 2);
+
+	/* no writable byte: nothing to answer in */
+	setup(16, 0, false, false);
+	for (int i = 0; i < 6; i++)
+		b[i] = (struct rd_buf){ rd_alloc(&rd, 4), 4, false };
+	rd_add_chain(&rd, b, 6);
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 4, VHU_VQ_POP_TRUNCATED), 1);
+	CHECK_EQ(el.flags, VHU_VQ_ELEM_F_TRUNCATED);
+	CHECK_EQ(el.n_in + el.n_out, 0);
+	vhu_vq_push(vq, &el, 0);
+	CHECK_EQ(vq->inflight, 0);
+}
+
 TEST(chain_over_4gib)
 {
 	setup(8, 0, false, false);
