@@ -225,7 +225,7 @@ peer_resize() { # peer_resize BYTES rpc|sighup
 	elif [ "$2" = sighup ]; then
 		truncate -s "$1" "$MAIN" && kill -HUP "$MAIN_PID"
 	else
-		e2e_rpc "$CTRL" resize "{\"size\": $1}" >/dev/null
+		e2e_rpc "$CTRL" resize "{\"size\": $1, \"shrink\": true}" >/dev/null
 	fi
 }
 
