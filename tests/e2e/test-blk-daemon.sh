@@ -23,14 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-N=0
-FAILED=0
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-check() { # check NAME COMMAND...
-	local name=$1; shift
-	if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 # JSON-RPC client: rpc SOCKET LINE... -> one response line per request.
 cat > "$T/rpc.py" <<'PY'
@@ -99,7 +92,7 @@ bad_cmd() { # bad_cmd NAME PATTERN ARGS...: exit 1, one-line error
 	   echo "$err" | grep -q -- "$pat"; then
 		ok "$name"
 	else
-		not_ok "$name (rc=$rc: $err)"
+		notok "$name (rc=$rc: $err)"
 	fi
 }
 bad_cmd "unknown option" "unknown option" --frobnicate

@@ -180,10 +180,8 @@ int cmd_ctl(int argc, char **argv)
 		switch (c) {
 		case 'j': json = true; break;
 		case 'T':
-			if (!parse_seconds(optarg, &timeout) || timeout <= 0) {
-				fprintf(stderr, "vhu ctl: bad --timeout\n");
+			if (!parse_timeout("ctl", optarg, &timeout))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'h': ctl_help(stdout); return 0;
 		default: ctl_help(stderr); return EXIT_USAGE;
