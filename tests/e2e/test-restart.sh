@@ -1,0 +1,303 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# End-to-end test: vhu-blk killed and restarted under a live guest's
+# write+verify load; the guest must see a pause, never an error or a lost
+# write.
+#
+#   tests/e2e/test-restart.sh BUILD_DIR
+#
+# Per configuration one guest boot (TCG or KVM, two vCPUs) with one
+# vhost-user-blk disk whose chardev reconnects (QEMU 7.2: reconnect=1;
+# QEMU 9.2 and later: reconnect-ms=1000).  The guest
+# (tests/e2e/guest/restart-guest.sh) writes and verifies the whole disk
+# twice with blkverify (per-block generation, block number and crc32:
+# lost, stale and torn writes are told apart).  Meanwhile the host:
+#   - kill -9 vhu-blk during write pass 1, starts a new one (same socket
+#     and image);
+#   - kill -9 during verify pass 1, restarts;
+#   - SIGTERM during write pass 2 (it must exit 0 within its 10 s grace
+#     period, having completed what it took), restarts.
+# QEMU reconnects each time; the new vhu-blk resubmits what the inflight
+# record shows in flight.  Checks: I/O resumes after every restart, every
+# pass ends with zero errors, the guest kernel logs no I/O error, a
+# whole-disk read in the guest equals the host image, the image holds
+# generation 2 everywhere, and QEMU logs no vring error.
+#
+# Configurations (E2E_RESTART_CONFIGS, default "7.2:split:1 10.0:packed:1
+# 7.2:split:2 10.0:packed:2"): VMM (7.2 = the installed QEMU, 10.0 =
+# tests/e2e/peers/fetch-qemu10), ring layout, number of queues.  Test names
+# end in " (qemu V, LAYOUT, N queues)".  A 10.0 configuration is a SKIP
+# line when QEMU 10.0 cannot be fetched.  E2E_RESTART_MIB sets the disk
+# size (default 16; a pass must outlast the host's reaction to its first
+# PROGRESS lines).  E2E_KEEP=1 keeps the work directories (console.log,
+# daemon logs numbered per start, qemu.err).
+set -u
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "1..0 # SKIP no build directory"; exit 0; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+E2E_SMP=${E2E_SMP:-2}
+. "$HERE/guest/lib.sh"
+
+VHU_BLK=$BUILD/tools/vhu-blk
+CONFIGS=${E2E_RESTART_CONFIGS:-7.2:split:1 10.0:packed:1 7.2:split:2 10.0:packed:2}
+MIB=${E2E_RESTART_MIB:-16}
+BOOT_TIMEOUT=120
+STEP_TIMEOUT=180
+SESSION_LIMIT=${E2E_SESSION_LIMIT:-420}
+# The kill plan: phase (as blkverify prints it), percent done, signal.
+# E2E_RESTART_PLAN overrides it (by hand), e.g. "write 1:20:TERM".
+read -r -a PLAN <<<"${E2E_RESTART_PLAN:-write_1:20:KILL verify_1:20:KILL write_2:20:TERM}"
+
+N=0
+FAILED=0
+SFX=
+ok()   { N=$((N + 1)); echo "ok $N - $1$SFX"; }
+nok()  { N=$((N + 1)); echo "not ok $N - $1$SFX"; FAILED=1; [ -n "${2:-}" ] && echo "#   $2"; }
+skip() { N=$((N + 1)); echo "ok $N - $1$SFX # SKIP $2"; }
+check() { if [ "$2" = 0 ]; then ok "$1"; else nok "$1" "${3:-}"; fi; }
+
+[ -x "$VHU_BLK" ] || { echo "1..0 # SKIP $VHU_BLK not built"; exit 0; }
+command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not installed"; exit 0; }
+if ! why=$(e2e_kernel); then
+	echo "1..0 # SKIP guest kernel unavailable: $why"
+	exit 0
+fi
+e2e_kernel >/dev/null
+
+TOP=$(mktemp -d /tmp/vhu-e2e-restart.XXXXXX)
+finish() {
+	e2e_cleanup
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
+		echo "# work directory kept: $TOP"
+	else
+		rm -rf "$TOP"
+	fi
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+if ! cc -static -O2 -o "$TOP/blkverify" "$HERE/guest/blkverify.c" 2>"$TOP/cc.err"; then
+	echo "Bail out! cannot build the guest's blkverify: $(head -c 300 "$TOP/cc.err")"
+	exit 1
+fi
+if ! why=$(e2e_build_initrd "$TOP/initrd.cpio" "$HERE/guest/restart-guest.sh" "$TOP/blkverify"); then
+	echo "Bail out! cannot build the guest image: $why"
+	exit 1
+fi
+e2e_probe_accel "$TOP"
+echo "# accel: $E2E_ACCEL"
+
+# ---- one configuration ------------------------------------------------------
+# Globals of the running session: WORK, SOCK, IMG, LOG, QPID, DPID, STARTS.
+start_daemon() {
+	STARTS=$((STARTS + 1))
+	VHU_LOG=${E2E_VHU_LOG:-info} e2e_spawn "$VHU_BLK" --socket-path "$SOCK" --blk-file "$IMG" \
+		--num-queues "$NQ" >"$WORK/daemon.$STARTS.log" 2>&1
+	DPID=$E2E_LAST_PID
+	e2e_wait_path "$SOCK" 10 && sleep 0.2 && kill -0 "$DPID" 2>/dev/null
+}
+
+# gwait REGEX TIMEOUT: a console line, within the session ceiling; after one
+# timeout the guest counts as stuck and later waits fail at once.
+gwait() {
+	local t=$2 left=$((DEADLINE - SECONDS))
+	[ "$STUCK" = 1 ] && return 1
+	[ "$t" -gt "$left" ] && t=$left
+	[ "$t" -lt 1 ] && t=1
+	e2e_wait_log "$LOG" "$1" "$t" "$QPID" && return 0
+	STUCK=1
+	return 1
+}
+
+lines() { grep -a "$1" "$LOG" | tr -d '\r'; }
+
+# One kill and restart: kill_restart PHASE PERCENT SIGNAL
+kill_restart() {
+	local phase=$1 pct=$2 sig=$3 what t0 rc dt i
+	what="vhu-blk SIG$sig during ${phase% *} pass ${phase#* }"
+	if ! gwait "PROGRESS $phase $pct\b" $STEP_TIMEOUT; then
+		nok "$what" "the guest never reached $pct % of $phase: $(tail -n 3 "$LOG" | tr -d '\r')"
+		return
+	fi
+	if lines "PASS $phase " | grep -q .; then
+		nok "$what" "the pass ended before the signal landed (make E2E_RESTART_MIB larger)"
+		return
+	fi
+	t0=$(date +%s%N)
+	# (stderr: bash reports the killed job)
+	{
+		kill -"$sig" "$DPID"
+		for i in $(seq 150); do
+			kill -0 "$DPID" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$DPID" 2>/dev/null; then
+			nok "$what: the daemon exits" "still running 15 s after SIG$sig"
+			kill -KILL "$DPID" 2>/dev/null
+		fi
+		wait "$DPID"
+		rc=$?
+	} 2>/dev/null
+	dt=$((($(date +%s%N) - t0) / 1000000))
+	if [ "$sig" = TERM ]; then
+		# Exit status 0, within the grace period, having completed what it took.
+		check "SIGTERM during ${phase% *} pass ${phase#* }: vhu-blk completes what it took and exits 0" \
+			"$([ "$rc" = 0 ] && [ $dt -lt 10000 ] &&
+			   ! grep -q 'still in flight' "$WORK/daemon.$STARTS.log"; echo $?)" \
+			"exit status $rc after $dt ms; log: $(tail -n 2 "$WORK/daemon.$STARTS.log" | tr '\n' ' ')"
+	fi
+	sleep 0.5
+	local before
+	before=$(grep -ac "PROGRESS\|PASS" "$LOG")
+	if ! start_daemon; then
+		nok "$what: a new vhu-blk starts on the same socket" "$(tail -n 3 "$WORK/daemon.$STARTS.log")"
+		return
+	fi
+	# I/O resumes: a later PROGRESS or PASS line than the ones seen so far.
+	local resumed=1
+	for i in $(seq $((STEP_TIMEOUT * 10))); do
+		[ "$(grep -ac "PROGRESS\|PASS" "$LOG")" -gt "$before" ] && { resumed=0; break; }
+		kill -0 "$QPID" 2>/dev/null || break
+		[ $SECONDS -ge $DEADLINE ] && break
+		sleep 0.1
+	done
+	check "$what, restarted: QEMU reconnects and the guest's I/O resumes" "$resumed" \
+		"no guest progress after the restart; qemu: $(tail -n 2 "$WORK/qemu.err" | tr '\n' ' ')"
+	[ $resumed = 0 ] || STUCK=1
+	echo "# $what: down $dt ms; new daemon: $(grep -ao 'resubmitting.*' "$WORK/daemon.$STARTS.log" | tr '\n' ';')"
+}
+
+run_config() {
+	local vmm=$1 layout=$2 nq=$3 qemu=$4 data=$5 ver reconnect dev p
+	NQ=$nq STARTS=0 STUCK=0
+	WORK=$TOP/$vmm-$layout-$nq
+	mkdir -p "$WORK"
+	SOCK=$WORK/blk.sock IMG=$WORK/disk.img LOG=$WORK/console.log
+	truncate -s $((MIB << 20)) "$IMG"
+	: >"$LOG"
+	if ! start_daemon; then
+		nok "vhu-blk starts" "$(tail -n 3 "$WORK/daemon.1.log")"
+		return
+	fi
+	ver=$("$qemu" --version | sed -n 's/.*version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -n 1)
+	set -- $ver
+	if [ "${1:-0}" -gt 9 ] || { [ "${1:-0}" = 9 ] && [ "${2:-0}" -ge 2 ]; }; then
+		reconnect=reconnect-ms=1000
+	else
+		reconnect=reconnect=1
+	fi
+	dev=vhost-user-blk-pci,chardev=c0,num-queues=$nq,addr=0x4
+	[ "$layout" = packed ] && dev+=,packed=on
+	E2E_QEMU=$qemu E2E_QEMU_DATA=$data e2e_qemu_base "$E2E_ACCEL" "$TOP/initrd.cpio" "$LOG"
+	E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$SOCK,$reconnect" -device "$dev")
+	e2e_spawn "$qemu" "${E2E_QEMU_ARGS[@]}" 2>"$WORK/qemu.err"
+	QPID=$E2E_LAST_PID
+	DEADLINE=$((SECONDS + SESSION_LIMIT))
+	if gwait '^READY ' $BOOT_TIMEOUT; then
+		ok "guest boots and sees the disk ($E2E_ACCEL)"
+	else
+		nok "guest boots and sees the disk ($E2E_ACCEL)" \
+			"$(tail -n 5 "$WORK/qemu.err" "$LOG" | tr -d '\r')"
+	fi
+	echo "# $(lines 'RESULT devices')"
+	local feat
+	feat=$(lines 'RESULT devices' | sed -n 's/.*features=\([01]*\).*/\1/p')
+	if [ "$layout" = packed ]; then
+		check "the guest drives the packed ring" "$([ "$(echo "$feat" | cut -c35)" = 1 ]; echo $?)" "features '$feat'"
+	fi
+	check "the guest sees $nq hardware queue(s)" \
+		"$(lines 'RESULT devices' | grep -q "nr_queues=$nq "; echo $?)" "$(lines 'RESULT devices')"
+	for p in "${PLAN[@]}"; do
+		IFS=: read -r phase pct sig <<<"${p/_/ }"
+		kill_restart "$phase" "$pct" "$sig"
+	done
+	gwait 'WAITING done' $STEP_TIMEOUT
+	if ! e2e_wait_exit "$QPID" 30; then
+		echo "# guest did not power off; killing QEMU"
+		kill -KILL "$QPID" 2>/dev/null
+	fi
+	e2e_cleanup
+
+	local g pass
+	for g in 1 2; do
+		for m in write verify; do
+			pass=$(lines "PASS $m $g " | tail -n 1)
+			check "$m pass $g: every block, no error" \
+				"$(echo "$pass" | grep -q ' ioerr=0 unwritten=0 stale=0 future=0 misplaced=0 torn=0$' &&
+				   [ "$(lines "RESULT $m$g " | cut -d' ' -f3)" = ok ]; echo $?)" \
+				"${pass:-no PASS line}; $(lines '^BAD' | head -n 3 | tr '\n' ' ')"
+		done
+	done
+	local kerr
+	kerr=$(lines 'RESULT kernel_errors' | cut -d' ' -f3-)
+	check "no I/O error in the guest kernel log" "$([ "$kerr" = "ok 0" ]; echo $?)" \
+		"'$kerr'; $(lines '^KLOG' | tr '\n' ' ')"
+	local want got
+	want=$(md5sum <"$IMG" | cut -d' ' -f1)
+	got=$(lines 'RESULT wholeread' | cut -d' ' -f3-)
+	check "whole-disk read in the guest equals the host image" \
+		"$([ "${got%% *}" = ok ] && [ "$(echo "$got" | cut -d' ' -f2)" = "$want" ]; echo $?)" \
+		"guest '$got', image md5 $want"
+	check "the image holds generation 2 in every block" \
+		"$(python3 - "$IMG" <<'PY'
+import struct, sys, zlib
+bad = 0
+with open(sys.argv[1], "rb") as f:
+    b = 0
+    while True:
+        blk = f.read(4096)
+        if len(blk) < 4096:
+            break
+        magic, gen, num = struct.unpack_from("<IIQ", blk)
+        (crc,) = struct.unpack_from("<I", blk, 4092)
+        if magic != 0x52554856 or gen != 2 or num != b or zlib.crc32(blk[:4092]) != crc:
+            bad += 1
+        b += 1
+sys.exit(1 if bad or b == 0 else 0)
+PY
+		echo $?)" "blocks not of generation 2 in $IMG"
+	local verr
+	# "ring restore failed" is expected: GET_VRING_BASE to a dead back-end.
+	verr=$(grep -a -E 'vring error' "$WORK/qemu.err" | head -n 2)
+	check "QEMU logs no vring error" "$([ -z "$verr" ]; echo $?)" "$verr"
+	echo "# resubmissions: $(cat "$WORK"/daemon.*.log | grep -ao 'resubmitting [0-9]* inflight' | awk '{s += $2} END {print s + 0}') over $STARTS starts"
+}
+
+Q10='' Q10_DATA='' Q10_WHY=''
+case " $CONFIGS " in
+*" 10.0:"*)
+	if [ -n "${E2E_QEMU10:-}" ]; then
+		Q10=$E2E_QEMU10
+	elif d=$("$HERE/peers/fetch-qemu10"); then
+		Q10=$d/bin/qemu-system-x86_64 Q10_DATA=$d/share/qemu
+	else
+		Q10_WHY=$d
+	fi ;;
+esac
+
+for cfg in $CONFIGS; do
+	IFS=: read -r vmm layout nq <<<"$cfg"
+	SFX=" (qemu $vmm, $layout, $nq queue$([ "$nq" = 1 ] || echo s))"
+	t0=$SECONDS
+	case $vmm in
+	7.2)
+		if ! command -v "$E2E_QEMU" >/dev/null; then
+			skip "restart session" "$E2E_QEMU not installed"
+			continue
+		fi
+		run_config "$vmm" "$layout" "$nq" "$(command -v "$E2E_QEMU")" "" ;;
+	10.0)
+		if [ -z "$Q10" ]; then
+			skip "restart session" "QEMU 10.0 cannot be fetched: $Q10_WHY"
+			continue
+		fi
+		run_config "$vmm" "$layout" "$nq" "$Q10" "$Q10_DATA" ;;
+	*)
+		nok "configuration '$cfg'" "unknown VMM '$vmm' in E2E_RESTART_CONFIGS"
+		continue ;;
+	esac
+	echo "# $cfg: $((SECONDS - t0)) s"
+done
+echo "1..$N"
+exit $FAILED
