@@ -160,6 +160,7 @@ static int split_start(struct vhu_vq *vq)
 		vq->inf_counter = 1;
 		return 0;
 	}
+	vq->inf_resumed = true;
 
 	clear_last_batch(q, size, used, q->used_idx, q->last_batch_head);
 	q->used_idx = used;
@@ -198,6 +199,7 @@ int vhu__inflight_vq_start(struct vhu_vq *vq)
 	free(vq->inf_resubmit);
 	vq->inf_resubmit = NULL;
 	vq->inf_n = vq->inf_pos = 0;
+	vq->inf_resumed = false;
 	packed_forget(vq);
 	if (vq->infp)
 		return vhu__inflight_packed_start(vq);
@@ -211,6 +213,7 @@ void vhu__inflight_vq_release(struct vhu_vq *vq)
 	free(vq->inf_resubmit);
 	vq->inf_resubmit = NULL;
 	vq->inf_n = vq->inf_pos = 0;
+	vq->inf_resumed = false;
 	vq->inf = NULL;
 	vq->infp = NULL;
 	packed_forget(vq);
@@ -431,6 +434,7 @@ int vhu__inflight_packed_start(struct vhu_vq *vq)
 	if (r == 0 && why) {
 		packed_refuse(vq, why);
 	} else if (r == 0) {
+		vq->inf_resumed = true;
 		memset(vq->pk_last, 0, size * sizeof(*vq->pk_last));
 		pk_rebuild_free(vq, &v);
 		/* QEMU keeps no packed ring position across a back-end's

@@ -111,6 +111,8 @@ TEST(split_death_with_chains_and_indirect)
 	void *rec = region(vhu__inflight_queue_bytes(8));
 	a->inf = rec;
 	CHECK_EQ(vhu__inflight_vq_start(a), 0);
+	/* A fresh record: nothing taken over (no start interrupt). */
+	CHECK(!a->inf_resumed);
 
 	uint64_t d = rd_alloc(&rd, 4096);
 	struct rd_buf b3[3] = { { d, 16, false }, { d + 64, 512, true },
@@ -139,6 +141,7 @@ TEST(split_death_with_chains_and_indirect)
 	struct vhu_vq b;
 	successor(&b, a, rec);
 	CHECK_EQ(vhu__inflight_vq_start(&b), 0);
+	CHECK(b.inf_resumed);
 	CHECK_EQ(b.inf_n, 3);
 	for (int i = 0; i < 5; i += 2) {
 		struct got r = pop_from(&b);
@@ -235,6 +238,8 @@ static void packed_restart(bool torn)
 	successor(&b, &pd.vq, rec);
 	CHECK_EQ(vhu__inflight_vq_start(&b), 0);
 	CHECK(!b.broken);
+	/* Taken over: the session signals the driver when it starts. */
+	CHECK(b.inf_resumed);
 	/* Positions rebuilt from the record, not the stale base. */
 	CHECK_EQ(b.used_idx, torn ? 4 : 3);
 	CHECK_EQ(b.pk_used_wrap, 1);
