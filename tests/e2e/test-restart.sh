@@ -114,7 +114,7 @@ lines() { grep -a "$1" "$LOG" | tr -d '\r'; }
 
 # One kill and restart: kill_restart PHASE PERCENT SIGNAL
 kill_restart() {
-	local phase=$1 pct=$2 sig=$3 what t0 rc dt i
+	local phase=$1 pct=$2 sig=$3 what t0 rc dt i before
 	what="vhu-blk SIG$sig during ${phase% *} pass ${phase#* }"
 	if ! gwait "PROGRESS $phase $pct\b" $STEP_TIMEOUT; then
 		nok "$what" "the guest never reached $pct % of $phase: $(tail -n 3 "$LOG" | tr -d '\r')"
@@ -124,6 +124,8 @@ kill_restart() {
 		nok "$what" "the pass ended before the signal landed (make E2E_RESTART_MIB larger)"
 		return
 	fi
+	# Guest lines so far: any later one shows its I/O resumed.
+	before=$(grep -ac "PROGRESS\|PASS\|RESULT" "$LOG")
 	t0=$(date +%s%N)
 	# (stderr: bash reports the killed job)
 	{
@@ -148,8 +150,6 @@ kill_restart() {
 			"exit status $rc after $dt ms; log: $(tail -n 2 "$WORK/daemon.$STARTS.log" | tr '\n' ' ')"
 	fi
 	sleep 0.5
-	local before
-	before=$(grep -ac "PROGRESS\|PASS" "$LOG")
 	if ! start_daemon; then
 		nok "$what: a new vhu-blk starts on the same socket" "$(tail -n 3 "$WORK/daemon.$STARTS.log")"
 		return
@@ -157,7 +157,7 @@ kill_restart() {
 	# I/O resumes: a later PROGRESS or PASS line than the ones seen so far.
 	local resumed=1
 	for i in $(seq $((STEP_TIMEOUT * 10))); do
-		[ "$(grep -ac "PROGRESS\|PASS" "$LOG")" -gt "$before" ] && { resumed=0; break; }
+		[ "$(grep -ac "PROGRESS\|PASS\|RESULT" "$LOG")" -gt "$before" ] && { resumed=0; break; }
 		kill -0 "$QPID" 2>/dev/null || break
 		[ $SECONDS -ge $DEADLINE ] && break
 		sleep 0.1
