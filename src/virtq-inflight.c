@@ -366,8 +366,11 @@ static const char *pk_entries(struct vhu_vq *vq, struct pk_view *v)
 }
 
 /* Everything outside the chains in flight is free again, linked in
- * index order, in our view and in the region (whose old free list only
- * ever reaches free entries, so a death half-way through is harmless). */
+ * index order and ended out of range (size), as packed_init ends it, in
+ * our view and in the region (whose old free list only ever reaches free
+ * entries, so a death half-way through is harmless).  Never back to its
+ * first entry: that one is handed out next, and a later recovery walking
+ * the list would read it - in flight by then - as free. */
 static void pk_rebuild_free(struct vhu_vq *vq, const struct pk_view *v)
 {
 	struct vhu__inflight_packed *q = vq->infp;
@@ -387,8 +390,8 @@ static void pk_rebuild_free(struct vhu_vq *vq, const struct pk_view *v)
 	}
 	vq->pk_free = (uint16_t)first;
 	if (prev < size) {
-		vq->pk_next[prev] = vq->pk_free;
-		q->desc[prev].next = vq->pk_free;
+		vq->pk_next[prev] = (uint16_t)size;
+		q->desc[prev].next = (uint16_t)size;
 	}
 	STEP();
 	q->used_idx = q->old_used_idx = v->used_idx;
