@@ -46,8 +46,12 @@ BOOT_TIMEOUT=120
 STEP_TIMEOUT=180
 SESSION_LIMIT=${E2E_SESSION_LIMIT:-420}
 # The kill plan: phase (as blkverify prints it), percent done, signal.
-# E2E_RESTART_PLAN overrides it (by hand), e.g. "write 1:20:TERM".
-read -r -a PLAN <<<"${E2E_RESTART_PLAN:-write_1:20:KILL verify_1:20:KILL write_2:20:TERM}"
+# 1-queue configurations add a SIGTERM while the storage hangs (HANG).
+# E2E_RESTART_PLAN overrides it (by hand), e.g. "write_1:20:TERM".
+PLAN1="write_1:20:KILL verify_1:20:KILL write_2:20:TERM verify_2:20:HANG"
+PLAN2="write_1:20:KILL verify_1:20:KILL write_2:20:TERM"
+# Milliseconds slowfs holds each request (0: serve the image directly).
+SLOW_MS=${E2E_RESTART_SLOW_MS:-30}
 
 N=0
 FAILED=0
@@ -67,7 +71,9 @@ e2e_kernel >/dev/null
 
 TOP=$(mktemp -d /tmp/vhu-e2e-restart.XXXXXX)
 finish() {
+	rm -f "$TOP"/*/disk.img.hang
 	e2e_cleanup
+	umount -l "$TOP"/*/mnt 2>/dev/null
 	if [ "${E2E_KEEP:-0}" = 1 ]; then
 		echo "# work directory kept: $TOP"
 	else
@@ -87,12 +93,27 @@ if ! why=$(e2e_build_initrd "$TOP/initrd.cpio" "$HERE/guest/restart-guest.sh" "$
 fi
 e2e_probe_accel "$TOP"
 echo "# accel: $E2E_ACCEL"
+# Slow storage (tests/e2e/peers/slowfs.c, FUSE): without it a killed
+# vhu-blk has seldom anything in flight, and nothing can hang.
+SLOW_BIN='' SLOW_WHY=''
+if [ "$SLOW_MS" = 0 ]; then
+	SLOW_WHY="E2E_RESTART_SLOW_MS=0"
+elif ! pkg-config --exists fuse3 2>/dev/null; then
+	SLOW_WHY="libfuse3-dev not installed"
+elif [ ! -c /dev/fuse ]; then
+	SLOW_WHY="no /dev/fuse"
+elif ! cc -O2 -o "$TOP/slowfs" "$HERE/peers/slowfs.c" \
+	$(pkg-config --cflags --libs fuse3) 2>"$TOP/slowfs.err"; then
+	SLOW_WHY="slowfs does not build: $(head -c 200 "$TOP/slowfs.err")"
+else
+	SLOW_BIN=$TOP/slowfs
+fi
 
 # ---- one configuration ------------------------------------------------------
 # Globals of the running session: WORK, SOCK, IMG, LOG, QPID, DPID, STARTS.
 start_daemon() {
 	STARTS=$((STARTS + 1))
-	VHU_LOG=${E2E_VHU_LOG:-info} e2e_spawn "$VHU_BLK" --socket-path "$SOCK" --blk-file "$IMG" \
+	VHU_LOG=${E2E_VHU_LOG:-info} e2e_spawn "$VHU_BLK" --socket-path "$SOCK" --blk-file "$SERVE" \
 		--num-queues "$NQ" >"$WORK/daemon.$STARTS.log" 2>&1
 	DPID=$E2E_LAST_PID
 	e2e_wait_path "$SOCK" 10 && sleep 0.2 && kill -0 "$DPID" 2>/dev/null
@@ -112,10 +133,44 @@ gwait() {
 
 lines() { grep -a "$1" "$LOG" | tr -d '\r'; }
 
-# One kill and restart: kill_restart PHASE PERCENT SIGNAL
+# Sum of the requests the daemon of start $1 resubmitted (all queues).
+resubmitted() {
+	grep -ao 'resubmitting [0-9]*' "$WORK/daemon.$1.log" | awk '{ s += $2 } END { print s + 0 }'
+}
+
+# Wait for the daemon DPID to exit, at most $1 s; sets RC (255: still there).
+reap() {
+	local i
+	{
+		for i in $(seq $(($1 * 10))); do
+			kill -0 "$DPID" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$DPID" 2>/dev/null; then
+			RC=255
+			return
+		fi
+		wait "$DPID"
+		RC=$?
+	} 2>/dev/null	# bash reports a killed job on stderr
+}
+
+# One signal and restart: kill_restart PHASE PERCENT KILL|TERM|HANG
+# HANG: the storage stops answering (slowfs), then SIGTERM: vhu-blk must
+# give up after its grace period and exit 0; the storage answers again
+# and the next vhu-blk resubmits what was stuck.
 kill_restart() {
-	local phase=$1 pct=$2 sig=$3 what t0 rc dt i before
-	what="vhu-blk SIG$sig during ${phase% *} pass ${phase#* }"
+	local phase=$1 pct=$2 how=$3 what t0 dt i before old n
+	local pass="${phase% *} pass ${phase#* }"
+	case $how in
+	KILL) what="kill -9 during $pass" ;;
+	TERM) what="SIGTERM during $pass" ;;
+	HANG) what="SIGTERM with the storage hung during $pass" ;;
+	esac
+	if [ "$how" = HANG ] && [ -z "$SLOW" ]; then
+		skip "$what" "no slow storage: $SLOW_WHY"
+		return
+	fi
 	if ! gwait "PROGRESS $phase $pct\b" $STEP_TIMEOUT; then
 		nok "$what" "the guest never reached $pct % of $phase: $(tail -n 3 "$LOG" | tr -d '\r')"
 		return
@@ -126,35 +181,45 @@ kill_restart() {
 	fi
 	# Guest lines so far: any later one shows its I/O resumed.
 	before=$(grep -ac "PROGRESS\|PASS\|RESULT" "$LOG")
+	old=$STARTS
+	if [ "$how" = HANG ]; then
+		touch "$IMG.hang"
+		sleep 1
+	fi
 	t0=$(date +%s%N)
-	# (stderr: bash reports the killed job)
-	{
-		kill -"$sig" "$DPID"
-		for i in $(seq 150); do
-			kill -0 "$DPID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$DPID" 2>/dev/null; then
-			nok "$what: the daemon exits" "still running 15 s after SIG$sig"
-			kill -KILL "$DPID" 2>/dev/null
-		fi
-		wait "$DPID"
-		rc=$?
-	} 2>/dev/null
-	dt=$((($(date +%s%N) - t0) / 1000000))
-	if [ "$sig" = TERM ]; then
-		# Exit status 0, within the grace period, having completed what it took.
-		check "SIGTERM during ${phase% *} pass ${phase#* }: vhu-blk completes what it took and exits 0" \
-			"$([ "$rc" = 0 ] && [ $dt -lt 10000 ] &&
-			   ! grep -q 'still in flight' "$WORK/daemon.$STARTS.log"; echo $?)" \
-			"exit status $rc after $dt ms; log: $(tail -n 2 "$WORK/daemon.$STARTS.log" | tr '\n' ' ')"
+	case $how in
+	KILL) kill -KILL "$DPID"; reap 15 ;;
+	TERM) kill -TERM "$DPID"; reap 15 ;;
+	HANG)
+		kill -TERM "$DPID"
+		e2e_wait_log "$WORK/daemon.$old.log" 'still in flight after the stop grace period' 20
+		dt=$((($(date +%s%N) - t0) / 1000000))
+		rm -f "$IMG.hang"
+		reap 15
+		check "$what: vhu-blk gives up after its 10 s grace period and exits 0" \
+			"$([ "$RC" = 0 ] && [ $dt -ge 9500 ] && [ $dt -le 14000 ] &&
+			   grep -q 'still in flight' "$WORK/daemon.$old.log"; echo $?)" \
+			"exit status $RC, grace message after $dt ms; log: $(tail -n 2 "$WORK/daemon.$old.log" | tr '\n' ' ')"
+		;;
+	esac
+	[ "$how" = HANG ] || dt=$((($(date +%s%N) - t0) / 1000000))
+	if [ "$RC" = 255 ]; then
+		nok "$what: the daemon exits" "still running 15 s after the signal"
+		kill -KILL "$DPID" 2>/dev/null
+		reap 5
+	fi
+	if [ "$how" = TERM ]; then
+		check "$what: vhu-blk completes what it took and exits 0" \
+			"$([ "$RC" = 0 ] && [ $dt -lt 10000 ] &&
+			   ! grep -q 'still in flight' "$WORK/daemon.$old.log"; echo $?)" \
+			"exit status $RC after $dt ms; log: $(tail -n 2 "$WORK/daemon.$old.log" | tr '\n' ' ')"
 	fi
 	sleep 0.5
 	if ! start_daemon; then
 		nok "$what: a new vhu-blk starts on the same socket" "$(tail -n 3 "$WORK/daemon.$STARTS.log")"
 		return
 	fi
-	# I/O resumes: a later PROGRESS or PASS line than the ones seen so far.
+	# I/O resumes: a later guest line than the ones seen before the signal.
 	local resumed=1
 	for i in $(seq $((STEP_TIMEOUT * 10))); do
 		[ "$(grep -ac "PROGRESS\|PASS\|RESULT" "$LOG")" -gt "$before" ] && { resumed=0; break; }
@@ -165,7 +230,20 @@ kill_restart() {
 	check "$what, restarted: QEMU reconnects and the guest's I/O resumes" "$resumed" \
 		"no guest progress after the restart; qemu: $(tail -n 2 "$WORK/qemu.err" | tr '\n' ' ')"
 	[ $resumed = 0 ] || STUCK=1
-	echo "# $what: down $dt ms; new daemon: $(grep -ao 'resubmitting.*' "$WORK/daemon.$STARTS.log" | tr '\n' ';')"
+	n=$(resubmitted "$STARTS")
+	echo "# $what: down $dt ms; the new vhu-blk resubmitted $n request(s)"
+	case $how in
+	TERM)
+		check "$what: the new vhu-blk has nothing to resubmit" "$([ "$n" = 0 ]; echo $?)" \
+			"it resubmitted $n" ;;
+	*)
+		if [ -z "$SLOW" ]; then
+			skip "$what: the new vhu-blk resubmits what was in flight" "no slow storage: $SLOW_WHY"
+		else
+			check "$what: the new vhu-blk resubmits what was in flight" "$([ "$n" -ge 1 ]; echo $?)" \
+				"it resubmitted $n (the storage holds every request ${SLOW_MS} ms)"
+		fi ;;
+	esac
 }
 
 run_config() {
@@ -176,6 +254,21 @@ run_config() {
 	SOCK=$WORK/blk.sock IMG=$WORK/disk.img LOG=$WORK/console.log
 	truncate -s $((MIB << 20)) "$IMG"
 	: >"$LOG"
+	SERVE=$IMG SLOW=''
+	if [ -n "$SLOW_BIN" ]; then
+		mkdir -p "$WORK/mnt"
+		e2e_spawn "$SLOW_BIN" "$IMG" "$WORK/mnt" "$SLOW_MS" >"$WORK/slowfs.log" 2>&1
+		if e2e_wait_path "$WORK/mnt/disk.img" 10; then
+			SERVE=$WORK/mnt/disk.img SLOW=1
+		else
+			SLOW_WHY="slowfs did not mount: $(tail -n 1 "$WORK/slowfs.log")"
+		fi
+	fi
+	if [ -n "$SLOW" ]; then
+		echo "# slow storage: slowfs, $SLOW_MS ms per request"
+	else
+		echo "# slow storage: off ($SLOW_WHY)"
+	fi
 	if ! start_daemon; then
 		nok "vhu-blk starts" "$(tail -n 3 "$WORK/daemon.1.log")"
 		return
@@ -208,7 +301,10 @@ run_config() {
 	fi
 	check "the guest sees $nq hardware queue(s)" \
 		"$(lines 'RESULT devices' | grep -q "nr_queues=$nq "; echo $?)" "$(lines 'RESULT devices')"
-	for p in "${PLAN[@]}"; do
+	local plan=$PLAN1
+	[ "$nq" = 1 ] || plan=$PLAN2
+	read -r -a plan <<<"${E2E_RESTART_PLAN:-$plan}"
+	for p in "${plan[@]}"; do
 		IFS=: read -r phase pct sig <<<"${p/_/ }"
 		kill_restart "$phase" "$pct" "$sig"
 	done
@@ -261,7 +357,6 @@ PY
 	# "ring restore failed" is expected: GET_VRING_BASE to a dead back-end.
 	verr=$(grep -a -E 'vring error' "$WORK/qemu.err" | head -n 2)
 	check "QEMU logs no vring error" "$([ -z "$verr" ]; echo $?)" "$verr"
-	echo "# resubmissions: $(cat "$WORK"/daemon.*.log | grep -ao 'resubmitting [0-9]* inflight' | awk '{s += $2} END {print s + 0}') over $STARTS starts"
 }
 
 Q10='' Q10_DATA='' Q10_WHY=''

@@ -6,7 +6,7 @@
  * The first BLOCKS 4096-byte blocks of DEVICE are split among WORKERS
  * processes (block b belongs to worker b % WORKERS; worker w runs on CPU
  * w % online CPUs, so every hardware queue carries I/O).  All I/O is
- * O_DIRECT; writes go 4 blocks per request, reads 16.  Each block holds
+ * O_DIRECT, 4 blocks per request.  Each block holds
  *
  *   u32 magic "VHUR" | u32 gen | u64 block | payload | u32 crc32
  *
@@ -40,7 +40,7 @@
 #define BS 4096u
 #define MAGIC 0x52554856u /* "VHUR" little-endian */
 #define WRITE_BLOCKS 4u
-#define READ_BLOCKS 16u
+#define READ_BLOCKS 4u
 #define MAX_WORKERS 64
 
 enum { C_DONE, C_IOERR, C_UNWRITTEN, C_STALE, C_FUTURE, C_MISPLACED, C_TORN, C_N };
