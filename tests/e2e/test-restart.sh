@@ -8,20 +8,27 @@
 #
 # Per configuration one guest boot (TCG or KVM, two vCPUs) with one
 # vhost-user-blk disk whose chardev reconnects (QEMU 7.2: reconnect=1;
-# QEMU 9.2 and later: reconnect-ms=1000).  The guest
-# (tests/e2e/guest/restart-guest.sh) writes and verifies the whole disk
-# twice with blkverify (per-block generation, block number and crc32:
-# lost, stale and torn writes are told apart).  Meanwhile the host:
-#   - kill -9 vhu-blk during write pass 1, starts a new one (same socket
-#     and image);
-#   - kill -9 during verify pass 1, restarts;
-#   - SIGTERM during write pass 2 (it must exit 0 within its 10 s grace
-#     period, having completed what it took), restarts.
-# QEMU reconnects each time; the new vhu-blk resubmits what the inflight
-# record shows in flight.  Checks: I/O resumes after every restart, every
-# pass ends with zero errors, the guest kernel logs no I/O error, a
-# whole-disk read in the guest equals the host image, the image holds
-# generation 2 everywhere, and QEMU logs no vring error.
+# QEMU 9.2 and later: reconnect-ms=1000).  vhu-blk serves the image
+# through slowfs (tests/e2e/peers/slowfs.c, FUSE: every request held
+# 30 ms, or held until released), so it always has requests in flight.
+# The guest (tests/e2e/guest/restart-guest.sh) writes and verifies the
+# whole disk twice with blkverify (per-block generation, block number and
+# crc32: lost, stale and torn writes are told apart).  Meanwhile the host
+# stops vhu-blk and starts a new one on the same socket and image:
+#   HELD  write pass 1: the storage holds every request for 1 s, kill -9;
+#         the new vhu-blk must resubmit what the old one had taken;
+#   KILL  verify pass 1: kill -9 at a random moment;
+#   TERM  write pass 2: SIGTERM; vhu-blk completes what it took and exits
+#         0 within its 10 s grace period, the new one resubmits nothing;
+#   HANG  verify pass 2 (1-queue configurations): the storage stops
+#         answering, SIGTERM; vhu-blk gives up after 10 s and exits 0, the
+#         storage answers again, the new one resubmits what was stuck.
+# QEMU reconnects each time.  Checks: the guest's I/O resumes after every
+# restart, every pass ends with zero errors, the guest kernel logs no I/O
+# error, a whole-disk read in the guest equals the host image, the image
+# holds generation 2 everywhere, and QEMU logs no vring error.  Without
+# FUSE (libfuse3-dev, /dev/fuse) the image is served directly and HELD,
+# HANG and the resubmission checks are SKIP lines.
 #
 # Configurations (E2E_RESTART_CONFIGS, default "7.2:split:1 10.0:packed:1
 # 7.2:split:2 10.0:packed:2"): VMM (7.2 = the installed QEMU, 10.0 =
@@ -29,8 +36,10 @@
 # end in " (qemu V, LAYOUT, N queues)".  A 10.0 configuration is a SKIP
 # line when QEMU 10.0 cannot be fetched.  E2E_RESTART_MIB sets the disk
 # size (default 16; a pass must outlast the host's reaction to its first
-# PROGRESS lines).  E2E_KEEP=1 keeps the work directories (console.log,
-# daemon logs numbered per start, qemu.err).
+# PROGRESS lines), E2E_RESTART_SLOW_MS the hold (0: no slowfs),
+# E2E_RESTART_PLAN the events (e.g. "write_1:20:KILL verify_1:50:TERM").
+# E2E_KEEP=1 keeps the work directories (console.log, daemon logs
+# numbered per start, qemu.err).
 set -u
 
 BUILD=${1:-build}
@@ -45,11 +54,9 @@ MIB=${E2E_RESTART_MIB:-16}
 BOOT_TIMEOUT=120
 STEP_TIMEOUT=180
 SESSION_LIMIT=${E2E_SESSION_LIMIT:-420}
-# The kill plan: phase (as blkverify prints it), percent done, signal.
-# 1-queue configurations add a SIGTERM while the storage hangs (HANG).
-# E2E_RESTART_PLAN overrides it (by hand), e.g. "write_1:20:TERM".
-PLAN1="write_1:20:KILL verify_1:20:KILL write_2:20:TERM verify_2:20:HANG"
-PLAN2="write_1:20:KILL verify_1:20:KILL write_2:20:TERM"
+# The events: phase (as blkverify prints it), percent done, what.
+PLAN1="write_1:20:HELD verify_1:20:KILL write_2:20:TERM verify_2:20:HANG"
+PLAN2="write_1:20:HELD verify_1:20:KILL write_2:20:TERM"
 # Milliseconds slowfs holds each request (0: serve the image directly).
 SLOW_MS=${E2E_RESTART_SLOW_MS:-30}
 
@@ -164,10 +171,11 @@ kill_restart() {
 	local pass="${phase% *} pass ${phase#* }"
 	case $how in
 	KILL) what="kill -9 during $pass" ;;
+	HELD) what="kill -9 with requests held in the storage during $pass" ;;
 	TERM) what="SIGTERM during $pass" ;;
 	HANG) what="SIGTERM with the storage hung during $pass" ;;
 	esac
-	if [ "$how" = HANG ] && [ -z "$SLOW" ]; then
+	if { [ "$how" = HANG ] || [ "$how" = HELD ]; } && [ -z "$SLOW" ]; then
 		skip "$what" "no slow storage: $SLOW_WHY"
 		return
 	fi
@@ -182,13 +190,20 @@ kill_restart() {
 	# Guest lines so far: any later one shows its I/O resumed.
 	before=$(grep -ac "PROGRESS\|PASS\|RESULT" "$LOG")
 	old=$STARTS
-	if [ "$how" = HANG ]; then
+	# HELD and HANG: every request the guest has out gets stuck in vhu-blk.
+	if [ "$how" = HANG ] || [ "$how" = HELD ]; then
 		touch "$IMG.hang"
 		sleep 1
 	fi
 	t0=$(date +%s%N)
 	case $how in
 	KILL) kill -KILL "$DPID"; reap 15 ;;
+	HELD)
+		# The old process exits once the storage answers its
+		# requests (FUSE waits for them), before the next one starts.
+		{ kill -KILL "$DPID"; sleep 0.2; } 2>/dev/null
+		rm -f "$IMG.hang"
+		reap 15 ;;
 	TERM) kill -TERM "$DPID"; reap 15 ;;
 	HANG)
 		kill -TERM "$DPID"
@@ -236,6 +251,7 @@ kill_restart() {
 	TERM)
 		check "$what: the new vhu-blk has nothing to resubmit" "$([ "$n" = 0 ]; echo $?)" \
 			"it resubmitted $n" ;;
+	KILL) ;;	# a random moment: maybe nothing was in flight
 	*)
 		if [ -z "$SLOW" ]; then
 			skip "$what: the new vhu-blk resubmits what was in flight" "no slow storage: $SLOW_WHY"
