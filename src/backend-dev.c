@@ -20,9 +20,7 @@ void vhu__be_device_reset(struct vhu_backend *b)
 
 int vhu__be_get_features(struct vhu_backend *b, struct vhu__req *req)
 {
-	req->reply->hdr.size = sizeof(uint64_t);
-	req->reply->p.u64 = b->offered_features;
-	return 0;
+	return vhu__be_reply_u64(req, b->offered_features);
 }
 
 int vhu__be_set_features(struct vhu_backend *b, struct vhu__req *req)
@@ -101,9 +99,7 @@ int vhu__be_reset_device(struct vhu_backend *b, struct vhu__req *req)
 
 int vhu__be_get_protocol_features(struct vhu_backend *b, struct vhu__req *req)
 {
-	req->reply->hdr.size = sizeof(uint64_t);
-	req->reply->p.u64 = b->offered_protocol;
-	return 0;
+	return vhu__be_reply_u64(req, b->offered_protocol);
 }
 
 int vhu__be_set_protocol_features(struct vhu_backend *b, struct vhu__req *req)
@@ -123,9 +119,7 @@ int vhu__be_set_protocol_features(struct vhu_backend *b, struct vhu__req *req)
 
 int vhu__be_get_queue_num(struct vhu_backend *b, struct vhu__req *req)
 {
-	req->reply->hdr.size = sizeof(uint64_t);
-	req->reply->p.u64 = b->num_queues;
-	return 0;
+	return vhu__be_reply_u64(req, b->num_queues);
 }
 
 int vhu__be_set_backend_req_fd(struct vhu_backend *b, struct vhu__req *req)
@@ -158,9 +152,7 @@ int vhu__be_set_status(struct vhu_backend *b, struct vhu__req *req)
 
 int vhu__be_get_status(struct vhu_backend *b, struct vhu__req *req)
 {
-	req->reply->hdr.size = sizeof(uint64_t);
-	req->reply->p.u64 = b->status;
-	return 0;
+	return vhu__be_reply_u64(req, b->status);
 }
 
 /* [offset, offset + size) inside the config space, size 1..256. */

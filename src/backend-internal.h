@@ -139,6 +139,14 @@ int vhu__be_set_log_base(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_set_log_fd(struct vhu_backend *b, struct vhu__req *req);
 
 
+/* A u64 reply body (the GET_* requests): always 0. */
+static inline int vhu__be_reply_u64(struct vhu__req *req, uint64_t v)
+{
+	req->reply->hdr.size = sizeof(uint64_t);
+	req->reply->p.u64 = v;
+	return 0;
+}
+
 /* backend-table.c: the handler for a request id (NULL: not served), and
  * the mask of served ids for struct vhu__msg_ctx. */
 vhu__be_handler vhu__be_handler_for(uint32_t id);

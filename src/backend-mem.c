@@ -89,7 +89,5 @@ int vhu__be_rem_mem_reg(struct vhu_backend *b, struct vhu__req *req)
 
 int vhu__be_get_max_mem_slots(struct vhu_backend *b, struct vhu__req *req)
 {
-	req->reply->hdr.size = sizeof(uint64_t);
-	req->reply->p.u64 = VHU_MAX_MEM_SLOTS;
-	return 0;
+	return vhu__be_reply_u64(req, VHU_MAX_MEM_SLOTS);
 }

@@ -155,6 +155,18 @@ void vhu__be_kick(struct vhu_backend *b, unsigned idx)
 
 /* ---- handlers (input already validated by msg.c) ---- */
 
+/* After a size or position change: map the rings again when they can
+ * be (their address may come later) and start the queue if it is ready. */
+static int remap_and_try_start(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	int r = vhu__be_vq_remap(b, vq);
+	if (r < 0)
+		vhu__debug("queue %u: rings not mapped yet: %s", vq->index,
+			   strerror(-r));
+	vhu__be_vq_try_start(b, vq);
+	return 0;
+}
+
 int vhu__be_set_vring_num(struct vhu_backend *b, struct vhu__req *req)
 {
 	struct vhu_vq *vq = &b->vqs[req->ring];
@@ -168,12 +180,7 @@ int vhu__be_set_vring_num(struct vhu_backend *b, struct vhu__req *req)
 		return -EINVAL;
 	vhu__be_vq_stop(b, vq);
 	vq->size = (uint16_t)num; /* <= 32768 */
-	int r = vhu__be_vq_remap(b, vq);
-	if (r < 0)
-		vhu__debug("queue %u: rings not mapped yet: %s", vq->index,
-			   strerror(-r));
-	vhu__be_vq_try_start(b, vq);
-	return 0;
+	return remap_and_try_start(b, vq);
 }
 
 int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req)
@@ -216,12 +223,7 @@ int vhu__be_set_vring_base(struct vhu_backend *b, struct vhu__req *req)
 		/* Positions and wrap counters (checked against the size
 		 * when the ring is mapped). */
 		vhu__packed_set_base(vq, num);
-		int r = vhu__be_vq_remap(b, vq);
-		if (r < 0)
-			vhu__debug("queue %u: rings not mapped: %s", vq->index,
-				   strerror(-r));
-		vhu__be_vq_try_start(b, vq);
-		return 0;
+		return remap_and_try_start(b, vq);
 	}
 	vq->last_avail_idx = (uint16_t)num;
 	vq->shadow_avail_idx = (uint16_t)num;
@@ -286,30 +288,30 @@ int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req)
 	return 0;
 }
 
-int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req)
+/* The device signals call_fd and err_fd from its own thread: swap one
+ * only while the queue is stopped, and restart it if it was started. */
+static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
+			  struct vhu_vq *vq, int *slot)
 {
-	struct vhu_vq *vq = &b->vqs[req->ring];
 	bool was = vq->started;
 
-	/* The device signals call_fd from its own thread: swap it only
-	 * while the queue is stopped. */
 	vhu__be_vq_stop(b, vq);
-	replace_fd(&vq->call_fd, take_u64_fd(req));
+	replace_fd(slot, take_u64_fd(req));
 	if (was)
 		vhu__be_vq_try_start(b, vq);
 	return 0;
 }
 
+int vhu__be_set_vring_call(struct vhu_backend *b, struct vhu__req *req)
+{
+	struct vhu_vq *vq = &b->vqs[req->ring];
+	return swap_signal_fd(b, req, vq, &vq->call_fd);
+}
+
 int vhu__be_set_vring_err(struct vhu_backend *b, struct vhu__req *req)
 {
 	struct vhu_vq *vq = &b->vqs[req->ring];
-	bool was = vq->started;
-
-	vhu__be_vq_stop(b, vq);
-	replace_fd(&vq->err_fd, take_u64_fd(req));
-	if (was)
-		vhu__be_vq_try_start(b, vq);
-	return 0;
+	return swap_signal_fd(b, req, vq, &vq->err_fd);
 }
 
 int vhu__be_set_vring_enable(struct vhu_backend *b, struct vhu__req *req)

@@ -25,37 +25,24 @@
 
 int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size)
 {
-	vq->chain_len = calloc(size, sizeof(*vq->chain_len));
-	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
-	vq->data = calloc(size, sizeof(*vq->data));
 	vq->p_free_ids = calloc(size, sizeof(*vq->p_free_ids));
-	if (!vq->chain_len || !vq->in_bytes || !vq->data || !vq->p_free_ids) {
-		vhu__pdrv_free(vq);
+	if (!vq->p_free_ids)
 		return -ENOMEM;
-	}
 	/* Lowest ids on top of the stack. */
 	for (unsigned i = 0; i < size; i++)
 		vq->p_free_ids[i] = (uint16_t)(size - 1 - i);
 	vq->p_nfree_ids = (uint16_t)size;
 	vq->num_free = (uint16_t)size;
-	vq->inflight = 0;
 	/* 2.8.1: both wrap counters start at 1. */
 	vq->p_avail_pos = vq->p_used_pos = 0;
 	vq->p_avail_wrap = vq->p_used_wrap = true;
 	vq->p_added = 0;
-	vq->broken = false;
 	return 0;
 }
 
 void vhu__pdrv_free(struct vhu_fe_vq *vq)
 {
-	free(vq->chain_len);
-	free(vq->in_bytes);
-	free(vq->data);
 	free(vq->p_free_ids);
-	vq->chain_len = NULL;
-	vq->in_bytes = NULL;
-	vq->data = NULL;
 	vq->p_free_ids = NULL;
 }
 

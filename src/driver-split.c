@@ -45,32 +45,20 @@ static inline volatile uint16_t *avail_event(struct vhu_fe_vq *vq)
 int vhu__sdrv_init(struct vhu_fe_vq *vq, unsigned size)
 {
 	vq->next = calloc(size, sizeof(*vq->next));
-	vq->chain_len = calloc(size, sizeof(*vq->chain_len));
-	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
-	vq->data = calloc(size, sizeof(*vq->data));
-	if (!vq->next || !vq->chain_len || !vq->in_bytes || !vq->data) {
-		vhu__sdrv_free(vq);
+	if (!vq->next)
 		return -ENOMEM;
-	}
 	for (unsigned i = 0; i < size; i++)
 		vq->next[i] = (uint16_t)((i + 1) & (size - 1));
 	vq->free_head = 0;
 	vq->num_free = (uint16_t)(size > 0xffff ? 0xffff : size);
 	vq->avail_idx = vq->kicked_idx = vq->last_used = 0;
-	vq->inflight = 0;
-	vq->broken = false;
 	return 0;
 }
 
 void vhu__sdrv_free(struct vhu_fe_vq *vq)
 {
 	free(vq->next);
-	free(vq->chain_len);
-	free(vq->in_bytes);
-	free(vq->data);
-	vq->next = vq->chain_len = NULL;
-	vq->in_bytes = NULL;
-	vq->data = NULL;
+	vq->next = NULL;
 }
 
 int vhu__sdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,

@@ -8,14 +8,28 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "driver.h"
 
+/* Per buffer (split: by head, packed: by buffer id), in both layouts:
+ * its length in the ring, its writable bytes, the caller's token. */
 int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size)
 {
-	return vq->packed ? vhu__pdrv_init(vq, size) : vhu__sdrv_init(vq, size);
+	vq->chain_len = calloc(size, sizeof(*vq->chain_len));
+	vq->in_bytes = calloc(size, sizeof(*vq->in_bytes));
+	vq->data = calloc(size, sizeof(*vq->data));
+	int r = -ENOMEM;
+	vq->inflight = 0;
+	vq->broken = false;
+	if (vq->chain_len && vq->in_bytes && vq->data)
+		r = vq->packed ? vhu__pdrv_init(vq, size)
+			       : vhu__sdrv_init(vq, size);
+	if (r < 0)
+		vhu__drv_free(vq);
+	return r;
 }
 
 void vhu__drv_free(struct vhu_fe_vq *vq)
@@ -24,6 +38,12 @@ void vhu__drv_free(struct vhu_fe_vq *vq)
 		vhu__pdrv_free(vq);
 	else
 		vhu__sdrv_free(vq);
+	free(vq->chain_len);
+	free(vq->in_bytes);
+	free(vq->data);
+	vq->chain_len = NULL;
+	vq->in_bytes = NULL;
+	vq->data = NULL;
 }
 
 int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v)

@@ -67,28 +67,26 @@ int vhu__drv_init(struct vhu_fe_vq *vq, unsigned size);
 void vhu__drv_free(struct vhu_fe_vq *vq);
 int vhu__drv_broken(struct vhu_fe_vq *vq, const char *why, unsigned v);
 
-/* driver-split.c and driver-packed.c: one driver each, behind driver.c.
+/* driver-split.c (vhu__sdrv_*) and driver-packed.c (vhu__pdrv_*): one
+ * driver each, behind driver.c.
+ * init/free: the layout's own state (driver.c has allocated chain_len,
+ * in_bytes and data for size buffers);
  * add: after the shared checks (not broken, 1 <= n, no overflow);
  * get_used: on a queue not broken; has_used: a used buffer is waiting;
  * arm: ask the device for a call at the next used buffer. */
-int vhu__sdrv_init(struct vhu_fe_vq *vq, unsigned size);
-void vhu__sdrv_free(struct vhu_fe_vq *vq);
-int vhu__sdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
-		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
-		  void *data);
-int vhu__sdrv_kick(struct vhu_fe_vq *vq);
-int vhu__sdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
-bool vhu__sdrv_has_used(struct vhu_fe_vq *vq);
-void vhu__sdrv_arm(struct vhu_fe_vq *vq);
+#define VHU__DRIVER(p)                                                        \
+	int vhu__##p##_init(struct vhu_fe_vq *vq, unsigned size);             \
+	void vhu__##p##_free(struct vhu_fe_vq *vq);                           \
+	int vhu__##p##_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out, \
+			   unsigned n_out, const struct vhu_fe_buf *in,       \
+			   unsigned n_in, void *data);                        \
+	int vhu__##p##_kick(struct vhu_fe_vq *vq);                            \
+	int vhu__##p##_get_used(struct vhu_fe_vq *vq, void **data,            \
+				uint32_t *len);                               \
+	bool vhu__##p##_has_used(struct vhu_fe_vq *vq);                       \
+	void vhu__##p##_arm(struct vhu_fe_vq *vq)
 
-int vhu__pdrv_init(struct vhu_fe_vq *vq, unsigned size);
-void vhu__pdrv_free(struct vhu_fe_vq *vq);
-int vhu__pdrv_add(struct vhu_fe_vq *vq, const struct vhu_fe_buf *out,
-		  unsigned n_out, const struct vhu_fe_buf *in, unsigned n_in,
-		  void *data);
-int vhu__pdrv_kick(struct vhu_fe_vq *vq);
-int vhu__pdrv_get_used(struct vhu_fe_vq *vq, void **data, uint32_t *len);
-bool vhu__pdrv_has_used(struct vhu_fe_vq *vq);
-void vhu__pdrv_arm(struct vhu_fe_vq *vq);
+VHU__DRIVER(sdrv);
+VHU__DRIVER(pdrv);
 
 #endif

@@ -20,6 +20,22 @@
 #define VHU__UNUSED __attribute__((unused))
 #define VHU__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ------------------------------------------- structures that grow (ABI) */
+/* Bytes of a structure up to and including member (what a caller built
+ * against the release whose last member that was knows about). */
+#define VHU__SIZE_THROUGH(type, member)                                       \
+	(offsetof(type, member) + sizeof(((type *)0)->member))
+
+/*
+ * Take a caller's structure of src_size bytes into ours (dst_size bytes):
+ * copy what both know, zero what the caller does not know about (an older
+ * program), and refuse a newer program's non-zero bytes we do not know
+ * (-E2BIG: it asked for something this library cannot do).  -EINVAL when
+ * src_size is below min_size (the first release's size).
+ */
+int vhu__struct_in(void *dst, size_t dst_size, const void *src,
+		   size_t src_size, size_t min_size);
+
 /* ---------------------------------------------------------------- log.c */
 void vhu__log(enum vhu_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -326,20 +342,65 @@ size_t vhu__vring_desc_bytes(unsigned size);
 size_t vhu__vring_avail_bytes(unsigned size);
 size_t vhu__vring_used_bytes(unsigned size);
 
-/* virtq.c dispatches the public vhu_vq_* calls and vhu__vq_map/reset to
- * one of these by vq->packed. */
+/*
+ * The data path each layout implements (vhu__split_* in virtq-split.c,
+ * vhu__packed_* in virtq-packed.c); virtq.c dispatches the public
+ * vhu_vq_* calls to one of them by vq->packed.  should_notify: does the
+ * driver want a call now (the suppression state is updated)?  False on a
+ * broken or unmapped queue.
+ */
+#define VHU__LAYOUT_DATA_PATH(l)                                              \
+	int vhu__##l##_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,       \
+			   struct iovec *iov, unsigned iov_cap,               \
+			   unsigned pop_flags);                               \
+	void vhu__##l##_push(struct vhu_vq *vq,                               \
+			     const struct vhu_vq_elem *elem, uint32_t written); \
+	bool vhu__##l##_should_notify(struct vhu_vq *vq);                     \
+	void vhu__##l##_disable_notify(struct vhu_vq *vq);                    \
+	bool vhu__##l##_enable_notify(struct vhu_vq *vq);                     \
+	bool vhu__##l##_has_work(struct vhu_vq *vq)
+
+/* Life cycle of a split ring (and of the state both layouts share). */
 void vhu__split_init(struct vhu_vq *vq, unsigned index,
 		     const struct vhu__mem *mem);
 int vhu__split_map(struct vhu_vq *vq);
 void vhu__split_reset(struct vhu_vq *vq);
-int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		   struct iovec *iov, unsigned iov_cap, unsigned flags);
-void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
-		     uint32_t written);
-void vhu__split_notify(struct vhu_vq *vq);
-void vhu__split_disable_notify(struct vhu_vq *vq);
-bool vhu__split_enable_notify(struct vhu_vq *vq);
-bool vhu__split_has_work(struct vhu_vq *vq);
+VHU__LAYOUT_DATA_PATH(split);
+
+/* ------------------------------------------------------- virtq-chain.c */
+/* A compiler barrier: after it, the compiler cannot assume guest memory
+ * still holds what a local was copied from, so it never re-reads the
+ * guest in place of the local. */
+#define VHU__GUEST_COPIED() __asm__ volatile("" ::: "memory")
+/* virtio 1.2, 2.7.5.2 and 2.8.5: a chain (an indirect table's entries
+ * included) carries at most 2^32 bytes, which also fits the used u32
+ * length. */
+#define VHU__CHAIN_MAX_BYTES (1ull << 32)
+/* One indirect table is bounded independently of the queue size. */
+#define VHU__INDIRECT_MAX_ENTRIES 65536u
+
+/* The chain a pop is collecting, for either layout. */
+struct vhu__chain {
+	struct iovec *iov;
+	unsigned cap;
+	unsigned n;
+	unsigned n_out;
+	uint64_t bytes;
+	bool seen_write;
+	bool walk_on;    /* more iovecs than cap: set overflow and walk on
+			  * (packed: the buffer completes empty) instead of
+			  * failing with -E2BIG (split) */
+	bool overflow;
+	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
+	uint32_t wr_len;
+	const char *why; /* set with -EIO */
+};
+/* Add one copied and decoded buffer descriptor (len != 0; wr: device
+ * writable): 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why. */
+int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
+		   uint64_t addr, uint32_t len, bool wr);
+/* Mark the queue broken (once): log why, signal the err eventfd. */
+void vhu__vq_break(struct vhu_vq *vq, const char *why);
 
 /* ------------------------------------------------------ virtq-packed.c */
 /* Packed descriptor (virtio 1.2, 2.8.13), little-endian in the ring. */
@@ -369,20 +430,13 @@ void vhu__packed_release(struct vhu_vq *vq);
  * position, 15 avail wrap counter, 16-30 used position, 31 used wrap. */
 void vhu__packed_set_base(struct vhu_vq *vq, uint32_t num);
 uint32_t vhu__packed_get_base(const struct vhu_vq *vq);
-int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap, unsigned flags);
+VHU__LAYOUT_DATA_PATH(packed);
 /* Fill a VHU_VQ_ELEM_F_TRUNCATED element (see vhu_vq_pop_flags): iov[0]
  * is the last byte of the writable buffer [wr_addr, wr_addr + wr_len),
  * none when wr_len is 0. */
 void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		       uint16_t id, struct iovec *iov, unsigned iov_cap,
 		       uint64_t wr_addr, uint32_t wr_len);
-void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
-		      uint32_t written);
-void vhu__packed_notify(struct vhu_vq *vq);
-void vhu__packed_disable_notify(struct vhu_vq *vq);
-bool vhu__packed_enable_notify(struct vhu_vq *vq);
-bool vhu__packed_has_work(struct vhu_vq *vq);
 
 /* --------------------------------------------------- virtq-inflight.c */
 /* vhost-user.rst "Inflight I/O tracking", split ring layout (shared with

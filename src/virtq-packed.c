@@ -39,11 +39,6 @@
 
 #include "internal.h"
 
-#define VHU__GUEST_COPIED() __asm__ volatile("" ::: "memory")
-
-/* 2.8.5: a buffer carries at most 2^32 bytes (the used length is u32). */
-#define CHAIN_MAX_BYTES (1ull << 32)
-#define INDIRECT_MAX_ENTRIES 65536u
 #define OFF_MASK 0x7fffu
 #define WRAP_BIT 15
 
@@ -128,16 +123,6 @@ uint32_t vhu__packed_get_base(const struct vhu_vq *vq)
 	       (uint32_t)vq->pk_used_wrap << (16 + WRAP_BIT);
 }
 
-static void vq_break(struct vhu_vq *vq, const char *why)
-{
-	if (vq->broken)
-		return;
-	vq->broken = true;
-	vhu__log_rl(VHU_LOG_ERROR, "queue %u: driver broke the packed ring: %s",
-		    vq->index, why);
-	(void)vhu__eventfd_signal(vq->err_fd);
-}
-
 /* ----------------------------------------------------------- popping */
 
 static inline uint16_t desc_flags_acquire(const struct vhu_vq *vq, unsigned pos)
@@ -158,66 +143,13 @@ static inline int classify(uint16_t flags, bool wrap)
 	return u != wrap ? D_AVAIL : D_BAD;
 }
 
-struct chain {
-	struct iovec *iov;
-	unsigned cap;
-	unsigned n;
-	unsigned n_out;
-	uint64_t bytes;
-	bool seen_write;
-	bool overflow;   /* more iovecs than cap: walk on, complete empty */
-	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
-	uint32_t wr_len;
-	const char *why; /* set with -EIO */
-};
-
-static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
-		     uint32_t len, bool wr)
-{
-	/* 2.8: readable elements come before writable ones. */
-	if (!wr && c->seen_write) {
-		c->why = "readable descriptor after a writable one";
-		return -EIO;
-	}
-	c->seen_write |= wr;
-	c->bytes += len; /* at most (ring + table) * 2^32: no wrap */
-	if (c->bytes > CHAIN_MAX_BYTES) {
-		c->why = "buffer longer than 4 GiB";
-		return -EIO;
-	}
-	if (addr > UINT64_MAX - len) {
-		c->why = "buffer address + length wraps";
-		return -EIO;
-	}
-	if (wr) {
-		c->wr_addr = addr;
-		c->wr_len = len;
-	}
-	if (c->overflow)
-		return 0;
-	int r = vhu__mem_gpa_to_iov(vq->mem, addr, len, c->iov + c->n,
-				    c->cap - c->n);
-	if (r == -E2BIG) {
-		c->overflow = true;
-		return 0;
-	}
-	if (r < 0) {
-		c->why = "buffer outside guest memory";
-		return -EIO;
-	}
-	c->n += (unsigned)r;
-	if (!wr)
-		c->n_out += (unsigned)r;
-	return 0;
-}
-
 /* An indirect table (2.8.7): len / 16 descriptors, of whose flags only
  * WRITE counts; INDIRECT inside it is a nested table, which we refuse. */
 static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
-		      struct chain *c)
+		      struct vhu__chain *c)
 {
 	if (len == 0 || len % sizeof(struct vhu__pdesc) ||
-	    len / sizeof(struct vhu__pdesc) > INDIRECT_MAX_ENTRIES) {
+	    len / sizeof(struct vhu__pdesc) > VHU__INDIRECT_MAX_ENTRIES) {
 		c->why = "bad indirect table length";
 		return -EIO;
 	}
@@ -238,7 +170,7 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 			return -EIO;
 		}
 		if (l) {
-			int r = chain_add(vq, c, le64toh(d.addr), l,
+			int r = vhu__chain_add(vq, c, le64toh(d.addr), l,
 					  (f & VHU_VRING_DESC_F_WRITE) != 0);
 			if (r < 0)
 				return r;
@@ -254,7 +186,7 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
  * id is the last descriptor's.  Returns 0 with *id and *count (positions
  * taken), or -EIO with c->why.
  */
-static int walk(struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
+static int walk(struct vhu_vq *vq, uint16_t head_flags, struct vhu__chain *c,
 		uint16_t *id, uint16_t *count, uint16_t rec[3])
 {
 	unsigned size = vq->size, pos = vq->last_avail_idx;
@@ -307,7 +239,7 @@ static int walk(struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
 			break;
 		}
 		if (len) {
-			int r = chain_add(vq, c, addr, len,
+			int r = vhu__chain_add(vq, c, addr, len,
 					  (flags & VHU_VRING_DESC_F_WRITE) != 0);
 			if (r < 0)
 				return r;
@@ -336,7 +268,7 @@ static int walk(struct vhu_vq *vq, uint16_t head_flags, struct chain *c,
  * it came from may hold used descriptors by now.  Entry by entry from
  * the head, each copied once; the same rules as a chain in the ring.
  */
-static int walk_record(struct vhu_vq *vq, uint16_t head, struct chain *c,
+static int walk_record(struct vhu_vq *vq, uint16_t head, struct vhu__chain *c,
 		       uint16_t *id, uint16_t *count, uint16_t *last)
 {
 	unsigned n = vq->pk_num[head], slot = head;
@@ -357,7 +289,7 @@ static int walk_record(struct vhu_vq *vq, uint16_t head, struct chain *c,
 			return walk_table(vq, d.addr, d.len, c);
 		}
 		if (d.len) {
-			int r = chain_add(vq, c, d.addr, d.len,
+			int r = vhu__chain_add(vq, c, d.addr, d.len,
 					  (d.flags & VHU_VRING_DESC_F_WRITE) != 0);
 			if (r < 0)
 				return r;
@@ -380,7 +312,7 @@ static inline void set_device_flags(struct vhu_vq *vq, uint16_t f)
 	 * "Migration", marked when the ring's LOG flag is set). */
 	if (__builtin_expect(vq->log != NULL, 0)) {
 		if (vhu__log_used(vq, 2, 2) < 0)
-			vq_break(vq, "device area outside the dirty log");
+			vhu__vq_break(vq, "device area outside the dirty log");
 		vhu__log_flush(vq);
 	}
 }
@@ -394,7 +326,7 @@ static int head_state(const struct vhu_vq *vq)
 /* The buffer is the caller's now: the element, or an empty completion
  * when it needs more iovecs than the caller has. */
 static int hand_out(struct vhu_vq *vq, struct vhu_vq_elem *elem,
-		    struct iovec *iov, unsigned iov_cap, const struct chain *c,
+		    struct iovec *iov, unsigned iov_cap, const struct vhu__chain *c,
 		    uint16_t id, unsigned pop_flags)
 {
 	if (c->overflow && (pop_flags & VHU_VQ_POP_TRUNCATED)) {
@@ -425,18 +357,19 @@ static int pop_resubmitted(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 			   unsigned pop_flags)
 {
 	uint16_t head = vq->inf_resubmit[vq->inf_pos++];
-	struct chain c = {
+	struct vhu__chain c = {
 		.iov = iov,
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
+		.walk_on = true,
 	};
 	uint16_t id = 0, count = 0, last = head;
 	int r = walk_record(vq, head, &c, &id, &count, &last);
 	if (r < 0) {
-		vq_break(vq, c.why ? c.why : "bad recorded chain");
+		vhu__vq_break(vq, c.why ? c.why : "bad recorded chain");
 		return -EIO;
 	}
 	if (id >= vq->size || vq->pk_chain[id]) {
-		vq_break(vq, "recorded buffer id out of range or twice");
+		vhu__vq_break(vq, "recorded buffer id out of range or twice");
 		return -EIO;
 	}
 	vq->pk_chain[id] = count;
@@ -470,26 +403,27 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	if (st == D_NONE)
 		return 0;
 	if (st == D_BAD) {
-		vq_break(vq, "descriptor marked both available and used");
+		vhu__vq_break(vq, "descriptor marked both available and used");
 		return -EIO;
 	}
 
-	struct chain c = {
+	struct vhu__chain c = {
 		.iov = iov,
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
+		.walk_on = true,
 	};
 	uint16_t id = 0, count = 0, rec[3] = { 0, 0, 0 };
 	int r = walk(vq, flags, &c, &id, &count, rec);
 	if (r < 0) {
-		vq_break(vq, c.why ? c.why : "bad descriptor chain");
+		vhu__vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;
 	}
 	if (id >= vq->size) {
-		vq_break(vq, "buffer id out of range");
+		vhu__vq_break(vq, "buffer id out of range");
 		return -EIO;
 	}
 	if (vq->pk_chain[id]) {
-		vq_break(vq, "buffer id already in flight");
+		vhu__vq_break(vq, "buffer id already in flight");
 		return -EIO;
 	}
 	unsigned next = vq->last_avail_idx + count;
@@ -537,7 +471,7 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	 * descriptor that hands them back. */
 	if (__builtin_expect(vq->log != NULL, 0)) {
 		if (vhu__log_writable(vq, elem) < 0) {
-			vq_break(vq, "written buffer outside the dirty log");
+			vhu__vq_break(vq, "written buffer outside the dirty log");
 			return;
 		}
 		vhu__log_flush(vq);
@@ -556,7 +490,7 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	 * marked (the front-end's log_gpa names the device area instead). */
 	if (__builtin_expect(vq->log != NULL, 0)) {
 		if (vhu__log_va(vq, d, sizeof(*d)) < 0)
-			vq_break(vq, "descriptor ring outside the dirty log");
+			vhu__vq_break(vq, "descriptor ring outside the dirty log");
 		vhu__log_flush(vq);
 	}
 
@@ -605,12 +539,11 @@ static bool should_notify(struct vhu_vq *vq)
 	return delta >= 1 && (unsigned long)delta <= since;
 }
 
-void vhu__packed_notify(struct vhu_vq *vq)
+bool vhu__packed_should_notify(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->avail || !vq->desc)
-		return;
-	if (should_notify(vq) && vq->call_fd >= 0)
-		(void)vhu__eventfd_signal(vq->call_fd);
+		return false;
+	return should_notify(vq);
 }
 
 /* ------------------------------------------------ kick suppression */

@@ -34,17 +34,6 @@
 
 #include "internal.h"
 
-/* A compiler barrier: after it, the compiler cannot assume guest memory
- * still holds what a local was copied from, so it never re-reads the
- * guest in place of the local. */
-#define VHU__GUEST_COPIED() __asm__ volatile("" ::: "memory")
-
-/* virtio 1.2, 2.7.5.2: a chain (including an indirect table's entries)
- * carries at most 2^32 bytes, which also fits the used ring's u32 len. */
-#define CHAIN_MAX_BYTES (1ull << 32)
-/* One indirect table is bounded independently of the queue size. */
-#define INDIRECT_MAX_ENTRIES 65536u
-
 /* ------------------------------------------------------------- layout */
 
 size_t vhu__vring_desc_bytes(unsigned size)
@@ -77,7 +66,6 @@ static inline uint16_t used_event(const struct vhu_vq *vq)
 	return le16toh(vq->avail[2 + vq->size]);
 }
 
-static void vq_break(struct vhu_vq *vq, const char *why);
 
 #define LOGGING(vq) __builtin_expect((vq)->log != NULL, 0)
 
@@ -85,7 +73,7 @@ static void vq_break(struct vhu_vq *vq, const char *why);
 static void log_used_field(struct vhu_vq *vq, uint64_t off, uint64_t len)
 {
 	if (vhu__log_used(vq, off, len) < 0) {
-		vq_break(vq, "used ring outside the dirty log");
+		vhu__vq_break(vq, "used ring outside the dirty log");
 		return;
 	}
 	vhu__log_flush(vq);
@@ -169,17 +157,6 @@ int vhu__split_map(struct vhu_vq *vq)
 	return 0;
 }
 
-static void vq_break(struct vhu_vq *vq, const char *why)
-{
-	if (vq->broken)
-		return;
-	vq->broken = true;
-	vhu__log_rl(VHU_LOG_ERROR, "queue %u: driver broke the ring: %s",
-		    vq->index, why);
-	/* vhost-user.rst SET_VRING_ERR: tell the front-end. */
-	(void)vhu__eventfd_signal(vq->err_fd);
-}
-
 /* ----------------------------------------------------------- popping */
 
 /* Read avail->idx (acquire: the ring entries it covers are read after
@@ -191,67 +168,11 @@ static int refresh_avail(struct vhu_vq *vq)
 	uint16_t idx = avail_idx_acquire(vq);
 	uint16_t pending = (uint16_t)(idx - vq->last_avail_idx);
 	if (pending > vq->size) {
-		vq_break(vq, "available index ran more than a ring ahead");
+		vhu__vq_break(vq, "available index ran more than a ring ahead");
 		return -EIO;
 	}
 	vq->shadow_avail_idx = idx;
 	return pending;
-}
-
-struct chain {
-	struct iovec *iov;
-	unsigned cap;
-	unsigned n;
-	unsigned n_out;
-	uint64_t bytes;
-	bool seen_write;
-	bool overflow;   /* more iovecs than cap: walk on, map no more */
-	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
-	uint32_t wr_len;
-	const char *why; /* set with -EIO */
-};
-
-/* Add one (already copied) buffer descriptor to the chain. */
-static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
-		     uint32_t len, uint16_t flags)
-{
-	bool wr = (flags & VHU_VRING_DESC_F_WRITE) != 0;
-
-	/* 2.7.4.2: device-readable descriptors come before writable ones. */
-	if (!wr && c->seen_write) {
-		c->why = "readable descriptor after a writable one";
-		return -EIO;
-	}
-	c->seen_write |= wr;
-	c->bytes += len; /* at most hops * 2^32: no wrap */
-	if (c->bytes > CHAIN_MAX_BYTES) {
-		c->why = "chain longer than 4 GiB";
-		return -EIO;
-	}
-	if (addr > UINT64_MAX - len) {
-		c->why = "buffer address + length wraps";
-		return -EIO;
-	}
-	if (wr) {
-		c->wr_addr = addr;
-		c->wr_len = len;
-	}
-	if (c->overflow)
-		return 0;
-	int r = vhu__mem_gpa_to_iov(vq->mem, addr, len, c->iov + c->n,
-				    c->cap - c->n);
-	if (r == -E2BIG) {
-		c->overflow = true;
-		return 0;
-	}
-	if (r < 0) {
-		c->why = "buffer outside guest memory";
-		return -EIO;
-	}
-	c->n += (unsigned)r;
-	if (!wr)
-		c->n_out += (unsigned)r;
-	return 0;
 }
 
 /*
@@ -261,7 +182,7 @@ static int chain_add(const struct vhu_vq *vq, struct chain *c, uint64_t addr,
  * more hops than that means a loop (2.7.5.2: no chain is longer than the
  * queue).
  */
-static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct chain *c)
+static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct vhu__chain *c)
 {
 	const struct vhu_vring_desc *table = vq->desc;
 	unsigned entries = vq->size, hops = 0, i = head;
@@ -302,7 +223,7 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct chain *c)
 			}
 			if (len == 0 || len % sizeof(struct vhu_vring_desc) ||
 			    len / sizeof(struct vhu_vring_desc) >
-				    INDIRECT_MAX_ENTRIES) {
+				    VHU__INDIRECT_MAX_ENTRIES) {
 				c->why = "bad indirect table length";
 				return -EIO;
 			}
@@ -320,7 +241,8 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct chain *c)
 
 		/* Zero-length buffers carry nothing: no iovec for them. */
 		if (len) {
-			int r = chain_add(vq, c, addr, len, flags);
+			int r = vhu__chain_add(vq, c, addr, len,
+					   (flags & VHU_VRING_DESC_F_WRITE) != 0);
 			if (r < 0)
 				return r;
 		}
@@ -373,7 +295,7 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	head = le16toh(vq->avail[2 + slot]);
 	VHU__GUEST_COPIED();
 	if (head >= vq->size) {
-		vq_break(vq, "head descriptor index out of range");
+		vhu__vq_break(vq, "head descriptor index out of range");
 		return -EIO;
 	}
 	vq->last_avail_idx++;
@@ -386,13 +308,14 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 
 walk:;
 	/* n_out and n_in are 16-bit */
-	struct chain c = {
+	struct vhu__chain c = {
 		.iov = iov,
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
+		.walk_on = true,
 	};
 	int r = walk_chain(vq, head, &c);
 	if (r < 0) {
-		vq_break(vq, c.why ? c.why : "bad descriptor chain");
+		vhu__vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;
 	}
 	if (c.overflow && (flags & VHU_VQ_POP_TRUNCATED)) {
@@ -453,7 +376,7 @@ void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	 * before the used element that hands it back. */
 	if (LOGGING(vq)) {
 		if (vhu__log_writable(vq, elem) < 0) {
-			vq_break(vq, "written buffer outside the dirty log");
+			vhu__vq_break(vq, "written buffer outside the dirty log");
 			return;
 		}
 		vhu__log_flush(vq);
@@ -470,7 +393,7 @@ void vhu__split_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 	if (LOGGING(vq) && vq->log_used) {
 		if (vhu__log_used(vq, 4 + 8 * (uint64_t)slot, 8) < 0 ||
 		    vhu__log_used(vq, 2, 2) < 0)
-			vq_break(vq, "used ring outside the dirty log");
+			vhu__vq_break(vq, "used ring outside the dirty log");
 		vhu__log_flush(vq);
 	}
 	if (inf) {
@@ -509,14 +432,11 @@ static bool should_notify(struct vhu_vq *vq)
 	return !(avail_flags(vq) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
 }
 
-void vhu__split_notify(struct vhu_vq *vq)
+bool vhu__split_should_notify(struct vhu_vq *vq)
 {
 	if (vq->broken || !vq->used || !vq->avail)
-		return;
-	/* should_notify() also updates the EVENT_IDX bookkeeping: keep it
-	 * first, as before. */
-	if (should_notify(vq) && vq->call_fd >= 0)
-		(void)vhu__eventfd_signal(vq->call_fd);
+		return false;
+	return should_notify(vq);
 }
 
 /* ------------------------------------------------ kick suppression */

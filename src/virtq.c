@@ -137,10 +137,12 @@ void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 
 void vhu_vq_notify(struct vhu_vq *vq)
 {
-	if (PACKED(vq))
-		vhu__packed_notify(vq);
-	else
-		vhu__split_notify(vq);
+	/* should_notify also updates the layout's suppression bookkeeping:
+	 * it runs even when there is no call fd. */
+	bool notify = PACKED(vq) ? vhu__packed_should_notify(vq)
+				 : vhu__split_should_notify(vq);
+	if (notify && vq->call_fd >= 0)
+		(void)vhu__eventfd_signal(vq->call_fd);
 }
 
 void vhu_vq_push_notify(struct vhu_vq *vq, const struct vhu_vq_elem *elem,

@@ -2,7 +2,7 @@
 /*
  * vhu-blk control socket: JSON-RPC 2.0 over a Unix stream socket, one
  * request per line and one response per line, several clients at once.
- * Methods: info, stats, resize.
+ * Methods: info, stats, resize, refresh.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -11,13 +11,27 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vhu-blk-daemon.h"
 
 #define CTL_MAX_CLIENTS 32
 #define CTL_LINE_MAX 8192
+#define CTL_TICK_MS 250
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 /* JSON-RPC 2.0, section 5.1 */
 #define RPC_PARSE_ERROR      -32700
@@ -28,6 +42,7 @@
 
 struct ctl_client {
 	int fd;
+	uint64_t last_ms;     /* last byte received (monotonic) */
 	size_t len;
 	char buf[CTL_LINE_MAX];
 };
@@ -35,7 +50,9 @@ struct ctl_client {
 struct vhu_blk_ctl {
 	struct vhu_blk_daemon *d;
 	int fd;
+	int timer_fd;         /* idle check, every CTL_TICK_MS */
 	char *path;
+	struct vhu_blk_ctl_opts opts;
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 };
 
@@ -152,12 +169,23 @@ static json_object *method_stats(struct vhu_blk_daemon *d)
 	return o;
 }
 
+static char *size_result(struct vhu_blk_daemon *d, json_object *id,
+			 uint64_t old)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "old_size", u64(old));
+	json_object_object_add(o, "size", u64(vhu_blk_size(d->blk)));
+	return result_resp(id, o);
+}
+
 static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 			   json_object *params)
 {
-	json_object *size_obj, *o;
+	json_object *size_obj, *shrink_obj;
 	uint64_t old = vhu_blk_size(d->blk), size;
-	char msg[160];
+	bool shrink = false;
+	char msg[200];
 	int64_t v;
 	int r;
 
@@ -166,28 +194,60 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 	    !json_object_is_type(size_obj, json_type_int))
 		return error_resp(id, RPC_INVALID_PARAMS,
 				  "resize needs params {\"size\": BYTES}");
+	if (json_object_object_get_ex(params, "shrink", &shrink_obj)) {
+		if (!json_object_is_type(shrink_obj, json_type_boolean))
+			return error_resp(id, RPC_INVALID_PARAMS,
+					  "\"shrink\" must be true or false");
+		shrink = json_object_get_boolean(shrink_obj);
+	}
 	errno = 0;
 	v = json_object_get_int64(size_obj);
-	if (v < 0 || errno == ERANGE)
+	if (v <= 0 || errno == ERANGE)
 		return error_resp(id, RPC_INVALID_PARAMS,
-				  "size must be a non-negative integer");
+				  "size must be a positive integer");
 	size = (uint64_t)v;
-	if (!vhu_blk_is_blockdev(d->blk) && size % vhu_blk_blk_size(d->blk)) {
+	if (vhu_blk_is_blockdev(d->blk))
+		return error_resp(id, RPC_RESIZE_FAILED,
+				  "resize failed: the image is a block device, whose "
+				  "size follows the device: resize the device, then "
+				  "call \"refresh\" (or send SIGHUP)");
+	if (size % vhu_blk_blk_size(d->blk)) {
 		snprintf(msg, sizeof(msg), "size must be a multiple of %u bytes",
 			 vhu_blk_blk_size(d->blk));
 		return error_resp(id, RPC_INVALID_PARAMS, msg);
 	}
-	r = vhu_blk_resize(d->blk, size);
+	r = vhu_blk_resize(d->blk, size, shrink ? VHU_BLK_RESIZE_SHRINK : 0);
+	if (r == -EPERM) {
+		snprintf(msg, sizeof(msg), "resize failed: %llu bytes is smaller "
+			 "than the image (%llu bytes); shrinking discards the data "
+			 "past the new end and needs \"shrink\": true",
+			 (unsigned long long)size, (unsigned long long)old);
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "resize failed: %s",
 			 r == -EROFS ? "the image is read-only" : strerror(-r));
 		return error_resp(id, RPC_RESIZE_FAILED, msg);
 	}
-	vhu_blk_daemon_size_changed(d, old);
-	o = json_object_new_object();
-	json_object_object_add(o, "old_size", u64(old));
-	json_object_object_add(o, "size", u64(vhu_blk_size(d->blk)));
-	return result_resp(id, o);
+	if (vhu_blk_size(d->blk) != old)
+		vhu_blk_daemon_size_changed(d, old);
+	return size_result(d, id, old);
+}
+
+/* Re-read the image size, as SIGHUP does. */
+static char *method_refresh(struct vhu_blk_daemon *d, json_object *id)
+{
+	uint64_t old = vhu_blk_size(d->blk);
+	char msg[160];
+	int r = vhu_blk_refresh_size(d->blk);
+
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "refresh failed: %s", strerror(-r));
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
+	if (vhu_blk_size(d->blk) != old)
+		vhu_blk_daemon_size_changed(d, old);
+	return size_result(d, id, old);
 }
 
 char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
@@ -247,6 +307,8 @@ char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
 		out = result_resp(id, method_stats(d));
 	} else if (strcmp(method, "resize") == 0) {
 		out = method_resize(d, id, params);
+	} else if (strcmp(method, "refresh") == 0) {
+		out = method_refresh(d, id);
 	} else {
 		char msg[128];
 
@@ -327,6 +389,7 @@ static void on_client(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 		return;
 	}
 	c->len += (size_t)r;
+	c->last_ms = now_ms();
 
 	for (;;) {
 		char *nl = memchr(c->buf, '\n', c->len), *resp;
@@ -363,14 +426,57 @@ static void on_client(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 	}
 }
 
+/* Is the group one of the user's (primary or supplementary)? */
+static bool user_in_group(uid_t uid, gid_t primary, gid_t gid)
+{
+	struct passwd pw, *res = NULL;
+	gid_t groups[256];
+	int n = 256;
+	char buf[4096];
+
+	if (primary == gid)
+		return true;
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
+		return false;
+	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+		return false;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return true;
+	return false;
+}
+
+/* The socket file's mode already keeps others out; this check also
+ * holds when the file was made wider by mistake, or the socket was
+ * passed on. */
+static bool peer_allowed(const struct vhu_blk_ctl *ctl, int fd, struct ucred *cr)
+{
+	socklen_t len = sizeof(*cr);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
+		return false;
+	if (cr->uid == 0 || cr->uid == geteuid())
+		return true;
+	return ctl->opts.group >= 0 &&
+	       user_in_group(cr->uid, cr->gid, (gid_t)ctl->opts.group);
+}
+
 static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
 {
 	struct vhu_blk_ctl *ctl = opaque;
 	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	struct ucred cr;
 	unsigned i;
 
 	if (cfd < 0)
 		return;
+	if (!peer_allowed(ctl, cfd, &cr)) {
+		vhu_blk_daemon_log("control: connection from uid %u refused "
+				   "(not this user, root or the control group)",
+				   (unsigned)cr.uid);
+		close(cfd);
+		return;
+	}
 	for (i = 0; i < CTL_MAX_CLIENTS && ctl->clients[i]; i++)
 		;
 	if (i == CTL_MAX_CLIENTS) {
@@ -384,6 +490,7 @@ static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 		return;
 	}
 	ctl->clients[i]->fd = cfd;
+	ctl->clients[i]->last_ms = now_ms();
 	if (vhu_loop_add(loop, cfd, EPOLLIN, on_client, ctl) < 0) {
 		close(cfd);
 		free(ctl->clients[i]);
@@ -391,43 +498,91 @@ static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 	}
 }
 
-/* A path whose socket accepts connections belongs to a live process. */
-static bool socket_in_use(const struct sockaddr_un *sa)
+/* Drop clients that sent nothing for the idle timeout (a half request
+ * included): a slot each, they would otherwise lock others out. */
+static void on_tick(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	bool used;
+	struct vhu_blk_ctl *ctl = opaque;
+	uint64_t v, now = now_ms();
 
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++) {
+		struct ctl_client *c = ctl->clients[i];
+
+		if (c && now - c->last_ms >= ctl->opts.idle_ms) {
+			vhu_blk_daemon_log("control: client idle for %u s, dropped",
+					   ctl->opts.idle_ms / 1000);
+			client_drop(ctl, i);
+		}
+	}
+}
+
+/*
+ * What is at path?  0: nothing, or a stale socket (connect refused: its
+ * server is gone), which may be replaced; -EADDRINUSE: a socket something
+ * accepts on; -EEXIST: not a socket (a regular file, a directory...),
+ * never touched; other -errno when it cannot be told.
+ */
+static int path_state(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r, e;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
-		return false;
-	used = connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0;
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	e = errno;
 	close(fd);
-	return used;
+	/* A full backlog (EAGAIN) is a live server too. */
+	if (r == 0 || e == EAGAIN || e == EINPROGRESS)
+		return -EADDRINUSE;
+	if (e == ECONNREFUSED)
+		return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
+	return -e;
 }
 
 int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
-		     struct vhu_blk_ctl **out)
+		     const struct vhu_blk_ctl_opts *opts, struct vhu_blk_ctl **out)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct itimerspec its = {
+		.it_interval = { 0, CTL_TICK_MS * 1000000L },
+		.it_value = { 0, CTL_TICK_MS * 1000000L },
+	};
 	struct vhu_blk_ctl *ctl;
+	mode_t old_mask;
 	int fd, r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
+	r = path_state(&sa);
+	if (r < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+	/* Created 0600 (no window with a wider mode): only this user and
+	 * root may connect; --control-group opens it to a group. */
+	old_mask = umask(0177);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	umask(old_mask);
+	/* A bind that fails created nothing: nothing to unlink. */
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	if (opts->group >= 0 &&
+	    (chown(path, (uid_t)-1, (gid_t)opts->group) < 0 ||
+	     chmod(path, 0660) < 0)) {
 		r = -errno;
-		if (r == -EADDRINUSE && !socket_in_use(&sa)) {
-			/* A stale socket left by a process that died. */
-			unlink(path);
-			r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-		}
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
+		goto fail_unlink;
 	}
 	if (listen(fd, 16) < 0) {
 		r = -errno;
@@ -440,9 +595,22 @@ int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
 	}
 	ctl->d = d;
 	ctl->fd = fd;
+	ctl->opts = *opts;
 	ctl->path = strdup(path);
-	r = vhu_loop_add(d->loop, fd, EPOLLIN, on_accept, ctl);
+	ctl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	r = ctl->timer_fd < 0 ? -errno : 0;
+	if (r == 0 && timerfd_settime(ctl->timer_fd, 0, &its, NULL) < 0)
+		r = -errno;
+	if (r == 0)
+		r = vhu_loop_add(d->loop, ctl->timer_fd, EPOLLIN, on_tick, ctl);
+	if (r == 0) {
+		r = vhu_loop_add(d->loop, fd, EPOLLIN, on_accept, ctl);
+		if (r < 0)
+			vhu_loop_del(d->loop, ctl->timer_fd);
+	}
 	if (r < 0 || !ctl->path) {
+		if (ctl->timer_fd >= 0)
+			close(ctl->timer_fd);
 		free(ctl->path);
 		free(ctl);
 		r = r < 0 ? r : -ENOMEM;
@@ -462,6 +630,8 @@ void vhu_blk_ctl_close(struct vhu_blk_ctl *ctl)
 		return;
 	for (unsigned i = 0; i < CTL_MAX_CLIENTS; i++)
 		client_drop(ctl, i);
+	vhu_loop_del(ctl->d->loop, ctl->timer_fd);
+	close(ctl->timer_fd);
 	vhu_loop_del(ctl->d->loop, ctl->fd);
 	close(ctl->fd);
 	unlink(ctl->path);

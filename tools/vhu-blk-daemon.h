@@ -30,8 +30,12 @@ void vhu_blk_daemon_size_changed(struct vhu_blk_daemon *d, uint64_t old_size);
 void vhu_blk_daemon_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* JSON-RPC 2.0 control socket (tools/vhu-blk-control.c). */
+struct vhu_blk_ctl_opts {
+	long group;            /* gid allowed besides the user and root, or -1 */
+	unsigned idle_ms;      /* drop a client silent for this long */
+};
 int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
-		     struct vhu_blk_ctl **out);
+		     const struct vhu_blk_ctl_opts *opts, struct vhu_blk_ctl **out);
 void vhu_blk_ctl_close(struct vhu_blk_ctl *ctl);
 
 /* Handle one request line; returns a malloc'd response line without the

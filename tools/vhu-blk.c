@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -49,9 +50,11 @@ static void usage(FILE *f)
 "\n"
 "  -b, --blk-file PATH      image file or block device to serve (required)\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
-"      --fd N               use the already-connected socket fd N\n"
+"      --fd N               use the inherited socket fd N (connected: one\n"
+"                           session; listening: accept on it)\n"
 "  -r, --read-only          serve the image read-only\n"
-"      --serial STR         device serial (GET_ID), at most 20 bytes\n"
+"      --serial STR         device serial (GET_ID), at most 20 bytes (default:\n"
+"                           file name and a hash of the image's path)\n"
 "      --num-queues N       number of request queues (1..%u, default 1)\n"
 "      --threads N          I/O threads (default: one per queue); fewer\n"
 "                           threads than queues share them round-robin\n"
@@ -62,7 +65,16 @@ static void usage(FILE *f)
 "      --aio ENGINE         io_uring, threads (blocking I/O on the queue\n"
 "                           threads) or auto (default: io_uring, or threads\n"
 "                           with a warning when io_uring is unavailable)\n"
-"      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize)\n"
+"      --format raw|auto    auto (default): refuse images that start with a\n"
+"                           qcow2, qed, vmdk, vdi, vhdx, vpc or LUKS header\n"
+"                           (convert them: qemu-img convert -O raw); raw:\n"
+"                           serve the bytes as they are, whatever they hold\n"
+"      --lock on|off        lock the image against other writers (vhu-blk,\n"
+"                           QEMU) as QEMU does (default on)\n"
+"      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
+"                           refresh), mode 0600: this user and root only\n"
+"      --control-group GROUP  also let GROUP use it (mode 0660)\n"
+"      --control-timeout SEC  drop control clients idle this long (default 60)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
@@ -70,7 +82,8 @@ static void usage(FILE *f)
 "Without --socket-path or --fd, a systemd-activated socket (LISTEN_FDS) is\n"
 "used.  SIGTERM or SIGINT: finish the requests in progress (at most 10 s)\n"
 "and exit 0; a front-end that reconnects to a new vhu-blk sees a pause.\n"
-"SIGHUP: re-read the image size.\n"
+"SIGHUP: re-read the image size (a smaller size only as the file is with\n"
+"the queues quiesced).\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
 		VHU_BACKEND_MAX_QUEUES);
 }
@@ -99,6 +112,10 @@ struct options {
 	int fd;
 	bool read_only;
 	bool print_caps;
+	bool no_lock;
+	bool format_raw;
+	long control_group;        /* -1: none */
+	unsigned control_timeout;  /* seconds */
 	unsigned num_queues;
 	unsigned threads;
 	unsigned blk_size;
@@ -110,7 +127,8 @@ struct options {
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
-	       OPT_CONTROL, OPT_CAPS, OPT_THREADS };
+	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
+	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_GROUP, OPT_CONTROL_TIMEOUT };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -123,6 +141,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "cache", required_argument, NULL, OPT_CACHE },
 		{ "aio", required_argument, NULL, OPT_AIO },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "lock", required_argument, NULL, OPT_LOCK },
+		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+		{ "control-timeout", required_argument, NULL, OPT_CONTROL_TIMEOUT },
+		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -132,7 +154,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
-			       .cache = VHU_BLK_CACHE_WRITEBACK };
+			       .cache = VHU_BLK_CACHE_WRITEBACK,
+			       .control_group = -1, .control_timeout = 60 };
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":b:s:rhV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -211,6 +234,44 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_CONTROL:
 			o->control = optarg;
+			break;
+		case OPT_CONTROL_GROUP: {
+			struct group *gr = getgrnam(optarg);
+
+			if (gr)
+				o->control_group = (long)gr->gr_gid;
+			else if (parse_uint(optarg, 0, INT_MAX, &v) == 0)
+				o->control_group = (long)v;
+			else {
+				vhu_blk_daemon_log("error: --control-group: no group '%s'",
+						   optarg);
+				return -1;
+			}
+			break;
+		}
+		case OPT_CONTROL_TIMEOUT:
+			if (parse_uint(optarg, 1, 86400, &v) < 0) {
+				vhu_blk_daemon_log("error: --control-timeout must be 1..86400 "
+						   "seconds, not '%s'", optarg);
+				return -1;
+			}
+			o->control_timeout = (unsigned)v;
+			break;
+		case OPT_LOCK:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				vhu_blk_daemon_log("error: --lock must be on or off, not '%s'",
+						   optarg);
+				return -1;
+			}
+			o->no_lock = strcmp(optarg, "off") == 0;
+			break;
+		case OPT_FORMAT:
+			if (strcmp(optarg, "raw") && strcmp(optarg, "auto")) {
+				vhu_blk_daemon_log("error: --format must be raw or auto, not "
+						   "'%s' (other formats: see --help)", optarg);
+				return -1;
+			}
+			o->format_raw = strcmp(optarg, "raw") == 0;
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
@@ -362,9 +423,11 @@ int main(int argc, char **argv)
 	struct vhu_blk_daemon d = { 0 };
 	struct vhu_backend_opts bo;
 	struct options o;
+	char open_err[512] = "";
 	char fd_desc[32];
 	sigset_t mask;
 	int r, sfd = -1, listen_fd = -1, status = 1;
+	bool listen_from_fd = false;
 
 	r = parse_args(argc, argv, &o);
 	if (r != 0)
@@ -380,10 +443,20 @@ int main(int argc, char **argv)
 	}
 	if (o.fd >= 0) {
 		struct stat st;
+		int acc = 0;
+		socklen_t len = sizeof(acc);
 
 		if (fstat(o.fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
 			vhu_blk_daemon_log("error: --fd %d is not an open socket", o.fd);
 			return 1;
+		}
+		/* A listening socket (as a service manager passes it) is
+		 * accepted on, like the systemd one. */
+		if (getsockopt(o.fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 &&
+		    acc) {
+			listen_fd = o.fd;
+			listen_from_fd = true;
+			o.fd = -1;
 		}
 	}
 
@@ -410,11 +483,18 @@ int main(int argc, char **argv)
 		.blk_size = o.blk_size,
 		.cache = o.cache,
 		.aio = o.aio,
+		.no_lock = o.no_lock,
+		.format_raw = o.format_raw,
+		.err = open_err,
+		.err_len = sizeof(open_err),
 	};
 	r = vhu_blk_new(&bopts, &d.blk);
 	if (r < 0) {
-		vhu_blk_daemon_log("error: cannot open image '%s': %s", o.blk_file,
-				   open_error(r));
+		if (open_err[0])
+			vhu_blk_daemon_log("error: %s", open_err);
+		else
+			vhu_blk_daemon_log("error: cannot open image '%s': %s",
+					   o.blk_file, open_error(r));
 		return 1;
 	}
 	d.image_path = o.blk_file;
@@ -436,6 +516,9 @@ int main(int argc, char **argv)
 		r = vhu_backend_listen(d.backend, o.socket_path);
 		if (r == -EADDRINUSE)
 			vhu_blk_daemon_log("error: socket path '%s' is in use", o.socket_path);
+		else if (r == -EEXIST)
+			vhu_blk_daemon_log("error: socket path '%s' exists and is not a "
+					   "socket; refusing to replace it", o.socket_path);
 		else if (r < 0)
 			vhu_blk_daemon_log("error: cannot listen on '%s': %s",
 					   o.socket_path, strerror(-r));
@@ -447,19 +530,30 @@ int main(int argc, char **argv)
 			vhu_blk_daemon_log("error: cannot use --fd %d: %s", o.fd,
 					   strerror(-r));
 	} else {
-		d.socket_desc = "systemd";
+		d.socket_desc = listen_from_fd ? fd_desc : "systemd";
+		if (listen_from_fd)
+			snprintf(fd_desc, sizeof(fd_desc), "fd %d (listening)", listen_fd);
 		r = vhu_backend_listen_fd(d.backend, listen_fd);
 		if (r < 0)
-			vhu_blk_daemon_log("error: cannot use the systemd socket: %s",
+			vhu_blk_daemon_log("error: cannot use the %s socket: %s",
+					   listen_from_fd ? "--fd" : "systemd",
 					   strerror(-r));
 	}
 	if (r < 0)
 		goto out_backend;
 
 	if (o.control) {
-		r = vhu_blk_ctl_open(&d, o.control, &d.ctl);
+		struct vhu_blk_ctl_opts co = {
+			.group = o.control_group,
+			.idle_ms = o.control_timeout * 1000,
+		};
+
+		r = vhu_blk_ctl_open(&d, o.control, &co, &d.ctl);
 		if (r == -EADDRINUSE)
 			vhu_blk_daemon_log("error: control socket '%s' is in use", o.control);
+		else if (r == -EEXIST)
+			vhu_blk_daemon_log("error: control socket path '%s' exists and is "
+					   "not a socket; refusing to replace it", o.control);
 		else if (r < 0)
 			vhu_blk_daemon_log("error: cannot create control socket '%s': %s",
 					   o.control, strerror(-r));

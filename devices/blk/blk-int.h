@@ -46,6 +46,12 @@ struct vhu_blk {
 	unsigned num_queues;
 	unsigned queue_depth;
 	char serial[VHU_BLK_ID_BYTES + 1];
+	bool no_lock;               /* --lock off */
+	bool format_raw;            /* --format raw: no format probe */
+	/* While vhu_blk_new() runs: where a one-line reason for a failure
+	 * goes (opts->err), or NULL. */
+	char *err;
+	size_t err_len;
 
 	/* Read by the workers for every request; written by the control
 	 * thread on resize and by config writes. */
@@ -60,6 +66,7 @@ struct vhu_blk {
 
 	struct vhu__blk_stats *stats;            /* [num_queues] */
 	struct vhu__blk_runner **runners;        /* [num_queues], NULL = stopped */
+	struct vhu_vq **vqs;                     /* [num_queues], the started ones */
 	/* Shared threads (--threads N < num_queues): queue i runs on
 	 * groups[i % num_groups].  num_groups == 0: a thread per queue. */
 	unsigned num_groups;
@@ -106,6 +113,15 @@ struct stat;
 /* Query the host's block size, direct-I/O alignment, discard granularity. */
 void vhu__blk_image_geometry(int fd, const struct stat *st,
 			     struct vhu_blk_geometry *g);
+
+/* Open-path checks (safety.c): record the reason of a failure; take the
+ * image locks (-EBUSY on a conflict). */
+void vhu__blk_open_error(struct vhu_blk *blk, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path);
+/* -EMEDIUMTYPE when the image starts with a container format's header. */
+int vhu__blk_image_probe(struct vhu_blk *blk, int fd, const char *path);
+
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
 /* Current size of the open image in bytes. */
@@ -130,7 +146,7 @@ struct vhu__blk_ratelimit {
 void vhu__blk_seg_failed(struct vhu__blk_ratelimit *rl, unsigned queue,
 			 uint32_t type, int err);
 
-/* Log through stderr, honouring the library's log level. */
+/* Log through the library's sink (vhu_logv: level, vhu_set_log_fn). */
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

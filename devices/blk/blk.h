@@ -190,6 +190,17 @@ struct vhu_blk_opts {
 	/* AUTO: io_uring when a probe at start works, else (with a warning)
 	 * THREADS.  IO_URING: fail to start without it. */
 	enum vhu_blk_aio aio;
+	/* Do not lock the image (see docs/vhu-blk.md, Locking): another
+	 * writer then goes unnoticed. */
+	bool no_lock;
+	/* The image is raw even if it starts like a container format (qcow2,
+	 * vmdk, LUKS...): skip the probe that otherwise refuses it. */
+	bool format_raw;
+	/* Optional: on a failure of vhu_blk_new(), a one-line reason for the
+	 * operator (a lock conflict, a container format...) is written here;
+	 * left untouched when errno says it all. */
+	char *err;
+	size_t err_len;
 };
 
 struct vhu_blk_qstats {
@@ -240,15 +251,27 @@ enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk);
 int vhu_blk_probe_io_uring(void);
 
 /*
- * Resize: a regular file is truncated to size bytes (a multiple of the
- * block size); a block device has its size re-read (size is ignored).
- * Returns 0 or -errno.  The caller then announces the change with
- * vhu_backend_config_changed().
+ * Resize a regular file to size bytes (a non-zero multiple of the block
+ * size).  Growing needs nothing more; shrinking needs
+ * VHU_BLK_RESIZE_SHRINK (-EPERM without it) and quiesces the started
+ * queues (in-flight requests complete first, none run meanwhile), truncates
+ * and publishes the new capacity before the queues resume, so no write
+ * lands past the new end.  A block device's size follows the device:
+ * -EOPNOTSUPP (use vhu_blk_refresh_size()).  Returns 0 or -errno; the
+ * caller then announces the change with vhu_backend_config_changed().
+ * Control thread only (where queue_started/queue_stopped run).
  */
-int vhu_blk_resize(struct vhu_blk *blk, uint64_t size);
-/* Re-read the image size (after an outside `truncate -s`).  Returns 1 when
- * the capacity changed, 0 when not, or -errno. */
+#define VHU_BLK_RESIZE_SHRINK 1u
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags);
+/* Re-read the image size (a file grown outside, a resized block device).
+ * A larger size is taken at once; a smaller one only as it is once the
+ * queues are quiesced (as for a shrinking resize).  Returns 1 when the
+ * capacity changed, 0 when not, or -errno.  Control thread only. */
 int vhu_blk_refresh_size(struct vhu_blk *blk);
+
+/* The container format whose header starts buf (qemu-img's name:
+ * "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks"), or NULL. */
+const char *vhu_blk_probe_format(const void *buf, size_t len);
 
 /* Per-queue counters (index < num_queues). */
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,

@@ -3,6 +3,7 @@
  * The vhu-blk device object: options, features, config space and the
  * vhu_device_ops callbacks (all on the control thread).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <liburing.h>
 #include <stdio.h>
@@ -39,6 +40,7 @@ static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 
 	if (idx >= blk->num_queues || blk->runners[idx])
 		return;
+	blk->vqs[idx] = vq;
 	r = vhu__blk_run_start(blk, vq,
 			       blk->num_groups ? blk->groups[idx % blk->num_groups]
 					       : NULL,
@@ -59,6 +61,7 @@ static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 		return;
 	vhu__blk_run_stop(blk->runners[idx]);
 	blk->runners[idx] = NULL;
+	blk->vqs[idx] = NULL;
 }
 
 static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
@@ -171,13 +174,40 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 	o->config_writable = blk_config_writable;
 }
 
+/*
+ * The default serial: the image's file name (at most 11 bytes, characters
+ * other than [A-Za-z0-9._-] as '_') and a hash of its absolute path, so
+ * two disk.img in different directories do not share a /dev/disk/by-id
+ * name, and a restart on the same path gives the same serial.  The
+ * directory is resolved (symlinks, "..") but not the file name itself,
+ * so /dev/disk/by-id/NAME stays NAME and not the /dev/sdX it points to.
+ */
 static void default_serial(char *out, const char *path)
 {
-	const char *base = strrchr(path, '/');
+	const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+	char *dir = slash ? strndup(path, (size_t)(slash - path) + 1) : strdup(".");
+	char *real = dir ? realpath(dir, NULL) : NULL;
+	uint64_t h = 0xcbf29ce484222325ull;   /* FNV-1a, 64 bits */
+	size_t n = 0;
 
-	base = base ? base + 1 : path;
+	for (const char *p = real ? real : path; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	if (real) {
+		h = (h ^ '/') * 0x100000001b3ull;
+		for (const char *p = base; *p; p++)
+			h = (h ^ (unsigned char)*p) * 0x100000001b3ull;
+	}
+	free(real);
+	free(dir);
 	memset(out, 0, VHU_BLK_ID_BYTES + 1);
-	strncpy(out, base, VHU_BLK_ID_BYTES);
+	for (; base[n] && n < 11; n++) {
+		char c = base[n];
+
+		out[n] = (isalnum((unsigned char)c) || c == '.' || c == '_' ||
+			  c == '-') ? c : '_';
+	}
+	snprintf(out + n, VHU_BLK_ID_BYTES + 1 - n, "-%08x",
+		 (unsigned)(h ^ (h >> 32)));
 }
 
 int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
@@ -276,6 +306,10 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->blk_size = opts->blk_size ? opts->blk_size : 512;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
+	blk->no_lock = opts->no_lock;
+	blk->format_raw = opts->format_raw;
+	blk->err = opts->err;
+	blk->err_len = opts->err_len;
 	atomic_init(&blk->wce, true);
 	blk->guest_wce = true;
 	blk->flush_ok = true;
@@ -287,11 +321,13 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	}
 	blk->stats = calloc(blk->num_queues, sizeof(*blk->stats));
 	blk->runners = calloc(blk->num_queues, sizeof(*blk->runners));
-	if (!blk->stats || !blk->runners) {
+	blk->vqs = calloc(blk->num_queues, sizeof(*blk->vqs));
+	if (!blk->stats || !blk->runners || !blk->vqs) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	r = vhu__blk_image_open(blk, opts->path);
+	blk->err = NULL;
 	if (r < 0)
 		goto fail;
 	{
@@ -338,6 +374,7 @@ fail:
 		close(blk->fd);
 	free(blk->stats);
 	free(blk->runners);
+	free(blk->vqs);
 	free(blk);
 	return r;
 }
@@ -355,6 +392,7 @@ void vhu_blk_free(struct vhu_blk *blk)
 		close(blk->fd);
 	free(blk->stats);
 	free(blk->runners);
+	free(blk->vqs);
 	free(blk);
 }
 
@@ -418,6 +456,31 @@ enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk)
 	return blk->aio;
 }
 
+/*
+ * Quiesce: stop every started queue.  Each stops popping, lets what it
+ * has in flight complete and be pushed, and its engine is freed; nothing
+ * touches the image until resume() starts the same queues again (requests
+ * the driver adds meanwhile wait in the ring, their kicks in the eventfd).
+ * Both run on the control thread, as queue_started/queue_stopped do.
+ */
+static void quiesce(struct vhu_blk *blk, struct vhu_vq **vqs)
+{
+	for (unsigned i = 0; i < blk->num_queues; i++) {
+		vqs[i] = blk->runners[i] ? blk->vqs[i] : NULL;
+		if (!vqs[i])
+			continue;
+		vhu__blk_run_stop(blk->runners[i]);
+		blk->runners[i] = NULL;
+	}
+}
+
+static void resume(struct vhu_blk *blk, struct vhu_vq **vqs)
+{
+	for (unsigned i = 0; i < blk->num_queues; i++)
+		if (vqs[i])
+			blk_queue_started(blk, vqs[i]);
+}
+
 int vhu_blk_refresh_size(struct vhu_blk *blk)
 {
 	uint64_t size, old = atomic_load(&blk->capacity);
@@ -425,34 +488,66 @@ int vhu_blk_refresh_size(struct vhu_blk *blk)
 
 	if (r < 0)
 		return r;
-	vhu__blk_set_size(blk, size);
+	if (size < atomic_load(&blk->size)) {
+		/* Smaller: a write in flight may extend the file again, so
+		 * the size that counts is the one read with no I/O running. */
+		struct vhu_vq **vqs = calloc(blk->num_queues, sizeof(*vqs));
+
+		if (!vqs)
+			return -ENOMEM;
+		quiesce(blk, vqs);
+		r = vhu__blk_image_size(blk, &size);
+		if (r == 0)
+			vhu__blk_set_size(blk, size);
+		resume(blk, vqs);
+		free(vqs);
+		if (r < 0)
+			return r;
+	} else {
+		vhu__blk_set_size(blk, size);
+	}
 	return atomic_load(&blk->capacity) != old;
 }
 
-int vhu_blk_resize(struct vhu_blk *blk, uint64_t size)
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 {
+	struct vhu_vq **vqs;
+	uint64_t cur;
 	int r;
 
 	if (blk->blockdev)
-		return vhu_blk_refresh_size(blk) < 0 ? -EIO : 0;
+		return -EOPNOTSUPP;
 	if (blk->read_only)
 		return -EROFS;
-	if (size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
+	if (size == 0 || size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	/* Shrinking first lowers the capacity so new requests past the new
-	 * end fail cleanly (in-flight ones see end of file -> IOERR). */
-	if (size < atomic_load(&blk->size))
-		vhu__blk_set_size(blk, size);
-	if (ftruncate(blk->fd, (off_t)size) < 0) {
-		r = -errno;
-		vhu_blk_refresh_size(blk);
+	r = vhu__blk_image_size(blk, &cur);
+	if (r < 0)
 		return r;
+	if (cur < atomic_load(&blk->size))
+		cur = atomic_load(&blk->size);
+	if (size >= cur) {
+		/* Growing: requests in flight lie below the old end and
+		 * cannot reach past the new one. */
+		if (ftruncate(blk->fd, (off_t)size) < 0)
+			return -errno;
+		vhu__blk_set_size(blk, size);
+		return 0;
 	}
-	/* The size asked for, not a re-read: a write in flight past the new
-	 * end may briefly extend the file again, and must not extend the
-	 * capacity with it. */
-	vhu__blk_set_size(blk, size);
-	return 0;
+	if (!(flags & VHU_BLK_RESIZE_SHRINK))
+		return -EPERM;
+	/* Shrinking: with the queues quiesced no write can land past the
+	 * new end after the truncate and extend the file again. */
+	vqs = calloc(blk->num_queues, sizeof(*vqs));
+	if (!vqs)
+		return -ENOMEM;
+	quiesce(blk, vqs);
+	r = ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
+	if (r == 0)
+		vhu__blk_set_size(blk, size);
+	resume(blk, vqs);
+	free(vqs);
+	return r;
 }
 
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,

@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <limits.h>
 #include <sys/stat.h>
@@ -17,16 +18,13 @@
 
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
 {
-	static const char *const names[] = { "error", "warning", "info", "debug" };
-	char line[512];
 	va_list ap;
 
-	if (level > vhu_get_log_level())
-		return;
+	/* Through the library's sink (vhu_set_log_fn), never straight to
+	 * stderr: the application decides where device lines go. */
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vhu_logv(level, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "vhu-blk: %s: %s\n", names[level], line);
 }
 
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size)
@@ -139,7 +137,30 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 
 	if (blk->cache == VHU_BLK_CACHE_NONE)
 		flags |= O_DIRECT;
+	/* A block device opened O_EXCL conflicts with a mount and with other
+	 * exclusive openers (the kernel's claim), which file locks miss. */
+	if (!blk->no_lock && !blk->read_only && stat(path, &st) == 0 &&
+	    S_ISBLK(st.st_mode))
+		flags |= O_EXCL;
 	fd = open(path, flags);
+	if (fd < 0 && errno == EBUSY && (flags & O_EXCL)) {
+		vhu__blk_open_error(blk, "'%s' is in use: mounted, or opened "
+				    "exclusively by another process; pass --lock off "
+				    "if you are sure", path);
+		return -EBUSY;
+	}
+	if (fd < 0 && !blk->read_only &&
+	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
+		int e = errno, ro = open(path, O_RDONLY | O_CLOEXEC);
+
+		if (ro >= 0) {
+			close(ro);
+			vhu__blk_open_error(blk, "'%s' cannot be opened for writing "
+					    "(%s); to serve it read-only, pass "
+					    "--read-only (-r)", path, strerror(e));
+		}
+		return -e;
+	}
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
@@ -150,6 +171,20 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
 		close(fd);
 		return -ENOTBLK;
+	}
+	if (!blk->no_lock) {
+		r = vhu__blk_image_lock(blk, fd, path);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
+	if (!blk->format_raw) {
+		r = vhu__blk_image_probe(blk, fd, path);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
 	}
 	blk->fd = fd;
 	blk->blockdev = S_ISBLK(st.st_mode);

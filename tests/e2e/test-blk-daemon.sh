@@ -23,14 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-N=0
-FAILED=0
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-check() { # check NAME COMMAND...
-	local name=$1; shift
-	if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 
 # JSON-RPC client: rpc SOCKET LINE... -> one response line per request.
 cat > "$T/rpc.py" <<'PY'
@@ -99,7 +92,7 @@ bad_cmd() { # bad_cmd NAME PATTERN ARGS...: exit 1, one-line error
 	   echo "$err" | grep -q -- "$pat"; then
 		ok "$name"
 	else
-		not_ok "$name (rc=$rc: $err)"
+		notok "$name (rc=$rc: $err)"
 	fi
 }
 bad_cmd "unknown option" "unknown option" --frobnicate
@@ -123,8 +116,8 @@ check "no socket left behind by failures" test ! -e "$T/s"
 D=$!; PIDS+=($D)
 check "daemon creates its sockets" wait_for "$T/c"
 check "vhost-user socket exists" test -S "$T/s"
-bad_cmd "socket path in use" "in use" --blk-file "$T/img" --socket-path "$T/s"
-bad_cmd "control path in use" "in use" --blk-file "$T/img" --socket-path "$T/s2" --control "$T/c"
+bad_cmd "socket path in use" "in use" --blk-file "$T/img" --lock off --socket-path "$T/s"
+bad_cmd "control path in use" "in use" --blk-file "$T/img" --lock off --socket-path "$T/s2" --control "$T/c"
 check "running daemon still serves after the refused starts" kill -0 $D
 
 info=$(rpc "$T/c" '{"jsonrpc":"2.0","id":1,"method":"info"}')
@@ -140,8 +133,8 @@ check "stats: per-queue and total counters" test \
 
 r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":2,"method":"resize","params":{"size":8388608}}')
 check "resize grows the image" test "$(jget "$r" result.size)/$(jget "$r" result.old_size)/$(stat -c %s "$T/img")" = "8388608/4194304/8388608"
-r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":3,"method":"resize","params":{"size":1048576}}')
-check "resize shrinks the image" test "$(jget "$r" result.size)/$(stat -c %s "$T/img")" = "1048576/1048576"
+r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":3,"method":"resize","params":{"size":1048576,"shrink":true}}')
+check "resize with shrink shrinks the image" test "$(jget "$r" result.size)/$(stat -c %s "$T/img")" = "1048576/1048576"
 check "resize without a front-end is logged" grep -q "no front-end connected" "$T/log"
 
 errcode() { jget "$(rpc "$T/c" "$1")" error.code; }
@@ -276,15 +269,15 @@ if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
 	check "block device: size via BLKGETSIZE64" test "$(jget "$info" result.block_device)/$(jget "$info" result.size)" = "true/8388608"
 	truncate -s 16M "$T/bdev.img"
 	losetup -c "$LOOP"
-	r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":2,"method":"resize","params":{"size":0}}')
-	check "block device: resize re-reads the size" test "$(jget "$r" result.size)" = 16777216
+	r=$(rpc "$T/c" '{"jsonrpc":"2.0","id":2,"method":"refresh"}')
+	check "block device: refresh re-reads the size" test "$(jget "$r" result.size)" = 16777216
 	kill -TERM $D
 	wait_exit $D; rc=$?
 	check "block device: SIGTERM exits 0" test $rc -eq 0
 	losetup -d "$LOOP" && LOOP=""
 else
 	for name in "block device: size via BLKGETSIZE64" \
-		    "block device: resize re-reads the size" \
+		    "block device: refresh re-reads the size" \
 		    "block device: SIGTERM exits 0"; do
 		N=$((N + 1)); echo "ok $N - $name # SKIP no loop device"
 	done

@@ -12,6 +12,7 @@ set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 START=$SECONDS
 BUDGET=240   # seconds for vhu-blk and the qsd 7.2 report
 QSD10_BUDGET=150   # seconds for the qsd 10.0 report
@@ -29,18 +30,9 @@ if [ ! -x "$BLK" ]; then
 	exit 1
 fi
 
-base=/tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
-tmp=$(mktemp -d "$base/vhu-e2e-check.XXXXXX")
+tmp=$(e2e_tmpdir vhu-e2e-check)
 blk_pid='' qsd_pid=''
-stop() {
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill "$pid" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	kill -9 "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
-}
+stop() { e2e_stop "$1"; }
 cleanup() {
 	stop "$blk_pid"
 	stop "$qsd_pid"

@@ -18,28 +18,16 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 VHU=$BUILD/tools/vhu
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 
-n=0 fails=0
-ok()    { n=$((n + 1)); echo "ok $n - $1"; }
-notok() { n=$((n + 1)); echo "not ok $n - $1"; fails=$((fails + 1)); }
-skip()  { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+. "$HERE/lib.sh"
 
 if [ ! -x "$VHU" ]; then skip "vhu" "not built in $BUILD"; finish; fi
 
-base=/tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
-tmp=$(mktemp -d "$base/vhu-e2e-qsd.XXXXXX")
+tmp=$(e2e_tmpdir vhu-e2e-qsd)
 qsd_pid='' watch_pid=''
 stop_qsd() {
 	[ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null
 	watch_pid=''
-	if [ -n "$qsd_pid" ]; then
-		kill "$qsd_pid" 2>/dev/null
-		for _ in $(seq 50); do kill -0 "$qsd_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$qsd_pid" 2>/dev/null
-		wait "$qsd_pid" 2>/dev/null
-	fi
+	e2e_stop "$qsd_pid"
 	qsd_pid=''
 }
 cleanup() {
@@ -100,9 +88,8 @@ run_peer() {
 	ok "qemu-storage-daemon starts$t"
 
 	# --- probe -----------------------------------------------------------
-	out=$(timeout 20 "$VHU" probe "$sock" 2>&1); rc=$?
-	check "probe succeeds$t" [ $rc -eq 0 ]
-	check "probe decodes the capacity$t" grep -q "capacity: 131072 sectors (67108864 bytes" <<<"$out"
+	e2e_probe "$VHU" "$sock" "$t"
+	out=$PROBE_OUT
 	check "probe names protocol features$t" grep -q "^  CONFIG$" <<<"$out"
 	check "probe names virtio-blk features$t" grep -q "^  BLK_SEG_MAX$" <<<"$out"
 	json=$(timeout 20 "$VHU" probe "$sock" --json 2>&1)

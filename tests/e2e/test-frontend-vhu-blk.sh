@@ -8,28 +8,17 @@ set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 VHU=$BUILD/tools/vhu
 BLK=$BUILD/tools/vhu-blk
-
-n=0 fails=0
-ok()    { n=$((n + 1)); echo "ok $n - $1"; }
-notok() { n=$((n + 1)); echo "not ok $n - $1"; fails=$((fails + 1)); }
-skip()  { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
 
 if [ ! -x "$BLK" ]; then skip "vhu-blk" "not built in $BUILD"; finish; fi
 if [ ! -x "$VHU" ]; then skip "vhu" "not built in $BUILD"; finish; fi
 
-base=/tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
-tmp=$(mktemp -d "$base/vhu-e2e-blk.XXXXXX")
+tmp=$(e2e_tmpdir vhu-e2e-blk)
 blk_pid='' watch_pid=''
 cleanup() {
 	[ -n "$watch_pid" ] && kill "$watch_pid" 2>/dev/null
-	if [ -n "$blk_pid" ]; then
-		kill "$blk_pid" 2>/dev/null
-		for _ in $(seq 50); do kill -0 "$blk_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$blk_pid" 2>/dev/null
-	fi
+	e2e_stop "$blk_pid"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -47,9 +36,8 @@ fi
 ok "vhu-blk starts"
 
 # --- probe ---------------------------------------------------------------
-out=$(timeout 20 "$VHU" probe "$sock" 2>&1); rc=$?
-check "probe succeeds" [ $rc -eq 0 ]
-check "probe decodes the capacity" grep -q "capacity: 131072 sectors (67108864 bytes" <<<"$out"
+e2e_probe "$VHU" "$sock" ""
+out=$PROBE_OUT
 check "probe shows two queues" grep -q "^queues: 2$" <<<"$out"
 check "probe names BACKEND_REQ" grep -q "^  BACKEND_REQ$" <<<"$out"
 check "probe decodes num_queues" grep -q "num_queues: 2" <<<"$out"

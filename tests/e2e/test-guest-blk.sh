@@ -49,15 +49,7 @@ STEP_TIMEOUT=120
 # Hard ceiling for everything the guest session waits on.
 SESSION_LIMIT=${E2E_SESSION_LIMIT:-420}
 
-N=0
-FAILED=0
-ok()   { N=$((N + 1)); echo "ok $N - $1"; }
-nok()  { N=$((N + 1)); echo "not ok $N - $1"; FAILED=1; [ -n "${2:-}" ] && echo "#   $2"; }
-skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
-check() { # check NAME CONDITION-RESULT(0/1) DIAG
-	if [ "$2" = 0 ]; then ok "$1"; else nok "$1" "${3:-}"; fi
-}
-skip_all() { echo "1..0 # SKIP $1"; exit 0; }
+. "$HERE/lib.sh"
 
 # ---- driver: one child run of this script per VMM ---------------------------
 # The child (E2E_VMM_CHILD=1) is the guest session proper; the driver
@@ -133,7 +125,8 @@ if [ -z "${E2E_VMM_CHILD:-}" ]; then
 		echo "# $vmm run: $((SECONDS - t0)) s"
 	done
 	echo "1..$N"
-	exit $FAILED
+	[ "$FAILED" -eq 0 ]
+	exit $?
 fi
 
 command -v "$E2E_QEMU" >/dev/null || skip_all "$E2E_QEMU not installed"
@@ -225,7 +218,7 @@ peer_resize() { # peer_resize BYTES rpc|sighup
 	elif [ "$2" = sighup ]; then
 		truncate -s "$1" "$MAIN" && kill -HUP "$MAIN_PID"
 	else
-		e2e_rpc "$CTRL" resize "{\"size\": $1}" >/dev/null
+		e2e_rpc "$CTRL" resize "{\"size\": $1, \"shrink\": true}" >/dev/null
 	fi
 }
 
@@ -245,7 +238,7 @@ peer_wce_is() {
 }
 
 if [ "$PEER" != qsd ] && [ ! -x "$VHU_BLK" ]; then
-	nok "back-ends start" "$VHU_BLK not built"
+	notok "back-ends start" "$VHU_BLK not built"
 	echo "1..$N"
 	exit 1
 fi
@@ -254,7 +247,7 @@ start_peer main "$MAIN" "$WORK/main.sock" || peers_ok=1
 start_peer bs4k "$IMG4K" "$WORK/bs4k.sock" || peers_ok=1
 start_peer ro "$RO" "$WORK/ro.sock" || peers_ok=1
 if [ $peers_ok != 0 ]; then
-	nok "back-ends start" "$(tail -n 5 "$WORK"/*.log)"
+	notok "back-ends start" "$(tail -n 5 "$WORK"/*.log)"
 	echo "1..$N"
 	exit 1
 fi
@@ -320,7 +313,7 @@ gwait() {
 if gwait VHU-GUEST-BOOTED $BOOT_TIMEOUT; then
 	ok "guest boots ($E2E_ACCEL)"
 else
-	nok "guest boots ($E2E_ACCEL)" "$(tail -n 5 "$WORK/qemu.err" "$LOG" | tr '\r' ' ')"
+	notok "guest boots ($E2E_ACCEL)" "$(tail -n 5 "$WORK/qemu.err" "$LOG" | tr '\r' ' ')"
 fi
 
 # Host side of the resize / write-cache dialogue.
@@ -369,11 +362,20 @@ if [ "$PEER" != qsd ]; then
 fi
 e2e_cleanup
 
+# resize_seen I NAME: resize I (0-based; the guest reports resize<I+1>)
+# reached the guest as the new size in sectors.
+resize_seen() {
+	local want=$((RESIZES[$1] / 512)) got
+	got=$(res "resize$(($1 + 1))")
+	resize_check "$2" "$([ "${RESIZE_RC[$1]:-}" = ok ] && [ "$got" = "ok $want" ]; echo $?)" \
+		"host: ${RESIZE_RC[$1]:-}; guest: $got; want $want"
+}
+
 resize_check() {
 	if [ "$PEER" = qsd ]; then
 		skip "$1" "qemu-storage-daemon 7.2 does not notify the front-end of a resize"
 	else
-		check "$@"
+		check_rc "$@"
 	fi
 }
 
@@ -386,103 +388,91 @@ is_zero() { # is_zero FILE OFFSET_MIB LEN_MIB
 	[ "$(dd if="$1" bs=$MiB skip="$2" count="$3" status=none | tr -d '\0' | wc -c)" = 0 ]
 }
 
-check "three disks appear in the guest" "$([ "$(st devices)" = ok ]; echo $?)" "$(res devices)"
-check "disk size seen in the guest is the image size" \
+check_rc "three disks appear in the guest" "$([ "$(st devices)" = ok ]; echo $?)" "$(res devices)"
+check_rc "disk size seen in the guest is the image size" \
 	"$([ "$(dt size)" = $((SIZE0 / 512)) ]; echo $?)" "guest sectors: $(dt size), want $((SIZE0 / 512))"
-check "logical block size 512 by default" "$([ "$(dt lbs_main)" = 512 ]; echo $?)" "got '$(dt lbs_main)'"
-check "logical block size 4096 with --blk-size 4096" \
+check_rc "logical block size 512 by default" "$([ "$(dt lbs_main)" = 512 ]; echo $?)" "got '$(dt lbs_main)'"
+check_rc "logical block size 4096 with --blk-size 4096" \
 	"$([ "$(dt lbs_4k)" = 4096 ] && [ "$(dt size_4k)" = $((16 * MiB)) ]; echo $?)" \
 	"lbs '$(dt lbs_4k)' size '$(dt size_4k)'"
 if [ "$PEER" = qsd ]; then
 	skip "serial number reaches the guest" "qemu-storage-daemon has no serial option"
 else
-	check "serial number reaches the guest" "$([ "$(dt serial)" = vhu-e2e-main ]; echo $?)" "got '$(dt serial)'"
+	check_rc "serial number reaches the guest" "$([ "$(dt serial)" = vhu-e2e-main ]; echo $?)" "got '$(dt serial)'"
 fi
 # Guest-side virtio feature bits of the main disk: bit 34 is RING_PACKED.
 echo "# guest features of the main disk: $(dt features)"
 if [ $PACKED = on ]; then
-	check "the guest drives the main disk through the packed ring" \
+	check_rc "the guest drives the main disk through the packed ring" \
 		"$([ "$(dt features | cut -c35)" = 1 ]; echo $?)" "features '$(dt features)'"
 fi
-check "num-queues=2 gives two hardware queues" "$([ "$(dt nr_queues)" = 2 ]; echo $?)" "got '$(dt nr_queues)'"
+check_rc "num-queues=2 gives two hardware queues" "$([ "$(dt nr_queues)" = 2 ]; echo $?)" "got '$(dt nr_queues)'"
 if [ "$PEER" = qsd ]; then
 	skip "I/O from the second vCPU is served on the second queue" "qemu-storage-daemon has no per-queue stats"
 elif [ "$(st queue1_io)" = skip ]; then
 	skip "I/O from the second vCPU is served on the second queue" "guest has one online vCPU"
 else
-	check "I/O from the second vCPU is served on the second queue" \
+	check_rc "I/O from the second vCPU is served on the second queue" \
 		"$([ "$(st queue1_io)" = ok ] && python3 -c 'import json,sys; q=json.loads(sys.argv[1]);
 sys.exit(0 if len(q) == 2 and q[1]["requests"] >= 64 else 1)' "$QSTATS" 2>/dev/null; echo $?)" \
 		"guest: $(res queue1_io); per-queue stats: $QSTATS"
 fi
-check "host-written pattern reads back in the guest" "$([ "$(dt pattern)" = "$PATTERN_SUM" ]; echo $?)" \
+check_rc "host-written pattern reads back in the guest" "$([ "$(dt pattern)" = "$PATTERN_SUM" ]; echo $?)" \
 	"md5 '$(dt pattern)', want $PATTERN_SUM"
 host_sum=$(dd if="$MAIN" bs=4096 skip=512 count=16 status=none | md5sum | cut -d' ' -f1)
-check "guest write persists in the host image" \
+check_rc "guest write persists in the host image" \
 	"$([ "$(st guest_write)" = ok ] && [ "$host_sum" = "$GUEST_SUM" ]; echo $?)" \
 	"guest: $(res guest_write); host md5 $host_sum, want $GUEST_SUM"
-check "flush succeeds" "$([ "$(st flush)" = ok ]; echo $?)" "$(res flush)"
+check_rc "flush succeeds" "$([ "$(st flush)" = ok ]; echo $?)" "$(res flush)"
 if [ "$PEER" = qsd ]; then
 	skip "back-end statistics count the guest's I/O" "qemu-storage-daemon has no stats method"
 else
-	check "back-end statistics count the guest's I/O" \
+	check_rc "back-end statistics count the guest's I/O" \
 		"$(python3 -c 'import json,sys; t=json.loads(sys.argv[1]);
 sys.exit(0 if t["requests"] > 0 and t["bytes_written"] >= 65536 and t["errors"] == 0 else 1)' "$STATS" 2>/dev/null; echo $?)" \
 		"stats total: $STATS"
 fi
-check "discard zeroes the host image range" \
+check_rc "discard zeroes the host image range" \
 	"$([ "$(st discard)" = ok ] && is_zero "$MAIN" 4 1; echo $?)" "guest: $(res discard)"
 if [ "$(st write_zeroes)" = skip ]; then
 	skip "write-zeroes" "static helper could not be built: $(head -c 200 "$WORK/blkzero.err")"
 else
 	wz=$(dt write_zeroes)
-	check "write-zeroes is advertised and zeroes the host image range" \
+	check_rc "write-zeroes is advertised and zeroes the host image range" \
 		"$([ "$(st write_zeroes)" = ok ] && [ "${wz#write_zeroes_max_bytes=}" -gt 0 ] 2>/dev/null &&
 		   is_zero "$MAIN" 6 1; echo $?)" "guest: $(res write_zeroes)"
 fi
-check "read-only disk refuses writes" \
+check_rc "read-only disk refuses writes" \
 	"$([ "$(st read_only)" = ok ] && [ "$(md5sum <"$RO" | cut -d' ' -f1)" = "$RO_SUM" ]; echo $?)" \
 	"guest: $(res read_only)"
 if [ "$PEER" = qsd ]; then
-	check "cache_type 'write through' in the guest" "$([ "$(dt cache_wt)" = write_through ]; echo $?)" \
+	check_rc "cache_type 'write through' in the guest" "$([ "$(dt cache_wt)" = write_through ]; echo $?)" \
 		"initial $(dt cache_initial), after: $(dt cache_wt)"
 else
-	check "cache_type 'write through' reaches the back-end (wce=0)" \
+	check_rc "cache_type 'write through' reaches the back-end (wce=0)" \
 		"$([ "$(dt cache_wt)" = write_through ] && [ "$WCE_WT" = false ]; echo $?)" \
 		"initial $(dt cache_initial), guest $(dt cache_wt), back-end wce $WCE_WT"
-	check "write-through survives a VM stop/cont (wce stays 0)" \
+	check_rc "write-through survives a VM stop/cont (wce stays 0)" \
 		"$([ "$WCE_CONT" = false ]; echo $?)" "back-end wce after cont: $WCE_CONT"
 fi
-want=$((RESIZES[0] / 512))
-resize_check "live resize grow is seen by the guest" \
-	"$([ "${RESIZE_RC[0]:-}" = ok ] && [ "$(res resize1)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[0]:-}; guest: $(res resize1); want $want"
+resize_seen 0 "live resize grow is seen by the guest"
 if [ "$PEER" = qsd ]; then
-	check "cache_type 'write back' in the guest" "$([ "$(dt cache_wb)" = write_back ]; echo $?)" "$(dt cache_wb)"
+	check_rc "cache_type 'write back' in the guest" "$([ "$(dt cache_wb)" = write_back ]; echo $?)" "$(dt cache_wb)"
 else
-	check "cache_type 'write back' reaches the back-end (wce=1)" \
+	check_rc "cache_type 'write back' reaches the back-end (wce=1)" \
 		"$([ "$(dt cache_wb)" = write_back ] && [ "$WCE_WB" = true ]; echo $?)" \
 		"guest $(dt cache_wb), back-end wce $WCE_WB"
 fi
-want=$((RESIZES[1] / 512))
-resize_check "live resize shrink is seen by the guest" \
-	"$([ "${RESIZE_RC[1]:-}" = ok ] && [ "$(res resize2)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[1]:-}; guest: $(res resize2); want $want"
-want=$((RESIZES[2] / 512))
-resize_check "live resize grow again is seen by the guest" \
-	"$([ "${RESIZE_RC[2]:-}" = ok ] && [ "$(res resize3)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[2]:-}; guest: $(res resize3); want $want"
-want=$((RESIZES[3] / 512))
-resize_check "SIGHUP after the image file grew is seen by the guest" \
-	"$([ "${RESIZE_RC[3]:-}" = ok ] && [ "$(res resize4)" = "ok $want" ]; echo $?)" \
-	"host: ${RESIZE_RC[3]:-}; guest: $(res resize4); want $want"
-check "image file follows the resizes" "$([ "$(stat -c %s "$MAIN")" = "${RESIZES[3]}" ]; echo $?)" \
+resize_seen 1 "live resize shrink is seen by the guest"
+resize_seen 2 "live resize grow again is seen by the guest"
+resize_seen 3 "SIGHUP after the image file grew is seen by the guest"
+check_rc "image file follows the resizes" "$([ "$(stat -c %s "$MAIN")" = "${RESIZES[3]}" ]; echo $?)" \
 	"size $(stat -c %s "$MAIN"), want ${RESIZES[3]}"
-check "guest reads the last sector after the resizes" "$([ "$(st resize_io)" = ok ]; echo $?)" "$(res resize_io)"
+check_rc "guest reads the last sector after the resizes" "$([ "$(st resize_io)" = ok ]; echo $?)" "$(res resize_io)"
 
 echo "1..$N"
 if [ $FAILED != 0 ]; then
 	echo "# console log tail:"
 	grep -av '^RESULT' "$LOG" | tail -n 15 | tr -d '\r' | sed 's/^/#   /'
 fi
-exit $FAILED
+[ "$FAILED" -eq 0 ]

@@ -147,6 +147,16 @@ else
 	tail -n 20 "$tmp/blk.log" | sed 's/^/# vhu-blk: /'
 fi
 
+# did_not_grow N WHAT BEFORE AFTER: test N passes when AFTER <= BEFORE.
+did_not_grow() {
+	if [ "$4" -le "$3" ]; then
+		echo "ok $1 - $2 did not grow ($3 after warm-up, $4 at the end)"
+		return 0
+	fi
+	fail=1; echo "not ok $1 - $2 grew from $3 to $4"
+	return 1
+}
+
 if [ -z "$fd0" ] || ! kill -0 "$pid" 2>/dev/null; then
 	fail=1; echo "not ok 3 - fd count did not grow # no sample (vhu-blk gone or too few cycles)"
 	fail=1; echo "not ok 4 - RSS growth bounded # no sample"
@@ -156,12 +166,8 @@ else
 	settle "$fd0"
 	fd1=$(fds)
 	rss1=$(rss_kb)
-	if [ "$fd1" -le "$fd0" ]; then
-		echo "ok 3 - fd count did not grow ($fd0 after warm-up, $fd1 at the end)"
-	else
-		fail=1; echo "not ok 3 - fd count grew from $fd0 to $fd1"
+	did_not_grow 3 "fd count" "$fd0" "$fd1" ||
 		ls -l "/proc/$pid/fd" | head -n 40 | sed "s/^/# /"
-	fi
 	growth=$((rss1 - rss0))
 	if [ "$growth" -lt "$rss_bound_kb" ]; then
 		echo "ok 4 - RSS grew by ${growth} kB (< ${rss_bound_kb} kB: ${rss0} -> ${rss1} kB)"
@@ -172,16 +178,8 @@ else
 	# a queue worker never joined, shows here even when RSS does not.
 	maps1=$(maps)
 	thr1=$(threads)
-	if [ "$maps1" -le "$maps0" ]; then
-		echo "ok 5 - mappings did not grow ($maps0 after warm-up, $maps1 at the end)"
-	else
-		fail=1; echo "not ok 5 - mappings grew from $maps0 to $maps1"
-	fi
-	if [ "$thr1" -le "$thr0" ]; then
-		echo "ok 6 - threads did not grow ($thr0 after warm-up, $thr1 at the end)"
-	else
-		fail=1; echo "not ok 6 - threads grew from $thr0 to $thr1"
-	fi
+	did_not_grow 5 mappings "$maps0" "$maps1"
+	did_not_grow 6 threads "$thr0" "$thr1"
 fi
 
 # A clean exit on SIGTERM after all that (no hang in teardown).

@@ -7,7 +7,6 @@
 #ifndef VHU_FUZZ_COMMON_H
 #define VHU_FUZZ_COMMON_H
 
-#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +15,8 @@
 #include <string.h>
 
 #include <vhu/vhu.h>
+
+#include "util.h"
 
 /* A cursor over the input: reads past the end yield zeros. */
 struct fz_in {
@@ -99,22 +100,6 @@ static inline bool fz_trace_on(void)
 		if (fz_trace_on())                                            \
 			fprintf(stderr, "trace: " __VA_ARGS__);               \
 	} while (0)
-
-/* Number of open fds of this process (the directory fd excluded). */
-static inline int fz_count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1;
-}
 
 /* A broken invariant: report it and crash so the fuzzer keeps the input. */
 #define FZ_ASSERT(cond, ...)                                                  \

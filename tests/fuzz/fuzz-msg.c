@@ -586,11 +586,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	int before = fz_count_fds();
+	int before = tl_count_fds();
 	int after;
 
 	fz_run(data, size);
-	after = fz_count_fds();
+	after = tl_count_fds();
 	FZ_ASSERT(after <= before, "fd leak: %d open fds before, %d after",
 		  before, after);
 	return 0;

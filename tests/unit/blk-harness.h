@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,6 +43,10 @@ struct ctx {
 	pthread_t thread;
 	int resize_fd;           /* eventfd: resize on the loop thread */
 	uint64_t resize_to;
+	unsigned resize_flags;
+	bool resize_quiet;       /* do not announce (nobody reads the channel) */
+	_Atomic int resize_done;
+	int resize_rc;
 	int changed_calls;
 	unsigned qsize;          /* 0: QSIZE */
 	uint64_t features_clear;  /* feature bits the driver does not take */
@@ -73,8 +78,29 @@ HARNESS void on_resize(struct vhu_loop *loop, int fd, uint32_t ev, void *opaque)
 
 	if (read(fd, &v, sizeof(v)) != sizeof(v))
 		return;
-	if (vhu_blk_resize(c->blk, c->resize_to) == 0)
+	c->resize_rc = vhu_blk_resize(c->blk, c->resize_to, c->resize_flags);
+	if (c->resize_rc == 0 && !c->resize_quiet)
 		vhu_backend_config_changed(c->b, true);
+	atomic_fetch_add(&c->resize_done, 1);
+}
+
+/* Ask the loop thread to resize; do not wait. */
+HARNESS void resize_async(struct ctx *c, uint64_t size, unsigned flags)
+{
+	uint64_t one_v = 1;
+
+	c->resize_to = size;
+	c->resize_flags = flags;
+	CHECK_EQ(write(c->resize_fd, &one_v, 8), 8);
+}
+
+/* Wait until the loop thread has done `done` resizes; their last result. */
+HARNESS int resize_wait(struct ctx *c, int done)
+{
+	for (int i = 0; i < 5000 && atomic_load(&c->resize_done) < done; i++)
+		usleep(1000);
+	CHECK_EQ(atomic_load(&c->resize_done), done);
+	return c->resize_rc;
 }
 
 HARNESS int on_config_change(struct vhu_fe *fe, void *opaque)

@@ -170,11 +170,11 @@ static void close_all(void)
 }
 
 static int fds_at_start;
-static void before(void) { fds_at_start = fe_count_fds(); }
+static void before(void) { fds_at_start = tl_count_fds(); }
 static void after(void)
 {
 	/* Every test closes what it opened: the session leaks nothing. */
-	CHECK_EQ(fe_count_fds(), fds_at_start);
+	CHECK_EQ(tl_count_fds(), fds_at_start);
 }
 
 static struct vhu_msg cfg_req(uint32_t off, uint32_t size, uint32_t flags,
@@ -368,7 +368,7 @@ TEST(get_vring_base_stops_first_then_replies)
 	struct vhu_vq *vq = vhu_backend_vq(fe.b, 0);
 	CHECK_EQ(vq->last_avail_idx, 1234);
 
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	dev.watch_sock = fe.sock;
 	dev.reply_pending_at_stop = -1;
 	struct vhu_msg m;
@@ -382,7 +382,7 @@ TEST(get_vring_base_stops_first_then_replies)
 	CHECK_EQ(m.p.state.index, 0);
 	CHECK_EQ(m.p.state.num, 1234);
 	/* The kick fd was closed (vhost-user.rst GET_VRING_BASE). */
-	CHECK_EQ(fe_count_fds(), n0 - 1);
+	CHECK_EQ(tl_count_fds(), n0 - 1);
 	CHECK_EQ(vhu_vq_kick_fd(vq), -1);
 	CHECK(!vq->started);
 
@@ -401,9 +401,9 @@ TEST(vring_kick_without_fd_means_polling)
 	CHECK_EQ(fe_set_mem(&fe), 0);
 	CHECK_EQ(fe_setup_vring(&fe, 0, 256, &kick0), 0);
 	uint64_t u = 0 | VHU_VRING_NOFD;
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_KICK, &u, 8, NULL, 0), 0);
-	CHECK_EQ(fe_count_fds(), n0 - 1); /* the old kick fd went */
+	CHECK_EQ(tl_count_fds(), n0 - 1); /* the old kick fd went */
 	CHECK_EQ(fe_enable(&fe, 0, true), 0);
 	CHECK_EQ(dev.started[0], 1);
 	CHECK_EQ(vhu_vq_kick_fd(vhu_backend_vq(fe.b, 0)), -1);
@@ -414,12 +414,12 @@ TEST(vring_call_and_err_fds_are_kept_and_replaced)
 {
 	open_started();
 	struct vhu_vq *vq = vhu_backend_vq(fe.b, 0);
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	int e = eventfd(0, EFD_CLOEXEC);
 	uint64_t u = 0;
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_ERR, &u, 8, &e, 1), 0);
 	close(e);
-	CHECK_EQ(fe_count_fds(), n0 + 1); /* the session holds its copy */
+	CHECK_EQ(tl_count_fds(), n0 + 1); /* the session holds its copy */
 	CHECK(vq->err_fd >= 0);
 	int c = eventfd(0, EFD_CLOEXEC);
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
@@ -429,13 +429,13 @@ TEST(vring_call_and_err_fds_are_kept_and_replaced)
 	CHECK_EQ(read(c, &v, 8), 8);
 	CHECK_EQ(v, 1);
 	close(c);
-	CHECK_EQ(fe_count_fds(), n0 + 1); /* old call fd closed */
+	CHECK_EQ(tl_count_fds(), n0 + 1); /* old call fd closed */
 	/* The device was asked to stop before the swap, then restarted. */
 	CHECK_EQ(dev.stopped[0], 2);
 	CHECK_EQ(dev.started[0], 3);
 	u = VHU_VRING_NOFD;
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_ERR, &u, 8, NULL, 0), 0);
-	CHECK_EQ(fe_count_fds(), n0);
+	CHECK_EQ(tl_count_fds(), n0);
 	CHECK_EQ(vq->err_fd, -1);
 	close_all();
 }
@@ -561,9 +561,9 @@ TEST(bad_mem_table_keeps_the_old_one)
 	/* The second region overlaps the first: the whole table is refused. */
 	t.regions[0] = (struct vhu_mem_region){ 0x4000000, 0x10000, 0x1000000, 0 };
 	t.regions[1] = (struct vhu_mem_region){ 0x4008000, 0x10000, 0x2000000, 0 };
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	CHECK(fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 64, fds, 2) > 0);
-	CHECK_EQ(fe_count_fds(), n0);
+	CHECK_EQ(tl_count_fds(), n0);
 	close(fds[0]);
 	close(fds[1]);
 	CHECK(vhu_backend_vq(fe.b, 0)->started);
@@ -582,14 +582,14 @@ TEST(add_and_remove_memory_regions)
 	struct vhu_mem_single one = {
 		.region = { 0x10000000, 0x20000, FE_UVA + 0x10000000, 0 },
 	};
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_ADD_MEM_REG, &one, sizeof(one), &fd, 1), 0);
-	CHECK_EQ(fe_count_fds(), n0 + 1);
+	CHECK_EQ(tl_count_fds(), n0 + 1);
 	/* Queues were taken back around the change and handed out again. */
 	CHECK(!strcmp(dev.log, "S0T0S0"));
 	/* QEMU sends the fd along with REM_MEM_REG: closed, not kept. */
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_REM_MEM_REG, &one, sizeof(one), &fd, 1), 0);
-	CHECK_EQ(fe_count_fds(), n0);
+	CHECK_EQ(tl_count_fds(), n0);
 	CHECK(!strcmp(dev.log, "S0T0S0T0S0"));
 	close(fd);
 	/* Removing it again: unknown region, refused. */
@@ -801,6 +801,16 @@ static void send_chan_ack(uint64_t v)
 	CHECK_EQ(vhu__sock_send(fe.chan, &a, NULL, 0), 0);
 }
 
+/* Acknowledge a CONFIG_CHANGE_MSG with v: the device hears of it, as its
+ * acks-th acknowledgement. */
+static void ack_config_change(uint64_t v, unsigned acks)
+{
+	send_chan_ack(v);
+	CHECK_EQ(fe_process(&fe), 0);
+	CHECK_EQ(dev.acks, acks);
+	CHECK_EQ(dev.last_ack, v);
+}
+
 TEST(config_change_with_ack_does_not_deadlock)
 {
 	open_full();
@@ -822,18 +832,12 @@ TEST(config_change_with_ack_does_not_deadlock)
 	CHECK_EQ(get_config(8, 8, 0, &r), 1);
 	CHECK_EQ(dev.acks, 0);
 
-	send_chan_ack(0);
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(dev.acks, 1);
-	CHECK_EQ(dev.last_ack, 0);
+	ack_config_change(0, 1);
 
 	/* A failing ack is reported as such. */
 	CHECK_EQ(vhu_backend_config_changed(fe.b, true), 0);
 	CHECK_EQ(fe_chan_recv(&fe, &m), 1);
-	send_chan_ack(3);
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(dev.acks, 2);
-	CHECK_EQ(dev.last_ack, 3);
+	ack_config_change(3, 2);
 
 	/* Without want_ack: no NEED_REPLY, nothing pending. */
 	CHECK_EQ(vhu_backend_config_changed(fe.b, false), 0);

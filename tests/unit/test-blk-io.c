@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -320,7 +321,7 @@ TEST(read_only_device)
 	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
 		 VHU_BLK_S_IOERR);
 	CHECK_EQ(one(&c, VHU_BLK_T_IN, 0, 512, true, NULL), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE * 2), -EROFS);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE * 2, 0), -EROFS);
 	ctx_close(&c);
 }
 
@@ -485,6 +486,7 @@ TEST(resize_announced_and_enforced)
 	bfd = vhu_fe_backend_fd(c.fe);
 	CHECK(bfd >= 0);
 	c.resize_to = IMG_SIZE / 2;
+	c.resize_flags = VHU_BLK_RESIZE_SHRINK;
 	CHECK_EQ(write(c.resize_fd, &one_v, 8), 8);
 	struct pollfd p = { .fd = bfd, .events = POLLIN };
 	CHECK_EQ(poll(&p, 1, 2000), 1);
@@ -504,6 +506,77 @@ TEST(resize_announced_and_enforced)
 	CHECK_EQ(vhu_blk_capacity(c.blk), IMG_SIZE * 2 / 512);
 	CHECK_EQ(vhu_blk_refresh_size(c.blk), 0);
 	CHECK_EQ(one(&c, VHU_BLK_T_IN, 4000, 512, true, NULL), VHU_BLK_S_OK);
+	ctx_close(&c);
+}
+
+/* Shrinking needs the caller's intent; 0 and block-unaligned sizes never
+ * pass; growing needs nothing. */
+TEST(resize_shrink_needs_intent)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	struct stat sb;
+
+	ctx_open(&c, &o, false);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE / 2, 0), -EPERM);
+	CHECK_EQ(vhu_blk_resize(c.blk, 0, 0), -EINVAL);
+	CHECK_EQ(vhu_blk_resize(c.blk, 0, VHU_BLK_RESIZE_SHRINK), -EINVAL);
+	CHECK_EQ(stat(c.img, &sb), 0);
+	CHECK_EQ(sb.st_size, IMG_SIZE);
+	CHECK_EQ(vhu_blk_size(c.blk), IMG_SIZE);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE * 2, 0), 0);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE, VHU_BLK_RESIZE_SHRINK), 0);
+	CHECK_EQ(stat(c.img, &sb), 0);
+	CHECK_EQ(sb.st_size, IMG_SIZE);
+	ctx_close(&c);
+}
+
+/* A shrink while writes past the new end are in flight: none of them may
+ * extend the file again after the truncate (the queues are quiesced). */
+TEST(shrink_quiesces_in_flight_writes)
+{
+	struct vhu_blk_opts o = { .cache = VHU_BLK_CACHE_NONE };
+	struct ctx c;
+	int done = 0;
+
+	ctx_open(&c, &o, true);
+	c.resize_quiet = true;
+	fill(c.data, NSLOT * 4096, 6);
+	for (unsigned round = 0; round < 40; round++) {
+		struct stat sb;
+		unsigned got = 0, waits = 0;
+
+		resize_async(&c, IMG_SIZE, 0);
+		CHECK_EQ(resize_wait(&c, ++done), 0);
+		for (unsigned i = 0; i < NSLOT; i++)
+			add_req(&c, i, VHU_BLK_T_OUT, 2048 - 8 * (i + 1),
+				c.data_gpa + i * 4096, 4096, false);
+		CHECK(vhu_fe_vq_kick(c.vq) >= 0);
+		usleep(round * 10);
+		resize_async(&c, IMG_SIZE / 2, VHU_BLK_RESIZE_SHRINK);
+		while (got < NSLOT) {
+			void *data;
+			uint32_t len;
+			int r = vhu_fe_vq_get_used(c.vq, &data, &len);
+
+			CHECK(r >= 0);
+			if (r == 1) {
+				got++;
+				continue;
+			}
+			CHECK(waits++ < 50);
+			CHECK(vhu_fe_vq_wait(c.vq, 100) >= 0);
+		}
+		CHECK_EQ(resize_wait(&c, ++done), 0);
+		CHECK_EQ(stat(c.img, &sb), 0);
+		CHECK_EQ(sb.st_size, IMG_SIZE / 2);
+		CHECK_EQ(vhu_blk_size(c.blk), IMG_SIZE / 2);
+		if (sb.st_size != IMG_SIZE / 2)
+			break;
+	}
+	/* the queue still serves after being quiesced and resumed */
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 1024, 512, false, NULL), VHU_BLK_S_IOERR);
 	ctx_close(&c);
 }
 

@@ -18,154 +18,42 @@
 #include <vhu/frontend.h>
 #include <vhu/loop.h>
 
+#include "blk-session.h"
 #include "blk.h"
 #include "tap.h"
 
-#define IMG_SIZE (1u << 20)      /* 2048 sectors */
-#define NSLOT 32
+#define NSLOT BLK_NSLOT
 #define SLOT_DATA 4096u
 
-struct ctx {
-	char dir[64], img[96], sock[96];
-	struct vhu_blk *blk;
-	struct vhu_backend *b;
-	struct vhu_loop *loop;
-	pthread_t thread;
-	bool running;
-	struct vhu_fe *fe;
-	struct vhu_fe_vq *vq;
-	uint8_t *hdr, *status, *data;
-	uint64_t hdr_gpa, status_gpa, data_gpa;
-};
-
-static struct ctx cx;
-
-static void *loop_main(void *arg)
-{
-	vhu_loop_run(((struct ctx *)arg)->loop);
-	return NULL;
-}
-
-static void ctx_close(struct ctx *c)
-{
-	if (c->fe)
-		vhu_fe_close(c->fe);
-	c->fe = NULL;
-	if (c->running) {
-		vhu_loop_stop(c->loop);
-		pthread_join(c->thread, NULL);
-		c->running = false;
-	}
-	if (c->b)
-		vhu_backend_free(c->b);
-	if (c->loop)
-		vhu_loop_free(c->loop);
-	if (c->blk)
-		vhu_blk_free(c->blk);
-	c->b = NULL;
-	c->loop = NULL;
-	c->blk = NULL;
-	if (c->dir[0]) {
-		unlink(c->img);
-		unlink(c->sock);
-		rmdir(c->dir);
-		c->dir[0] = 0;
-	}
-}
+static struct blk_ses cx;
 
 static void after(void)
 {
-	ctx_close(&cx);
+	blk_ses_close(&cx);
 }
 
-static void ctx_open(struct ctx *c, unsigned qsize, bool event_idx)
+static void ctx_open(struct blk_ses *c, unsigned qsize, bool event_idx)
 {
 	struct vhu_blk_opts o = { .num_queues = 1, .blk_size = 512 };
-	struct vhu_backend_opts bo;
 
-	ctx_close(c);
-	memset(c, 0, sizeof(*c));
-	strcpy(c->dir, "/tmp/vhu-blk-packed-XXXXXX");
-	CHECK(mkdtemp(c->dir) != NULL);
-	snprintf(c->img, sizeof(c->img), "%s/img", c->dir);
-	snprintf(c->sock, sizeof(c->sock), "%s/sock", c->dir);
-	int fd = open(c->img, O_CREAT | O_RDWR | O_TRUNC, 0600);
-	CHECK(fd >= 0);
-	CHECK(ftruncate(fd, IMG_SIZE) == 0);
-	close(fd);
-	o.path = c->img;
-	CHECK_EQ(vhu_blk_new(&o, &c->blk), 0);
-	vhu_blk_backend_opts(c->blk, &bo);
-	CHECK_EQ(vhu_backend_new(&bo, &c->b), 0);
-	CHECK_EQ(vhu_backend_listen(c->b, c->sock), 0);
-	CHECK_EQ(vhu_loop_new(&c->loop), 0);
-	CHECK_EQ(vhu_backend_attach(c->b, c->loop), 0);
-	CHECK_EQ(pthread_create(&c->thread, NULL, loop_main, c), 0);
-	c->running = true;
-
-	CHECK_EQ(vhu_fe_connect(&c->fe, c->sock, NULL), 0);
-	uint64_t off = vhu_fe_features_offered(c->fe);
-	CHECK(off & VHU_BIT(VHU_F_RING_PACKED));
-	if (!event_idx)
-		off &= ~VHU_BIT(VHU_F_EVENT_IDX);
-	CHECK_EQ(vhu_fe_set_features(c->fe, off), 0);
-	CHECK(vhu_fe_features(c->fe) & VHU_BIT(VHU_F_RING_PACKED));
-	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
-	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, qsize, &c->vq), 0);
-	CHECK_EQ(vhu_fe_vq_num_free(c->vq), qsize);
-	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
-	c->status = vhu_fe_alloc(c->fe, NSLOT, 64, &c->status_gpa);
-	c->data = vhu_fe_alloc(c->fe, SLOT_DATA * NSLOT, 4096, &c->data_gpa);
-	CHECK(c->hdr && c->status && c->data);
+	blk_ses_close(c);
+	blk_ses_open(c, &o, "/tmp/vhu-blk-packed-XXXXXX");
+	blk_ses_connect(c, true, event_idx, qsize, SLOT_DATA * NSLOT);
 }
 
-static void add_req(struct ctx *c, unsigned slot, uint32_t type,
+/* One request of a slot, on that slot's SLOT_DATA bytes of data. */
+static void add_req(struct blk_ses *c, unsigned slot, uint32_t type,
 		    uint64_t sector, uint32_t len)
 {
-	uint32_t t = htole32(type), z = 0;
-	uint64_t s = htole64(sector);
-	uint8_t *h = c->hdr + 16 * slot;
-	struct vhu_fe_buf out[2], in[2];
-	unsigned n_out = 0, n_in = 0;
-	uint64_t d = c->data_gpa + (uint64_t)SLOT_DATA * slot;
-
-	memcpy(h, &t, 4);
-	memcpy(h + 4, &z, 4);
-	memcpy(h + 8, &s, 8);
-	c->status[slot] = 0xff;
-	out[n_out++] = (struct vhu_fe_buf){ c->hdr_gpa + 16 * slot, 16 };
-	if (type == VHU_BLK_T_OUT)
-		out[n_out++] = (struct vhu_fe_buf){ d, len };
-	else
-		in[n_in++] = (struct vhu_fe_buf){ d, len };
-	in[n_in++] = (struct vhu_fe_buf){ c->status_gpa + slot, 1 };
-	CHECK(vhu_fe_vq_add(c->vq, out, n_out, in, n_in,
-			    (void *)(uintptr_t)(slot + 1)) >= 0);
+	blk_add_req(c, slot, type, sector,
+		    c->data_gpa + (uint64_t)SLOT_DATA * slot, len,
+		    type != VHU_BLK_T_OUT);
 }
 
 /* Collect n completions; written[slot] gets the device's byte count. */
-static void collect(struct ctx *c, unsigned n, uint32_t *written)
+static void collect(struct blk_ses *c, unsigned n, uint32_t *written)
 {
-	unsigned got = 0, rounds = 0;
-
-	CHECK(vhu_fe_vq_kick(c->vq) >= 0);
-	while (got < n) {
-		void *data;
-		uint32_t len;
-		int r = vhu_fe_vq_get_used(c->vq, &data, &len);
-
-		CHECK(r >= 0);
-		if (r == 1) {
-			uintptr_t slot = (uintptr_t)data - 1;
-			CHECK(slot < NSLOT);
-			if (written)
-				written[slot] = len;
-			got++;
-			continue;
-		}
-		CHECK(rounds++ < 100);
-		CHECK(vhu_fe_vq_wait(c->vq, 100) >= 0);
-	}
+	blk_collect(c, n, written, 100);
 }
 
 static void fill(uint8_t *p, size_t n, unsigned seed)
@@ -174,17 +62,14 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
 		p[i] = (uint8_t)(i * 13 + seed * 7 + (i >> 9));
 }
 
-static void img_read(struct ctx *c, void *buf, size_t len, off_t off)
+static void img_read(struct blk_ses *c, void *buf, size_t len, off_t off)
 {
-	int fd = open(c->img, O_RDONLY);
-	CHECK(fd >= 0);
-	CHECK_EQ(pread(fd, buf, len, off), (ssize_t)len);
-	close(fd);
+	blk_img_io(c, buf, len, off, false);
 }
 
 /* Write n slots (in flight together), check the image; read them back
  * into cleared buffers, check the data. */
-static void batch(struct ctx *c, unsigned n, unsigned seed, uint64_t sector0)
+static void batch(struct blk_ses *c, unsigned n, unsigned seed, uint64_t sector0)
 {
 	uint32_t w[NSLOT];
 	static uint8_t buf[SLOT_DATA];
@@ -241,7 +126,6 @@ TEST(oversized_chain_answered_ioerr)
 	CHECK(data == (void *)(uintptr_t)7);
 	CHECK_EQ(len, 1);
 	CHECK_EQ(cx.status[0], VHU_BLK_S_IOERR);
-	ctx_close(&cx);
 }
 
 TEST(packed_write_read_verified)

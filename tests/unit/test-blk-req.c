@@ -68,6 +68,22 @@ static int parse_out(uint32_t type, uint64_t sector, size_t len)
 	return vhu_blk_req_parse(iov, 2, 1, &req, data_iov, VHU_BLK_IOV_CAP);
 }
 
+/* Parse an IN or OUT request, which must succeed, then the verdict of
+ * the limits check on it. */
+static int in_verdict(const struct vhu_blk_limits *l, uint64_t sector,
+		      size_t len)
+{
+	CHECK_EQ(parse_in(sector, len), VHU_BLK_S_OK);
+	return vhu_blk_req_check(&req, l);
+}
+
+static int out_verdict(const struct vhu_blk_limits *l, uint32_t type,
+		       uint64_t sector, size_t len)
+{
+	CHECK_EQ(parse_out(type, sector, len), VHU_BLK_S_OK);
+	return vhu_blk_req_check(&req, l);
+}
+
 TEST(in_request_layout)
 {
 	struct vhu_blk_limits l = lim(100);
@@ -171,17 +187,12 @@ TEST(out_of_range_sectors)
 {
 	struct vhu_blk_limits l = lim(100);
 
-	CHECK_EQ(parse_in(98, 1024), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);   /* ends at 100 */
-	CHECK_EQ(parse_in(99, 1024), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR); /* ends at 101 */
-	CHECK_EQ(parse_in(100, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
-	CHECK_EQ(parse_out(VHU_BLK_T_OUT, 101, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, 98, 1024), VHU_BLK_S_OK);   /* ends at 100 */
+	CHECK_EQ(in_verdict(&l, 99, 1024), VHU_BLK_S_IOERR); /* ends at 101 */
+	CHECK_EQ(in_verdict(&l, 100, 512), VHU_BLK_S_IOERR);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_OUT, 101, 512), VHU_BLK_S_IOERR);
 	/* after a shrink the same request fails */
-	CHECK_EQ(parse_in(50, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
+	CHECK_EQ(in_verdict(&l, 50, 512), VHU_BLK_S_OK);
 	l.capacity = 50;
 	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
 }
@@ -190,28 +201,21 @@ TEST(sector_overflow)
 {
 	struct vhu_blk_limits l = lim(UINT64_MAX);
 
-	CHECK_EQ(parse_in(UINT64_MAX, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
-	CHECK_EQ(parse_in(UINT64_MAX - 1, 1024), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, UINT64_MAX, 512), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, UINT64_MAX - 1, 1024), VHU_BLK_S_IOERR);
 	l = lim(1ull << 40);
-	CHECK_EQ(parse_out(VHU_BLK_T_OUT, UINT64_MAX - 1, 1024), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_OUT, UINT64_MAX - 1, 1024), VHU_BLK_S_IOERR);
 }
 
 TEST(partial_sector_and_block_alignment)
 {
 	struct vhu_blk_limits l = lim(1000);
 
-	CHECK_EQ(parse_in(0, 100), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, 0, 100), VHU_BLK_S_IOERR);
 	l.blk_size = 4096;
-	CHECK_EQ(parse_in(8, 4096), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
-	CHECK_EQ(parse_in(1, 4096), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
-	CHECK_EQ(parse_in(8, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, 8, 4096), VHU_BLK_S_OK);
+	CHECK_EQ(in_verdict(&l, 1, 4096), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, 8, 512), VHU_BLK_S_IOERR);
 }
 
 TEST(transfer_size_is_bounded)
@@ -237,17 +241,12 @@ TEST(read_only_device)
 	struct vhu_blk_limits l = lim(100);
 
 	l.read_only = true;
-	CHECK_EQ(parse_in(0, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
-	CHECK_EQ(parse_out(VHU_BLK_T_OUT, 0, 512), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(in_verdict(&l, 0, 512), VHU_BLK_S_OK);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_OUT, 0, 512), VHU_BLK_S_IOERR);
 	put_seg(data, 0, 8, 0);
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 16), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
-	CHECK_EQ(parse_out(VHU_BLK_T_WRITE_ZEROES, 0, 16), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
-	CHECK_EQ(parse_out(VHU_BLK_T_FLUSH, 0, 0), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 16), VHU_BLK_S_IOERR);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_WRITE_ZEROES, 0, 16), VHU_BLK_S_IOERR);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_FLUSH, 0, 0), VHU_BLK_S_OK);
 }
 
 TEST(unknown_type_is_unsupp)
@@ -268,8 +267,7 @@ TEST(discard_segments)
 
 	put_seg(data, 8, 16, 0);
 	put_seg(data + 16, 100, 4, 0);
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 32), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 32), VHU_BLK_S_OK);
 	CHECK_EQ(req.n_segs, 2);
 	CHECK_EQ(req.segs[0].sector, 8);
 	CHECK_EQ(req.segs[0].num_sectors, 16);
@@ -308,18 +306,13 @@ TEST(discard_segment_count_and_size)
 
 	for (unsigned i = 0; i <= n; i++)
 		put_seg(data + 16 * i, i * 8, 8, 0);
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 16 * n), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 16 * n), VHU_BLK_S_OK);
 	CHECK_EQ(req.n_segs, n);
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 16 * (n + 1)), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_UNSUPP);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 16 * (n + 1)), VHU_BLK_S_UNSUPP);
 	l.max_discard_seg = 1;
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 32), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_UNSUPP);
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 20), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
-	CHECK_EQ(parse_out(VHU_BLK_T_DISCARD, 0, 0), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_IOERR);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 32), VHU_BLK_S_UNSUPP);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 20), VHU_BLK_S_IOERR);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_DISCARD, 0, 0), VHU_BLK_S_IOERR);
 }
 
 TEST(write_zeroes_flags)
@@ -327,8 +320,7 @@ TEST(write_zeroes_flags)
 	struct vhu_blk_limits l = lim(1000);
 
 	put_seg(data, 16, 8, VHU_BLK_SEG_F_UNMAP);
-	CHECK_EQ(parse_out(VHU_BLK_T_WRITE_ZEROES, 0, 16), VHU_BLK_S_OK);
-	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);
+	CHECK_EQ(out_verdict(&l, VHU_BLK_T_WRITE_ZEROES, 0, 16), VHU_BLK_S_OK);
 	CHECK_EQ(req.segs[0].flags, VHU_BLK_SEG_F_UNMAP);
 	put_seg(data, 16, 8, 0);
 	CHECK_EQ(vhu_blk_req_check(&req, &l), VHU_BLK_S_OK);

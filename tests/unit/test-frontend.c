@@ -6,7 +6,6 @@
  * CONFIG_CHANGE_MSG) and hostile ones that answer with wrong ids, flags,
  * sizes, truncated messages, stray fds, or not at all.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,7 +15,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <vhu/frontend.h>
@@ -24,20 +22,9 @@
 #include "frontend-priv.h"
 #include "internal.h"
 #include "tap.h"
+#include "util.h"
 
 #define RF (VHU_MSG_VERSION | VHU_MSG_REPLY)
-
-static int count_fds(void)
-{
-	int n = 0;
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return -1;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
-}
 
 /* Raw write of bytes (and fds); errors are the test's to notice. */
 static void raw_send(int fd, const void *buf, size_t len, const int *fds,
@@ -139,7 +126,7 @@ static int run_hostile(enum bad bad, int timeout_ms, int *fds_before, int *fds_a
 	struct hostile h = { .fd = sv[1], .bad = bad, .stray_fd = -1 };
 	if (bad == BAD_FD)
 		h.stray_fd = eventfd(0, EFD_CLOEXEC);
-	*fds_before = count_fds();
+	*fds_before = tl_count_fds();
 	pthread_t t;
 	pthread_create(&t, NULL, hostile_main, &h);
 	struct vhu_fe_opts o = { .timeout_ms = timeout_ms };
@@ -151,7 +138,7 @@ static int run_hostile(enum bad bad, int timeout_ms, int *fds_before, int *fds_a
 	if (h.stray_fd >= 0)
 		close(h.stray_fd);
 	close(sv[1]);
-	*fds_after = count_fds();
+	*fds_after = tl_count_fds();
 	return r;
 }
 
@@ -194,11 +181,9 @@ TEST(fds_on_a_reply_are_closed)
 TEST(silent_backend_times_out)
 {
 	int a, b;
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t t0 = tl_now_ms();
 	CHECK_EQ(run_hostile(BAD_HANG, 200, &a, &b), -ETIMEDOUT);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	double s = (double)(tl_now_ms() - t0) / 1e3;
 	CHECK(s >= 0.15 && s < 2.5);
 }
 
@@ -296,41 +281,47 @@ static struct vhu_fe *cfg_session(struct cfgbe *c, pthread_t *t, enum cfg_bad ba
 	return fe;
 }
 
-static void cfg_end(struct cfgbe *c, pthread_t t, struct vhu_fe *fe)
+/* The config back-end of the current test and its thread. */
+static struct cfgbe cfg;
+static pthread_t cfg_thread;
+
+/* A session with it, behaving as bad says; must succeed. */
+static struct vhu_fe *cfg_open(enum cfg_bad bad)
+{
+	struct vhu_fe *fe = cfg_session(&cfg, &cfg_thread, bad);
+	CHECK(fe);
+	return fe;
+}
+
+static void cfg_end(struct vhu_fe *fe)
 {
 	vhu_fe_close(fe);
-	pthread_join(t, NULL);
-	close(c->fd);
+	pthread_join(cfg_thread, NULL);
+	close(cfg.fd);
 }
 
 TEST(get_config_empty_reply_is_backend_error)
 {
-	struct cfgbe c;
-	pthread_t t;
-	struct vhu_fe *fe = cfg_session(&c, &t, CB_EMPTY);
-	CHECK(fe);
+	struct vhu_fe *fe = cfg_open(CB_EMPTY);
 	uint8_t b[16];
 	CHECK_EQ(vhu_fe_get_config(fe, 4, b, sizeof(b)), -EIO);
 	/* A reported error leaves the session usable. */
 	CHECK_EQ(vhu_fe_get_config(fe, 4, b, sizeof(b)), 0);
 	CHECK_EQ(b[0], 4);
 	CHECK_EQ(b[15], 19);
-	CHECK_EQ(c.served_after, 1);
-	cfg_end(&c, t, fe);
+	CHECK_EQ(cfg.served_after, 1);
+	cfg_end(fe);
 }
 
 static void cfg_bad_case(enum cfg_bad bad)
 {
-	struct cfgbe c;
-	pthread_t t;
-	struct vhu_fe *fe = cfg_session(&c, &t, bad);
-	CHECK(fe);
+	struct vhu_fe *fe = cfg_open(bad);
 	uint8_t b[16];
 	CHECK_EQ(vhu_fe_get_config(fe, 8, b, sizeof(b)), -EPROTO);
 	/* Framing is suspect now: no further request goes out. */
 	CHECK_EQ(vhu_fe_get_config(fe, 8, b, sizeof(b)), -ENOTCONN);
-	CHECK_EQ(c.served_after, 0);
-	cfg_end(&c, t, fe);
+	CHECK_EQ(cfg.served_after, 0);
+	cfg_end(fe);
 }
 
 TEST(get_config_wrong_size_is_rejected) { cfg_bad_case(CB_SIZE); }
@@ -339,40 +330,31 @@ TEST(get_config_wrong_len_is_rejected) { cfg_bad_case(CB_LEN); }
 
 TEST(get_config_checks_arguments)
 {
-	struct cfgbe c;
-	pthread_t t;
-	struct vhu_fe *fe = cfg_session(&c, &t, CB_ACK_FAIL);
-	CHECK(fe);
+	struct vhu_fe *fe = cfg_open(CB_ACK_FAIL);
 	uint8_t b[300];
 	CHECK_EQ(vhu_fe_get_config(fe, 0, b, 0), -EINVAL);
 	CHECK_EQ(vhu_fe_get_config(fe, 0, b, 257), -EINVAL);
 	CHECK_EQ(vhu_fe_get_config(fe, 0, b, 256), 0);
 	CHECK_EQ(b[255], 255);
-	cfg_end(&c, t, fe);
+	cfg_end(fe);
 }
 
 TEST(reply_ack_failure_is_eio)
 {
-	struct cfgbe c;
-	pthread_t t;
-	struct vhu_fe *fe = cfg_session(&c, &t, CB_ACK_FAIL);
-	CHECK(fe);
+	struct vhu_fe *fe = cfg_open(CB_ACK_FAIL);
 	uint8_t v = 1;
 	CHECK_EQ(vhu_fe_set_config(fe, 32, &v, 1, 0), -EIO);
 	uint8_t b[4];
 	CHECK_EQ(vhu_fe_get_config(fe, 0, b, 4), 0);
-	cfg_end(&c, t, fe);
+	cfg_end(fe);
 }
 
 TEST(reply_ack_with_wrong_size_is_rejected)
 {
-	struct cfgbe c;
-	pthread_t t;
-	struct vhu_fe *fe = cfg_session(&c, &t, CB_ACK_SIZE);
-	CHECK(fe);
+	struct vhu_fe *fe = cfg_open(CB_ACK_SIZE);
 	uint8_t v = 1;
 	CHECK_EQ(vhu_fe_set_config(fe, 32, &v, 1, 0), -EPROTO);
-	cfg_end(&c, t, fe);
+	cfg_end(fe);
 }
 
 /* ------------------------------------------------ honest back-end */
@@ -727,11 +709,6 @@ static struct vhu_fe *honest_start_opts(struct honest *h, pthread_t *t,
 	return fe;
 }
 
-static struct vhu_fe *honest_start(struct honest *h, pthread_t *t)
-{
-	return honest_start_opts(h, t, NULL);
-}
-
 static void honest_stop(struct honest *h, pthread_t t, struct vhu_fe *fe)
 {
 	uint64_t one = 1;
@@ -753,12 +730,26 @@ static void honest_stop(struct honest *h, pthread_t t, struct vhu_fe *fe)
 		munmap(h->reg[i].host, h->reg[i].size);
 }
 
+/* The honest back-end of the current test and its thread. */
+static struct honest hb;
+static pthread_t hb_thread;
+
+/* A session with it (front-end options o, may be NULL); must succeed. */
+static struct vhu_fe *hb_open(const struct vhu_fe_opts *o)
+{
+	struct vhu_fe *fe = honest_start_opts(&hb, &hb_thread, o);
+	CHECK(fe);
+	return fe;
+}
+
+static void hb_close(struct vhu_fe *fe)
+{
+	honest_stop(&hb, hb_thread, fe);
+}
+
 TEST(handshake_negotiates_what_both_sides_have)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	CHECK(vhu_fe_features_offered(fe) & VHU_BIT(VHU_F_EVENT_IDX));
 	CHECK(vhu_fe_protocol_features_offered(fe) & VHU_BIT(VHU_PF_LOG_SHMFD));
 	/* LOG_SHMFD is offered but not implemented by the front-end */
@@ -776,20 +767,17 @@ TEST(handshake_negotiates_what_both_sides_have)
 	CHECK_EQ(vhu_fe_get_config(fe, 0, b, 64), 0);
 	CHECK_EQ(b[32], 1);
 	CHECK_EQ(vhu_fe_get_config(fe, 60, b, 8), -EIO);
-	honest_stop(&h, t, fe);
-	CHECK(h.owner);
-	CHECK_EQ(h.protocol, VHU_FE_PROTOCOL_FEATURES);
+	hb_close(fe);
+	CHECK(hb.owner);
+	CHECK_EQ(hb.protocol, VHU_FE_PROTOCOL_FEATURES);
 	/* everything after SET_PROTOCOL_FEATURES without a reply body asked
 	 * for an ack: BACKEND_REQ_FD, OWNER, FEATURES, 2x SET_CONFIG */
-	CHECK_EQ(h.reqs_with_need_reply, 5);
+	CHECK_EQ(hb.reqs_with_need_reply, 5);
 }
 
 static void ring_roundtrip(bool event_idx)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	uint64_t f = VHU_BIT(VHU_F_VERSION_1) | (event_idx ? VHU_BIT(VHU_F_EVENT_IDX) : 0);
 	CHECK_EQ(vhu_fe_set_features(fe, f), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 20), 0);
@@ -850,9 +838,9 @@ static void ring_roundtrip(bool event_idx)
 	CHECK_EQ(vhu_fe_vq_stop(fe, q, &base), 0);
 	CHECK_EQ(base, 200);
 	CHECK_EQ(vhu_fe_vq_stop(fe, 7, &base), -EINVAL);
-	honest_stop(&h, t, fe);
-	CHECK_EQ(h.nregions, 1);
-	CHECK(h.vq[1].enabled);
+	hb_close(fe);
+	CHECK_EQ(hb.nregions, 1);
+	CHECK(hb.vq[1].enabled);
 }
 
 TEST(ring_roundtrip_with_event_idx) { ring_roundtrip(true); }
@@ -860,10 +848,7 @@ TEST(ring_roundtrip_without_event_idx) { ring_roundtrip(false); }
 
 TEST(add_rejects_overfull_and_empty_chains)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
 	struct vhu_fe_vq *vq;
@@ -877,16 +862,13 @@ TEST(add_rejects_overfull_and_empty_chains)
 	CHECK(vhu_fe_vq_add(vq, b, 4, NULL, 0, NULL) >= 0);
 	CHECK_EQ(vhu_fe_vq_add(vq, b, 1, NULL, 0, NULL), -ENOSPC);
 	CHECK(vhu_fe_alloc(fe, 1 << 17, 8, &g) == NULL);
-	honest_stop(&h, t, fe);
+	hb_close(fe);
 }
 
 TEST(set_mem_table_carries_every_region)
 {
-	struct honest h;
-	pthread_t t;
 	struct vhu_fe_opts o = { .no_add_mem_reg = true };
-	struct vhu_fe *fe = honest_start_opts(&h, &t, &o);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(&o);
 	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
@@ -910,37 +892,31 @@ TEST(set_mem_table_carries_every_region)
 	CHECK(data == buf);
 	CHECK_EQ(len, 18);
 	CHECK(memcmp(buf + 32, "hello, region two", 18) == 0);
-	honest_stop(&h, t, fe);
-	CHECK_EQ(h.mem_tables, 2);
-	CHECK_EQ(h.nregions, 2);
+	hb_close(fe);
+	CHECK_EQ(hb.mem_tables, 2);
+	CHECK_EQ(hb.nregions, 2);
 	/* Our guest memory is sealed: the back-end could not shrink it. */
-	CHECK_EQ(h.shrink_done, 0);
-	CHECK_EQ(h.shrink_eperm, 3); /* one region, then two */
+	CHECK_EQ(hb.shrink_done, 0);
+	CHECK_EQ(hb.shrink_eperm, 3); /* one region, then two */
 }
 
 TEST(guest_memory_sent_with_add_mem_reg_cannot_be_shrunk)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
-	honest_stop(&h, t, fe);
-	CHECK_EQ(h.nregions, 2);
-	CHECK_EQ(h.shrink_done, 0);
-	CHECK_EQ(h.shrink_eperm, 2);
+	hb_close(fe);
+	CHECK_EQ(hb.nregions, 2);
+	CHECK_EQ(hb.shrink_done, 0);
+	CHECK_EQ(hb.shrink_eperm, 2);
 }
 
 /* The driver kicks only when the device asks for it (virtio 1.2, 2.7.10
  * and 2.7.13): the test writes the device's suppression fields itself. */
 static void kick_suppression(bool event_idx)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1) |
 				     (event_idx ? VHU_BIT(VHU_F_EVENT_IDX) : 0)), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
@@ -948,7 +924,7 @@ static void kick_suppression(bool event_idx)
 	CHECK_EQ(vhu_fe_vq_setup(fe, 0, 8, &vq), 0);
 	/* Stop the honest device (the session stays ours): from here on the
 	 * test plays the device. */
-	honest_stop(&h, t, NULL);
+	hb_close(NULL);
 	uint64_t g;
 	CHECK(vhu_fe_alloc(fe, 16, 16, &g));
 	struct vhu_fe_buf b = { g, 16 };
@@ -981,10 +957,7 @@ TEST(kick_honours_avail_event) { kick_suppression(true); }
  * the driver's own state. */
 static void broken_used(uint32_t id, uint32_t len, uint16_t idx_step)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
 	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
 	struct vhu_fe_vq *vq;
@@ -1005,7 +978,7 @@ static void broken_used(uint32_t id, uint32_t len, uint16_t idx_step)
 	CHECK_EQ(vhu_fe_vq_get_used(vq, &data, &l), -EIO);
 	CHECK_EQ(vhu_fe_vq_add(vq, &r, 1, NULL, 0, NULL), -EIO);
 	CHECK_EQ(vhu_fe_vq_wait(vq, 10), -EIO);
-	honest_stop(&h, t, fe);
+	hb_close(fe);
 }
 
 TEST(used_id_out_of_range_breaks_queue) { broken_used(8, 0, 1); }
@@ -1032,39 +1005,33 @@ static int on_change(struct vhu_fe *fe, void *opaque)
 
 TEST(config_change_is_acked_after_callback)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
+	struct vhu_fe *fe = hb_open(NULL);
 	struct cc c = { 0 };
 	vhu_fe_set_config_change_cb(fe, on_change, &c);
 	CHECK_EQ(vhu_fe_process_backend(fe), 0); /* nothing there yet */
 	uint64_t one = 1;
-	CHECK(write(h.trigger, &one, 8) == 8);
+	CHECK(write(hb.trigger, &one, 8) == 8);
 	struct pollfd p = { .fd = vhu_fe_backend_fd(fe), .events = POLLIN };
 	CHECK_EQ(poll(&p, 1, 2000), 1);
 	CHECK_EQ(vhu_fe_process_backend(fe), 1);
 	CHECK_EQ(c.calls, 1);
 	CHECK_EQ(c.cap_seen, 4096);
 	/* let the back-end read the ack */
-	for (int i = 0; i < 200 && !h.acked; i++)
+	for (int i = 0; i < 200 && !hb.acked; i++)
 		usleep(5000);
-	honest_stop(&h, t, fe);
-	CHECK(h.acked);
-	CHECK_EQ(h.ack_value, 0);
-	CHECK(h.ack_after_get);
+	hb_close(fe);
+	CHECK(hb.acked);
+	CHECK_EQ(hb.ack_value, 0);
+	CHECK(hb.ack_after_get);
 }
 
 /* A hostile back-end channel: bad flags close it; fds get closed. */
 TEST(backend_channel_rejects_garbage)
 {
-	struct honest h;
-	pthread_t t;
-	struct vhu_fe *fe = honest_start(&h, &t);
-	CHECK(fe);
-	int chan = h.chan;
+	struct vhu_fe *fe = hb_open(NULL);
+	int chan = hb.chan;
 	CHECK(chan >= 0);
-	int before = count_fds();
+	int before = tl_count_fds();
 	int efd = eventfd(0, EFD_CLOEXEC);
 	/* an unknown request carrying an fd, NEED_REPLY: refused, fd closed */
 	struct vhu_msg_hdr hdr = { 99, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, 0 };
@@ -1073,7 +1040,7 @@ TEST(backend_channel_rejects_garbage)
 	struct pollfd p = { .fd = vhu_fe_backend_fd(fe), .events = POLLIN };
 	CHECK_EQ(poll(&p, 1, 2000), 1);
 	CHECK_EQ(vhu_fe_process_backend(fe), 1);
-	CHECK_EQ(count_fds(), before);
+	CHECK_EQ(tl_count_fds(), before);
 	/* then a message with reply flags: protocol error, channel closed */
 	struct vhu_msg_hdr bad = { VHU_BREQ_CONFIG_CHANGE_MSG, RF, 0 };
 	raw_send(chan, &bad, sizeof(bad), NULL, 0);
@@ -1084,10 +1051,10 @@ TEST(backend_channel_rejects_garbage)
 	/* the main connection still works */
 	uint8_t b[8];
 	CHECK_EQ(vhu_fe_get_config(fe, 0, b, 8), 0);
-	honest_stop(&h, t, fe);
+	hb_close(fe);
 	/* the back-end saw the refusal of request 99 */
-	CHECK(!h.acked);
-	CHECK_EQ(h.ack_value, 1);
+	CHECK(!hb.acked);
+	CHECK_EQ(hb.ack_value, 1);
 }
 
 int main(void)

@@ -114,7 +114,7 @@ TEST(split_death_with_chains_and_indirect)
 	/* A fresh record: nothing taken over (no start interrupt). */
 	CHECK(!a->inf_resumed);
 
-	uint64_t d = rd_alloc(&rd, 4096);
+	uint64_t d = gmem_buf(&rd.g, 4096);
 	struct rd_buf b3[3] = { { d, 16, false }, { d + 64, 512, true },
 				{ d + 1024, 1, true } };
 	struct rd_buf b1[1] = { { d + 2048, 8, false } };
@@ -189,7 +189,7 @@ static void *packed_life(bool torn)
 	a->infp = rec;
 	CHECK_EQ(vhu__inflight_vq_start(a), 0);
 
-	uint64_t d = pd_alloc(&pd, 4096);
+	uint64_t d = gmem_buf(&pd.g, 4096);
 	struct pd_buf b3[3] = { { d, 16, false }, { d + 64, 512, true },
 				{ d + 1024, 1, true } };
 	struct pd_buf b1[1] = { { d + 2048, 8, false } };
@@ -219,7 +219,7 @@ static void *packed_life(bool torn)
 	if (torn) {
 		/* vhu__packed_push of 5 up to its used descriptor. */
 		vhu__inflight_pk_pushing(a, 5, 4, true);
-		struct vhu__pdesc *u = pd_ptr(&pd, pd.ring_gpa) +
+		struct vhu__pdesc *u = gmem_ptr(&pd.g, pd.ring_gpa) +
 				       3 * sizeof(struct vhu__pdesc);
 		u->id = htole16(5);
 		u->len = 0;
@@ -277,7 +277,7 @@ static void packed_restart(bool torn)
 	CHECK_EQ(pd_get_used(&pd, &id, &len), 0);
 
 	/* Life goes on where the driver is: two more laps' worth. */
-	uint64_t d = pd_alloc(&pd, 64);
+	uint64_t d = gmem_buf(&pd.g, 64);
 	struct pd_buf one[1] = { { d, 8, true } };
 	for (uint16_t k = 0; k < 20; k++) {
 		pd_add(&pd, one, 1, (uint16_t)(k % 8));

@@ -209,9 +209,9 @@ static struct vhu__inflight_split *q0(void *region)
 TEST(get_inflight_fd_size_and_no_fd_leak)
 {
 	struct fe fe;
-	int base = fe_count_fds();
+	int base = tl_count_fds();
 	CHECK_EQ(session(&fe), 0);
-	int with_session = fe_count_fds();
+	int with_session = tl_count_fds();
 	struct vhu_inflight r;
 	int fd;
 	CHECK_EQ(get_inflight(&fe, NQ, 256, &r, &fd), 1);
@@ -234,16 +234,16 @@ TEST(get_inflight_fd_size_and_no_fd_leak)
 	munmap(p, want);
 	close(fd);
 	/* The back-end keeps exactly one region, however often asked. */
-	CHECK_EQ(fe_count_fds(), with_session + 1);
+	CHECK_EQ(tl_count_fds(), with_session + 1);
 	for (int i = 0; i < 5; i++) {
 		CHECK_EQ(get_inflight(&fe, 1, 128, &r, &fd), 1);
 		CHECK_EQ(r.mmap_size, page_round(vhu__inflight_queue_bytes(128)));
 		close(fd);
 	}
-	CHECK_EQ(fe_count_fds(), with_session + 1);
+	CHECK_EQ(tl_count_fds(), with_session + 1);
 	CHECK(!fe_dropped(&fe));
 	fe_close(&fe);
-	CHECK_EQ(fe_count_fds(), base);
+	CHECK_EQ(tl_count_fds(), base);
 }
 
 /* The region we hand out is size-sealed: a front-end cannot shrink it
@@ -342,14 +342,14 @@ TEST(impossible_dimensions_refused)
 	struct vhu_inflight r;
 	int fd;
 	CHECK_EQ(session(&fe), 0);
-	int before = fe_count_fds();
+	int before = tl_count_fds();
 	/* GET: no region, no fd, the connection stays. */
 	CHECK_EQ(get_inflight(&fe, NQ + 1, 64, &r, &fd), 0);
 	CHECK_EQ(r.mmap_size, 0);
 	CHECK_EQ(get_inflight(&fe, 1, 512, &r, &fd), 0);
 	CHECK_EQ(get_inflight(&fe, 0, 64, &r, &fd), 0);
 	CHECK_EQ(get_inflight(&fe, 1, 0, &r, &fd), 0);
-	CHECK_EQ(fe_count_fds(), before);
+	CHECK_EQ(tl_count_fds(), before);
 
 	CHECK_EQ(get_inflight(&fe, 1, 64, &r, &fd), 1);
 	uint64_t sz = r.mmap_size;
@@ -363,12 +363,22 @@ TEST(impossible_dimensions_refused)
 	CHECK(!fe_dropped(&fe));
 	/* Every refused fd was closed: only ours and the back-end's GET
 	 * region are open. */
-	CHECK_EQ(fe_count_fds(), before + 2);
+	CHECK_EQ(tl_count_fds(), before + 2);
 	CHECK_EQ(set_inflight(&fe, fd, sz, 0, 1, 64), 0);
 	/* The back-end dropped its GET region and keeps the SET one. */
-	CHECK_EQ(fe_count_fds(), before + 2);
+	CHECK_EQ(tl_count_fds(), before + 2);
 	close(fd);
 	fe_close(&fe);
+}
+
+/* A session with a fresh inflight region (*r, *fd: ours to close) of
+ * NQ queues of QSIZE, queue 0 started. */
+static void tracked_session(struct fe *fe, struct vhu_inflight *r, int *fd)
+{
+	CHECK_EQ(session(fe), 0);
+	CHECK_EQ(get_inflight(fe, NQ, QSIZE, r, fd), 1);
+	CHECK_EQ(set_inflight(fe, *fd, r->mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0(fe), 0);
 }
 
 TEST(pop_marks_push_clears)
@@ -376,10 +386,7 @@ TEST(pop_marks_push_clears)
 	struct fe fe;
 	struct vhu_inflight r;
 	int fd;
-	CHECK_EQ(session(&fe), 0);
-	CHECK_EQ(get_inflight(&fe, NQ, QSIZE, &r, &fd), 1);
-	CHECK_EQ(set_inflight(&fe, fd, r.mmap_size, 0, NQ, QSIZE), 0);
-	CHECK_EQ(start_q0(&fe), 0);
+	tracked_session(&fe, &r, &fd);
 	CHECK(vqs[0] != NULL);
 	uint8_t *reg = mmap(NULL, r.mmap_size, PROT_READ, MAP_SHARED, fd, 0);
 	CHECK(reg != MAP_FAILED);
@@ -419,10 +426,7 @@ static void restart(bool torn_push)
 	struct fe a, b;
 	struct vhu_inflight r;
 	int fd;
-	CHECK_EQ(session(&a), 0);
-	CHECK_EQ(get_inflight(&a, NQ, QSIZE, &r, &fd), 1);
-	CHECK_EQ(set_inflight(&a, fd, r.mmap_size, 0, NQ, QSIZE), 0);
-	CHECK_EQ(start_q0(&a), 0);
+	tracked_session(&a, &r, &fd);
 	post(&a, 5);
 	post(&a, 2);
 	post(&a, 9);

@@ -18,6 +18,7 @@
 #include "fe-driver.h"
 #include "backend-internal.h"
 #include "tap.h"
+#include "util.h"
 
 #define QSIZE 64u
 #define LOG_BYTES 4096u           /* covers 128 MiB of guest memory */
@@ -55,7 +56,7 @@ static int fds_before;
 
 static void before(void)
 {
-	fds_before = fe_count_fds();
+	fds_before = tl_count_fds();
 	vq0 = NULL;
 	starts = stops = nheld = 0;
 	memset(&fe, 0, sizeof(fe));
@@ -67,7 +68,7 @@ static void after(void)
 	if (fe.b)
 		fe_close(&fe);
 	fe.b = NULL;
-	CHECK_EQ(fe_count_fds(), fds_before);
+	CHECK_EQ(tl_count_fds(), fds_before);
 }
 
 static void open_session(bool start)
@@ -180,9 +181,9 @@ TEST(log_base_mapped_answered_and_fd_closed)
 {
 	open_session(true);
 	int fd = log_memfd(LOG_BYTES);
-	int before_fds = fe_count_fds();
+	int before_fds = tl_count_fds();
 	CHECK_EQ(set_log_base(fd, LOG_BYTES, 0), 0);
-	CHECK_EQ(fe_count_fds(), before_fds); /* the session keeps no fd */
+	CHECK_EQ(tl_count_fds(), before_fds); /* the session keeps no fd */
 	close(fd);
 	CHECK(!vq0->log);                     /* LOG_ALL not negotiated */
 	CHECK_EQ(set_features(BASE_F | VHU_BIT(VHU_F_LOG_ALL)), 0);

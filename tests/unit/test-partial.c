@@ -18,19 +18,13 @@
 #include "backend-internal.h"
 #include "fe-driver.h"
 #include "tap.h"
+#include "util.h"
 
 #define ALL_PF 0xffffffull
 #define HDR ((unsigned)sizeof(struct vhu_msg_hdr))
 /* Generous bound for "returned at once": the code before this change
  * waited VHU__SOCK_TIMEOUT_MS (5 s) for the rest. */
 #define QUICK_MS 200
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct fe fe;
 static int fds_at_start;
@@ -39,12 +33,12 @@ static void before(void)
 {
 	memset(&fe, 0, sizeof(fe));
 	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = fe_count_fds();
+	fds_at_start = tl_count_fds();
 }
 static void after(void)
 {
 	fe_close(&fe);
-	CHECK_EQ(fe_count_fds(), fds_at_start);
+	CHECK_EQ(tl_count_fds(), fds_at_start);
 }
 
 static void open_session(void)
@@ -88,9 +82,9 @@ static void send_part(const uint8_t *p, size_t len, unsigned nfds)
 static void process_quick_no_reply(void)
 {
 	struct vhu_msg m;
-	int64_t t0 = now_ms();
+	int64_t t0 = tl_now_ms();
 	CHECK_EQ(fe_process(&fe), 0);
-	CHECK(now_ms() - t0 < QUICK_MS);
+	CHECK(tl_now_ms() - t0 < QUICK_MS);
 	CHECK(vhu_backend_is_connected(fe.b));
 	CHECK_EQ(fe_recv(&fe, &m), -EAGAIN);
 }
@@ -165,17 +159,17 @@ TEST(fd_with_first_fragment_is_kept_for_the_message)
 	uint64_t u = 0; /* SET_VRING_CALL queue 0, with an fd */
 	size_t n = build(buf, VHU_REQ_SET_VRING_CALL,
 			 VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, &u, sizeof(u));
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	send_part(buf, 4, 1);
 	process_quick_no_reply();
-	CHECK_EQ(fe_count_fds(), n0 + 1); /* held for the message */
+	CHECK_EQ(tl_count_fds(), n0 + 1); /* held for the message */
 	send_part(buf + 4, n - 4, 0);
 	struct vhu_msg m;
 	CHECK_EQ(fe_process(&fe), 0);
 	CHECK_EQ(fe_recv(&fe, &m), 1);
 	CHECK_EQ(m.hdr.request, VHU_REQ_SET_VRING_CALL);
 	CHECK_EQ(m.p.u64, 0);
-	CHECK_EQ(fe_count_fds(), n0 + 1); /* now the queue's call fd */
+	CHECK_EQ(tl_count_fds(), n0 + 1); /* now the queue's call fd */
 }
 
 TEST(fds_of_a_partial_message_closed_when_the_peer_leaves)
@@ -184,16 +178,16 @@ TEST(fds_of_a_partial_message_closed_when_the_peer_leaves)
 	uint8_t buf[64];
 	uint64_t u = 0;
 	build(buf, VHU_REQ_SET_VRING_KICK, VHU_MSG_VERSION, &u, sizeof(u));
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	send_part(buf, HDR + 2, 3);
 	process_quick_no_reply();
-	CHECK_EQ(fe_count_fds(), n0 + 3);
+	CHECK_EQ(tl_count_fds(), n0 + 3);
 	shutdown(fe.sock, SHUT_WR);
 	fe_process(&fe);
 	CHECK(fe_dropped(&fe));
 	CHECK_EQ(fe_process(&fe), -ENOTCONN);
 	/* The three fds and the session's end of the connection. */
-	CHECK_EQ(fe_count_fds(), n0 - 1);
+	CHECK_EQ(tl_count_fds(), n0 - 1);
 }
 
 TEST(fds_of_a_partial_message_closed_when_it_stalls)
@@ -203,19 +197,19 @@ TEST(fds_of_a_partial_message_closed_when_it_stalls)
 	uint8_t buf[64];
 	uint64_t u = 1;
 	build(buf, VHU_REQ_SET_VRING_KICK, VHU_MSG_VERSION, &u, sizeof(u));
-	int n0 = fe_count_fds();
-	int64_t t0 = now_ms();
+	int n0 = tl_count_fds();
+	int64_t t0 = tl_now_ms();
 	send_part(buf, 7, 2);
 	process_quick_no_reply();
 	/* Nothing more comes: the session's fd wakes the caller when the
 	 * stall time is up, and that call drops the peer. */
 	struct pollfd p = { .fd = vhu_backend_fd(fe.b), .events = POLLIN };
 	CHECK_EQ(poll(&p, 1, 3000), 1);
-	CHECK(now_ms() - t0 >= 250);
+	CHECK(tl_now_ms() - t0 >= 250);
 	fe_process(&fe);
 	CHECK(!vhu_backend_is_connected(fe.b));
 	CHECK(fe_dropped(&fe));
-	CHECK_EQ(fe_count_fds(), n0 - 1);
+	CHECK_EQ(tl_count_fds(), n0 - 1);
 }
 
 TEST(slow_but_steady_message_within_the_stall_time_is_served)
@@ -258,9 +252,9 @@ TEST(partial_ack_on_the_backend_channel_does_not_block)
 	memcpy(buf, &h, HDR);
 	memcpy(buf + HDR, &ok, 8);
 	CHECK_EQ(vhu__sock_send_bytes(fe.chan, buf, HDR + 4, NULL, 0), 0);
-	int64_t t0 = now_ms();
+	int64_t t0 = tl_now_ms();
 	CHECK_EQ(fe_process(&fe), 0);
-	CHECK(now_ms() - t0 < QUICK_MS);
+	CHECK(tl_now_ms() - t0 < QUICK_MS);
 	CHECK_EQ(fe.b->acks_pending, 1);
 	CHECK_EQ(vhu__sock_send_bytes(fe.chan, buf + HDR + 4, 4, NULL, 0), 0);
 	CHECK_EQ(fe_process(&fe), 0);

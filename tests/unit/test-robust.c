@@ -19,16 +19,10 @@
 #include "fe-driver.h"
 #include "msg.h"
 #include "tap.h"
+#include "util.h"
 
 #define ALL_PF 0xffffffull
 #define NR VHU_MSG_NEED_REPLY
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static struct fe fe;
 static int fds_at_start;
@@ -37,12 +31,12 @@ static void before(void)
 {
 	memset(&fe, 0, sizeof(fe));
 	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = fe_count_fds();
+	fds_at_start = tl_count_fds();
 }
 static void after(void)
 {
 	fe_close(&fe);
-	CHECK_EQ(fe_count_fds(), fds_at_start);
+	CHECK_EQ(tl_count_fds(), fds_at_start);
 }
 
 static void open_pf(uint64_t pf)
@@ -95,7 +89,7 @@ static void check_outcome(uint32_t req, enum want w, int before_fds)
 		CHECK_EQ(m.hdr.size, 8);
 		CHECK(m.p.u64 != 0);
 		/* Nothing the front-end sent was kept. */
-		CHECK_EQ(fe_count_fds(), before_fds);
+		CHECK_EQ(tl_count_fds(), before_fds);
 		check_alive();
 		break;
 	case CFG_ZERO:
@@ -104,14 +98,14 @@ static void check_outcome(uint32_t req, enum want w, int before_fds)
 		CHECK_EQ(m.hdr.flags, 0x5);
 		CHECK_EQ(m.hdr.size, 12);
 		CHECK_EQ(m.p.config.size, 0);
-		CHECK_EQ(fe_count_fds(), before_fds);
+		CHECK_EQ(tl_count_fds(), before_fds);
 		check_alive();
 		break;
 	case DROPPED:
 		CHECK(fe_dropped(&fe));
 		CHECK_EQ(fe_process(&fe), -ENOTCONN);
 		/* Only the session's end of the connection went away. */
-		CHECK_EQ(fe_count_fds(), before_fds - 1);
+		CHECK_EQ(tl_count_fds(), before_fds - 1);
 		break;
 	}
 }
@@ -122,7 +116,7 @@ static void run(uint32_t req, uint32_t flags, const void *p, uint32_t size,
 		unsigned nfds, enum want w)
 {
 	int fds[VHU_MAX_FDS];
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	make_fds(fds, nfds);
 	CHECK_EQ(fe_send(&fe, req, flags, p, size, fds, nfds), 0);
 	for (unsigned i = 0; i < nfds; i++)
@@ -151,7 +145,7 @@ static void raw_case(uint32_t req, uint32_t flags, uint32_t size,
 	memcpy(buf, &h, sizeof(h));
 	if (sent > sizeof(h))
 		memcpy(buf + sizeof(h), payload, sent - sizeof(h));
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	send_raw(buf, sent, nfds);
 	if (shut)
 		shutdown(fe.sock, SHUT_WR);
@@ -224,15 +218,15 @@ TEST(truncated_payload_times_out)
 	uint8_t buf[64] = { 0 };
 	struct vhu_msg_hdr h = { VHU_REQ_SET_VRING_ADDR, 1, 40 };
 	memcpy(buf, &h, sizeof(h));
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	send_raw(buf, sizeof(h) + 10, 1);
-	int64_t t0 = now_ms();
+	int64_t t0 = tl_now_ms();
 	CHECK_EQ(fe_process(&fe), 0);
-	CHECK(now_ms() - t0 < 200);
+	CHECK(tl_now_ms() - t0 < 200);
 	CHECK(vhu_backend_is_connected(fe.b));
 	struct pollfd p = { .fd = vhu_backend_fd(fe.b), .events = POLLIN };
 	CHECK_EQ(poll(&p, 1, 3000), 1);
-	CHECK(now_ms() - t0 >= 250);
+	CHECK(tl_now_ms() - t0 >= 250);
 	fe_process(&fe);
 	check_outcome(VHU_REQ_SET_VRING_ADDR, DROPPED, n0);
 }
@@ -393,7 +387,7 @@ static void mem_case(const struct vhu_mem_table *t, uint32_t size,
 		     unsigned nfds, uint64_t fd_size, uint32_t flags, enum want w)
 {
 	int fds[VHU_MAX_FDS];
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	for (unsigned i = 0; i < nfds; i++) {
 		fds[i] = memfd_create("vhu-robust", MFD_CLOEXEC);
 		CHECK(fds[i] >= 0);
@@ -466,13 +460,13 @@ TEST(region_larger_than_its_file)
 	 * whatever the memory module decides, the session must not leak. */
 	open_all();
 	struct vhu_mem_table t = table1(0, 0x100000, 0x1000000, 0);
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	int fd = memfd_create("vhu-robust", MFD_CLOEXEC);
 	CHECK_EQ(ftruncate(fd, 0x1000), 0);
 	long long r = fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 32, &fd, 1);
 	close(fd);
 	CHECK(r >= 0);
-	CHECK(fe_count_fds() <= n0 + 1);
+	CHECK(tl_count_fds() <= n0 + 1);
 	check_alive();
 }
 
@@ -492,27 +486,26 @@ TEST(add_mem_reg_fd_count_and_overlap)
 {
 	open_all();
 	struct vhu_mem_single one = { .region = { 0, 0x1000, 0x1000000, 0 } };
-	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 0, ACK_FAIL);
-	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 2, ACK_FAIL);
+	for (unsigned n = 0; n <= 2; n += 2) /* no fd, two fds */
+		run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), n, ACK_FAIL);
 	/* An eventfd cannot be mapped: refused, fd closed. */
 	run(VHU_REQ_ADD_MEM_REG, 1 | NR, &one, sizeof(one), 1, ACK_FAIL);
 	/* Overlap with an existing region. */
 	CHECK_EQ(fe_set_mem(&fe), 0);
-	int n0 = fe_count_fds();
+	int n0 = tl_count_fds();
 	int fd = memfd_create("vhu-robust", MFD_CLOEXEC);
 	CHECK_EQ(ftruncate(fd, 0x1000), 0);
 	CHECK(fe_acked(&fe, VHU_REQ_ADD_MEM_REG, &one, sizeof(one), &fd, 1) > 0);
 	close(fd);
-	CHECK_EQ(fe_count_fds(), n0);
+	CHECK_EQ(tl_count_fds(), n0);
 }
 
 TEST(rem_mem_reg_of_unknown_region)
 {
 	open_all();
 	struct vhu_mem_single one = { .region = { 0x5000, 0x1000, 0x1000000, 0 } };
-	run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), 0, ACK_FAIL);
-	run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), 1, ACK_FAIL);
-	run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), 2, ACK_FAIL);
+	for (unsigned n = 0; n <= 2; n++)
+		run(VHU_REQ_REM_MEM_REG, 1 | NR, &one, sizeof(one), n, ACK_FAIL);
 	run(VHU_REQ_REM_MEM_REG, 1, &one, sizeof(one), 0, DROPPED);
 }
 
@@ -612,7 +605,7 @@ static uint32_t rnd(void)
 TEST(random_messages_never_crash_or_leak)
 {
 	for (int round = 0; round < 40; round++) {
-		int n0 = fe_count_fds();
+		int n0 = tl_count_fds();
 		open_all();
 		for (int i = 0; i < 50; i++) {
 			uint8_t p[VHU_MAX_PAYLOAD];
@@ -643,7 +636,7 @@ TEST(random_messages_never_crash_or_leak)
 				break;
 		}
 		fe_close(&fe);
-		CHECK_EQ(fe_count_fds(), n0);
+		CHECK_EQ(tl_count_fds(), n0);
 	}
 }
 

@@ -15,6 +15,7 @@
 #include "fe-driver.h"
 #include "internal.h"
 #include "tap.h"
+#include "util.h"
 
 #define QSIZE 64u
 #define NQ 2u
@@ -47,13 +48,13 @@ static void before(void)
 	fe2.sock = fe2.chan = fe2.mem_fd = -1;
 	memset(&dev, 0, sizeof(dev));
 	memset(&dev2, 0, sizeof(dev2));
-	fds_at_start = fe_count_fds();
+	fds_at_start = tl_count_fds();
 }
 static void after(void)
 {
 	fe_close(&fe);
 	fe_close(&fe2);
-	CHECK_EQ(fe_count_fds(), fds_at_start);
+	CHECK_EQ(tl_count_fds(), fds_at_start);
 }
 
 /* A session with guest memory and both queues started. */

@@ -29,9 +29,9 @@ static struct iovec iov[16];
 
 static void after(void)
 {
-	if (rd.host)
+	if (rd.g.host)
 		rd_fini(&rd);
-	if (pd.host)
+	if (pd.g.host)
 		pd_fini(&pd);
 	memset(&rd, 0, sizeof(rd));
 	memset(&pd, 0, sizeof(pd));
@@ -89,10 +89,10 @@ static void split_setup(bool event_idx, bool log_used)
 static uint64_t hdr_gpa, data_gpa, st_gpa;
 static void split_add_request(void)
 {
-	hdr_gpa = (rd.data_next + 4095) & ~4095ull;
+	hdr_gpa = (rd.g.next + 4095) & ~4095ull;
 	data_gpa = hdr_gpa + 4096 + 2048;     /* crosses into a third page */
 	st_gpa = hdr_gpa + 4 * 4096 + 100;
-	rd.data_next = st_gpa + 16;
+	rd.g.next = st_gpa + 16;
 	struct rd_buf b[3] = {
 		{ hdr_gpa, 16, false },
 		{ data_gpa, 4096, true },
@@ -236,8 +236,8 @@ TEST(packed_push_marks_the_descriptor_ring_page_written)
 {
 	/* 512 descriptors: two pages of ring; start in the second one. */
 	packed_setup(512, 300, true);
-	uint64_t data = (pd.data_next + 4095) & ~4095ull;
-	pd.data_next = data + 8192;
+	uint64_t data = (pd.g.next + 4095) & ~4095ull;
+	pd.g.next = data + 8192;
 	struct pd_buf b[2] = { { data, 16, false }, { data + 4096, 512, true } };
 	pd_add(&pd, b, 2, 7);
 	CHECK_EQ(vhu_vq_pop(&pd.vq, &el, iov, 16), 1);
@@ -270,8 +270,8 @@ TEST(packed_device_area_logged_at_log_gpa)
 TEST(packed_page_outside_log_breaks_ring)
 {
 	packed_setup(64, 0, false);
-	uint64_t data = (pd.data_next + 4095) & ~4095ull;
-	pd.data_next = data + 8192;
+	uint64_t data = (pd.g.next + 4095) & ~4095ull;
+	pd.g.next = data + 8192;
 	struct pd_buf b[1] = { { data + 4096, 64, true } };
 	pd_add(&pd, b, 1, 3);
 	dlog.size = (data + 4096) >> 15;

@@ -7,19 +7,17 @@
 
 #include <vhu/iov.h>
 
-#include "frontend-priv.h"
+#include "driver.h"
 #include "internal.h"
 #include "ring-driver-packed.h"
+#include "ring-check.h"
 #include "tap.h"
 
 static struct pd pd;
-static struct vhu_vq *vq;
-static struct vhu_vq_elem el;
-static struct iovec iov[64];
 
 static void after(void)
 {
-	if (pd.host)
+	if (pd.g.host)
 		pd_fini(&pd);
 }
 
@@ -27,14 +25,9 @@ static void setup_full(uint16_t size, uint16_t start, bool wrap0,
 		       bool event_idx, bool indirect, uint64_t split_at)
 {
 	after();
-	struct pd_opts o = {
-		.size = size,
-		.start_pos = start,
-		.start_wrap0 = wrap0,
-		.event_idx = event_idx,
-		.indirect = indirect,
-		.split_at = split_at,
-	};
+	struct pd_opts o = { .size = size, .start_pos = start,
+			     .start_wrap0 = wrap0, .event_idx = event_idx,
+			     .indirect = indirect, .split_at = split_at };
 	int r = pd_init(&pd, &o);
 	if (r < 0)
 		TAP_FAIL("pd_init: %d", r);
@@ -48,23 +41,23 @@ static void setup(uint16_t size, bool event_idx, bool indirect)
 
 static uint64_t buf_with(const char *s, uint32_t len)
 {
-	uint64_t g = pd_alloc(&pd, len);
-	memset(pd_ptr(&pd, g), 0, len);
-	memcpy(pd_ptr(&pd, g), s, strlen(s) < len ? strlen(s) : len);
-	return g;
+	return gmem_buf_with(&pd.g, s, len);
 }
 
-static int pop(void)
+/* Make a chain available, pop it, push it back with a notify. */
+static void serve(const struct pd_buf *b, unsigned n, uint16_t id)
 {
-	return vhu_vq_pop(vq, &el, iov, VHU__ARRAY_SIZE(iov));
+	pd_add(&pd, b, n, id);
+	CHECK_EQ(pop(), 1);
+	vhu_vq_push_notify(vq, &el, 1);
 }
 
-static void expect_broken(void)
+/* Push one element, notify: the calls the driver got. */
+static uint64_t push_calls(const struct vhu_vq_elem *e, uint32_t written)
 {
-	CHECK_EQ(pop(), -EIO);
-	CHECK(vhu_vq_is_broken(vq));
-	CHECK_EQ(pop(), -EIO);
-	CHECK(!vhu_vq_has_work(vq));
+	vhu_vq_push(vq, e, written);
+	vhu_vq_notify(vq);
+	return pd_calls(&pd);
 }
 
 /* ---- normal operation ---- */
@@ -74,14 +67,11 @@ TEST(simple_request_round_trip)
 	setup(8, false, false);
 	CHECK_EQ(pop(), 0);
 	CHECK(!vhu_vq_has_work(vq));
-	uint64_t out = buf_with("hello", 5), in = pd_alloc(&pd, 16);
+	uint64_t out = buf_with("hello", 5), in = gmem_buf(&pd.g, 16);
 	struct pd_buf b[2] = { { out, 5, false }, { in, 16, true } };
 	pd_add(&pd, b, 2, 6);
 	CHECK(vhu_vq_has_work(vq));
-	CHECK_EQ(pop(), 1);
-	CHECK_EQ(el.id, 6);
-	CHECK_EQ(el.n_out, 1);
-	CHECK_EQ(el.n_in, 1);
+	expect_pop(6, 1, 1);
 	CHECK_EQ(iov[0].iov_len, 5);
 	CHECK_MEM(iov[0].iov_base, "hello", 5);
 	CHECK_EQ(iov[1].iov_len, 16);
@@ -96,7 +86,7 @@ TEST(simple_request_round_trip)
 	CHECK_EQ(pd_get_used(&pd, &id, &len), 1);
 	CHECK_EQ(id, 6);
 	CHECK_EQ(len, 5);
-	CHECK_MEM(pd_ptr(&pd, in), "world", 5);
+	CHECK_MEM(gmem_ptr(&pd.g, in), "world", 5);
 	CHECK_EQ(pd_calls(&pd), 1);
 	/* the used descriptor took the head's position, the next one is
 	 * written two positions on */
@@ -109,7 +99,7 @@ TEST(readable_and_writable_chain_skips_empty_descriptors)
 {
 	setup(16, false, false);
 	uint64_t a = buf_with("ab", 2), c = buf_with("cd", 2);
-	uint64_t w1 = pd_alloc(&pd, 8), w2 = pd_alloc(&pd, 8);
+	uint64_t w1 = gmem_buf(&pd.g, 8), w2 = gmem_buf(&pd.g, 8);
 	struct pd_buf b[5] = {
 		{ a, 2, false }, { a, 0, false }, { c, 2, false },
 		{ w1, 8, true }, { w2, 8, true },
@@ -133,16 +123,13 @@ TEST(readable_and_writable_chain_skips_empty_descriptors)
 TEST(indirect_table_takes_one_position)
 {
 	setup(4, false, true);
-	uint64_t a = buf_with("xyz", 3), w = pd_alloc(&pd, 32);
+	uint64_t a = buf_with("xyz", 3), w = gmem_buf(&pd.g, 32);
 	struct pd_buf b[3] = { { a, 3, false }, { w, 16, true },
 			       { w + 16, 16, true } };
 	pd_add_indirect(&pd, b, 3, 2);
 	struct pd_buf one = { a, 3, false };
 	pd_add(&pd, &one, 1, 0);
-	CHECK_EQ(pop(), 1);
-	CHECK_EQ(el.id, 2);
-	CHECK_EQ(el.n_out, 1);
-	CHECK_EQ(el.n_in, 2);
+	expect_pop(2, 1, 2);
 	CHECK_MEM(iov[0].iov_base, "xyz", 3);
 	CHECK_EQ(vq->last_avail_idx, 1);
 	CHECK_EQ(pop(), 1);
@@ -175,7 +162,7 @@ TEST(buffer_across_two_regions_gives_two_iovecs)
 TEST(out_of_order_completion)
 {
 	setup(10, false, false);
-	uint64_t g = pd_alloc(&pd, 64);
+	uint64_t g = gmem_buf(&pd.g, 64);
 	struct pd_buf b[3] = { { g, 8, false }, { g + 8, 8, true },
 			       { g + 16, 8, true } };
 	pd_add(&pd, b, 1, 5);
@@ -217,7 +204,7 @@ TEST(out_of_order_completion)
 TEST(wrap_counters_over_many_laps)
 {
 	setup(7, false, true);
-	uint64_t g = pd_alloc(&pd, 4096);
+	uint64_t g = gmem_buf(&pd.g, 4096);
 	unsigned avail_flips = 0, used_flips = 0;
 	bool aw = vq->pk_avail_wrap, uw = vq->pk_used_wrap;
 	for (unsigned it = 0; it < 60; it++) {
@@ -267,7 +254,7 @@ TEST(wrap_counters_over_many_laps)
 TEST(start_mid_ring_with_wrap_counter_zero)
 {
 	setup_full(5, 3, true, false, false, 0);
-	uint64_t g = pd_alloc(&pd, 64);
+	uint64_t g = gmem_buf(&pd.g, 64);
 	struct pd_buf b[3] = { { g, 8, false }, { g, 8, false },
 			       { g, 8, true } };
 	pd_add(&pd, b, 3, 4); /* positions 3, 4, 0 */
@@ -287,7 +274,7 @@ TEST(start_mid_ring_with_wrap_counter_zero)
 TEST(too_many_buffers_completes_empty)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 64);
+	uint64_t g = gmem_buf(&pd.g, 64);
 	struct pd_buf b[3] = { { g, 8, false }, { g, 8, true },
 			       { g, 8, true } };
 	pd_add(&pd, b, 3, 1);
@@ -307,8 +294,8 @@ TEST(too_many_buffers_completes_empty)
 TEST(too_many_buffers_truncated_to_status)
 {
 	setup(8, false, true);
-	uint64_t g = pd_alloc(&pd, 64), st = pd_alloc(&pd, 16);
-	uint8_t *status = pd_ptr(&pd, st);
+	uint64_t g = gmem_buf(&pd.g, 64), st = gmem_buf(&pd.g, 16);
+	uint8_t *status = gmem_ptr(&pd.g, st);
 	struct pd_buf b[3] = { { g, 8, false }, { g, 8, true },
 			       { st, 4, true } };
 	pd_add(&pd, b, 3, 1);
@@ -345,51 +332,39 @@ TEST(too_many_buffers_truncated_to_status)
 TEST(used_notification_enable_disable)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	struct pd_buf b = { g, 8, true };
 	vhu_vq_notify(vq); /* nothing pushed */
 	CHECK_EQ(pd_calls(&pd), 0);
-	pd_add(&pd, &b, 1, 0);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1);
+	serve(&b, 1, 0);
 	CHECK_EQ(pd_calls(&pd), 1);
 	vhu_vq_notify(vq); /* already signalled */
 	CHECK_EQ(pd_calls(&pd), 0);
 
 	pd_set_driver_event(&pd, VHU__PEVENT_DISABLE, 0, false);
-	pd_add(&pd, &b, 1, 1);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1);
+	serve(&b, 1, 1);
 	CHECK_EQ(pd_calls(&pd), 0);
 
 	/* DESC without EVENT_IDX is not valid: the device notifies. */
 	pd_set_driver_event(&pd, VHU__PEVENT_DESC, 7, false);
-	pd_add(&pd, &b, 1, 2);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1);
+	serve(&b, 1, 2);
 	CHECK_EQ(pd_calls(&pd), 1);
 }
 
 TEST(used_notification_desc_event)
 {
 	setup(4, true, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	struct pd_buf b = { g, 8, true };
 	/* Ask for the used descriptor at position 2, wrap 1. */
 	pd_set_driver_event(&pd, VHU__PEVENT_DESC, 2, true);
 	for (int i = 0; i < 2; i++) {
-		pd_add(&pd, &b, 1, (uint16_t)i);
-		CHECK_EQ(pop(), 1);
-		vhu_vq_push_notify(vq, &el, 1); /* positions 0, 1 */
+		serve(&b, 1, (uint16_t)i); /* positions 0, 1 */
 	}
 	CHECK_EQ(pd_calls(&pd), 0);
-	pd_add(&pd, &b, 1, 2);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1); /* position 2 */
+	serve(&b, 1, 2); /* position 2 */
 	CHECK_EQ(pd_calls(&pd), 1);
-	pd_add(&pd, &b, 1, 3);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1); /* position 3: past it */
+	serve(&b, 1, 3); /* position 3: past it */
 	CHECK_EQ(pd_calls(&pd), 0);
 
 	/* Next lap: position 1 with wrap 0; two pushes batched before one
@@ -402,22 +377,16 @@ TEST(used_notification_desc_event)
 		e[i] = el;
 	}
 	vhu_vq_push(vq, &e[0], 1);
-	vhu_vq_push(vq, &e[1], 1);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 1);
+	CHECK_EQ(push_calls(&e[1], 1), 1);
 	/* An event in the past of this lap (position 0, wrap 0) does not
 	 * fire for position 2. */
 	pd_set_driver_event(&pd, VHU__PEVENT_DESC, 0, false);
-	pd_add(&pd, &b, 1, 2);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1);
+	serve(&b, 1, 2);
 	CHECK_EQ(pd_calls(&pd), 0);
 	/* A wrap counter for the previous lap: position 3 of it is behind
 	 * the used position (3 of this lap) by a whole ring: no. */
 	pd_set_driver_event(&pd, VHU__PEVENT_DESC, 3, true);
-	pd_add(&pd, &b, 1, 0);
-	CHECK_EQ(pop(), 1);
-	vhu_vq_push_notify(vq, &el, 1); /* position 3, wrap 0 */
+	serve(&b, 1, 0); /* position 3, wrap 0 */
 	CHECK_EQ(pd_calls(&pd), 0);
 	/* A chain of two positions steps over the event position. */
 	pd_set_driver_event(&pd, VHU__PEVENT_DESC, 1, true);
@@ -431,7 +400,7 @@ TEST(used_notification_desc_event)
 TEST(kick_suppression_through_device_area)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	struct pd_buf b = { g, 8, true };
 	CHECK_EQ(pd_device_flags(&pd), VHU__PEVENT_ENABLE);
 	vhu_vq_disable_notify(vq);
@@ -463,7 +432,7 @@ TEST(empty_pop_rearms_kicks_with_event_idx)
 TEST(chain_longer_than_ring_breaks)
 {
 	setup(4, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	/* Every position of this lap and the next looks like a member. */
 	for (uint16_t i = 0; i < 4; i++)
 		pd_raw(&pd, i, g, 8, 0,
@@ -474,7 +443,7 @@ TEST(chain_longer_than_ring_breaks)
 TEST(chain_into_unavailable_descriptor_breaks)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	pd_raw(&pd, 0, g, 8, 0,
 	       (uint16_t)(pd_avail_bits(true) | VHU_VRING_DESC_F_NEXT));
 	expect_broken();
@@ -483,7 +452,7 @@ TEST(chain_into_unavailable_descriptor_breaks)
 TEST(both_flags_equal_to_wrap_breaks)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	pd_raw(&pd, 0, g, 8, 0, VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED);
 	CHECK(vhu_vq_has_work(vq));
 	expect_broken();
@@ -492,7 +461,7 @@ TEST(both_flags_equal_to_wrap_breaks)
 TEST(buffer_id_out_of_range_breaks)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	struct pd_buf b = { g, 8, false };
 	pd_add(&pd, &b, 1, 8);
 	expect_broken();
@@ -501,7 +470,7 @@ TEST(buffer_id_out_of_range_breaks)
 TEST(buffer_id_in_flight_twice_breaks)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	struct pd_buf b = { g, 8, false };
 	pd_add(&pd, &b, 1, 3);
 	pd_add(&pd, &b, 1, 3);
@@ -512,7 +481,7 @@ TEST(buffer_id_in_flight_twice_breaks)
 TEST(nested_indirect_breaks)
 {
 	setup(8, false, true);
-	uint64_t g = pd_alloc(&pd, 16), t = pd_alloc(&pd, 32);
+	uint64_t g = gmem_buf(&pd.g, 16), t = gmem_buf(&pd.g, 32);
 	pd_table_entry(&pd, t, 0, g, 8, 0);
 	pd_table_entry(&pd, t, 1, t, 32, VHU_VRING_DESC_F_INDIRECT);
 	pd_raw(&pd, 0, t, 32, 0,
@@ -525,7 +494,7 @@ TEST(bad_indirect_tables_break)
 	static const uint32_t lens[] = { 0, 20, 8 };
 	for (unsigned i = 0; i < VHU__ARRAY_SIZE(lens); i++) {
 		setup(8, false, true);
-		uint64_t t = pd_alloc(&pd, 32);
+		uint64_t t = gmem_buf(&pd.g, 32);
 		pd_table_entry(&pd, t, 0, t, 8, 0);
 		pd_raw(&pd, 0, t, lens[i], 0,
 		       (uint16_t)(pd_avail_bits(true) |
@@ -539,7 +508,7 @@ TEST(bad_indirect_tables_break)
 	expect_broken();
 	/* INDIRECT with NEXT */
 	setup(8, false, true);
-	uint64_t t = pd_alloc(&pd, 32);
+	uint64_t t = gmem_buf(&pd.g, 32);
 	pd_table_entry(&pd, t, 0, t, 8, 0);
 	pd_raw(&pd, 1, t, 8, 0, pd_avail_bits(true));
 	pd_raw(&pd, 0, t, 16, 0,
@@ -548,7 +517,7 @@ TEST(bad_indirect_tables_break)
 	expect_broken();
 	/* Not negotiated */
 	setup(8, false, false);
-	t = pd_alloc(&pd, 32);
+	t = gmem_buf(&pd.g, 32);
 	pd_table_entry(&pd, t, 0, t, 8, 0);
 	pd_raw(&pd, 0, t, 16, 0,
 	       (uint16_t)(pd_avail_bits(true) | VHU_VRING_DESC_F_INDIRECT));
@@ -558,7 +527,7 @@ TEST(bad_indirect_tables_break)
 TEST(indirect_after_first_member_breaks)
 {
 	setup(8, false, true);
-	uint64_t g = pd_alloc(&pd, 16), t = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16), t = gmem_buf(&pd.g, 16);
 	pd_table_entry(&pd, t, 0, g, 8, 0);
 	pd_raw(&pd, 1, t, 16, 0,
 	       (uint16_t)(pd_avail_bits(true) | VHU_VRING_DESC_F_INDIRECT));
@@ -582,7 +551,7 @@ TEST(address_overflow_and_unmapped_break)
 TEST(readable_after_writable_breaks)
 {
 	setup(8, false, false);
-	uint64_t g = pd_alloc(&pd, 16);
+	uint64_t g = gmem_buf(&pd.g, 16);
 	struct pd_buf b[2] = { { g, 8, true }, { g, 8, false } };
 	pd_add(&pd, b, 2, 0);
 	expect_broken();
@@ -654,18 +623,18 @@ static void fe_setup(uint16_t size, bool event_idx)
 	fvq.size = size;
 	fvq.packed = true;
 	fvq.event_idx = event_idx;
-	fvq.pring = pd_ptr(&pd, pd.ring_gpa);
-	fvq.drv_area = pd_ptr(&pd, pd.drv_gpa);
-	fvq.dev_area = pd_ptr(&pd, pd.dev_gpa);
+	fvq.pring = gmem_ptr(&pd.g, pd.ring_gpa);
+	fvq.drv_area = gmem_ptr(&pd.g, pd.drv_gpa);
+	fvq.dev_area = gmem_ptr(&pd.g, pd.dev_gpa);
 	fvq.kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	fvq.call_fd = vq->call_fd; /* the device's call eventfd */
 	CHECK(fvq.kick_fd >= 0);
-	CHECK_EQ(vhu__pdrv_init(&fvq, size), 0);
+	CHECK_EQ(vhu__drv_init(&fvq, size), 0);
 }
 
 static void fe_teardown(void)
 {
-	vhu__pdrv_free(&fvq);
+	vhu__drv_free(&fvq);
 	if (fvq.kick_fd >= 0)
 		close(fvq.kick_fd);
 	fvq.kick_fd = -1;
@@ -674,7 +643,7 @@ static void fe_teardown(void)
 TEST(frontend_packed_driver_against_device_side)
 {
 	fe_setup(5, false);
-	uint64_t g = pd_alloc(&pd, 4096);
+	uint64_t g = gmem_buf(&pd.g, 4096);
 	for (unsigned it = 0; it < 50; it++) {
 		unsigned n = 1 + it % 3;
 		struct vhu_fe_buf out = { g, 16 }, in[2] = { { g + 64, 32 },
@@ -688,10 +657,7 @@ TEST(frontend_packed_driver_against_device_side)
 		else
 			CHECK(vhu_vq_enable_notify(vq)); /* the chain is there */
 		CHECK_EQ(vhu_fe_vq_kick(&fvq), it % 2 ? 0 : 1);
-		CHECK_EQ(pop(), 1);
-		CHECK_EQ(el.id, id);
-		CHECK_EQ(el.n_out, 1);
-		CHECK_EQ(el.n_in, n - 1);
+		expect_pop(id, 1, n - 1);
 		uint32_t wr = n > 1 ? 8 : 0;
 		vhu_vq_push_notify(vq, &el, wr);
 		void *data;
@@ -711,7 +677,7 @@ TEST(frontend_packed_driver_against_device_side)
 TEST(frontend_packed_driver_event_idx_wait)
 {
 	fe_setup(8, true);
-	uint64_t g = pd_alloc(&pd, 64);
+	uint64_t g = gmem_buf(&pd.g, 64);
 	struct vhu_fe_buf in = { g, 8 };
 	void *data;
 	uint32_t len;
@@ -720,7 +686,7 @@ TEST(frontend_packed_driver_event_idx_wait)
 	CHECK(vhu_fe_vq_kick(&fvq) >= 0);
 	/* nothing used yet: the wait times out and leaves DESC at 0/1 */
 	CHECK_EQ(vhu_fe_vq_wait(&fvq, 10), 0);
-	uint16_t *drv = pd_ptr(&pd, pd.drv_gpa);
+	uint16_t *drv = gmem_ptr(&pd.g, pd.drv_gpa);
 	CHECK_EQ(le16toh(drv[1]), VHU__PEVENT_DESC);
 	CHECK_EQ(le16toh(drv[0]), 0x8000);
 	struct vhu_vq_elem e[3];
@@ -728,28 +694,22 @@ TEST(frontend_packed_driver_event_idx_wait)
 		CHECK_EQ(pop(), 1);
 		e[i] = el;
 	}
-	vhu_vq_push(vq, &e[1], 4);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 1);
+	CHECK_EQ(push_calls(&e[1], 4), 1);
 	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), 1);
 	CHECK_EQ(len, 4);
 	/* the event still names position 0: the next used one (1) is past it */
-	vhu_vq_push(vq, &e[0], 4);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 0);
+	CHECK_EQ(push_calls(&e[0], 4), 0);
 	CHECK_EQ(vhu_fe_vq_wait(&fvq, 10), 1);
 	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), 1);
 	CHECK_EQ(vhu_fe_vq_wait(&fvq, 10), 0); /* re-armed at position 2 */
-	vhu_vq_push(vq, &e[2], 4);
-	vhu_vq_notify(vq);
-	CHECK_EQ(pd_calls(&pd), 1);
+	CHECK_EQ(push_calls(&e[2], 4), 1);
 	fe_teardown();
 }
 
 TEST(frontend_packed_driver_refuses_a_hostile_device)
 {
 	fe_setup(8, false);
-	uint64_t g = pd_alloc(&pd, 64);
+	uint64_t g = gmem_buf(&pd.g, 64);
 	struct vhu_fe_buf in = { g, 8 };
 	void *data;
 	uint32_t len;
@@ -766,7 +726,7 @@ TEST(frontend_packed_driver_refuses_a_hostile_device)
 	fe_teardown();
 
 	fe_setup(8, false);
-	g = pd_alloc(&pd, 64);
+	g = gmem_buf(&pd.g, 64);
 	in = (struct vhu_fe_buf){ g, 8 };
 	id = vhu_fe_vq_add(&fvq, NULL, 0, &in, 1, (void *)1);
 	/* more bytes written than the buffer holds */
@@ -777,7 +737,7 @@ TEST(frontend_packed_driver_refuses_a_hostile_device)
 
 	/* a full ring refuses more; an empty chain is invalid */
 	fe_setup(2, false);
-	g = pd_alloc(&pd, 64);
+	g = gmem_buf(&pd.g, 64);
 	struct vhu_fe_buf two[2] = { { g, 8 }, { g + 8, 8 } };
 	CHECK(vhu_fe_vq_add(&fvq, two, 2, NULL, 0, NULL) >= 0);
 	CHECK_EQ(vhu_fe_vq_add(&fvq, two, 1, NULL, 0, NULL), -ENOSPC);

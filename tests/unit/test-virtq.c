@@ -12,24 +12,18 @@
 
 #include "internal.h"
 #include "ring-driver.h"
+#include "ring-check.h"
 #include "tap.h"
 
 static struct rd rd;
-static struct vhu_vq *vq;
-static struct vhu_vq_elem el;
-static struct iovec iov[64];
 
 static void after(void);
 
 static void setup(uint16_t size, uint16_t start, bool event_idx, bool indirect)
 {
 	after(); /* a failed case skips the after-each hook */
-	struct rd_opts o = {
-		.size = size,
-		.start_idx = start,
-		.event_idx = event_idx,
-		.indirect = indirect,
-	};
+	struct rd_opts o = { .size = size, .start_idx = start,
+			     .event_idx = event_idx, .indirect = indirect };
 	int r = rd_init(&rd, &o);
 	if (r < 0)
 		TAP_FAIL("rd_init: %d", r);
@@ -38,30 +32,21 @@ static void setup(uint16_t size, uint16_t start, bool event_idx, bool indirect)
 
 static void after(void)
 {
-	if (rd.host)
+	if (rd.g.host)
 		rd_fini(&rd);
 }
 
 /* A buffer with known contents. */
 static uint64_t buf_with(const char *s, uint32_t len)
 {
-	uint64_t g = rd_alloc(&rd, len);
-	memset(rd_ptr(&rd, g), 0, len);
-	memcpy(rd_ptr(&rd, g), s, strlen(s) < len ? strlen(s) : len);
-	return g;
+	return gmem_buf_with(&rd.g, s, len);
 }
 
-static int pop(void)
+/* Publish head: the queue breaks on it. */
+static void publish_broken(uint16_t head)
 {
-	return vhu_vq_pop(vq, &el, iov, VHU__ARRAY_SIZE(iov));
-}
-
-static void expect_broken(void)
-{
-	CHECK_EQ(pop(), -EIO);
-	CHECK(vhu_vq_is_broken(vq));
-	CHECK_EQ(pop(), -EIO);
-	CHECK(!vhu_vq_has_work(vq));
+	rd_publish(&rd, head);
+	expect_broken();
 }
 
 TEST(empty_ring)
@@ -81,10 +66,7 @@ TEST(simple_chain)
 	struct rd_buf b = { buf_with("hello", 5), 5, false };
 	uint16_t head = rd_add_chain(&rd, &b, 1);
 	CHECK(vhu_vq_has_work(vq));
-	CHECK_EQ(pop(), 1);
-	CHECK_EQ(el.id, head);
-	CHECK_EQ(el.n_out, 1);
-	CHECK_EQ(el.n_in, 0);
+	expect_pop(head, 1, 0);
 	CHECK(el.iov == iov);
 	CHECK_EQ(iov[0].iov_len, 5);
 	CHECK_MEM(iov[0].iov_base, "hello", 5);
@@ -107,22 +89,19 @@ TEST(readable_writable_split)
 	struct rd_buf b[4] = {
 		{ buf_with("head", 4), 4, false },
 		{ buf_with("body!", 5), 5, false },
-		{ rd_alloc(&rd, 8), 8, true },
-		{ rd_alloc(&rd, 1), 1, true },
+		{ gmem_buf(&rd.g, 8), 8, true },
+		{ gmem_buf(&rd.g, 1), 1, true },
 	};
 	uint16_t head = rd_add_chain(&rd, b, 4);
-	CHECK_EQ(pop(), 1);
-	CHECK_EQ(el.id, head);
-	CHECK_EQ(el.n_out, 2);
-	CHECK_EQ(el.n_in, 2);
+	expect_pop(head, 2, 2);
 	char out[16];
 	CHECK_EQ(vhu_iov_to_buf(el.iov, el.n_out, 0, out, sizeof(out)), 9);
 	CHECK_MEM(out, "headbody!", 9);
 	CHECK_EQ(vhu_iov_from_buf(el.iov + el.n_out, el.n_in, 0, "written!S", 9),
 		 9);
 	vhu_vq_push(vq, &el, 9);
-	CHECK_MEM(rd_ptr(&rd, b[2].gpa), "written!", 8);
-	CHECK_MEM(rd_ptr(&rd, b[3].gpa), "S", 1);
+	CHECK_MEM(gmem_ptr(&rd.g, b[2].gpa), "written!", 8);
+	CHECK_MEM(gmem_ptr(&rd.g, b[3].gpa), "S", 1);
 	uint32_t id, len;
 	CHECK_EQ(rd_get_used(&rd, &id, &len), 1);
 	CHECK_EQ(id, head);
@@ -135,9 +114,9 @@ TEST(buffer_across_two_regions)
 	after();
 	CHECK_EQ(rd_init(&rd, &o), 0);
 	vq = &rd.vq;
-	CHECK_EQ(rd.mem.n, 2);
+	CHECK_EQ(rd.g.mem.n, 2);
 	uint64_t g = RD_GPA_BASE + (1u << 20) - 3;
-	memcpy(rd_ptr(&rd, g), "abcdef", 6);
+	memcpy(gmem_ptr(&rd.g, g), "abcdef", 6);
 	struct rd_buf b = { g, 6, false };
 	rd_add_chain(&rd, &b, 1);
 	CHECK_EQ(pop(), 1);
@@ -155,18 +134,15 @@ TEST(indirect_table)
 	setup(8, 0, false, true);
 	struct rd_buf b[3] = {
 		{ buf_with("req", 3), 3, false },
-		{ rd_alloc(&rd, 100), 100, true },
-		{ rd_alloc(&rd, 1), 1, true },
+		{ gmem_buf(&rd.g, 100), 100, true },
+		{ gmem_buf(&rd.g, 1), 1, true },
 	};
 	uint16_t head = rd_add_indirect(&rd, b, 3);
-	CHECK_EQ(pop(), 1);
-	CHECK_EQ(el.id, head);
-	CHECK_EQ(el.n_out, 1);
-	CHECK_EQ(el.n_in, 2);
+	expect_pop(head, 1, 2);
 	CHECK_MEM(iov[0].iov_base, "req", 3);
 	CHECK_EQ(iov[1].iov_len, 100);
 	/* the device's own mapping of the driver's last buffer */
-	*(char *)rd_ptr(&rd, b[2].gpa) = 'Z';
+	*(char *)gmem_ptr(&rd.g, b[2].gpa) = 'Z';
 	CHECK_EQ(iov[2].iov_len, 1);
 	CHECK_EQ(*(char *)iov[2].iov_base, 'Z');
 	vhu_vq_push(vq, &el, 101);
@@ -180,24 +156,21 @@ TEST(indirect_after_direct_descriptor)
 {
 	/* 2.7.5.3: a chain may end in an indirect descriptor. */
 	setup(8, 0, false, true);
-	uint64_t t = rd_alloc(&rd, 32);
-	uint64_t a = buf_with("A", 1), b = buf_with("B", 1), c = rd_alloc(&rd, 4);
+	uint64_t t = gmem_buf(&rd.g, 32);
+	uint64_t a = buf_with("A", 1), b = buf_with("B", 1), c = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, t, 0, b, 1, VHU_VRING_DESC_F_NEXT, 1);
 	rd_desc(&rd, t, 1, c, 4, VHU_VRING_DESC_F_WRITE, 0);
 	rd_desc(&rd, rd.desc_gpa, 3, a, 1, VHU_VRING_DESC_F_NEXT, 5);
 	rd_desc(&rd, rd.desc_gpa, 5, t, 32, VHU_VRING_DESC_F_INDIRECT, 0);
 	rd_publish(&rd, 3);
-	CHECK_EQ(pop(), 1);
-	CHECK_EQ(el.id, 3);
-	CHECK_EQ(el.n_out, 2);
-	CHECK_EQ(el.n_in, 1);
+	expect_pop(3, 2, 1);
 	CHECK_MEM(iov[1].iov_base, "B", 1);
 }
 
 TEST(indirect_not_negotiated)
 {
 	setup(8, 0, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, false };
 	rd_add_indirect(&rd, &b, 1);
 	expect_broken();
 }
@@ -205,7 +178,7 @@ TEST(indirect_not_negotiated)
 TEST(no_interrupt_flag)
 {
 	setup(8, 0, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, true };
 	rd_set_avail_flags(&rd, VHU_VRING_AVAIL_F_NO_INTERRUPT);
 	rd_add_chain(&rd, &b, 1);
 	CHECK_EQ(pop(), 1);
@@ -224,7 +197,7 @@ TEST(no_interrupt_flag)
 TEST(batch_then_one_notify)
 {
 	setup(8, 0, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, true };
 	for (int i = 0; i < 3; i++)
 		rd_add_chain(&rd, &b, 1);
 	struct vhu_vq_elem e[3];
@@ -241,7 +214,7 @@ TEST(batch_then_one_notify)
 /* One request through the ring, pushed (not notified). */
 static void one_request(void)
 {
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, true };
 	rd_add_chain(&rd, &b, 1);
 	CHECK_EQ(pop(), 1);
 	vhu_vq_push(vq, &el, 0);
@@ -300,7 +273,7 @@ TEST(event_idx_across_wrap)
 TEST(event_idx_avail_event)
 {
 	setup(8, 0, true, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, false };
 	/* An empty pop asks for a kick at the next entry. */
 	CHECK_EQ(pop(), 0);
 	CHECK_EQ(rd_avail_event(&rd), 0);
@@ -326,7 +299,7 @@ TEST(event_idx_avail_event)
 TEST(disable_enable_notify)
 {
 	setup(8, 0, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, false };
 	vhu_vq_disable_notify(vq);
 	CHECK_EQ(rd_used_flags(&rd), VHU_VRING_USED_F_NO_NOTIFY);
 	CHECK(!vhu_vq_enable_notify(vq));
@@ -341,7 +314,7 @@ TEST(disable_enable_notify)
 TEST(wraparound_16bit)
 {
 	setup(8, 65530, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, true };
 	for (unsigned i = 0; i < 20; i++) {
 		uint16_t head = rd_add_chain(&rd, &b, 1);
 		CHECK_EQ(pop(), 1);
@@ -369,7 +342,7 @@ TEST(queue_size_32768)
 	after();
 	CHECK_EQ(rd_init(&rd, &o), 0);
 	vq = &rd.vq;
-	uint64_t g = rd_alloc(&rd, 16);
+	uint64_t g = gmem_buf(&rd.g, 16);
 	struct rd_buf b = { g, 16, true };
 	for (unsigned i = 0; i < 32768; i++)
 		rd_add_chain(&rd, &b, 1);
@@ -422,7 +395,7 @@ TEST(priv_and_reset)
 	      fcntl(e, F_GETFD) < 0);
 	CHECK_EQ(vq->call_fd, -1);
 	CHECK(vq->desc == NULL && vq->size == 0 && !vq->broken);
-	CHECK(vq->mem == &rd.mem);
+	CHECK(vq->mem == &rd.g.mem);
 	CHECK(vhu_vq_get_priv(vq) == &x);
 	CHECK_EQ(pop(), 0); /* unmapped: nothing to do, no crash */
 }
@@ -433,7 +406,7 @@ TEST(map_checks)
 	uint64_t d = vq->desc_uva;
 	vq->desc_uva = d + 8; /* misaligned */
 	CHECK_EQ(vhu__vq_map(vq), -EINVAL);
-	vq->desc_uva = RD_UVA_BASE + rd.mem_size - 64; /* runs off the end */
+	vq->desc_uva = RD_UVA_BASE + rd.g.size - 64; /* runs off the end */
 	CHECK_EQ(vhu__vq_map(vq), -EFAULT);
 	vq->desc_uva = d;
 	vq->used_uva += 2; /* used ring wants 4 */
@@ -506,7 +479,7 @@ static void pingpong(bool event_idx)
 	setup(64, 65000, event_idx, false);
 	vq->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	CHECK(vq->kick_fd >= 0);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, true };
 	struct device_run d = { .vq = vq };
 	pthread_t t;
 	CHECK_EQ(pthread_create(&t, NULL, device_thread, &d), 0);
@@ -573,115 +546,104 @@ TEST(threads_no_lost_wakeup_flags)
 TEST(descriptor_loop)
 {
 	setup(8, 0, false, false);
-	uint64_t g = rd_alloc(&rd, 4);
+	uint64_t g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, rd.desc_gpa, 0, g, 4, VHU_VRING_DESC_F_NEXT, 1);
 	rd_desc(&rd, rd.desc_gpa, 1, g, 4, VHU_VRING_DESC_F_NEXT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(zero_length_loop)
 {
 	setup(8, 0, false, false);
 	rd_desc(&rd, rd.desc_gpa, 2, 0, 0, VHU_VRING_DESC_F_NEXT, 2);
-	rd_publish(&rd, 2);
-	expect_broken();
+	publish_broken(2);
 }
 
 TEST(next_out_of_table)
 {
 	setup(8, 0, false, false);
-	uint64_t g = rd_alloc(&rd, 4);
+	uint64_t g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, rd.desc_gpa, 0, g, 4, VHU_VRING_DESC_F_NEXT, 8);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(nested_indirect)
 {
 	setup(8, 0, false, true);
-	uint64_t t1 = rd_alloc(&rd, 16), t2 = rd_alloc(&rd, 16);
-	rd_desc(&rd, t2, 0, rd_alloc(&rd, 4), 4, 0, 0);
+	uint64_t t1 = gmem_buf(&rd.g, 16), t2 = gmem_buf(&rd.g, 16);
+	rd_desc(&rd, t2, 0, gmem_buf(&rd.g, 4), 4, 0, 0);
 	rd_desc(&rd, t1, 0, t2, 16, VHU_VRING_DESC_F_INDIRECT, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t1, 16, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_empty_table)
 {
 	setup(8, 0, false, true);
-	rd_desc(&rd, rd.desc_gpa, 0, rd_alloc(&rd, 16), 0,
+	rd_desc(&rd, rd.desc_gpa, 0, gmem_buf(&rd.g, 16), 0,
 		VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_partial_entry)
 {
 	setup(8, 0, false, true);
-	uint64_t t = rd_alloc(&rd, 32);
-	rd_desc(&rd, t, 0, rd_alloc(&rd, 4), 4, 0, 0);
+	uint64_t t = gmem_buf(&rd.g, 32);
+	rd_desc(&rd, t, 0, gmem_buf(&rd.g, 4), 4, 0, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 24, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(indirect_with_next)
 {
 	setup(8, 0, false, true);
-	uint64_t t = rd_alloc(&rd, 16);
-	rd_desc(&rd, t, 0, rd_alloc(&rd, 4), 4, 0, 0);
+	uint64_t t = gmem_buf(&rd.g, 16);
+	rd_desc(&rd, t, 0, gmem_buf(&rd.g, 4), 4, 0, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 16,
 		VHU_VRING_DESC_F_INDIRECT | VHU_VRING_DESC_F_NEXT, 1);
-	rd_desc(&rd, rd.desc_gpa, 1, rd_alloc(&rd, 4), 4, 0, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	rd_desc(&rd, rd.desc_gpa, 1, gmem_buf(&rd.g, 4), 4, 0, 0);
+	publish_broken(0);
 }
 
 TEST(indirect_loop_and_escape)
 {
 	setup(8, 0, false, true);
-	uint64_t t = rd_alloc(&rd, 64);
-	uint64_t g = rd_alloc(&rd, 4);
+	uint64_t t = gmem_buf(&rd.g, 64);
+	uint64_t g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, t, 0, g, 4, VHU_VRING_DESC_F_NEXT, 1);
 	rd_desc(&rd, t, 1, g, 4, VHU_VRING_DESC_F_NEXT, 0);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 64, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 	rd_fini(&rd);
 
 	/* next beyond the indirect table (but inside the ring's size) */
 	setup(8, 0, false, true);
-	t = rd_alloc(&rd, 32);
-	g = rd_alloc(&rd, 4);
+	t = gmem_buf(&rd.g, 32);
+	g = gmem_buf(&rd.g, 4);
 	rd_desc(&rd, t, 0, g, 4, VHU_VRING_DESC_F_NEXT, 2);
 	rd_desc(&rd, rd.desc_gpa, 0, t, 32, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 	rd_fini(&rd);
 
 	/* table itself outside guest memory */
 	setup(8, 0, false, true);
 	rd_desc(&rd, rd.desc_gpa, 0, 0x1000, 32, VHU_VRING_DESC_F_INDIRECT, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(addr_len_overflow)
 {
 	setup(8, 0, false, false);
 	rd_desc(&rd, rd.desc_gpa, 0, UINT64_MAX - 4, 16, 0, 0);
-	rd_publish(&rd, 0);
-	expect_broken();
+	publish_broken(0);
 }
 
 TEST(unmapped_buffer)
 {
 	setup(8, 0, false, false);
 	struct rd_buf b[2] = {
-		{ rd_alloc(&rd, 4), 4, false },
-		{ RD_GPA_BASE + rd.mem_size - 2, 4, true }, /* runs off */
+		{ gmem_buf(&rd.g, 4), 4, false },
+		{ RD_GPA_BASE + rd.g.size - 2, 4, true }, /* runs off */
 	};
 	rd_add_chain(&rd, b, 2);
 	expect_broken();
@@ -699,7 +661,7 @@ TEST(avail_idx_jump)
 
 	/* exactly a ring's worth is fine */
 	setup(8, 100, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, false };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, false };
 	for (int i = 0; i < 8; i++)
 		rd_add_chain(&rd, &b, 1);
 	CHECK_EQ(pop(), 1);
@@ -714,16 +676,15 @@ TEST(avail_idx_jump)
 TEST(head_out_of_range)
 {
 	setup(8, 0, false, false);
-	rd_publish(&rd, 8);
-	expect_broken();
+	publish_broken(8);
 }
 
 TEST(writable_then_readable)
 {
 	setup(8, 0, false, true);
 	struct rd_buf b[2] = {
-		{ rd_alloc(&rd, 4), 4, true },
-		{ rd_alloc(&rd, 4), 4, false },
+		{ gmem_buf(&rd.g, 4), 4, true },
+		{ gmem_buf(&rd.g, 4), 4, false },
 	};
 	rd_add_chain(&rd, b, 2);
 	expect_broken();
@@ -731,8 +692,8 @@ TEST(writable_then_readable)
 
 	/* same inside an indirect table */
 	setup(8, 0, false, true);
-	b[0].gpa = rd_alloc(&rd, 4);
-	b[1].gpa = rd_alloc(&rd, 4);
+	b[0].gpa = gmem_buf(&rd.g, 4);
+	b[1].gpa = gmem_buf(&rd.g, 4);
 	rd_add_indirect(&rd, b, 2);
 	expect_broken();
 }
@@ -742,7 +703,7 @@ TEST(too_many_buffers_then_ring_works)
 	setup(16, 0, false, false);
 	struct rd_buf b[5];
 	for (int i = 0; i < 5; i++)
-		b[i] = (struct rd_buf){ rd_alloc(&rd, 4), 4, i >= 2 };
+		b[i] = (struct rd_buf){ gmem_buf(&rd.g, 4), 4, i >= 2 };
 	uint16_t big = rd_add_chain(&rd, b, 5);
 	uint16_t small = rd_add_chain(&rd, b, 2);
 	CHECK_EQ(vhu_vq_pop(vq, &el, iov, 4), -E2BIG);
@@ -769,8 +730,8 @@ TEST(too_many_buffers_truncated_to_status)
 	setup(16, 0, false, true);
 	struct rd_buf b[6];
 	for (int i = 0; i < 6; i++)
-		b[i] = (struct rd_buf){ rd_alloc(&rd, 4), 4, i >= 2 };
-	uint8_t *last = rd_ptr(&rd, b[5].gpa);
+		b[i] = (struct rd_buf){ gmem_buf(&rd.g, 4), 4, i >= 2 };
+	uint8_t *last = gmem_ptr(&rd.g, b[5].gpa);
 	uint16_t big = rd_add_chain(&rd, b, 6);
 	uint16_t ind = rd_add_indirect(&rd, b, 6);
 	uint16_t small = rd_add_chain(&rd, b, 2);
@@ -805,7 +766,7 @@ TEST(too_many_buffers_truncated_to_status)
 	/* no writable byte: nothing to answer in */
 	setup(16, 0, false, false);
 	for (int i = 0; i < 6; i++)
-		b[i] = (struct rd_buf){ rd_alloc(&rd, 4), 4, false };
+		b[i] = (struct rd_buf){ gmem_buf(&rd.g, 4), 4, false };
 	rd_add_chain(&rd, b, 6);
 	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 4, VHU_VQ_POP_TRUNCATED), 1);
 	CHECK_EQ(el.flags, VHU_VQ_ELEM_F_TRUNCATED);
@@ -825,7 +786,7 @@ TEST(chain_over_4gib)
 	if (res == MAP_FAILED)
 		tap_skip("cannot reserve 8 GiB of address space");
 	uint64_t gpa = 1ull << 40;
-	int r = vhu__mem_add_host(&rd.mem, gpa, big, 1ull << 44, res);
+	int r = vhu__mem_add_host(&rd.g.mem, gpa, big, 1ull << 44, res);
 	if (r < 0) {
 		munmap(res, big);
 		TAP_FAIL("add_host: %d", r);
@@ -852,7 +813,7 @@ TEST(chain_over_4gib)
 TEST(broken_queue_stays_quiet)
 {
 	setup(8, 0, false, false);
-	struct rd_buf b = { rd_alloc(&rd, 4), 4, true };
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, true };
 	rd_add_chain(&rd, &b, 1);
 	CHECK_EQ(pop(), 1);
 	struct vhu_vq_elem held = el;

@@ -69,6 +69,22 @@ static bool canary_ok(const uint8_t *p, size_t n)
 	return true;
 }
 
+/* Make the chain at descriptor 0 available and wait for it: 0 when it
+ * completed (*len: the used length), or -1 with why saying what failed
+ * (what: the request, for the message). */
+static int complete(struct chk_sess *s, const char *what, uint32_t *len,
+		    char *why)
+{
+	uint32_t id;
+	if (chk_publish(s, 0, 1) < 0)
+		return chk_fail(why, "kick failed");
+	int r = chk_wait_used(s, s->timeout_ms, &id, len);
+	if (r <= 0)
+		return chk_fail(why, "%s %s", what,
+				r ? "dropped the connection" : "not completed");
+	return 0;
+}
+
 /* The header split 4 + 4 + 8 over three descriptors: legal framing
  * (virtio 1.2 2.7.4 "no framing assumptions"); OUT then IN, compared. */
 static int split_hdr(struct chk_sess *s, char *why)
@@ -88,14 +104,9 @@ static int split_hdr(struct chk_sess *s, char *why)
 		chk_set_desc(s, CHK_OFF_DESC, 3, G(CHK_OFF_DATA), 1024,
 			     df | NEXT, 4);
 		chk_set_desc(s, CHK_OFF_DESC, 4, G(ST_OFF), 1, WR, 0);
-		if (chk_publish(s, 0, 1) < 0)
-			return chk_fail(why, "kick failed");
-		uint32_t id, len;
-		int r = chk_wait_used(s, s->timeout_ms, &id, &len);
-		if (r <= 0)
-			return chk_fail(why, "split-header request %s",
-					r ? "dropped the connection" :
-					    "not completed");
+		uint32_t len;
+		if (complete(s, "split-header request", &len, why) < 0)
+			return -1;
 		if (s->mem[ST_OFF] != CHK_BLK_S_OK)
 			return chk_fail(why, "split-header %s status %u",
 					k ? "IN" : "OUT", s->mem[ST_OFF]);
@@ -113,13 +124,9 @@ static int status_in_data(struct chk_sess *s, char *why)
 	s->mem[CHK_OFF_DATA + 512] = 0xff;
 	chk_set_desc(s, CHK_OFF_DESC, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
 	chk_set_desc(s, CHK_OFF_DESC, 1, G(CHK_OFF_DATA), 513, WR, 0);
-	if (chk_publish(s, 0, 1) < 0)
-		return chk_fail(why, "kick failed");
-	uint32_t id, len;
-	int r = chk_wait_used(s, s->timeout_ms, &id, &len);
-	if (r <= 0)
-		return chk_fail(why, "request %s", r ? "dropped the connection" :
-						   "not completed");
+	uint32_t len;
+	if (complete(s, "request", &len, why) < 0)
+		return -1;
 	if (s->mem[CHK_OFF_DATA + 512] != CHK_BLK_S_OK)
 		return chk_fail(why, "status %u", s->mem[CHK_OFF_DATA + 512]);
 	return chk_pass(why, "completed with OK, used len %u", len);

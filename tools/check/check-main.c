@@ -159,18 +159,27 @@ static long rss_kb(long pid)
 	return kb;
 }
 
+const char *chk_proc_stat(long pid, char *buf, size_t cap)
+{
+	char p[64];
+	snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+	FILE *f = fopen(p, "re");
+	if (!f || cap == 0) {
+		if (f)
+			fclose(f);
+		return NULL;
+	}
+	size_t n = fread(buf, 1, cap - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	return strrchr(buf, ')');
+}
+
 /* Running (a zombie counts as exited). */
 static bool proc_alive(long pid)
 {
-	char p[64], buf[512];
-	snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
-	FILE *f = fopen(p, "re");
-	if (!f)
-		return false;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	const char *e = strrchr(buf, ')');
+	char buf[512];
+	const char *e = chk_proc_stat(pid, buf, sizeof(buf));
 	return e && e[1] == ' ' && e[2] != 'Z' && e[2] != 'X';
 }
 

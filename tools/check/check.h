@@ -245,6 +245,11 @@ extern const struct chk_case chk_cases_chain[];
 extern const struct chk_case chk_cases_blk[];
 
 /* why helpers */
+/* Read /proc/<pid>/stat into buf (cap bytes) and return where the fields
+ * after the command name start: its closing ')' (the name may itself hold
+ * spaces and parentheses).  NULL when it cannot be read. */
+const char *chk_proc_stat(long pid, char *buf, size_t cap);
+
 int chk_fail(char *why, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int chk_pass(char *why, const char *fmt, ...)

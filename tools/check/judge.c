@@ -50,6 +50,21 @@ int chk_probe_alive(struct chk_sess *s, char *why)
 	return chk_fail(why, "stream of unexpected messages");
 }
 
+
+/* A refusal the peer survived (first says how it refused): a pass when
+ * the peer then drops the connection or still serves, a failure when it
+ * answers the probe wrongly. */
+static int then_alive(struct chk_sess *s, const char *first, char *why)
+{
+	char w[CHK_WHY] = "";
+	int r = chk_probe_alive(s, w);
+	if (r < 0)
+		return chk_fail(why, "%s, then %s", first, w);
+	if (r == 1)
+		return chk_pass(why, "%s, then connection dropped", first);
+	return chk_pass(why, "%s, connection still serving", first);
+}
+
 int chk_judge(struct chk_sess *s, uint32_t req, uint32_t body_size,
 	      enum chk_expect exp, char *why)
 {
@@ -99,13 +114,7 @@ int chk_judge(struct chk_sess *s, uint32_t req, uint32_t body_size,
 	if (!ok)
 		return chk_fail(why, "%s", first);
 
-	char w[CHK_WHY] = "";
-	r = chk_probe_alive(s, w);
-	if (r < 0)
-		return chk_fail(why, "%s, then %s", first, w);
-	if (r == 1)
-		return chk_pass(why, "%s, then connection dropped", first);
-	return chk_pass(why, "%s, connection still serving", first);
+	return then_alive(s, first, why);
 }
 
 int chk_judge_eof(struct chk_sess *s, char *why)
@@ -152,13 +161,7 @@ int chk_judge_ring(struct chk_sess *s, const uint8_t *status, bool ok_allowed,
 	} else {
 		return chk_fail(why, "invalid status byte %u", *status);
 	}
-	char w[CHK_WHY] = "";
-	r = chk_probe_alive(s, w);
-	if (r < 0)
-		return chk_fail(why, "%s, then %s", first, w);
-	if (r == 1)
-		return chk_pass(why, "%s, then connection dropped", first);
-	return chk_pass(why, "%s, connection still serving", first);
+	return then_alive(s, first, why);
 }
 
 int chk_fresh(struct chk_ctx *c, struct chk_sess *s, enum chk_level level,

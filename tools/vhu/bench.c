@@ -19,6 +19,7 @@
 
 #include <json-c/json.h>
 
+#include "check.h"
 #include "cli.h"
 
 /* virtio 1.2, 5.2.6 */
@@ -337,17 +338,9 @@ static void *worker_main(void *arg)
 /* utime + stime of a process in seconds, or -1. */
 static double proc_cpu(int pid)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* The command name may contain spaces and ')': fields restart
-	 * after the last ')'.  utime and stime are fields 14 and 15. */
-	char *p = strrchr(buf, ')');
+	char buf[1024];
+	/* utime and stime are fields 14 and 15. */
+	const char *p = chk_proc_stat(pid, buf, sizeof(buf));
 	if (!p)
 		return -1;
 	unsigned long long ut, stt;
@@ -572,6 +565,243 @@ static int setup_workers(struct vhu_fe *fe, const struct opts *o,
 	return 0;
 }
 
+/* Features, config space and the checks that need them: 0, or -1 after
+ * saying why.  *f: the features set; *disk_blocks: blocks of o->bs. */
+static int bench_negotiate(struct vhu_fe *fe, const struct opts *o,
+			   uint64_t *f, uint64_t *disk_blocks)
+{
+	uint64_t want = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_EVENT_IDX) |
+			VHU_BIT(BLK_F_SEG_MAX) | VHU_BIT(BLK_F_BLK_SIZE) |
+			VHU_BIT(BLK_F_FLUSH) | VHU_BIT(BLK_F_MQ) |
+			VHU_BIT(BLK_F_CONFIG_WCE) | VHU_BIT(BLK_F_TOPOLOGY) |
+			VHU_BIT(BLK_F_SIZE_MAX) | VHU_BIT(BLK_F_RO);
+	if (o->no_event_idx)
+		want &= ~VHU_BIT(VHU_F_EVENT_IDX);
+	if (o->packed) {
+		if (!(vhu_fe_features_offered(fe) & VHU_BIT(VHU_F_RING_PACKED))) {
+			fprintf(stderr, "vhu bench: the back-end does not offer "
+				"VIRTIO_F_RING_PACKED\n");
+			return -1;
+		}
+		want |= VHU_BIT(VHU_F_RING_PACKED);
+	}
+	int r = vhu_fe_set_features(fe, want);
+	if (r < 0) {
+		fprintf(stderr, "vhu bench: SET_FEATURES: %s\n", strerror(-r));
+		return -1;
+	}
+	*f = vhu_fe_features(fe);
+	uint8_t cfg[96];
+	int clen = blk_read_config(fe, cfg, sizeof(cfg));
+	if (clen < 0) {
+		fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
+			strerror(-clen));
+		return -1;
+	}
+	uint64_t cap_bytes = le64_at(cfg, 0) * SECTOR;
+	if (o->size && o->size < cap_bytes)
+		cap_bytes = o->size;
+	*disk_blocks = cap_bytes / o->bs;
+	if (*disk_blocks < o->queues) {
+		fprintf(stderr, "vhu bench: disk of %" PRIu64 " bytes too small for "
+			"--bs %" PRIu64 " on %u queues\n", cap_bytes, o->bs, o->queues);
+		return -1;
+	}
+	bool writes = o->pattern != P_READ && o->pattern != P_RANDREAD;
+	if (writes && (*f & VHU_BIT(BLK_F_RO))) {
+		fprintf(stderr, "vhu bench: the device is read-only\n");
+		return -1;
+	}
+	if (o->queues > 1) {
+		unsigned maxq = vhu_fe_queue_num(fe);
+		unsigned nq = (*f & VHU_BIT(BLK_F_MQ)) && clen >= 36 ? le16_at(cfg, 34) : 1;
+		if (!(*f & VHU_BIT(BLK_F_MQ)) || o->queues > nq || (maxq && o->queues > maxq)) {
+			fprintf(stderr, "vhu bench: the back-end serves %u queue(s); "
+				"--queues %u\n", nq, o->queues);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Start one thread per queue and watch them until the time or count is
+ * reached, a queue fails or a signal came; returns the threads started
+ * (all joined).  *t0, *t1: start and end (ns). */
+static unsigned bench_run(const struct opts *o, struct worker *ws,
+			  uint64_t *t0, uint64_t *t1)
+{
+	*t0 = now_ns();
+	unsigned started = 0;
+	for (; started < o->queues; started++) {
+		if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started])) {
+			stop_flag = 1;
+			break;
+		}
+	}
+	uint64_t end = o->count ? UINT64_MAX : *t0 + (uint64_t)(o->time_s * 1e9);
+	uint64_t last_done = 0, last_t = *t0;
+	for (;;) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		uint64_t t = now_ns(), done = 0;
+		bool any_fail = false;
+		for (unsigned q = 0; q < started; q++) {
+			done += __atomic_load_n(&ws[q].done, __ATOMIC_RELAXED);
+			any_fail |= __atomic_load_n(&ws[q].fail, __ATOMIC_RELAXED) != 0;
+		}
+		if (t >= end || any_fail)
+			stop_flag = 1;
+		/* Count mode: over when every quota completed. */
+		bool all_done = o->count && done >= o->count;
+		if (o->progress && t - last_t >= 1000000000ull) {
+			double dt = (double)(t - last_t) / 1e9;
+			double iops = (double)(done - last_done) / dt;
+			fprintf(stderr, "[%5.1fs] %10.0f IOPS %9.1f MB/s\n",
+				(double)(t - *t0) / 1e9, iops, iops * (double)o->bs / 1e6);
+			last_done = done;
+			last_t = t;
+		}
+		if (stop_flag || all_done)
+			break;
+	}
+	for (unsigned q = 0; q < started; q++)
+		pthread_join(ws[q].thread, NULL);
+	*t1 = now_ns();
+	return started;
+}
+
+/* Stop the rings as a driver would (GET_VRING_BASE): the back-end's next
+ * avail index must equal what was submitted.  Returns the mismatches. */
+static unsigned bench_check_bases(struct vhu_fe *fe, const struct opts *o,
+				  const struct worker *ws, unsigned started)
+{
+	unsigned base_errors = 0;
+	for (unsigned q = 0; q < started; q++) {
+		if (ws[q].fail)
+			continue;
+		uint32_t base;
+		int r = vhu_fe_vq_stop(fe, q, &base);
+		uint32_t want_base = (uint16_t)ws[q].submitted;
+		if (o->packed) {
+			/* vhost-user.rst: positions and wrap counters (from 1)
+			 * of the avail and used sides, 3 descriptors a request. */
+			uint64_t d = 3 * ws[q].submitted;
+			uint32_t pos = (uint32_t)(d % o->queue_size);
+			uint32_t wrap = ((d / o->queue_size) & 1) ? 0 : 1;
+			uint32_t half = pos | wrap << 15;
+			want_base = half | half << 16;
+		}
+		if (r < 0 || base != want_base) {
+			base_errors++;
+			fprintf(stderr, "vhu bench: queue %u: GET_VRING_BASE %s (base %u, "
+				"submitted %" PRIu64 ")\n", q, r < 0 ? strerror(-r) : "mismatch",
+				r < 0 ? 0 : base, ws[q].submitted);
+		}
+	}
+	return base_errors;
+}
+
+/* Every queue's figures together. */
+struct bench_totals {
+	uint64_t hist[H_BUCKETS];
+	uint64_t done, reads, writes, errors, verified, mismatches;
+	uint64_t lat_max, lat_sum;
+	int fail;          /* the first queue's failure, -EAGAIN: not started */
+};
+
+static void bench_merge(const struct opts *o, const struct worker *ws,
+			unsigned started, struct bench_totals *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->fail = started < o->queues ? -EAGAIN : 0;
+	for (unsigned q = 0; q < started; q++) {
+		const struct worker *w = &ws[q];
+		m->done += w->done;
+		m->reads += w->reads;
+		m->writes += w->writes;
+		m->errors += w->errors;
+		m->verified += w->verified;
+		m->mismatches += w->mismatches;
+		m->lat_sum += w->lat_sum;
+		if (w->lat_max > m->lat_max)
+			m->lat_max = w->lat_max;
+		for (unsigned i = 0; i < H_BUCKETS; i++)
+			m->hist[i] += w->hist[i];
+		if (w->fail && !m->fail) {
+			m->fail = w->fail;
+			fprintf(stderr, "vhu bench: queue %u stopped: %s\n", q,
+				strerror(-w->fail));
+		}
+	}
+}
+
+/* Print the results (text or JSON): secs of run time, cpu back-end CPU
+ * seconds (< 0: unknown), f the features. */
+static void bench_report(const struct opts *o, const struct bench_totals *m,
+			 double secs, double cpu, uint64_t f)
+{
+	uint64_t done = m->done, lat_max = m->lat_max;
+	double iops = secs > 0 ? (double)done / secs : 0;
+	double mbps = iops * (double)o->bs / 1e6;
+	/* A bucket's middle may lie above the largest sample: clamp. */
+	double maxv = (double)lat_max;
+	double p50 = fmin(percentile(m->hist, done, 0.50), maxv) / 1000;
+	double p99 = fmin(percentile(m->hist, done, 0.99), maxv) / 1000;
+	double p999 = fmin(percentile(m->hist, done, 0.999), maxv) / 1000;
+	double avg = done ? (double)m->lat_sum / (double)done / 1000 : 0;
+	double iops_per_cpu = cpu > 0 ? (double)done / cpu : 0;
+
+	if (o->json) {
+		json_object *j = json_object_new_object();
+		json_object_object_add(j, "pattern", json_object_new_string(pattern_names[o->pattern]));
+		json_object_object_add(j, "bs", json_object_new_uint64(o->bs));
+		json_object_object_add(j, "iodepth", json_object_new_int((int)o->iodepth));
+		json_object_object_add(j, "queues", json_object_new_int((int)o->queues));
+		json_object_object_add(j, "packed", json_object_new_boolean(
+					       (f & VHU_BIT(VHU_F_RING_PACKED)) != 0));
+		json_object_object_add(j, "seconds", json_object_new_double(secs));
+		json_object_object_add(j, "requests", json_object_new_uint64(done));
+		json_object_object_add(j, "reads", json_object_new_uint64(m->reads));
+		json_object_object_add(j, "writes", json_object_new_uint64(m->writes));
+		json_object_object_add(j, "errors", json_object_new_uint64(m->errors));
+		json_object_object_add(j, "iops", json_object_new_double(iops));
+		json_object_object_add(j, "mbps", json_object_new_double(mbps));
+		json_object_object_add(j, "lat_avg_us", json_object_new_double(avg));
+		json_object_object_add(j, "lat_p50_us", json_object_new_double(p50));
+		json_object_object_add(j, "lat_p99_us", json_object_new_double(p99));
+		json_object_object_add(j, "lat_p999_us", json_object_new_double(p999));
+		json_object_object_add(j, "lat_max_us", json_object_new_double((double)lat_max / 1000));
+		if (cpu >= 0) {
+			json_object_object_add(j, "backend_cpu_s", json_object_new_double(cpu));
+			json_object_object_add(j, "iops_per_backend_cpu_s",
+					       json_object_new_double(iops_per_cpu));
+		}
+		if (o->verify) {
+			json_object_object_add(j, "verified", json_object_new_uint64(m->verified));
+			json_object_object_add(j, "mismatches", json_object_new_uint64(m->mismatches));
+		}
+		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
+		json_object_put(j);
+		return;
+	}
+	printf("pattern %s, bs %" PRIu64 ", iodepth %u, queues %u, %.2f s%s%s\n",
+	       pattern_names[o->pattern], o->bs, o->iodepth, o->queues, secs,
+	       (f & VHU_BIT(VHU_F_EVENT_IDX)) ? ", event-idx" : "",
+	       (f & VHU_BIT(VHU_F_RING_PACKED)) ? ", packed" : "");
+	printf("requests: %" PRIu64 " (%" PRIu64 " reads, %" PRIu64 " writes), "
+	       "errors: %" PRIu64 "\n", done, m->reads, m->writes, m->errors);
+	printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
+	printf("latency (us): avg %.1f  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
+	       avg, p50, p99, p999, (double)lat_max / 1000);
+	if (cpu >= 0)
+		printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
+		       "IOPS per back-end CPU-second: %.0f\n",
+		       cpu, secs > 0 ? 100 * cpu / secs : 0, iops_per_cpu);
+	if (o->verify)
+		printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
+		       m->verified, m->mismatches);
+}
+
 int cmd_bench(int argc, char **argv)
 {
 	struct opts o;
@@ -588,62 +818,14 @@ int cmd_bench(int argc, char **argv)
 	if (!ws)
 		goto out;
 
-	uint64_t want = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_EVENT_IDX) |
-			VHU_BIT(BLK_F_SEG_MAX) | VHU_BIT(BLK_F_BLK_SIZE) |
-			VHU_BIT(BLK_F_FLUSH) | VHU_BIT(BLK_F_MQ) |
-			VHU_BIT(BLK_F_CONFIG_WCE) | VHU_BIT(BLK_F_TOPOLOGY) |
-			VHU_BIT(BLK_F_SIZE_MAX) | VHU_BIT(BLK_F_RO);
-	if (o.no_event_idx)
-		want &= ~VHU_BIT(VHU_F_EVENT_IDX);
-	if (o.packed) {
-		if (!(vhu_fe_features_offered(fe) & VHU_BIT(VHU_F_RING_PACKED))) {
-			fprintf(stderr, "vhu bench: the back-end does not offer "
-				"VIRTIO_F_RING_PACKED\n");
-			goto out;
-		}
-		want |= VHU_BIT(VHU_F_RING_PACKED);
-	}
-	int r = vhu_fe_set_features(fe, want);
-	if (r < 0) {
-		fprintf(stderr, "vhu bench: SET_FEATURES: %s\n", strerror(-r));
+	uint64_t f, disk_blocks;
+	if (bench_negotiate(fe, &o, &f, &disk_blocks) < 0)
 		goto out;
-	}
-	uint64_t f = vhu_fe_features(fe);
-	uint8_t cfg[96];
-	int clen = blk_read_config(fe, cfg, sizeof(cfg));
-	if (clen < 0) {
-		fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
-			strerror(-clen));
-		goto out;
-	}
-	uint64_t cap_bytes = le64_at(cfg, 0) * SECTOR;
-	if (o.size && o.size < cap_bytes)
-		cap_bytes = o.size;
-	uint64_t disk_blocks = cap_bytes / o.bs;
-	if (disk_blocks < o.queues) {
-		fprintf(stderr, "vhu bench: disk of %" PRIu64 " bytes too small for "
-			"--bs %" PRIu64 " on %u queues\n", cap_bytes, o.bs, o.queues);
-		goto out;
-	}
-	bool writes = o.pattern != P_READ && o.pattern != P_RANDREAD;
-	if (writes && (f & VHU_BIT(BLK_F_RO))) {
-		fprintf(stderr, "vhu bench: the device is read-only\n");
-		goto out;
-	}
-	if (o.queues > 1) {
-		unsigned maxq = vhu_fe_queue_num(fe);
-		unsigned nq = (f & VHU_BIT(BLK_F_MQ)) && clen >= 36 ? le16_at(cfg, 34) : 1;
-		if (!(f & VHU_BIT(BLK_F_MQ)) || o.queues > nq || (maxq && o.queues > maxq)) {
-			fprintf(stderr, "vhu bench: the back-end serves %u queue(s); "
-				"--queues %u\n", nq, o.queues);
-			goto out;
-		}
-	}
 
 	/* Guest memory: rings, then per slot a header line and a data block. */
 	uint64_t ring = 16ull * o.queue_size + 8192 + 8ull * o.queue_size;
 	uint64_t per_q = ring + (uint64_t)o.iodepth * (o.bs + 4096 + 64);
-	r = vhu_fe_add_memory(fe, (size_t)(per_q * o.queues + (1 << 20)));
+	int r = vhu_fe_add_memory(fe, (size_t)(per_q * o.queues + (1 << 20)));
 	if (r < 0) {
 		fprintf(stderr, "vhu bench: registering guest memory: %s\n", strerror(-r));
 		goto out;
@@ -663,162 +845,21 @@ int cmd_bench(int argc, char **argv)
 	if (o.pid > 0 && cpu0 < 0)
 		fprintf(stderr, "vhu bench: cannot read /proc/%d/stat; no CPU figures\n",
 			o.pid);
-	uint64_t t0 = now_ns();
-	unsigned started = 0;
-	for (; started < o.queues; started++) {
-		if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started])) {
-			stop_flag = 1;
-			break;
-		}
-	}
-	uint64_t end = o.count ? UINT64_MAX : t0 + (uint64_t)(o.time_s * 1e9);
-	uint64_t last_done = 0, last_t = t0;
-	for (;;) {
-		struct timespec ts = { 0, 50 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-		uint64_t t = now_ns(), done = 0;
-		bool any_fail = false;
-		for (unsigned q = 0; q < started; q++) {
-			done += __atomic_load_n(&ws[q].done, __ATOMIC_RELAXED);
-			any_fail |= __atomic_load_n(&ws[q].fail, __ATOMIC_RELAXED) != 0;
-		}
-		if (t >= end || any_fail)
-			stop_flag = 1;
-		/* Count mode: over when every quota completed. */
-		bool all_done = o.count && done >= o.count;
-		if (o.progress && t - last_t >= 1000000000ull) {
-			double dt = (double)(t - last_t) / 1e9;
-			double iops = (double)(done - last_done) / dt;
-			fprintf(stderr, "[%5.1fs] %10.0f IOPS %9.1f MB/s\n",
-				(double)(t - t0) / 1e9, iops, iops * (double)o.bs / 1e6);
-			last_done = done;
-			last_t = t;
-		}
-		if (stop_flag || all_done)
-			break;
-	}
-	for (unsigned q = 0; q < started; q++)
-		pthread_join(ws[q].thread, NULL);
-	uint64_t t1 = now_ns();
+	uint64_t t0, t1;
+	unsigned started = bench_run(&o, ws, &t0, &t1);
 	double cpu1 = o.pid > 0 && cpu0 >= 0 ? proc_cpu(o.pid) : -1;
+	unsigned base_errors = bench_check_bases(fe, &o, ws, started);
 
-	/* Stop the rings as a driver would (GET_VRING_BASE): the back-end's
-	 * next avail index must equal what was submitted. */
-	unsigned base_errors = 0;
-	for (unsigned q = 0; q < started; q++) {
-		if (ws[q].fail)
-			continue;
-		uint32_t base;
-		r = vhu_fe_vq_stop(fe, q, &base);
-		uint32_t want_base = (uint16_t)ws[q].submitted;
-		if (o.packed) {
-			/* vhost-user.rst: positions and wrap counters (from 1)
-			 * of the avail and used sides, 3 descriptors a request. */
-			uint64_t d = 3 * ws[q].submitted;
-			uint32_t pos = (uint32_t)(d % o.queue_size);
-			uint32_t wrap = ((d / o.queue_size) & 1) ? 0 : 1;
-			uint32_t half = pos | wrap << 15;
-			want_base = half | half << 16;
-		}
-		if (r < 0 || base != want_base) {
-			base_errors++;
-			fprintf(stderr, "vhu bench: queue %u: GET_VRING_BASE %s (base %u, "
-				"submitted %" PRIu64 ")\n", q, r < 0 ? strerror(-r) : "mismatch",
-				r < 0 ? 0 : base, ws[q].submitted);
-		}
-	}
-
-	/* Merge. */
-	static uint64_t hist[H_BUCKETS];
-	uint64_t done = 0, reads = 0, wrs = 0, errors = 0, verified = 0, mism = 0;
-	uint64_t lat_max = 0, lat_sum = 0;
-	int fail = started < o.queues ? -EAGAIN : 0;
-	for (unsigned q = 0; q < started; q++) {
-		struct worker *w = &ws[q];
-		done += w->done;
-		reads += w->reads;
-		wrs += w->writes;
-		errors += w->errors;
-		verified += w->verified;
-		mism += w->mismatches;
-		lat_sum += w->lat_sum;
-		if (w->lat_max > lat_max)
-			lat_max = w->lat_max;
-		for (unsigned i = 0; i < H_BUCKETS; i++)
-			hist[i] += w->hist[i];
-		if (w->fail && !fail) {
-			fail = w->fail;
-			fprintf(stderr, "vhu bench: queue %u stopped: %s\n", q,
-				strerror(-w->fail));
-		}
-	}
+	static struct bench_totals m;
+	bench_merge(&o, ws, started, &m);
 	double secs = (double)(t1 - t0) / 1e9;
-	double iops = secs > 0 ? (double)done / secs : 0;
-	double mbps = iops * (double)o.bs / 1e6;
-	/* A bucket's middle may lie above the largest sample: clamp. */
-	double maxv = (double)lat_max;
-	double p50 = fmin(percentile(hist, done, 0.50), maxv) / 1000;
-	double p99 = fmin(percentile(hist, done, 0.99), maxv) / 1000;
-	double p999 = fmin(percentile(hist, done, 0.999), maxv) / 1000;
-	double avg = done ? (double)lat_sum / (double)done / 1000 : 0;
-	double cpu = cpu1 >= 0 ? cpu1 - cpu0 : -1;
-	double iops_per_cpu = cpu > 0 ? (double)done / cpu : 0;
-
-	if (o.json) {
-		json_object *j = json_object_new_object();
-		json_object_object_add(j, "pattern", json_object_new_string(pattern_names[o.pattern]));
-		json_object_object_add(j, "bs", json_object_new_uint64(o.bs));
-		json_object_object_add(j, "iodepth", json_object_new_int((int)o.iodepth));
-		json_object_object_add(j, "queues", json_object_new_int((int)o.queues));
-		json_object_object_add(j, "packed", json_object_new_boolean(
-					       (f & VHU_BIT(VHU_F_RING_PACKED)) != 0));
-		json_object_object_add(j, "seconds", json_object_new_double(secs));
-		json_object_object_add(j, "requests", json_object_new_uint64(done));
-		json_object_object_add(j, "reads", json_object_new_uint64(reads));
-		json_object_object_add(j, "writes", json_object_new_uint64(wrs));
-		json_object_object_add(j, "errors", json_object_new_uint64(errors));
-		json_object_object_add(j, "iops", json_object_new_double(iops));
-		json_object_object_add(j, "mbps", json_object_new_double(mbps));
-		json_object_object_add(j, "lat_avg_us", json_object_new_double(avg));
-		json_object_object_add(j, "lat_p50_us", json_object_new_double(p50));
-		json_object_object_add(j, "lat_p99_us", json_object_new_double(p99));
-		json_object_object_add(j, "lat_p999_us", json_object_new_double(p999));
-		json_object_object_add(j, "lat_max_us", json_object_new_double((double)lat_max / 1000));
-		if (cpu >= 0) {
-			json_object_object_add(j, "backend_cpu_s", json_object_new_double(cpu));
-			json_object_object_add(j, "iops_per_backend_cpu_s",
-					       json_object_new_double(iops_per_cpu));
-		}
-		if (o.verify) {
-			json_object_object_add(j, "verified", json_object_new_uint64(verified));
-			json_object_object_add(j, "mismatches", json_object_new_uint64(mism));
-		}
-		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
-		json_object_put(j);
-	} else {
-		printf("pattern %s, bs %" PRIu64 ", iodepth %u, queues %u, %.2f s%s%s\n",
-		       pattern_names[o.pattern], o.bs, o.iodepth, o.queues, secs,
-		       (f & VHU_BIT(VHU_F_EVENT_IDX)) ? ", event-idx" : "",
-		       (f & VHU_BIT(VHU_F_RING_PACKED)) ? ", packed" : "");
-		printf("requests: %" PRIu64 " (%" PRIu64 " reads, %" PRIu64 " writes), "
-		       "errors: %" PRIu64 "\n", done, reads, wrs, errors);
-		printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
-		printf("latency (us): avg %.1f  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
-		       avg, p50, p99, p999, (double)lat_max / 1000);
-		if (cpu >= 0)
-			printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
-			       "IOPS per back-end CPU-second: %.0f\n",
-			       cpu, secs > 0 ? 100 * cpu / secs : 0, iops_per_cpu);
-		if (o.verify)
-			printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
-			       verified, mism);
-	}
-	if (fail == 0 && errors == 0 && mism == 0 && base_errors == 0 &&
-	    (!o.count || done == o.count))
+	bench_report(&o, &m, secs, cpu1 >= 0 ? cpu1 - cpu0 : -1, f);
+	if (m.fail == 0 && m.errors == 0 && m.mismatches == 0 && base_errors == 0 &&
+	    (!o.count || m.done == o.count))
 		rc = 0;
-	else if (fail == 0 && o.count && done != o.count)
+	else if (m.fail == 0 && o.count && m.done != o.count)
 		fprintf(stderr, "vhu bench: interrupted after %" PRIu64 " of %" PRIu64
-			" requests\n", done, o.count);
+			" requests\n", m.done, o.count);
 out:
 	if (ws) {
 		for (unsigned q = 0; q < o.queues; q++) {

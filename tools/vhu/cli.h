@@ -24,6 +24,8 @@ bool parse_size(const char *s, uint64_t *out);
 bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
 /* Parse seconds ("10", "0.5"). */
 bool parse_seconds(const char *s, double *out);
+/* --timeout of `vhu CMD`: seconds above 0, or false after saying so. */
+bool parse_timeout(const char *cmd, const char *s, double *out);
 
 /* Connect and handshake; on failure print a clear message naming path and
  * return -errno. */

@@ -28,7 +28,12 @@ static void ctl_help(FILE *f)
 	fprintf(f,
 		"usage: vhu ctl CONTROL_SOCKET [--json] [--timeout SEC] COMMAND\n"
 		"commands:\n"
-		"  resize SIZE   grow or shrink the disk (SIZE in bytes, suffixes K M G)\n"
+		"  resize SIZE   grow the disk to SIZE (bytes, suffixes K M G)\n"
+		"  resize --shrink SIZE\n"
+		"                shrink (or grow) the disk to SIZE: the data past the\n"
+		"                new end is lost\n"
+		"  refresh       re-read the image size (a block device resized, a\n"
+		"                file grown outside)\n"
 		"  info          show the device's settings\n"
 		"  stats         show I/O counters\n");
 }
@@ -165,7 +170,7 @@ int cmd_ctl(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	bool json = false;
+	bool json = false, shrink = false;
 	double timeout = 10;
 	int c;
 	optind = 1;
@@ -175,10 +180,8 @@ int cmd_ctl(int argc, char **argv)
 		switch (c) {
 		case 'j': json = true; break;
 		case 'T':
-			if (!parse_seconds(optarg, &timeout) || timeout <= 0) {
-				fprintf(stderr, "vhu ctl: bad --timeout\n");
+			if (!parse_timeout("ctl", optarg, &timeout))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'h': ctl_help(stdout); return 0;
 		default: ctl_help(stderr); return EXIT_USAGE;
@@ -192,6 +195,10 @@ int cmd_ctl(int argc, char **argv)
 			json = true;
 			continue;
 		}
+		if (!strcmp(argv[i], "--shrink")) {
+			shrink = true;
+			continue;
+		}
 		if (!strcmp(argv[i], "--help")) {
 			ctl_help(stdout);
 			return 0;
@@ -202,7 +209,7 @@ int cmd_ctl(int argc, char **argv)
 		}
 		pos[npos++] = argv[i];
 	}
-	if (npos < 2) {
+	if (npos < 2 || (shrink && strcmp(pos[1], "resize"))) {
 		ctl_help(stderr);
 		return EXIT_USAGE;
 	}
@@ -210,13 +217,17 @@ int cmd_ctl(int argc, char **argv)
 	json_object *params = NULL;
 	if (!strcmp(method, "resize")) {
 		uint64_t size;
-		if (npos != 3 || !parse_size(pos[2], &size) || size > INT64_MAX) {
-			fprintf(stderr, "vhu ctl: resize needs SIZE (bytes, K/M/G suffix)\n");
+		if (npos != 3 || !parse_size(pos[2], &size) || size > INT64_MAX ||
+		    size == 0) {
+			fprintf(stderr, "vhu ctl: resize needs SIZE > 0 (bytes, K/M/G suffix)\n");
 			return EXIT_USAGE;
 		}
 		params = json_object_new_object();
 		json_object_object_add(params, "size", json_object_new_int64((int64_t)size));
-	} else if (!strcmp(method, "info") || !strcmp(method, "stats")) {
+		if (shrink)
+			json_object_object_add(params, "shrink", json_object_new_boolean(true));
+	} else if (!strcmp(method, "info") || !strcmp(method, "stats") ||
+		   !strcmp(method, "refresh")) {
 		if (npos != 2) {
 			ctl_help(stderr);
 			return EXIT_USAGE;

@@ -165,10 +165,8 @@ int cmd_probe(int argc, char **argv)
 			else { fprintf(stderr, "vhu probe: --type blk|raw\n"); return EXIT_USAGE; }
 			break;
 		case 'T':
-			if (!parse_seconds(optarg, &timeout) || timeout <= 0) {
-				fprintf(stderr, "vhu probe: bad --timeout\n");
+			if (!parse_timeout("probe", optarg, &timeout))
 				return EXIT_USAGE;
-			}
 			break;
 		case 'h': probe_help(stdout); return 0;
 		default: probe_help(stderr); return EXIT_USAGE;

@@ -116,6 +116,14 @@ bool parse_seconds(const char *s, double *out)
 	return true;
 }
 
+bool parse_timeout(const char *cmd, const char *s, double *out)
+{
+	if (parse_seconds(s, out) && *out > 0)
+		return true;
+	fprintf(stderr, "vhu %s: bad --timeout\n", cmd);
+	return false;
+}
+
 int tool_connect(const char *path, int timeout_ms, struct vhu_fe **fe)
 {
 	struct stat st;

@@ -4,127 +4,46 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ring-driver.h"
 
-static uint64_t align_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) & ~(a - 1);
-}
-
-/* Hand the device one region [off, off + len) of the memfd, through its
- * own fd and mapping. */
-static int give_region(struct rd *rd, uint64_t off, uint64_t len)
-{
-	int fd = dup(rd->fd);
-	if (fd < 0)
-		return -errno;
-	struct vhu_mem_region r = {
-		.guest_phys_addr = RD_GPA_BASE + off,
-		.memory_size = len,
-		.userspace_addr = RD_UVA_BASE + off,
-		.mmap_offset = off,
-	};
-	int e = vhu__mem_add(&rd->mem, &r, fd);
-	if (e < 0)
-		close(fd);
-	return e;
-}
-
 int rd_init(struct rd *rd, const struct rd_opts *o)
 {
 	memset(rd, 0, sizeof(*rd));
-	vhu__mem_init(&rd->mem);
-	vhu__vq_init(&rd->vq, 0, &rd->mem);
-	rd->fd = -1;
 	rd->size = o->size;
-	rd->mem_size = o->mem_size ? o->mem_size : (4u << 20);
-
-	rd->fd = memfd_create("vhu-ring-driver", MFD_CLOEXEC);
-	if (rd->fd < 0)
-		return -errno;
-	if (ftruncate(rd->fd, (off_t)rd->mem_size) < 0)
-		return -errno;
-	void *p = mmap(NULL, rd->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       rd->fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	rd->host = p;
-
-	int e;
-	if (o->split_at) {
-		e = give_region(rd, 0, o->split_at);
-		if (!e)
-			e = give_region(rd, o->split_at,
-					rd->mem_size - o->split_at);
-	} else {
-		e = give_region(rd, 0, rd->mem_size);
-	}
+	int e = gmem_init(&rd->g, o->mem_size, o->split_at, "vhu-ring-driver");
+	vhu__vq_init(&rd->vq, 0, &rd->g.mem);
 	if (e < 0)
 		return e;
 
 	/* desc (16-aligned), avail (2), used (4): page-aligned each. */
-	uint64_t off = 0;
-	rd->desc_gpa = RD_GPA_BASE + off;
-	off = align_up(off + vhu__vring_desc_bytes(rd->size), 4096);
-	rd->avail_gpa = RD_GPA_BASE + off;
-	off = align_up(off + vhu__vring_avail_bytes(rd->size), 4096);
-	rd->used_gpa = RD_GPA_BASE + off;
-	off = align_up(off + vhu__vring_used_bytes(rd->size), 4096);
-	rd->data_next = RD_GPA_BASE + off;
-	if (off >= rd->mem_size)
+	rd->desc_gpa = gmem_alloc(&rd->g, vhu__vring_desc_bytes(rd->size), 4096);
+	rd->avail_gpa = gmem_alloc(&rd->g, vhu__vring_avail_bytes(rd->size), 4096);
+	rd->used_gpa = gmem_alloc(&rd->g, vhu__vring_used_bytes(rd->size), 4096);
+	if (gmem_alloc(&rd->g, 0, 4096) - GMEM_GPA_BASE >= rd->g.size)
 		return -ENOSPC;
 
 	rd->avail_idx = rd->used_seen = o->start_idx;
-	uint16_t *avail = rd_ptr(rd, rd->avail_gpa);
-	uint16_t *used = rd_ptr(rd, rd->used_gpa);
+	uint16_t *avail = gmem_ptr(&rd->g, rd->avail_gpa);
+	uint16_t *used = gmem_ptr(&rd->g, rd->used_gpa);
 	avail[1] = htole16(o->start_idx);
 	used[1] = htole16(o->start_idx);
 
 	struct vhu_vq *vq = &rd->vq;
-	vq->size = rd->size;
-	vq->desc_uva = rd->desc_gpa - RD_GPA_BASE + RD_UVA_BASE;
-	vq->avail_uva = rd->avail_gpa - RD_GPA_BASE + RD_UVA_BASE;
-	vq->used_uva = rd->used_gpa - RD_GPA_BASE + RD_UVA_BASE;
-	vq->addr_set = true;
-	vq->event_idx = o->event_idx;
-	vq->indirect = o->indirect;
+	gmem_vq_rings(vq, rd->size, rd->desc_gpa, rd->avail_gpa, rd->used_gpa,
+		      o->event_idx, o->indirect);
 	/* what SET_VRING_BASE does */
 	vq->last_avail_idx = vq->shadow_avail_idx = o->start_idx;
 	vq->used_idx = o->start_idx;
 	vq->signalled_used_valid = false;
-	if (!o->no_call_fd) {
-		vq->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (vq->call_fd < 0)
-			return -errno;
-	}
-	return vhu__vq_map(vq);
+	return gmem_vq_map(vq, !o->no_call_fd);
 }
 
 void rd_fini(struct rd *rd)
 {
 	vhu__vq_reset(&rd->vq);
-	vhu__mem_clear(&rd->mem);
-	if (rd->host)
-		munmap(rd->host, rd->mem_size);
-	if (rd->fd >= 0)
-		close(rd->fd);
-	rd->host = NULL;
-	rd->fd = -1;
-}
-
-uint64_t rd_alloc(struct rd *rd, uint64_t len)
-{
-	uint64_t gpa = rd->data_next;
-	rd->data_next = align_up(gpa + len, 16);
-	return gpa;
-}
-
-void *rd_ptr(struct rd *rd, uint64_t gpa)
-{
-	return rd->host + (gpa - RD_GPA_BASE);
+	gmem_fini(&rd->g);
 }
 
 void rd_desc(struct rd *rd, uint64_t table_gpa, unsigned idx, uint64_t addr,
@@ -136,18 +55,18 @@ void rd_desc(struct rd *rd, uint64_t table_gpa, unsigned idx, uint64_t addr,
 		.flags = htole16(flags),
 		.next = htole16(next),
 	};
-	memcpy((uint8_t *)rd_ptr(rd, table_gpa) + 16 * (uint64_t)idx, &d,
+	memcpy((uint8_t *)gmem_ptr(&rd->g, table_gpa) + 16 * (uint64_t)idx, &d,
 	       sizeof(d));
 }
 
 static uint16_t *avail_ring(struct rd *rd)
 {
-	return rd_ptr(rd, rd->avail_gpa);
+	return gmem_ptr(&rd->g, rd->avail_gpa);
 }
 
 static uint16_t *used_ring(struct rd *rd)
 {
-	return rd_ptr(rd, rd->used_gpa);
+	return gmem_ptr(&rd->g, rd->used_gpa);
 }
 
 void rd_publish(struct rd *rd, uint16_t head)
@@ -190,7 +109,7 @@ uint16_t rd_add_chain(struct rd *rd, const struct rd_buf *b, unsigned n)
 
 uint16_t rd_add_indirect(struct rd *rd, const struct rd_buf *b, unsigned n)
 {
-	uint64_t table = rd_alloc(rd, 16 * (uint64_t)n);
+	uint64_t table = gmem_buf(&rd->g, 16 * (uint64_t)n);
 	for (unsigned i = 0; i < n; i++) {
 		bool last = i + 1 == n;
 		rd_desc(rd, table, i, b[i].gpa, b[i].len,
@@ -246,12 +165,7 @@ void rd_set_used_event(struct rd *rd, uint16_t v)
 
 uint64_t rd_calls(struct rd *rd)
 {
-	uint64_t v = 0;
-	if (rd->vq.call_fd < 0)
-		return 0;
-	if (read(rd->vq.call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-		return 0;
-	return v;
+	return gmem_vq_calls(&rd->vq);
 }
 
 bool rd_need_kick(struct rd *rd, uint16_t old)

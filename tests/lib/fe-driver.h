@@ -14,6 +14,7 @@
 #include <vhu/backend.h>
 
 #include "proto.h"
+#include "util.h"
 
 struct fe {
 	struct vhu_backend *b;
@@ -30,9 +31,6 @@ struct fe {
 /* Rings of queue i live at FE_RING_GPA(i): desc, then avail at +0x2000,
  * used at +0x3000 (enough for 256 entries). */
 #define FE_RING_GPA(i) (0x10000ull + (uint64_t)(i) * 0x10000ull)
-
-/* Open file descriptors of this process (for leak checks). */
-int fe_count_fds(void);
 
 /* A session served over a socketpair (connected_fd). */
 int fe_open(struct fe *fe, const struct vhu_backend_opts *opts);

@@ -11,22 +11,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "guest-mem.h"
 #include "internal.h"
 
-#define PD_GPA_BASE 0x40000000ull
-#define PD_UVA_BASE 0x7f5500000000ull
+#define PD_GPA_BASE GMEM_GPA_BASE
+#define PD_UVA_BASE GMEM_UVA_BASE
 #define PD_MAX_SIZE 1024
 
 struct pd {
-	int fd;
-	uint8_t *host;
-	uint64_t mem_size;
-	struct vhu__mem mem;   /* the device's view */
+	struct gmem g;         /* guest memory; g.mem is the device's view */
 	struct vhu_vq vq;      /* the device's queue */
 
 	uint16_t size;
 	uint64_t ring_gpa, drv_gpa, dev_gpa;
-	uint64_t data_next;
 	uint16_t avail_pos;    /* next position the driver fills */
 	bool avail_wrap;       /* Driver Ring Wrap Counter */
 	uint16_t used_pos;     /* next position a used descriptor appears */
@@ -46,8 +43,8 @@ struct pd_opts {
 int pd_init(struct pd *pd, const struct pd_opts *o);
 void pd_fini(struct pd *pd);
 
-uint64_t pd_alloc(struct pd *pd, uint64_t len); /* gpa, 16-aligned */
-void *pd_ptr(struct pd *pd, uint64_t gpa);
+/* Buffers and the driver's pointers into guest memory: gmem_buf() and
+ * gmem_ptr() on &pd->g. */
 
 /* AVAIL/USED bits of a descriptor made available with wrap counter w. */
 uint16_t pd_avail_bits(bool w);

@@ -4,122 +4,52 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ring-driver-packed.h"
 
-static uint64_t align_up(uint64_t v, uint64_t a)
-{
-	return (v + a - 1) & ~(a - 1);
-}
-
-static int give_region(struct pd *pd, uint64_t off, uint64_t len)
-{
-	int fd = dup(pd->fd);
-	if (fd < 0)
-		return -errno;
-	struct vhu_mem_region r = {
-		.guest_phys_addr = PD_GPA_BASE + off,
-		.memory_size = len,
-		.userspace_addr = PD_UVA_BASE + off,
-		.mmap_offset = off,
-	};
-	int e = vhu__mem_add(&pd->mem, &r, fd);
-	if (e < 0)
-		close(fd);
-	return e;
-}
-
 int pd_init(struct pd *pd, const struct pd_opts *o)
 {
 	memset(pd, 0, sizeof(*pd));
-	vhu__mem_init(&pd->mem);
-	vhu__vq_init(&pd->vq, 0, &pd->mem);
-	pd->fd = -1;
+	pd->g.fd = -1;
+	vhu__vq_init(&pd->vq, 0, &pd->g.mem);
 	if (o->size == 0 || o->size > PD_MAX_SIZE)
 		return -EINVAL;
 	pd->size = o->size;
-	pd->mem_size = o->mem_size ? o->mem_size : (4u << 20);
-	pd->fd = memfd_create("vhu-ring-driver-packed", MFD_CLOEXEC);
-	if (pd->fd < 0)
-		return -errno;
-	if (ftruncate(pd->fd, (off_t)pd->mem_size) < 0)
-		return -errno;
-	void *p = mmap(NULL, pd->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		       pd->fd, 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	pd->host = p;
-	int e;
-	if (o->split_at) {
-		e = give_region(pd, 0, o->split_at);
-		if (!e)
-			e = give_region(pd, o->split_at,
-					pd->mem_size - o->split_at);
-	} else {
-		e = give_region(pd, 0, pd->mem_size);
-	}
+	int e = gmem_init(&pd->g, o->mem_size, o->split_at,
+			  "vhu-ring-driver-packed");
 	if (e < 0)
 		return e;
 
-	uint64_t off = 0;
-	pd->ring_gpa = PD_GPA_BASE;
-	off = align_up(vhu__packed_ring_bytes(pd->size), 4096);
-	pd->drv_gpa = PD_GPA_BASE + off;
-	pd->dev_gpa = PD_GPA_BASE + off + 64;
-	off += 4096;
-	pd->data_next = PD_GPA_BASE + off;
+	/* The ring, then the two event areas in the next page. */
+	pd->ring_gpa = gmem_alloc(&pd->g, vhu__packed_ring_bytes(pd->size), 4096);
+	pd->drv_gpa = gmem_alloc(&pd->g, 64, 4096);
+	pd->dev_gpa = gmem_alloc(&pd->g, VHU__PEVENT_BYTES, 64);
+	gmem_alloc(&pd->g, 0, 4096);
 
 	bool w = !o->start_wrap0;
 	pd->avail_pos = pd->used_pos = o->start_pos;
 	pd->avail_wrap = pd->used_wrap = w;
 
 	struct vhu_vq *vq = &pd->vq;
+	gmem_vq_rings(vq, pd->size, pd->ring_gpa, pd->drv_gpa, pd->dev_gpa,
+		      o->event_idx, o->indirect);
 	vq->packed = true;
-	vq->size = pd->size;
-	vq->desc_uva = pd->ring_gpa - PD_GPA_BASE + PD_UVA_BASE;
-	vq->avail_uva = pd->drv_gpa - PD_GPA_BASE + PD_UVA_BASE;
-	vq->used_uva = pd->dev_gpa - PD_GPA_BASE + PD_UVA_BASE;
-	vq->addr_set = true;
-	vq->event_idx = o->event_idx;
-	vq->indirect = o->indirect;
 	/* what SET_VRING_BASE does */
 	uint32_t base = (uint32_t)o->start_pos | (uint32_t)w << 15;
 	vhu__packed_set_base(vq, base | base << 16);
-	vq->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (vq->call_fd < 0)
-		return -errno;
-	return vhu__vq_map(vq);
+	return gmem_vq_map(vq, true);
 }
 
 void pd_fini(struct pd *pd)
 {
 	vhu__vq_reset(&pd->vq);
-	vhu__mem_clear(&pd->mem);
-	if (pd->host)
-		munmap(pd->host, pd->mem_size);
-	if (pd->fd >= 0)
-		close(pd->fd);
-	pd->host = NULL;
-	pd->fd = -1;
-}
-
-uint64_t pd_alloc(struct pd *pd, uint64_t len)
-{
-	uint64_t gpa = pd->data_next;
-	pd->data_next = align_up(gpa + len, 16);
-	return gpa;
-}
-
-void *pd_ptr(struct pd *pd, uint64_t gpa)
-{
-	return pd->host + (gpa - PD_GPA_BASE);
+	gmem_fini(&pd->g);
 }
 
 static struct vhu__pdesc *slot(struct pd *pd, uint16_t pos)
 {
-	return (struct vhu__pdesc *)pd_ptr(pd, pd->ring_gpa) + pos;
+	return (struct vhu__pdesc *)gmem_ptr(&pd->g, pd->ring_gpa) + pos;
 }
 
 uint16_t pd_avail_bits(bool w)
@@ -146,7 +76,7 @@ void pd_table_entry(struct pd *pd, uint64_t table, unsigned i, uint64_t addr,
 		.id = 0,
 		.flags = htole16(flags),
 	};
-	memcpy((uint8_t *)pd_ptr(pd, table) + 16 * (uint64_t)i, &d, sizeof(d));
+	memcpy((uint8_t *)gmem_ptr(&pd->g, table) + 16 * (uint64_t)i, &d, sizeof(d));
 }
 
 void pd_skip(struct pd *pd, unsigned n)
@@ -190,7 +120,7 @@ uint16_t pd_add(struct pd *pd, const struct pd_buf *b, unsigned n,
 uint16_t pd_add_indirect(struct pd *pd, const struct pd_buf *b, unsigned n,
 			 uint16_t id)
 {
-	uint64_t table = pd_alloc(pd, 16 * (uint64_t)n);
+	uint64_t table = gmem_buf(&pd->g, 16 * (uint64_t)n);
 	for (unsigned i = 0; i < n; i++)
 		pd_table_entry(pd, table, i, b[i].gpa, b[i].len,
 			       b[i].write ? VHU_VRING_DESC_F_WRITE : 0);
@@ -228,22 +158,17 @@ int pd_get_used(struct pd *pd, uint16_t *id, uint32_t *len)
 void pd_set_driver_event(struct pd *pd, uint16_t flags, uint16_t off,
 			 bool wrap)
 {
-	uint16_t *e = pd_ptr(pd, pd->drv_gpa);
+	uint16_t *e = gmem_ptr(&pd->g, pd->drv_gpa);
 	e[0] = htole16((uint16_t)(off | (wrap ? 0x8000 : 0)));
 	e[1] = htole16(flags);
 }
 
 uint16_t pd_device_flags(struct pd *pd)
 {
-	return le16toh(((uint16_t *)pd_ptr(pd, pd->dev_gpa))[1]);
+	return le16toh(((uint16_t *)gmem_ptr(&pd->g, pd->dev_gpa))[1]);
 }
 
 uint64_t pd_calls(struct pd *pd)
 {
-	uint64_t v = 0;
-	if (pd->vq.call_fd < 0)
-		return 0;
-	if (read(pd->vq.call_fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-		return 0;
-	return v;
+	return gmem_vq_calls(&pd->vq);
 }

@@ -11,21 +11,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "guest-mem.h"
 #include "internal.h"
 
-#define RD_GPA_BASE 0x40000000ull
-#define RD_UVA_BASE 0x7f5500000000ull
+#define RD_GPA_BASE GMEM_GPA_BASE
+#define RD_UVA_BASE GMEM_UVA_BASE
 
 struct rd {
-	int fd;                /* memfd backing guest memory */
-	uint8_t *host;         /* the driver's mapping of all of it */
-	uint64_t mem_size;
-	struct vhu__mem mem;   /* the device's view */
+	struct gmem g;         /* guest memory; g.mem is the device's view */
 	struct vhu_vq vq;      /* the device's queue */
 
 	uint16_t size;
 	uint64_t desc_gpa, avail_gpa, used_gpa;
-	uint64_t data_next;    /* bump allocator for buffers */
 	uint16_t avail_idx;    /* next available entry the driver fills */
 	uint16_t used_seen;    /* used entries the driver has consumed */
 	uint16_t next_desc;    /* next descriptor handed out (round robin) */
@@ -44,9 +41,8 @@ struct rd_opts {
 int rd_init(struct rd *rd, const struct rd_opts *o);
 void rd_fini(struct rd *rd);
 
-/* Guest memory helpers */
-uint64_t rd_alloc(struct rd *rd, uint64_t len); /* gpa, 16-aligned */
-void *rd_ptr(struct rd *rd, uint64_t gpa);
+/* Buffers and the driver's pointers into guest memory: gmem_buf() and
+ * gmem_ptr() on &rd->g. */
 
 /* Write one descriptor of a table at table_gpa (the ring's own table:
  * rd->desc_gpa). */

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* The test front-end: raw vhost-user messages over a socketpair. */
-#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -10,20 +9,6 @@
 
 #include "fe-driver.h"
 #include "internal.h"
-
-int fe_count_fds(void)
-{
-	int n = 0;
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
-		return -1;
-	struct dirent *e;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the DIR's own fd */
-}
 
 int fe_open(struct fe *fe, const struct vhu_backend_opts *opts)
 {
@@ -81,24 +66,24 @@ int fe_process(struct fe *fe)
 	return vhu_backend_process(fe->b);
 }
 
-int fe_recv(struct fe *fe, struct vhu_msg *msg)
+static int recv_closing_fds(int sock, struct vhu_msg *msg)
 {
 	int fds[VHU_MAX_FDS];
 	unsigned nfds = 0;
-	int r = vhu__sock_recv_timeout(fe->sock, msg, fds, &nfds, 0);
+	int r = vhu__sock_recv_timeout(sock, msg, fds, &nfds, 0);
 	if (r == 1)
 		vhu__close_fds(fds, nfds);
 	return r;
 }
 
+int fe_recv(struct fe *fe, struct vhu_msg *msg)
+{
+	return recv_closing_fds(fe->sock, msg);
+}
+
 int fe_chan_recv(struct fe *fe, struct vhu_msg *msg)
 {
-	int fds[VHU_MAX_FDS];
-	unsigned nfds = 0;
-	int r = vhu__sock_recv_timeout(fe->chan, msg, fds, &nfds, 0);
-	if (r == 1)
-		vhu__close_fds(fds, nfds);
-	return r;
+	return recv_closing_fds(fe->chan, msg);
 }
 
 int fe_call(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,

@@ -1,0 +1,56 @@
+# shellcheck shell=bash
+# Helpers shared by tests/e2e/test-*.sh (sourced; bash): TAP output, a
+# scratch directory, stopping a daemon.  The counts are N (tests so far)
+# and FAILED (failures so far).
+
+N=0
+FAILED=0
+
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+# notok NAME [DIAGNOSTIC]
+notok() {
+	N=$((N + 1))
+	FAILED=$((FAILED + 1))
+	echo "not ok $N - $1"
+	if [ -n "${2:-}" ]; then echo "#   $2"; fi
+	return 0
+}
+skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
+# check NAME COMMAND...: ok when the command succeeds.
+check() { local name=$1; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+# check_rc NAME STATUS [DIAGNOSTIC]: ok when STATUS is 0.
+check_rc() { if [ "$2" = 0 ]; then ok "$1"; else notok "$1" "${3:-}"; fi; }
+# The whole script skipped, with the reason.
+skip_all() { echo "1..0 # SKIP $1"; exit 0; }
+# The plan, last; exit status 0 only when nothing failed.
+finish() { echo "1..$N"; [ "$FAILED" -eq 0 ]; exit $?; }
+
+# e2e_probe VHU SOCKET SUFFIX: `vhu probe` of a 64 MiB vhost-user-blk
+# export: it succeeds and decodes the capacity (test names end in SUFFIX).
+# The output is left in PROBE_OUT.
+e2e_probe() {
+	local rc
+	PROBE_OUT=$(timeout 20 "$1" probe "$2" 2>&1); rc=$?
+	check "probe succeeds$3" [ $rc -eq 0 ]
+	check "probe decodes the capacity$3" \
+		grep -q "capacity: 131072 sectors (67108864 bytes" <<<"$PROBE_OUT"
+}
+
+# e2e_tmpdir PREFIX: a fresh directory, in /dev/shm when it is writable.
+e2e_tmpdir() {
+	local base=/tmp
+	[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
+	mktemp -d "$base/$1.XXXXXX"
+}
+
+# e2e_stop PID: TERM, up to 5 s for it to go, then KILL, and reap it
+# when it is our child.  An empty PID is nothing to stop.
+e2e_stop() {
+	local pid=$1
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}

@@ -1,0 +1,434 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# vhu-blk as an operator meets it, without a VM: what may happen to the
+# image and the paths it is given.  Shrinking needs intent, --control never
+# deletes a non-socket, two writers cannot share an image, container
+# formats are refused, the control socket is private, --fd takes a listening
+# socket, read-only images and default serials.
+# Usage: tests/e2e/test-blk-operator.sh BUILD_DIR    (prints TAP)
+set -u
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd)
+BIN=$BUILD/tools/vhu-blk
+VHU=$BUILD/tools/vhu
+if [ ! -x "$BIN" ] || [ ! -x "$VHU" ]; then
+	echo "1..0 # SKIP $BIN or $VHU not built"
+	exit 0
+fi
+
+T=$(mktemp -d /tmp/vhu-blk-op.XXXXXX)
+PIDS=()
+LOOP=""
+MNT=""
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+	[ -n "$MNT" ] && umount "$MNT" 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+N=0
+FAILED=0
+ok() { N=$((N + 1)); echo "ok $N - $1"; }
+not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
+skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
+check() { # check NAME COMMAND...
+	local name=$1; shift
+	if "$@"; then ok "$name"; else not_ok "$name"; fi
+}
+size_of() { stat -c %s "$1"; }
+
+# rpc SOCKET METHOD [PARAMS_JSON]: the whole response line
+rpc() {
+	python3 - "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+req = {"jsonrpc": "2.0", "id": 1, "method": sys.argv[2]}
+if len(sys.argv) > 3:
+    req["params"] = json.loads(sys.argv[3])
+s.sendall(json.dumps(req).encode() + b"\n")
+print(s.makefile().readline().rstrip("\n"))
+PY
+}
+# jget JSON PATH: a field (dotted path) of a JSON document
+jget() {
+	python3 -c '
+import json, sys
+v = json.loads(sys.argv[1])
+for k in sys.argv[2].split("."):
+    v = v[int(k)] if isinstance(v, list) else v[k]
+print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)' "$1" "$2" 2>/dev/null
+}
+wait_for() { # wait_for PATH: until a socket exists (5 s)
+	for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done
+	return 1
+}
+wait_exit() { # wait_exit PID: exit status, or 124 after 5 s
+	for _ in $(seq 50); do
+		if ! kill -0 "$1" 2>/dev/null; then wait "$1"; return $?; fi
+		sleep 0.1
+	done
+	return 124
+}
+# start NAME ARGS...: run vhu-blk in the background (log in $T/NAME.log),
+# wait for its control socket $T/NAME.c; sets D to its pid
+start() {
+	local name=$1; shift
+	"$BIN" --socket-path "$T/$name.s" --control "$T/$name.c" "$@" 2>"$T/$name.log" &
+	D=$!; PIDS+=($D)
+	wait_for "$T/$name.c"
+}
+stop() { kill -TERM "$1" 2>/dev/null; wait_exit "$1" >/dev/null; }
+# fails NAME PATTERN ARGS...: vhu-blk exits 1 with an error matching PATTERN
+fails() {
+	local name=$1 pat=$2; shift 2
+	local err rc
+	err=$(timeout 10 "$BIN" "$@" 2>&1 >/dev/null); rc=$?
+	if [ $rc -eq 1 ] && echo "$err" | grep -q -- "$pat"; then
+		ok "$name"
+	else
+		not_ok "$name (rc=$rc: $err)"
+	fi
+}
+
+# ==== 3. resize: shrinking needs intent ====
+truncate -s 8M "$T/img"
+start r --blk-file "$T/img"
+r=$(rpc "$T/r.c" resize '{"size": 4194304}')
+check "resize to a smaller size without shrink is refused" \
+	test "$(jget "$r" error.code)" = -32000 -a -n "$(jget "$r" error.message | grep shrink)"
+check "the refused shrink left the image alone" test "$(size_of "$T/img")" = 8388608
+r=$(rpc "$T/r.c" resize '{"size": 0}')
+check "resize to 0 is invalid" test "$(jget "$r" error.code)" = -32602
+r=$(rpc "$T/r.c" resize '{"size": 0, "shrink": true}')
+check "resize to 0 is invalid even with shrink" test "$(jget "$r" error.code)" = -32602
+r=$(rpc "$T/r.c" resize '{"size": 4194304, "shrink": "yes"}')
+check "shrink must be a boolean" test "$(jget "$r" error.code)" = -32602
+check "the image is still 8 MiB" test "$(size_of "$T/img")" = 8388608
+out=$("$VHU" ctl "$T/r.c" resize 2M 2>&1); rc=$?
+check "vhu ctl resize to a smaller size fails and says --shrink" \
+	test $rc -ne 0 -a -n "$(echo "$out" | grep shrink)" -a "$(size_of "$T/img")" = 8388608
+out=$("$VHU" ctl "$T/r.c" resize 0 2>&1); rc=$?
+check "vhu ctl resize 0 is a usage error" test $rc -eq 2 -a "$(size_of "$T/img")" = 8388608
+out=$("$VHU" ctl "$T/r.c" resize --shrink 2M 2>&1); rc=$?
+check "vhu ctl resize --shrink shrinks" test $rc -eq 0 -a "$(size_of "$T/img")" = 2097152
+out=$("$VHU" ctl "$T/r.c" resize 4M 2>&1); rc=$?
+check "vhu ctl resize grows without --shrink" test $rc -eq 0 -a "$(size_of "$T/img")" = 4194304
+truncate -s 6M "$T/img"
+out=$("$VHU" ctl "$T/r.c" refresh 2>&1); rc=$?
+check "vhu ctl refresh picks up a grown file" \
+	test $rc -eq 0 -a "$(jget "$(rpc "$T/r.c" info)" result.size)" = 6291456
+truncate -s 3M "$T/img"
+kill -HUP $D
+sleep 0.3
+check "SIGHUP takes a smaller file at its real size" \
+	test "$(jget "$(rpc "$T/r.c" info)" result.size)" = 3145728
+stop $D
+
+if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
+	truncate -s 8M "$T/bdev.img"
+	LOOP=$(losetup -f --show "$T/bdev.img" 2>/dev/null)
+fi
+if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
+	start b --blk-file "$LOOP"
+	r=$(rpc "$T/b.c" resize '{"size": 16777216}')
+	check "resize of a block device fails clearly" \
+		test "$(jget "$r" error.code)" = -32000 -a -n "$(jget "$r" error.message | grep 'block device')"
+	truncate -s 16M "$T/bdev.img"
+	losetup -c "$LOOP"
+	r=$(rpc "$T/b.c" refresh)
+	check "refresh re-reads a block device's size" \
+		test "$(jget "$r" result.size)/$(jget "$r" result.old_size)" = 16777216/8388608
+	stop $D
+else
+	skip "resize of a block device fails clearly" "no loop device"
+	skip "refresh re-reads a block device's size" "no loop device"
+fi
+
+# ==== 4. --control and --socket-path never delete a non-socket ====
+truncate -s 4M "$T/img"
+echo "precious data" > "$T/notes.txt"
+fails "--control naming a regular file is refused, naming it" "$T/notes.txt.*not a socket" \
+	--blk-file "$T/img" --socket-path "$T/p.s" --control "$T/notes.txt"
+check "the regular file is intact" test "$(cat "$T/notes.txt")" = "precious data"
+check "no vhost-user socket left behind" test ! -e "$T/p.s"
+fails "--socket-path naming a regular file is refused, naming it" "$T/notes.txt.*not a socket" \
+	--blk-file "$T/img" --socket-path "$T/notes.txt"
+check "the regular file is still intact" test "$(cat "$T/notes.txt")" = "precious data"
+mkdir "$T/adir"
+fails "--control naming a directory is refused" "$T/adir" \
+	--blk-file "$T/img" --socket-path "$T/p.s" --control "$T/adir"
+check "the directory is still there" test -d "$T/adir"
+ln -s "$T/notes.txt" "$T/link"
+fails "--control naming a symlink is refused" "$T/link.*not a socket" \
+	--blk-file "$T/img" --socket-path "$T/p.s" --control "$T/link"
+check "the symlink is still there" test -L "$T/link"
+# a stale socket (nobody accepts on it) is replaced
+python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.close()' "$T/p.c"
+start p --blk-file "$T/img"
+check "a stale control socket is replaced" test "$(jget "$(rpc "$T/p.c" info)" result.size)" = 4194304
+stop $D
+
+# ==== 5. two writers on one image ====
+truncate -s 4M "$T/img"
+start w1 --blk-file "$T/img"
+W1=$D
+fails "a second vhu-blk writer is refused, naming the conflict" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w2.s"
+fails "a read-only vhu-blk is refused while a writer runs" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w2.s" --read-only
+check "the first writer still serves" test "$(jget "$(rpc "$T/w1.c" info)" result.size)" = 4194304
+start w3 --blk-file "$T/img" --lock off
+check "--lock off opts out" test "$(jget "$(rpc "$T/w3.c" info)" result.size)" = 4194304
+stop $D
+stop $W1
+start ro1 --blk-file "$T/img" --read-only
+R1=$D
+start ro2 --blk-file "$T/img" --read-only
+check "two read-only opens go together" test -S "$T/ro2.c" -a -S "$T/ro1.c"
+stop $D
+fails "a writer is refused while a reader runs" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w2.s"
+stop $R1
+start w4 --blk-file "$T/img"
+check "the lock goes with the process: a new writer starts" test -S "$T/w4.c"
+stop $D
+QSD=$(command -v qemu-storage-daemon)
+if [ -n "$QSD" ]; then
+	# QSD_ARGS SOCKET: export $T/img writable over vhost-user-blk
+	qsd_args() {
+		QA=(--blockdev "driver=file,node-name=f,filename=$T/img"
+		    --blockdev driver=raw,node-name=d,file=f
+		    --export "type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path=$1,writable=on")
+	}
+	qsd_args "$T/q.s"
+	"$QSD" "${QA[@]}" 2>"$T/qsd.log" & Q=$!; PIDS+=($Q)
+	wait_for "$T/q.s"
+	fails "vhu-blk is refused while qemu-storage-daemon writes the image" "locked.*write" \
+		--blk-file "$T/img" --socket-path "$T/w2.s"
+	kill $Q; wait $Q 2>/dev/null
+	start w5 --blk-file "$T/img"
+	qsd_args "$T/q2.s"
+	timeout 10 "$QSD" "${QA[@]}" 2>"$T/qsd.log"; rc=$?
+	check "qemu-storage-daemon is refused while vhu-blk writes the image" \
+		test $rc -ne 0 -a -n "$(grep -i lock "$T/qsd.log")"
+	stop $D
+else
+	skip "vhu-blk is refused while qemu-storage-daemon writes the image" "no qemu-storage-daemon"
+	skip "qemu-storage-daemon is refused while vhu-blk writes the image" "no qemu-storage-daemon"
+fi
+if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
+	python3 -c '
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_EXCL)
+open(sys.argv[2], "w").close()
+time.sleep(30)' "$LOOP" "$T/held" 2>/dev/null & H=$!; PIDS+=($H)
+	for _ in $(seq 20); do [ -e "$T/held" ] && break; sleep 0.1; done
+	if [ -e "$T/held" ]; then
+		fails "a block device opened exclusively elsewhere is refused" "in use" \
+			--blk-file "$LOOP" --socket-path "$T/w2.s"
+	else
+		skip "a block device opened exclusively elsewhere is refused" \
+			"$LOOP is busy (held exclusively by something else)"
+	fi
+	kill $H 2>/dev/null; wait $H 2>/dev/null
+	start wb --blk-file "$LOOP"
+	fails "a second writer of a block device is refused" "in use\\|locked" \
+		--blk-file "$LOOP" --socket-path "$T/w2.s"
+	stop $D
+else
+	skip "a block device opened exclusively elsewhere is refused" "no loop device"
+	skip "a second writer of a block device is refused" "no loop device"
+fi
+
+# ==== 13. container formats are refused ====
+if command -v qemu-img >/dev/null; then
+	for fmt in qcow2 qed vmdk vdi vhdx vpc; do
+		qemu-img create -q -f $fmt "$T/img.$fmt" 16M
+		fails "a $fmt image is refused with a way to serve it" \
+			"is a $fmt image.*qemu-img convert -f $fmt -O raw" \
+			--blk-file "$T/img.$fmt" --socket-path "$T/f.s"
+	done
+	qemu-img create -q -f luks --object secret,id=s0,data=pw -o key-secret=s0 \
+		"$T/img.luks" 16M
+	fails "a LUKS volume is refused with a way to serve it" "LUKS.*cryptsetup open" \
+		--blk-file "$T/img.luks" --socket-path "$T/f.s"
+	b=$(cksum < "$T/img.qcow2")
+	start f --blk-file "$T/img.qcow2" --format raw
+	check "--format raw serves it as it is" \
+		test "$(jget "$(rpc "$T/f.c" info)" result.size)" = "$(size_of "$T/img.qcow2")"
+	stop $D
+	check "the refused images were not written" test "$b" = "$(cksum < "$T/img.qcow2")"
+else
+	for fmt in qcow2 qed vmdk vdi vhdx vpc; do
+		skip "a $fmt image is refused with a way to serve it" "no qemu-img"
+	done
+	skip "a LUKS volume is refused with a way to serve it" "no qemu-img"
+	skip "--format raw serves it as it is" "no qemu-img"
+	skip "the refused images were not written" "no qemu-img"
+fi
+# a raw disk with a partition table, and one smaller than the probe, serve
+python3 -c '
+import sys
+b = bytearray(1 << 20); b[510] = 0x55; b[511] = 0xaa; b[446 + 4] = 0x83
+open(sys.argv[1], "wb").write(b)' "$T/mbr.img"
+start m --blk-file "$T/mbr.img"
+check "a raw disk with a partition table is served" test -S "$T/m.c"
+stop $D
+head -c 512 /dev/zero > "$T/tiny.img"
+start t --blk-file "$T/tiny.img" --cache none
+check "a 512-byte raw image is served (also with O_DIRECT)" test -S "$T/t.c"
+stop $D
+fails "a bad --format is a usage error" "format" --blk-file "$T/img" --socket-path "$T/f.s" --format qcow2
+
+# ==== 12. --fd with a listening socket, read-only images, default serials ====
+truncate -s 4M "$T/img"
+timeout 20 python3 - "$BIN" "$T/img" "$T/l.c" <<'PY'
+import json, os, socket, subprocess, sys, time
+binp, img, ctl = sys.argv[1:]
+l = socket.socket(socket.AF_UNIX)
+l.bind(os.path.dirname(ctl) + "/l.s"); l.listen(4)
+p = subprocess.Popen([binp, "--blk-file", img, "--fd", str(l.fileno()),
+                      "--control", ctl], pass_fds=(l.fileno(),),
+                     stderr=subprocess.DEVNULL)
+for _ in range(50):
+    if os.path.exists(ctl): break
+    time.sleep(0.1)
+c = socket.socket(socket.AF_UNIX); c.connect(l.getsockname())   # the front-end
+time.sleep(0.3)
+r = socket.socket(socket.AF_UNIX); r.settimeout(5); r.connect(ctl)
+r.sendall(b'{"jsonrpc":"2.0","id":1,"method":"info"}\n')
+info = json.loads(r.makefile().readline())["result"]
+ok = info["connected"] is True and "listening" in info["socket"]
+c.close(); r.close()
+p.terminate()
+rc = p.wait(timeout=5)
+sys.exit(0 if ok and rc == 0 else 1)
+PY
+check "--fd with a listening socket accepts a front-end on it" test $? -eq 0
+
+if [ "$(id -u)" = 0 ] && mkdir -p "$T/ro" && mount -t tmpfs -o size=8m tmpfs "$T/ro" 2>/dev/null; then
+	MNT=$T/ro
+	truncate -s 4M "$T/ro/img"
+	mount -o remount,ro "$T/ro"
+	ROIMG=$T/ro/img
+else
+	truncate -s 4M "$T/roimg"
+	chmod 0444 "$T/roimg"
+	ROIMG=$T/roimg
+fi
+if [ "$(id -u)" != 0 ] || [ -n "$MNT" ]; then
+	fails "a read-only image without -r says so and suggests --read-only" \
+		"cannot be opened for writing.*--read-only" --blk-file "$ROIMG" --socket-path "$T/o.s"
+	start o --blk-file "$ROIMG" --read-only
+	check "the same image is served with --read-only" \
+		test "$(jget "$(rpc "$T/o.c" info)" result.read_only)" = true
+	stop $D
+else
+	skip "a read-only image without -r says so and suggests --read-only" "root without mount"
+	skip "the same image is served with --read-only" "root without mount"
+fi
+
+mkdir -p "$T/a" "$T/b"
+truncate -s 1M "$T/a/disk.img" "$T/b/disk.img"
+start sa --blk-file "$T/a/disk.img"
+SA=$(jget "$(rpc "$T/sa.c" info)" result.serial)
+stop $D
+start sb --blk-file "$T/b/disk.img"
+SB=$(jget "$(rpc "$T/sb.c" info)" result.serial)
+stop $D
+check "two disk.img in different directories get different serials ($SA, $SB)" \
+	test -n "$SA" -a -n "$SB" -a "$SA" != "$SB"
+check "the default serial fits GET_ID's 20 bytes and names the file" \
+	test "${#SA}" -le 20 -a "${SA#disk.img}" != "$SA"
+(cd "$T/a" && exec "$BIN" --blk-file ./disk.img --socket-path "$T/sc.s" --control "$T/sc.c" 2>/dev/null) &
+D=$!; PIDS+=($D)
+wait_for "$T/sc.c"
+check "the serial is stable across restarts and relative paths" \
+	test "$(jget "$(rpc "$T/sc.c" info)" result.serial)" = "$SA"
+stop $D
+
+# ==== 11. the control socket is private, bounded and drops idle clients ====
+truncate -s 4M "$T/img"
+# as_nobody CTRL: 0 when uid/gid 65534 gets an answer on CTRL, 1 when not
+as_nobody() {
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$SYSPY" -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(3)
+try:
+    s.connect(sys.argv[1])
+    s.sendall(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"info\"}\n")
+    sys.exit(0 if s.makefile().readline().startswith("{") else 1)
+except OSError:
+    sys.exit(1)' "$1"
+}
+start k --blk-file "$T/img" --control-timeout 1
+check "the control socket is created 0600" test "$(stat -c %a "$T/k.c")" = 600
+SYSPY=$(command -v /usr/bin/python3 || command -v python3)
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 0777 "$T" 2>/dev/null
+	as_nobody "$T/k.c"
+	check "another user cannot connect (mode 0600)" test $? -ne 0
+	chmod 0666 "$T/k.c"
+	as_nobody "$T/k.c"
+	check "another user gets no answer even through a wider mode (SO_PEERCRED)" test $? -ne 0
+	check "the refused peer is logged" grep -q "uid 65534 refused" "$T/k.log"
+else
+	skip "another user cannot connect (mode 0600)" "needs root and setpriv"
+	skip "another user gets no answer even through a wider mode (SO_PEERCRED)" "needs root and setpriv"
+	skip "the refused peer is logged" "needs root and setpriv"
+fi
+timeout 20 python3 - "$T/k.c" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall(b'{"jsonrpc":"2.0","id":1,')          # half a request, then nothing
+time.sleep(2)
+try:
+    gone = s.recv(1) == b""
+except OSError:
+    gone = True
+sys.exit(0 if gone else 1)
+PY
+check "an idle client with half a request is dropped after --control-timeout" test $? -eq 0
+timeout 20 python3 - "$T/k.c" <<'PY'
+import socket, sys, time
+held = []
+for _ in range(32):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); held.append(s)
+time.sleep(0.2)
+x = socket.socket(socket.AF_UNIX); x.settimeout(3); x.connect(sys.argv[1])
+x.sendall(b'{"jsonrpc":"2.0","id":1,"method":"info"}\n')
+try:
+    refused = x.recv(1) == b""
+except OSError:
+    refused = True
+for s in held: s.close()
+time.sleep(0.2)
+y = socket.socket(socket.AF_UNIX); y.settimeout(3); y.connect(sys.argv[1])
+y.sendall(b'{"jsonrpc":"2.0","id":1,"method":"info"}\n')
+sys.exit(0 if refused and y.makefile().readline().startswith("{") else 1)
+PY
+check "clients beyond 32 are refused, and served again once others leave" test $? -eq 0
+stop $D
+GRP=$(getent group 65534 | cut -d: -f1)
+if [ "$(id -u)" = 0 ] && [ -n "$GRP" ] && command -v setpriv >/dev/null; then
+	start g --blk-file "$T/img" --control-group "$GRP"
+	check "--control-group makes the socket 0660 and its group GROUP" \
+		test "$(stat -c %a/%g "$T/g.c")" = 660/65534
+	as_nobody "$T/g.c"
+	check "a member of the control group is served" test $? -eq 0
+	stop $D
+else
+	skip "--control-group makes the socket 0660 and its group GROUP" "needs root, group 65534, setpriv"
+	skip "a member of the control group is served" "needs root, group 65534, setpriv"
+fi
+fails "an unknown --control-group is an error" "no group" \
+	--blk-file "$T/img" --socket-path "$T/x.s" --control "$T/x.c" --control-group no-such-group-xyz
+
+echo "1..$N"
+[ $FAILED -eq 0 ]
