@@ -341,7 +341,7 @@ TEST(packed_third_life_after_a_rebuilt_free_list)
 	void *rec = region(vhu__inflight_queue_bytes_packed(8));
 	a->infp = rec;
 	CHECK_EQ(vhu__inflight_vq_start(a), 0);
-	uint64_t d = pd_alloc(&pd, 4096);
+	uint64_t d = gmem_buf(&pd.g, 4096);
 	struct pd_buf one[4] = { { d, 8, true }, { d + 64, 8, true },
 				 { d + 128, 8, true }, { d + 192, 8, true } };
 	struct got g[4];
