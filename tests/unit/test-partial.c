@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend-internal.h"
+#include "fe-case.h"
 #include "fe-driver.h"
 #include "tap.h"
 #include "util.h"
@@ -25,21 +26,6 @@
 /* Generous bound for "returned at once": the code before this change
  * waited VHU__SOCK_TIMEOUT_MS (5 s) for the rest. */
 #define QUICK_MS 200
-
-static struct fe fe;
-static int fds_at_start;
-
-static void before(void)
-{
-	memset(&fe, 0, sizeof(fe));
-	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = tl_count_fds();
-}
-static void after(void)
-{
-	fe_close(&fe);
-	CHECK_EQ(tl_count_fds(), fds_at_start);
-}
 
 static void open_session(void)
 {
@@ -265,7 +251,7 @@ TEST(partial_ack_on_the_backend_channel_does_not_block)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	tap_before_each = before;
-	tap_after_each = after;
+	tap_before_each = fe_case_before;
+	tap_after_each = fe_case_after;
 	return tap_run();
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend-internal.h"
+#include "fe-case.h"
 #include "fe-driver.h"
 #include "msg.h"
 #include "tap.h"
@@ -23,21 +24,6 @@
 
 #define ALL_PF 0xffffffull
 #define NR VHU_MSG_NEED_REPLY
-
-static struct fe fe;
-static int fds_at_start;
-
-static void before(void)
-{
-	memset(&fe, 0, sizeof(fe));
-	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = tl_count_fds();
-}
-static void after(void)
-{
-	fe_close(&fe);
-	CHECK_EQ(tl_count_fds(), fds_at_start);
-}
 
 static void open_pf(uint64_t pf)
 {
@@ -643,7 +629,7 @@ TEST(random_messages_never_crash_or_leak)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	tap_before_each = before;
-	tap_after_each = after;
+	tap_before_each = fe_case_before;
+	tap_after_each = fe_case_after;
 	return tap_run();
 }
