@@ -30,6 +30,7 @@
 #include <vhu/frontend.h>
 #include <vhu/loop.h>
 
+#include "blk-wire.h"
 #include "blk.h"
 #include "tap.h"
 
@@ -223,13 +224,7 @@ HARNESS void ctx_close(struct ctx *c)
 
 HARNESS void set_hdr(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector)
 {
-	uint32_t t = htole32(type), z = 0;
-	uint64_t s = htole64(sector);
-	uint8_t *h = c->hdr + 16 * slot;
-
-	memcpy(h, &t, 4);
-	memcpy(h + 4, &z, 4);
-	memcpy(h + 8, &s, 8);
+	put_hdr(c->hdr + 16 * slot, type, sector);
 	c->status[slot] = 0xff;
 }
 

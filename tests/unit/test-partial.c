@@ -27,15 +27,22 @@
  * waited VHU__SOCK_TIMEOUT_MS (5 s) for the rest. */
 #define QUICK_MS 200
 
-static void open_session(void)
+/* A VERSION_1 session with nq queues, negotiated (0: the defaults). */
+static void open_with(unsigned nq, unsigned max_qsize, unsigned config_size)
 {
 	struct vhu_backend_opts o = {
 		.features = VHU_BIT(VHU_F_VERSION_1),
-		.num_queues = 2,
-		.max_queue_size = 256,
+		.num_queues = nq,
+		.max_queue_size = max_qsize,
+		.config_size = config_size,
 	};
 	CHECK_EQ(fe_open(&fe, &o), 0);
 	CHECK_EQ(fe_negotiate(&fe, ~0ull, ALL_PF), 0);
+}
+
+static void open_session(void)
+{
+	open_with(2, 256, 0);
 }
 
 /* Build a whole message (header + payload) into buf; returns its length. */
@@ -220,13 +227,7 @@ TEST(slow_but_steady_message_within_the_stall_time_is_served)
 
 TEST(partial_ack_on_the_backend_channel_does_not_block)
 {
-	struct vhu_backend_opts o = {
-		.features = VHU_BIT(VHU_F_VERSION_1),
-		.num_queues = 1,
-		.config_size = 16,
-	};
-	CHECK_EQ(fe_open(&fe, &o), 0);
-	CHECK_EQ(fe_negotiate(&fe, ~0ull, ALL_PF), 0);
+	open_with(1, 0, 16);
 	CHECK_EQ(fe_set_channel(&fe), 0);
 	CHECK_EQ(vhu_backend_config_changed(fe.b, true), 0);
 	struct vhu_msg m;
