@@ -150,6 +150,9 @@ int vhu__set_nonblock(int fd);
  * no further seals): what we share cannot be truncated under us or under
  * the peer.  Returns the fd or -errno. */
 int vhu__memfd_sealed(const char *name, size_t size);
+/* The same, mapped shared and writable at *addr.  Returns the fd or
+ * -errno (then nothing is left open). */
+int vhu__memfd_mapped(const char *name, size_t size, void **addr);
 
 /* ------------------------------------------------------------- sigbus.c */
 /* Registry of mappings of peer memory (see sigbus.c).  add returns a
