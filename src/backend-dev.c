@@ -78,9 +78,7 @@ int vhu__be_reset_owner(struct vhu_backend *b, struct vhu__req *req)
 {
 	/* Deprecated (vhost-user.rst): served as a full device reset that
 	 * also forgets ownership and the negotiated features. */
-	vhu__be_device_reset(b);
-	if (b->ops.device_reset)
-		b->ops.device_reset(b->opaque);
+	vhu__be_reset_device(b, req);
 	b->owner = false;
 	b->features = 0;
 	b->features_set = false;

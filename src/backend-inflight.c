@@ -139,15 +139,10 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 	size_t size = page_round(in.num_queues *
 				 queue_bytes(b, in.queue_size));
 	/* Sealed: the front-end cannot shrink it under our mapping. */
-	int fd = vhu__memfd_sealed("vhu-inflight", size);
+	void *addr;
+	int fd = vhu__memfd_mapped("vhu-inflight", size, &addr);
 	if (fd < 0)
 		return fd;
-	void *addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (addr == MAP_FAILED) {
-		int r = -errno;
-		close(fd);
-		return r;
-	}
 	install(b, fd, addr, size, in.num_queues, in.queue_size);
 	out->mmap_size = size;
 	b->reply_fd = fd;

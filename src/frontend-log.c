@@ -38,15 +38,10 @@ static int log_create(struct vhu_fe *fe)
 	size_t bytes = (size_t)((pages + 63) / 64 * 8);
 	if (bytes == 0)
 		bytes = 8;
-	int fd = vhu__memfd_sealed("vhu-dirty-log", bytes);
+	void *map;
+	int fd = vhu__memfd_mapped("vhu-dirty-log", bytes, &map);
 	if (fd < 0)
 		return fd;
-	void *map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
 	vhu__fe_log_free(fe);
 	fe->log_fd = fd;
 	fe->log_words = map;

@@ -71,15 +71,10 @@ int vhu_fe_add_memory(struct vhu_fe *fe, size_t size)
 		return -ENOSPC;
 
 	/* Sealed: the back-end cannot shrink it under our mapping. */
-	int fd = vhu__memfd_sealed("vhu-guest", size);
+	void *p;
+	int fd = vhu__memfd_mapped("vhu-guest", size, &p);
 	if (fd < 0)
 		return fd;
-	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
 	uint64_t gpa = 0;
 	if (fe->nregions) {
 		const struct vhu__fe_region *last = &fe->regions[fe->nregions - 1];

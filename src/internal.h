@@ -114,11 +114,12 @@ int vhu__rx_read(int fd, struct vhu__rx *rx);
 void vhu__rx_done(struct vhu__rx *rx);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t vhu__now_ms(void);
-/* Collect SCM_RIGHTS fds from a received control buffer into
- * fds[*nfds..VHU_MAX_FDS); extras are closed and flagged. */
-struct msghdr;
-void vhu__sock_take_fds(struct msghdr *mh, int *fds, unsigned *nfds,
-			bool *extra);
+/* One non-blocking recvmsg() of up to len bytes into buf, close-on-exec
+ * SCM_RIGHTS fds collected into fds[*nfds..VHU_MAX_FDS) (extras closed,
+ * and a truncated control buffer, flagged in *extra).  Returns the bytes
+ * read (0: EOF) or -errno (-EINTR and -EAGAIN included). */
+ssize_t vhu__sock_recv_some(int fd, void *buf, size_t len, int *fds,
+			    unsigned *nfds, bool *extra);
 
 /* Send header + hdr.size payload bytes + fds.  Handles EINTR, EAGAIN (waits
  * up to VHU__SOCK_TIMEOUT_MS) and short writes; MSG_NOSIGNAL.  The fds stay
@@ -149,6 +150,9 @@ int vhu__set_nonblock(int fd);
  * no further seals): what we share cannot be truncated under us or under
  * the peer.  Returns the fd or -errno. */
 int vhu__memfd_sealed(const char *name, size_t size);
+/* The same, mapped shared and writable at *addr.  Returns the fd or
+ * -errno (then nothing is left open). */
+int vhu__memfd_mapped(const char *name, size_t size, void **addr);
 
 /* ------------------------------------------------------------- sigbus.c */
 /* Registry of mappings of peer memory (see sigbus.c).  add returns a

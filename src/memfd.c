@@ -26,3 +26,19 @@ int vhu__memfd_sealed(const char *name, size_t size)
 	}
 	return fd;
 }
+
+int vhu__memfd_mapped(const char *name, size_t size, void **addr)
+{
+	int fd = vhu__memfd_sealed(name, size);
+
+	if (fd < 0)
+		return fd;
+	*addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (*addr == MAP_FAILED) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	return fd;
+}

@@ -69,34 +69,23 @@ int vhu__rx_read(int fd, struct vhu__rx *rx)
 		size_t want = wanted(rx);
 		if (want == 0)
 			break;
-		union {
-			char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
-			struct cmsghdr align;
-		} ctl;
-		struct iovec iov = { (uint8_t *)&rx->msg + rx->got, want };
-		struct msghdr mh = {
-			.msg_iov = &iov,
-			.msg_iovlen = 1,
-			.msg_control = ctl.buf,
-			.msg_controllen = sizeof(ctl.buf),
-		};
-		ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		bool fresh = !vhu__rx_partial(rx); /* before fds arrive */
+		ssize_t r = vhu__sock_recv_some(fd, (uint8_t *)&rx->msg + rx->got,
+						want, rx->fds, &rx->nfds,
+						&rx->extra);
 		if (r < 0) {
-			if (errno == EINTR)
+			if (r == -EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (r == -EAGAIN || r == -EWOULDBLOCK)
 				return -EAGAIN;
-			return fail(rx, -errno);
+			return fail(rx, (int)r);
 		}
 		if (r == 0) {
 			bool clean = !vhu__rx_partial(rx);
 			return fail(rx, clean ? 0 : -ECONNRESET);
 		}
-		if (!vhu__rx_partial(rx))
+		if (fresh)
 			rx->started_ms = vhu__now_ms();
-		vhu__sock_take_fds(&mh, rx->fds, &rx->nfds, &rx->extra);
-		if (mh.msg_flags & MSG_CTRUNC)
-			rx->extra = true;
 		bool had_hdr = rx->got >= HDR_BYTES;
 		rx->got += (size_t)r;
 		/* Framing can't be trusted past an oversized header: the

@@ -115,22 +115,9 @@ static int read_full(int fd, void *buf, size_t len, int *fds, unsigned *nfds,
 {
 	size_t got = 0;
 	while (got < len) {
-		union {
-			char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
-			struct cmsghdr align;
-		} ctl;
-		struct iovec iov = { (char *)buf + got, len - got };
-		struct msghdr mh = {
-			.msg_iov = &iov,
-			.msg_iovlen = 1,
-			.msg_control = ctl.buf,
-			.msg_controllen = sizeof(ctl.buf),
-		};
-		ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		ssize_t r = vhu__sock_recv_some(fd, (char *)buf + got, len - got,
+						fds, nfds, extra);
 		if (r > 0) {
-			take_fds(&mh, fds, nfds, extra);
-			if (mh.msg_flags & MSG_CTRUNC)
-				*extra = true;
 			got += (size_t)r;
 			if (first && got > 0 && *deadline < 0)
 				*deadline = now_ms() + VHU__SOCK_TIMEOUT_MS;
@@ -138,10 +125,10 @@ static int read_full(int fd, void *buf, size_t len, int *fds, unsigned *nfds,
 		}
 		if (r == 0)
 			return (first && got == 0) ? 0 : -ECONNRESET;
-		if (errno == EINTR)
+		if (r == -EINTR)
 			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
+		if (r != -EAGAIN && r != -EWOULDBLOCK)
+			return (int)r;
 		if (first && got == 0) {
 			if (first_timeout == 0)
 				return -EAGAIN;
@@ -165,10 +152,30 @@ int64_t vhu__now_ms(void)
 	return now_ms();
 }
 
-void vhu__sock_take_fds(struct msghdr *mh, int *fds, unsigned *nfds,
-			bool *extra)
+ssize_t vhu__sock_recv_some(int fd, void *buf, size_t len, int *fds,
+			    unsigned *nfds, bool *extra)
 {
-	take_fds(mh, fds, nfds, extra);
+	union {
+		char buf[CMSG_SPACE(VHU_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { buf, len };
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	ssize_t r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	if (r < 0)
+		return -errno;
+	if (r > 0) {
+		take_fds(&mh, fds, nfds, extra);
+		if (mh.msg_flags & MSG_CTRUNC)
+			*extra = true;
+	}
+	return r;
 }
 
 int vhu__sock_recv_timeout(int fd, struct vhu_msg *msg, int *fds,

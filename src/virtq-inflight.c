@@ -139,18 +139,27 @@ refuse:
  * whatever SET_VRING_BASE said: a front-end that lost its back-end
  * cannot know how far it got.
  */
+/* A record of this version for a ring of this size is recovered; any
+ * other is started afresh, with a warning unless it was never written
+ * (version 0).  version and desc_num: read once from the shared region. */
+static bool record_usable(const struct vhu_vq *vq, uint16_t version,
+			  uint16_t desc_num)
+{
+	if (version == VHU__INFLIGHT_VERSION && desc_num == vq->size)
+		return true;
+	if (version != 0)
+		vhu__warn("queue %u: inflight record version %u, %u entries: "
+			  "started afresh", vq->index, version, desc_num);
+	return false;
+}
+
 static int split_start(struct vhu_vq *vq)
 {
 	struct vhu__inflight_split *q = vq->inf;
 	unsigned size = vq->size;
 
 	uint16_t used = le16toh(__atomic_load_n(&vq->used[1], __ATOMIC_ACQUIRE));
-	uint16_t version = q->version, desc_num = q->desc_num;
-	if (version != VHU__INFLIGHT_VERSION || desc_num != size) {
-		if (version != 0)
-			vhu__warn("queue %u: inflight record version %u, %u "
-				  "entries: started afresh", vq->index,
-				  version, desc_num);
+	if (!record_usable(vq, q->version, q->desc_num)) {
 		memset(q->desc, 0, size * sizeof(q->desc[0]));
 		q->features = 0;
 		q->desc_num = (uint16_t)size;
@@ -415,12 +424,7 @@ int vhu__inflight_packed_start(struct vhu_vq *vq)
 	vq->pk_head = arr + 2 * (size_t)size;
 	vq->pk_last = arr + 3 * (size_t)size;
 
-	uint16_t version = q->version, desc_num = q->desc_num;
-	if (version != VHU__INFLIGHT_VERSION || desc_num != size) {
-		if (version != 0)
-			vhu__warn("queue %u: inflight record version %u, %u "
-				  "entries: started afresh", vq->index,
-				  version, desc_num);
+	if (!record_usable(vq, q->version, q->desc_num)) {
 		packed_init(vq);
 		return 0;
 	}

@@ -281,6 +281,20 @@ static int pick_aio(struct vhu_blk *blk, enum vhu_blk_aio want)
 	return 0;
 }
 
+/* Free what vhu_blk_new() set up (no runner started). */
+static void blk_release(struct vhu_blk *blk)
+{
+	for (unsigned i = 0; i < blk->num_groups; i++)
+		vhu__blk_group_free(blk->groups[i]);
+	free(blk->groups);
+	if (blk->fd >= 0)
+		close(blk->fd);
+	free(blk->stats);
+	free(blk->runners);
+	free(blk->vqs);
+	free(blk);
+}
+
 int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 {
 	struct vhu_blk *blk;
@@ -367,15 +381,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	*out = blk;
 	return 0;
 fail:
-	for (unsigned i = 0; i < blk->num_groups; i++)
-		vhu__blk_group_free(blk->groups[i]);
-	free(blk->groups);
-	if (blk->fd >= 0)
-		close(blk->fd);
-	free(blk->stats);
-	free(blk->runners);
-	free(blk->vqs);
-	free(blk);
+	blk_release(blk);
 	return r;
 }
 
@@ -385,15 +391,7 @@ void vhu_blk_free(struct vhu_blk *blk)
 		return;
 	for (unsigned i = 0; i < blk->num_queues; i++)
 		vhu__blk_run_stop(blk->runners[i]);
-	for (unsigned i = 0; i < blk->num_groups; i++)
-		vhu__blk_group_free(blk->groups[i]);
-	free(blk->groups);
-	if (blk->fd >= 0)
-		close(blk->fd);
-	free(blk->stats);
-	free(blk->runners);
-	free(blk->vqs);
-	free(blk);
+	blk_release(blk);
 }
 
 uint64_t vhu_blk_size(const struct vhu_blk *blk)

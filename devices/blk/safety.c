@@ -101,26 +101,25 @@ int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path)
 			return r;
 	}
 	for (unsigned i = 0; i < PERM_BITS; i++) {
+		char why[128];
+
 		if ((perms & (1u << i)) &&
-		    locked_elsewhere(fd, LOCK_SHARED_BASE + i) > 0) {
-			vhu__blk_open_error(blk, "'%s' is locked: another process "
-				"(vhu-blk, QEMU, qemu-storage-daemon) has it open and "
-				"does not share the %s permission this %s needs; "
-				"stop it, or pass --lock off if you are sure",
-				path, perm_names[i],
-				blk->read_only ? "read-only open" : "writer");
-			return -EBUSY;
-		}
-		if ((unshared & (1u << i)) &&
-		    locked_elsewhere(fd, LOCK_PERM_BASE + i) > 0) {
-			vhu__blk_open_error(blk, "'%s' is locked: another process "
-				"(vhu-blk, QEMU, qemu-storage-daemon) has it open with "
-				"the %s permission, which a %s does not share; stop "
-				"it, or pass --lock off if you are sure",
-				path, perm_names[i],
-				blk->read_only ? "read-only vhu-blk" : "vhu-blk writer");
-			return -EBUSY;
-		}
+		    locked_elsewhere(fd, LOCK_SHARED_BASE + i) > 0)
+			snprintf(why, sizeof(why), "and does not share the %s "
+				 "permission this %s needs", perm_names[i],
+				 blk->read_only ? "read-only open" : "writer");
+		else if ((unshared & (1u << i)) &&
+			 locked_elsewhere(fd, LOCK_PERM_BASE + i) > 0)
+			snprintf(why, sizeof(why), "with the %s permission, "
+				 "which a %s does not share", perm_names[i],
+				 blk->read_only ? "read-only vhu-blk" :
+						  "vhu-blk writer");
+		else
+			continue;
+		vhu__blk_open_error(blk, "'%s' is locked: another process "
+			"(vhu-blk, QEMU, qemu-storage-daemon) has it open %s; "
+			"stop it, or pass --lock off if you are sure", path, why);
+		return -EBUSY;
 	}
 	return 0;
 }

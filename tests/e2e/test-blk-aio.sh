@@ -7,43 +7,13 @@
 # Usage: tests/e2e/test-blk-aio.sh BUILD_DIR    (prints TAP)
 set -u
 
-BUILD=$(cd "${1:-build}" 2>/dev/null && pwd)
-BIN=$BUILD/tools/vhu-blk
-VHU=$BUILD/tools/vhu
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+e2e_bins "${1:-build}" tools/vhu-blk tools/vhu tests/unit/no-io-uring
 NOURING=$BUILD/tests/unit/no-io-uring
-if [ ! -x "$BIN" ] || [ ! -x "$VHU" ] || [ ! -x "$NOURING" ]; then
-	echo "1..0 # SKIP not built in ${1:-build}"
-	exit 0
-fi
+e2e_setup vhu-blk-aio
+# on a failed check: the daemons' last words
+e2e_diag() { sed 's/^/# /' "$T"/log* 2>/dev/null | tail -5; }
 
-T=$(mktemp -d /tmp/vhu-blk-aio.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-N=0
-FAILED=0
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-check() { # check NAME COMMAND...
-	local name=$1; shift
-	if "$@"; then ok "$name"; else not_ok "$name"; sed 's/^/# /' "$T"/log* 2>/dev/null | tail -5; fi
-}
-wait_for() { # wait_for PATH: until a socket exists (5 s)
-	for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done
-	return 1
-}
-wait_exit() { # wait_exit PID: exit status, or 124 after 10 s
-	for _ in $(seq 100); do
-		if ! kill -0 "$1" 2>/dev/null; then wait "$1"; return $?; fi
-		sleep 0.1
-	done
-	return 124
-}
 # bench SOCKET NAME EXTRA...: write a pattern, read it back verified
 bench() {
 	local s=$1; shift
@@ -66,17 +36,17 @@ check "--aio io_uring without io_uring: says why" \
 for cache in writeback none; do
 	"$NOURING" "$BIN" --blk-file "$T/img" --socket-path "$T/s1" --cache $cache \
 		--num-queues 2 2>"$T/log1" &
-	D=$!; PIDS+=($D)
+	D=$!; PIDS+=("$D")
 	if wait_for "$T/s1"; then
 		check "auto, cache $cache: warns about the fallback" \
 			grep -q "io_uring is unavailable.*blocking" "$T/log1"
 		check "auto, cache $cache: verified I/O without io_uring" bench "$T/s1" --queues 2
 		check "auto, cache $cache: verified I/O, packed rings" bench "$T/s1" --packed
 	else
-		not_ok "auto, cache $cache: daemon listens"
+		notok "auto, cache $cache: daemon listens"
 	fi
 	kill -TERM $D
-	wait_exit $D; rc=$?
+	wait_exit $D 100; rc=$?
 	check "auto, cache $cache: SIGTERM exits 0" test $rc -eq 0
 	rm -f "$T/s1"
 done
@@ -88,10 +58,10 @@ D=$!; PIDS+=($D)
 if wait_for "$T/s2"; then
 	check "--aio threads: verified I/O on a shared thread" bench "$T/s2" --queues 2
 else
-	not_ok "--aio threads: daemon listens"
+	notok "--aio threads: daemon listens"
 fi
 kill -TERM $D
-wait_exit $D; rc=$?
+wait_exit $D 100; rc=$?
 check "--aio threads: SIGTERM exits 0" test $rc -eq 0
 
 err=$("$BIN" --blk-file "$T/img" --socket-path "$T/s3" --aio fast 2>&1 >/dev/null)
@@ -99,5 +69,4 @@ rc=$?
 check "--aio with a bad value: exits 1 with a message" \
 	bash -c '[ $1 -eq 1 ] && echo "$2" | grep -q -- "--aio must be"' _ $rc "$err"
 
-echo "1..$N"
-[ $FAILED -eq 0 ]
+finish

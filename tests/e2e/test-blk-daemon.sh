@@ -5,25 +5,14 @@
 # Usage: tests/e2e/test-blk-daemon.sh BUILD_DIR    (prints TAP)
 set -u
 
-BUILD=${1:-build}
-BIN=$(cd "$BUILD" 2>/dev/null && pwd)/tools/vhu-blk
-if [ ! -x "$BIN" ]; then
-	echo "1..0 # SKIP $BIN not built"
-	exit 0
-fi
-
-T=$(mktemp -d /tmp/vhu-blk-e2e.XXXXXX)
-PIDS=()
-LOOP=""
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+e2e_bins "${1:-build}" tools/vhu-blk
+e2e_setup vhu-blk-e2e
+LOOP=""
+e2e_cleanup_extra() {
+	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+	return 0
+}
 
 # JSON-RPC client: rpc SOCKET LINE... -> one response line per request.
 cat > "$T/rpc.py" <<'PY'
@@ -56,18 +45,6 @@ print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
 PY
 rpc() { python3 "$T/rpc.py" "$@"; }
 jget() { python3 "$T/jget.py" "$1" "$2" 2>/dev/null; }
-
-wait_for() { # wait_for PATH: until a socket exists (5 s)
-	for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done
-	return 1
-}
-wait_exit() { # wait_exit PID: exit status, or 124 after 5 s
-	for _ in $(seq 50); do
-		if ! kill -0 "$1" 2>/dev/null; then wait "$1"; return $?; fi
-		sleep 0.1
-	done
-	return 124
-}
 
 truncate -s 4M "$T/img"
 
@@ -283,5 +260,4 @@ else
 	done
 fi
 
-echo "1..$N"
-[ $FAILED -eq 0 ]
+finish

@@ -8,36 +8,15 @@
 # Usage: tests/e2e/test-blk-operator.sh BUILD_DIR    (prints TAP)
 set -u
 
-BUILD=${1:-build}
-BUILD=$(cd "$BUILD" 2>/dev/null && pwd)
-BIN=$BUILD/tools/vhu-blk
-VHU=$BUILD/tools/vhu
-if [ ! -x "$BIN" ] || [ ! -x "$VHU" ]; then
-	echo "1..0 # SKIP $BIN or $VHU not built"
-	exit 0
-fi
-
-T=$(mktemp -d /tmp/vhu-blk-op.XXXXXX)
-PIDS=()
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+e2e_bins "${1:-build}" tools/vhu-blk tools/vhu
+e2e_setup vhu-blk-op
 LOOP=""
 MNT=""
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
+e2e_cleanup_extra() {
 	[ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
 	[ -n "$MNT" ] && umount "$MNT" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-N=0
-FAILED=0
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
-check() { # check NAME COMMAND...
-	local name=$1; shift
-	if "$@"; then ok "$name"; else not_ok "$name"; fi
+	return 0
 }
 size_of() { stat -c %s "$1"; }
 
@@ -64,23 +43,11 @@ for k in sys.argv[2].split("."):
     v = v[int(k)] if isinstance(v, list) else v[k]
 print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)' "$1" "$2" 2>/dev/null
 }
-wait_for() { # wait_for PATH: until a socket exists (5 s)
-	for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done
-	return 1
-}
-wait_exit() { # wait_exit PID: exit status, or 124 after 5 s
-	for _ in $(seq 50); do
-		if ! kill -0 "$1" 2>/dev/null; then wait "$1"; return $?; fi
-		sleep 0.1
-	done
-	return 124
-}
 # start NAME ARGS...: run vhu-blk in the background (log in $T/NAME.log),
 # wait for its control socket $T/NAME.c; sets D to its pid
 start() {
 	local name=$1; shift
-	"$BIN" --socket-path "$T/$name.s" --control "$T/$name.c" "$@" 2>"$T/$name.log" &
-	D=$!; PIDS+=($D)
+	e2e_daemon "$T/$name.log" --socket-path "$T/$name.s" --control "$T/$name.c" "$@"
 	wait_for "$T/$name.c"
 }
 stop() { kill -TERM "$1" 2>/dev/null; wait_exit "$1" >/dev/null; }
@@ -92,7 +59,7 @@ fails() {
 	if [ $rc -eq 1 ] && echo "$err" | grep -q -- "$pat"; then
 		ok "$name"
 	else
-		not_ok "$name (rc=$rc: $err)"
+		notok "$name (rc=$rc: $err)"
 	fi
 }
 
@@ -430,5 +397,4 @@ fi
 fails "an unknown --control-group is an error" "no group" \
 	--blk-file "$T/img" --socket-path "$T/x.s" --control "$T/x.c" --control-group no-such-group-xyz
 
-echo "1..$N"
-[ $FAILED -eq 0 ]
+finish

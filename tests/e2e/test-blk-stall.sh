@@ -6,36 +6,9 @@
 # Usage: tests/e2e/test-blk-stall.sh BUILD_DIR    (prints TAP)
 set -u
 
-BUILD=${1:-build}
-B=$(cd "$BUILD" 2>/dev/null && pwd)
-BIN=$B/tools/vhu-blk
-VHU=$B/tools/vhu
-if [ ! -x "$BIN" ] || [ ! -x "$VHU" ]; then
-	echo "1..0 # SKIP vhu-blk or vhu not built"
-	exit 0
-fi
-
-T=$(mktemp -d /tmp/vhu-blk-stall.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-	wait 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-N=0
-FAILED=0
-ok() { N=$((N + 1)); echo "ok $N - $1"; }
-not_ok() { N=$((N + 1)); FAILED=$((FAILED + 1)); echo "not ok $N - $1"; }
-check() { # check NAME COMMAND...
-	local name=$1; shift
-	if "$@"; then ok "$name"; else not_ok "$name"; fi
-}
-wait_for() { # wait_for PATH: until a socket exists (5 s)
-	for _ in $(seq 50); do [ -S "$1" ] && return 0; sleep 0.1; done
-	return 1
-}
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+e2e_bins "${1:-build}" tools/vhu-blk tools/vhu
+e2e_setup vhu-blk-stall
 ms() { date +%s%3N; }
 
 # A front-end that sends GET_FEATURES' header minus 4 bytes (with an fd on
@@ -56,8 +29,7 @@ truncate -s 4M "$T/img"
 # start_half LOG: a daemon (pid in D) with a half-message front-end (F).
 start_half() {
 	rm -f "$T/sent" "$T/c"
-	"$BIN" --blk-file "$T/img" --socket-path "$T/s" --control "$T/c" 2>"$1" &
-	D=$!; PIDS+=($D)
+	e2e_daemon "$1" --blk-file "$T/img" --socket-path "$T/s" --control "$T/c"
 	wait_for "$T/c" || return 1
 	python3 "$T/half.py" "$T/s" "$T/sent" &
 	F=$!; PIDS+=($F)
@@ -105,5 +77,4 @@ echo "# SIGTERM to exit: $t ms"
 check "SIGTERM exits 0 while a front-end holds half a message" test $rc -eq 0
 check "... promptly (< 1 s)" test "$t" -lt 1000
 
-echo "1..$N"
-[ $FAILED -eq 0 ]
+finish

@@ -32,6 +32,12 @@ int fe_open(struct fe *fe, const struct vhu_backend_opts *opts)
 	return 0;
 }
 
+void fe_init(struct fe *fe)
+{
+	memset(fe, 0, sizeof(*fe));
+	fe->sock = fe->chan = fe->mem_fd = -1;
+}
+
 void fe_close(struct fe *fe)
 {
 	if (fe->sock >= 0)
@@ -43,8 +49,7 @@ void fe_close(struct fe *fe)
 	if (fe->mem_fd >= 0)
 		close(fe->mem_fd);
 	vhu_backend_free(fe->b);
-	memset(fe, 0, sizeof(*fe));
-	fe->sock = fe->chan = fe->mem_fd = -1;
+	fe_init(fe);
 }
 
 int fe_send(struct fe *fe, uint32_t req, uint32_t flags, const void *payload,

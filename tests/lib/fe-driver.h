@@ -32,9 +32,11 @@ struct fe {
  * used at +0x3000 (enough for 256 entries). */
 #define FE_RING_GPA(i) (0x10000ull + (uint64_t)(i) * 0x10000ull)
 
+/* Nothing open yet (no session, every fd -1). */
+void fe_init(struct fe *fe);
 /* A session served over a socketpair (connected_fd). */
 int fe_open(struct fe *fe, const struct vhu_backend_opts *opts);
-/* Close our side and free the session. */
+/* Close our side and free the session; fe is as after fe_init(). */
 void fe_close(struct fe *fe);
 
 /* Send raw bytes: header fields + payload + fds (fds stay ours). */

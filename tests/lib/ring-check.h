@@ -32,6 +32,20 @@ static inline void expect_pop(unsigned id, unsigned n_out, unsigned n_in)
 	CHECK_EQ(el.n_in, n_in);
 }
 
+/* A chain too long for n iovecs pops truncated (VHU_VQ_POP_TRUNCATED)
+ * as request id: one writable byte, its last, which gets status 1. */
+static inline void expect_pop_truncated(unsigned n, unsigned id)
+{
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, n, VHU_VQ_POP_TRUNCATED), 1);
+	CHECK(!vhu_vq_is_broken(vq));
+	CHECK_EQ(el.id, id);
+	CHECK_EQ(el.flags, VHU_VQ_ELEM_F_TRUNCATED);
+	CHECK_EQ(el.n_out, 0);
+	CHECK_EQ(el.n_in, 1);
+	CHECK_EQ(el.iov[0].iov_len, 1);
+	*(uint8_t *)el.iov[0].iov_base = 1;
+}
+
 /* A broken queue: every pop fails with -EIO, it says so, and it claims
  * no work. */
 static inline void expect_broken(void)

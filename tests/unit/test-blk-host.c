@@ -28,24 +28,25 @@ TEST(pick_blk_size)
 	char why[200] = "";
 	unsigned bs = 0;
 
-	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &g512, &bs,
-				       why, sizeof(why)), 0);
-	CHECK_EQ(bs, 512);
-	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_NONE, &g4k, &bs, why,
-				       sizeof(why)), 0);
-	CHECK_EQ(bs, 4096);
-	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &g4k, &bs,
-				       why, sizeof(why)), 0);
-	CHECK_EQ(bs, 4096);
-	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_WRITEBACK, &f4k, &bs,
-				       why, sizeof(why)), 0);
-	CHECK_EQ(bs, 512);
-	CHECK_EQ(vhu_blk_pick_blk_size(0, VHU_BLK_CACHE_NONE, &f4k, &bs, why,
-				       sizeof(why)), 0);
-	CHECK_EQ(bs, 4096);
-	CHECK_EQ(vhu_blk_pick_blk_size(4096, VHU_BLK_CACHE_NONE, &g512, &bs,
-				       why, sizeof(why)), 0);
-	CHECK_EQ(bs, 4096);
+	const struct {
+		unsigned want;
+		enum vhu_blk_cache cache;
+		const struct vhu_blk_geometry *g;
+		unsigned bs;
+	} ok[] = {
+		{ 0, VHU_BLK_CACHE_WRITEBACK, &g512, 512 },
+		{ 0, VHU_BLK_CACHE_NONE, &g4k, 4096 },
+		{ 0, VHU_BLK_CACHE_WRITEBACK, &g4k, 4096 },
+		{ 0, VHU_BLK_CACHE_WRITEBACK, &f4k, 512 },
+		{ 0, VHU_BLK_CACHE_NONE, &f4k, 4096 },
+		{ 4096, VHU_BLK_CACHE_NONE, &g512, 4096 },
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		bs = 0;
+		CHECK_EQ(vhu_blk_pick_blk_size(ok[i].want, ok[i].cache, ok[i].g,
+					       &bs, why, sizeof(why)), 0);
+		CHECK_EQ(bs, ok[i].bs);
+	}
 
 	/* impossible: said why */
 	CHECK_EQ(vhu_blk_pick_blk_size(512, VHU_BLK_CACHE_NONE, &g4k, &bs, why,
@@ -164,16 +165,6 @@ TEST(loop4k_block_size_chosen_and_refused)
 	CHECK_EQ(vhu_blk_new(&o, &blk), 0);
 	CHECK_EQ(vhu_blk_blk_size(blk), 4096);
 	vhu_blk_free(blk);
-}
-
-static void put_seg(uint8_t *p, uint64_t sector, uint32_t n, uint32_t flags)
-{
-	uint64_t s = htole64(sector);
-	uint32_t nn = htole32(n), f = htole32(flags);
-
-	memcpy(p, &s, 8);
-	memcpy(p + 8, &nn, 4);
-	memcpy(p + 12, &f, 4);
 }
 
 static void dev_read(void *buf, size_t len, off_t off)

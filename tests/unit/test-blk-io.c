@@ -359,6 +359,23 @@ TEST(config_space_and_wce)
 	ctx_close(&c);
 }
 
+static uint64_t writes_through(struct ctx *c);
+
+/* The driver sees write-through (WCE 0); a 4 KiB write of fill(seed) at
+ * sector succeeds and brings the device's write-through count to n. */
+static void check_write_through(struct ctx *c, unsigned seed,
+				uint64_t sector, uint64_t n)
+{
+	uint8_t v;
+
+	CHECK_EQ(vhu_fe_get_config(c->fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
+	CHECK_EQ(v, 0);
+	fill(c->data, 4096, seed);
+	CHECK_EQ(one(c, VHU_BLK_T_OUT, sector, 4096, false, NULL),
+		 VHU_BLK_S_OK);
+	CHECK_EQ(writes_through(c), n);
+}
+
 static uint64_t writes_through(struct ctx *c)
 {
 	struct vhu_blk_qstats st;
@@ -408,11 +425,7 @@ TEST(wce_survives_set_features_and_reconnect)
 	vhu_fe_close(c.fe);
 	c.fe = NULL;
 	ctx_connect(&c);
-	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
-	CHECK_EQ(v, 0);
-	fill(c.data, 4096, 6);
-	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
-	CHECK_EQ(writes_through(&c), 4);
+	check_write_through(&c, 6, 16, 4);
 
 	/* a device reset (the op the session calls for RESET_DEVICE and
 	 * RESET_OWNER, see test-backend) restores write-back */
@@ -431,18 +444,13 @@ TEST(no_flush_feature_means_write_through)
 {
 	struct vhu_blk_opts o = { 0 };
 	struct ctx c;
-	uint8_t v;
 
 	/* The driver declines FLUSH at negotiation (features cannot change
 	 * while rings run). */
 	ctx_open(&c, &o, false);
 	c.features_clear = VHU_BIT(VHU_BLK_F_FLUSH);
 	ctx_connect(&c);
-	CHECK_EQ(vhu_fe_get_config(c.fe, VHU_BLK_CONFIG_WCE_OFFSET, &v, 1), 0);
-	CHECK_EQ(v, 0);
-	fill(c.data, 4096, 7);
-	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 0, 4096, false, NULL), VHU_BLK_S_OK);
-	CHECK_EQ(writes_through(&c), 1);
+	check_write_through(&c, 7, 0, 1);
 	ctx_close(&c);
 }
 

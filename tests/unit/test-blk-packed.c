@@ -7,92 +7,78 @@
  */
 #include <endian.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <vhu/backend.h>
 #include <vhu/frontend.h>
-#include <vhu/loop.h>
 
-#include "blk-session.h"
+#include "blk-harness.h"
 #include "blk.h"
 #include "tap.h"
 
-#define NSLOT BLK_NSLOT
-#define SLOT_DATA 4096u
+#define SLOT_DATA 4096u  /* NSLOT of them: the harness's 2 * DATA_SIZE */
 
-static struct blk_ses cx;
+static struct ctx cx;
 
 static void after(void)
 {
-	blk_ses_close(&cx);
+	ctx_close(&cx);
 }
 
-static void ctx_open(struct blk_ses *c, unsigned qsize, bool event_idx)
+static void open_packed(struct ctx *c, unsigned qsize, bool event_idx)
 {
 	struct vhu_blk_opts o = { .num_queues = 1, .blk_size = 512 };
 
-	blk_ses_close(c);
-	blk_ses_open(c, &o, "/tmp/vhu-blk-packed-XXXXXX");
-	blk_ses_connect(c, true, event_idx, qsize, SLOT_DATA * NSLOT);
+	ctx_close(c);
+	ctx_open(c, &o, false);
+	c->packed = true;
+	c->qsize = qsize;
+	if (!event_idx)
+		c->features_clear = VHU_BIT(VHU_F_EVENT_IDX);
+	ctx_connect(c);
 }
 
 /* One request of a slot, on that slot's SLOT_DATA bytes of data. */
-static void add_req(struct blk_ses *c, unsigned slot, uint32_t type,
-		    uint64_t sector, uint32_t len)
+static void slot_req(struct ctx *c, unsigned slot, uint32_t type,
+		     uint64_t sector, uint32_t len)
 {
-	blk_add_req(c, slot, type, sector,
-		    c->data_gpa + (uint64_t)SLOT_DATA * slot, len,
-		    type != VHU_BLK_T_OUT);
+	add_req(c, slot, type, sector,
+		c->data_gpa + (uint64_t)SLOT_DATA * slot, len,
+		type != VHU_BLK_T_OUT);
 }
 
-/* Collect n completions; written[slot] gets the device's byte count. */
-static void collect(struct blk_ses *c, unsigned n, uint32_t *written)
-{
-	blk_collect(c, n, written, 100);
-}
-
-static void fill(uint8_t *p, size_t n, unsigned seed)
+/* Each sector differs from its neighbours. */
+static void fill_sectors(uint8_t *p, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
 		p[i] = (uint8_t)(i * 13 + seed * 7 + (i >> 9));
 }
 
-static void img_read(struct blk_ses *c, void *buf, size_t len, off_t off)
-{
-	blk_img_io(c, buf, len, off, false);
-}
-
 /* Write n slots (in flight together), check the image; read them back
  * into cleared buffers, check the data. */
-static void batch(struct blk_ses *c, unsigned n, unsigned seed, uint64_t sector0)
+static void batch(struct ctx *c, unsigned n, unsigned seed, uint64_t sector0)
 {
 	uint32_t w[NSLOT];
 	static uint8_t buf[SLOT_DATA];
 
 	for (unsigned s = 0; s < n; s++) {
-		fill(c->data + SLOT_DATA * s, SLOT_DATA, seed + s);
-		add_req(c, s, VHU_BLK_T_OUT, sector0 + 8 * s, SLOT_DATA);
+		fill_sectors(c->data + SLOT_DATA * s, SLOT_DATA, seed + s);
+		slot_req(c, s, VHU_BLK_T_OUT, sector0 + 8 * s, SLOT_DATA);
 	}
-	collect(c, n, w);
+	run(c, n, w);
 	for (unsigned s = 0; s < n; s++) {
 		CHECK_EQ(c->status[s], VHU_BLK_S_OK);
 		CHECK_EQ(w[s], 1);
-		img_read(c, buf, SLOT_DATA, (off_t)(sector0 + 8 * s) * 512);
+		pread_img(c, buf, SLOT_DATA, (off_t)(sector0 + 8 * s) * 512);
 		CHECK_MEM(buf, c->data + SLOT_DATA * s, SLOT_DATA);
 	}
 	memset(c->data, 0, (size_t)SLOT_DATA * n);
 	for (unsigned s = 0; s < n; s++)
-		add_req(c, s, VHU_BLK_T_IN, sector0 + 8 * s, SLOT_DATA);
-	collect(c, n, w);
+		slot_req(c, s, VHU_BLK_T_IN, sector0 + 8 * s, SLOT_DATA);
+	run(c, n, w);
 	for (unsigned s = 0; s < n; s++) {
 		CHECK_EQ(c->status[s], VHU_BLK_S_OK);
 		CHECK_EQ(w[s], SLOT_DATA + 1);
-		fill(buf, SLOT_DATA, seed + s);
+		fill_sectors(buf, SLOT_DATA, seed + s);
 		CHECK_MEM(c->data + SLOT_DATA * s, buf, SLOT_DATA);
 	}
 }
@@ -107,7 +93,7 @@ TEST(oversized_chain_answered_ioerr)
 	uint32_t len = 99;
 	int r, rounds = 0;
 
-	ctx_open(&cx, 512, true);
+	open_packed(&cx, 512, true);
 	uint32_t t = htole32(VHU_BLK_T_IN);
 	memset(cx.hdr, 0, 16);
 	memcpy(cx.hdr, &t, 4);
@@ -130,7 +116,7 @@ TEST(oversized_chain_answered_ioerr)
 
 TEST(packed_write_read_verified)
 {
-	ctx_open(&cx, 128, true);
+	open_packed(&cx, 128, true);
 	batch(&cx, 1, 1, 0);
 	batch(&cx, NSLOT, 2, 64);
 	CHECK_EQ(vhu_fe_vq_inflight(cx.vq), 0);
@@ -141,7 +127,7 @@ TEST(packed_write_read_verified)
  * flight, then GET_VRING_BASE reports positions and wrap counters. */
 TEST(packed_odd_size_many_in_flight_and_base)
 {
-	ctx_open(&cx, 100, true);
+	open_packed(&cx, 100, true);
 	batch(&cx, NSLOT, 3, 0);
 	/* 2 x 32 x 3 = 192 positions: one lap and 92, wrap counters 0 */
 	uint32_t base = 0;
@@ -152,7 +138,7 @@ TEST(packed_odd_size_many_in_flight_and_base)
 /* A small ring run through many laps, with and without EVENT_IDX. */
 static void laps(bool event_idx)
 {
-	ctx_open(&cx, 13, event_idx);
+	open_packed(&cx, 13, event_idx);
 	for (unsigned round = 0; round < 40; round++)
 		batch(&cx, 1 + round % 4, round, (round % 16) * 32);
 	CHECK_EQ(vhu_fe_vq_num_free(cx.vq), 13);
@@ -170,19 +156,19 @@ TEST(packed_many_laps_no_event_idx)
 
 TEST(packed_queue_size_rules)
 {
-	ctx_open(&cx, 7, true);
+	open_packed(&cx, 7, true);
 	struct vhu_fe_vq *q;
 	/* non-power-of-two is fine for packed, 0 and > 32768 are not */
 	CHECK_EQ(vhu_fe_vq_setup(cx.fe, 0, 7, &q), -EBUSY);
 	CHECK_EQ(vhu_fe_vq_setup(cx.fe, 1, 0, &q), -EINVAL);
 	CHECK_EQ(vhu_fe_vq_setup(cx.fe, 1, 40000, &q), -EINVAL);
 	/* 3 descriptors per request: two fit in 7, a third does not */
-	add_req(&cx, 0, VHU_BLK_T_IN, 0, 512);
-	add_req(&cx, 1, VHU_BLK_T_IN, 8, 512);
+	slot_req(&cx, 0, VHU_BLK_T_IN, 0, 512);
+	slot_req(&cx, 1, VHU_BLK_T_IN, 8, 512);
 	struct vhu_fe_buf b = { cx.hdr_gpa, 16 }, s[2] = {
 		{ cx.data_gpa, 512 }, { cx.status_gpa, 1 } };
 	CHECK_EQ(vhu_fe_vq_add(cx.vq, &b, 1, s, 2, NULL), -ENOSPC);
-	collect(&cx, 2, NULL);
+	run(&cx, 2, NULL);
 	CHECK_EQ(cx.status[0], VHU_BLK_S_OK);
 	CHECK_EQ(cx.status[1], VHU_BLK_S_OK);
 }

@@ -6,28 +6,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "blk-wire.h"
 #include "blk.h"
 #include "tap.h"
-
-static void put_hdr(uint8_t *p, uint32_t type, uint64_t sector)
-{
-	uint32_t t = htole32(type), z = 0;
-	uint64_t s = htole64(sector);
-
-	memcpy(p, &t, 4);
-	memcpy(p + 4, &z, 4);
-	memcpy(p + 8, &s, 8);
-}
-
-static void put_seg(uint8_t *p, uint64_t sector, uint32_t n, uint32_t flags)
-{
-	uint64_t s = htole64(sector);
-	uint32_t nn = htole32(n), f = htole32(flags);
-
-	memcpy(p, &s, 8);
-	memcpy(p + 8, &nn, 4);
-	memcpy(p + 12, &f, 4);
-}
 
 static struct vhu_blk_limits lim(uint64_t capacity)
 {

@@ -112,6 +112,26 @@ static int get_inflight(struct fe *fe, unsigned nq, unsigned qs,
 	return (int)nfds;
 }
 
+/* GET_INFLIGHT_FD with QEMU's 24-byte payload for nq queues of qs: a
+ * 24-byte reply with one fd, which lands in *fd. */
+static void get_inflight24(struct fe *fe, unsigned nq, unsigned qs,
+			   struct vhu_msg *m, int *fd)
+{
+	uint8_t in[24] = { 0 };
+	int fds[VHU_MAX_FDS];
+	unsigned nfds = 0;
+
+	in[16] = (uint8_t)nq;  /* num_queues */
+	in[18] = (uint8_t)qs;  /* queue_size */
+	CHECK_EQ(fe_send(fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, in,
+			 sizeof(in), NULL, 0), 0);
+	fe_process(fe);
+	CHECK_EQ(vhu__sock_recv_timeout(fe->sock, m, fds, &nfds, 1000), 1);
+	CHECK_EQ(m->hdr.size, 24);
+	CHECK_EQ(nfds, 1);
+	*fd = nfds ? fds[0] : -1;
+}
+
 static long long set_inflight(struct fe *fe, int fd, uint64_t size,
 			      uint64_t off, unsigned nq, unsigned qs)
 {
@@ -274,17 +294,9 @@ TEST(qemu_24_byte_payload)
 	struct fe fe;
 	CHECK_EQ(session(&fe), 0);
 	uint8_t in[24] = { 0 };
-	in[16] = 1;   /* num_queues */
-	in[18] = 128; /* queue_size */
 	struct vhu_msg m;
-	int fds[VHU_MAX_FDS];
-	unsigned nfds = 0;
-	CHECK_EQ(fe_send(&fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, in,
-			 sizeof(in), NULL, 0), 0);
-	fe_process(&fe);
-	CHECK_EQ(vhu__sock_recv_timeout(fe.sock, &m, fds, &nfds, 1000), 1);
-	CHECK_EQ(m.hdr.size, 24);
-	CHECK_EQ(nfds, 1);
+	int fds[1];
+	get_inflight24(&fe, 1, 128, &m, &fds[0]);
 	CHECK_EQ(m.p.inflight.mmap_size,
 		 page_round(vhu__inflight_queue_bytes(128)));
 	CHECK_EQ(m.p.inflight.queue_size, 128);
@@ -311,18 +323,9 @@ TEST(packed_layout_sizes)
 	CHECK_EQ(session_with(&fe, VHU_BIT(VHU_F_RING_PACKED)), 0);
 	CHECK_EQ(vhu__inflight_queue_bytes_packed(256), 8256); /* 8224, to 64 */
 	CHECK_EQ(vhu__inflight_queue_bytes_packed(100), 3264);
-	uint8_t in[24] = { 0 };
-	in[16] = NQ;
-	in[18] = 128;
 	struct vhu_msg m;
-	int fds[VHU_MAX_FDS];
-	unsigned nfds = 0;
-	CHECK_EQ(fe_send(&fe, VHU_REQ_GET_INFLIGHT_FD, VHU_MSG_VERSION, in,
-			 sizeof(in), NULL, 0), 0);
-	fe_process(&fe);
-	CHECK_EQ(vhu__sock_recv_timeout(fe.sock, &m, fds, &nfds, 1000), 1);
-	CHECK_EQ(m.hdr.size, 24);
-	CHECK_EQ(nfds, 1);
+	int fds[1];
+	get_inflight24(&fe, NQ, 128, &m, &fds[0]);
 	size_t want = page_round(NQ * vhu__inflight_queue_bytes_packed(128));
 	CHECK_EQ(m.p.inflight.mmap_size, want);
 	struct stat st;

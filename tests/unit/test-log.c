@@ -59,8 +59,7 @@ static void before(void)
 	fds_before = tl_count_fds();
 	vq0 = NULL;
 	starts = stops = nheld = 0;
-	memset(&fe, 0, sizeof(fe));
-	fe.sock = fe.chan = fe.mem_fd = -1;
+	fe_init(&fe);
 }
 
 static void after(void)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend-internal.h"
+#include "fe-case.h"
 #include "fe-driver.h"
 #include "tap.h"
 #include "util.h"
@@ -26,30 +27,22 @@
  * waited VHU__SOCK_TIMEOUT_MS (5 s) for the rest. */
 #define QUICK_MS 200
 
-static struct fe fe;
-static int fds_at_start;
-
-static void before(void)
+/* A VERSION_1 session with nq queues, negotiated (0: the defaults). */
+static void open_with(unsigned nq, unsigned max_qsize, unsigned config_size)
 {
-	memset(&fe, 0, sizeof(fe));
-	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = tl_count_fds();
-}
-static void after(void)
-{
-	fe_close(&fe);
-	CHECK_EQ(tl_count_fds(), fds_at_start);
+	struct vhu_backend_opts o = {
+		.features = VHU_BIT(VHU_F_VERSION_1),
+		.num_queues = nq,
+		.max_queue_size = max_qsize,
+		.config_size = config_size,
+	};
+	CHECK_EQ(fe_open(&fe, &o), 0);
+	CHECK_EQ(fe_negotiate(&fe, ~0ull, ALL_PF), 0);
 }
 
 static void open_session(void)
 {
-	struct vhu_backend_opts o = {
-		.features = VHU_BIT(VHU_F_VERSION_1),
-		.num_queues = 2,
-		.max_queue_size = 256,
-	};
-	CHECK_EQ(fe_open(&fe, &o), 0);
-	CHECK_EQ(fe_negotiate(&fe, ~0ull, ALL_PF), 0);
+	open_with(2, 256, 0);
 }
 
 /* Build a whole message (header + payload) into buf; returns its length. */
@@ -77,6 +70,17 @@ static void send_part(const uint8_t *p, size_t len, unsigned nfds)
 	CHECK_EQ(r, 0);
 }
 
+/* Send the rest of a message (no fds); the session handles it at once
+ * and its reply to req is in *m. */
+static void send_rest(const uint8_t *p, size_t len, uint32_t req,
+		      struct vhu_msg *m)
+{
+	send_part(p, len, 0);
+	CHECK_EQ(fe_process(&fe), 0);
+	CHECK_EQ(fe_recv(&fe, m), 1);
+	CHECK_EQ(m->hdr.request, req);
+}
+
 /* One vhu_backend_process() call that must come back at once and leave
  * the connection up with nothing answered yet. */
 static void process_quick_no_reply(void)
@@ -97,11 +101,8 @@ TEST(half_header_returns_at_once_then_completes)
 	send_part(buf, 5, 0);
 	process_quick_no_reply();
 	process_quick_no_reply(); /* still waiting, still not blocking */
-	send_part(buf + 5, n - 5, 0);
 	struct vhu_msg m;
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(fe_recv(&fe, &m), 1);
-	CHECK_EQ(m.hdr.request, VHU_REQ_GET_FEATURES);
+	send_rest(buf + 5, n - 5, VHU_REQ_GET_FEATURES, &m);
 	CHECK_EQ(m.hdr.flags, 0x5);
 	CHECK_EQ(m.hdr.size, 8);
 	CHECK(m.p.u64 & VHU_BIT(VHU_F_VERSION_1));
@@ -116,11 +117,8 @@ TEST(half_payload_returns_at_once_then_completes)
 			 VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, &st, sizeof(st));
 	send_part(buf, HDR + 3, 0);
 	process_quick_no_reply();
-	send_part(buf + HDR + 3, n - HDR - 3, 0);
 	struct vhu_msg m;
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(fe_recv(&fe, &m), 1);
-	CHECK_EQ(m.hdr.request, VHU_REQ_SET_VRING_NUM);
+	send_rest(buf + HDR + 3, n - HDR - 3, VHU_REQ_SET_VRING_NUM, &m);
 	CHECK_EQ(m.hdr.size, 8);
 	CHECK_EQ(m.p.u64, 0);
 	CHECK_EQ(vhu_vq_size(vhu_backend_vq(fe.b, 1)), 128);
@@ -142,11 +140,8 @@ TEST(one_byte_at_a_time_then_the_next_message)
 		send_part(buf + i, 1, 0);
 		process_quick_no_reply();
 	}
-	send_part(buf + n - 1, 1 + n2, 0);
 	struct vhu_msg m;
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(fe_recv(&fe, &m), 1);
-	CHECK_EQ(m.hdr.request, VHU_REQ_GET_PROTOCOL_FEATURES);
+	send_rest(buf + n - 1, 1 + n2, VHU_REQ_GET_PROTOCOL_FEATURES, &m);
 	CHECK_EQ(m.p.u64, pf);
 	CHECK_EQ(fe_recv(&fe, &m), 1);
 	CHECK_EQ(m.hdr.request, VHU_REQ_GET_FEATURES);
@@ -163,11 +158,8 @@ TEST(fd_with_first_fragment_is_kept_for_the_message)
 	send_part(buf, 4, 1);
 	process_quick_no_reply();
 	CHECK_EQ(tl_count_fds(), n0 + 1); /* held for the message */
-	send_part(buf + 4, n - 4, 0);
 	struct vhu_msg m;
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(fe_recv(&fe, &m), 1);
-	CHECK_EQ(m.hdr.request, VHU_REQ_SET_VRING_CALL);
+	send_rest(buf + 4, n - 4, VHU_REQ_SET_VRING_CALL, &m);
 	CHECK_EQ(m.p.u64, 0);
 	CHECK_EQ(tl_count_fds(), n0 + 1); /* now the queue's call fd */
 }
@@ -223,24 +215,15 @@ TEST(slow_but_steady_message_within_the_stall_time_is_served)
 	/* The timer is armed but not due: the fd stays quiet meanwhile. */
 	struct pollfd p = { .fd = vhu_backend_fd(fe.b), .events = POLLIN };
 	CHECK_EQ(poll(&p, 1, 100), 0);
-	send_part(buf + 3, n - 3, 0);
 	struct vhu_msg m;
-	CHECK_EQ(fe_process(&fe), 0);
-	CHECK_EQ(fe_recv(&fe, &m), 1);
-	CHECK_EQ(m.hdr.request, VHU_REQ_GET_FEATURES);
+	send_rest(buf + 3, n - 3, VHU_REQ_GET_FEATURES, &m);
 	/* Complete: the timer was disarmed, nothing wakes the caller. */
 	CHECK_EQ(poll(&p, 1, 100), 0);
 }
 
 TEST(partial_ack_on_the_backend_channel_does_not_block)
 {
-	struct vhu_backend_opts o = {
-		.features = VHU_BIT(VHU_F_VERSION_1),
-		.num_queues = 1,
-		.config_size = 16,
-	};
-	CHECK_EQ(fe_open(&fe, &o), 0);
-	CHECK_EQ(fe_negotiate(&fe, ~0ull, ALL_PF), 0);
+	open_with(1, 0, 16);
 	CHECK_EQ(fe_set_channel(&fe), 0);
 	CHECK_EQ(vhu_backend_config_changed(fe.b, true), 0);
 	struct vhu_msg m;
@@ -265,7 +248,7 @@ TEST(partial_ack_on_the_backend_channel_does_not_block)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	tap_before_each = before;
-	tap_after_each = after;
+	tap_before_each = fe_case_before;
+	tap_after_each = fe_case_after;
 	return tap_run();
 }

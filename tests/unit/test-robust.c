@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend-internal.h"
+#include "fe-case.h"
 #include "fe-driver.h"
 #include "msg.h"
 #include "tap.h"
@@ -23,21 +24,6 @@
 
 #define ALL_PF 0xffffffull
 #define NR VHU_MSG_NEED_REPLY
-
-static struct fe fe;
-static int fds_at_start;
-
-static void before(void)
-{
-	memset(&fe, 0, sizeof(fe));
-	fe.sock = fe.chan = fe.mem_fd = -1;
-	fds_at_start = tl_count_fds();
-}
-static void after(void)
-{
-	fe_close(&fe);
-	CHECK_EQ(tl_count_fds(), fds_at_start);
-}
 
 static void open_pf(uint64_t pf)
 {
@@ -382,6 +368,17 @@ static struct vhu_mem_table table1(uint64_t gpa, uint64_t size, uint64_t uva,
 	return t;
 }
 
+/* table1() and a second region. */
+static struct vhu_mem_table table2(uint64_t gpa0, uint64_t size0, uint64_t gpa1,
+				   uint64_t size1)
+{
+	struct vhu_mem_table t = table1(gpa0, size0, 0x1000000, 0);
+
+	t.nregions = 2;
+	t.regions[1] = (struct vhu_mem_region){ gpa1, size1, 0x2000000, 0 };
+	return t;
+}
+
 /* Send a memory table backed by real memfds of `fd_size` bytes. */
 static void mem_case(const struct vhu_mem_table *t, uint32_t size,
 		     unsigned nfds, uint64_t fd_size, uint32_t flags, enum want w)
@@ -415,9 +412,7 @@ TEST(nregions_9_and_0)
 TEST(nregions_differs_from_fd_count)
 {
 	open_all();
-	struct vhu_mem_table t = table1(0, 0x1000, 0x1000000, 0);
-	t.nregions = 2;
-	t.regions[1] = (struct vhu_mem_region){ 0x10000, 0x1000, 0x2000000, 0 };
+	struct vhu_mem_table t = table2(0, 0x1000, 0x10000, 0x1000);
 	mem_case(&t, 8 + 64, 1, 0x1000, 1 | NR, ACK_FAIL);
 	t.nregions = 1;
 	mem_case(&t, 8 + 32, 3, 0x1000, 1 | NR, ACK_FAIL);
@@ -473,9 +468,7 @@ TEST(region_larger_than_its_file)
 TEST(overlapping_regions)
 {
 	open_all();
-	struct vhu_mem_table t = table1(0, 0x4000, 0x1000000, 0);
-	t.nregions = 2;
-	t.regions[1] = (struct vhu_mem_region){ 0x3000, 0x4000, 0x2000000, 0 };
+	struct vhu_mem_table t = table2(0, 0x4000, 0x3000, 0x4000);
 	mem_case(&t, 8 + 64, 2, 0x4000, 1 | NR, ACK_FAIL);
 	/* Same start */
 	t.regions[1].guest_phys_addr = 0;
@@ -643,7 +636,7 @@ TEST(random_messages_never_crash_or_leak)
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	tap_before_each = before;
-	tap_after_each = after;
+	tap_before_each = fe_case_before;
+	tap_after_each = fe_case_after;
 	return tap_run();
 }

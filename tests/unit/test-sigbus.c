@@ -42,10 +42,8 @@ static int fds_at_start;
 
 static void before(void)
 {
-	memset(&fe, 0, sizeof(fe));
-	memset(&fe2, 0, sizeof(fe2));
-	fe.sock = fe.chan = fe.mem_fd = -1;
-	fe2.sock = fe2.chan = fe2.mem_fd = -1;
+	fe_init(&fe);
+	fe_init(&fe2);
 	memset(&dev, 0, sizeof(dev));
 	memset(&dev2, 0, sizeof(dev2));
 	fds_at_start = tl_count_fds();

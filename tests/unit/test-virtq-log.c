@@ -72,16 +72,23 @@ static bool canary_intact(void)
 	return true;
 }
 
+/* A fresh log of LOG_BYTES handed to the queue; used-ring writes logged
+ * at gpa when log_used. */
+static void attach_log(struct vhu_vq *vq, bool log_used, uint64_t gpa)
+{
+	new_log(LOG_BYTES);
+	vq->log = &dlog;
+	vq->log_used = log_used;
+	vq->log_gpa = gpa;
+}
+
 static void split_setup(bool event_idx, bool log_used)
 {
 	after();
 	struct rd_opts o = { .size = 64, .event_idx = event_idx };
 	if (rd_init(&rd, &o) < 0)
 		TAP_FAIL("rd_init");
-	new_log(LOG_BYTES);
-	rd.vq.log = &dlog;
-	rd.vq.log_used = log_used;
-	rd.vq.log_gpa = rd.used_gpa;
+	attach_log(&rd.vq, log_used, rd.used_gpa);
 }
 
 /* A block-style request: readable header on its own page, writable data
@@ -226,10 +233,7 @@ static void packed_setup(uint16_t size, uint16_t start, bool log_used)
 	struct pd_opts o = { .size = size, .start_pos = start };
 	if (pd_init(&pd, &o) < 0)
 		TAP_FAIL("pd_init");
-	new_log(LOG_BYTES);
-	pd.vq.log = &dlog;
-	pd.vq.log_used = log_used;
-	pd.vq.log_gpa = pd.dev_gpa;
+	attach_log(&pd.vq, log_used, pd.dev_gpa);
 }
 
 TEST(packed_push_marks_the_descriptor_ring_page_written)

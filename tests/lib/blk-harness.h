@@ -2,7 +2,10 @@
 /*
  * The vhu-blk device end to end, in one process: the device behind a real
  * back-end session (its loop on a thread), driven by the library's
- * front-end over a Unix socket.  Shared by the device's I/O tests.
+ * front-end over a Unix socket with one queue (split, or packed when
+ * asked) and request slots (header, status byte, data) in its guest
+ * memory.  Public API only.  Shared by the device's I/O tests;
+ * header-only: CHECK (tap.h) belongs to the test program that includes it.
  */
 #ifndef VHU_TEST_BLK_HARNESS_H
 #define VHU_TEST_BLK_HARNESS_H
@@ -27,6 +30,7 @@
 #include <vhu/frontend.h>
 #include <vhu/loop.h>
 
+#include "blk-wire.h"
 #include "blk.h"
 #include "tap.h"
 
@@ -41,6 +45,7 @@ struct ctx {
 	struct vhu_backend *b;
 	struct vhu_loop *loop;
 	pthread_t thread;
+	bool running;            /* the loop thread runs */
 	int resize_fd;           /* eventfd: resize on the loop thread */
 	uint64_t resize_to;
 	unsigned resize_flags;
@@ -50,6 +55,7 @@ struct ctx {
 	int changed_calls;
 	unsigned qsize;          /* 0: QSIZE */
 	uint64_t features_clear;  /* feature bits the driver does not take */
+	bool packed;             /* negotiate VIRTIO_F_RING_PACKED */
 	bool keep_img;           /* the caller's image, not ours */
 	struct vhu_fe *fe;
 	struct vhu_fe_vq *vq;
@@ -119,6 +125,7 @@ HARNESS void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 	int fd;
 
 	memset(c, 0, sizeof(*c));
+	c->resize_fd = -1;
 	strcpy(c->dir, "/tmp/vhu-blk-io-XXXXXX");
 	CHECK(mkdtemp(c->dir) != NULL);
 	snprintf(c->img, sizeof(c->img), "%s/img", c->dir);
@@ -148,6 +155,7 @@ HARNESS void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 	CHECK(c->resize_fd >= 0);
 	CHECK_EQ(vhu_loop_add(c->loop, c->resize_fd, EPOLLIN, on_resize, c), 0);
 	CHECK_EQ(pthread_create(&c->thread, NULL, loop_main, c), 0);
+	c->running = true;
 	if (connect)
 		ctx_connect(c);
 }
@@ -161,44 +169,62 @@ HARNESS void ctx_connect(struct ctx *c)
 	CHECK(vhu_fe_protocol_features_offered(c->fe) &
 	      VHU_BIT(VHU_PF_LOG_SHMFD));
 	vhu_fe_set_config_change_cb(c->fe, on_config_change, c);
-	/* split rings here; test-blk-packed.c drives packed ones */
-	CHECK_EQ(vhu_fe_set_features(c->fe, vhu_fe_features_offered(c->fe) &
-					 ~VHU_BIT(VHU_F_RING_PACKED) &
-					 ~c->features_clear), 0);
+	uint64_t f = vhu_fe_features_offered(c->fe) & ~c->features_clear;
+	if (c->packed)
+		CHECK(f & VHU_BIT(VHU_F_RING_PACKED));
+	else
+		f &= ~VHU_BIT(VHU_F_RING_PACKED);
+	CHECK_EQ(vhu_fe_set_features(c->fe, f), 0);
+	CHECK_EQ(!!(vhu_fe_features(c->fe) & VHU_BIT(VHU_F_RING_PACKED)),
+		 c->packed);
 	CHECK_EQ(vhu_fe_add_memory(c->fe, 4u << 20), 0);
-	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, c->qsize ? c->qsize : QSIZE, &c->vq), 0);
+	if (!c->qsize)
+		c->qsize = QSIZE;
+	CHECK_EQ(vhu_fe_vq_setup(c->fe, 0, c->qsize, &c->vq), 0);
+	CHECK_EQ(vhu_fe_vq_num_free(c->vq), c->qsize);
 	c->hdr = vhu_fe_alloc(c->fe, 16 * NSLOT, 64, &c->hdr_gpa);
 	c->status = vhu_fe_alloc(c->fe, NSLOT, 64, &c->status_gpa);
 	c->data = vhu_fe_alloc(c->fe, DATA_SIZE * 2, 4096, &c->data_gpa);
 	CHECK(c->hdr && c->status && c->data);
 }
 
+/* Undo whatever of open and connect happened; safe to call twice. */
 HARNESS void ctx_close(struct ctx *c)
 {
 	if (c->fe)
 		vhu_fe_close(c->fe);
-	vhu_loop_stop(c->loop);
-	pthread_join(c->thread, NULL);
-	vhu_loop_del(c->loop, c->resize_fd);
-	close(c->resize_fd);
-	vhu_backend_free(c->b);
-	vhu_loop_free(c->loop);
-	vhu_blk_free(c->blk);
-	if (!c->keep_img)
-		unlink(c->img);
-	unlink(c->sock);
-	rmdir(c->dir);
+	c->fe = NULL;
+	if (c->running) {
+		vhu_loop_stop(c->loop);
+		pthread_join(c->thread, NULL);
+		c->running = false;
+	}
+	if (c->loop && c->resize_fd >= 0) { /* loop: opened, not zeroed */
+		vhu_loop_del(c->loop, c->resize_fd);
+		close(c->resize_fd);
+		c->resize_fd = -1;
+	}
+	if (c->b)
+		vhu_backend_free(c->b);
+	if (c->loop)
+		vhu_loop_free(c->loop);
+	if (c->blk)
+		vhu_blk_free(c->blk);
+	c->b = NULL;
+	c->loop = NULL;
+	c->blk = NULL;
+	if (c->dir[0]) {
+		if (!c->keep_img)
+			unlink(c->img);
+		unlink(c->sock);
+		rmdir(c->dir);
+		c->dir[0] = 0;
+	}
 }
 
 HARNESS void set_hdr(struct ctx *c, unsigned slot, uint32_t type, uint64_t sector)
 {
-	uint32_t t = htole32(type), z = 0;
-	uint64_t s = htole64(sector);
-	uint8_t *h = c->hdr + 16 * slot;
-
-	memcpy(h, &t, 4);
-	memcpy(h + 4, &z, 4);
-	memcpy(h + 8, &s, 8);
+	put_hdr(c->hdr + 16 * slot, type, sector);
 	c->status[slot] = 0xff;
 }
 
@@ -233,12 +259,15 @@ HARNESS void run(struct ctx *c, unsigned n, uint32_t *lens)
 
 		CHECK(r >= 0);
 		if (r == 1) {
+			uintptr_t slot = (uintptr_t)data - 1;
+
+			CHECK(slot < NSLOT);
 			if (lens)
-				lens[(uintptr_t)data - 1] = len;
+				lens[slot] = len;
 			got++;
 			continue;
 		}
-		CHECK(rounds++ < 50);
+		CHECK(rounds++ < 100);
 		CHECK(vhu_fe_vq_wait(c->vq, 100) >= 0);
 	}
 }
