@@ -73,6 +73,10 @@ struct vhu__blk_worker {
 	bool more;          /* sync: requests left for the next round */
 	int epfd;           /* sync: kick and stop eventfds */
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
+	bool polling;       /* polls before sleeping (poll.c) */
+	unsigned pop_flags; /* VHU_VQ_POP_*: NO_REARM while polling */
+	bool kicks_off;     /* polling: kicks disabled since the last sleep */
+	struct vhu__blk_poll poll;
 	void *zeroes;       /* VHU__BLK_ZERO_BUF aligned zero bytes */
 	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
 	 * requests that would exceed it wait in FIFO order. */
@@ -522,7 +526,7 @@ static void pop_requests(struct vhu__blk_worker *w)
 		 * segments, even with every one split across two memory
 		 * regions) comes back truncated to its status byte. */
 		int r = vhu_vq_pop_flags(w->vq, &s->elem, s->iov,
-					 VHU_BLK_IOV_CAP, VHU_VQ_POP_TRUNCATED);
+					 VHU_BLK_IOV_CAP, w->pop_flags);
 
 		if (r == 0)
 			break;
@@ -578,6 +582,40 @@ bool vhu__blk_q_finished(const struct vhu__blk_worker *w)
 	return w->stopping && w->in_flight == 0;
 }
 
+static bool poll_ready(void *arg)
+{
+	struct vhu__blk_worker *w = arg;
+
+	return io_uring_cq_ready(&w->ring) > 0 || vhu_vq_has_work(w->vq);
+}
+
+/* Poll the ring and the completion queue before sleeping.  True: work is
+ * there, serve it; false: kicks are enabled again and the ring was seen
+ * empty after that, so sleeping loses nothing. */
+static bool poll_for_work(struct vhu__blk_worker *w)
+{
+	io_uring_submit(&w->ring);
+	if (!w->kicks_off) {
+		vhu_vq_disable_notify(w->vq);
+		w->kicks_off = true;
+	}
+	if (vhu__blk_poll_spin(&w->poll, poll_ready, w))
+		return true;
+	w->kicks_off = false;
+	if (vhu_vq_enable_notify(w->vq))
+		return true;
+	vhu__blk_poll_sleeping(&w->poll);
+	return false;
+}
+
+void vhu__blk_q_set_polling(struct vhu__blk_worker *w)
+{
+	if (w->sync || !vhu__blk_poll_on(&w->poll))
+		return;
+	w->polling = true;
+	w->pop_flags |= VHU_VQ_POP_NO_REARM;
+}
+
 int vhu__blk_q_wait(struct vhu__blk_worker *w)
 {
 	int r;
@@ -594,8 +632,11 @@ int vhu__blk_q_wait(struct vhu__blk_worker *w)
 		}
 		return 0;
 	}
+	if (w->polling && !w->stopping && poll_for_work(w))
+		return 0;
 	r = io_uring_submit_and_wait(&w->ring, 1);
-
+	if (w->polling)
+		vhu__blk_poll_woke(&w->poll);
 	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 		vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
 			     vhu_vq_index(w->vq), strerror(-r));
@@ -720,6 +761,8 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 	w->stats = &blk->stats[idx];
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
+	w->pop_flags = VHU_VQ_POP_TRUNCATED;
+	vhu__blk_poll_init(&w->poll, blk->poll_us, blk->poll_always);
 	w->nslots = depth;
 	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->stop_fd < 0) {
