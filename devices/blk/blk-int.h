@@ -153,6 +153,9 @@ int vhu__blk_image_probe(struct vhu_blk *blk, int fd, const char *path);
 
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
+/* The null device (null:SIZE, image.c): answer a checked request without
+ * I/O (zeros for a read); returns the data bytes written for it. */
+size_t vhu__blk_null_req(const struct vhu_blk_req *req);
 /* Current size of the open image in bytes. */
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size);
 /* Set capacity from a byte size (whole logical blocks only). */

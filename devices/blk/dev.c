@@ -532,7 +532,7 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	if (size >= cur) {
 		/* Growing: requests in flight lie below the old end and
 		 * cannot reach past the new one. */
-		if (ftruncate(blk->fd, (off_t)size) < 0)
+		if (!blk->null_dev && ftruncate(blk->fd, (off_t)size) < 0)
 			return -errno;
 		vhu__blk_set_size(blk, size);
 		return 0;
@@ -545,7 +545,7 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	if (!vqs)
 		return -ENOMEM;
 	quiesce(blk, vqs);
-	r = ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
+	r = blk->null_dev ? 0 : ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
 	if (r == 0)
 		vhu__blk_set_size(blk, size);
 	resume(blk, vqs);

@@ -427,6 +427,10 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		return;
 	}
 
+	if (blk->null_dev && req->type != VHU_BLK_T_GET_ID) {
+		complete(w, s, VHU_BLK_S_OK, vhu__blk_null_req(req));
+		return;
+	}
 	switch (req->type) {
 	case VHU_BLK_T_IN:
 	case VHU_BLK_T_OUT:
