@@ -44,15 +44,50 @@ void vhu__be_epoll_del(struct vhu_backend *b, int fd)
 		epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
-int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **out)
+/* What a program built against the first release (0.1) passes. */
+#define OPTS_SIZE_0_1 VHU__SIZE_THROUGH(struct vhu_backend_opts, no_dirty_log)
+#define OPS_SIZE_0_1 VHU__SIZE_THROUGH(struct vhu_device_ops, config_change_acked)
+
+static int backend_new(const struct vhu_backend_opts *opts,
+		       struct vhu_backend **out);
+
+int vhu_backend_new_sized(const struct vhu_backend_opts *opts, size_t opts_size,
+			  size_t ops_size, struct vhu_backend **out)
+{
+	struct vhu_backend_opts o;
+	struct vhu_device_ops ops;
+	int r;
+
+	if (!opts || !out)
+		return -EINVAL;
+	*out = NULL;
+	r = vhu__struct_in(&o, sizeof(o), opts, opts_size, OPTS_SIZE_0_1);
+	if (r < 0)
+		return r;
+	if (o.ops) {
+		r = vhu__struct_in(&ops, sizeof(ops), o.ops, ops_size, OPS_SIZE_0_1);
+		if (r < 0)
+			return r;
+		o.ops = &ops;
+	}
+	return backend_new(&o, out);
+}
+
+/* The 0.1 entry point (the header's vhu_backend_new() macro passes the
+ * caller's sizes instead). */
+int (vhu_backend_new)(const struct vhu_backend_opts *opts, struct vhu_backend **out)
+{
+	return vhu_backend_new_sized(opts, OPTS_SIZE_0_1, OPS_SIZE_0_1, out);
+}
+
+/* opts and opts->ops are full-size copies here. */
+static int backend_new(const struct vhu_backend_opts *opts,
+		       struct vhu_backend **out)
 {
 	static const struct vhu_device_ops no_ops;
 	struct vhu_backend *b;
 	unsigned qs;
 
-	if (!opts || !out)
-		return -EINVAL;
-	*out = NULL;
 	if (opts->num_queues < 1 || opts->num_queues > VHU_BACKEND_MAX_QUEUES)
 		return -EINVAL;
 	qs = opts->max_queue_size ? opts->max_queue_size : VHU_MAX_QUEUE_SIZE;

@@ -259,10 +259,22 @@ static int handshake(struct vhu_fe *fe)
 	return vhu__fe_cmd(fe, VHU_REQ_SET_OWNER, NULL, 0, NULL, 0);
 }
 
-int vhu_fe_connect_fd(struct vhu_fe **out, int fd,
-		      const struct vhu_fe_opts *opts)
+/* What a program built against the first release (0.1) passes. */
+#define FE_OPTS_SIZE_0_1 VHU__SIZE_THROUGH(struct vhu_fe_opts, no_add_mem_reg)
+
+int vhu_fe_connect_fd_sized(struct vhu_fe **out, int fd,
+			    const struct vhu_fe_opts *opts, size_t opts_size)
 {
+	struct vhu_fe_opts o = { 0 };
 	*out = NULL;
+	if (opts) {
+		int r = vhu__struct_in(&o, sizeof(o), opts, opts_size,
+				       FE_OPTS_SIZE_0_1);
+		if (r < 0) {
+			close(fd);
+			return r;
+		}
+	}
 	struct vhu_fe *fe = calloc(1, sizeof(*fe));
 	if (!fe) {
 		close(fd);
@@ -272,8 +284,7 @@ int vhu_fe_connect_fd(struct vhu_fe **out, int fd,
 	fe->fd = fd;
 	fe->backend_fd = -1;
 	fe->log_fd = -1;
-	if (opts)
-		fe->opts = *opts;
+	fe->opts = o;
 	fe->timeout_ms = fe->opts.timeout_ms > 0 ? fe->opts.timeout_ms
 						 : VHU_FE_DEFAULT_TIMEOUT_MS;
 	int r = vhu__set_nonblock(fd);
@@ -287,14 +298,34 @@ int vhu_fe_connect_fd(struct vhu_fe **out, int fd,
 	return 0;
 }
 
-int vhu_fe_connect(struct vhu_fe **out, const char *path,
-		   const struct vhu_fe_opts *opts)
+int vhu_fe_connect_sized(struct vhu_fe **out, const char *path,
+			 const struct vhu_fe_opts *opts, size_t opts_size)
 {
+	struct vhu_fe_opts o = { 0 };
 	*out = NULL;
-	int fd = dial(path, opts ? opts->connect_timeout_ms : 0);
+	if (opts) {
+		int r = vhu__struct_in(&o, sizeof(o), opts, opts_size,
+				       FE_OPTS_SIZE_0_1);
+		if (r < 0)
+			return r;
+	}
+	int fd = dial(path, o.connect_timeout_ms);
 	if (fd < 0)
 		return fd;
-	return vhu_fe_connect_fd(out, fd, opts);
+	return vhu_fe_connect_fd_sized(out, fd, &o, sizeof(o));
+}
+
+/* The 0.1 entry points (the header's macros pass the caller's size). */
+int (vhu_fe_connect_fd)(struct vhu_fe **out, int fd,
+			const struct vhu_fe_opts *opts)
+{
+	return vhu_fe_connect_fd_sized(out, fd, opts, FE_OPTS_SIZE_0_1);
+}
+
+int (vhu_fe_connect)(struct vhu_fe **out, const char *path,
+		     const struct vhu_fe_opts *opts)
+{
+	return vhu_fe_connect_sized(out, path, opts, FE_OPTS_SIZE_0_1);
 }
 
 void vhu_fe_close(struct vhu_fe *fe)

@@ -20,6 +20,22 @@
 #define VHU__UNUSED __attribute__((unused))
 #define VHU__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ------------------------------------------- structures that grow (ABI) */
+/* Bytes of a structure up to and including member (what a caller built
+ * against the release whose last member that was knows about). */
+#define VHU__SIZE_THROUGH(type, member)                                       \
+	(offsetof(type, member) + sizeof(((type *)0)->member))
+
+/*
+ * Take a caller's structure of src_size bytes into ours (dst_size bytes):
+ * copy what both know, zero what the caller does not know about (an older
+ * program), and refuse a newer program's non-zero bytes we do not know
+ * (-E2BIG: it asked for something this library cannot do).  -EINVAL when
+ * src_size is below min_size (the first release's size).
+ */
+int vhu__struct_in(void *dst, size_t dst_size, const void *src,
+		   size_t src_size, size_t min_size);
+
 /* ---------------------------------------------------------------- log.c */
 void vhu__log(enum vhu_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Logging: runtime level, pluggable sink, rate limiting for what a peer
  * or guest can trigger. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,21 +49,52 @@ enum vhu_log_level vhu_get_log_level(void)
 	return (enum vhu_log_level)log_level;
 }
 
-void vhu__log(enum vhu_log_level level, const char *fmt, ...)
+void vhu_logv(enum vhu_log_level level, const char *fmt, va_list ap)
 {
+	/* A level from outside the enum is the nearest one. */
+	if ((int)level < (int)VHU_LOG_ERROR)
+		level = VHU_LOG_ERROR;
+	if ((int)level > (int)VHU_LOG_DEBUG)
+		level = VHU_LOG_DEBUG;
 	if ((int)level > (int)vhu_get_log_level())
 		return;
 	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
 	if (log_fn) {
 		log_fn(level, buf, log_opaque);
 		return;
 	}
 	static const char *const tag[] = { "error", "warning", "info", "debug" };
 	fprintf(stderr, "vhu: %s: %s\n", tag[level], buf);
+}
+
+void vhu_log(enum vhu_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vhu_logv(level, fmt, ap);
+	va_end(ap);
+}
+
+void vhu__log(enum vhu_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vhu_logv(level, fmt, ap);
+	va_end(ap);
+}
+
+int vhu__struct_in(void *dst, size_t dst_size, const void *src,
+		   size_t src_size, size_t min_size)
+{
+	if (src_size < min_size)
+		return -EINVAL;
+	for (size_t i = dst_size; i < src_size; i++)
+		if (((const unsigned char *)src)[i])
+			return -E2BIG;
+	memset(dst, 0, dst_size);
+	memcpy(dst, src, src_size < dst_size ? src_size : dst_size);
+	return 0;
 }
 
 bool vhu__ratelimit_ok(struct vhu__ratelimit *rl)

@@ -178,7 +178,7 @@ struct vhu__blk_ratelimit {
 void vhu__blk_seg_failed(struct vhu__blk_ratelimit *rl, unsigned queue,
 			 uint32_t type, int err);
 
-/* Log through stderr, honouring the library's log level. */
+/* Log through the library's sink (vhu_logv: level, vhu_set_log_fn). */
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

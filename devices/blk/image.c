@@ -19,16 +19,13 @@
 
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
 {
-	static const char *const names[] = { "error", "warning", "info", "debug" };
-	char line[512];
 	va_list ap;
 
-	if (level > vhu_get_log_level())
-		return;
+	/* Through the library's sink (vhu_set_log_fn), never straight to
+	 * stderr: the application decides where device lines go. */
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
+	vhu_logv(level, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "vhu-blk: %s: %s\n", names[level], line);
 }
 
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size)

@@ -16,6 +16,7 @@
 #define VHU_BACKEND_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <vhu/vhu.h>
@@ -105,9 +106,10 @@ struct vhu_backend_opts {
 	void *opaque;
 
 	/* virtio features the device offers.  The library adds
-	 * VHU_F_PROTOCOL_FEATURES; it serves INDIRECT_DESC, EVENT_IDX and
-	 * VERSION_1 when the device lists them, and adds VHOST_F_LOG_ALL
-	 * unless no_dirty_log. */
+	 * VHU_F_PROTOCOL_FEATURES; it serves INDIRECT_DESC, EVENT_IDX,
+	 * RING_PACKED and VERSION_1 when the device lists them, never offers
+	 * another transport bit (24..49), and adds VHOST_F_LOG_ALL unless
+	 * no_dirty_log. */
 	uint64_t features;
 
 	/* protocol features the device wants offered; the library masks them
@@ -136,7 +138,30 @@ struct vhu_backend_opts {
 
 #define VHU_BACKEND_MAX_QUEUES 256
 
+/*
+ * Create a session (no socket yet: see vhu_backend_listen() and friends).
+ * opts and the ops table are copied; neither needs to outlive the call.
+ * *out is NULL on failure.
+ * Errors: -EINVAL for a NULL argument, num_queues outside 1 ..
+ * VHU_BACKEND_MAX_QUEUES, a max_queue_size that is not a power of two or
+ * above 32768, config_size above 256; -E2BIG when the caller's structures
+ * set members this library does not know (a program built against a newer
+ * libvhu); -ENOMEM, or -errno from epoll/timerfd creation.
+ *
+ * Growing structures: vhu_backend_opts and vhu_device_ops only ever gain
+ * members at their end.  vhu_backend_new() is a macro that passes the
+ * sizes the caller was compiled with to vhu_backend_new_sized(); the
+ * library copies what the caller knows and treats the rest as zero/NULL,
+ * so a program built against an older header keeps working.
+ */
+int vhu_backend_new_sized(const struct vhu_backend_opts *opts, size_t opts_size,
+			  size_t ops_size, struct vhu_backend **out);
+/* The entry point of release 0.1, for callers that cannot use the macro
+ * (bindings): it assumes the 0.1 layouts. */
 int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **out);
+#define vhu_backend_new(opts, out)                                            \
+	vhu_backend_new_sized((opts), sizeof(struct vhu_backend_opts),        \
+			      sizeof(struct vhu_device_ops), (out))
 /* Closes the connection (stopping queues, resetting the device) and
  * everything the session owns.  Unlinks a socket path it created. */
 void vhu_backend_free(struct vhu_backend *b);
@@ -149,13 +174,17 @@ void vhu_backend_free(struct vhu_backend *b);
  *   connected_fd: an already-connected socket (QEMU's --fd).  When it
  *           disconnects the session has nothing more to serve:
  *           vhu_backend_process() returns -ENOTCONN from then on.
- * The session takes ownership of fd.
+ * The session takes ownership of fd (also on failure).  Errors: -EBUSY
+ * when the session already has a socket, -ENAMETOOLONG for a path longer
+ * than sun_path, -EADDRINUSE (above), -errno from socket/bind/listen.
  */
 int vhu_backend_listen(struct vhu_backend *b, const char *path);
 int vhu_backend_listen_fd(struct vhu_backend *b, int fd);
 int vhu_backend_connected_fd(struct vhu_backend *b, int fd);
 
-/* One pollable fd (readable when there is work) for external loops. */
+/* One pollable fd (readable when there is work) for external loops.  It
+ * belongs to the session (do not close it) and lives until
+ * vhu_backend_free(); poll it for input only. */
 int vhu_backend_fd(const struct vhu_backend *b);
 
 /*
@@ -170,13 +199,22 @@ int vhu_backend_fd(const struct vhu_backend *b);
 int vhu_backend_process(struct vhu_backend *b);
 
 /* Register vhu_backend_fd() with a loop (processing on readiness); a
- * connected_fd session that ends stops the loop. */
+ * connected_fd session that ends stops the loop.  The loop is not owned:
+ * it must outlive the attachment (vhu_backend_free() detaches).
+ * attach: -EINVAL without a loop, -EBUSY when already attached, or what
+ * vhu_loop_add() returns.  detach: -ENOENT when not attached. */
 int vhu_backend_attach(struct vhu_backend *b, struct vhu_loop *loop);
 int vhu_backend_detach(struct vhu_backend *b);
 
+/* State queries; control thread, never fail.  The feature masks are what
+ * the current front-end negotiated (0 before SET_FEATURES and after a
+ * disconnect). */
 bool vhu_backend_is_connected(const struct vhu_backend *b);
-uint64_t vhu_backend_features(const struct vhu_backend *b);          /* negotiated */
-uint64_t vhu_backend_protocol_features(const struct vhu_backend *b); /* negotiated */
+uint64_t vhu_backend_features(const struct vhu_backend *b);
+uint64_t vhu_backend_protocol_features(const struct vhu_backend *b);
+/* Queue index (0 .. num_queues - 1), or NULL out of range.  The queue
+ * belongs to the session and lives until vhu_backend_free(); it is only
+ * served between queue_started and queue_stopped (see virtq.h). */
 struct vhu_vq *vhu_backend_vq(struct vhu_backend *b, unsigned index);
 unsigned vhu_backend_num_queues(const struct vhu_backend *b);
 

@@ -38,7 +38,8 @@ struct vhu_fe_vq;
 
 #define VHU_FE_DEFAULT_TIMEOUT_MS 5000
 
-/* Options; a zero-initialised struct means the defaults. */
+/* Options; a zero-initialised struct means the defaults.  Members are only
+ * ever added at the end (see vhu_fe_connect_sized()). */
 struct vhu_fe_opts {
 	/* Keep retrying connect() while the socket is missing or refuses,
 	 * for up to this many ms (0: one attempt). */
@@ -66,10 +67,30 @@ int vhu_fe_connect(struct vhu_fe **out, const char *path,
  * failure). */
 int vhu_fe_connect_fd(struct vhu_fe **out, int fd,
 		      const struct vhu_fe_opts *opts);
-/* Close the connection, the queues, the memory and every fd. */
+/*
+ * vhu_fe_connect() and vhu_fe_connect_fd() are macros over these, passing
+ * sizeof(struct vhu_fe_opts) as the caller was compiled: the library takes
+ * the members the caller knows and defaults the rest, so a program built
+ * against an older header keeps working; -E2BIG when opts sets members
+ * this library does not know.  opts (may be NULL: defaults) is copied.
+ * The functions named vhu_fe_connect / vhu_fe_connect_fd themselves
+ * assume the 0.1 layout (for bindings).
+ */
+int vhu_fe_connect_sized(struct vhu_fe **out, const char *path,
+			 const struct vhu_fe_opts *opts, size_t opts_size);
+int vhu_fe_connect_fd_sized(struct vhu_fe **out, int fd,
+			    const struct vhu_fe_opts *opts, size_t opts_size);
+#define vhu_fe_connect(out, path, opts)                                       \
+	vhu_fe_connect_sized((out), (path), (opts), sizeof(struct vhu_fe_opts))
+#define vhu_fe_connect_fd(out, fd, opts)                                      \
+	vhu_fe_connect_fd_sized((out), (fd), (opts), sizeof(struct vhu_fe_opts))
+/* Close the connection, the queues, the memory and every fd.  Pointers
+ * from vhu_fe_alloc() and every vhu_fe_vq are invalid afterwards.  NULL
+ * is allowed. */
 void vhu_fe_close(struct vhu_fe *fe);
 
-/* What the back-end offered, and what was negotiated. */
+/* What the back-end offered, and what was negotiated (features: 0 before
+ * vhu_fe_set_features()).  These never fail. */
 uint64_t vhu_fe_features_offered(const struct vhu_fe *fe);
 uint64_t vhu_fe_protocol_features_offered(const struct vhu_fe *fe);
 uint64_t vhu_fe_protocol_features(const struct vhu_fe *fe);

@@ -93,6 +93,25 @@ void vhu_set_log_fn(vhu_log_fn fn, void *opaque);
 void vhu_set_log_level(enum vhu_log_level level);
 enum vhu_log_level vhu_get_log_level(void);
 
+/*
+ * Log one line (no trailing newline needed) the way the library logs its
+ * own: dropped when level is above vhu_get_log_level(), otherwise
+ * formatted (truncated to 511 bytes) and handed to the vhu_set_log_fn()
+ * sink, or written to stderr.  For devices built on libvhu, so that an
+ * application embedding them decides where every line goes.  Thread-safe
+ * as long as the sink is; the sink runs on the caller's thread.
+ */
+void vhu_log(enum vhu_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 2, 3)))
+#endif
+	;
+void vhu_logv(enum vhu_log_level level, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+	__attribute__((format(printf, 2, 0)))
+#endif
+	;
+
 /* ---- shared memory a peer shrinks ---- */
 /*
  * A front-end passes guest memory (and the inflight region) as files it
