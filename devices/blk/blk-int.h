@@ -136,6 +136,13 @@ bool vhu__blk_poll_on(const struct vhu__blk_poll *p);
 bool vhu__blk_poll_spin(struct vhu__blk_poll *p,
 			bool (*ready)(void *arg), void *arg);
 void vhu__blk_poll_sleeping(struct vhu__blk_poll *p);
+/* Before a queue sleeps: submit what is queued, disable kicks (once:
+ * *kicks_off), poll the ring and the completion queue.  True: work is
+ * there, serve it; false: kicks are enabled again and the ring was seen
+ * empty after that, so sleeping loses nothing. */
+struct io_uring;
+bool vhu__blk_poll_wait(struct vhu__blk_poll *p, struct vhu_vq *vq,
+			struct io_uring *ring, bool *kicks_off);
 void vhu__blk_poll_woke(struct vhu__blk_poll *p);
 
 struct stat;

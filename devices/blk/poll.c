@@ -16,6 +16,7 @@
  * most one budget and then sleeps at ~0% CPU until a kick.  "always" never
  * sleeps: the thread spins while the queue is started.
  */
+#include <liburing.h>
 #include <time.h>
 
 #include "blk-int.h"
@@ -104,4 +105,35 @@ void vhu__blk_poll_woke(struct vhu__blk_poll *p)
 		if (p->cur_ns < POLL_MIN_NS / 2)
 			p->cur_ns = 0;
 	}
+}
+
+struct poll_target {
+	struct vhu_vq *vq;
+	struct io_uring *ring;
+};
+
+static bool poll_ready(void *arg)
+{
+	struct poll_target *t = arg;
+
+	return io_uring_cq_ready(t->ring) > 0 || vhu_vq_has_work(t->vq);
+}
+
+bool vhu__blk_poll_wait(struct vhu__blk_poll *p, struct vhu_vq *vq,
+			struct io_uring *ring, bool *kicks_off)
+{
+	struct poll_target t = { vq, ring };
+
+	io_uring_submit(ring);
+	if (!*kicks_off) {
+		vhu_vq_disable_notify(vq);
+		*kicks_off = true;
+	}
+	if (vhu__blk_poll_spin(p, poll_ready, &t))
+		return true;
+	*kicks_off = false;
+	if (vhu_vq_enable_notify(vq))
+		return true;
+	vhu__blk_poll_sleeping(p);
+	return false;
 }

@@ -586,32 +586,6 @@ bool vhu__blk_q_finished(const struct vhu__blk_worker *w)
 	return w->stopping && w->in_flight == 0;
 }
 
-static bool poll_ready(void *arg)
-{
-	struct vhu__blk_worker *w = arg;
-
-	return io_uring_cq_ready(&w->ring) > 0 || vhu_vq_has_work(w->vq);
-}
-
-/* Poll the ring and the completion queue before sleeping.  True: work is
- * there, serve it; false: kicks are enabled again and the ring was seen
- * empty after that, so sleeping loses nothing. */
-static bool poll_for_work(struct vhu__blk_worker *w)
-{
-	io_uring_submit(&w->ring);
-	if (!w->kicks_off) {
-		vhu_vq_disable_notify(w->vq);
-		w->kicks_off = true;
-	}
-	if (vhu__blk_poll_spin(&w->poll, poll_ready, w))
-		return true;
-	w->kicks_off = false;
-	if (vhu_vq_enable_notify(w->vq))
-		return true;
-	vhu__blk_poll_sleeping(&w->poll);
-	return false;
-}
-
 void vhu__blk_q_set_polling(struct vhu__blk_worker *w)
 {
 	if (w->sync || !vhu__blk_poll_on(&w->poll))
@@ -636,7 +610,8 @@ int vhu__blk_q_wait(struct vhu__blk_worker *w)
 		}
 		return 0;
 	}
-	if (w->polling && !w->stopping && poll_for_work(w))
+	if (w->polling && !w->stopping &&
+	    vhu__blk_poll_wait(&w->poll, w->vq, &w->ring, &w->kicks_off))
 		return 0;
 	r = io_uring_submit_and_wait(&w->ring, 1);
 	if (w->polling)
