@@ -391,7 +391,8 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 
 	uint16_t flags = desc_flags_acquire(vq, vq->last_avail_idx);
 	int st = classify(flags, vq->pk_avail_wrap);
-	if (st == D_NONE && vq->event_idx && vq->pk_kicks_off) {
+	if (st == D_NONE && vq->event_idx && vq->pk_kicks_off &&
+	    !(pop_flags & VHU_VQ_POP_NO_REARM)) {
 		/* Ask for kicks again, then look again: the full barrier
 		 * orders the store before the second load. */
 		set_device_flags(vq, VHU__PEVENT_ENABLE);

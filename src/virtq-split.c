@@ -19,7 +19,10 @@
  * a second look at avail->idx, so a device that simply pops until empty
  * and then sleeps on its kick fd never misses a request.  Disabling is a
  * no-op there: avail_event stays behind while the device is busy, which
- * already suppresses kicks.  Rings inherited from an earlier connection
+ * already suppresses kicks.  A polling device pops with
+ * VHU_VQ_POP_NO_REARM, so an empty pop leaves avail_event where it is (the
+ * driver stops kicking once it ran past it), and calls
+ * vhu_vq_enable_notify() before it sleeps.  Rings inherited from an earlier connection
  * may hold stale suppression fields: a device should pop once, or call
  * vhu_vq_enable_notify(), when its queue starts.
  *
@@ -274,7 +277,7 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		if (r < 0)
 			return r;
 		if (r == 0) {
-			if (!vq->event_idx)
+			if (!vq->event_idx || (flags & VHU_VQ_POP_NO_REARM))
 				return 0;
 			/*
 			 * 2.7.10: ask for a kick when the next entry is

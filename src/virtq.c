@@ -90,7 +90,7 @@ int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 {
 	int r;
 
-	flags &= VHU_VQ_POP_TRUNCATED;
+	flags &= VHU_VQ_POP_TRUNCATED | VHU_VQ_POP_NO_REARM;
 	if (mem_lost(vq))
 		return break_lost(vq);
 	r = PACKED(vq) ? vhu__packed_pop(vq, elem, iov, iov_cap, flags)

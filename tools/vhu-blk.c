@@ -65,6 +65,11 @@ static void usage(FILE *f)
 "      --aio ENGINE         io_uring, threads (blocking I/O on the queue\n"
 "                           threads) or auto (default: io_uring, or threads\n"
 "                           with a warning when io_uring is unavailable)\n"
+"      --poll-us N          poll a queue for up to N microseconds after its\n"
+"                           last request before sleeping; the budget adapts\n"
+"                           to the load (default %u, 0: off; io_uring queues\n"
+"                           with a thread of their own)\n"
+"      --poll always        never sleep: a core per queue, even when idle\n"
 "      --format raw|auto    auto (default): refuse images that start with a\n"
 "                           qcow2, qed, vmdk, vdi, vhdx, vpc or LUKS header\n"
 "                           (convert them: qemu-img convert -O raw); raw:\n"
@@ -85,7 +90,7 @@ static void usage(FILE *f)
 "SIGHUP: re-read the image size (a smaller size only as the file is with\n"
 "the queues quiesced).\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
-		VHU_BACKEND_MAX_QUEUES);
+		VHU_BACKEND_MAX_QUEUES, VHU_BLK_POLL_US_DEFAULT);
 }
 
 static int parse_uint(const char *s, unsigned long min, unsigned long max,
@@ -121,6 +126,8 @@ struct options {
 	unsigned blk_size;
 	enum vhu_blk_cache cache;
 	enum vhu_blk_aio aio;
+	unsigned poll_us;
+	bool poll_always;
 };
 
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
@@ -128,7 +135,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
-	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_GROUP, OPT_CONTROL_TIMEOUT };
+	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_GROUP, OPT_CONTROL_TIMEOUT,
+	       OPT_POLL_US, OPT_POLL };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -145,6 +153,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
 		{ "control-timeout", required_argument, NULL, OPT_CONTROL_TIMEOUT },
 		{ "format", required_argument, NULL, OPT_FORMAT },
+		{ "poll-us", required_argument, NULL, OPT_POLL_US },
+		{ "poll", required_argument, NULL, OPT_POLL },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -154,6 +164,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
+			       .poll_us = VHU_BLK_POLL_US_DEFAULT,
 			       .cache = VHU_BLK_CACHE_WRITEBACK,
 			       .control_group = -1, .control_timeout = 60 };
 	opterr = 0;
@@ -231,6 +242,22 @@ static int parse_args(int argc, char **argv, struct options *o)
 						   "threads, not '%s'", optarg);
 				return -1;
 			}
+			break;
+		case OPT_POLL_US:
+			if (parse_uint(optarg, 0, VHU_BLK_POLL_US_MAX, &v) < 0) {
+				vhu_blk_daemon_log("error: --poll-us must be 0..%u, not '%s'",
+						   VHU_BLK_POLL_US_MAX, optarg);
+				return -1;
+			}
+			o->poll_us = (unsigned)v;
+			break;
+		case OPT_POLL:
+			if (strcmp(optarg, "always") != 0) {
+				vhu_blk_daemon_log("error: --poll takes 'always', not '%s' "
+						   "(--poll-us N sets the adaptive cap)", optarg);
+				return -1;
+			}
+			o->poll_always = true;
 			break;
 		case OPT_CONTROL:
 			o->control = optarg;
@@ -483,6 +510,8 @@ int main(int argc, char **argv)
 		.blk_size = o.blk_size,
 		.cache = o.cache,
 		.aio = o.aio,
+		.poll_us = o.poll_us,
+		.poll_always = o.poll_always,
 		.no_lock = o.no_lock,
 		.format_raw = o.format_raw,
 		.err = open_err,

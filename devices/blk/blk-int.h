@@ -45,6 +45,9 @@ struct vhu_blk {
 	unsigned blk_size;
 	unsigned num_queues;
 	unsigned queue_depth;
+	unsigned poll_us;           /* polling cap (own-thread io_uring queues) */
+	bool poll_always;           /* --poll always: never sleep */
+	bool null_dev;              /* null:SIZE: no image, zeros in, writes dropped */
 	char serial[VHU_BLK_ID_BYTES + 1];
 	bool no_lock;               /* --lock off */
 	bool format_raw;            /* --format raw: no format probe */
@@ -92,6 +95,10 @@ int vhu__blk_q_wait(struct vhu__blk_worker *w);
 bool vhu__blk_q_finished(const struct vhu__blk_worker *w);
 int vhu__blk_q_ring_fd(const struct vhu__blk_worker *w);
 void vhu__blk_q_request_stop(struct vhu__blk_worker *w);
+/* Poll before sleeping (io_uring engine, a thread of its own: the one
+ * that calls wait); a no-op when polling is off or the engine is
+ * synchronous. */
+void vhu__blk_q_set_polling(struct vhu__blk_worker *w);
 
 /*
  * Threads (thread.c).  A runner serves one queue, either on a thread of
@@ -109,6 +116,35 @@ int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		       struct vhu__blk_group *g, struct vhu__blk_runner **out);
 void vhu__blk_run_stop(struct vhu__blk_runner *r);
 
+/*
+ * Adaptive polling (poll.c): how long a queue keeps looking for work
+ * before it re-enables kicks and sleeps.
+ *   init: cap in microseconds (0: off), or always (never sleep);
+ *   spin: call ready(arg) until it is true (returns true) or the budget
+ *         is spent (false); a hit keeps the budget;
+ *   sleeping / woke: around the sleep that follows a miss, so the budget
+ *         grows when work came soon after and shrinks when it did not.
+ */
+struct vhu__blk_poll {
+	uint64_t cap_ns;
+	uint64_t cur_ns;
+	uint64_t slept_at;
+	bool always;
+};
+void vhu__blk_poll_init(struct vhu__blk_poll *p, unsigned cap_us, bool always);
+bool vhu__blk_poll_on(const struct vhu__blk_poll *p);
+bool vhu__blk_poll_spin(struct vhu__blk_poll *p,
+			bool (*ready)(void *arg), void *arg);
+void vhu__blk_poll_sleeping(struct vhu__blk_poll *p);
+/* Before a queue sleeps: submit what is queued, disable kicks (once:
+ * *kicks_off), poll the ring and the completion queue.  True: work is
+ * there, serve it; false: kicks are enabled again and the ring was seen
+ * empty after that, so sleeping loses nothing. */
+struct io_uring;
+bool vhu__blk_poll_wait(struct vhu__blk_poll *p, struct vhu_vq *vq,
+			struct io_uring *ring, bool *kicks_off);
+void vhu__blk_poll_woke(struct vhu__blk_poll *p);
+
 struct stat;
 /* Query the host's block size, direct-I/O alignment, discard granularity. */
 void vhu__blk_image_geometry(int fd, const struct stat *st,
@@ -124,6 +160,9 @@ int vhu__blk_image_probe(struct vhu_blk *blk, int fd, const char *path);
 
 /* Open the image and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
+/* The null device (null:SIZE, image.c): answer a checked request without
+ * I/O (zeros for a read); returns the data bytes written for it. */
+size_t vhu__blk_null_req(const struct vhu_blk_req *req);
 /* Current size of the open image in bytes. */
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size);
 /* Set capacity from a byte size (whole logical blocks only). */

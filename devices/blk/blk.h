@@ -176,6 +176,9 @@ int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
 			  const struct vhu_blk_geometry *g, unsigned *out,
 			  char *why, size_t size);
 
+#define VHU_BLK_POLL_US_DEFAULT 50u   /* the daemon's default cap */
+#define VHU_BLK_POLL_US_MAX 1000000u
+
 struct vhu_blk_opts {
 	const char *path;
 	bool read_only;
@@ -190,6 +193,12 @@ struct vhu_blk_opts {
 	/* AUTO: io_uring when a probe at start works, else (with a warning)
 	 * THREADS.  IO_URING: fail to start without it. */
 	enum vhu_blk_aio aio;
+	/* Polling (io_uring queues on threads of their own): after the last
+	 * request a queue keeps looking at its ring for an adaptive budget of
+	 * at most poll_us microseconds (0: off; at most VHU_BLK_POLL_US_MAX)
+	 * before it sleeps; poll_always: it never sleeps (a core per queue). */
+	unsigned poll_us;
+	bool poll_always;
 	/* Do not lock the image (see docs/vhu-blk.md, Locking): another
 	 * writer then goes unnoticed. */
 	bool no_lock;

@@ -320,6 +320,9 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->blk_size = opts->blk_size ? opts->blk_size : 512;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
+	blk->poll_us = opts->poll_us > VHU_BLK_POLL_US_MAX ? VHU_BLK_POLL_US_MAX
+							   : opts->poll_us;
+	blk->poll_always = opts->poll_always;
 	blk->no_lock = opts->no_lock;
 	blk->format_raw = opts->format_raw;
 	blk->err = opts->err;
@@ -527,7 +530,7 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	if (size >= cur) {
 		/* Growing: requests in flight lie below the old end and
 		 * cannot reach past the new one. */
-		if (ftruncate(blk->fd, (off_t)size) < 0)
+		if (!blk->null_dev && ftruncate(blk->fd, (off_t)size) < 0)
 			return -errno;
 		vhu__blk_set_size(blk, size);
 		return 0;
@@ -540,7 +543,7 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	if (!vqs)
 		return -ENOMEM;
 	quiesce(blk, vqs);
-	r = ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
+	r = blk->null_dev ? 0 : ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
 	if (r == 0)
 		vhu__blk_set_size(blk, size);
 	resume(blk, vqs);

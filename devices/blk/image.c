@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <limits.h>
@@ -31,6 +32,10 @@ int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size)
 {
 	struct stat st;
 
+	if (blk->null_dev) {
+		*size = atomic_load(&blk->size);
+		return 0;
+	}
 	if (blk->blockdev) {
 		uint64_t bytes;
 
@@ -128,6 +133,54 @@ static bool in_memory_fs(int fd)
 	return sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC;
 }
 
+/*
+ * The null device (path "null:SIZE", SIZE with an optional K, M or G
+ * suffix, a whole number of 512-byte sectors): no image at all; reads
+ * return zeros, writes, flushes, discards and write-zeroes complete at
+ * once.  It measures the protocol path alone.  Its hooks: this open, the
+ * size below, vhu__blk_null_req() on the queue's thread, and resize.
+ */
+static int null_open(struct vhu_blk *blk, const char *spec)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!*spec || *spec == '-' || *spec == '+')
+		goto bad;
+	errno = 0;
+	v = strtoull(spec, &end, 10);
+	if (errno)
+		goto bad;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	}
+	if (*end || v == 0 || v > ((uint64_t)INT64_MAX >> shift) ||
+	    (v << shift) % VHU_BLK_SECTOR_SIZE)
+		goto bad;
+	blk->null_dev = true;
+	blk->fd = -1;
+	blk->geo = (struct vhu_blk_geometry){ .logical = 512, .dio_offset = 512,
+					      .dio_mem = 512, .discard = 4096 };
+	vhu__blk_set_size(blk, (uint64_t)v << shift);
+	return 0;
+bad:
+	vhu__blk_open_error(blk, "null:SIZE needs a size in bytes (suffix K, M "
+			    "or G allowed), a multiple of 512, not '%s'", spec);
+	return -EINVAL;
+}
+
+size_t vhu__blk_null_req(const struct vhu_blk_req *req)
+{
+	if (req->type != VHU_BLK_T_IN)
+		return 0;
+	for (unsigned i = 0; i < req->n_data; i++)
+		memset(req->data[i].iov_base, 0, req->data[i].iov_len);
+	return req->data_len;
+}
+
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 {
 	int flags = O_CLOEXEC | (blk->read_only ? O_RDONLY : O_RDWR);
@@ -135,6 +188,8 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 	uint64_t size;
 	int fd, r;
 
+	if (strncmp(path, "null:", 5) == 0)
+		return null_open(blk, path + 5);
 	if (blk->cache == VHU_BLK_CACHE_NONE)
 		flags |= O_DIRECT;
 	/* A block device opened O_EXCL conflicts with a mount and with other

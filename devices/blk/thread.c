@@ -3,7 +3,8 @@
  * Which thread runs a queue's I/O engine.
  *
  * By default each started queue gets a thread of its own that blocks in
- * io_uring_enter() on the queue's ring.  With fewer threads than queues, a
+ * io_uring_enter() on the queue's ring, after polling it for a while when
+ * polling is on (poll.c; group threads never poll).  With fewer threads than queues, a
  * group thread serves several queues: it waits in epoll on their ring fds
  * (an io_uring fd is readable while completions are pending) and on a
  * command eventfd through which the control thread hands it queues.
@@ -210,6 +211,7 @@ int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		pthread_mutex_unlock(&g->lock);
 		kick_fd(g->cmd_fd);
 	} else {
+		vhu__blk_q_set_polling(r->q);
 		err = -pthread_create(&r->thread, NULL, own_main, r);
 		if (err < 0) {
 			vhu__blk_q_free(r->q);

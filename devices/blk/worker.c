@@ -73,6 +73,10 @@ struct vhu__blk_worker {
 	bool more;          /* sync: requests left for the next round */
 	int epfd;           /* sync: kick and stop eventfds */
 	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
+	bool polling;       /* polls before sleeping (poll.c) */
+	unsigned pop_flags; /* VHU_VQ_POP_*: NO_REARM while polling */
+	bool kicks_off;     /* polling: kicks disabled since the last sleep */
+	struct vhu__blk_poll poll;
 	void *zeroes;       /* VHU__BLK_ZERO_BUF aligned zero bytes */
 	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
 	 * requests that would exceed it wait in FIFO order. */
@@ -423,6 +427,10 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		return;
 	}
 
+	if (blk->null_dev && req->type != VHU_BLK_T_GET_ID) {
+		complete(w, s, VHU_BLK_S_OK, vhu__blk_null_req(req));
+		return;
+	}
 	switch (req->type) {
 	case VHU_BLK_T_IN:
 	case VHU_BLK_T_OUT:
@@ -522,7 +530,7 @@ static void pop_requests(struct vhu__blk_worker *w)
 		 * segments, even with every one split across two memory
 		 * regions) comes back truncated to its status byte. */
 		int r = vhu_vq_pop_flags(w->vq, &s->elem, s->iov,
-					 VHU_BLK_IOV_CAP, VHU_VQ_POP_TRUNCATED);
+					 VHU_BLK_IOV_CAP, w->pop_flags);
 
 		if (r == 0)
 			break;
@@ -578,6 +586,14 @@ bool vhu__blk_q_finished(const struct vhu__blk_worker *w)
 	return w->stopping && w->in_flight == 0;
 }
 
+void vhu__blk_q_set_polling(struct vhu__blk_worker *w)
+{
+	if (w->sync || !vhu__blk_poll_on(&w->poll))
+		return;
+	w->polling = true;
+	w->pop_flags |= VHU_VQ_POP_NO_REARM;
+}
+
 int vhu__blk_q_wait(struct vhu__blk_worker *w)
 {
 	int r;
@@ -594,8 +610,12 @@ int vhu__blk_q_wait(struct vhu__blk_worker *w)
 		}
 		return 0;
 	}
+	if (w->polling && !w->stopping &&
+	    vhu__blk_poll_wait(&w->poll, w->vq, &w->ring, &w->kicks_off))
+		return 0;
 	r = io_uring_submit_and_wait(&w->ring, 1);
-
+	if (w->polling)
+		vhu__blk_poll_woke(&w->poll);
 	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 		vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
 			     vhu_vq_index(w->vq), strerror(-r));
@@ -720,6 +740,8 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 	w->stats = &blk->stats[idx];
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
+	w->pop_flags = VHU_VQ_POP_TRUNCATED;
+	vhu__blk_poll_init(&w->poll, blk->poll_us, blk->poll_always);
 	w->nslots = depth;
 	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->stop_fd < 0) {

@@ -69,6 +69,17 @@ int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
  * queue with -EIO).
  */
 #define VHU_VQ_POP_TRUNCATED 1u
+/*
+ * VHU_VQ_POP_NO_REARM: for polling devices.  A pop that finds the ring
+ * empty leaves kick suppression as it is.  Without it (and with EVENT_IDX)
+ * an empty pop asks the driver for a kick at the next request, so a device
+ * that pops until empty and then sleeps on its kick fd misses nothing; a
+ * device that keeps polling after the last request would then be kicked
+ * for each one.  With it, the device calls vhu_vq_disable_notify() when it
+ * starts polling and must call vhu_vq_enable_notify() (and pop again when
+ * that returns true) before it sleeps.
+ */
+#define VHU_VQ_POP_NO_REARM 2u
 int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		     struct iovec *iov, unsigned iov_cap, unsigned flags);
 
@@ -97,7 +108,9 @@ void vhu_vq_push_notify(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 void vhu_vq_disable_notify(struct vhu_vq *vq);
 bool vhu_vq_enable_notify(struct vhu_vq *vq);
 
-/* True when the driver has made requests available that were not popped. */
+/* True when the driver has made requests available that were not popped.
+ * Reads the ring only (no system call, no store to guest memory): cheap
+ * enough to call in a polling loop. */
 bool vhu_vq_has_work(struct vhu_vq *vq);
 
 /* Queue index, ring size (number of descriptors), kick fd (-1 if none). */

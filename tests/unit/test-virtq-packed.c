@@ -420,6 +420,25 @@ TEST(empty_pop_rearms_kicks_with_event_idx)
 	CHECK_EQ(pd_device_flags(&pd), VHU__PEVENT_ENABLE);
 }
 
+TEST(empty_pop_no_rearm_keeps_kicks_off)
+{
+	setup(8, true, false);
+	struct pd_buf b = { gmem_buf(&pd.g, 16), 8, true };
+	vhu_vq_disable_notify(vq);
+	/* A polling device's empty pop leaves the driver quiet... */
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 64, VHU_VQ_POP_NO_REARM), 0);
+	CHECK_EQ(pd_device_flags(&pd), VHU__PEVENT_DISABLE);
+	CHECK(!vhu_vq_has_work(vq));
+	pd_add(&pd, &b, 1, 0);
+	CHECK(vhu_vq_has_work(vq));
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 64, VHU_VQ_POP_NO_REARM), 1);
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 64, VHU_VQ_POP_NO_REARM), 0);
+	CHECK_EQ(pd_device_flags(&pd), VHU__PEVENT_DISABLE);
+	/* ...until it asks for kicks before sleeping. */
+	CHECK(!vhu_vq_enable_notify(vq));
+	CHECK_EQ(pd_device_flags(&pd), VHU__PEVENT_ENABLE);
+}
+
 /* ---- hostile rings ---- */
 
 TEST(chain_longer_than_ring_breaks)

@@ -296,6 +296,32 @@ TEST(event_idx_avail_event)
 	CHECK_EQ(rd_avail_event(&rd), 3);
 }
 
+TEST(event_idx_empty_pop_no_rearm)
+{
+	setup(8, 0, true, false);
+	struct rd_buf b = { gmem_buf(&rd.g, 4), 4, false };
+	CHECK(!vhu_vq_enable_notify(vq));
+	CHECK_EQ(rd_avail_event(&rd), 0);
+	rd_add_chain(&rd, &b, 1);
+	rd_add_chain(&rd, &b, 1);
+	/* A polling device pops without re-arming: avail_event stays
+	 * behind, so the driver kicks no more while the device polls. */
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 64, VHU_VQ_POP_NO_REARM), 1);
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 64, VHU_VQ_POP_NO_REARM), 1);
+	CHECK_EQ(vhu_vq_pop_flags(vq, &el, iov, 64, VHU_VQ_POP_NO_REARM), 0);
+	CHECK_EQ(rd_avail_event(&rd), 0);
+	CHECK(!vhu_vq_has_work(vq));
+	rd_add_chain(&rd, &b, 1);
+	CHECK(vhu_vq_has_work(vq));
+	CHECK_EQ(rd_avail_event(&rd), 0);
+	/* Before sleeping: enable, which finds the request that came. */
+	CHECK(vhu_vq_enable_notify(vq));
+	CHECK_EQ(rd_avail_event(&rd), 2);
+	CHECK_EQ(pop(), 1);
+	CHECK_EQ(pop(), 0);
+	CHECK_EQ(rd_avail_event(&rd), 3);
+}
+
 TEST(disable_enable_notify)
 {
 	setup(8, 0, false, false);

@@ -97,7 +97,7 @@ static int split_hdr(struct chk_sess *s, char *why)
 			for (unsigned i = 0; i < 1024; i++)
 				s->mem[CHK_OFF_DATA + i] = (uint8_t)(i * 7 + 3);
 		else
-			memset(s->mem + CHK_OFF_DATA, 0, 1024);
+			memset(s->mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, 1024);
 		chk_set_desc(s, CHK_OFF_DESC, 0, G(CHK_OFF_HDR), 4, NEXT, 1);
 		chk_set_desc(s, CHK_OFF_DESC, 1, G(CHK_OFF_HDR + 4), 4, NEXT, 2);
 		chk_set_desc(s, CHK_OFF_DESC, 2, G(CHK_OFF_HDR + 8), 8, NEXT, 3);
@@ -112,7 +112,8 @@ static int split_hdr(struct chk_sess *s, char *why)
 					k ? "IN" : "OUT", s->mem[ST_OFF]);
 	}
 	for (unsigned i = 0; i < 1024; i++)
-		if (s->mem[CHK_OFF_DATA + i] != (uint8_t)(i * 7 + 3))
+		if (s->mem[CHK_OFF_DATA + i] !=
+		    (chk_null_disk ? 0 : (uint8_t)(i * 7 + 3)))
 			return chk_fail(why, "data read back differs at %u", i);
 	return chk_pass(why, "header in 3 descriptors: written and read back");
 }

@@ -123,7 +123,9 @@ static int c_fe_io(struct chk_ctx *c, const void *arg, char *why)
 	int rc = batch(vq, fe, reqs, bufs, CHK_BLK_T_OUT, c->timeout_ms, why);
 	if (rc == 0) {
 		for (unsigned i = 0; i < NREQ; i++)
-			memset(bufs[i], 0, LEN);
+			memset(bufs[i], chk_null_disk ? 0xa5 : 0, LEN);
+		if (chk_null_disk)
+			memset(want_data, 0, (size_t)NREQ * LEN);
 		rc = batch(vq, fe, reqs, bufs, CHK_BLK_T_IN, c->timeout_ms,
 			   why);
 	}

@@ -168,6 +168,8 @@ static int c_reads_marked(struct chk_ctx *c, const void *arg, char *why)
 	uint8_t st = 0;
 	pattern(want, LEN, 7);
 	memcpy(s.mem + CHK_OFF_DATA, want, LEN);
+	if (chk_null_disk)
+		memset(want, 0, LEN);
 	r = chk_blk_req(&s, CHK_BLK_T_OUT, 0, LEN, &st, why);
 	if (r == 0 && st != CHK_BLK_S_OK)
 		r = chk_fail(why, "write: status %u", st);
@@ -175,7 +177,7 @@ static int c_reads_marked(struct chk_ctx *c, const void *arg, char *why)
 		r = log_on(&s, fd, why);
 	if (r == 0) {
 		memset(log, 0, need);
-		memset(s.mem + CHK_OFF_DATA, 0, LEN);
+		memset(s.mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, LEN);
 		r = chk_blk_req(&s, CHK_BLK_T_IN, 0, LEN, &st, why);
 		if (r == 0 && st != CHK_BLK_S_OK)
 			r = chk_fail(why, "read: status %u", st);
@@ -239,6 +241,7 @@ static int tog_publish(struct chk_sess *s, char *why)
 static int tog_collect(struct chk_sess *s, const uint8_t *want, unsigned round,
 		       char *why)
 {
+	static const uint8_t zeros[TOG_LEN];
 	bool seen[TOG_K] = { false };
 	for (unsigned n = 0; n < TOG_K; n++) {
 		uint32_t id, len;
@@ -260,7 +263,7 @@ static int tog_collect(struct chk_sess *s, const uint8_t *want, unsigned round,
 			return chk_fail(why, "round %u: request %u status %u",
 					round, i, st);
 		if (memcmp(s->mem + CHK_OFF_DATA + TOG_LEN * i,
-			   want + TOG_LEN * i, TOG_LEN) != 0)
+			   chk_null_disk ? zeros : want + TOG_LEN * i, TOG_LEN) != 0)
 			return chk_fail(why, "round %u: request %u data differs",
 					round, i);
 	}

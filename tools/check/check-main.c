@@ -56,6 +56,8 @@ static void usage(FILE *f)
 "  --timeout MS     how long to wait for any answer (default 1000)\n"
 "  --pid PID        watch the back-end's open fds and RSS across the run\n"
 "  --rss-slack KB   RSS growth allowed with --pid (default 32768)\n"
+"  --null           the disk keeps nothing (vhu-blk null:SIZE): data read\n"
+"                   back must be zeros, not what was written\n"
 "  --json           print a JSON document instead of TAP lines\n"
 "  -h, --help       this text\n"
 "\n"
@@ -63,6 +65,8 @@ static void usage(FILE *f)
 "'not ok N - NAME: why', then 'N passed, N failed'.  The exit status is 1\n"
 "when any case failed, 2 on a usage error.\n");
 }
+
+bool chk_null_disk;
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -73,6 +77,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "rss-slack", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "null", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -87,6 +92,7 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'c': o->glob = optarg; break;
 		case 'l': o->list = true; break;
 		case 'j': o->json = true; break;
+		case 'n': chk_null_disk = true; break;
 		case 't':
 			o->timeout_ms = (int)strtol(optarg, &end, 10);
 			if (*end || o->timeout_ms < 10 || o->timeout_ms > 600000) {

@@ -210,6 +210,10 @@ int chk_fresh(struct chk_ctx *c, struct chk_sess *s, enum chk_level level,
 /* Close the session and map rc to a case result. */
 int chk_done(struct chk_sess *s, int rc);
 
+/* --null: the disk discards writes and reads zeros, so every data check
+ * expects zeros where it would expect the bytes written. */
+extern bool chk_null_disk;
+
 struct chk_ctx {
 	const char *path;
 	int timeout_ms;

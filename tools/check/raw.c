@@ -634,13 +634,15 @@ int chk_verified_io(struct chk_sess *s, unsigned seed, char *why)
 
 	pattern(want, LEN, seed);
 	memcpy(s->mem + CHK_OFF_DATA, want, LEN);
+	if (chk_null_disk)
+		memset(want, 0, LEN);
 	int r = chk_blk_req(s, CHK_BLK_T_OUT, sector, LEN, &st, why);
 	if (r < 0)
 		return r;
 	if (st != CHK_BLK_S_OK)
 		return chk_fail(why, "write at sector %llu: status %u",
 				(unsigned long long)sector, st), -EIO;
-	memset(s->mem + CHK_OFF_DATA, 0, LEN);
+	memset(s->mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, LEN);
 	r = chk_blk_req(s, CHK_BLK_T_IN, sector, LEN, &st, why);
 	if (r < 0)
 		return r;

@@ -57,6 +57,8 @@ struct opts {
 	bool progress;
 	bool no_event_idx;
 	bool packed;
+	bool poll;             /* spin on the used ring, never wait for a call */
+	double hold_s;         /* keep the queues started this long after */
 	bool dirty_log;      /* --dirty-log */
 	double stall_s;
 };
@@ -322,7 +324,9 @@ static void *worker_main(void *arg)
 			last_progress = t;
 			continue;
 		}
-		int r = vhu_fe_vq_wait(w->vq, 100);
+		/* --poll: look again at once; a call is never asked for
+		 * (with EVENT_IDX the back-end then does not signal). */
+		int r = o->poll ? 0 : vhu_fe_vq_wait(w->vq, 100);
 		if (r < 0) {
 			w->fail = r;
 			return NULL;
@@ -367,7 +371,13 @@ static void bench_help(FILE *f)
 		"  --time SEC        run time (10), or\n"
 		"  --count N         total requests, then stop\n"
 		"  --size BYTES      use only the first BYTES of the disk\n"
-		"  --pid PID         back-end process: report its CPU time\n"
+		"  --pid PID, --backend-pid PID\n"
+		"                    back-end process: report its CPU time (and\n"
+		"                    IOPS per back-end CPU-second)\n"
+		"  --poll            poll the used rings instead of sleeping on the\n"
+		"                    call eventfd (a core per queue while running)\n"
+		"  --hold SEC        keep the queues started SEC seconds after the run\n"
+		"                    (idle: the back-end's idle CPU can be watched)\n"
 		"  --verify          write a pattern (offset + seed), check it on read\n"
 		"  --seed N          pattern seed (1)\n"
 		"  --no-event-idx    do not negotiate VIRTIO_F_EVENT_IDX\n"
@@ -404,6 +414,9 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		{ "count", required_argument, NULL, 'c' },
 		{ "size", required_argument, NULL, 's' },
 		{ "pid", required_argument, NULL, 'P' },
+		{ "backend-pid", required_argument, NULL, 'P' },
+		{ "poll", no_argument, NULL, 'O' },
+		{ "hold", required_argument, NULL, 'H' },
 		{ "verify", no_argument, NULL, 'v' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "no-event-idx", no_argument, NULL, 'E' },
@@ -469,6 +482,10 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 			break;
 		case 'E': o->no_event_idx = true; break;
 		case 'K': o->packed = true; break;
+		case 'O': o->poll = true; break;
+		case 'H':
+			if (!parse_seconds(optarg, &o->hold_s) || o->hold_s < 0) goto bad;
+			break;
 		case 'L': o->dirty_log = true; break;
 		case 'z': o->progress = false; break;
 		case 'j': o->json = true; break;
@@ -748,7 +765,7 @@ static void bench_merge(const struct opts *o, const struct worker *ws,
 /* Print the results (text or JSON): secs of run time, cpu back-end CPU
  * seconds (< 0: unknown), f the features. */
 static void bench_report(const struct opts *o, const struct bench_totals *m,
-			 double secs, double cpu, uint64_t f,
+			 double secs, double cpu, double fe_cpu, uint64_t f,
 			 const struct bench_dirty *dirty)
 {
 	uint64_t done = m->done, lat_max = m->lat_max;
@@ -782,6 +799,8 @@ static void bench_report(const struct opts *o, const struct bench_totals *m,
 		json_object_object_add(j, "lat_p99_us", json_object_new_double(p99));
 		json_object_object_add(j, "lat_p999_us", json_object_new_double(p999));
 		json_object_object_add(j, "lat_max_us", json_object_new_double((double)lat_max / 1000));
+		json_object_object_add(j, "poll", json_object_new_boolean(o->poll));
+		json_object_object_add(j, "frontend_cpu_s", json_object_new_double(fe_cpu));
 		if (cpu >= 0) {
 			json_object_object_add(j, "backend_cpu_s", json_object_new_double(cpu));
 			json_object_object_add(j, "iops_per_backend_cpu_s",
@@ -807,6 +826,8 @@ static void bench_report(const struct opts *o, const struct bench_totals *m,
 	printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
 	printf("latency (us): avg %.1f  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
 	       avg, p50, p99, p999, (double)lat_max / 1000);
+	printf("front-end CPU: %.2f s (%.0f%% of one CPU)%s\n", fe_cpu,
+	       secs > 0 ? 100 * fe_cpu / secs : 0, o->poll ? ", polling" : "");
 	if (cpu >= 0)
 		printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
 		       "IOPS per back-end CPU-second: %.0f\n",
@@ -867,15 +888,27 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "vhu bench: cannot read /proc/%d/stat; no CPU figures\n",
 			o.pid);
 	uint64_t t0, t1;
+	double fe0 = proc_cpu(getpid());
 	unsigned started = bench_run(&o, ws, fe, o.dirty_log ? &dirty : NULL, &t0, &t1);
 	int dirty_rc = o.dirty_log ? bench_dirty_stop(fe, &dirty) : 0;
 	double cpu1 = o.pid > 0 && cpu0 >= 0 ? proc_cpu(o.pid) : -1;
+	double fe1 = proc_cpu(getpid());
+	if (o.hold_s > 0) {
+		/* Queues started, nothing in flight: what an idle guest is. */
+		fprintf(stderr, "vhu bench: run done, holding the queues %.1f s\n",
+			o.hold_s);
+		struct timespec ts = { (time_t)o.hold_s,
+				       (long)((o.hold_s - (double)(time_t)o.hold_s) * 1e9) };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop_flag)
+			;
+	}
 	unsigned base_errors = bench_check_bases(fe, &o, ws, started);
 
 	static struct bench_totals m;
 	bench_merge(&o, ws, started, &m);
 	double secs = (double)(t1 - t0) / 1e9;
-	bench_report(&o, &m, secs, cpu1 >= 0 ? cpu1 - cpu0 : -1, f,
+	bench_report(&o, &m, secs, cpu1 >= 0 ? cpu1 - cpu0 : -1,
+		     fe0 >= 0 && fe1 >= 0 ? fe1 - fe0 : 0, f,
 		     o.dirty_log ? &dirty : NULL);
 	if (m.fail == 0 && m.errors == 0 && m.mismatches == 0 && base_errors == 0 &&
 	    dirty_rc == 0 &&
