@@ -14,13 +14,15 @@ BUILD=${1:-build}
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd)
 BIN=$BUILD/tools/vhu-blk
 VHU=$BUILD/tools/vhu
-[ -x "$BIN" ] && [ -x "$VHU" ] || skip_all "$BIN or $VHU not built"
+{ [ -x "$BIN" ] && [ -x "$VHU" ]; } || skip_all "$BIN or $VHU not built"
 command -v python3 >/dev/null || skip_all "python3 missing"
 
 T=$(e2e_tmpdir vhu-blk-systemd)
 PID=""
 cleanup() { e2e_stop "$PID"; rm -rf "$T"; }
 trap cleanup EXIT
+# sat 'SHELL CONDITION': for check, when the condition has && or ||.
+sat() { eval "$1"; }
 
 # --- installed units ---
 if ! out=$(meson install -C "$BUILD" --no-rebuild --destdir "$T/dest" 2>&1); then
@@ -29,25 +31,25 @@ if ! out=$(meson install -C "$BUILD" --no-rebuild --destdir "$T/dest" 2>&1); the
 fi
 svc=$(find "$T/dest" -name 'vhu-blk@.service' | head -1)
 sock=$(find "$T/dest" -name 'vhu-blk@.socket' | head -1)
-check "vhu-blk@.service and vhu-blk@.socket are installed" [ -f "$svc" ] && [ -f "$sock" ]
+check "vhu-blk@.service and vhu-blk@.socket are installed" sat '[ -f "$svc" ] && [ -f "$sock" ]'
 check "... in the same unit directory" [ "$(dirname "$svc")" = "$(dirname "$sock")" ]
 check "the sysusers.d entry for user vhu is installed" \
 	grep -q '^u vhu ' "$(find "$T/dest" -path '*sysusers.d/vhu.conf' | head -1)"
 check "an example configuration is installed" \
 	[ -n "$(find "$T/dest" -name vhu-blk.conf.example)" ]
-[ -f "$svc" ] && [ -f "$sock" ] || finish
+{ [ -f "$svc" ] && [ -f "$sock" ]; } || finish
 
 execstart=$(sed -n 's/^ExecStart=//p' "$svc")
 envfile=$(sed -n 's/^EnvironmentFile=//p' "$svc")
 check "the service is Type=notify" grep -qx 'Type=notify' "$svc"
 check "the service runs as user vhu with NoNewPrivileges and ProtectSystem=strict" \
-	grep -qx 'User=vhu' "$svc" && grep -qx 'NoNewPrivileges=yes' "$svc" &&
-	grep -qx 'ProtectSystem=strict' "$svc"
+	sat 'grep -qx User=vhu "$svc" && grep -qx NoNewPrivileges=yes "$svc" &&
+	     grep -qx ProtectSystem=strict "$svc"'
 check "its configuration is the instance's EnvironmentFile" \
 	[ "${envfile##*/}" = "%i.conf" ]
 check "the socket unit listens where the service's --socket-path says" \
-	[ "$(sed -n 's/^ListenStream=//p' "$sock")" = "/run/vhu-blk/%i.sock" ] &&
-	grep -q -- "--socket-path /run/vhu-blk/%i.sock" <<<"$execstart"
+	sat '[ "$(sed -n "s/^ListenStream=//p" "$sock")" = "/run/vhu-blk/%i.sock" ] &&
+	     grep -q -- "--socket-path /run/vhu-blk/%i.sock" <<<"$execstart"'
 
 # systemd-analyze verify: the units as installed, the binary path pointed
 # at this build (the installed prefix need not exist on this host).
@@ -60,8 +62,8 @@ if command -v systemd-analyze >/dev/null; then
 	done
 	out=$(cd "$T/units" && systemd-analyze verify --man=no \
 		./vhu-blk@t1.service ./vhu-blk@t1.socket 2>&1); rc=$?
-	check "systemd-analyze verify passes, without warnings" [ $rc = 0 ] && [ -z "$out" ] ||
-		echo "#   $out" | head -5
+	[ -n "$out" ] && echo "$out" | head -5 | sed 's/^/# /'
+	check "systemd-analyze verify passes, without warnings" sat '[ $rc = 0 ] && [ -z "$out" ]'
 	# A unit with a mistake in it is caught: the check can fail.
 	sed 's/^Type=notify/Type=notifyy/' "$T/units/vhu-blk@t1.service" >"$T/units/vhu-blk@t2.service"
 	out=$(cd "$T/units" && systemd-analyze verify --man=no ./vhu-blk@t2.service 2>&1)
@@ -166,13 +168,13 @@ EOF
 STOP=1 timeout 30 python3 "$T/launch.py" "$execstart" "$T/etc/t1.conf" t1 "$T/run" "$BIN" \
 	>"$T/plain.out" 2>"$T/plain.err"
 ready=$(grep -m1 "^NOTIFY READY=1" "$T/plain.out")
-check "plain service: READY=1 arrives" [ -n "$ready" ] ||
-	echo "#   $(tr '\n' ';' <"$T/plain.out") $(tail -3 "$T/plain.err" | tr '\n' ';')"
+[ -n "$ready" ] || echo "# $(tr '\n' ';' <"$T/plain.out") $(tail -3 "$T/plain.err" | tr '\n' ';')"
+check "plain service: READY=1 arrives" [ -n "$ready" ]
 check "... only once the socket exists (0660, from VHU_BLK_OPTIONS) and listens, control socket up" \
 	[ "${ready#*| }" = "socket 660 listening ctl" ]
 check "plain service: STOPPING=1 on SIGTERM" grep -q "^NOTIFY STOPPING=1" "$T/plain.out"
 check "plain service: exit 0" grep -qx "EXIT 0" "$T/plain.out"
-check "plain service: it removed its sockets" [ ! -e "$T/run/t1.sock" ] && [ ! -e "$T/run/t1.ctl" ]
+check "plain service: it removed its sockets" sat '[ ! -e "$T/run/t1.sock" ] && [ ! -e "$T/run/t1.ctl" ]'
 
 # Socket activation: the socket as fd 3; a front-end is served on it.
 rm -f "$T/run/notify"
@@ -181,8 +183,8 @@ timeout 60 python3 "$T/launch.py" "$execstart" "$T/etc/t1.conf" t1 "$T/run" "$BI
 LPID=$!
 for _ in $(seq 50); do grep -q "^NOTIFY READY=1" "$T/act.out" && break; sleep 0.1; done
 PID=$(sed -n 's/^PID //p' "$T/act.out")
-check "activated: READY=1 arrives" grep -q "^NOTIFY READY=1 | socket 660 listening ctl" "$T/act.out" ||
-	echo "#   $(tr '\n' ';' <"$T/act.out") $(tail -3 "$T/act.err" | tr '\n' ';')"
+echo "# $(tr '\n' ';' <"$T/act.out")"
+check "activated: READY=1 arrives" grep -q "^NOTIFY READY=1 | socket 660 listening ctl" "$T/act.out"
 e2e_probe "$VHU" "$T/run/t1.sock" " (activated: served on the systemd socket)"
 ctl_ok() { timeout 10 "$VHU" ctl "$T/run/t1.ctl" info >/dev/null 2>&1; }
 check "activated: the control socket answers" ctl_ok
@@ -197,8 +199,8 @@ rm -f "$T/run/t1.sock" "$T/run/notify"
 # The systemd socket must be the one --socket-path names.
 timeout 30 python3 "$T/launch.py" "${execstart/--socket-path \/run\/vhu-blk\/%i.sock/--socket-path /elsewhere.sock}" \
 	"$T/etc/t1.conf" t1 "$T/run" "$BIN" --activate >"$T/bad.out" 2>"$T/bad.err"
-check "activated with another --socket-path: refused, exit 1" grep -qx "EXIT 1" "$T/bad.out" &&
-	grep -q "not bound to --socket-path '/elsewhere.sock'" "$T/bad.err"
+check "activated with another --socket-path: refused, exit 1" \
+	sat 'grep -qx "EXIT 1" "$T/bad.out" && grep -q "not bound to --socket-path ./elsewhere.sock." "$T/bad.err"'
 if grep -q "READY=1" "$T/bad.out"; then notok "... and READY=1 never sent"; else ok "... and READY=1 never sent"; fi
 
 finish

@@ -21,7 +21,7 @@ BUILD=$(cd "$BUILD" 2>/dev/null && pwd)
 BIN=$BUILD/tools/vhu-blk
 VHU=$BUILD/tools/vhu
 URI=qemu:///system
-[ -x "$BIN" ] && [ -x "$VHU" ] || skip_all "$BIN or $VHU not built"
+{ [ -x "$BIN" ] && [ -x "$VHU" ]; } || skip_all "$BIN or $VHU not built"
 [ "$(id -u)" = 0 ] || skip_all "needs root (starts libvirtd)"
 for c in libvirtd virtlogd virsh qemu-system-x86_64; do
 	command -v $c >/dev/null || skip_all "$c missing (scripts/deps installs libvirt-daemon-system, libvirt-clients)"
@@ -44,6 +44,8 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT
+# sat 'SHELL CONDITION': for check, when the condition has && or ||.
+sat() { eval "$1"; }
 
 # One libvirt test at a time on this host (the daemons are shared).
 exec 9>/run/vhu-e2e-libvirt.lock
@@ -135,14 +137,14 @@ if [ $rc != 0 ]; then
 fi
 qpid=$(pgrep -f "guest=$DOM" | head -1)
 check "libvirt runs QEMU as libvirt-qemu" \
-	[ -n "$qpid" ] && [ "$(ps -o user= -p "$qpid")" = libvirt-qemu ]
+	sat '[ -n "$qpid" ] && [ "$(ps -o user= -p "$qpid")" = libvirt-qemu ]'
 
 res() { sed -n "s/^RESULT $1 //p" "$LOG" | tr -d '\r' | head -1; }
 gwait() { e2e_wait_log "$LOG" "$1" "$2"; }
 
 gwait "WAITING resize" 240
-check "guest sees the 64 MiB disk (131072 sectors)" [ "$(res size)" = "ok 131072" ] ||
-	echo "#   serial: $(tail -n 5 "$LOG" | tr '\n' ' ')"
+[ "$(res size)" = "ok 131072" ] || echo "# serial: $(tail -n 5 "$LOG" | tr '\n' ' ')"
+check "guest sees the 64 MiB disk (131072 sectors)" [ "$(res size)" = "ok 131072" ]
 check "guest's write lands in the image" \
 	[ "$(dd if="$IMG" bs=512 skip=2048 count=1 2>/dev/null | head -c 19)" = VHU-LIBVIRT-WRITE-1 ]
 
@@ -163,8 +165,7 @@ for _ in $(seq 100); do connected && break; sleep 0.2; done
 check "QEMU reconnects to the new vhu-blk" connected
 printf 'GO' | dd of="$IMG" bs=512 seek=4096 conv=notrunc 2>/dev/null
 gwait "WAITING destroy" 90
-check "guest reads through the new vhu-blk" [ "$(res reread)" = "ok " ] ||
-	echo "#   $(res reread)"
+check "guest reads through the new vhu-blk" [ "$(res reread)" = "ok " ]
 check "guest's write after the restart lands in the image" \
 	[ "$(dd if="$IMG" bs=512 skip=2049 count=1 2>/dev/null | head -c 19)" = VHU-LIBVIRT-WRITE-2 ]
 check "guest reads the last sector of the new size" [ "$(res lastsector)" = "ok 196607" ]
