@@ -147,7 +147,6 @@ enum {
 	OPT_CONTROL_MODE = PERM_OPT_CONTROL, OPT_CONTROL_USER, OPT_CONTROL_GROUP,
 };
 
-
 static int parse_perm_option(int c, struct options *o)
 {
 	static const char *const names[] = {
