@@ -69,6 +69,14 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 	 * flags NO_NOTIFY or a stale avail_event): ask for kicks afresh. */
 	vhu__be_inflight_attach(b, vq);
 	vhu__be_log_attach(b, vq);
+	/* A queue that took over a record may follow a back-end that died
+	 * between publishing used entries and signalling them, or that
+	 * signalled a call fd the front-end has since torn down (QEMU
+	 * replaces it when it restarts the device): the driver would wait
+	 * for an interrupt that never comes.  One interrupt per such start;
+	 * a spurious one only makes the driver look at its used ring. */
+	if (vq->inf_resumed && vq->call_fd >= 0)
+		(void)vhu__eventfd_signal(vq->call_fd);
 	bool pending = vhu_vq_enable_notify(vq) || vhu_vq_has_work(vq) ||
 		       vq->inf_pos < vq->inf_n;
 	vq->started = true;

@@ -169,12 +169,18 @@ static void disconnect(struct vhu_backend *b, const char *why)
 		return;
 	vhu__info("front-end disconnected: %s", why);
 	vhu__be_epoll_del(b, b->conn_fd);
-	close(b->conn_fd);
-	b->conn_fd = -1;
 	vhu__rx_reset(&b->conn_rx);
 	vhu__be_close_channel(b, -ECONNRESET);
 
+	/* The device completes what it popped (and signals it) before the
+	 * connection closes: a front-end that sees the close tears down
+	 * its call fds, and an interrupt sent after that is lost - the
+	 * guest would wait forever for requests the ring shows complete.
+	 * This is what makes a graceful stop (vhu_backend_free) lose
+	 * nothing; a front-end that went away first loses nothing by it. */
 	vhu__be_device_reset(b);
+	close(b->conn_fd);
+	b->conn_fd = -1;
 	vhu__be_inflight_drop(b);
 	vhu__be_log_drop(b);
 	vhu__mem_clear(&b->mem);

@@ -315,6 +315,9 @@ struct vhu_vq {
 				    * packed: record entries) to pop again,
 				    * counter order; owned */
 	uint16_t inf_n, inf_pos;   /* entries in it, next to hand out */
+	bool inf_resumed;          /* the last start took over a record a
+				    * back-end (maybe an earlier process)
+				    * had written, instead of a fresh one */
 	/* Packed record, our private view (never read back from the region):
 	 * pk_next[size] the entries' links, pk_num[size] a recovered head
 	 * entry's descriptor count, pk_head/pk_last[size] per buffer id in

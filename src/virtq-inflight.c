@@ -160,6 +160,7 @@ static int split_start(struct vhu_vq *vq)
 		vq->inf_counter = 1;
 		return 0;
 	}
+	vq->inf_resumed = true;
 
 	clear_last_batch(q, size, used, q->used_idx, q->last_batch_head);
 	q->used_idx = used;
@@ -198,6 +199,7 @@ int vhu__inflight_vq_start(struct vhu_vq *vq)
 	free(vq->inf_resubmit);
 	vq->inf_resubmit = NULL;
 	vq->inf_n = vq->inf_pos = 0;
+	vq->inf_resumed = false;
 	packed_forget(vq);
 	if (vq->infp)
 		return vhu__inflight_packed_start(vq);
@@ -211,6 +213,7 @@ void vhu__inflight_vq_release(struct vhu_vq *vq)
 	free(vq->inf_resubmit);
 	vq->inf_resubmit = NULL;
 	vq->inf_n = vq->inf_pos = 0;
+	vq->inf_resumed = false;
 	vq->inf = NULL;
 	vq->infp = NULL;
 	packed_forget(vq);
@@ -363,8 +366,11 @@ static const char *pk_entries(struct vhu_vq *vq, struct pk_view *v)
 }
 
 /* Everything outside the chains in flight is free again, linked in
- * index order, in our view and in the region (whose old free list only
- * ever reaches free entries, so a death half-way through is harmless). */
+ * index order and ended out of range (size), as packed_init ends it, in
+ * our view and in the region (whose old free list only ever reaches free
+ * entries, so a death half-way through is harmless).  Never back to its
+ * first entry: that one is handed out next, and a later recovery walking
+ * the list would read it - in flight by then - as free. */
 static void pk_rebuild_free(struct vhu_vq *vq, const struct pk_view *v)
 {
 	struct vhu__inflight_packed *q = vq->infp;
@@ -384,8 +390,8 @@ static void pk_rebuild_free(struct vhu_vq *vq, const struct pk_view *v)
 	}
 	vq->pk_free = (uint16_t)first;
 	if (prev < size) {
-		vq->pk_next[prev] = vq->pk_free;
-		q->desc[prev].next = vq->pk_free;
+		vq->pk_next[prev] = (uint16_t)size;
+		q->desc[prev].next = (uint16_t)size;
 	}
 	STEP();
 	q->used_idx = q->old_used_idx = v->used_idx;
@@ -431,6 +437,7 @@ int vhu__inflight_packed_start(struct vhu_vq *vq)
 	if (r == 0 && why) {
 		packed_refuse(vq, why);
 	} else if (r == 0) {
+		vq->inf_resumed = true;
 		memset(vq->pk_last, 0, size * sizeof(*vq->pk_last));
 		pk_rebuild_free(vq, &v);
 		/* QEMU keeps no packed ring position across a back-end's

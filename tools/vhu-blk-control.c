@@ -125,6 +125,10 @@ static json_object *method_info(struct vhu_blk_daemon *d)
 	json_object_object_add(o, "wce", json_object_new_boolean(vhu_blk_wce(blk)));
 	json_object_object_add(o, "block_device",
 			       json_object_new_boolean(vhu_blk_is_blockdev(blk)));
+	/* True while the front-end has VHOST_F_LOG_ALL on: a live migration
+	 * is copying the guest and every device write is logged. */
+	json_object_object_add(o, "dirty_log", json_object_new_boolean(
+		(vhu_backend_features(d->backend) & VHU_BIT(VHU_F_LOG_ALL)) != 0));
 	return o;
 }
 

@@ -108,6 +108,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 		seen[h] = 1;
 	}
 	FZ_ASSERT(vq.inf_n <= size, "%u resubmissions", vq.inf_n);
+	if (packed && vq.infp && vq.pk_next) {
+		/* The free list (ours and the region's) ends out of range
+		 * without meeting an entry twice: a later recovery walks it. */
+		static uint8_t on[VHU_MAX_QUEUE_SIZE];
+		memset(on, 0, size);
+		unsigned e = vq.pk_free, steps = 0;
+		for (; e < size; e = vq.pk_next[e], steps++) {
+			FZ_ASSERT(!on[e] && steps < size, "free list loops at %u", e);
+			FZ_ASSERT(vq.infp->desc[e].next == vq.pk_next[e],
+				  "region's free link differs at %u", e);
+			on[e] = 1;
+		}
+	}
 
 	/* Hand out everything (bounded), then give it all back. */
 	static struct vhu_vq_elem held[2 * 64 + 4];

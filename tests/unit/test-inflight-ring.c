@@ -111,6 +111,8 @@ TEST(split_death_with_chains_and_indirect)
 	void *rec = region(vhu__inflight_queue_bytes(8));
 	a->inf = rec;
 	CHECK_EQ(vhu__inflight_vq_start(a), 0);
+	/* A fresh record: nothing taken over (no start interrupt). */
+	CHECK(!a->inf_resumed);
 
 	uint64_t d = gmem_buf(&rd.g, 4096);
 	struct rd_buf b3[3] = { { d, 16, false }, { d + 64, 512, true },
@@ -139,6 +141,7 @@ TEST(split_death_with_chains_and_indirect)
 	struct vhu_vq b;
 	successor(&b, a, rec);
 	CHECK_EQ(vhu__inflight_vq_start(&b), 0);
+	CHECK(b.inf_resumed);
 	CHECK_EQ(b.inf_n, 3);
 	for (int i = 0; i < 5; i += 2) {
 		struct got r = pop_from(&b);
@@ -235,6 +238,8 @@ static void packed_restart(bool torn)
 	successor(&b, &pd.vq, rec);
 	CHECK_EQ(vhu__inflight_vq_start(&b), 0);
 	CHECK(!b.broken);
+	/* Taken over: the session signals the driver when it starts. */
+	CHECK(b.inf_resumed);
 	/* Positions rebuilt from the record, not the stale base. */
 	CHECK_EQ(b.used_idx, torn ? 4 : 3);
 	CHECK_EQ(b.pk_used_wrap, 1);
@@ -309,6 +314,81 @@ TEST(packed_second_death_before_resubmission)
 	for (int i = 0; i < 3; i++) {
 		r = pop_from(&c);
 		CHECK(same_buffers(&r, &pg[order[i]]));
+	}
+	CHECK_EQ(pop_from(&c).r, 0);
+	successor_free(&b);
+	successor_free(&c);
+	pd_fini(&pd);
+	free(rec);
+}
+
+/*
+ * Three lives.  The first dies with buffers 0 and 1 in flight (record
+ * entries 0 and 1).  The second rebuilds the free list from what is left
+ * (entries 2-7), resubmits 0 and 1, pops 2 and 3 (entries 2 and 3, the
+ * front of that list), completes 0 and 1 and dies with 2 and 3 in
+ * flight.  The third must resubmit exactly 2 and 3.  A rebuilt free list
+ * whose last entry linked back to its first (entry 2, in flight by then)
+ * read entries 2 and 3 as free: nothing resubmitted, the ring position
+ * count short, and the next pop met a buffer id already in flight (vhu-blk
+ * under QEMU 10.0 after a second restart: "buffer id already in flight").
+ */
+TEST(packed_third_life_after_a_rebuilt_free_list)
+{
+	struct pd_opts o = { .size = 8 };
+	CHECK_EQ(pd_init(&pd, &o), 0);
+	struct vhu_vq *a = &pd.vq;
+	void *rec = region(vhu__inflight_queue_bytes_packed(8));
+	a->infp = rec;
+	CHECK_EQ(vhu__inflight_vq_start(a), 0);
+	uint64_t d = gmem_buf(&pd.g, 4096);
+	struct pd_buf one[4] = { { d, 8, true }, { d + 64, 8, true },
+				 { d + 128, 8, true }, { d + 192, 8, true } };
+	struct got g[4];
+	pd_add(&pd, &one[0], 1, 0);
+	pd_add(&pd, &one[1], 1, 1);
+	g[0] = pop_from(a);
+	g[1] = pop_from(a);
+	CHECK_EQ(g[0].id, 0);
+	CHECK_EQ(g[1].id, 1);
+
+	struct vhu_vq b, c;
+	successor(&b, a, rec);
+	CHECK_EQ(vhu__inflight_vq_start(&b), 0);
+	CHECK_EQ(b.inf_n, 2);
+	struct got r = pop_from(&b);
+	CHECK(same_buffers(&r, &g[0]));
+	r = pop_from(&b);
+	CHECK(same_buffers(&r, &g[1]));
+	pd_add(&pd, &one[2], 1, 2);
+	pd_add(&pd, &one[3], 1, 3);
+	g[2] = pop_from(&b);
+	g[3] = pop_from(&b);
+	CHECK_EQ(g[2].id, 2);
+	CHECK_EQ(g[3].id, 3);
+	push_id(&b, 0);
+	push_id(&b, 1);
+
+	successor(&c, &b, rec);
+	CHECK_EQ(vhu__inflight_vq_start(&c), 0);
+	CHECK(!c.broken);
+	CHECK_EQ(c.inf_n, 2);
+	CHECK_EQ(c.used_idx, 2);
+	CHECK_EQ(c.last_avail_idx, 4);
+	r = pop_from(&c);
+	CHECK(same_buffers(&r, &g[2]));
+	r = pop_from(&c);
+	CHECK(same_buffers(&r, &g[3]));
+	CHECK_EQ(pop_from(&c).r, 0);
+	/* And the free list still serves a full ring afterwards. */
+	push_id(&c, 2);
+	push_id(&c, 3);
+	for (uint16_t k = 0; k < 8; k++)
+		pd_add(&pd, &one[k % 4], 1, k);
+	for (uint16_t k = 0; k < 8; k++) {
+		r = pop_from(&c);
+		CHECK_EQ(r.r, 1);
+		CHECK_EQ(r.id, k);
 	}
 	CHECK_EQ(pop_from(&c).r, 0);
 	successor_free(&b);

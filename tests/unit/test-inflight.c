@@ -6,7 +6,10 @@
  * resubmits what the previous session popped and never completed.
  */
 #include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,7 +23,27 @@
 
 static struct vhu_vq *vqs[NQ];
 static void t_started(void *o, struct vhu_vq *vq) { vqs[vhu_vq_index(vq)] = vq; }
-static void t_stopped(void *o, struct vhu_vq *vq) { vqs[vhu_vq_index(vq)] = NULL; }
+
+/* A device that completes, when its queue stops, the request it still
+ * holds (stop_id >= 0), as vhu-blk does; stop_probe >= 0: the front-end's
+ * end of the connection, looked at when that happens. */
+static int stop_id = -1, stop_probe = -1;
+static bool stop_saw_close;
+static void t_stopped(void *o, struct vhu_vq *vq)
+{
+	vqs[vhu_vq_index(vq)] = NULL;
+	if (stop_id < 0 || vhu_vq_index(vq) != 0)
+		return;
+	if (stop_probe >= 0) {
+		struct pollfd p = { .fd = stop_probe, .events = POLLRDHUP };
+		stop_saw_close = poll(&p, 1, 0) == 1 &&
+				 (p.revents & (POLLRDHUP | POLLHUP));
+	}
+	struct vhu_vq_elem e = { .id = (uint16_t)stop_id };
+	vhu_vq_push(vq, &e, 0);
+	vhu_vq_notify(vq);
+	stop_id = -1;
+}
 static struct vhu_device_ops ops = {
 	.queue_started = t_started,
 	.queue_stopped = t_stopped,
@@ -131,6 +154,32 @@ static int start_q0(struct fe *fe)
 		return -1;
 	close(kick);
 	return fe_enable(fe, 0, true);
+}
+
+/* start_q0 with a call eventfd of ours (*call, nonblocking). */
+static int start_q0_call(struct fe *fe, int *call)
+{
+	int kick;
+	uint64_t u = 0;
+	*call = -1;
+	if (fe_setup_vring(fe, 0, QSIZE, &kick) < 0)
+		return -1;
+	close(kick);
+	*call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (*call < 0 ||
+	    fe_send(fe, VHU_REQ_SET_VRING_CALL, 1, &u, 8, call, 1) < 0)
+		return -1;
+	fe_process(fe);
+	return fe_enable(fe, 0, true);
+}
+
+/* Interrupts the back-end sent on a call eventfd since the last look. */
+static uint64_t calls(int call)
+{
+	uint64_t v = 0;
+	if (read(call, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
 }
 
 static int pop_id(void)
@@ -519,6 +568,80 @@ TEST(torn_first_push_of_head_0_is_cleared)
 	CHECK_EQ(used0(&b)[1], 2);
 	close(fd);
 	fe_close(&b);
+}
+
+/*
+ * A back-end died between publishing a used entry and signalling it (or
+ * signalled a call fd the front-end tore down when it saw the back-end
+ * go: QEMU does).  The driver waits for that interrupt; the next
+ * back-end, taking over the record, must send one when its queue starts.
+ * A fresh record needs none.
+ */
+TEST(resumed_record_signals_the_driver_once)
+{
+	struct fe a, b;
+	struct vhu_inflight r;
+	int fd, call_a, call_b;
+	CHECK_EQ(session(&a), 0);
+	CHECK_EQ(get_inflight(&a, NQ, QSIZE, &r, &fd), 1);
+	CHECK_EQ(set_inflight(&a, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0_call(&a, &call_a), 0);
+	CHECK_EQ(calls(call_a), 0);
+	post(&a, 5);
+	post(&a, 6);
+	CHECK_EQ(pop_id(), 5);
+	CHECK_EQ(pop_id(), 6);
+	push_id(5);	/* published, never signalled */
+	CHECK_EQ(used0(&a)[1], 1);
+
+	CHECK_EQ(session(&b), 0);
+	memcpy(b.mem, a.mem, FE_MEM_SIZE);
+	fe_close(&a);
+	CHECK_EQ(set_inflight(&b, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0_call(&b, &call_b), 0);
+	CHECK_EQ(calls(call_b), 1);
+	/* And the request still in flight comes again, only it. */
+	CHECK_EQ(pop_id(), 6);
+	CHECK_EQ(pop_id(), -1000);
+	close(call_a);
+	close(call_b);
+	close(fd);
+	fe_close(&b);
+}
+
+/*
+ * A graceful stop (vhu_backend_free with the front-end still connected,
+ * vhu-blk's SIGTERM): the device completes what it holds while the
+ * connection is still open.  A front-end that saw the close first would
+ * have torn down its call fds, and the completion's interrupt would be
+ * lost with the guest waiting for it.
+ */
+TEST(graceful_stop_completes_before_the_connection_closes)
+{
+	struct fe a;
+	struct vhu_inflight r;
+	int fd, call;
+	CHECK_EQ(session(&a), 0);
+	CHECK_EQ(get_inflight(&a, NQ, QSIZE, &r, &fd), 1);
+	CHECK_EQ(set_inflight(&a, fd, r.mmap_size, 0, NQ, QSIZE), 0);
+	CHECK_EQ(start_q0_call(&a, &call), 0);
+	post(&a, 3);
+	CHECK_EQ(pop_id(), 3);
+	stop_id = 3;
+	stop_probe = a.sock;
+	stop_saw_close = true;
+	vhu_backend_free(a.b);
+	a.b = NULL;
+	CHECK_EQ(stop_id, -1);
+	CHECK(!stop_saw_close);
+	CHECK_EQ(calls(call), 1);
+	CHECK_EQ(used0(&a)[1], 1);
+	/* Closed afterwards. */
+	CHECK(fe_dropped(&a));
+	stop_probe = -1;
+	close(call);
+	close(fd);
+	fe_close(&a);
 }
 
 int main(void) { return tap_run(); }

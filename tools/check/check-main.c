@@ -23,6 +23,7 @@
 static const struct chk_case *const groups[] = {
 	chk_cases_conf, chk_cases_fe, chk_cases_framing, chk_cases_mem, chk_cases_ring,
 	chk_cases_config, chk_cases_request, chk_cases_chain, chk_cases_blk,
+	chk_cases_migrate,
 };
 
 struct result {

@@ -55,6 +55,7 @@ struct chk_sess {
 	uint64_t acked;         /* SET_FEATURES value */
 	uint64_t acked_pf;      /* SET_PROTOCOL_FEATURES value */
 	bool have_pf;           /* PROTOCOL_FEATURES offered */
+	bool want_log;          /* set before chk_open: negotiate LOG_SHMFD */
 	unsigned queue_num;     /* GET_QUEUE_NUM, 0 without MQ */
 	unsigned max_slots;     /* GET_MAX_MEM_SLOTS, 0 when not offered */
 	int breq_fd;            /* our end of the back-end channel, -1 none */
@@ -243,6 +244,7 @@ extern const struct chk_case chk_cases_config[];
 extern const struct chk_case chk_cases_request[];
 extern const struct chk_case chk_cases_chain[];
 extern const struct chk_case chk_cases_blk[];
+extern const struct chk_case chk_cases_migrate[];
 
 /* why helpers */
 /* Read /proc/<pid>/stat into buf (cap bytes) and return where the fields

@@ -135,8 +135,10 @@ int chk_open(struct chk_sess *s, const char *path, bool handshake, char *why)
 		 * one went away. */
 		if (r != -EPIPE || s->replies || now_ms() > deadline)
 			return r;
+		bool want_log = s->want_log;
 		chk_sess_close(s);
 		chk_sess_init(s, timeout);
+		s->want_log = want_log;
 		usleep(20000);
 	}
 }
@@ -292,7 +294,8 @@ int chk_handshake(struct chk_sess *s, char *why)
 				why);
 		if (r < 0)
 			return r;
-		uint64_t pf = s->pfeatures & WANT_PF;
+		uint64_t pf = s->pfeatures &
+			      (WANT_PF | (s->want_log ? VHU_BIT(VHU_PF_LOG_SHMFD) : 0));
 		r = chk_send(s, VHU_REQ_SET_PROTOCOL_FEATURES, VHU_MSG_VERSION,
 			     &pf, 8, NULL, 0);
 		if (r < 0)

@@ -19,6 +19,7 @@
 
 #include <json-c/json.h>
 
+#include "bench-log.h"
 #include "check.h"
 #include "cli.h"
 
@@ -56,6 +57,7 @@ struct opts {
 	bool progress;
 	bool no_event_idx;
 	bool packed;
+	bool dirty_log;      /* --dirty-log */
 	double stall_s;
 };
 
@@ -370,6 +372,8 @@ static void bench_help(FILE *f)
 		"  --seed N          pattern seed (1)\n"
 		"  --no-event-idx    do not negotiate VIRTIO_F_EVENT_IDX\n"
 		"  --packed          use packed virtqueues (VIRTIO_F_RING_PACKED)\n"
+		"  --dirty-log       have the back-end log dirty pages as during a live\n"
+		"                    migration (bitmap read and cleared every 50 ms)\n"
 		"  --quiet           no progress line\n"
 		"  --json            result as JSON\n"
 		"Read-only patterns with --verify check every block: write it first\n"
@@ -404,6 +408,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		{ "seed", required_argument, NULL, 'S' },
 		{ "no-event-idx", no_argument, NULL, 'E' },
 		{ "packed", no_argument, NULL, 'K' },
+		{ "dirty-log", no_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'z' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -464,6 +469,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
 			break;
 		case 'E': o->no_event_idx = true; break;
 		case 'K': o->packed = true; break;
+		case 'L': o->dirty_log = true; break;
 		case 'z': o->progress = false; break;
 		case 'j': o->json = true; break;
 		case 'h': bench_help(stdout); return 1;
@@ -626,8 +632,10 @@ static int bench_negotiate(struct vhu_fe *fe, const struct opts *o,
 
 /* Start one thread per queue and watch them until the time or count is
  * reached, a queue fails or a signal came; returns the threads started
- * (all joined).  *t0, *t1: start and end (ns). */
+ * (all joined).  *t0, *t1: start and end (ns).  With dirty (--dirty-log)
+ * the log is read and cleared at every tick. */
 static unsigned bench_run(const struct opts *o, struct worker *ws,
+			  struct vhu_fe *fe, struct bench_dirty *dirty,
 			  uint64_t *t0, uint64_t *t1)
 {
 	*t0 = now_ns();
@@ -651,6 +659,8 @@ static unsigned bench_run(const struct opts *o, struct worker *ws,
 		}
 		if (t >= end || any_fail)
 			stop_flag = 1;
+		if (dirty)
+			bench_dirty_sync(fe, dirty);
 		/* Count mode: over when every quota completed. */
 		bool all_done = o->count && done >= o->count;
 		if (o->progress && t - last_t >= 1000000000ull) {
@@ -738,7 +748,8 @@ static void bench_merge(const struct opts *o, const struct worker *ws,
 /* Print the results (text or JSON): secs of run time, cpu back-end CPU
  * seconds (< 0: unknown), f the features. */
 static void bench_report(const struct opts *o, const struct bench_totals *m,
-			 double secs, double cpu, uint64_t f)
+			 double secs, double cpu, uint64_t f,
+			 const struct bench_dirty *dirty)
 {
 	uint64_t done = m->done, lat_max = m->lat_max;
 	double iops = secs > 0 ? (double)done / secs : 0;
@@ -776,6 +787,9 @@ static void bench_report(const struct opts *o, const struct bench_totals *m,
 			json_object_object_add(j, "iops_per_backend_cpu_s",
 					       json_object_new_double(iops_per_cpu));
 		}
+		if (dirty)
+			json_object_object_add(j, "dirty_log_pages",
+					       json_object_new_uint64(dirty->marked));
 		if (o->verify) {
 			json_object_object_add(j, "verified", json_object_new_uint64(m->verified));
 			json_object_object_add(j, "mismatches", json_object_new_uint64(m->mismatches));
@@ -797,6 +811,9 @@ static void bench_report(const struct opts *o, const struct bench_totals *m,
 		printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
 		       "IOPS per back-end CPU-second: %.0f\n",
 		       cpu, secs > 0 ? 100 * cpu / secs : 0, iops_per_cpu);
+	if (dirty)
+		printf("dirty log: %" PRIu64 " page bits read in %" PRIu64 " syncs\n",
+		       dirty->marked, dirty->syncs);
 	if (o->verify)
 		printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
 		       m->verified, m->mismatches);
@@ -837,6 +854,10 @@ int cmd_bench(int argc, char **argv)
 		goto out;
 	}
 
+	struct bench_dirty dirty;
+	if (o.dirty_log && bench_dirty_start(fe, &dirty) < 0)
+		goto out;
+
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -846,15 +867,18 @@ int cmd_bench(int argc, char **argv)
 		fprintf(stderr, "vhu bench: cannot read /proc/%d/stat; no CPU figures\n",
 			o.pid);
 	uint64_t t0, t1;
-	unsigned started = bench_run(&o, ws, &t0, &t1);
+	unsigned started = bench_run(&o, ws, fe, o.dirty_log ? &dirty : NULL, &t0, &t1);
+	int dirty_rc = o.dirty_log ? bench_dirty_stop(fe, &dirty) : 0;
 	double cpu1 = o.pid > 0 && cpu0 >= 0 ? proc_cpu(o.pid) : -1;
 	unsigned base_errors = bench_check_bases(fe, &o, ws, started);
 
 	static struct bench_totals m;
 	bench_merge(&o, ws, started, &m);
 	double secs = (double)(t1 - t0) / 1e9;
-	bench_report(&o, &m, secs, cpu1 >= 0 ? cpu1 - cpu0 : -1, f);
+	bench_report(&o, &m, secs, cpu1 >= 0 ? cpu1 - cpu0 : -1, f,
+		     o.dirty_log ? &dirty : NULL);
 	if (m.fail == 0 && m.errors == 0 && m.mismatches == 0 && base_errors == 0 &&
+	    dirty_rc == 0 &&
 	    (!o.count || m.done == o.count))
 		rc = 0;
 	else if (m.fail == 0 && o.count && m.done != o.count)
