@@ -51,7 +51,7 @@ struct vhu_blk_ctl {
 	struct vhu_blk_daemon *d;
 	int fd;
 	int timer_fd;         /* idle check, every CTL_TICK_MS */
-	char *path;
+	struct vhu_blk_sock sock;
 	struct vhu_blk_ctl_opts opts;
 	struct ctl_client *clients[CTL_MAX_CLIENTS];
 };
@@ -430,26 +430,6 @@ static void on_client(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 	}
 }
 
-/* Is the group one of the user's (primary or supplementary)? */
-static bool user_in_group(uid_t uid, gid_t primary, gid_t gid)
-{
-	struct passwd pw, *res = NULL;
-	gid_t groups[256];
-	int n = 256;
-	char buf[4096];
-
-	if (primary == gid)
-		return true;
-	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res)
-		return false;
-	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
-		return false;
-	for (int i = 0; i < n; i++)
-		if (groups[i] == gid)
-			return true;
-	return false;
-}
-
 /* The socket file's mode already keeps others out; this check also
  * holds when the file was made wider by mistake, or the socket was
  * passed on. */
@@ -459,10 +439,7 @@ static bool peer_allowed(const struct vhu_blk_ctl *ctl, int fd, struct ucred *cr
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
 		return false;
-	if (cr->uid == 0 || cr->uid == geteuid())
-		return true;
-	return ctl->opts.group >= 0 &&
-	       user_in_group(cr->uid, cr->gid, (gid_t)ctl->opts.group);
+	return vhu_blk_sock_perm_allows(&ctl->opts.perm, cr);
 }
 
 static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
@@ -476,7 +453,7 @@ static void on_accept(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 		return;
 	if (!peer_allowed(ctl, cfd, &cr)) {
 		vhu_blk_daemon_log("control: connection from uid %u refused "
-				   "(not this user, root or the control group)",
+				   "(the control socket's owner, group and mode do not allow it)",
 				   (unsigned)cr.uid);
 		close(cfd);
 		return;
@@ -522,76 +499,21 @@ static void on_tick(struct vhu_loop *loop, int fd, uint32_t events, void *opaque
 	}
 }
 
-/*
- * What is at path?  0: nothing, or a stale socket (connect refused: its
- * server is gone), which may be replaced; -EADDRINUSE: a socket something
- * accepts on; -EEXIST: not a socket (a regular file, a directory...),
- * never touched; other -errno when it cannot be told.
- */
-static int path_state(const struct sockaddr_un *sa)
-{
-	struct stat st;
-	int fd, r, e;
-
-	if (lstat(sa->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	e = errno;
-	close(fd);
-	/* A full backlog (EAGAIN) is a live server too. */
-	if (r == 0 || e == EAGAIN || e == EINPROGRESS)
-		return -EADDRINUSE;
-	if (e == ECONNREFUSED)
-		return unlink(sa->sun_path) < 0 && errno != ENOENT ? -errno : 0;
-	return -e;
-}
-
 int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
 		     const struct vhu_blk_ctl_opts *opts, struct vhu_blk_ctl **out)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct itimerspec its = {
 		.it_interval = { 0, CTL_TICK_MS * 1000000L },
 		.it_value = { 0, CTL_TICK_MS * 1000000L },
 	};
 	struct vhu_blk_ctl *ctl;
-	mode_t old_mask;
+	struct vhu_blk_sock sock;
 	int fd, r;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	r = path_state(&sa);
+	r = vhu_blk_sock_listen(path, &opts->perm, 16, &sock);
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return -errno;
-	/* Created 0600 (no window with a wider mode): only this user and
-	 * root may connect; --control-group opens it to a group. */
-	old_mask = umask(0177);
-	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-	umask(old_mask);
-	/* A bind that fails created nothing: nothing to unlink. */
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	if (opts->group >= 0 &&
-	    (chown(path, (uid_t)-1, (gid_t)opts->group) < 0 ||
-	     chmod(path, 0660) < 0)) {
-		r = -errno;
-		goto fail_unlink;
-	}
-	if (listen(fd, 16) < 0) {
-		r = -errno;
-		goto fail_unlink;
-	}
+	fd = sock.fd;
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl) {
 		r = -ENOMEM;
@@ -600,7 +522,7 @@ int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
 	ctl->d = d;
 	ctl->fd = fd;
 	ctl->opts = *opts;
-	ctl->path = strdup(path);
+	ctl->sock = sock;
 	ctl->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	r = ctl->timer_fd < 0 ? -errno : 0;
 	if (r == 0 && timerfd_settime(ctl->timer_fd, 0, &its, NULL) < 0)
@@ -612,18 +534,16 @@ int vhu_blk_ctl_open(struct vhu_blk_daemon *d, const char *path,
 		if (r < 0)
 			vhu_loop_del(d->loop, ctl->timer_fd);
 	}
-	if (r < 0 || !ctl->path) {
+	if (r < 0) {
 		if (ctl->timer_fd >= 0)
 			close(ctl->timer_fd);
-		free(ctl->path);
 		free(ctl);
-		r = r < 0 ? r : -ENOMEM;
 		goto fail_unlink;
 	}
 	*out = ctl;
 	return 0;
 fail_unlink:
-	unlink(path);
+	vhu_blk_sock_remove(&sock);
 	close(fd);
 	return r;
 }
@@ -638,7 +558,6 @@ void vhu_blk_ctl_close(struct vhu_blk_ctl *ctl)
 	close(ctl->timer_fd);
 	vhu_loop_del(ctl->d->loop, ctl->fd);
 	close(ctl->fd);
-	unlink(ctl->path);
-	free(ctl->path);
+	vhu_blk_sock_remove(&ctl->sock);
 	free(ctl);
 }

@@ -20,6 +20,8 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <stddef.h>
 #include <unistd.h>
 
 #include <vhu/vhu.h>
@@ -52,6 +54,12 @@ static void usage(FILE *f)
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
 "      --fd N               use the inherited socket fd N (connected: one\n"
 "                           session; listening: accept on it)\n"
+"      --socket-mode MODE   mode of the --socket-path socket, octal (default\n"
+"                           0600, or 0660 with --socket-group)\n"
+"      --socket-user USER   owner of the --socket-path socket (needs root)\n"
+"      --socket-group GROUP group of the --socket-path socket (a front-end run\n"
+"                           as another user, such as libvirt's QEMU, needs\n"
+"                           this or --socket-user/--socket-mode)\n"
 "  -r, --read-only          serve the image read-only\n"
 "      --serial STR         device serial (GET_ID), at most 20 bytes (default:\n"
 "                           file name and a hash of the image's path)\n"
@@ -78,14 +86,18 @@ static void usage(FILE *f)
 "                           QEMU) as QEMU does (default on)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
 "                           refresh), mode 0600: this user and root only\n"
-"      --control-group GROUP  also let GROUP use it (mode 0660)\n"
+"      --control-mode MODE, --control-user USER, --control-group GROUP\n"
+"                           its mode, owner and group, as the --socket-*\n"
+"                           options (default 0600, or 0660 with a group)\n"
 "      --control-timeout SEC  drop control clients idle this long (default 60)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
-"Without --socket-path or --fd, a systemd-activated socket (LISTEN_FDS) is\n"
-"used.  SIGTERM or SIGINT: finish the requests in progress (at most 10 s)\n"
+"A systemd-activated socket (LISTEN_FDS) is used when there is one; a\n"
+"--socket-path must then name its address.  Under a service manager\n"
+"(NOTIFY_SOCKET), READY=1 is sent once the socket listens, STOPPING=1 on\n"
+"SIGTERM.  SIGTERM or SIGINT: finish the requests in progress (at most 10 s)\n"
 "and exit 0; a front-end that reconnects to a new vhu-blk sees a pause.\n"
 "SIGHUP: re-read the image size (a smaller size only as the file is with\n"
 "the queues quiesced).\n"
@@ -119,7 +131,10 @@ struct options {
 	bool print_caps;
 	bool no_lock;
 	bool format_raw;
-	long control_group;        /* -1: none */
+	struct vhu_blk_sock_perm socket_perm;
+	struct vhu_blk_sock_perm control_perm;
+	bool socket_perm_set;      /* a --socket-* permission option given */
+	bool socket_mode_set, control_mode_set;
 	unsigned control_timeout;  /* seconds */
 	unsigned num_queues;
 	unsigned threads;
@@ -130,12 +145,50 @@ struct options {
 	bool poll_always;
 };
 
+/* --socket-{mode,user,group} and --control-{mode,user,group}: mode,
+ * user, group in this order (parse_perm_option counts on it). */
+enum {
+	PERM_OPT_BASE = 512,
+	OPT_SOCKET_MODE = PERM_OPT_BASE, OPT_SOCKET_USER, OPT_SOCKET_GROUP,
+	PERM_OPT_CONTROL,
+	OPT_CONTROL_MODE = PERM_OPT_CONTROL, OPT_CONTROL_USER, OPT_CONTROL_GROUP,
+};
+
+static int parse_perm_option(int c, struct options *o)
+{
+	static const char *const names[] = {
+		"--socket-mode", "--socket-user", "--socket-group",
+		"--control-mode", "--control-user", "--control-group",
+	};
+	bool control = c >= PERM_OPT_CONTROL;
+	struct vhu_blk_sock_perm *p = control ? &o->control_perm : &o->socket_perm;
+	const char *name = names[c - PERM_OPT_BASE];
+	int what = (c - PERM_OPT_BASE) % 3;
+
+	if (!control)
+		o->socket_perm_set = true;
+	if (what == 0) {
+		if (vhu_blk_parse_mode(optarg, &p->mode) < 0) {
+			vhu_blk_daemon_log("error: %s must be an octal mode 0..0777, "
+					   "not '%s'", name, optarg);
+			return -1;
+		}
+		*(control ? &o->control_mode_set : &o->socket_mode_set) = true;
+	} else if (what == 1 ? vhu_blk_parse_user(optarg, &p->uid) < 0
+			     : vhu_blk_parse_group(optarg, &p->gid) < 0) {
+		vhu_blk_daemon_log("error: %s: no %s '%s'", name,
+				   what == 1 ? "user" : "group", optarg);
+		return -1;
+	}
+	return 0;
+}
+
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
-	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_GROUP, OPT_CONTROL_TIMEOUT,
+	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_TIMEOUT,
 	       OPT_POLL_US, OPT_POLL };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
@@ -151,6 +204,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "control", required_argument, NULL, OPT_CONTROL },
 		{ "lock", required_argument, NULL, OPT_LOCK },
 		{ "control-group", required_argument, NULL, OPT_CONTROL_GROUP },
+		{ "control-mode", required_argument, NULL, OPT_CONTROL_MODE },
+		{ "control-user", required_argument, NULL, OPT_CONTROL_USER },
+		{ "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
+		{ "socket-user", required_argument, NULL, OPT_SOCKET_USER },
+		{ "socket-group", required_argument, NULL, OPT_SOCKET_GROUP },
 		{ "control-timeout", required_argument, NULL, OPT_CONTROL_TIMEOUT },
 		{ "format", required_argument, NULL, OPT_FORMAT },
 		{ "poll-us", required_argument, NULL, OPT_POLL_US },
@@ -166,7 +224,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
 			       .poll_us = VHU_BLK_POLL_US_DEFAULT,
 			       .cache = VHU_BLK_CACHE_WRITEBACK,
-			       .control_group = -1, .control_timeout = 60 };
+			       .socket_perm = { 0600, -1, -1 },
+			       .control_perm = { 0600, -1, -1 },
+			       .control_timeout = 60 };
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":b:s:rhV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -262,20 +322,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_CONTROL:
 			o->control = optarg;
 			break;
-		case OPT_CONTROL_GROUP: {
-			struct group *gr = getgrnam(optarg);
-
-			if (gr)
-				o->control_group = (long)gr->gr_gid;
-			else if (parse_uint(optarg, 0, INT_MAX, &v) == 0)
-				o->control_group = (long)v;
-			else {
-				vhu_blk_daemon_log("error: --control-group: no group '%s'",
-						   optarg);
+		case OPT_SOCKET_MODE:
+		case OPT_SOCKET_USER:
+		case OPT_SOCKET_GROUP:
+		case OPT_CONTROL_MODE:
+		case OPT_CONTROL_USER:
+		case OPT_CONTROL_GROUP:
+			if (parse_perm_option(c, o) < 0)
 				return -1;
-			}
 			break;
-		}
 		case OPT_CONTROL_TIMEOUT:
 			if (parse_uint(optarg, 1, 86400, &v) < 0) {
 				vhu_blk_daemon_log("error: --control-timeout must be 1..86400 "
@@ -337,6 +392,16 @@ static int parse_args(int argc, char **argv, struct options *o)
 		vhu_blk_daemon_log("error: --blk-file is required (see --help)");
 		return -1;
 	}
+	if (o->socket_perm_set && o->fd >= 0) {
+		vhu_blk_daemon_log("error: --socket-mode, --socket-user and "
+				   "--socket-group apply to --socket-path, not --fd");
+		return -1;
+	}
+	/* A group alone opens the socket to it, like --control-group always did. */
+	if (!o->socket_mode_set && o->socket_perm.gid >= 0)
+		o->socket_perm.mode = 0660;
+	if (!o->control_mode_set && o->control_perm.gid >= 0)
+		o->control_perm.mode = 0660;
 	return 0;
 }
 
@@ -424,6 +489,7 @@ static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 				vhu_blk_daemon_log("SIGHUP: image size unchanged");
 			}
 		} else {
+			vhu_blk_notify("STOPPING=1");
 			arm_stop_grace();
 			vhu_loop_stop(loop);
 		}
@@ -445,6 +511,109 @@ static const char *open_error(int r)
 	}
 }
 
+/* Where connections come from, decided before the image is opened:
+ * a systemd socket (LISTEN_FDS), an inherited --fd (listening or
+ * connected), or --socket-path.  -1 after logging an error. */
+static int pick_listener(struct options *o, int *listen_fd, bool *from_fd)
+{
+	int sd = o->fd < 0 ? systemd_fd() : -1;
+
+	*listen_fd = -1;
+	*from_fd = false;
+	if (sd >= 0) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+
+		/* The same command line serves with and without the .socket
+		 * unit: --socket-path then names the socket systemd made. */
+		if (o->socket_path &&
+		    (getsockname(sd, (struct sockaddr *)&sa, &len) < 0 ||
+		     sa.sun_family != AF_UNIX || len <= offsetof(struct sockaddr_un, sun_path) ||
+		     strncmp(sa.sun_path, o->socket_path, sizeof(sa.sun_path)) != 0)) {
+			vhu_blk_daemon_log("error: the systemd socket (fd %d) is not bound "
+					   "to --socket-path '%s'", sd, o->socket_path);
+			return -1;
+		}
+		if (o->socket_perm_set)
+			vhu_blk_daemon_log("note: --socket-mode/-user/-group ignored: the "
+					   "socket unit (SocketMode=, SocketUser=, "
+					   "SocketGroup=) made the socket");
+		o->socket_path = NULL;
+		*listen_fd = sd;
+		return 0;
+	}
+	if (!o->socket_path && o->fd < 0) {
+		vhu_blk_daemon_log("error: one of --socket-path or --fd is required "
+				   "(or systemd socket activation)");
+		return -1;
+	}
+	if (o->fd >= 0) {
+		struct stat st;
+		int acc = 0;
+		socklen_t len = sizeof(acc);
+
+		if (fstat(o->fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+			vhu_blk_daemon_log("error: --fd %d is not an open socket", o->fd);
+			return -1;
+		}
+		/* A listening socket (as a service manager passes it) is
+		 * accepted on, like the systemd one. */
+		if (getsockopt(o->fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 &&
+		    acc) {
+			*listen_fd = o->fd;
+			*from_fd = true;
+			o->fd = -1;
+		}
+	}
+	return 0;
+}
+
+/* Hand the back-end its socket; -errno after logging an error. */
+static int open_listener(struct vhu_blk_daemon *d, struct options *o, int listen_fd,
+			 bool from_fd, char *fd_desc, size_t desc_len)
+{
+	int r;
+
+	if (o->socket_path) {
+		d->socket_desc = o->socket_path;
+		r = vhu_blk_sock_listen(o->socket_path, &o->socket_perm, 4, &d->sock);
+		if (r == 0) {
+			r = vhu_backend_listen_fd(d->backend, d->sock.fd);
+			if (r < 0)
+				vhu_blk_sock_remove(&d->sock);
+		}
+		if (r == -EADDRINUSE)
+			vhu_blk_daemon_log("error: socket path '%s' is in use", o->socket_path);
+		else if (r == -EEXIST)
+			vhu_blk_daemon_log("error: socket path '%s' exists and is not a "
+					   "socket; refusing to replace it", o->socket_path);
+		else if (r == -EPERM)
+			vhu_blk_daemon_log("error: cannot give socket '%s' its owner or "
+					   "group (--socket-user needs root; --socket-group "
+					   "one of this user's groups): %s", o->socket_path,
+					   strerror(-r));
+		else if (r < 0)
+			vhu_blk_daemon_log("error: cannot listen on '%s': %s",
+					   o->socket_path, strerror(-r));
+	} else if (o->fd >= 0) {
+		snprintf(fd_desc, desc_len, "fd %d", o->fd);
+		d->socket_desc = fd_desc;
+		r = vhu_backend_connected_fd(d->backend, o->fd);
+		if (r < 0)
+			vhu_blk_daemon_log("error: cannot use --fd %d: %s", o->fd,
+					   strerror(-r));
+	} else {
+		d->socket_desc = from_fd ? fd_desc : "systemd";
+		if (from_fd)
+			snprintf(fd_desc, desc_len, "fd %d (listening)", listen_fd);
+		r = vhu_backend_listen_fd(d->backend, listen_fd);
+		if (r < 0)
+			vhu_blk_daemon_log("error: cannot use the %s socket: %s",
+					   from_fd ? "--fd" : "systemd", strerror(-r));
+	}
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	struct vhu_blk_daemon d = { 0 };
@@ -460,32 +629,9 @@ int main(int argc, char **argv)
 	if (r != 0)
 		return r > 0 ? 0 : 1;
 
-	if (!o.socket_path && o.fd < 0) {
-		listen_fd = systemd_fd();
-		if (listen_fd < 0) {
-			vhu_blk_daemon_log("error: one of --socket-path or --fd is required "
-					   "(or systemd socket activation)");
-			return 1;
-		}
-	}
-	if (o.fd >= 0) {
-		struct stat st;
-		int acc = 0;
-		socklen_t len = sizeof(acc);
-
-		if (fstat(o.fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-			vhu_blk_daemon_log("error: --fd %d is not an open socket", o.fd);
-			return 1;
-		}
-		/* A listening socket (as a service manager passes it) is
-		 * accepted on, like the systemd one. */
-		if (getsockopt(o.fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) == 0 &&
-		    acc) {
-			listen_fd = o.fd;
-			listen_from_fd = true;
-			o.fd = -1;
-		}
-	}
+	r = pick_listener(&o, &listen_fd, &listen_from_fd);
+	if (r < 0)
+		return 1;
 
 	signal(SIGPIPE, SIG_IGN);
 	/* A front-end that shrinks guest memory it shared breaks the queue
@@ -540,40 +686,13 @@ int main(int argc, char **argv)
 		goto out_loop;
 	}
 
-	if (o.socket_path) {
-		d.socket_desc = o.socket_path;
-		r = vhu_backend_listen(d.backend, o.socket_path);
-		if (r == -EADDRINUSE)
-			vhu_blk_daemon_log("error: socket path '%s' is in use", o.socket_path);
-		else if (r == -EEXIST)
-			vhu_blk_daemon_log("error: socket path '%s' exists and is not a "
-					   "socket; refusing to replace it", o.socket_path);
-		else if (r < 0)
-			vhu_blk_daemon_log("error: cannot listen on '%s': %s",
-					   o.socket_path, strerror(-r));
-	} else if (o.fd >= 0) {
-		snprintf(fd_desc, sizeof(fd_desc), "fd %d", o.fd);
-		d.socket_desc = fd_desc;
-		r = vhu_backend_connected_fd(d.backend, o.fd);
-		if (r < 0)
-			vhu_blk_daemon_log("error: cannot use --fd %d: %s", o.fd,
-					   strerror(-r));
-	} else {
-		d.socket_desc = listen_from_fd ? fd_desc : "systemd";
-		if (listen_from_fd)
-			snprintf(fd_desc, sizeof(fd_desc), "fd %d (listening)", listen_fd);
-		r = vhu_backend_listen_fd(d.backend, listen_fd);
-		if (r < 0)
-			vhu_blk_daemon_log("error: cannot use the %s socket: %s",
-					   listen_from_fd ? "--fd" : "systemd",
-					   strerror(-r));
-	}
+	r = open_listener(&d, &o, listen_fd, listen_from_fd, fd_desc, sizeof(fd_desc));
 	if (r < 0)
 		goto out_backend;
 
 	if (o.control) {
 		struct vhu_blk_ctl_opts co = {
-			.group = o.control_group,
+			.perm = o.control_perm,
 			.idle_ms = o.control_timeout * 1000,
 		};
 
@@ -603,6 +722,11 @@ int main(int argc, char **argv)
 	vhu_blk_daemon_log("serving '%s' (%llu bytes%s) on %s", o.blk_file,
 			   (unsigned long long)vhu_blk_size(d.blk),
 			   o.read_only ? ", read-only" : "", d.socket_desc);
+	/* The socket listens and the control socket is up: ready. */
+	r = vhu_blk_notify("READY=1");
+	if (r < 0)
+		vhu_blk_daemon_log("warning: cannot notify the service manager: %s",
+				   strerror(-r));
 
 	r = vhu_loop_run(d.loop);
 	if (r < 0)
@@ -617,6 +741,7 @@ out_ctl:
 	}
 	vhu_blk_ctl_close(d.ctl);
 out_backend:
+	vhu_blk_sock_remove(&d.sock);
 	vhu_backend_free(d.backend);
 out_loop:
 	vhu_loop_free(d.loop);
