@@ -83,9 +83,11 @@ e2e_bins() {
 e2e_setup() {
 	T=$(e2e_tmpdir "$1")
 	PIDS=()
-	trap e2e_cleanup EXIT
+	trap e2e_setup_cleanup EXIT
 }
-e2e_cleanup() {
+# Not named e2e_cleanup: tests/e2e/guest/lib.sh has one of its own, and a
+# script that sources both must keep that one.
+e2e_setup_cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 	wait 2>/dev/null
