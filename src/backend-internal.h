@@ -164,6 +164,11 @@ void vhu__be_read_channel(struct vhu_backend *b);
 void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq);
 /* Take a started queue back from the device. */
 void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq);
+/* Stop a started queue that the caller starts again at once, at the same
+ * positions (vhu_vq_is_restarting() is true meanwhile); resume starts it
+ * if it is ready and ends the restart either way. */
+void vhu__be_vq_pause(struct vhu_backend *b, struct vhu_vq *vq);
+void vhu__be_vq_resume(struct vhu_backend *b, struct vhu_vq *vq);
 /* Recompute ring pointers after a size/address/memory change. */
 int vhu__be_vq_remap(struct vhu_backend *b, struct vhu_vq *vq);
 /* Stop every started queue (before a memory-table change). */

@@ -37,7 +37,7 @@ void vhu__be_log_change_begin(struct vhu_backend *b, bool *was)
 {
 	for (unsigned i = 0; i < b->num_queues; i++) {
 		was[i] = b->vqs[i].started;
-		vhu__be_vq_stop(b, &b->vqs[i]);
+		vhu__be_vq_pause(b, &b->vqs[i]);
 	}
 }
 
@@ -45,7 +45,7 @@ void vhu__be_log_change_end(struct vhu_backend *b, const bool *was)
 {
 	for (unsigned i = 0; i < b->num_queues; i++)
 		if (was[i])
-			vhu__be_vq_try_start(b, &b->vqs[i]);
+			vhu__be_vq_resume(b, &b->vqs[i]);
 }
 
 void vhu__be_log_drop(struct vhu_backend *b)

@@ -100,10 +100,32 @@ void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq)
 	vhu__debug("queue %u stopped", vq->index);
 }
 
+void vhu__be_vq_pause(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	if (!vq->started)
+		return;
+	vq->restarting = true;
+	vhu__be_vq_stop(b, vq);
+}
+
+void vhu__be_vq_resume(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	vhu__be_vq_try_start(b, vq);
+	if (vq->restarting && !vq->started)
+		vhu__warn("queue %u: could not start again after a change: "
+			  "stopped", vq->index);
+	vq->restarting = false;
+}
+
+bool vhu_vq_is_restarting(const struct vhu_vq *vq)
+{
+	return vq->restarting;
+}
+
 void vhu__be_stop_all(struct vhu_backend *b)
 {
 	for (unsigned i = 0; i < b->num_queues; i++)
-		vhu__be_vq_stop(b, &b->vqs[i]);
+		vhu__be_vq_pause(b, &b->vqs[i]);
 }
 
 void vhu__be_restart_all(struct vhu_backend *b)
@@ -114,7 +136,7 @@ void vhu__be_restart_all(struct vhu_backend *b)
 		if (r < 0)
 			vhu__warn("queue %u: rings no longer mapped: %s", i,
 				  strerror(-r));
-		vhu__be_vq_try_start(b, vq);
+		vhu__be_vq_resume(b, vq);
 	}
 }
 
@@ -191,7 +213,7 @@ int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req)
 	/* A running ring is stopped (everything popped completes) and
 	 * started again at the same positions: turning its LOG flag on or
 	 * off (vhost-user.rst "Migration") loses and repeats nothing. */
-	vhu__be_vq_stop(b, vq);
+	vhu__be_vq_pause(b, vq);
 	vq->addr_flags = a->flags;
 	vq->desc_uva = a->desc_user_addr;
 	vq->avail_uva = a->avail_user_addr;
@@ -202,9 +224,10 @@ int vhu__be_set_vring_addr(struct vhu_backend *b, struct vhu__req *req)
 	if (r < 0) {
 		/* Rings outside the memory the front-end gave us. */
 		vq->addr_set = false;
+		vhu__be_vq_resume(b, vq);
 		return r;
 	}
-	vhu__be_vq_try_start(b, vq);
+	vhu__be_vq_resume(b, vq);
 	return 0;
 }
 
@@ -280,11 +303,11 @@ int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req)
 {
 	struct vhu_vq *vq = &b->vqs[req->ring];
 
-	vhu__be_vq_stop(b, vq);
+	vhu__be_vq_pause(b, vq);
 	/* Bit 8: no fd, the device polls the ring instead. */
 	replace_fd(&vq->kick_fd, take_u64_fd(req));
 	vq->kick_set = true;
-	vhu__be_vq_try_start(b, vq);
+	vhu__be_vq_resume(b, vq);
 	return 0;
 }
 
@@ -295,10 +318,10 @@ static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
 {
 	bool was = vq->started;
 
-	vhu__be_vq_stop(b, vq);
+	vhu__be_vq_pause(b, vq);
 	replace_fd(slot, take_u64_fd(req));
 	if (was)
-		vhu__be_vq_try_start(b, vq);
+		vhu__be_vq_resume(b, vq);
 	return 0;
 }
 

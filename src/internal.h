@@ -265,6 +265,11 @@ struct vhu_vq {
 	bool enabled;              /* SET_VRING_ENABLE (or no protocol features) */
 	bool kick_set;             /* SET_VRING_KICK received (fd or polling) */
 	bool started;              /* handed to the device */
+	/* The control path stops the queue only to start it again at the
+	 * same positions (a dirty-logging switch, a memory change, a new
+	 * call fd...): set around that queue_stopped and the queue_started
+	 * that follows (vhu_vq_is_restarting()). */
+	bool restarting;
 	uint32_t addr_flags;
 	uint64_t desc_uva, avail_uva, used_uva, log_gpa;
 	int kick_fd;               /* owned, -1 none */

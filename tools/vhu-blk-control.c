@@ -123,6 +123,11 @@ static json_object *method_info(struct vhu_blk_daemon *d)
 	json_object_object_add(o, "cache", json_object_new_string(
 		vhu_blk_cache_mode(blk) == VHU_BLK_CACHE_NONE ? "none" : "writeback"));
 	json_object_object_add(o, "wce", json_object_new_boolean(vhu_blk_wce(blk)));
+	/* Image locking: off, none, shared (queues stopped, or read-only),
+	 * write (queues running), conflict (another process writes it:
+	 * every request fails). */
+	json_object_object_add(o, "lock", json_object_new_string(
+		vhu_blk_lock_name(vhu_blk_lock_state(blk))));
 	json_object_object_add(o, "block_device",
 			       json_object_new_boolean(vhu_blk_is_blockdev(blk)));
 	/* True while the front-end has VHOST_F_LOG_ALL on: a live migration

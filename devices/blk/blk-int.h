@@ -50,6 +50,17 @@ struct vhu_blk {
 	bool null_dev;              /* null:SIZE: no image, zeros in, writes dropped */
 	char serial[VHU_BLK_ID_BYTES + 1];
 	bool no_lock;               /* --lock off */
+	/* Image locking (lock.c): the state (vhu_blk_lock_state; the
+	 * workers read it for every request), the image's path, the
+	 * descriptor that holds the locks (fd is the same, except for a
+	 * block device while the write lock is held: then fd is its
+	 * exclusive claim), and the requests refused for want of it. */
+	_Atomic int lock_state;
+	char *path;
+	int lock_fd;                /* the open-time descriptor: the locks */
+	int open_flags;             /* how it was opened */
+	_Atomic uint64_t lock_denied;
+	_Atomic int64_t lock_denied_at;
 	bool format_raw;            /* --format raw: no format probe */
 	/* While vhu_blk_new() runs: where a one-line reason for a failure
 	 * goes (opts->err), or NULL. */
@@ -150,11 +161,33 @@ struct stat;
 void vhu__blk_image_geometry(int fd, const struct stat *st,
 			     struct vhu_blk_geometry *g);
 
-/* Open-path checks (safety.c): record the reason of a failure; take the
- * image locks (-EBUSY on a conflict). */
+/* Open-path checks (safety.c): record the reason of a failure. */
 void vhu__blk_open_error(struct vhu_blk *blk, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/*
+ * Image locking (lock.c), on the control thread.
+ *   image_lock: at open, the permissions held while no queue runs
+ *       (-EBUSY on a conflict that must refuse the open);
+ *   lock_take: when queues start, the write permission (wait: retry for
+ *       about half a second, for the first queue); a failure leaves the
+ *       state CONFLICT and every request is then refused;
+ *   lock_release: when the last queue stops for real.
+ */
 int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path);
+void vhu__blk_lock_take(struct vhu_blk *blk, bool wait);
+void vhu__blk_lock_release(struct vhu_blk *blk);
+/* A request refused for want of the write lock: counted, reported at
+ * most every 10 s (any thread). */
+void vhu__blk_lock_denied(struct vhu_blk *blk, unsigned queue);
+static inline bool vhu__blk_lock_denies(struct vhu_blk *blk, unsigned queue)
+{
+	if (atomic_load_explicit(&blk->lock_state, memory_order_relaxed) !=
+	    VHU_BLK_LOCK_CONFLICT)
+		return false;
+	vhu__blk_lock_denied(blk, queue);
+	return true;
+}
 /* -EMEDIUMTYPE when the image starts with a container format's header. */
 int vhu__blk_image_probe(struct vhu_blk *blk, int fd, const char *path);
 

@@ -282,6 +282,25 @@ int vhu_blk_refresh_size(struct vhu_blk *blk);
  * "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks"), or NULL. */
 const char *vhu_blk_probe_format(const void *buf, size_t len);
 
+/*
+ * Image locking (docs/vhu-blk.md, Locking).  OFF: --lock off; NONE: no
+ * lock (the null device, or file locks unsupported here); SHARED: the
+ * read permission (a writable device whose queues are stopped, or a
+ * read-only one); WRITE: the write permission, held while the front-end
+ * runs the queues; CONFLICT: the queues run but another process holds
+ * the write permission, so every request fails with an I/O error.
+ */
+enum vhu_blk_lock_state {
+	VHU_BLK_LOCK_OFF,
+	VHU_BLK_LOCK_NONE,
+	VHU_BLK_LOCK_SHARED,
+	VHU_BLK_LOCK_WRITE,
+	VHU_BLK_LOCK_CONFLICT,
+};
+enum vhu_blk_lock_state vhu_blk_lock_state(const struct vhu_blk *blk);
+/* "off", "none", "shared", "write", "conflict". */
+const char *vhu_blk_lock_name(enum vhu_blk_lock_state s);
+
 /* Per-queue counters (index < num_queues). */
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,
 			struct vhu_blk_qstats *st);

@@ -32,6 +32,15 @@ static void blk_features_set(void *opaque, uint64_t features)
 	apply_wce(blk);
 }
 
+static unsigned queues_running(const struct vhu_blk *blk)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < blk->num_queues; i++)
+		n += blk->runners[i] != NULL;
+	return n;
+}
+
 static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 {
 	struct vhu_blk *blk = opaque;
@@ -40,6 +49,10 @@ static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 
 	if (idx >= blk->num_queues || blk->runners[idx])
 		return;
+	/* The write lock comes with the queues (lock.c); a restart at the
+	 * same positions keeps what the queues had. */
+	if (!vhu_vq_is_restarting(vq))
+		vhu__blk_lock_take(blk, queues_running(blk) == 0);
 	blk->vqs[idx] = vq;
 	r = vhu__blk_run_start(blk, vq,
 			       blk->num_groups ? blk->groups[idx % blk->num_groups]
@@ -62,6 +75,11 @@ static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 	vhu__blk_run_stop(blk->runners[idx]);
 	blk->runners[idx] = NULL;
 	blk->vqs[idx] = NULL;
+	/* The last queue stopped for real (GET_VRING_BASE of a migration,
+	 * a VM stop, disable, reset, disconnect): the write lock goes, so
+	 * a migration's destination can take it. */
+	if (!vhu_vq_is_restarting(vq) && queues_running(blk) == 0)
+		vhu__blk_lock_release(blk);
 }
 
 static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
@@ -113,11 +131,15 @@ static int blk_set_config(void *opaque, uint32_t offset, const void *buf,
 	return 0;
 }
 
-/* Disconnects and device resets alike: nothing to forget here, the
- * writeback choice waits for device_reset. */
+/* Disconnects and device resets alike: the writeback choice waits for
+ * device_reset.  The write lock goes with the last queue; here too, for a
+ * queue that stopped to restart and never could (vhu_vq_is_restarting). */
 static void blk_reset(void *opaque)
 {
-	(void)opaque;
+	struct vhu_blk *blk = opaque;
+
+	if (queues_running(blk) == 0)
+		vhu__blk_lock_release(blk);
 }
 
 /* The guest's device was reset: the cache mode returns to its default. */
@@ -287,8 +309,11 @@ static void blk_release(struct vhu_blk *blk)
 	for (unsigned i = 0; i < blk->num_groups; i++)
 		vhu__blk_group_free(blk->groups[i]);
 	free(blk->groups);
-	if (blk->fd >= 0)
+	if (blk->fd >= 0 && blk->fd != blk->lock_fd)
 		close(blk->fd);
+	if (blk->lock_fd >= 0)
+		close(blk->lock_fd);
+	free(blk->path);
 	free(blk->stats);
 	free(blk->runners);
 	free(blk->vqs);
@@ -313,6 +338,9 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	if (!blk)
 		return -ENOMEM;
 	blk->fd = -1;
+	blk->lock_fd = -1;
+	atomic_init(&blk->lock_state, opts->no_lock ? VHU_BLK_LOCK_OFF
+						    : VHU_BLK_LOCK_NONE);
 	blk->read_only = opts->read_only;
 	blk->cache = opts->cache;
 	blk->aio = opts->aio;
@@ -336,10 +364,11 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	} else {
 		default_serial(blk->serial, opts->path);
 	}
+	blk->path = strdup(opts->path);
 	blk->stats = calloc(blk->num_queues, sizeof(*blk->stats));
 	blk->runners = calloc(blk->num_queues, sizeof(*blk->runners));
 	blk->vqs = calloc(blk->num_queues, sizeof(*blk->vqs));
-	if (!blk->stats || !blk->runners || !blk->vqs) {
+	if (!blk->path || !blk->stats || !blk->runners || !blk->vqs) {
 		r = -ENOMEM;
 		goto fail;
 	}

@@ -192,18 +192,10 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 		return null_open(blk, path + 5);
 	if (blk->cache == VHU_BLK_CACHE_NONE)
 		flags |= O_DIRECT;
-	/* A block device opened O_EXCL conflicts with a mount and with other
-	 * exclusive openers (the kernel's claim), which file locks miss. */
-	if (!blk->no_lock && !blk->read_only && stat(path, &st) == 0 &&
-	    S_ISBLK(st.st_mode))
-		flags |= O_EXCL;
+	/* Never O_EXCL here: a block device's exclusive claim (a mount and
+	 * other exclusive openers conflict with it, which file locks miss)
+	 * is a descriptor of its own, held with the write lock (lock.c). */
 	fd = open(path, flags);
-	if (fd < 0 && errno == EBUSY && (flags & O_EXCL)) {
-		vhu__blk_open_error(blk, "'%s' is in use: mounted, or opened "
-				    "exclusively by another process; pass --lock off "
-				    "if you are sure", path);
-		return -EBUSY;
-	}
 	if (fd < 0 && !blk->read_only &&
 	    (errno == EACCES || errno == EROFS || errno == EPERM)) {
 		int e = errno, ro = open(path, O_RDONLY | O_CLOEXEC);
@@ -227,30 +219,30 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 		close(fd);
 		return -ENOTBLK;
 	}
+	blk->blockdev = S_ISBLK(st.st_mode);
+	blk->fd = fd;
+	blk->lock_fd = fd;
+	blk->open_flags = flags;
 	if (!blk->no_lock) {
 		r = vhu__blk_image_lock(blk, fd, path);
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
+		if (r < 0)
+			goto fail;
 	}
 	if (!blk->format_raw) {
 		r = vhu__blk_image_probe(blk, fd, path);
-		if (r < 0) {
-			close(fd);
-			return r;
-		}
+		if (r < 0)
+			goto fail;
 	}
-	blk->fd = fd;
-	blk->blockdev = S_ISBLK(st.st_mode);
 	vhu__blk_image_geometry(fd, &st, &blk->geo);
 	blk->mem_backed = !blk->blockdev && in_memory_fs(fd);
 	r = vhu__blk_image_size(blk, &size);
-	if (r < 0) {
-		close(fd);
-		blk->fd = -1;
-		return r;
-	}
+	if (r < 0)
+		goto fail;
 	vhu__blk_set_size(blk, size);
 	return 0;
+fail:
+	close(fd);
+	blk->fd = -1;
+	blk->lock_fd = -1;
+	return r;
 }

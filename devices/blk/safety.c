@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What the open path checks before an image is served: that no other
- * process writes it (image locking) and that it is raw data, not a
- * container format whose metadata a guest would see and overwrite.
+ * What the open path checks before an image is served (image locking:
+ * lock.c): that it is raw data, not a container format whose metadata a
+ * guest would see and overwrite.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,105 +23,6 @@ void vhu__blk_open_error(struct vhu_blk *blk, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(blk->err, blk->err_len, fmt, ap);
 	va_end(ap);
-}
-
-/* ---- locking ---- */
-
-/*
- * The byte ranges QEMU's file driver locks (OFD locks, so they belong to
- * the open file, not the process): a shared lock on byte 100 + bit for
- * each permission held, and on byte 200 + bit for each permission it does
- * not let others have.  Using the same bytes makes vhu-blk, QEMU and
- * qemu-storage-daemon see each other.
- */
-#define LOCK_PERM_BASE   100
-#define LOCK_SHARED_BASE 200
-
-enum { PERM_READ, PERM_WRITE, PERM_WRITE_UNCHANGED, PERM_RESIZE, PERM_BITS };
-
-static const char *const perm_names[PERM_BITS] = {
-	"consistent read", "write", "write unchanged", "resize",
-};
-
-static int lock_byte(int fd, off_t off)
-{
-	struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
-			    .l_start = off, .l_len = 1 };
-
-	return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
-}
-
-/* 1 when another open file holds a lock on the byte, 0 when none. */
-static int locked_elsewhere(int fd, off_t off)
-{
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
-			    .l_start = off, .l_len = 1 };
-
-	if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
-		return -errno;
-	return fl.l_type != F_UNLCK;
-}
-
-/*
- * A writer holds read, write, write-unchanged and resize and shares
- * neither write nor resize; a reader (--read-only) holds read and shares
- * neither either, so readers go together but not with a writer.  The
- * locks are taken first and the conflicts checked after: two processes
- * starting at once may both fail, never both succeed.
- */
-int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path)
-{
-	unsigned perms = blk->read_only ? 1u << PERM_READ
-					: (1u << PERM_READ) | (1u << PERM_WRITE) |
-					  (1u << PERM_WRITE_UNCHANGED) |
-					  (1u << PERM_RESIZE);
-	unsigned unshared = (1u << PERM_WRITE) | (1u << PERM_RESIZE);
-	int r;
-
-	for (unsigned i = 0; i < PERM_BITS; i++) {
-		r = 0;
-		if (perms & (1u << i))
-			r = lock_byte(fd, LOCK_PERM_BASE + i);
-		if (r == 0 && (unshared & (1u << i)))
-			r = lock_byte(fd, LOCK_SHARED_BASE + i);
-		if (r == -EINVAL || r == -ENOSYS || r == -EOPNOTSUPP ||
-		    r == -ENOLCK) {
-			vhu__blk_log(VHU_LOG_WARN, "'%s': file locking not supported "
-				     "here (%s): another writer would go unnoticed",
-				     path, strerror(-r));
-			return 0;
-		}
-		if (r == -EAGAIN || r == -EACCES) {
-			vhu__blk_open_error(blk, "'%s' is locked exclusively by "
-				"another process; stop it, or pass --lock off if you "
-				"are sure", path);
-			return -EBUSY;
-		}
-		if (r < 0)
-			return r;
-	}
-	for (unsigned i = 0; i < PERM_BITS; i++) {
-		char why[128];
-
-		if ((perms & (1u << i)) &&
-		    locked_elsewhere(fd, LOCK_SHARED_BASE + i) > 0)
-			snprintf(why, sizeof(why), "and does not share the %s "
-				 "permission this %s needs", perm_names[i],
-				 blk->read_only ? "read-only open" : "writer");
-		else if ((unshared & (1u << i)) &&
-			 locked_elsewhere(fd, LOCK_PERM_BASE + i) > 0)
-			snprintf(why, sizeof(why), "with the %s permission, "
-				 "which a %s does not share", perm_names[i],
-				 blk->read_only ? "read-only vhu-blk" :
-						  "vhu-blk writer");
-		else
-			continue;
-		vhu__blk_open_error(blk, "'%s' is locked: another process "
-			"(vhu-blk, QEMU, qemu-storage-daemon) has it open %s; "
-			"stop it, or pass --lock off if you are sure", path, why);
-		return -EBUSY;
-	}
-	return 0;
 }
 
 /* ---- container formats ---- */

@@ -422,6 +422,10 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		};
 		st = vhu_blk_req_check(req, &lim);
 	}
+	/* No write lock (another process writes the image): nothing is
+	 * served, every request fails (lock.c). */
+	if (st == VHU_BLK_S_OK && vhu__blk_lock_denies(blk, vhu_vq_index(w->vq)))
+		st = VHU_BLK_S_IOERR;
 	if (st != VHU_BLK_S_OK) {
 		complete(w, s, st, 0);
 		return;

@@ -47,7 +47,9 @@ struct vhu_device_ops {
 	 * The queue must stop: on return, the device no longer touches it and
 	 * every request it popped has been pushed back.  Called for
 	 * GET_VRING_BASE, SET_VRING_ENABLE 0, memory-table changes (followed by
-	 * queue_started again), reset and disconnect.
+	 * queue_started again), reset and disconnect.  vhu_vq_is_restarting()
+	 * tells a stop followed at once by a restart at the same positions
+	 * (dirty-logging switches, memory changes...) from a real one.
 	 */
 	void (*queue_stopped)(void *opaque, struct vhu_vq *vq);
 

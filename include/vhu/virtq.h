@@ -125,6 +125,20 @@ int vhu_vq_drain_kick(struct vhu_vq *vq);
 /* True when the queue was marked broken by a malformed ring. */
 bool vhu_vq_is_broken(const struct vhu_vq *vq);
 
+/*
+ * Inside the device's queue_stopped and the queue_started that follows
+ * it: true when the session stops the queue only to start it again at
+ * once at the same ring positions (dirty logging switched on or off, a new
+ * log, a ring's LOG flag, a memory-table or inflight-region change, a new
+ * kick or call fd), false for a stop that ends the queue's service
+ * (GET_VRING_BASE, SET_VRING_ENABLE 0, a reset, a disconnect).  A device
+ * keeps what it holds for running queues (an image lock...) across such a
+ * restart.  If the queue then cannot start again (the front-end's new
+ * rings are not mapped), it stays stopped with no further callback: the
+ * device learns of it at the next reset or disconnect (reset callback).
+ */
+bool vhu_vq_is_restarting(const struct vhu_vq *vq);
+
 /* Device-private pointer per queue. */
 void vhu_vq_set_priv(struct vhu_vq *vq, void *priv);
 void *vhu_vq_get_priv(const struct vhu_vq *vq);
