@@ -344,6 +344,64 @@ TEST(threads_engine_shared_thread)
 	ctx_close(&c);
 }
 
+/* Is the block device claimed exclusively (mounted, opened O_EXCL)? */
+static bool claimed(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+
+	if (fd >= 0)
+		close(fd);
+	return fd < 0 && errno == EBUSY;
+}
+
+/* A block device's exclusive claim is held exactly while the write lock
+ * is (queues running): a second vhu-blk opens it, gets no access while
+ * the first writes, and takes it over once the first stopped.  An idle
+ * device does not claim it, and refuses one claimed by someone else. */
+TEST(loop_claim_follows_the_write_lock)
+{
+	struct vhu_blk_opts oa = { 0 }, ob = { 0 };
+	struct vhu_blk *blk;
+	struct ctx a, b;
+	int held;
+
+	NEED_LOOP();
+	oa.path = ob.path = lo.dev;
+	ctx_open(&a, &oa, false);
+	CHECK(!claimed(lo.dev));
+	ctx_connect(&a);
+	CHECK_EQ(vhu_blk_lock_state(a.blk), VHU_BLK_LOCK_WRITE);
+	CHECK(claimed(lo.dev));
+	fill(a.data, 4096, 5);
+	CHECK_EQ(one(&a, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+
+	ctx_open(&b, &ob, true);
+	CHECK_EQ(vhu_blk_lock_state(b.blk), VHU_BLK_LOCK_CONFLICT);
+	CHECK_EQ(one(&b, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(vhu_fe_vq_stop(a.fe, 0, NULL), 0);
+	CHECK(!claimed(lo.dev));
+	vhu_fe_close(b.fe);
+	b.fe = NULL;
+	for (int i = 0; i < 2000 &&
+	     vhu_blk_lock_state(b.blk) != VHU_BLK_LOCK_SHARED; i++)
+		usleep(1000);
+	ctx_connect(&b);
+	CHECK_EQ(vhu_blk_lock_state(b.blk), VHU_BLK_LOCK_WRITE);
+	CHECK(claimed(lo.dev));
+	/* the claim is the I/O descriptor: discards work under it */
+	put_seg(b.data, 8, 8, 0);
+	CHECK_EQ(one(&b, VHU_BLK_T_DISCARD, 0, 16, false, NULL), VHU_BLK_S_OK);
+	ctx_close(&b);
+	ctx_close(&a);
+	CHECK(!claimed(lo.dev));
+
+	held = open(lo.dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+	CHECK(held >= 0);
+	oa.num_queues = 1;
+	CHECK_EQ(vhu_blk_new(&oa, &blk), -EBUSY);
+	close(held);
+}
+
 int main(void)
 {
 	int r;

@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-blk's image locking and its hand-over (docs/vhu-blk.md, Locking):
+ * read permission while the queues are stopped, write permission while
+ * they run, kept across a dirty-logging switch; a second writer gets no
+ * access; what an open still refuses.  The locks are observed as another
+ * process sees them (F_OFD_GETLK from a descriptor of our own), QEMU's
+ * holders emulated with the same byte ranges.
+ */
+#include "blk-harness.h"
+
+/* QEMU's file driver: byte 100 + permission held, 200 + permission not
+ * shared; 300: a vhu-blk writer that hands over. */
+enum { READ = 100, WRITE = 101, RESIZE = 103,
+       NOSHARE_READ = 200, NOSHARE_WRITE = 201, HANDOVER = 300 };
+
+/* Another open file's view: is the byte locked by anyone? */
+static bool held(const char *path, off_t byte)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = byte, .l_len = 1 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	CHECK_EQ(fcntl(fd, F_OFD_GETLK, &fl), 0);
+	close(fd);
+	return fl.l_type != F_UNLCK;
+}
+
+/* Lock bytes as another process would (an open file of its own). */
+static int holder(const char *path, const int *bytes, unsigned n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	for (unsigned i = 0; i < n; i++) {
+		struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
+				    .l_start = bytes[i], .l_len = 1 };
+
+		CHECK_EQ(fcntl(fd, F_OFD_SETLK, &fl), 0);
+	}
+	return fd;
+}
+
+/* Lock transitions as the device reports them (log sink). */
+static _Atomic unsigned taken, released;
+
+static void sink(enum vhu_log_level level, const char *msg, void *opaque)
+{
+	(void)level;
+	(void)opaque;
+	if (strstr(msg, "write lock taken"))
+		atomic_fetch_add(&taken, 1);
+	if (strstr(msg, "write lock released"))
+		atomic_fetch_add(&released, 1);
+}
+
+static uint8_t img_byte(struct ctx *c, off_t off)
+{
+	uint8_t v;
+
+	pread_img(c, &v, 1, off);
+	return v;
+}
+
+TEST(read_while_stopped_write_while_running)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+
+	ctx_open(&c, &o, false);
+	CHECK_EQ(vhu_blk_lock_state(c.blk), VHU_BLK_LOCK_SHARED);
+	CHECK(held(c.img, READ));
+	CHECK(!held(c.img, WRITE) && !held(c.img, NOSHARE_WRITE));
+	ctx_connect(&c);                       /* the queue starts */
+	CHECK_EQ(vhu_blk_lock_state(c.blk), VHU_BLK_LOCK_WRITE);
+	CHECK(held(c.img, WRITE) && held(c.img, RESIZE));
+	CHECK(held(c.img, NOSHARE_WRITE) && held(c.img, HANDOVER));
+	CHECK(!held(c.img, NOSHARE_READ));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	/* GET_VRING_BASE, as the source of a migration gets it */
+	CHECK_EQ(vhu_fe_vq_stop(c.fe, 0, NULL), 0);
+	CHECK_EQ(vhu_blk_lock_state(c.blk), VHU_BLK_LOCK_SHARED);
+	CHECK(held(c.img, READ));
+	CHECK(!held(c.img, WRITE) && !held(c.img, NOSHARE_WRITE) &&
+	      !held(c.img, HANDOVER));
+	ctx_close(&c);
+}
+
+/* Dirty logging switched on and off while the queue runs stops and
+ * restarts the ring: the write lock is not given back meanwhile. */
+TEST(dirty_logging_switch_keeps_the_write_lock)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+
+	vhu_set_log_level(VHU_LOG_INFO);
+	vhu_set_log_fn(sink, NULL);
+	ctx_open(&c, &o, true);
+	CHECK_EQ(atomic_load(&taken), 1);
+	CHECK_EQ(atomic_load(&released), 0);
+	for (int i = 0; i < 3; i++) {
+		CHECK_EQ(vhu_fe_log_start(c.fe), 0);
+		CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+		CHECK_EQ(vhu_fe_log_start(c.fe), 0);   /* a new log */
+		CHECK_EQ(vhu_fe_log_stop(c.fe), 0);
+		CHECK_EQ(one(&c, VHU_BLK_T_IN, 8, 4096, true, NULL), VHU_BLK_S_OK);
+	}
+	CHECK_EQ(atomic_load(&released), 0);
+	CHECK_EQ(atomic_load(&taken), 1);
+	CHECK_EQ(vhu_blk_lock_state(c.blk), VHU_BLK_LOCK_WRITE);
+	CHECK(held(c.img, WRITE));
+	/* a disconnect is a real stop */
+	vhu_fe_close(c.fe);
+	c.fe = NULL;
+	for (int i = 0; i < 2000 && !atomic_load(&released); i++)
+		usleep(1000);
+	CHECK_EQ(atomic_load(&released), 1);
+	CHECK(!held(c.img, WRITE));
+	ctx_close(&c);
+	vhu_set_log_fn(NULL, NULL);
+	vhu_set_log_level(VHU_LOG_WARN);
+}
+
+/* Two vhu-blk on one image (a migration's source A and destination B):
+ * B opens while A serves, gets no access while A writes, and takes the
+ * image once A's queue stopped. */
+TEST(second_writer_waits_for_the_hand_over)
+{
+	struct vhu_blk_opts oa = { 0 }, ob = { .blk_size = 512 };
+	struct ctx a, b;
+
+	ctx_open(&a, &oa, true);
+	fill(a.data, 4096, 1);
+	CHECK_EQ(one(&a, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
+	ob.path = a.img;
+	ctx_open(&b, &ob, false);
+	CHECK_EQ(vhu_blk_lock_state(b.blk), VHU_BLK_LOCK_SHARED);
+	ctx_connect(&b);
+	CHECK_EQ(vhu_blk_lock_state(b.blk), VHU_BLK_LOCK_CONFLICT);
+	CHECK_EQ(vhu_blk_lock_state(a.blk), VHU_BLK_LOCK_WRITE);
+	/* nothing served, nothing written */
+	memset(b.data, 0xee, 4096);
+	CHECK_EQ(one(&b, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(one(&b, VHU_BLK_T_IN, 16, 4096, true, NULL), VHU_BLK_S_IOERR);
+	CHECK_EQ(img_byte(&a, 16 * 512), a.data[0]);
+	/* A's guest stops: the next start of B's queue takes the lock */
+	CHECK_EQ(vhu_fe_vq_stop(a.fe, 0, NULL), 0);
+	CHECK_EQ(vhu_blk_lock_state(a.blk), VHU_BLK_LOCK_SHARED);
+	vhu_fe_close(b.fe);
+	for (int i = 0; i < 2000 &&
+	     vhu_blk_lock_state(b.blk) != VHU_BLK_LOCK_SHARED; i++)
+		usleep(1000);
+	CHECK_EQ(vhu_blk_lock_state(b.blk), VHU_BLK_LOCK_SHARED);
+	ctx_connect(&b);
+	CHECK_EQ(vhu_blk_lock_state(b.blk), VHU_BLK_LOCK_WRITE);
+	memset(b.data, 0xee, 4096);
+	CHECK_EQ(one(&b, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(img_byte(&a, 16 * 512), 0xee);
+	ctx_close(&b);
+	ctx_close(&a);
+}
+
+/* vhu_blk_new on an image with the bytes held by another process. */
+static int open_with(const char *img, bool ro, bool no_lock,
+		     const int *bytes, unsigned n, struct vhu_blk **blk,
+		     char *err, size_t len)
+{
+	struct vhu_blk_opts o = { .path = img, .num_queues = 1, .blk_size = 512,
+				  .read_only = ro, .no_lock = no_lock,
+				  .err = err, .err_len = len };
+	int fd = holder(img, bytes, n), r;
+
+	err[0] = 0;
+	*blk = NULL;
+	r = vhu_blk_new(&o, blk);
+	close(fd);
+	return r;
+}
+
+TEST(what_an_open_still_refuses)
+{
+	static const int qemu_writer[] = { READ, WRITE, RESIZE, NOSHARE_WRITE,
+					   NOSHARE_WRITE + 2 };
+	static const int reader[] = { READ, NOSHARE_WRITE };
+	static const int no_read[] = { NOSHARE_READ };
+	static const int shared_writer[] = { READ, WRITE };
+	static const int vhu_writer[] = { READ, WRITE, RESIZE, NOSHARE_WRITE,
+					  HANDOVER };
+	char dir[] = "/tmp/vhu-blk-lock-XXXXXX", img[64], err[300];
+	struct vhu_blk *blk;
+	int fd;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(img, sizeof(img), "%s/img", dir);
+	fd = open(img, O_CREAT | O_RDWR, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, IMG_SIZE) == 0);
+	close(fd);
+
+	CHECK_EQ(open_with(img, false, false, qemu_writer, 5, &blk, err,
+			   sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "for writing and does not share the write"));
+	CHECK_EQ(open_with(img, false, false, reader, 2, &blk, err,
+			   sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "read-only and does not share the write"));
+	CHECK_EQ(open_with(img, false, false, no_read, 1, &blk, err,
+			   sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "consistent read"));
+	CHECK_EQ(open_with(img, true, false, shared_writer, 2, &blk, err,
+			   sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "holds the write permission"));
+	/* what opens: another vhu-blk writing now (it hands over), a writer
+	 * that shares write (it may stop), --lock off */
+	CHECK_EQ(open_with(img, false, false, vhu_writer, 5, &blk, err,
+			   sizeof(err)), 0);
+	CHECK_EQ(vhu_blk_lock_state(blk), VHU_BLK_LOCK_SHARED);
+	vhu_blk_free(blk);
+	CHECK_EQ(open_with(img, false, false, shared_writer, 2, &blk, err,
+			   sizeof(err)), 0);
+	vhu_blk_free(blk);
+	CHECK_EQ(open_with(img, false, true, qemu_writer, 5, &blk, err,
+			   sizeof(err)), 0);
+	CHECK_EQ(vhu_blk_lock_state(blk), VHU_BLK_LOCK_OFF);
+	CHECK(!held(img, READ));
+	vhu_blk_free(blk);
+	/* and after the device is gone, nothing is left locked */
+	CHECK(!held(img, READ) && !held(img, WRITE));
+	unlink(img);
+	rmdir(dir);
+}
+
+/* A writer that shares write (QEMU with share-rw=on) is tolerated at
+ * open, but the queue start finds it there: no access. */
+TEST(a_writer_present_at_queue_start_means_no_access)
+{
+	static const int shared_writer[] = { READ, WRITE };
+	struct vhu_blk_opts o = { 0 };
+	struct ctx c;
+	int fd;
+
+	ctx_open(&c, &o, false);
+	fd = holder(c.img, shared_writer, 2);
+	ctx_connect(&c);
+	CHECK_EQ(vhu_blk_lock_state(c.blk), VHU_BLK_LOCK_CONFLICT);
+	CHECK(!held(c.img, NOSHARE_WRITE) && !held(c.img, HANDOVER));
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_IOERR);
+	close(fd);
+	ctx_close(&c);
+}
+
+int main(void)
+{
+	return tap_run();
+}
