@@ -30,10 +30,11 @@
 # subset; E2E_QEMU10 names a QEMU 10 system emulator instead of the fetched
 # one.
 #
-# Image locking: the three vhu-blk processes open the image together.
-# vhu-blk's lock is taken at open and held to exit (docs/vhu-blk.md,
-# Locking), so they run with --lock off (when vhu-blk has the option) until
-# the lock is taken when the rings start and released when they stop.
+# Image locking (docs/vhu-blk.md, Locking): the vhu-blk processes open the
+# image together with their locks on; the write lock passes from source to
+# destination with the rings (checked with vhu ctl info after each
+# migration), and a third vhu-blk opened while the source's guest runs
+# gets no write access (its front-end, vhu bench, sees every write fail).
 set -u
 
 BUILD=${1:-build}
@@ -87,21 +88,15 @@ e2e_probe_accel "$WORK"
 echo "# accel: $E2E_ACCEL"
 
 qmp() { e2e_qmp "$@" 2>>"$WORK/qmp.err"; }
-rpc_get() { e2e_rpc "$1" info --get "$2" 2>/dev/null; }
+rpc_get() { e2e_rpc "$1" info --get "$2" 2>/dev/null | tr -d '"'; }
 # jq-less JSON field: json_get JSON KEY
 json_get() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print(json.dumps(v) if isinstance(v,(dict,list)) else v)' "$1" "$2" 2>/dev/null; }
-
-LOCK_ARGS=()
-if "$VHU_BLK" --help 2>&1 | grep -q -- '--lock'; then
-	LOCK_ARGS=(--lock off)
-	echo "# vhu-blk locks images at open: started with --lock off"
-fi
 
 # start_blk NAME: vhu-blk on the shared image; pid in BLK_PID[NAME]
 declare -A BLK_PID
 start_blk() {
 	e2e_spawn "$VHU_BLK" --socket-path "$WORK/$1.sock" --blk-file "$IMG" \
-		--num-queues "$NQ" --control "$WORK/$1.ctrl" "${LOCK_ARGS[@]}" >"$WORK/$1.log" 2>&1
+		--num-queues "$NQ" --control "$WORK/$1.ctrl" >"$WORK/$1.log" 2>&1
 	BLK_PID[$1]=$E2E_LAST_PID
 	e2e_wait_path "$WORK/$1.sock" 10 && e2e_wait_path "$WORK/$1.ctrl" 10
 }
@@ -162,6 +157,40 @@ poll_info() {
 	return 1
 }
 
+# lock_moved FROM TO LABEL: after a migration, vhu-blk TO holds the write
+# lock and FROM (its queues stopped) only the shared one
+lock_moved() {
+	local from to
+	poll_info "$WORK/$2.ctrl" lock write 10 >/dev/null
+	from=$(rpc_get "$WORK/$1.ctrl" lock) to=$(rpc_get "$WORK/$2.ctrl" lock)
+	check "after the migration vhu-blk $2 holds the write lock, $1 does not ($3)" \
+		"$([ "$from" = shared ] && [ "$to" = write ]; echo $?)" \
+		"vhu-blk $1: lock '$from', vhu-blk $2: lock '$to'"
+}
+
+# third_writer LABEL: vhu-blk X on the image A serves; vhu bench writes
+# through it
+third_writer() {
+	local out st lk w e
+	start_blk x || { nok "a third vhu-blk opens the image ($1)" "$(tail -n 3 "$WORK/x.log")"; return; }
+	"$BUILD/tools/vhu" bench "$WORK/x.sock" --pattern write --count 64 \
+		--iodepth 4 --hold 3 --json --quiet >"$WORK/x.bench" 2>/dev/null &
+	local bench=$!
+	poll_info "$WORK/x.ctrl" lock conflict 10 >/dev/null
+	lk=$(rpc_get "$WORK/x.ctrl" lock)
+	wait $bench
+	out=$(cat "$WORK/x.bench")
+	st=$(e2e_rpc "$WORK/x.ctrl" stats --get total 2>/dev/null)
+	w=$(json_get "$out" writes) e=$(json_get "$out" errors)
+	check "a third vhu-blk opens the image but gets no write access ($1)" \
+		"$([ "$lk" = conflict ] && [ "${w:-0}" -gt 0 ] && [ "$e" = "$w" ] &&
+		   [ "$(json_get "$st" bytes_written)" = 0 ] &&
+		   [ "$(rpc_get "$WORK/a.ctrl" lock)" = write ]; echo $?)" \
+		"lock '$lk', bench writes '$w' errors '$e', stats $st; $(tail -n 2 "$WORK/x.log")"
+	kill "${BLK_PID[x]}" 2>/dev/null
+	e2e_wait_exit "${BLK_PID[x]}" 10
+}
+
 passes() { grep -ac "^PASS $2" "$WORK/$1.console"; }
 mark() { printf 'VHU-GO' | dd of="$IMG" bs=1 seek="$1" conv=notrunc status=none; }
 # gwait NAME REGEX: a console line within STEP_TIMEOUT while QEMU NAME runs
@@ -169,7 +198,7 @@ gwait() { e2e_wait_log "$WORK/$1.console" "$2" "$STEP_TIMEOUT" "${QEMU_PID[$1]}"
 
 # run_config LABEL NQ PACKED: the whole scenario; TAP names end in (LABEL)
 run_config() {
-	local L=$1 st m1 m2 n0 n1 s
+	local L=$1 st m1 m2 n0 n1 s lk
 	NQ=$2 PACKED=$3 WORKERS=1 E2E_SMP=1,maxcpus=2
 	[ "$NQ" -gt 1 ] && WORKERS=$NQ E2E_SMP=$NQ
 	rm -f "$WORK"/*.sock "$WORK"/*.ctrl "$WORK"/*.qmp "$WORK"/mig*
@@ -201,9 +230,15 @@ run_config() {
 	e2e_wait_log "$WORK/s.console" "^PASS write $((n0 + 2))\$" 30 "${QEMU_PID[s]}"
 	n1=$(passes s write)
 	s=$(json_get "$(qmp "$WORK/s.qmp" query-status)" status)
-	check "migrate_cancel: source keeps running, logging off ($L)" \
-		"$([ "$st" = cancelled ] && [ $m2 = 0 ] && [ "$s" = running ] && [ "$n1" -gt "$n0" ]; echo $?)" \
-		"migration '$st', dirty_log off: $m2, status '$s', write passes $n0 -> $n1"
+	lk=$(rpc_get "$WORK/a.ctrl" lock)
+	check "migrate_cancel: source keeps running, logging off, write lock kept ($L)" \
+		"$([ "$st" = cancelled ] && [ $m2 = 0 ] && [ "$s" = running ] && [ "$n1" -gt "$n0" ] &&
+		   [ "$lk" = write ]; echo $?)" \
+		"migration '$st', dirty_log off: $m2, status '$s', write passes $n0 -> $n1, lock '$lk'"
+
+	# A third vhu-blk opens the image while A's guest runs, but its
+	# front-end's writes all fail and it writes nothing.
+	third_writer "$L"
 
 	# 2. migrate S -> D during the write passes
 	if ! start_blk b || ! start_qemu d b "$WORK/mig1"; then
@@ -220,6 +255,7 @@ run_config() {
 	check "migration during the write passes completes ($L)" \
 		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
 		"source: '$st' ($(json_get "$(qmp "$WORK/s.qmp" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/s.err" "$WORK/d.err")"
+	lock_moved a b "$L"
 	gwait d '^PASS write'
 	mark $MARK_WRITE
 	qmp "$WORK/s.qmp" quit >/dev/null
@@ -248,6 +284,7 @@ run_config() {
 	check "migration during the read-back passes completes ($L)" \
 		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
 		"source: '$st' ($(json_get "$(qmp "$WORK/d.qmp" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/d.err" "$WORK/e.err")"
+	lock_moved b c "$L"
 	gwait e '^PASS verify'
 	mark $MARK_READ
 	qmp "$WORK/d.qmp" quit >/dev/null
