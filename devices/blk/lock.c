@@ -176,8 +176,10 @@ static int lock_at_open_ro(struct vhu_blk *blk, int fd, const char *path)
 }
 
 /* A writer at open: read only, everything shared.  What is refused: a
- * process that does not share read, or that keeps others from writing
- * for good (a reader that does not share write, a QEMU writer). */
+ * process that does not share read, a reader that does not share write,
+ * a writer that keeps the image for as long as it runs (QEMU,
+ * qemu-storage-daemon, qemu-io: no hand-over byte).  Another vhu-blk
+ * writing it now is the source of a migration: a warning. */
 static int lock_at_open_rw(struct vhu_blk *blk, int fd, const char *path)
 {
 	int r = set_byte(fd, LOCK_PERM_BASE + PERM_READ, F_RDLCK);
@@ -193,8 +195,9 @@ static int lock_at_open_rw(struct vhu_blk *blk, int fd, const char *path)
 		why = "and does not share the consistent read permission";
 	else if (unshared && !writer)
 		why = "read-only and does not share the write permission";
-	else if (unshared && !handover)
-		why = "for writing and does not share the write permission";
+	else if (writer && !handover)
+		why = "with the write permission, and is no vhu-blk that "
+		      "hands it over when its guest stops";
 	if (why) {
 		vhu__blk_open_error(blk, "'%s' is locked: another process "
 			"(vhu-blk, QEMU, qemu-storage-daemon) has it open %s; "
@@ -212,11 +215,11 @@ static int lock_at_open_rw(struct vhu_blk *blk, int fd, const char *path)
 	}
 	if (writer)
 		vhu__blk_log(VHU_LOG_WARN, "'%s' is being written by another "
-			     "process%s: this vhu-blk takes the write lock when "
-			     "the front-end starts its queues (as the destination "
-			     "of a migration does, once the source stopped) and "
-			     "serves no request while the other writes", path,
-			     handover ? " (a vhu-blk serving a running guest)" : "");
+			     "vhu-blk (serving a running guest): this one takes "
+			     "the write lock when its front-end starts the queues "
+			     "(as the destination of a migration does, once the "
+			     "source stopped) and serves no request while the "
+			     "other writes", path);
 	return 0;
 }
 

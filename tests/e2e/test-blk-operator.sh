@@ -142,16 +142,61 @@ check "a stale control socket is replaced" test "$(jget "$(rpc "$T/p.c" info)" r
 stop $D
 
 # ==== 5. two writers on one image ====
+# The write lock comes with the queues (docs/vhu-blk.md, Locking): an idle
+# vhu-blk holds read only, one whose front-end runs the queues holds write.
+# busy NAME SOCKET [ARGS]: a vhu bench front-end on SOCKET that keeps its
+# queues started ~6 s (reads only); its pid in B
+busy() {
+	"$VHU" bench "$2" --pattern randread --time 1 --hold 5 --quiet \
+		"${@:3}" >"$T/$1.bench" 2>&1 & B=$!; PIDS+=($B)
+}
+# lock_is SOCKET STATE [SECONDS]: vhu ctl info's lock becomes STATE
+lock_is() {
+	local v
+	for _ in $(seq $((${3:-5} * 10))); do
+		v=$(jget "$(rpc "$1" info)" result.lock)
+		[ "$v" = "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "# $1: lock '$v', want '$2'"
+	return 1
+}
+# writes_fail SOCKET NAME: vhu bench writes through SOCKET all fail, the
+# image is unchanged
+writes_fail() {
+	local sum out
+	sum=$(md5sum < "$T/img")
+	out=$("$VHU" bench "$1" --pattern write --count 32 --iodepth 4 --json --quiet 2>/dev/null)
+	check "$2" test "$(jget "$out" writes)" = 32 -a "$(jget "$out" errors)" = 32 \
+		-a "$(md5sum < "$T/img")" = "$sum"
+}
 truncate -s 4M "$T/img"
 start w1 --blk-file "$T/img"
 W1=$D
-fails "a second vhu-blk writer is refused, naming the conflict" "locked.*write" \
-	--blk-file "$T/img" --socket-path "$T/w2.s"
-fails "a read-only vhu-blk is refused while a writer runs" "locked.*write" \
-	--blk-file "$T/img" --socket-path "$T/w2.s" --read-only
-check "the first writer still serves" test "$(jget "$(rpc "$T/w1.c" info)" result.size)" = 4194304
+check "an idle vhu-blk holds only the shared lock" lock_is "$T/w1.c" shared
+start w2 --blk-file "$T/img"
+W2=$D
+check "a second vhu-blk opens the image while the first is idle" test -S "$T/w2.c"
+stop $W2
+busy b1 "$T/w1.s"
+check "a vhu-blk whose queues run holds the write lock" lock_is "$T/w1.c" write
+fails "a read-only vhu-blk is refused while a writer serves" "locked.*write" \
+	--blk-file "$T/img" --socket-path "$T/w3.s" --read-only
+start w2 --blk-file "$T/img"
+W2=$D
+check "a second vhu-blk opens the image while the first serves, with a warning" \
+	grep -q "being written by another vhu-blk" "$T/w2.log"
+writes_fail "$T/w2.s" "its front-end's writes fail while the first serves, nothing written"
+check "the second vhu-blk's front-end found no write access (lock conflict)" \
+	grep -q "no write lock" "$T/w2.log"
+wait $B
+check "the first writer's lock goes when its front-end leaves" lock_is "$T/w1.c" shared
+out=$("$VHU" bench "$T/w2.s" --pattern write --count 32 --iodepth 4 --json --quiet 2>/dev/null)
+check "then the second takes the write lock and writes" \
+	test "$(jget "$out" errors)" = 0 -a "$(jget "$out" writes)" = 32
+stop $W2
 start w3 --blk-file "$T/img" --lock off
-check "--lock off opts out" test "$(jget "$(rpc "$T/w3.c" info)" result.size)" = 4194304
+check "--lock off opts out" test "$(jget "$(rpc "$T/w3.c" info)" result.lock)" = off
 stop $D
 stop $W1
 start ro1 --blk-file "$T/img" --read-only
@@ -159,7 +204,7 @@ R1=$D
 start ro2 --blk-file "$T/img" --read-only
 check "two read-only opens go together" test -S "$T/ro2.c" -a -S "$T/ro1.c"
 stop $D
-fails "a writer is refused while a reader runs" "locked.*write" \
+fails "a writer is refused while a reader runs" "locked.*read-only" \
 	--blk-file "$T/img" --socket-path "$T/w2.s"
 stop $R1
 start w4 --blk-file "$T/img"
@@ -180,14 +225,44 @@ if [ -n "$QSD" ]; then
 		--blk-file "$T/img" --socket-path "$T/w2.s"
 	kill $Q; wait $Q 2>/dev/null
 	start w5 --blk-file "$T/img"
+	busy b5 "$T/w5.s"
+	lock_is "$T/w5.c" write
 	qsd_args "$T/q2.s"
 	timeout 10 "$QSD" "${QA[@]}" 2>"$T/qsd.log"; rc=$?
 	check "qemu-storage-daemon is refused while vhu-blk writes the image" \
 		test $rc -ne 0 -a -n "$(grep -i lock "$T/qsd.log")"
+	wait $B
+	# idle, vhu-blk lets qemu-storage-daemon open the image, and then
+	# gets no write access itself
+	qsd_args "$T/q3.s"
+	"$QSD" "${QA[@]}" 2>"$T/qsd.log" & Q=$!; PIDS+=($Q)
+	wait_for "$T/q3.s"
+	writes_fail "$T/w5.s" "a vhu-blk idle when qemu-storage-daemon took the image gets no write access"
+	kill $Q; wait $Q 2>/dev/null
 	stop $D
 else
 	skip "vhu-blk is refused while qemu-storage-daemon writes the image" "no qemu-storage-daemon"
 	skip "qemu-storage-daemon is refused while vhu-blk writes the image" "no qemu-storage-daemon"
+	skip "a vhu-blk idle when qemu-storage-daemon took the image gets no write access" "no qemu-storage-daemon"
+fi
+if command -v qemu-io >/dev/null; then
+	start w6 --blk-file "$T/img"
+	busy b6 "$T/w6.s"
+	lock_is "$T/w6.c" write
+	out=$(timeout 10 qemu-io -f raw -c 'write 0 4k' "$T/img" 2>&1); rc=$?
+	check "qemu-io cannot write the image while vhu-blk writes it" \
+		test $rc -ne 0 -o -n "$(echo "$out" | grep -i lock)"
+	wait $B
+	stop $D
+	# qemu-io keeps the image open (writable) until its input ends
+	sleep 5 | qemu-io -f raw "$T/img" >/dev/null 2>&1 & QI=$!; PIDS+=($QI)
+	sleep 1
+	fails "vhu-blk is refused while qemu-io has the image open for writing" \
+		"locked.*write" --blk-file "$T/img" --socket-path "$T/w2.s"
+	wait $QI
+else
+	skip "qemu-io cannot write the image while vhu-blk writes it" "no qemu-io"
+	skip "vhu-blk is refused while qemu-io has the image open for writing" "no qemu-io"
 fi
 if [ -n "$LOOP" ] && [ -b "$LOOP" ]; then
 	python3 -c '
@@ -205,12 +280,27 @@ time.sleep(30)' "$LOOP" "$T/held" 2>/dev/null & H=$!; PIDS+=($H)
 	fi
 	kill $H 2>/dev/null; wait $H 2>/dev/null
 	start wb --blk-file "$LOOP"
-	fails "a second writer of a block device is refused" "in use\\|locked" \
-		--blk-file "$LOOP" --socket-path "$T/w2.s"
+	WB=$D
+	excl() { python3 -c 'import os,sys; os.close(os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL))' "$LOOP" 2>/dev/null; }
+	check "an idle vhu-blk leaves the block device unclaimed" excl
+	busy bb "$T/wb.s"
+	lock_is "$T/wb.c" write
+	check "a vhu-blk whose queues run claims the block device exclusively" \
+		test -n "$(excl || echo claimed)"
+	start wb2 --blk-file "$LOOP"
+	out=$("$VHU" bench "$T/wb2.s" --pattern write --count 32 --iodepth 4 --json --quiet 2>/dev/null)
+	check "a second vhu-blk on the block device gets no write access while the first serves" \
+		test "$(jget "$out" errors)" = 32 -a "$(jget "$(rpc "$T/wb2.c" stats)" result.total.bytes_written)" = 0
 	stop $D
+	wait $B
+	check "the claim goes when the front-end leaves" excl
+	stop $WB
 else
 	skip "a block device opened exclusively elsewhere is refused" "no loop device"
-	skip "a second writer of a block device is refused" "no loop device"
+	skip "an idle vhu-blk leaves the block device unclaimed" "no loop device"
+	skip "a vhu-blk whose queues run claims the block device exclusively" "no loop device"
+	skip "a second vhu-blk on the block device gets no write access while the first serves" "no loop device"
+	skip "the claim goes when the front-end leaves" "no loop device"
 fi
 
 # ==== 13. container formats are refused ====
