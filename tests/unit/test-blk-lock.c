@@ -161,32 +161,34 @@ TEST(second_writer_waits_for_the_hand_over)
 	ctx_close(&a);
 }
 
-/* vhu_blk_new on an image with the bytes held by another process. */
-static int open_with(const char *img, bool ro, bool no_lock,
-		     const int *bytes, unsigned n, struct vhu_blk **blk,
-		     char *err, size_t len)
-{
-	struct vhu_blk_opts o = { .path = img, .num_queues = 1, .blk_size = 512,
-				  .read_only = ro, .no_lock = no_lock,
-				  .err = err, .err_len = len };
-	int fd = holder(img, bytes, n), r;
+/* Other processes' locks, as QEMU's file driver sets them (-1 ends). */
+#define QEMU_WRITER { READ, WRITE, RESIZE, NOSHARE_WRITE, NOSHARE_WRITE + 2, -1 }
+#define VHU_WRITER { READ, WRITE, RESIZE, NOSHARE_WRITE, HANDOVER, -1 }
 
-	err[0] = 0;
-	*blk = NULL;
-	r = vhu_blk_new(&o, blk);
-	close(fd);
-	return r;
-}
+static const struct {
+	const char *what;
+	bool ro, no_lock;
+	int bytes[6];
+	const char *refusal;     /* NULL: opens */
+} opens[] = {
+	{ "a QEMU writer", false, false, QEMU_WRITER,
+	  "with the write permission, and is no vhu-blk" },
+	{ "a reader that does not share write", false, false,
+	  { READ, NOSHARE_WRITE, -1 }, "read-only and does not share the write" },
+	{ "a process that does not share read", false, false,
+	  { NOSHARE_READ, -1 }, "consistent read" },
+	/* qemu-storage-daemon, qemu-io: share write, keep it while they run */
+	{ "a writer sharing write", false, false, { READ, WRITE, -1 },
+	  "with the write permission" },
+	{ "a writer, for a read-only open", true, false, { READ, WRITE, -1 },
+	  "holds the write permission" },
+	/* a migration's source: it hands over */
+	{ "a vhu-blk writing now", false, false, VHU_WRITER, NULL },
+	{ "a QEMU writer, with --lock off", false, true, QEMU_WRITER, NULL },
+};
 
 TEST(what_an_open_still_refuses)
 {
-	static const int qemu_writer[] = { READ, WRITE, RESIZE, NOSHARE_WRITE,
-					   NOSHARE_WRITE + 2 };
-	static const int reader[] = { READ, NOSHARE_WRITE };
-	static const int no_read[] = { NOSHARE_READ };
-	static const int shared_writer[] = { READ, WRITE };
-	static const int vhu_writer[] = { READ, WRITE, RESIZE, NOSHARE_WRITE,
-					  HANDOVER };
 	char dir[] = "/tmp/vhu-blk-lock-XXXXXX", img[64], err[300];
 	struct vhu_blk *blk;
 	int fd;
@@ -196,36 +198,34 @@ TEST(what_an_open_still_refuses)
 	fd = open(img, O_CREAT | O_RDWR, 0600);
 	CHECK(fd >= 0 && ftruncate(fd, IMG_SIZE) == 0);
 	close(fd);
+	for (size_t i = 0; i < sizeof(opens) / sizeof(opens[0]); i++) {
+		struct vhu_blk_opts o = { .path = img, .num_queues = 1,
+					  .blk_size = 512, .read_only = opens[i].ro,
+					  .no_lock = opens[i].no_lock,
+					  .err = err, .err_len = sizeof(err) };
+		unsigned n = 0;
+		int r;
 
-	CHECK_EQ(open_with(img, false, false, qemu_writer, 5, &blk, err,
-			   sizeof(err)), -EBUSY);
-	CHECK(strstr(err, "with the write permission, and is no vhu-blk"));
-	CHECK_EQ(open_with(img, false, false, reader, 2, &blk, err,
-			   sizeof(err)), -EBUSY);
-	CHECK(strstr(err, "read-only and does not share the write"));
-	CHECK_EQ(open_with(img, false, false, no_read, 1, &blk, err,
-			   sizeof(err)), -EBUSY);
-	CHECK(strstr(err, "consistent read"));
-	CHECK_EQ(open_with(img, true, false, shared_writer, 2, &blk, err,
-			   sizeof(err)), -EBUSY);
-	CHECK(strstr(err, "holds the write permission"));
-	/* a writer that shares write but is no vhu-blk (qemu-storage-daemon,
-	 * qemu-io) keeps the image as long as it runs */
-	CHECK_EQ(open_with(img, false, false, shared_writer, 2, &blk, err,
-			   sizeof(err)), -EBUSY);
-	CHECK(strstr(err, "with the write permission"));
-	/* what opens: another vhu-blk writing now (it hands over), and
-	 * anything with --lock off */
-	CHECK_EQ(open_with(img, false, false, vhu_writer, 5, &blk, err,
-			   sizeof(err)), 0);
-	CHECK_EQ(vhu_blk_lock_state(blk), VHU_BLK_LOCK_SHARED);
-	vhu_blk_free(blk);
-	CHECK_EQ(open_with(img, false, true, qemu_writer, 5, &blk, err,
-			   sizeof(err)), 0);
-	CHECK_EQ(vhu_blk_lock_state(blk), VHU_BLK_LOCK_OFF);
-	CHECK(!held(img, READ));
-	vhu_blk_free(blk);
-	/* and after the device is gone, nothing is left locked */
+		while (opens[i].bytes[n] >= 0)
+			n++;
+		fd = holder(img, opens[i].bytes, n);
+		err[0] = 0;
+		blk = NULL;
+		r = vhu_blk_new(&o, &blk);
+		close(fd);
+		printf("# %s: %d %s\n", opens[i].what, r, err);
+		if (opens[i].refusal) {
+			CHECK_EQ(r, -EBUSY);
+			CHECK(strstr(err, opens[i].refusal));
+			continue;
+		}
+		CHECK_EQ(r, 0);
+		CHECK_EQ(vhu_blk_lock_state(blk), opens[i].no_lock ?
+			 VHU_BLK_LOCK_OFF : VHU_BLK_LOCK_SHARED);
+		CHECK_EQ(held(img, READ), !opens[i].no_lock);
+		vhu_blk_free(blk);
+	}
+	/* after the device is gone, nothing is left locked */
 	CHECK(!held(img, READ) && !held(img, WRITE));
 	unlink(img);
 	rmdir(dir);
