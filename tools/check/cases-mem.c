@@ -78,163 +78,183 @@ static int use_beyond(struct chk_sess *s, const char *first, char *why)
 			r ? "connection dropped" : "still serving");
 }
 
+/* The message a case sends, with its fds and what its answer may be. */
+struct mem_msg {
+	uint32_t req, size;
+	struct vhu_mem_table t;
+	struct vhu_mem_single one;
+	int fds[VHU_MAX_FDS];
+	unsigned nfds;
+	enum chk_expect exp;
+	bool beyond;      /* reaches past the memfd: judged by judge_beyond */
+	int pfd[2];       /* a pipe, closed after sending */
+};
+
+/* SET_MEM_TABLE cases: a one-region table over the memfd, then changed. */
+static int mem_table(struct chk_sess *s, enum mem_id id, struct mem_msg *m,
+		     char *why)
+{
+	struct vhu_mem_region *r0 = &m->t.regions[0];
+	switch (id) {
+	case M_NREG0:
+		m->t.nregions = 0;
+		m->nfds = 0;
+		m->exp = CHK_EXPECT_ANY;
+		break;
+	case M_NREG9:
+		m->t.nregions = 9;
+		for (unsigned i = 0; i < 8; i++)
+			region(s, &m->t.regions[i], (uint64_t)i * CHK_MEM_SIZE,
+			       CHK_MEM_SIZE, 0);
+		m->size = sizeof(m->t);
+		m->nfds = 8;
+		break;
+	case M_FDS_FEWER:
+		m->t.nregions = 2;
+		region(s, &m->t.regions[1], CHK_MEM_SIZE, CHK_MEM_SIZE, 0);
+		break;
+	case M_FDS_MORE:
+		m->nfds = 2;
+		break;
+	case M_SIZE0:
+		r0->memory_size = 0;
+		break;
+	case M_GPA_OVF:
+		r0->guest_phys_addr = 0xfffffffffff00000ull;
+		r0->memory_size = 0x200000;
+		break;
+	case M_UVA_OVF:
+		r0->userspace_addr = 0xfffffffffff80000ull;
+		break;
+	case M_OFF_OVF:
+		r0->mmap_offset = 0xfffffffffffff000ull;
+		r0->memory_size = 0x2000;
+		break;
+	case M_OFF_BEYOND_FILE:
+		r0->mmap_offset = 2 * (uint64_t)CHK_MEM_SIZE;
+		/* fall through */
+	case M_BEYOND_FILE:
+		r0->memory_size = 4 * (uint64_t)CHK_MEM_SIZE;
+		m->exp = CHK_EXPECT_ANY;
+		m->beyond = true;
+		break;
+	case M_OVERLAP:
+		m->t.nregions = 2;
+		region(s, &m->t.regions[1], CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
+		m->t.regions[1].userspace_addr += 8 * (uint64_t)CHK_MEM_SIZE;
+		m->nfds = 2;
+		break;
+	case M_OFF_UNALIGNED:
+		r0->mmap_offset = 1;
+		r0->memory_size = CHK_MEM_SIZE - 4096;
+		m->exp = CHK_EXPECT_ANY;
+		break;
+	case M_NOT_MEMFD:
+		if (pipe2(m->pfd, O_CLOEXEC) < 0)
+			return chk_fail(why, "pipe: %s", strerror(errno));
+		m->fds[0] = m->pfd[0];
+		break;
+	case M_TABLE_SHORT:
+		m->t.nregions = 2;
+		m->nfds = 2;
+		m->size = 8 + 32;
+		break;
+	default:
+		break;
+	}
+	if (!m->size)
+		m->size = 8 + 32 * (m->t.nregions > 8 ? 8 : m->t.nregions);
+	return 0;
+}
+
+/* ADD_MEM_REG and REM_MEM_REG cases: one region. */
+static void mem_single(struct chk_sess *s, enum mem_id id, struct mem_msg *m)
+{
+	m->size = sizeof(m->one);
+	if (id == M_REM_UNKNOWN || id == M_REM_NOFD) {
+		m->req = VHU_REQ_REM_MEM_REG;
+		region(s, &m->one.region, 16 * (uint64_t)CHK_MEM_SIZE,
+		       CHK_MEM_SIZE, 0);
+		if (id == M_REM_NOFD) {
+			/* QEMU sends the region's fd with REM_MEM_REG;
+			 * a real region removed without one must work. */
+			region(s, &m->one.region, 0, CHK_MEM_SIZE, 0);
+			m->exp = CHK_EXPECT_ANY;
+		}
+		m->nfds = id == M_REM_UNKNOWN ? 1 : 0;
+		return;
+	}
+	m->req = VHU_REQ_ADD_MEM_REG;
+	region(s, &m->one.region, 0, CHK_MEM_SIZE, 0);
+	m->nfds = id == M_ADD_NOFD ? 0 : id == M_ADD_TWO_FDS ? 2 : 1;
+	if (id == M_ADD_SIZE0)
+		m->one.region.memory_size = 0;
+	if (id == M_ADD_OVERLAP)
+		region(s, &m->one.region, CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
+	if (id == M_ADD_SHORT)
+		m->size = 32;
+}
+
+/* A table reaching past the memfd: judged by hand, since its acceptance
+ * is followed up (use_beyond). */
+static int judge_beyond(struct chk_sess *s, uint32_t req, char *why)
+{
+	struct vhu_msg m;
+	unsigned n = 0;
+	int r = chk_recv(s, &m, s->timeout_ms, &n);
+	if (r == 0)
+		return chk_pass(why, "connection dropped");
+	if (r < 0 && r != -ETIMEDOUT)
+		return chk_fail(why, "bad reply: %s", strerror(-r));
+	if (r == 1) {
+		if (chk_check_reply(&m, req, 8, n, why) < 0)
+			return -1;
+		if (m.p.u64 != 0)
+			return chk_pass(why, "error reply (ack %llu)",
+					(unsigned long long)m.p.u64);
+	}
+	return use_beyond(s, "table accepted", why);
+}
+
 static int c_mem(struct chk_ctx *c, const void *arg, char *why)
 {
 	enum mem_id id = *(const uint8_t *)arg;
+	bool single = id >= M_ADD_NOFD;
 	struct chk_sess s;
 	enum chk_level lvl = id == M_ADD_OVERLAP || id == M_REM_UNKNOWN ||
 			     id == M_REM_NOFD ? CHK_MAPPED : CHK_MEMFD;
 	if (chk_fresh(c, &s, lvl, why) < 0)
 		return chk_done(&s, -1);
 
-	struct vhu_mem_table t;
-	struct vhu_mem_single one;
-	memset(&t, 0, sizeof(t));
-	memset(&one, 0, sizeof(one));
-	int fds[VHU_MAX_FDS];
+	struct mem_msg m;
+	memset(&m, 0, sizeof(m));
 	for (unsigned i = 0; i < VHU_MAX_FDS; i++)
-		fds[i] = s.memfd;
-	unsigned nfds = 1;
-	uint32_t req = VHU_REQ_SET_MEM_TABLE, size = 0;
-	enum chk_expect exp = CHK_EXPECT_REJECT;
-	bool beyond = false;
-	int pfd[2] = { -1, -1 };
+		m.fds[i] = s.memfd;
+	m.nfds = 1;
+	m.req = VHU_REQ_SET_MEM_TABLE;
+	m.exp = CHK_EXPECT_REJECT;
+	m.pfd[0] = m.pfd[1] = -1;
+	m.t.nregions = 1;
+	region(&s, &m.t.regions[0], 0, CHK_MEM_SIZE, 0);
+	if (single)
+		mem_single(&s, id, &m);
+	else if (mem_table(&s, id, &m, why) < 0)
+		return chk_done(&s, -1);
 
-	t.nregions = 1;
-	region(&s, &t.regions[0], 0, CHK_MEM_SIZE, 0);
-	switch (id) {
-	case M_NREG0:
-		t.nregions = 0;
-		nfds = 0;
-		exp = CHK_EXPECT_ANY;
-		break;
-	case M_NREG9:
-		t.nregions = 9;
-		for (unsigned i = 0; i < 8; i++)
-			region(&s, &t.regions[i], (uint64_t)i * CHK_MEM_SIZE,
-			       CHK_MEM_SIZE, 0);
-		size = sizeof(t);
-		nfds = 8;
-		break;
-	case M_FDS_FEWER:
-		t.nregions = 2;
-		region(&s, &t.regions[1], CHK_MEM_SIZE, CHK_MEM_SIZE, 0);
-		break;
-	case M_FDS_MORE:
-		nfds = 2;
-		break;
-	case M_SIZE0:
-		t.regions[0].memory_size = 0;
-		break;
-	case M_GPA_OVF:
-		t.regions[0].guest_phys_addr = 0xfffffffffff00000ull;
-		t.regions[0].memory_size = 0x200000;
-		break;
-	case M_UVA_OVF:
-		t.regions[0].userspace_addr = 0xfffffffffff80000ull;
-		break;
-	case M_OFF_OVF:
-		t.regions[0].mmap_offset = 0xfffffffffffff000ull;
-		t.regions[0].memory_size = 0x2000;
-		break;
-	case M_BEYOND_FILE:
-		t.regions[0].memory_size = 4 * (uint64_t)CHK_MEM_SIZE;
-		exp = CHK_EXPECT_ANY;
-		beyond = true;
-		break;
-	case M_OFF_BEYOND_FILE:
-		t.regions[0].mmap_offset = 2 * (uint64_t)CHK_MEM_SIZE;
-		t.regions[0].memory_size = 4 * (uint64_t)CHK_MEM_SIZE;
-		exp = CHK_EXPECT_ANY;
-		beyond = true;
-		break;
-	case M_OVERLAP:
-		t.nregions = 2;
-		region(&s, &t.regions[1], CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
-		t.regions[1].userspace_addr += 8 * (uint64_t)CHK_MEM_SIZE;
-		nfds = 2;
-		break;
-	case M_OFF_UNALIGNED:
-		t.regions[0].mmap_offset = 1;
-		t.regions[0].memory_size = CHK_MEM_SIZE - 4096;
-		exp = CHK_EXPECT_ANY;
-		break;
-	case M_NOT_MEMFD:
-		if (pipe2(pfd, O_CLOEXEC) < 0)
-			return chk_done(&s, chk_fail(why, "pipe: %s",
-						     strerror(errno)));
-		fds[0] = pfd[0];
-		break;
-	case M_TABLE_SHORT:
-		t.nregions = 2;
-		nfds = 2;
-		size = 8 + 32;
-		break;
-	case M_ADD_NOFD:
-	case M_ADD_TWO_FDS:
-	case M_ADD_SIZE0:
-	case M_ADD_OVERLAP:
-	case M_ADD_SHORT:
-		req = VHU_REQ_ADD_MEM_REG;
-		region(&s, &one.region, 0, CHK_MEM_SIZE, 0);
-		nfds = id == M_ADD_NOFD ? 0 : id == M_ADD_TWO_FDS ? 2 : 1;
-		if (id == M_ADD_SIZE0)
-			one.region.memory_size = 0;
-		if (id == M_ADD_OVERLAP)
-			region(&s, &one.region, CHK_MEM_SIZE / 2,
-			       CHK_MEM_SIZE, 0);
-		size = id == M_ADD_SHORT ? 32 : sizeof(one);
-		break;
-	case M_REM_UNKNOWN:
-	case M_REM_NOFD:
-		req = VHU_REQ_REM_MEM_REG;
-		region(&s, &one.region, 16 * (uint64_t)CHK_MEM_SIZE,
-		       CHK_MEM_SIZE, 0);
-		if (id == M_REM_NOFD) {
-			/* QEMU sends the region's fd with REM_MEM_REG;
-			 * a real region removed without one must work. */
-			region(&s, &one.region, 0, CHK_MEM_SIZE, 0);
-			exp = CHK_EXPECT_ANY;
-		}
-		nfds = id == M_REM_UNKNOWN ? 1 : 0;
-		size = sizeof(one);
-		break;
-	}
-	if (req == VHU_REQ_SET_MEM_TABLE && !size)
-		size = 8 + 32 * (t.nregions > 8 ? 8 : t.nregions);
-	const void *payload = req == VHU_REQ_SET_MEM_TABLE ? (void *)&t :
-			      (void *)&one;
-	int r = chk_send(&s, req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY,
-			 payload, size, fds, nfds);
-	if (pfd[0] >= 0) {
-		close(pfd[0]);
-		close(pfd[1]);
+	int r = chk_send(&s, m.req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY,
+			 single ? (void *)&m.one : (void *)&m.t, m.size, m.fds,
+			 m.nfds);
+	if (m.pfd[0] >= 0) {
+		close(m.pfd[0]);
+		close(m.pfd[1]);
 	}
 	if (r < 0)
 		return chk_done(&s, s.dropped ?
 				chk_pass(why, "connection dropped") :
 				chk_fail(why, "send: %s", strerror(-r)));
-	if (!beyond)
-		return chk_done(&s, chk_judge(&s, req, UINT32_MAX, exp, why));
-
-	/* Judge the table by hand: its acceptance is followed up. */
-	struct vhu_msg m;
-	unsigned n = 0;
-	r = chk_recv(&s, &m, s.timeout_ms, &n);
-	if (r == 0)
-		return chk_done(&s, chk_pass(why, "connection dropped"));
-	if (r < 0 && r != -ETIMEDOUT)
-		return chk_done(&s, chk_fail(why, "bad reply: %s",
-					     strerror(-r)));
-	if (r == 1) {
-		if (chk_check_reply(&m, req, 8, n, why) < 0)
-			return chk_done(&s, -1);
-		if (m.p.u64 != 0)
-			return chk_done(&s, chk_pass(why, "error reply (ack "
-						     "%llu)",
-						     (unsigned long long)m.p.u64));
-	}
-	return chk_done(&s, use_beyond(&s, "table accepted", why));
+	if (m.beyond)
+		return chk_done(&s, judge_beyond(&s, m.req, why));
+	return chk_done(&s, chk_judge(&s, m.req, UINT32_MAX, m.exp, why));
 }
 
 #define MEM(name, i) { name, c_mem, &mem_ids[i], CHK_PROBE_IO }
