@@ -241,20 +241,25 @@ static int c_mem(struct chk_ctx *c, const void *arg, char *why)
 	else if (mem_table(&s, id, &m, why) < 0)
 		return chk_done(&s, -1);
 
-	int r = chk_send(&s, m.req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY,
-			 single ? (void *)&m.one : (void *)&m.t, m.size, m.fds,
-			 m.nfds);
+	const void *payload = single ? (void *)&m.one : (void *)&m.t;
+	int r;
+	if (m.beyond) {
+		r = chk_send(&s, m.req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY,
+			     payload, m.size, m.fds, m.nfds);
+		if (r < 0)
+			r = s.dropped ? chk_pass(why, "connection dropped") :
+					chk_fail(why, "send: %s", strerror(-r));
+		else
+			r = judge_beyond(&s, m.req, why);
+	} else {
+		r = chk_send_judge(&s, m.req, payload, m.size, m.fds, m.nfds,
+				   m.exp, why);
+	}
 	if (m.pfd[0] >= 0) {
 		close(m.pfd[0]);
 		close(m.pfd[1]);
 	}
-	if (r < 0)
-		return chk_done(&s, s.dropped ?
-				chk_pass(why, "connection dropped") :
-				chk_fail(why, "send: %s", strerror(-r)));
-	if (m.beyond)
-		return chk_done(&s, judge_beyond(&s, m.req, why));
-	return chk_done(&s, chk_judge(&s, m.req, UINT32_MAX, m.exp, why));
+	return chk_done(&s, r);
 }
 
 #define MEM(name, i) { name, c_mem, &mem_ids[i], CHK_PROBE_IO }

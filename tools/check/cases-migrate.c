@@ -145,36 +145,53 @@ static void pattern(uint8_t *p, size_t n, unsigned seed)
 
 /* ---- conformance ---- */
 
+/* A running session with LOG_SHMFD (see log_session), a log memfd of
+ * log_need() bytes in *fd, and len bytes of pattern seed written at
+ * sector 0, also left in want.  0 ready, 1 skip, -1 failed (*fd closed). */
+static int log_written(struct chk_ctx *c, struct chk_sess *s, uint8_t *want,
+		       uint32_t len, unsigned seed, int *fd, char *why)
+{
+	int r = log_session(c, s, CHK_RUNNING, why);
+	if (r)
+		return r;
+	if (c->capacity < len / 512)
+		return chk_fail(why, "disk too small");
+	*fd = log_memfd(log_need(), why);
+	if (*fd < 0)
+		return -1;
+	uint8_t st = 0;
+	pattern(want, len, seed);
+	memcpy(s->mem + CHK_OFF_DATA, want, len);
+	r = chk_blk_req(s, CHK_BLK_T_OUT, 0, len, &st, why);
+	if (r == 0 && st != CHK_BLK_S_OK)
+		r = chk_fail(why, "write: status %u", st);
+	if (r) {
+		close(*fd);
+		*fd = -1;
+	}
+	return r;
+}
+
 static int c_reads_marked(struct chk_ctx *c, const void *arg, char *why)
 {
 	(void)arg;
 	enum { LEN = 65536 };
 	struct chk_sess s;
-	int r = log_session(c, &s, CHK_RUNNING, why);
+	static uint8_t want[LEN];
+	int fd = -1;
+	int r = log_written(c, &s, want, LEN, 7, &fd, why);
 	if (r)
 		return chk_done(&s, r);
-	if (c->capacity < LEN / 512)
-		return chk_done(&s, chk_fail(why, "disk too small"));
 	uint64_t need = log_need();
-	int fd = log_memfd(need, why);
-	if (fd < 0)
-		return chk_done(&s, -1);
 	uint8_t *log = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (log == MAP_FAILED) {
 		close(fd);
 		return chk_done(&s, chk_fail(why, "mmap log: %s", strerror(errno)));
 	}
-	static uint8_t want[LEN];
 	uint8_t st = 0;
-	pattern(want, LEN, 7);
-	memcpy(s.mem + CHK_OFF_DATA, want, LEN);
 	if (chk_null_disk)
 		memset(want, 0, LEN);
-	r = chk_blk_req(&s, CHK_BLK_T_OUT, 0, LEN, &st, why);
-	if (r == 0 && st != CHK_BLK_S_OK)
-		r = chk_fail(why, "write: status %u", st);
-	if (r == 0)
-		r = log_on(&s, fd, why);
+	r = log_on(&s, fd, why);
 	if (r == 0) {
 		memset(log, 0, need);
 		memset(s.mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, LEN);
@@ -275,21 +292,11 @@ static int c_toggle(struct chk_ctx *c, const void *arg, char *why)
 	(void)arg;
 	enum { LEN = TOG_K * TOG_LEN };
 	struct chk_sess s;
-	int r = log_session(c, &s, CHK_RUNNING, why);
+	static uint8_t want[LEN];
+	int fd = -1;
+	int r = log_written(c, &s, want, LEN, 11, &fd, why);
 	if (r)
 		return chk_done(&s, r);
-	if (c->capacity < LEN / 512)
-		return chk_done(&s, chk_fail(why, "disk too small"));
-	int fd = log_memfd(log_need(), why);
-	if (fd < 0)
-		return chk_done(&s, -1);
-	static uint8_t want[LEN];
-	uint8_t st = 0;
-	pattern(want, LEN, 11);
-	memcpy(s.mem + CHK_OFF_DATA, want, LEN);
-	r = chk_blk_req(&s, CHK_BLK_T_OUT, 0, LEN, &st, why);
-	if (r == 0 && st != CHK_BLK_S_OK)
-		r = chk_fail(why, "write: status %u", st);
 	for (unsigned round = 0; r == 0 && round < TOG_ROUNDS; round++) {
 		r = tog_publish(&s, why);
 		/* Switch while the round's requests are being served. */
@@ -379,17 +386,14 @@ static int c_hostile(struct chk_ctx *c, const void *arg, char *why)
 	const int *send_fds = id == G_PIPE ? &fds[1] : fds;
 	if (id == G_PIPE)
 		nfds = 1;
-	r = chk_send(&s, req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, payload,
-		     size, send_fds, nfds);
+	r = chk_send_judge(&s, req, payload, size, send_fds, nfds,
+			   CHK_EXPECT_REJECT, why);
 	close(fds[0]);
 	if (pfd[0] >= 0) {
 		close(pfd[0]);
 		close(pfd[1]);
 	}
-	if (r < 0)
-		return chk_done(&s, s.dropped ? chk_pass(why, "connection dropped") :
-				chk_fail(why, "send: %s", strerror(-r)));
-	return chk_done(&s, chk_judge(&s, req, UINT32_MAX, CHK_EXPECT_REJECT, why));
+	return chk_done(&s, r);
 }
 
 #define MIG(name, i) { name, c_hostile, &mig_ids[i], CHK_PROBE_IO }

@@ -17,18 +17,6 @@
 #include "internal.h"
 #include "check.h"
 
-#define ACK UINT32_MAX
-
-static int send_ack(struct chk_sess *s, uint32_t req, const void *p,
-		    uint32_t size, const int *fds, unsigned nfds, char *why)
-{
-	int r = chk_send(s, req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, p, size,
-			 fds, nfds);
-	if (r < 0 && !s->dropped)
-		return chk_fail(why, "send: %s", strerror(-r));
-	return 0;
-}
-
 /* A fresh session at level; the case's result once it is closed. */
 #define RING_SESSION(c, s, lvl, why)                                   \
 	do {                                                           \
@@ -52,10 +40,8 @@ static int c_state(struct chk_ctx *c, const void *arg, char *why)
 	if (a->idx == RING_IDX_NQ)
 		st.index = s.queue_num > c->num_queues ? s.queue_num :
 							 c->num_queues;
-	int r = send_ack(&s, a->req, &st, 8, NULL, 0, why);
-	if (r == 0)
-		r = chk_judge(&s, a->req, ACK, CHK_EXPECT_REJECT, why);
-	return chk_done(&s, r);
+	return chk_done(&s, chk_send_judge(&s, a->req, &st, 8, NULL, 0,
+					   CHK_EXPECT_REJECT, why));
 }
 
 /* SET_VRING_ADDR for ring index, of size bytes: must be refused. */
@@ -71,11 +57,9 @@ static int c_addr_msg(struct chk_ctx *c, const void *arg, char *why)
 	uint64_t u = chk_uva(&s, 0);
 	struct vhu_vring_addr a = { m->index, 0, u, u + CHK_OFF_USED,
 				    u + CHK_OFF_AVAIL, 0 };
-	int r = send_ack(&s, VHU_REQ_SET_VRING_ADDR, &a, m->size, NULL, 0, why);
-	if (r == 0)
-		r = chk_judge(&s, VHU_REQ_SET_VRING_ADDR, ACK, CHK_EXPECT_REJECT,
-			      why);
-	return chk_done(&s, r);
+	return chk_done(&s, chk_send_judge(&s, VHU_REQ_SET_VRING_ADDR, &a,
+					   m->size, NULL, 0, CHK_EXPECT_REJECT,
+					   why));
 }
 
 /* GET_VRING_BASE of index *arg.  No error convention exists for it: any
@@ -166,9 +150,7 @@ static int c_vring_fd(struct chk_ctx *c, const void *arg, char *why)
 	int fd = a->kind == FD_MEMFD ? s.memfd :
 		 a->kind == FD_EVENTFD ? eventfd(0, EFD_CLOEXEC) : -1;
 	uint64_t val = a->val, one = 1;
-	int r = send_ack(&s, a->req, &val, 8, &fd, fd >= 0, why);
-	if (r == 0)
-		r = chk_judge(&s, a->req, ACK, a->exp, why);
+	int r = chk_send_judge(&s, a->req, &val, 8, &fd, fd >= 0, a->exp, why);
 	if (a->kick && r == 0 && !s.dropped && write(fd, &one, 8) == 8) {
 		char w[CHK_WHY];
 		int p = chk_probe_alive(&s, w);

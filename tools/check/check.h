@@ -183,6 +183,12 @@ enum chk_expect {
  */
 int chk_judge(struct chk_sess *s, uint32_t req, uint32_t body_size,
 	      enum chk_expect exp, char *why);
+/* Send req (NEED_REPLY) and judge the answer as chk_judge does an ack
+ * (body_size UINT32_MAX); a send that fails because the peer dropped the
+ * connection passes. */
+int chk_send_judge(struct chk_sess *s, uint32_t req, const void *payload,
+		   uint32_t size, const int *fds, unsigned nfds,
+		   enum chk_expect exp, char *why);
 /* Is the control path alive?  0 it answers GET_FEATURES, 1 dropped,
  * -1 hang or garbage (why set). */
 int chk_probe_alive(struct chk_sess *s, char *why);
