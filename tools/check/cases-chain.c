@@ -29,14 +29,6 @@ enum chain_id {
 	C_RW_ORDER, C_ZERO_LEN, C_FULL_CHAIN, C_IND_GOOD,
 };
 
-static const uint8_t chain_ids[] = {
-	C_LOOP2, C_SELF, C_NEXT_OOR, C_NEXT_FFFF, C_IND_NESTED, C_IND_EMPTY,
-	C_IND_ODD, C_IND_UNMAPPED, C_IND_LOOP, C_IND_NEXT_OOR, C_IND_HUGE,
-	C_IND_WITH_NEXT, C_ADDR_OVF, C_UNMAPPED, C_PARTIAL, C_LEN_HUGE,
-	C_AVAIL_JUMP, C_HEAD_OOR, C_HEAD_FFFF, C_WRITE_HDR, C_NO_STATUS,
-	C_RW_ORDER, C_ZERO_LEN, C_FULL_CHAIN, C_IND_GOOD,
-};
-
 static void hdr(struct chk_sess *s, uint32_t type, uint64_t sector)
 {
 	struct { uint32_t type, ioprio; uint64_t sector; } h = {
@@ -220,7 +212,7 @@ static int judge_valid(struct chk_sess *s, uint16_t head, char *why)
 
 static int c_chain(struct chk_ctx *c, const void *arg, char *why)
 {
-	enum chain_id id = *(const uint8_t *)arg;
+	enum chain_id id = chk_case_id(arg);
 	struct chk_sess s;
 	if (chk_fresh(c, &s, CHK_RUNNING, why) < 0)
 		return chk_done(&s, -1);
@@ -238,7 +230,7 @@ static int c_chain(struct chk_ctx *c, const void *arg, char *why)
 					   why));
 }
 
-#define CHAIN(name, i) { name, c_chain, &chain_ids[i], CHK_PROBE_IO }
+#define CHAIN(name, i) CHK_CASE(name, c_chain, i)
 
 const struct chk_case chk_cases_chain[] = {
 	CHAIN("chain/loop-of-two", C_LOOP2),

@@ -24,13 +24,6 @@ enum mem_id {
 	M_ADD_SIZE0, M_ADD_OVERLAP, M_REM_UNKNOWN, M_REM_NOFD, M_ADD_SHORT,
 };
 
-static const uint8_t mem_ids[] = {
-	M_NREG0, M_NREG9, M_FDS_FEWER, M_FDS_MORE, M_SIZE0, M_GPA_OVF,
-	M_UVA_OVF, M_OFF_OVF, M_BEYOND_FILE, M_OFF_BEYOND_FILE, M_OVERLAP,
-	M_OFF_UNALIGNED, M_NOT_MEMFD, M_TABLE_SHORT, M_ADD_NOFD, M_ADD_TWO_FDS,
-	M_ADD_SIZE0, M_ADD_OVERLAP, M_REM_UNKNOWN, M_REM_NOFD, M_ADD_SHORT,
-};
-
 static void region(struct chk_sess *s, struct vhu_mem_region *r,
 		   uint64_t gpa_off, uint64_t size, uint64_t mmap_off)
 {
@@ -218,7 +211,7 @@ static int judge_beyond(struct chk_sess *s, uint32_t req, char *why)
 
 static int c_mem(struct chk_ctx *c, const void *arg, char *why)
 {
-	enum mem_id id = *(const uint8_t *)arg;
+	enum mem_id id = chk_case_id(arg);
 	bool single = id >= M_ADD_NOFD;
 	struct chk_sess s;
 	enum chk_level lvl = id == M_ADD_OVERLAP || id == M_REM_UNKNOWN ||
@@ -262,7 +255,7 @@ static int c_mem(struct chk_ctx *c, const void *arg, char *why)
 	return chk_done(&s, r);
 }
 
-#define MEM(name, i) { name, c_mem, &mem_ids[i], CHK_PROBE_IO }
+#define MEM(name, i) CHK_CASE(name, c_mem, i)
 
 const struct chk_case chk_cases_mem[] = {
 	MEM("mem/nregions-0", M_NREG0),

@@ -321,11 +321,6 @@ enum mig_id {
 	G_OFF_OVF, G_TOO_SMALL, G_PIPE, G_FEAT_OTHER, G_FEAT_LOG_AND_OTHER,
 };
 
-static const uint8_t mig_ids[] = {
-	G_NOFD, G_TWO_FDS, G_PAYLOAD_8, G_SIZE0, G_SIZE_BEYOND, G_OFF_BEYOND,
-	G_OFF_OVF, G_TOO_SMALL, G_PIPE, G_FEAT_OTHER, G_FEAT_LOG_AND_OTHER,
-};
-
 /* A feature bit to flip that is not LOG_ALL: INDIRECT_DESC when offered
  * (the checker acks it), else VERSION_1. */
 static uint64_t other_bit(const struct chk_sess *s)
@@ -336,7 +331,7 @@ static uint64_t other_bit(const struct chk_sess *s)
 
 static int c_hostile(struct chk_ctx *c, const void *arg, char *why)
 {
-	enum mig_id id = *(const uint8_t *)arg;
+	enum mig_id id = chk_case_id(arg);
 	struct chk_sess s;
 	int r = log_session(c, &s, CHK_RUNNING, why);
 	if (r)
@@ -396,7 +391,7 @@ static int c_hostile(struct chk_ctx *c, const void *arg, char *why)
 	return chk_done(&s, r);
 }
 
-#define MIG(name, i) { name, c_hostile, &mig_ids[i], CHK_PROBE_IO }
+#define MIG(name, i) CHK_CASE(name, c_hostile, i)
 
 const struct chk_case chk_cases_migrate[] = {
 	{ "migrate/reads-marked-in-log", c_reads_marked, NULL, CHK_PROBE_NONE },

@@ -244,6 +244,15 @@ struct chk_case {
 	enum chk_probe probe;
 };
 
+/* A case of a table whose cases share one function: its arg is the case's
+ * number in the file's enum, carried in the pointer itself. */
+#define CHK_CASE(name, fn, id) \
+	{ name, fn, (const void *)(uintptr_t)(id), CHK_PROBE_IO }
+static inline unsigned chk_case_id(const void *arg)
+{
+	return (unsigned)(uintptr_t)arg;
+}
+
 /* Case tables; each ends with a zero entry. */
 extern const struct chk_case chk_cases_conf[];
 extern const struct chk_case chk_cases_fe[];
