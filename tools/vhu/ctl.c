@@ -69,13 +69,6 @@ static int write_all(int fd, const char *s, size_t n)
 	return 0;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Read one line (without '\n') into a malloc'd buffer. */
 static int read_line(int fd, int timeout_ms, char **out)
 {
@@ -83,9 +76,9 @@ static int read_line(int fd, int timeout_ms, char **out)
 	char *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = tool_mono_ms() + timeout_ms;
 	for (;;) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - tool_mono_ms();
 		if (left <= 0) {
 			free(buf);
 			return -ETIMEDOUT;
