@@ -7,27 +7,23 @@
 
 #define RA_MAX_BUFS 64
 
+/* Both drivers' options have these fields, by the same names. */
+#define RA_DRIVER_OPTS(o)                                              \
+	{ .size = (o)->size, .split_at = (o)->split_at,                \
+	  .event_idx = (o)->event_idx, .indirect = (o)->indirect }
+
 int ra_init(struct ra *r, bool packed, const struct ra_opts *o)
 {
-	int e;
 	memset(r, 0, sizeof(*r));
 	r->packed = packed;
 	if (packed) {
-		struct pd_opts po = { .size = o->size, .split_at = o->split_at,
-				      .event_idx = o->event_idx,
-				      .indirect = o->indirect };
-		e = pd_init(&r->pd, &po);
 		r->g = &r->pd.g;
 		r->vq = &r->pd.vq;
-	} else {
-		struct rd_opts so = { .size = o->size, .split_at = o->split_at,
-				      .event_idx = o->event_idx,
-				      .indirect = o->indirect };
-		e = rd_init(&r->rd, &so);
-		r->g = &r->rd.g;
-		r->vq = &r->rd.vq;
+		return pd_init(&r->pd, &(struct pd_opts)RA_DRIVER_OPTS(o));
 	}
-	return e;
+	r->g = &r->rd.g;
+	r->vq = &r->rd.vq;
+	return rd_init(&r->rd, &(struct rd_opts)RA_DRIVER_OPTS(o));
 }
 
 void ra_fini(struct ra *r)

@@ -130,8 +130,7 @@ static int c_blk(struct chk_ctx *c, const void *arg, char *why)
 {
 	enum blk_id id = chk_case_id(arg);
 	struct chk_sess s;
-	if (chk_fresh(c, &s, CHK_RUNNING, why) < 0)
-		return chk_done(&s, -1);
+	CHK_FRESH(c, &s, CHK_RUNNING, why);
 	uint64_t cap = s.capacity;
 	bool ok_allowed = false;
 	size_t canary_off = 0, canary_len = 0;

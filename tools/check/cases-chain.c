@@ -214,8 +214,7 @@ static int c_chain(struct chk_ctx *c, const void *arg, char *why)
 {
 	enum chain_id id = chk_case_id(arg);
 	struct chk_sess s;
-	if (chk_fresh(c, &s, CHK_RUNNING, why) < 0)
-		return chk_done(&s, -1);
+	CHK_FRESH(c, &s, CHK_RUNNING, why);
 	struct chain_plan p = { .head = 0, .adv = 1 };
 
 	hdr(&s, CHK_BLK_T_IN, 0);

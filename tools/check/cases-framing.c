@@ -40,8 +40,7 @@ static int c_msg(struct chk_ctx *c, const void *arg, char *why)
 	int fds[16];
 	unsigned n = 0;
 
-	if (chk_fresh(c, &s, m->level, why) < 0)
-		return chk_done(&s, -1);
+	CHK_FRESH(c, &s, m->level, why);
 	uint32_t len = m->send_len == SAME ? m->size : m->send_len;
 	if (len > sizeof(buf) - 12)
 		len = sizeof(buf) - 12;

@@ -216,8 +216,7 @@ static int c_mem(struct chk_ctx *c, const void *arg, char *why)
 	struct chk_sess s;
 	enum chk_level lvl = id == M_ADD_OVERLAP || id == M_REM_UNKNOWN ||
 			     id == M_REM_NOFD ? CHK_MAPPED : CHK_MEMFD;
-	if (chk_fresh(c, &s, lvl, why) < 0)
-		return chk_done(&s, -1);
+	CHK_FRESH(c, &s, lvl, why);
 
 	struct mem_msg m;
 	memset(&m, 0, sizeof(m));

@@ -17,13 +17,6 @@
 #include "internal.h"
 #include "check.h"
 
-/* A fresh session at level; the case's result once it is closed. */
-#define RING_SESSION(c, s, lvl, why)                                   \
-	do {                                                           \
-		if (chk_fresh((c), (s), (lvl), (why)) < 0)             \
-			return chk_done((s), -1);                      \
-	} while (0)
-
 /* A vring_state message that must be refused.  RING_IDX_NQ stands for the
  * first index past the queues. */
 #define RING_IDX_NQ UINT32_MAX
@@ -35,7 +28,7 @@ static int c_state(struct chk_ctx *c, const void *arg, char *why)
 {
 	const struct ring_state *a = arg;
 	struct chk_sess s;
-	RING_SESSION(c, &s, CHK_MAPPED, why);
+	CHK_FRESH(c, &s, CHK_MAPPED, why);
 	struct vhu_vring_state st = { a->idx, a->num };
 	if (a->idx == RING_IDX_NQ)
 		st.index = s.queue_num > c->num_queues ? s.queue_num :
@@ -53,7 +46,7 @@ static int c_addr_msg(struct chk_ctx *c, const void *arg, char *why)
 {
 	const struct ring_addr_msg *m = arg;
 	struct chk_sess s;
-	RING_SESSION(c, &s, CHK_MAPPED, why);
+	CHK_FRESH(c, &s, CHK_MAPPED, why);
 	uint64_t u = chk_uva(&s, 0);
 	struct vhu_vring_addr a = { m->index, 0, u, u + CHK_OFF_USED,
 				    u + CHK_OFF_AVAIL, 0 };
@@ -67,7 +60,7 @@ static int c_addr_msg(struct chk_ctx *c, const void *arg, char *why)
 static int c_get_base(struct chk_ctx *c, const void *arg, char *why)
 {
 	struct chk_sess s;
-	RING_SESSION(c, &s, CHK_MAPPED, why);
+	CHK_FRESH(c, &s, CHK_MAPPED, why);
 	struct vhu_vring_state st = { *(const uint32_t *)arg, 0 };
 	chk_send(&s, VHU_REQ_GET_VRING_BASE, VHU_MSG_VERSION, &st, 8, NULL, 0);
 	return chk_done(&s, chk_judge(&s, VHU_REQ_GET_VRING_BASE, 8,
@@ -101,7 +94,7 @@ static int c_addr(struct chk_ctx *c, const void *arg, char *why)
 	const struct ring_addr *ra = arg;
 	char w[CHK_WHY];
 	struct chk_sess s;
-	RING_SESSION(c, &s, CHK_MAPPED, why);
+	CHK_FRESH(c, &s, CHK_MAPPED, why);
 	uint64_t u = chk_uva(&s, 0), base = ra->absolute ? 0 : u;
 	struct vhu_vring_state st = { 0, CHK_QSIZE };
 	if (chk_set(&s, VHU_REQ_SET_VRING_NUM, &st, 8, NULL, 0, why) < 0)
@@ -146,7 +139,7 @@ static int c_vring_fd(struct chk_ctx *c, const void *arg, char *why)
 {
 	const struct ring_fd *a = arg;
 	struct chk_sess s;
-	RING_SESSION(c, &s, a->level, why);
+	CHK_FRESH(c, &s, a->level, why);
 	int fd = a->kind == FD_MEMFD ? s.memfd :
 		 a->kind == FD_EVENTFD ? eventfd(0, EFD_CLOEXEC) : -1;
 	uint64_t val = a->val, one = 1;
@@ -169,7 +162,7 @@ static int c_call_memfd_io(struct chk_ctx *c, const void *arg, char *why)
 {
 	(void)arg;
 	struct chk_sess s;
-	RING_SESSION(c, &s, CHK_RUNNING, why);
+	CHK_FRESH(c, &s, CHK_RUNNING, why);
 	int mfd = memfd_create("vhu-check-call", MFD_CLOEXEC);
 	uint64_t idx = 0;
 	char w[CHK_WHY];

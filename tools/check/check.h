@@ -215,6 +215,12 @@ int chk_fresh(struct chk_ctx *c, struct chk_sess *s, enum chk_level level,
 	      char *why);
 /* Close the session and map rc to a case result. */
 int chk_done(struct chk_sess *s, int rc);
+/* In a case function: a fresh session at level, or the case fails. */
+#define CHK_FRESH(c, s, level, why)                                    \
+	do {                                                           \
+		if (chk_fresh((c), (s), (level), (why)) < 0)           \
+			return chk_done((s), -1);                      \
+	} while (0)
 
 /* --null: the disk discards writes and reads zeros, so every data check
  * expects zeros where it would expect the bytes written. */
