@@ -153,6 +153,9 @@ int vhu__memfd_sealed(const char *name, size_t size);
 /* The same, mapped shared and writable at *addr.  Returns the fd or
  * -errno (then nothing is left open). */
 int vhu__memfd_mapped(const char *name, size_t size, void **addr);
+/* Release peer-shared memory: munmap addr (when not NULL) and close fd
+ * (when >= 0); the caller clears its fields. */
+void vhu__shm_release(void *addr, size_t size, int fd);
 
 /* ------------------------------------------------------------- sigbus.c */
 /* Registry of mappings of peer memory (see sigbus.c).  add returns a
