@@ -505,10 +505,7 @@ static void serve_conn(struct vhu_backend *b)
 			disconnect(b, "receive error");
 			return;
 		}
-		msg = b->conn_rx.msg;
-		nfds = b->conn_rx.nfds;
-		memcpy(fds, b->conn_rx.fds, nfds * sizeof(int));
-		vhu__rx_done(&b->conn_rx);
+		vhu__rx_take(&b->conn_rx, &msg, fds, &nfds);
 		r = dispatch(b, &msg, fds, nfds);
 		if (r < 0) {
 			disconnect(b, "protocol error");
@@ -702,10 +699,7 @@ void vhu__be_read_channel(struct vhu_backend *b)
 			vhu__be_close_channel(b, r == 0 ? -ECONNRESET : r);
 			return;
 		}
-		msg = b->chan_rx.msg;
-		nfds = b->chan_rx.nfds;
-		memcpy(fds, b->chan_rx.fds, nfds * sizeof(int));
-		vhu__rx_done(&b->chan_rx);
+		vhu__rx_take(&b->chan_rx, &msg, fds, &nfds);
 		/* The front-end only ever answers on this channel: a u64
 		 * ack, flags exactly 0x5, for a request we asked an ack on. */
 		bool ok = nfds == 0 &&

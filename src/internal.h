@@ -112,6 +112,10 @@ bool vhu__rx_partial(const struct vhu__rx *rx);
  */
 int vhu__rx_read(int fd, struct vhu__rx *rx);
 void vhu__rx_done(struct vhu__rx *rx);
+/* After vhu__rx_read() returned 1: copy the message and its fds out (the
+ * caller owns them) and make rx ready for the next one. */
+void vhu__rx_take(struct vhu__rx *rx, struct vhu_msg *msg, int *fds,
+		  unsigned *nfds);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t vhu__now_ms(void);
 /* One non-blocking recvmsg() of up to len bytes into buf, close-on-exec
