@@ -79,96 +79,98 @@ static int recv_reply_locked(struct vhu_fe *fe, uint32_t req, struct vhu_msg *m)
 	return 0;
 }
 
-static int ack_locked(struct vhu_fe *fe, uint32_t req)
+/* What a request's reply means: 0, or -errno. */
+typedef int (*reply_fn)(uint32_t req, const struct vhu_msg *m, void *arg);
+
+/* One request under the lock: send it and, with on_reply, receive its
+ * reply and judge it.  A failure goes through fail(); a broken connection
+ * answers -ENOTCONN. */
+static int exchange(struct vhu_fe *fe, uint32_t req, uint32_t flags,
+		    const void *payload, uint32_t size, const int *fds,
+		    unsigned nfds, reply_fn on_reply, void *arg)
 {
 	struct vhu_msg m;
-	int r = recv_reply_locked(fe, req, &m);
+	pthread_mutex_lock(&fe->lock);
+	int r = -ENOTCONN;
+	if (fe->broken)
+		goto out;
+	r = send_locked(fe, req, flags, payload, size, fds, nfds);
+	if (r == 0 && on_reply) {
+		r = recv_reply_locked(fe, req, &m);
+		if (r == 0)
+			r = on_reply(req, &m, arg);
+	}
 	if (r < 0)
-		return r;
-	if (m.hdr.size != sizeof(uint64_t)) {
-		vhu__warn("front-end: ack to %u has size %u", req, m.hdr.size);
+		r = fail(fe, r);
+out:
+	pthread_mutex_unlock(&fe->lock);
+	return r;
+}
+
+/* A REPLY_ACK: a u64, 0 for success. */
+static int ack_reply(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	(void)arg;
+	if (m->hdr.size != sizeof(uint64_t)) {
+		vhu__warn("front-end: ack to %u has size %u", req, m->hdr.size);
 		return -EPROTO;
 	}
-	return m.p.u64 == 0 ? 0 : -EIO;
+	return m->p.u64 == 0 ? 0 : -EIO;
 }
 
 int vhu__fe_cmd(struct vhu_fe *fe, uint32_t req, const void *payload,
 		uint32_t size, const int *fds, unsigned nfds)
 {
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
 	bool ack = has_pf(fe, VHU_PF_REPLY_ACK);
-	r = send_locked(fe, req, ack ? VHU_MSG_NEED_REPLY : 0, payload, size,
-			fds, nfds);
-	if (r == 0 && ack)
-		r = ack_locked(fe, req);
-	if (r < 0)
-		r = fail(fe, r);
-out:
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	return exchange(fe, req, ack ? VHU_MSG_NEED_REPLY : 0, payload, size,
+			fds, nfds, ack ? ack_reply : NULL, NULL);
+}
+
+/* Where a reply's body goes, and its size. */
+struct reply_buf {
+	void *p;
+	uint32_t size;
+};
+
+static int copy_reply(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	const struct reply_buf *out = arg;
+	if (m->hdr.size != out->size) {
+		vhu__warn("front-end: reply to %u has size %u, want %u", req,
+			  m->hdr.size, out->size);
+		return -EPROTO;
+	}
+	memcpy(out->p, &m->p, out->size);
+	return 0;
 }
 
 int vhu__fe_call(struct vhu_fe *fe, uint32_t req, const void *payload,
 		 uint32_t size, void *reply, uint32_t reply_size)
 {
-	struct vhu_msg m;
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
-	r = send_locked(fe, req, 0, payload, size, NULL, 0);
-	if (r == 0)
-		r = recv_reply_locked(fe, req, &m);
-	if (r == 0 && m.hdr.size != reply_size) {
-		vhu__warn("front-end: reply to %u has size %u, want %u", req,
-			  m.hdr.size, reply_size);
-		r = -EPROTO;
-	}
-	if (r == 0)
-		memcpy(reply, &m.p, reply_size);
-	if (r < 0)
-		r = fail(fe, r);
-out:
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	struct reply_buf out = { reply, reply_size };
+	return exchange(fe, req, 0, payload, size, NULL, 0, copy_reply, &out);
+}
+
+/* An empty reply or a u64 0 (vhost-user.rst leaves it open). */
+static int empty_or_ack(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	(void)req;
+	(void)arg;
+	if (m->hdr.size == sizeof(uint64_t))
+		return m->p.u64 == 0 ? 0 : -EIO;
+	return m->hdr.size != 0 ? -EPROTO : 0;
 }
 
 int vhu__fe_cmd_answered(struct vhu_fe *fe, uint32_t req, const void *payload,
 			 uint32_t size, const int *fds, unsigned nfds)
 {
-	struct vhu_msg m;
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
-	r = send_locked(fe, req, 0, payload, size, fds, nfds);
-	if (r == 0)
-		r = recv_reply_locked(fe, req, &m);
-	/* An empty reply or a u64 0 (vhost-user.rst leaves it open). */
-	if (r == 0 && m.hdr.size == sizeof(uint64_t))
-		r = m.p.u64 == 0 ? 0 : -EIO;
-	else if (r == 0 && m.hdr.size != 0)
-		r = -EPROTO;
-	if (r < 0)
-		r = fail(fe, r);
-out:
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	return exchange(fe, req, 0, payload, size, fds, nfds, empty_or_ack,
+			NULL);
 }
 
 static int get_u64(struct vhu_fe *fe, uint32_t req, uint64_t *v)
 {
 	return vhu__fe_call(fe, req, NULL, 0, v, sizeof(*v));
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int dial(const char *path, int retry_ms)
@@ -177,7 +179,7 @@ static int dial(const char *path, int retry_ms)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
-	int64_t deadline = now_ms() + (retry_ms > 0 ? retry_ms : 0);
+	int64_t deadline = vhu__now_ms() + (retry_ms > 0 ? retry_ms : 0);
 	for (;;) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -189,7 +191,7 @@ static int dial(const char *path, int retry_ms)
 		if (e == EINTR)
 			continue;
 		if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) ||
-		    now_ms() >= deadline)
+		    vhu__now_ms() >= deadline)
 			return -e;
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
