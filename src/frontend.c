@@ -369,6 +369,33 @@ int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features)
 
 /* ---------------------------------------------------- config space */
 
+/* Where GET_CONFIG's answer goes: what was asked and the caller's buffer. */
+struct config_out {
+	uint32_t offset, size;
+	void *buf;
+};
+
+static int config_reply(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	const struct config_out *out = arg;
+	(void)req;
+	/* vhost-user.rst GET_CONFIG: an empty payload reports an error. */
+	if (m->hdr.size == 0 ||
+	    (m->hdr.size == VHU_CONFIG_HDR_SIZE && m->p.config.size == 0))
+		return -EIO;
+	if (m->hdr.size != VHU_CONFIG_HDR_SIZE + out->size ||
+	    m->p.config.offset != out->offset ||
+	    m->p.config.size != out->size) {
+		vhu__warn("front-end: GET_CONFIG reply size %u offset %u len %u, "
+			  "asked offset %u len %u", m->hdr.size,
+			  m->p.config.offset, m->p.config.size, out->offset,
+			  out->size);
+		return -EPROTO;
+	}
+	memcpy(out->buf, m->p.config.payload, out->size);
+	return 0;
+}
+
 int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
 		      uint32_t size)
 {
@@ -382,37 +409,9 @@ int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
 	req.size = size;
 	req.flags = 0;
 
-	struct vhu_msg m;
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
-	r = send_locked(fe, VHU_REQ_GET_CONFIG, 0, &req,
-			VHU_CONFIG_HDR_SIZE + size, NULL, 0);
-	if (r == 0)
-		r = recv_reply_locked(fe, VHU_REQ_GET_CONFIG, &m);
-	if (r < 0)
-		goto out;
-	/* vhost-user.rst GET_CONFIG: an empty payload reports an error. */
-	if (m.hdr.size == 0 ||
-	    (m.hdr.size == VHU_CONFIG_HDR_SIZE && m.p.config.size == 0)) {
-		r = -EIO;
-		goto out;
-	}
-	if (m.hdr.size != VHU_CONFIG_HDR_SIZE + size ||
-	    m.p.config.offset != offset || m.p.config.size != size) {
-		vhu__warn("front-end: GET_CONFIG reply size %u offset %u len %u, "
-			  "asked offset %u len %u", m.hdr.size, m.p.config.offset,
-			  m.p.config.size, offset, size);
-		r = -EPROTO;
-		goto out;
-	}
-	memcpy(buf, m.p.config.payload, size);
-out:
-	if (r < 0)
-		r = fail(fe, r);
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	struct config_out out = { offset, size, buf };
+	return exchange(fe, VHU_REQ_GET_CONFIG, 0, &req,
+			VHU_CONFIG_HDR_SIZE + size, NULL, 0, config_reply, &out);
 }
 
 int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf,
