@@ -357,8 +357,8 @@ size_t vhu__vring_used_bytes(unsigned size);
  * The data path each layout implements (vhu__split_* in virtq-split.c,
  * vhu__packed_* in virtq-packed.c); virtq.c dispatches the public
  * vhu_vq_* calls to one of them by vq->packed.  should_notify: does the
- * driver want a call now (the suppression state is updated)?  False on a
- * broken or unmapped queue.
+ * driver want a call now (the suppression state is updated)?  Called on a
+ * mapped queue that is not broken only.
  */
 #define VHU__LAYOUT_DATA_PATH(l)                                              \
 	int vhu__##l##_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,       \

@@ -511,7 +511,7 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
  * when that position lies in [old, new) of the positions used since the
  * last notification: the packed form of vring_need_event.
  */
-static bool should_notify(struct vhu_vq *vq)
+bool vhu__packed_should_notify(struct vhu_vq *vq)
 {
 	uint32_t since = vq->pk_used_since;
 	if (since == 0)
@@ -538,13 +538,6 @@ static bool should_notify(struct vhu_vq *vq)
 	if (wrap != vq->pk_used_wrap)
 		delta += vq->size;
 	return delta >= 1 && (unsigned long)delta <= since;
-}
-
-bool vhu__packed_should_notify(struct vhu_vq *vq)
-{
-	if (vq->broken || !vq->avail || !vq->desc)
-		return false;
-	return should_notify(vq);
 }
 
 /* ------------------------------------------------ kick suppression */

@@ -420,7 +420,7 @@ static inline bool need_event(uint16_t event, uint16_t new_idx, uint16_t old)
 	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
 }
 
-static bool should_notify(struct vhu_vq *vq)
+bool vhu__split_should_notify(struct vhu_vq *vq)
 {
 	if (!vq->signalled_used_valid || vq->signalled_used == vq->used_idx)
 		return false; /* nothing pushed since the last notification */
@@ -433,13 +433,6 @@ static bool should_notify(struct vhu_vq *vq)
 	if (vq->event_idx)
 		return need_event(used_event(vq), vq->used_idx, old);
 	return !(avail_flags(vq) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
-}
-
-bool vhu__split_should_notify(struct vhu_vq *vq)
-{
-	if (vq->broken || !vq->used || !vq->avail)
-		return false;
-	return should_notify(vq);
 }
 
 /* ------------------------------------------------ kick suppression */
