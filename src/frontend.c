@@ -369,6 +369,23 @@ int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features)
 
 /* ---------------------------------------------------- config space */
 
+/* The header of a config request for size bytes at offset: 0, or
+ * -EOPNOTSUPP without the CONFIG protocol feature, -EINVAL for a size
+ * out of 1..VHU_MAX_CONFIG_SIZE. */
+static int config_msg(struct vhu_fe *fe, struct vhu_config *c,
+		      uint32_t offset, uint32_t size, uint32_t flags)
+{
+	if (!has_pf(fe, VHU_PF_CONFIG))
+		return -EOPNOTSUPP;
+	if (size == 0 || size > VHU_MAX_CONFIG_SIZE)
+		return -EINVAL;
+	memset(c, 0, sizeof(*c));
+	c->offset = offset;
+	c->size = size;
+	c->flags = flags;
+	return 0;
+}
+
 /* Where GET_CONFIG's answer goes: what was asked and the caller's buffer. */
 struct config_out {
 	uint32_t offset, size;
@@ -399,16 +416,10 @@ static int config_reply(uint32_t req, const struct vhu_msg *m, void *arg)
 int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
 		      uint32_t size)
 {
-	if (!has_pf(fe, VHU_PF_CONFIG))
-		return -EOPNOTSUPP;
-	if (size == 0 || size > VHU_MAX_CONFIG_SIZE)
-		return -EINVAL;
 	struct vhu_config req;
-	memset(&req, 0, sizeof(req));
-	req.offset = offset;
-	req.size = size;
-	req.flags = 0;
-
+	int r = config_msg(fe, &req, offset, size, 0);
+	if (r < 0)
+		return r;
 	struct config_out out = { offset, size, buf };
 	return exchange(fe, VHU_REQ_GET_CONFIG, 0, &req,
 			VHU_CONFIG_HDR_SIZE + size, NULL, 0, config_reply, &out);
@@ -417,15 +428,10 @@ int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
 int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf,
 		      uint32_t size, uint32_t flags)
 {
-	if (!has_pf(fe, VHU_PF_CONFIG))
-		return -EOPNOTSUPP;
-	if (size == 0 || size > VHU_MAX_CONFIG_SIZE)
-		return -EINVAL;
 	struct vhu_config c;
-	memset(&c, 0, sizeof(c));
-	c.offset = offset;
-	c.size = size;
-	c.flags = flags;
+	int r = config_msg(fe, &c, offset, size, flags);
+	if (r < 0)
+		return r;
 	memcpy(c.payload, buf, size);
 	return vhu__fe_cmd(fe, VHU_REQ_SET_CONFIG, &c, VHU_CONFIG_HDR_SIZE + size,
 			   NULL, 0);

@@ -406,8 +406,9 @@ struct vhu__chain {
 	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
-/* Add one copied and decoded buffer descriptor (len != 0; wr: device
- * writable): 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why. */
+/* Add one copied and decoded buffer descriptor (wr: device writable):
+ * 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why.  A zero-length
+ * buffer carries nothing: it adds no iovec and is not checked. */
 int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr);
 /* Mark the queue broken (once): log why, signal the err eventfd. */

@@ -243,12 +243,10 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct vhu__chain 
 		}
 
 		/* Zero-length buffers carry nothing: no iovec for them. */
-		if (len) {
-			int r = vhu__chain_add(vq, c, addr, len,
-					   (flags & VHU_VRING_DESC_F_WRITE) != 0);
-			if (r < 0)
-				return r;
-		}
+		int r = vhu__chain_add(vq, c, addr, len,
+				       (flags & VHU_VRING_DESC_F_WRITE) != 0);
+		if (r < 0)
+			return r;
 		if (!(flags & VHU_VRING_DESC_F_NEXT))
 			return 0;
 		i = next;
