@@ -145,6 +145,19 @@ static int set_wce(struct chk_sess *s, uint8_t v, char *why)
 	return chk_set(s, VHU_REQ_SET_CONFIG, buf, sizeof(buf), NULL, 0, why);
 }
 
+/* Write wce v, read it back: 0, or -1 with why ("WHAT wce v, read
+ * back ..."). */
+static int wce_written(struct chk_sess *s, uint8_t v, const char *what,
+		       char *why)
+{
+	uint8_t now;
+	if (set_wce(s, v, why) < 0 || chk_get_config(s, 32, 1, &now, why) < 0)
+		return -1;
+	if (now != v)
+		return chk_fail(why, "%s wce %u, read back %u", what, v, now);
+	return 0;
+}
+
 static int c_set_wce(struct chk_ctx *c, const void *arg, char *why)
 {
 	struct chk_sess s;
@@ -155,24 +168,13 @@ static int c_set_wce(struct chk_ctx *c, const void *arg, char *why)
 		chk_pass(why, "CONFIG_WCE not offered");
 		return chk_done(&s, 1);
 	}
-	uint8_t orig, now;
+	uint8_t orig;
 	if (chk_get_config(&s, 32, 1, &orig, why) < 0)
 		return chk_done(&s, -1);
 	uint8_t want = orig ? 0 : 1;
-	if (set_wce(&s, want, why) < 0)
+	if (wce_written(&s, want, "wrote", why) < 0 ||
+	    wce_written(&s, orig, "restored", why) < 0)
 		return chk_done(&s, -1);
-	if (chk_get_config(&s, 32, 1, &now, why) < 0)
-		return chk_done(&s, -1);
-	if (now != want)
-		return chk_done(&s, chk_fail(why, "wrote wce %u, read back %u",
-					 want, now));
-	if (set_wce(&s, orig, why) < 0)
-		return chk_done(&s, -1);
-	if (chk_get_config(&s, 32, 1, &now, why) < 0)
-		return chk_done(&s, -1);
-	if (now != orig)
-		return chk_done(&s, chk_fail(why, "restored wce %u, read back %u",
-					 orig, now));
 	return chk_done(&s, chk_pass(why, "wce %u -> %u -> %u read back", orig,
 				 want, orig));
 }
