@@ -590,38 +590,41 @@ TEST(frontend_packed_driver_event_idx_wait)
 	fe_teardown();
 }
 
-TEST(frontend_packed_driver_refuses_a_hostile_device)
+/* One 8-byte buffer in flight, then the device "uses" position 0 with
+ * buffer id (the buffer's + id_off), len and flags: the driver refuses
+ * it, and the queue stays broken. */
+static void hostile_used(uint16_t id_off, uint32_t len, uint16_t flags)
 {
 	fe_setup(8, false);
-	uint64_t g = gmem_buf(&pd.g, 64);
-	struct vhu_fe_buf in = { g, 8 };
+	struct vhu_fe_buf in = { gmem_buf(&pd.g, 64), 8 };
 	void *data;
-	uint32_t len;
-	/* a used-looking descriptor with nothing in flight is ignored */
-	pd_raw(&pd, 0, 0, 0, 0, VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED);
-	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), 0);
+	uint32_t got;
 	int id = vhu_fe_vq_add(&fvq, NULL, 0, &in, 1, (void *)1);
 	CHECK(id >= 0);
-	/* used with an id not in flight */
-	pd_raw(&pd, 0, 0, 0, (uint16_t)(id + 1),
-	       VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED);
-	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), -EIO);
+	pd_raw(&pd, 0, 0, len, (uint16_t)(id + id_off),
+	       (uint16_t)(VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED | flags));
+	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &got), -EIO);
 	CHECK_EQ(vhu_fe_vq_add(&fvq, NULL, 0, &in, 1, NULL), -EIO);
 	fe_teardown();
+}
 
+TEST(frontend_packed_driver_refuses_a_hostile_device)
+{
+	/* a used-looking descriptor with nothing in flight is ignored */
 	fe_setup(8, false);
-	g = gmem_buf(&pd.g, 64);
-	in = (struct vhu_fe_buf){ g, 8 };
-	id = vhu_fe_vq_add(&fvq, NULL, 0, &in, 1, (void *)1);
-	/* more bytes written than the buffer holds */
-	pd_raw(&pd, 0, 0, 9, (uint16_t)id,
-	       VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED | VHU_VRING_DESC_F_WRITE);
-	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), -EIO);
+	void *data;
+	uint32_t len;
+	pd_raw(&pd, 0, 0, 0, 0, VHU__PDESC_F_AVAIL | VHU__PDESC_F_USED);
+	CHECK_EQ(vhu_fe_vq_get_used(&fvq, &data, &len), 0);
 	fe_teardown();
+	/* used with an id not in flight */
+	hostile_used(1, 0, 0);
+	/* more bytes written than the buffer holds */
+	hostile_used(0, 9, VHU_VRING_DESC_F_WRITE);
 
 	/* a full ring refuses more; an empty chain is invalid */
 	fe_setup(2, false);
-	g = gmem_buf(&pd.g, 64);
+	uint64_t g = gmem_buf(&pd.g, 64);
 	struct vhu_fe_buf two[2] = { { g, 8 }, { g + 8, 8 } };
 	CHECK(vhu_fe_vq_add(&fvq, two, 2, NULL, 0, NULL) >= 0);
 	CHECK_EQ(vhu_fe_vq_add(&fvq, two, 1, NULL, 0, NULL), -ENOSPC);
