@@ -102,25 +102,34 @@ static int c_config_oversize(struct chk_ctx *c, const void *arg, char *why)
 	return chk_done(&s, chk_pass(why, "%s", e));
 }
 
-static int need_ack(struct chk_sess *s, char *why)
+/* A negotiated session for a case that needs REPLY_ACK, or the case is
+ * skipped (or failed, when there is no session). */
+#define ACKED_SESSION(c, s, why)                                        \
+	do {                                                            \
+		CHK_FRESH((c), (s), CHK_NEGOTIATED, (why));             \
+		if (!((s)->acked_pf & VHU_BIT(VHU_PF_REPLY_ACK))) {     \
+			chk_pass((why), "REPLY_ACK not offered");       \
+			return chk_done((s), 1);                        \
+		}                                                       \
+	} while (0)
+
+/* SET_CONFIG of len bytes at off (flags 0), acked: chk_set's result. */
+static int set_config(struct chk_sess *s, uint32_t off, const void *v,
+		      uint32_t len, char *why)
 {
-	if (!(s->acked_pf & VHU_BIT(VHU_PF_REPLY_ACK)))
-		return chk_pass(why, "REPLY_ACK not offered"), 1;
-	return 0;
+	uint8_t buf[12 + 8];
+	struct vhu_config q = { .offset = off, .size = len, .flags = 0 };
+	memcpy(buf, &q, 12);
+	memcpy(buf + 12, v, len);
+	return chk_set(s, VHU_REQ_SET_CONFIG, buf, 12 + len, NULL, 0, why);
 }
 
 static int c_set_capacity(struct chk_ctx *c, const void *arg, char *why)
 {
 	struct chk_sess s;
-	CHK_FRESH(c, &s, CHK_NEGOTIATED, why);
-	if (need_ack(&s, why))
-		return chk_done(&s, 1);
-	uint8_t buf[12 + 8];
-	struct vhu_config q = { .offset = 0, .size = 8, .flags = 0 };
+	ACKED_SESSION(c, &s, why);
 	uint64_t cap = s.capacity + 1024;
-	memcpy(buf, &q, 12);
-	memcpy(buf + 12, &cap, 8);
-	int r = chk_set(&s, VHU_REQ_SET_CONFIG, buf, sizeof(buf), NULL, 0, why);
+	int r = set_config(&s, 0, &cap, 8, why);
 	if (r == 0)
 		return chk_done(&s, chk_fail(why, "write to capacity acknowledged "
 					 "with 0"));
@@ -136,22 +145,14 @@ static int c_set_capacity(struct chk_ctx *c, const void *arg, char *why)
 				 "unchanged"));
 }
 
-static int set_wce(struct chk_sess *s, uint8_t v, char *why)
-{
-	uint8_t buf[12 + 1];
-	struct vhu_config q = { .offset = 32, .size = 1, .flags = 0 };
-	memcpy(buf, &q, 12);
-	buf[12] = v;
-	return chk_set(s, VHU_REQ_SET_CONFIG, buf, sizeof(buf), NULL, 0, why);
-}
-
 /* Write wce v, read it back: 0, or -1 with why ("WHAT wce v, read
  * back ..."). */
 static int wce_written(struct chk_sess *s, uint8_t v, const char *what,
 		       char *why)
 {
 	uint8_t now;
-	if (set_wce(s, v, why) < 0 || chk_get_config(s, 32, 1, &now, why) < 0)
+	if (set_config(s, 32, &v, 1, why) < 0 ||
+	    chk_get_config(s, 32, 1, &now, why) < 0)
 		return -1;
 	if (now != v)
 		return chk_fail(why, "%s wce %u, read back %u", what, v, now);
@@ -161,9 +162,7 @@ static int wce_written(struct chk_sess *s, uint8_t v, const char *what,
 static int c_set_wce(struct chk_ctx *c, const void *arg, char *why)
 {
 	struct chk_sess s;
-	CHK_FRESH(c, &s, CHK_NEGOTIATED, why);
-	if (need_ack(&s, why))
-		return chk_done(&s, 1);
+	ACKED_SESSION(c, &s, why);
 	if (!(s.acked & VHU_BIT(CHK_BLK_F_CONFIG_WCE))) {
 		chk_pass(why, "CONFIG_WCE not offered");
 		return chk_done(&s, 1);
@@ -184,9 +183,7 @@ static int c_set_wce(struct chk_ctx *c, const void *arg, char *why)
 static int c_reply_ack(struct chk_ctx *c, const void *arg, char *why)
 {
 	struct chk_sess s;
-	CHK_FRESH(c, &s, CHK_NEGOTIATED, why);
-	if (need_ack(&s, why))
-		return chk_done(&s, 1);
+	ACKED_SESSION(c, &s, why);
 	struct vhu_vring_state st = { 0, CHK_QSIZE };
 	if (chk_set(&s, VHU_REQ_SET_VRING_NUM, &st, 8, NULL, 0, why) < 0)
 		return chk_done(&s, -1);
