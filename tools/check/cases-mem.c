@@ -22,6 +22,7 @@ enum mem_id {
 	M_UVA_OVF, M_OFF_OVF, M_BEYOND_FILE, M_OFF_BEYOND_FILE, M_OVERLAP,
 	M_OFF_UNALIGNED, M_NOT_MEMFD, M_TABLE_SHORT, M_ADD_NOFD, M_ADD_TWO_FDS,
 	M_ADD_SIZE0, M_ADD_OVERLAP, M_REM_UNKNOWN, M_REM_NOFD, M_ADD_SHORT,
+	M_NONE, /* no further change */
 };
 
 static void region(struct chk_sess *s, struct vhu_mem_region *r,
@@ -84,10 +85,60 @@ struct mem_msg {
 };
 
 /* SET_MEM_TABLE cases: a one-region table over the memfd, then changed. */
+/* The cases that change only fields of region 0: their values (KEEP:
+ * as region() set it), the answer they allow, and whether the table
+ * reaches past the memfd. */
+#define KEEP UINT64_MAX
+#define MEM_SZ ((uint64_t)CHK_MEM_SIZE)
+static const struct region0_case {
+	enum mem_id id;
+	uint64_t gpa, uva, off, size;
+	enum chk_expect exp;
+	bool beyond;
+} region0_cases[] = {
+	{ M_SIZE0, KEEP, KEEP, KEEP, 0, CHK_EXPECT_REJECT, false },
+	{ M_GPA_OVF, 0xfffffffffff00000ull, KEEP, KEEP, 0x200000,
+	  CHK_EXPECT_REJECT, false },
+	{ M_UVA_OVF, KEEP, 0xfffffffffff80000ull, KEEP, KEEP,
+	  CHK_EXPECT_REJECT, false },
+	{ M_OFF_OVF, KEEP, KEEP, 0xfffffffffffff000ull, 0x2000,
+	  CHK_EXPECT_REJECT, false },
+	{ M_BEYOND_FILE, KEEP, KEEP, KEEP, 4 * MEM_SZ, CHK_EXPECT_ANY, true },
+	{ M_OFF_BEYOND_FILE, KEEP, KEEP, 2 * MEM_SZ, 4 * MEM_SZ,
+	  CHK_EXPECT_ANY, true },
+	{ M_OFF_UNALIGNED, KEEP, KEEP, 1, MEM_SZ - 4096, CHK_EXPECT_ANY,
+	  false },
+};
+
+static uint64_t field(uint64_t v, uint64_t as_set_up)
+{
+	return v == KEEP ? as_set_up : v;
+}
+
+/* A region-0 case: true when id is one. */
+static bool region0(enum mem_id id, struct mem_msg *m)
+{
+	struct vhu_mem_region *r0 = &m->t.regions[0];
+	for (size_t i = 0; i < VHU__ARRAY_SIZE(region0_cases); i++) {
+		const struct region0_case *k = &region0_cases[i];
+		if (k->id != id)
+			continue;
+		r0->guest_phys_addr = field(k->gpa, r0->guest_phys_addr);
+		r0->userspace_addr = field(k->uva, r0->userspace_addr);
+		r0->mmap_offset = field(k->off, r0->mmap_offset);
+		r0->memory_size = field(k->size, r0->memory_size);
+		m->exp = k->exp;
+		m->beyond = k->beyond;
+		return true;
+	}
+	return false;
+}
+
 static int mem_table(struct chk_sess *s, enum mem_id id, struct mem_msg *m,
 		     char *why)
 {
-	struct vhu_mem_region *r0 = &m->t.regions[0];
+	if (region0(id, m))
+		id = M_NONE;
 	switch (id) {
 	case M_NREG0:
 		m->t.nregions = 0;
@@ -109,38 +160,11 @@ static int mem_table(struct chk_sess *s, enum mem_id id, struct mem_msg *m,
 	case M_FDS_MORE:
 		m->nfds = 2;
 		break;
-	case M_SIZE0:
-		r0->memory_size = 0;
-		break;
-	case M_GPA_OVF:
-		r0->guest_phys_addr = 0xfffffffffff00000ull;
-		r0->memory_size = 0x200000;
-		break;
-	case M_UVA_OVF:
-		r0->userspace_addr = 0xfffffffffff80000ull;
-		break;
-	case M_OFF_OVF:
-		r0->mmap_offset = 0xfffffffffffff000ull;
-		r0->memory_size = 0x2000;
-		break;
-	case M_OFF_BEYOND_FILE:
-		r0->mmap_offset = 2 * (uint64_t)CHK_MEM_SIZE;
-		/* fall through */
-	case M_BEYOND_FILE:
-		r0->memory_size = 4 * (uint64_t)CHK_MEM_SIZE;
-		m->exp = CHK_EXPECT_ANY;
-		m->beyond = true;
-		break;
 	case M_OVERLAP:
 		m->t.nregions = 2;
 		region(s, &m->t.regions[1], CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
 		m->t.regions[1].userspace_addr += 8 * (uint64_t)CHK_MEM_SIZE;
 		m->nfds = 2;
-		break;
-	case M_OFF_UNALIGNED:
-		r0->mmap_offset = 1;
-		r0->memory_size = CHK_MEM_SIZE - 4096;
-		m->exp = CHK_EXPECT_ANY;
 		break;
 	case M_NOT_MEMFD:
 		if (pipe2(m->pfd, O_CLOEXEC) < 0)
