@@ -75,10 +75,7 @@ void vhu__be_inflight_drop(struct vhu_backend *b)
 		vhu__inflight_vq_release(&b->vqs[i]);
 	vhu__guard_del(b->inflight_guard);
 	b->inflight_guard = -1;
-	if (b->inflight_addr)
-		munmap(b->inflight_addr, b->inflight_size);
-	if (b->inflight_fd >= 0)
-		close(b->inflight_fd);
+	vhu__shm_release(b->inflight_addr, b->inflight_size, b->inflight_fd);
 	b->inflight_addr = NULL;
 	b->inflight_size = 0;
 	b->inflight_fd = -1;

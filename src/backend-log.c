@@ -54,10 +54,7 @@ void vhu__be_log_drop(struct vhu_backend *b)
 		b->vqs[i].log = NULL;
 	vhu__guard_del(b->log_guard);
 	b->log_guard = -1;
-	if (b->log_map)
-		munmap(b->log_map, b->log_map_size);
-	if (b->log.signal_fd >= 0)
-		close(b->log.signal_fd);
+	vhu__shm_release(b->log_map, b->log_map_size, b->log.signal_fd);
 	b->log_map = NULL;
 	b->log_map_size = 0;
 	b->log.bits = NULL;

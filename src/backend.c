@@ -485,36 +485,54 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 	return 0;
 }
 
-static void serve_conn(struct vhu_backend *b)
+/* What to do with one read from a socket: r is 1 with a message (msg,
+ * fds[0..nfds) now the handler's), else vhu__rx_read()'s failure (0 end
+ * of stream, -errno).  < 0: stop reading. */
+typedef int (*rx_handler)(struct vhu_backend *b, int r, struct vhu_msg *msg,
+			  int *fds, unsigned nfds);
+
+/* Up to VHU__BE_BATCH messages from *fd (while it stays open), never
+ * waiting for the rest of one: what arrived stays in rx until the next
+ * round (sock-rx.c). */
+static void read_batch(struct vhu_backend *b, const int *fd,
+		       struct vhu__rx *rx, rx_handler on_read)
 {
-	for (unsigned n = 0; n < VHU__BE_BATCH && b->conn_fd >= 0; n++) {
-		/* Never wait for the rest of a message: what arrived stays
-		 * in conn_rx until the next round (sock-rx.c). */
+	for (unsigned n = 0; n < VHU__BE_BATCH && *fd >= 0; n++) {
 		struct vhu_msg msg;
 		int fds[VHU_MAX_FDS];
-		unsigned nfds;
-		int r = vhu__rx_read(b->conn_fd, &b->conn_rx);
+		unsigned nfds = 0;
+		int r = vhu__rx_read(*fd, rx);
 		if (r == -EAGAIN)
 			return;
-		if (r == 0) {
-			disconnect(b, "end of stream");
+		if (r == 1)
+			vhu__rx_take(rx, &msg, fds, &nfds);
+		if (on_read(b, r, &msg, fds, nfds) < 0)
 			return;
-		}
-		if (r < 0) {
-			vhu__err("receiving from the front-end: %s", strerror(-r));
-			disconnect(b, "receive error");
-			return;
-		}
-		msg = b->conn_rx.msg;
-		nfds = b->conn_rx.nfds;
-		memcpy(fds, b->conn_rx.fds, nfds * sizeof(int));
-		vhu__rx_done(&b->conn_rx);
-		r = dispatch(b, &msg, fds, nfds);
-		if (r < 0) {
-			disconnect(b, "protocol error");
-			return;
-		}
 	}
+}
+
+static int conn_read(struct vhu_backend *b, int r, struct vhu_msg *msg,
+		     int *fds, unsigned nfds)
+{
+	if (r == 0) {
+		disconnect(b, "end of stream");
+		return -1;
+	}
+	if (r < 0) {
+		vhu__err("receiving from the front-end: %s", strerror(-r));
+		disconnect(b, "receive error");
+		return -1;
+	}
+	if (dispatch(b, msg, fds, nfds) < 0) {
+		disconnect(b, "protocol error");
+		return -1;
+	}
+	return 0;
+}
+
+static void serve_conn(struct vhu_backend *b)
+{
+	read_batch(b, &b->conn_fd, &b->conn_rx, conn_read);
 }
 
 /*
@@ -687,46 +705,41 @@ void vhu__be_close_channel(struct vhu_backend *b, int64_t pending_result)
 	}
 }
 
+/* The front-end only ever answers on the back-end channel: a u64 ack,
+ * flags exactly 0x5, for a request we asked an ack on. */
+static int chan_read(struct vhu_backend *b, int r, struct vhu_msg *msg,
+		     int *fds, unsigned nfds)
+{
+	if (r <= 0) {
+		vhu__warn("back-end channel closed: %s",
+			  r == 0 ? "end of stream" : strerror(-r));
+		vhu__be_close_channel(b, r == 0 ? -ECONNRESET : r);
+		return -1;
+	}
+	bool ok = nfds == 0 &&
+		  msg->hdr.flags == (VHU_MSG_VERSION | VHU_MSG_REPLY) &&
+		  msg->hdr.request == VHU_BREQ_CONFIG_CHANGE_MSG &&
+		  msg->hdr.size == sizeof(uint64_t) && b->acks_pending > 0;
+	vhu__close_fds(fds, nfds);
+	if (!ok) {
+		vhu__err("unexpected message %u (flags 0x%x, %u bytes) on "
+			 "the back-end channel: closing it",
+			 msg->hdr.request, msg->hdr.flags, msg->hdr.size);
+		vhu__be_close_channel(b, -EPROTO);
+		return -1;
+	}
+	b->acks_pending--;
+	/* Any non-zero u64 means failure; keep it visible but positive so
+	 * it never reads as -errno. */
+	int64_t res = msg->p.u64 > INT64_MAX ? INT64_MAX : (int64_t)msg->p.u64;
+	if (b->ops.config_change_acked)
+		b->ops.config_change_acked(b->opaque, res);
+	return 0;
+}
+
 void vhu__be_read_channel(struct vhu_backend *b)
 {
-	for (unsigned n = 0; n < VHU__BE_BATCH && b->chan_fd >= 0; n++) {
-		struct vhu_msg msg;
-		int fds[VHU_MAX_FDS];
-		unsigned nfds;
-		int r = vhu__rx_read(b->chan_fd, &b->chan_rx);
-		if (r == -EAGAIN)
-			return;
-		if (r <= 0) {
-			vhu__warn("back-end channel closed: %s",
-				  r == 0 ? "end of stream" : strerror(-r));
-			vhu__be_close_channel(b, r == 0 ? -ECONNRESET : r);
-			return;
-		}
-		msg = b->chan_rx.msg;
-		nfds = b->chan_rx.nfds;
-		memcpy(fds, b->chan_rx.fds, nfds * sizeof(int));
-		vhu__rx_done(&b->chan_rx);
-		/* The front-end only ever answers on this channel: a u64
-		 * ack, flags exactly 0x5, for a request we asked an ack on. */
-		bool ok = nfds == 0 &&
-			  msg.hdr.flags == (VHU_MSG_VERSION | VHU_MSG_REPLY) &&
-			  msg.hdr.request == VHU_BREQ_CONFIG_CHANGE_MSG &&
-			  msg.hdr.size == sizeof(uint64_t) && b->acks_pending > 0;
-		vhu__close_fds(fds, nfds);
-		if (!ok) {
-			vhu__err("unexpected message %u (flags 0x%x, %u bytes) on "
-				 "the back-end channel: closing it",
-				 msg.hdr.request, msg.hdr.flags, msg.hdr.size);
-			vhu__be_close_channel(b, -EPROTO);
-			return;
-		}
-		b->acks_pending--;
-		/* Any non-zero u64 means failure; keep it visible but
-		 * positive so it never reads as -errno. */
-		int64_t res = msg.p.u64 > INT64_MAX ? INT64_MAX : (int64_t)msg.p.u64;
-		if (b->ops.config_change_acked)
-			b->ops.config_change_acked(b->opaque, res);
-	}
+	read_batch(b, &b->chan_fd, &b->chan_rx, chan_read);
 }
 
 int vhu_backend_config_changed(struct vhu_backend *b, bool want_ack)

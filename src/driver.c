@@ -87,24 +87,17 @@ static bool has_used(struct vhu_fe_vq *vq)
 	return vq->packed ? vhu__pdrv_has_used(vq) : vhu__sdrv_has_used(vq);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait on the call eventfd until has_used() or timeout_ms (-1 forever):
  * 1 ready, 0 timed out, -errno. */
 static int wait_call(struct vhu_fe_vq *vq, int timeout_ms)
 {
-	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? -1 : vhu__now_ms() + timeout_ms;
 	for (;;) {
 		if (has_used(vq))
 			return 1;
 		int t = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - vhu__now_ms();
 			if (left <= 0)
 				return 0;
 			t = left > 1000000 ? 1000000 : (int)left;

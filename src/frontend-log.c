@@ -16,10 +16,7 @@
 
 void vhu__fe_log_free(struct vhu_fe *fe)
 {
-	if (fe->log_words)
-		munmap(fe->log_words, fe->log_bytes);
-	if (fe->log_fd >= 0)
-		close(fe->log_fd);
+	vhu__shm_release(fe->log_words, fe->log_bytes, fe->log_fd);
 	fe->log_words = NULL;
 	fe->log_bytes = 0;
 	fe->log_fd = -1;

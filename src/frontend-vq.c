@@ -20,8 +20,7 @@ void vhu__fe_mem_free(struct vhu_fe *fe)
 {
 	for (unsigned i = 0; i < fe->nregions; i++) {
 		struct vhu__fe_region *g = &fe->regions[i];
-		munmap(g->host, g->size);
-		close(g->fd);
+		vhu__shm_release(g->host, g->size, g->fd);
 	}
 	fe->nregions = 0;
 }
@@ -88,8 +87,7 @@ int vhu_fe_add_memory(struct vhu_fe *fe, size_t size)
 	int r = register_region(fe, idx);
 	if (r < 0) {
 		fe->nregions--;
-		munmap(p, size);
-		close(fd);
+		vhu__shm_release(p, size, fd);
 		return r;
 	}
 	return 0;

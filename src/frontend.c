@@ -79,96 +79,98 @@ static int recv_reply_locked(struct vhu_fe *fe, uint32_t req, struct vhu_msg *m)
 	return 0;
 }
 
-static int ack_locked(struct vhu_fe *fe, uint32_t req)
+/* What a request's reply means: 0, or -errno. */
+typedef int (*reply_fn)(uint32_t req, const struct vhu_msg *m, void *arg);
+
+/* One request under the lock: send it and, with on_reply, receive its
+ * reply and judge it.  A failure goes through fail(); a broken connection
+ * answers -ENOTCONN. */
+static int exchange(struct vhu_fe *fe, uint32_t req, uint32_t flags,
+		    const void *payload, uint32_t size, const int *fds,
+		    unsigned nfds, reply_fn on_reply, void *arg)
 {
 	struct vhu_msg m;
-	int r = recv_reply_locked(fe, req, &m);
+	pthread_mutex_lock(&fe->lock);
+	int r = -ENOTCONN;
+	if (fe->broken)
+		goto out;
+	r = send_locked(fe, req, flags, payload, size, fds, nfds);
+	if (r == 0 && on_reply) {
+		r = recv_reply_locked(fe, req, &m);
+		if (r == 0)
+			r = on_reply(req, &m, arg);
+	}
 	if (r < 0)
-		return r;
-	if (m.hdr.size != sizeof(uint64_t)) {
-		vhu__warn("front-end: ack to %u has size %u", req, m.hdr.size);
+		r = fail(fe, r);
+out:
+	pthread_mutex_unlock(&fe->lock);
+	return r;
+}
+
+/* A REPLY_ACK: a u64, 0 for success. */
+static int ack_reply(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	(void)arg;
+	if (m->hdr.size != sizeof(uint64_t)) {
+		vhu__warn("front-end: ack to %u has size %u", req, m->hdr.size);
 		return -EPROTO;
 	}
-	return m.p.u64 == 0 ? 0 : -EIO;
+	return m->p.u64 == 0 ? 0 : -EIO;
 }
 
 int vhu__fe_cmd(struct vhu_fe *fe, uint32_t req, const void *payload,
 		uint32_t size, const int *fds, unsigned nfds)
 {
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
 	bool ack = has_pf(fe, VHU_PF_REPLY_ACK);
-	r = send_locked(fe, req, ack ? VHU_MSG_NEED_REPLY : 0, payload, size,
-			fds, nfds);
-	if (r == 0 && ack)
-		r = ack_locked(fe, req);
-	if (r < 0)
-		r = fail(fe, r);
-out:
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	return exchange(fe, req, ack ? VHU_MSG_NEED_REPLY : 0, payload, size,
+			fds, nfds, ack ? ack_reply : NULL, NULL);
+}
+
+/* Where a reply's body goes, and its size. */
+struct reply_buf {
+	void *p;
+	uint32_t size;
+};
+
+static int copy_reply(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	const struct reply_buf *out = arg;
+	if (m->hdr.size != out->size) {
+		vhu__warn("front-end: reply to %u has size %u, want %u", req,
+			  m->hdr.size, out->size);
+		return -EPROTO;
+	}
+	memcpy(out->p, &m->p, out->size);
+	return 0;
 }
 
 int vhu__fe_call(struct vhu_fe *fe, uint32_t req, const void *payload,
 		 uint32_t size, void *reply, uint32_t reply_size)
 {
-	struct vhu_msg m;
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
-	r = send_locked(fe, req, 0, payload, size, NULL, 0);
-	if (r == 0)
-		r = recv_reply_locked(fe, req, &m);
-	if (r == 0 && m.hdr.size != reply_size) {
-		vhu__warn("front-end: reply to %u has size %u, want %u", req,
-			  m.hdr.size, reply_size);
-		r = -EPROTO;
-	}
-	if (r == 0)
-		memcpy(reply, &m.p, reply_size);
-	if (r < 0)
-		r = fail(fe, r);
-out:
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	struct reply_buf out = { reply, reply_size };
+	return exchange(fe, req, 0, payload, size, NULL, 0, copy_reply, &out);
+}
+
+/* An empty reply or a u64 0 (vhost-user.rst leaves it open). */
+static int empty_or_ack(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	(void)req;
+	(void)arg;
+	if (m->hdr.size == sizeof(uint64_t))
+		return m->p.u64 == 0 ? 0 : -EIO;
+	return m->hdr.size != 0 ? -EPROTO : 0;
 }
 
 int vhu__fe_cmd_answered(struct vhu_fe *fe, uint32_t req, const void *payload,
 			 uint32_t size, const int *fds, unsigned nfds)
 {
-	struct vhu_msg m;
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
-	r = send_locked(fe, req, 0, payload, size, fds, nfds);
-	if (r == 0)
-		r = recv_reply_locked(fe, req, &m);
-	/* An empty reply or a u64 0 (vhost-user.rst leaves it open). */
-	if (r == 0 && m.hdr.size == sizeof(uint64_t))
-		r = m.p.u64 == 0 ? 0 : -EIO;
-	else if (r == 0 && m.hdr.size != 0)
-		r = -EPROTO;
-	if (r < 0)
-		r = fail(fe, r);
-out:
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+	return exchange(fe, req, 0, payload, size, fds, nfds, empty_or_ack,
+			NULL);
 }
 
 static int get_u64(struct vhu_fe *fe, uint32_t req, uint64_t *v)
 {
 	return vhu__fe_call(fe, req, NULL, 0, v, sizeof(*v));
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int dial(const char *path, int retry_ms)
@@ -177,7 +179,7 @@ static int dial(const char *path, int retry_ms)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
-	int64_t deadline = now_ms() + (retry_ms > 0 ? retry_ms : 0);
+	int64_t deadline = vhu__now_ms() + (retry_ms > 0 ? retry_ms : 0);
 	for (;;) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
@@ -189,7 +191,7 @@ static int dial(const char *path, int retry_ms)
 		if (e == EINTR)
 			continue;
 		if ((e != ENOENT && e != ECONNREFUSED && e != EAGAIN) ||
-		    now_ms() >= deadline)
+		    vhu__now_ms() >= deadline)
 			return -e;
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
@@ -367,64 +369,69 @@ int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features)
 
 /* ---------------------------------------------------- config space */
 
-int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
-		      uint32_t size)
+/* The header of a config request for size bytes at offset: 0, or
+ * -EOPNOTSUPP without the CONFIG protocol feature, -EINVAL for a size
+ * out of 1..VHU_MAX_CONFIG_SIZE. */
+static int config_msg(struct vhu_fe *fe, struct vhu_config *c,
+		      uint32_t offset, uint32_t size, uint32_t flags)
 {
 	if (!has_pf(fe, VHU_PF_CONFIG))
 		return -EOPNOTSUPP;
 	if (size == 0 || size > VHU_MAX_CONFIG_SIZE)
 		return -EINVAL;
-	struct vhu_config req;
-	memset(&req, 0, sizeof(req));
-	req.offset = offset;
-	req.size = size;
-	req.flags = 0;
+	memset(c, 0, sizeof(*c));
+	c->offset = offset;
+	c->size = size;
+	c->flags = flags;
+	return 0;
+}
 
-	struct vhu_msg m;
-	pthread_mutex_lock(&fe->lock);
-	int r = -ENOTCONN;
-	if (fe->broken)
-		goto out;
-	r = send_locked(fe, VHU_REQ_GET_CONFIG, 0, &req,
-			VHU_CONFIG_HDR_SIZE + size, NULL, 0);
-	if (r == 0)
-		r = recv_reply_locked(fe, VHU_REQ_GET_CONFIG, &m);
-	if (r < 0)
-		goto out;
+/* Where GET_CONFIG's answer goes: what was asked and the caller's buffer. */
+struct config_out {
+	uint32_t offset, size;
+	void *buf;
+};
+
+static int config_reply(uint32_t req, const struct vhu_msg *m, void *arg)
+{
+	const struct config_out *out = arg;
+	(void)req;
 	/* vhost-user.rst GET_CONFIG: an empty payload reports an error. */
-	if (m.hdr.size == 0 ||
-	    (m.hdr.size == VHU_CONFIG_HDR_SIZE && m.p.config.size == 0)) {
-		r = -EIO;
-		goto out;
-	}
-	if (m.hdr.size != VHU_CONFIG_HDR_SIZE + size ||
-	    m.p.config.offset != offset || m.p.config.size != size) {
+	if (m->hdr.size == 0 ||
+	    (m->hdr.size == VHU_CONFIG_HDR_SIZE && m->p.config.size == 0))
+		return -EIO;
+	if (m->hdr.size != VHU_CONFIG_HDR_SIZE + out->size ||
+	    m->p.config.offset != out->offset ||
+	    m->p.config.size != out->size) {
 		vhu__warn("front-end: GET_CONFIG reply size %u offset %u len %u, "
-			  "asked offset %u len %u", m.hdr.size, m.p.config.offset,
-			  m.p.config.size, offset, size);
-		r = -EPROTO;
-		goto out;
+			  "asked offset %u len %u", m->hdr.size,
+			  m->p.config.offset, m->p.config.size, out->offset,
+			  out->size);
+		return -EPROTO;
 	}
-	memcpy(buf, m.p.config.payload, size);
-out:
+	memcpy(out->buf, m->p.config.payload, out->size);
+	return 0;
+}
+
+int vhu_fe_get_config(struct vhu_fe *fe, uint32_t offset, void *buf,
+		      uint32_t size)
+{
+	struct vhu_config req;
+	int r = config_msg(fe, &req, offset, size, 0);
 	if (r < 0)
-		r = fail(fe, r);
-	pthread_mutex_unlock(&fe->lock);
-	return r;
+		return r;
+	struct config_out out = { offset, size, buf };
+	return exchange(fe, VHU_REQ_GET_CONFIG, 0, &req,
+			VHU_CONFIG_HDR_SIZE + size, NULL, 0, config_reply, &out);
 }
 
 int vhu_fe_set_config(struct vhu_fe *fe, uint32_t offset, const void *buf,
 		      uint32_t size, uint32_t flags)
 {
-	if (!has_pf(fe, VHU_PF_CONFIG))
-		return -EOPNOTSUPP;
-	if (size == 0 || size > VHU_MAX_CONFIG_SIZE)
-		return -EINVAL;
 	struct vhu_config c;
-	memset(&c, 0, sizeof(c));
-	c.offset = offset;
-	c.size = size;
-	c.flags = flags;
+	int r = config_msg(fe, &c, offset, size, flags);
+	if (r < 0)
+		return r;
 	memcpy(c.payload, buf, size);
 	return vhu__fe_cmd(fe, VHU_REQ_SET_CONFIG, &c, VHU_CONFIG_HDR_SIZE + size,
 			   NULL, 0);

@@ -112,6 +112,10 @@ bool vhu__rx_partial(const struct vhu__rx *rx);
  */
 int vhu__rx_read(int fd, struct vhu__rx *rx);
 void vhu__rx_done(struct vhu__rx *rx);
+/* After vhu__rx_read() returned 1: copy the message and its fds out (the
+ * caller owns them) and make rx ready for the next one. */
+void vhu__rx_take(struct vhu__rx *rx, struct vhu_msg *msg, int *fds,
+		  unsigned *nfds);
 /* CLOCK_MONOTONIC in milliseconds. */
 int64_t vhu__now_ms(void);
 /* One non-blocking recvmsg() of up to len bytes into buf, close-on-exec
@@ -153,6 +157,9 @@ int vhu__memfd_sealed(const char *name, size_t size);
 /* The same, mapped shared and writable at *addr.  Returns the fd or
  * -errno (then nothing is left open). */
 int vhu__memfd_mapped(const char *name, size_t size, void **addr);
+/* Release peer-shared memory: munmap addr (when not NULL) and close fd
+ * (when >= 0); the caller clears its fields. */
+void vhu__shm_release(void *addr, size_t size, int fd);
 
 /* ------------------------------------------------------------- sigbus.c */
 /* Registry of mappings of peer memory (see sigbus.c).  add returns a
@@ -355,8 +362,8 @@ size_t vhu__vring_used_bytes(unsigned size);
  * The data path each layout implements (vhu__split_* in virtq-split.c,
  * vhu__packed_* in virtq-packed.c); virtq.c dispatches the public
  * vhu_vq_* calls to one of them by vq->packed.  should_notify: does the
- * driver want a call now (the suppression state is updated)?  False on a
- * broken or unmapped queue.
+ * driver want a call now (the suppression state is updated)?  Called on a
+ * mapped queue that is not broken only.
  */
 #define VHU__LAYOUT_DATA_PATH(l)                                              \
 	int vhu__##l##_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,       \
@@ -404,8 +411,9 @@ struct vhu__chain {
 	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
-/* Add one copied and decoded buffer descriptor (len != 0; wr: device
- * writable): 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why. */
+/* Add one copied and decoded buffer descriptor (wr: device writable):
+ * 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why.  A zero-length
+ * buffer carries nothing: it adds no iovec and is not checked. */
 int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr);
 /* Mark the queue broken (once): log why, signal the err eventfd. */

@@ -100,9 +100,7 @@ int vhu__struct_in(void *dst, size_t dst_size, const void *src,
 bool vhu__ratelimit_ok(struct vhu__ratelimit *rl)
 {
 	/* At most 10 lines per second per call site. */
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	int64_t now = vhu__now_ms();
 	if (now - rl->window_start_ms >= 1000) {
 		if (rl->suppressed)
 			vhu__log(VHU_LOG_WARN, "%u similar messages suppressed",

@@ -27,10 +27,7 @@ static void region_release(struct vhu__mem_region *r)
 {
 	vhu__guard_del(r->guard);
 	r->guard = -1;
-	if (r->mmap_addr)
-		munmap(r->mmap_addr, r->mmap_size);
-	if (r->fd >= 0)
-		close(r->fd);
+	vhu__shm_release(r->mmap_addr, r->mmap_size, r->fd);
 	r->mmap_addr = NULL;
 	r->fd = -1;
 }

@@ -27,6 +27,14 @@ int vhu__memfd_sealed(const char *name, size_t size)
 	return fd;
 }
 
+void vhu__shm_release(void *addr, size_t size, int fd)
+{
+	if (addr)
+		munmap(addr, size);
+	if (fd >= 0)
+		close(fd);
+}
+
 int vhu__memfd_mapped(const char *name, size_t size, void **addr)
 {
 	int fd = vhu__memfd_sealed(name, size);

@@ -42,6 +42,15 @@ void vhu__rx_done(struct vhu__rx *rx)
 	vhu__rx_init(rx);
 }
 
+void vhu__rx_take(struct vhu__rx *rx, struct vhu_msg *msg, int *fds,
+		  unsigned *nfds)
+{
+	*msg = rx->msg;
+	*nfds = rx->nfds;
+	memcpy(fds, rx->fds, rx->nfds * sizeof(int));
+	vhu__rx_done(rx);
+}
+
 bool vhu__rx_partial(const struct vhu__rx *rx)
 {
 	return rx->got > 0 || rx->nfds > 0;

@@ -54,7 +54,7 @@ int vhu__set_nonblock(int fd)
 	return 0;
 }
 
-static int64_t now_ms(void)
+int64_t vhu__now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -67,7 +67,7 @@ static int wait_fd(int fd, short events, int64_t deadline)
 	for (;;) {
 		int timeout = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - vhu__now_ms();
 			if (left <= 0)
 				return -ETIMEDOUT;
 			timeout = left > 1000000 ? 1000000 : (int)left;
@@ -120,7 +120,7 @@ static int read_full(int fd, void *buf, size_t len, int *fds, unsigned *nfds,
 		if (r > 0) {
 			got += (size_t)r;
 			if (first && got > 0 && *deadline < 0)
-				*deadline = now_ms() + VHU__SOCK_TIMEOUT_MS;
+				*deadline = vhu__now_ms() + VHU__SOCK_TIMEOUT_MS;
 			continue;
 		}
 		if (r == 0)
@@ -132,24 +132,19 @@ static int read_full(int fd, void *buf, size_t len, int *fds, unsigned *nfds,
 		if (first && got == 0) {
 			if (first_timeout == 0)
 				return -EAGAIN;
-			int64_t dl = first_timeout < 0 ? -1 : now_ms() + first_timeout;
+			int64_t dl = first_timeout < 0 ? -1 : vhu__now_ms() + first_timeout;
 			int w = wait_fd(fd, POLLIN, dl);
 			if (w < 0)
 				return w;
 			continue;
 		}
 		if (*deadline < 0)
-			*deadline = now_ms() + VHU__SOCK_TIMEOUT_MS;
+			*deadline = vhu__now_ms() + VHU__SOCK_TIMEOUT_MS;
 		int w = wait_fd(fd, POLLIN, *deadline);
 		if (w < 0)
 			return w;
 	}
 	return 1;
-}
-
-int64_t vhu__now_ms(void)
-{
-	return now_ms();
 }
 
 ssize_t vhu__sock_recv_some(int fd, void *buf, size_t len, int *fds,
@@ -197,7 +192,7 @@ int vhu__sock_recv_timeout(int fd, struct vhu_msg *msg, int *fds,
 		goto fail;
 	}
 	if (deadline < 0)
-		deadline = now_ms() + VHU__SOCK_TIMEOUT_MS;
+		deadline = vhu__now_ms() + VHU__SOCK_TIMEOUT_MS;
 	if (msg->hdr.size) {
 		r = read_full(fd, &msg->p, msg->hdr.size, fds, nfds, &extra,
 			      false, &deadline, 0);
@@ -253,7 +248,7 @@ int vhu__sock_send_bytes(int fd, const void *buf, size_t len, const int *fds,
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (deadline < 0)
-				deadline = now_ms() + VHU__SOCK_TIMEOUT_MS;
+				deadline = vhu__now_ms() + VHU__SOCK_TIMEOUT_MS;
 			int w = wait_fd(fd, POLLOUT, deadline);
 			if (w < 0)
 				return w;

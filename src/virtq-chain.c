@@ -12,6 +12,8 @@
 int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr)
 {
+	if (len == 0)
+		return 0;
 	/* 2.7.4.2, 2.8: device-readable descriptors come before writable
 	 * ones. */
 	if (!wr && c->seen_write) {

@@ -169,12 +169,10 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 			c->why = "nested indirect table";
 			return -EIO;
 		}
-		if (l) {
-			int r = vhu__chain_add(vq, c, le64toh(d.addr), l,
-					  (f & VHU_VRING_DESC_F_WRITE) != 0);
-			if (r < 0)
-				return r;
-		}
+		int r = vhu__chain_add(vq, c, le64toh(d.addr), l,
+				       (f & VHU_VRING_DESC_F_WRITE) != 0);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
@@ -238,12 +236,10 @@ static int walk(struct vhu_vq *vq, uint16_t head_flags, struct vhu__chain *c,
 			*count = 1;
 			break;
 		}
-		if (len) {
-			int r = vhu__chain_add(vq, c, addr, len,
-					  (flags & VHU_VRING_DESC_F_WRITE) != 0);
-			if (r < 0)
-				return r;
-		}
+		int r = vhu__chain_add(vq, c, addr, len,
+				       (flags & VHU_VRING_DESC_F_WRITE) != 0);
+		if (r < 0)
+			return r;
 		if (!(flags & VHU_VRING_DESC_F_NEXT)) {
 			*id = le16toh(d.id);
 			*count = (uint16_t)hops;
@@ -288,12 +284,10 @@ static int walk_record(struct vhu_vq *vq, uint16_t head, struct vhu__chain *c,
 			*count = 1;
 			return walk_table(vq, d.addr, d.len, c);
 		}
-		if (d.len) {
-			int r = vhu__chain_add(vq, c, d.addr, d.len,
-					  (d.flags & VHU_VRING_DESC_F_WRITE) != 0);
-			if (r < 0)
-				return r;
-		}
+		int r = vhu__chain_add(vq, c, d.addr, d.len,
+				       (d.flags & VHU_VRING_DESC_F_WRITE) != 0);
+		if (r < 0)
+			return r;
 		if (more != (hop < n)) {
 			c->why = "recorded chain disagrees with its length";
 			return -EIO;
@@ -511,7 +505,7 @@ void vhu__packed_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
  * when that position lies in [old, new) of the positions used since the
  * last notification: the packed form of vring_need_event.
  */
-static bool should_notify(struct vhu_vq *vq)
+bool vhu__packed_should_notify(struct vhu_vq *vq)
 {
 	uint32_t since = vq->pk_used_since;
 	if (since == 0)
@@ -538,13 +532,6 @@ static bool should_notify(struct vhu_vq *vq)
 	if (wrap != vq->pk_used_wrap)
 		delta += vq->size;
 	return delta >= 1 && (unsigned long)delta <= since;
-}
-
-bool vhu__packed_should_notify(struct vhu_vq *vq)
-{
-	if (vq->broken || !vq->avail || !vq->desc)
-		return false;
-	return should_notify(vq);
 }
 
 /* ------------------------------------------------ kick suppression */

@@ -243,12 +243,10 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct vhu__chain 
 		}
 
 		/* Zero-length buffers carry nothing: no iovec for them. */
-		if (len) {
-			int r = vhu__chain_add(vq, c, addr, len,
-					   (flags & VHU_VRING_DESC_F_WRITE) != 0);
-			if (r < 0)
-				return r;
-		}
+		int r = vhu__chain_add(vq, c, addr, len,
+				       (flags & VHU_VRING_DESC_F_WRITE) != 0);
+		if (r < 0)
+			return r;
 		if (!(flags & VHU_VRING_DESC_F_NEXT))
 			return 0;
 		i = next;
@@ -420,7 +418,7 @@ static inline bool need_event(uint16_t event, uint16_t new_idx, uint16_t old)
 	return (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
 }
 
-static bool should_notify(struct vhu_vq *vq)
+bool vhu__split_should_notify(struct vhu_vq *vq)
 {
 	if (!vq->signalled_used_valid || vq->signalled_used == vq->used_idx)
 		return false; /* nothing pushed since the last notification */
@@ -433,13 +431,6 @@ static bool should_notify(struct vhu_vq *vq)
 	if (vq->event_idx)
 		return need_event(used_event(vq), vq->used_idx, old);
 	return !(avail_flags(vq) & VHU_VRING_AVAIL_F_NO_INTERRUPT);
-}
-
-bool vhu__split_should_notify(struct vhu_vq *vq)
-{
-	if (vq->broken || !vq->used || !vq->avail)
-		return false;
-	return should_notify(vq);
 }
 
 /* ------------------------------------------------ kick suppression */

@@ -137,8 +137,11 @@ void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 
 void vhu_vq_notify(struct vhu_vq *vq)
 {
-	/* should_notify also updates the layout's suppression bookkeeping:
+	/* A broken or unmapped queue tells the driver nothing.
+	 * should_notify also updates the layout's suppression bookkeeping:
 	 * it runs even when there is no call fd. */
+	if (vq->broken || !vq->desc || !vq->avail || !vq->used)
+		return;
 	bool notify = PACKED(vq) ? vhu__packed_should_notify(vq)
 				 : vhu__split_should_notify(vq);
 	if (notify && vq->call_fd >= 0)

@@ -62,46 +62,43 @@ stop() { e2e_stop "$PID"; PID=""; }
 # sat 'SHELL CONDITION': for check, when the condition has && or ||.
 sat() { eval "$1"; }
 perms() { stat -c '%a %U:%G' "$1"; }
+# rights OPTS SOCKET PERMS NAME [UID:GID ANSWER NAME2]...: vhu-blk started
+# with the words of OPTS; $T/SOCKET has PERMS (test NAME), and connect_as
+# each UID:GID prints ANSWER (test NAME2); then it stops.
+rights() {
+	local sock=$T/$2 want=$3
+	# shellcheck disable=SC2086
+	start $1
+	check "$4" [ "$(perms "$sock")" = "$want" ]
+	shift 4
+	while [ $# -ge 3 ]; do
+		check "$3" [ "$(connect_as "${1%:*}" "${1#*:}" "$sock")" = "$2" ]
+		shift 3
+	done
+	stop
+}
 
 # --- defaults: 0600, the daemon's user only ---
-start
-check "default socket mode is 0600 root:root" [ "$(perms "$T/s.sock")" = "600 root:root" ]
-check "default: another user cannot connect" \
-	[ "$(connect_as 65534 65534 "$T/s.sock")" = EACCES ]
-stop
+rights "" s.sock "600 root:root" "default socket mode is 0600 root:root" \
+	65534:65534 EACCES "default: another user cannot connect"
 check "the socket is removed on exit" [ ! -e "$T/s.sock" ]
 
 # --- --socket-group: 0660 and that group may connect ---
-start --socket-group nogroup
-check "--socket-group: mode 0660 root:nogroup" \
-	[ "$(perms "$T/s.sock")" = "660 root:nogroup" ]
-check "--socket-group: a member of the group connects" \
-	[ "$(connect_as 65534 65534 "$T/s.sock")" = ok ]
-check "--socket-group: a user outside it cannot" \
-	[ "$(connect_as 12345 12345 "$T/s.sock")" = EACCES ]
-stop
+rights "--socket-group nogroup" s.sock "660 root:nogroup" \
+	"--socket-group: mode 0660 root:nogroup" \
+	65534:65534 ok "--socket-group: a member of the group connects" \
+	12345:12345 EACCES "--socket-group: a user outside it cannot"
 
 # --- --socket-user and --socket-mode ---
-start --socket-user nobody --socket-mode 0600
-check "--socket-user nobody: owned by nobody, 0600" \
-	[ "$(perms "$T/s.sock")" = "600 nobody:root" ]
-check "--socket-user: that user connects" \
-	[ "$(connect_as 65534 12345 "$T/s.sock")" = ok ]
-check "--socket-user: another user cannot" \
-	[ "$(connect_as 12345 12345 "$T/s.sock")" = EACCES ]
-stop
-start --socket-mode 666
-check "--socket-mode 666: mode 0666" \
-	[ "$(perms "$T/s.sock")" = "666 root:root" ]
-check "--socket-mode 666: uid 12345 connects" \
-		[ "$(connect_as 12345 12345 "$T/s.sock")" = ok ]
-stop
-start --socket-group 65534 --socket-mode 0640
-check "numeric group, explicit mode 0640 (group cannot connect: no w)" \
-	[ "$(perms "$T/s.sock")" = "640 root:nogroup" ]
-check "mode 0640: the group is refused" \
-		[ "$(connect_as 65534 65534 "$T/s.sock")" = EACCES ]
-stop
+rights "--socket-user nobody --socket-mode 0600" s.sock "600 nobody:root" \
+	"--socket-user nobody: owned by nobody, 0600" \
+	65534:12345 ok "--socket-user: that user connects" \
+	12345:12345 EACCES "--socket-user: another user cannot"
+rights "--socket-mode 666" s.sock "666 root:root" "--socket-mode 666: mode 0666" \
+	12345:12345 ok "--socket-mode 666: uid 12345 connects"
+rights "--socket-group 65534 --socket-mode 0640" s.sock "640 root:nogroup" \
+	"numeric group, explicit mode 0640 (group cannot connect: no w)" \
+	65534:65534 EACCES "mode 0640: the group is refused"
 
 # --- bad values are refused before anything is created ---
 for bad in "--socket-mode 0888" "--socket-mode 1777" "--socket-mode rw" \
@@ -185,25 +182,15 @@ check "a non-socket at the path is refused and kept" \
 rm -f "$T/s.sock"
 
 # --- the control socket: the same options ---
-start --control "$T/c.ctl"
-check "control socket default 0600 root:root" [ "$(perms "$T/c.ctl")" = "600 root:root" ]
-check "control: another user cannot connect" \
-	[ "$(connect_as 65534 65534 "$T/c.ctl")" = EACCES ]
-stop
-start --control "$T/c.ctl" --control-user nobody
-check "--control-user nobody: 0600 nobody:root" \
-	[ "$(perms "$T/c.ctl")" = "600 nobody:root" ]
-check "--control-user: that user gets answers" \
-	[ "$(connect_as 65534 12345 "$T/c.ctl")" = ok ]
-check "--control-user: another user cannot connect" \
-	[ "$(connect_as 12345 12345 "$T/c.ctl")" = EACCES ]
-stop
-start --control "$T/c.ctl" --control-group nogroup --control-mode 0666
-check "--control-mode 0666: mode 0666" \
-	[ "$(perms "$T/c.ctl")" = "666 root:nogroup" ]
-check "--control-mode 0666: uid 12345 gets answers" \
-		[ "$(connect_as 12345 12345 "$T/c.ctl")" = ok ]
-stop
+rights "--control $T/c.ctl" c.ctl "600 root:root" "control socket default 0600 root:root" \
+	65534:65534 EACCES "control: another user cannot connect"
+rights "--control $T/c.ctl --control-user nobody" c.ctl "600 nobody:root" \
+	"--control-user nobody: 0600 nobody:root" \
+	65534:12345 ok "--control-user: that user gets answers" \
+	12345:12345 EACCES "--control-user: another user cannot connect"
+rights "--control $T/c.ctl --control-group nogroup --control-mode 0666" c.ctl \
+	"666 root:nogroup" "--control-mode 0666: mode 0666" \
+	12345:12345 ok "--control-mode 0666: uid 12345 gets answers"
 # The daemon checks the peer against the rights it was given, also when
 # the file was made wider afterwards.
 start --control "$T/c.ctl" --control-group nogroup

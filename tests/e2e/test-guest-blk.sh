@@ -82,17 +82,8 @@ if [ -z "${E2E_VMM_CHILD:-}" ]; then
 		done
 	}
 	VMMS=${E2E_VMMS:-system qemu10}
-	Q10='' Q10_DATA='' Q10_WHY=''
-	case " $VMMS " in
-	*" qemu10 "*)
-		if [ -n "${E2E_QEMU10:-}" ]; then
-			Q10=$E2E_QEMU10
-		elif d=$("$HERE/peers/fetch-qemu10"); then
-			Q10=$d/bin/qemu-system-x86_64 Q10_DATA=$d/share/qemu
-		else
-			Q10_WHY=$d
-		fi ;;
-	esac
+	Q10=''
+	case " $VMMS " in *" qemu10 "*) e2e_qemu10 ;; esac
 	# packed=on goes to one run only: QEMU 10.0 when it is there.
 	PACKED_RUN=system
 	[ -n "$Q10" ] && PACKED_RUN=qemu10
@@ -133,22 +124,9 @@ command -v "$E2E_QEMU" >/dev/null || skip_all "$E2E_QEMU not installed"
 "$E2E_QEMU" -device vhost-user-blk-pci,help >/dev/null 2>&1 ||
 	skip_all "$E2E_QEMU lacks vhost-user-blk-pci"
 command -v python3 >/dev/null || skip_all "python3 not installed"
-if ! why=$(e2e_kernel); then
-	skip_all "guest kernel unavailable: $why"
-fi
-e2e_kernel >/dev/null
-
-WORK=$(mktemp -d /tmp/vhu-e2e.XXXXXX)
-finish() {
-	e2e_cleanup
-	if [ "${E2E_KEEP:-0}" = 1 ]; then
-		echo "# work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
+e2e_guest_kernel
+e2e_guest_work vhu-e2e
+WORK=$E2E_WORK
 
 # ---- images -------------------------------------------------------------
 MAIN=$WORK/main.img
@@ -171,13 +149,7 @@ EXTRA=()
 if cc -static -O2 -o "$WORK/blkzero" "$HERE/guest/blkzero.c" 2>"$WORK/blkzero.err"; then
 	EXTRA+=("$WORK/blkzero")
 fi
-if ! why=$(e2e_build_initrd "$WORK/initrd.cpio" "$HERE/guest/blk-checks.sh" "${EXTRA[@]}"); then
-	echo "Bail out! cannot build the guest image: $why"
-	exit 1
-fi
-
-e2e_probe_accel "$WORK"
-echo "# accel: $E2E_ACCEL"
+e2e_guest_image "$WORK" "$HERE/guest/blk-checks.sh" "${EXTRA[@]}"
 echo "# back-end: $PEER"
 echo "# VMM: $("$E2E_QEMU" --version 2>/dev/null | head -n 1)"
 

@@ -49,43 +49,17 @@ MARK_READ=$((36 * MiB))
 STEP_TIMEOUT=120
 MIGRATE_TIMEOUT=180
 
-N=0
-FAILED=0
-ok()   { N=$((N + 1)); echo "ok $N - $1"; }
-nok()  { N=$((N + 1)); echo "not ok $N - $1"; FAILED=1; [ -n "${2:-}" ] && echo "#   $2"; }
-skip() { N=$((N + 1)); echo "ok $N - $1 # SKIP $2"; }
-check() { # check NAME CONDITION-RESULT(0/1) DIAG
-	if [ "$2" = 0 ]; then ok "$1"; else nok "$1" "${3:-}"; fi
-}
+. "$HERE/lib.sh"
 
 command -v qemu-system-x86_64 >/dev/null || { echo "1..0 # SKIP qemu-system-x86_64 not installed"; exit 0; }
 command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not installed"; exit 0; }
-why=$(e2e_kernel) || { echo "1..0 # SKIP guest kernel unavailable: $why"; exit 0; }
-e2e_kernel >/dev/null
+e2e_guest_kernel
 [ -x "$VHU_BLK" ] || { echo "Bail out! $VHU_BLK not built"; exit 1; }
 
-WORK=$(mktemp -d /tmp/vhu-e2e-mig.XXXXXX)
-finish() {
-	e2e_cleanup
-	if [ "${E2E_KEEP:-0}" = 1 ]; then
-		echo "# work directory kept: $WORK"
-	else
-		rm -rf "$WORK"
-	fi
-}
-trap finish EXIT
-trap 'exit 130' INT TERM
-
-if ! cc -static -O2 -o "$WORK/blkverify" "$HERE/guest/blkverify.c" 2>"$WORK/cc.err"; then
-	echo "Bail out! cannot build the guest's blkverify: $(head -c 300 "$WORK/cc.err")"
-	exit 1
-fi
-if ! why=$(e2e_build_initrd "$WORK/initrd.cpio" "$HERE/guest/migrate-guest.sh" "$WORK/blkverify"); then
-	echo "Bail out! cannot build the guest image: $why"
-	exit 1
-fi
-e2e_probe_accel "$WORK"
-echo "# accel: $E2E_ACCEL"
+e2e_guest_work vhu-e2e-mig
+WORK=$E2E_WORK
+e2e_guest_tool "$WORK" blkverify
+e2e_guest_image "$WORK" "$HERE/guest/migrate-guest.sh" "$WORK/blkverify"
 
 qmp() { e2e_qmp "$@" 2>>"$WORK/qmp.err"; }
 rpc_get() { e2e_rpc "$1" info --get "$2" 2>/dev/null | tr -d '"'; }
@@ -163,7 +137,7 @@ lock_moved() {
 	local from to
 	poll_info "$WORK/$2.ctrl" lock write 10 >/dev/null
 	from=$(rpc_get "$WORK/$1.ctrl" lock) to=$(rpc_get "$WORK/$2.ctrl" lock)
-	check "after the migration vhu-blk $2 holds the write lock, $1 does not ($3)" \
+	check_rc "after the migration vhu-blk $2 holds the write lock, $1 does not ($3)" \
 		"$([ "$from" = shared ] && [ "$to" = write ]; echo $?)" \
 		"vhu-blk $1: lock '$from', vhu-blk $2: lock '$to'"
 }
@@ -172,7 +146,7 @@ lock_moved() {
 # through it
 third_writer() {
 	local out st lk w e
-	start_blk x || { nok "a third vhu-blk opens the image ($1)" "$(tail -n 3 "$WORK/x.log")"; return; }
+	start_blk x || { notok "a third vhu-blk opens the image ($1)" "$(tail -n 3 "$WORK/x.log")"; return; }
 	"$BUILD/tools/vhu" bench "$WORK/x.sock" --pattern write --count 64 \
 		--iodepth 4 --hold 3 --json --quiet >"$WORK/x.bench" 2>/dev/null &
 	local bench=$!
@@ -182,7 +156,7 @@ third_writer() {
 	out=$(cat "$WORK/x.bench")
 	st=$(e2e_rpc "$WORK/x.ctrl" stats --get total 2>/dev/null)
 	w=$(json_get "$out" writes) e=$(json_get "$out" errors)
-	check "a third vhu-blk opens the image but gets no write access ($1)" \
+	check_rc "a third vhu-blk opens the image but gets no write access ($1)" \
 		"$([ "$lk" = conflict ] && [ "${w:-0}" -gt 0 ] && [ "$e" = "$w" ] &&
 		   [ "$(json_get "$st" bytes_written)" = 0 ] &&
 		   [ "$(rpc_get "$WORK/a.ctrl" lock)" = write ]; echo $?)" \
@@ -196,6 +170,29 @@ mark() { printf 'VHU-GO' | dd of="$IMG" bs=1 seek="$1" conv=notrunc status=none;
 # gwait NAME REGEX: a console line within STEP_TIMEOUT while QEMU NAME runs
 gwait() { e2e_wait_log "$WORK/$1.console" "$2" "$STEP_TIMEOUT" "${QEMU_PID[$1]}"; }
 
+# start_pair BLK QEMU WHAT [INCOMING]: vhu-blk BLK and QEMU QEMU on it (see
+# start_qemu); when either does not start, a "WHAT starts" failure and 1.
+start_pair() {
+	start_blk "$1" && start_qemu "$2" "$1" "${4:-}" && return 0
+	notok "$3 starts ($L)" "$(tail -n 3 "$WORK/$1.log" "$WORK/$2.err")"
+	return 1
+}
+
+# migrate_to FROM TO NTH PHASE: QEMU FROM migrates to QEMU TO (started with
+# -incoming WORK/migNTH) at 32 MiB/s; checks that it completes and TO runs.
+migrate_to() {
+	local from=$WORK/$1.qmp st s
+	qmp "$from" migrate-set-parameters \
+		'{"max-bandwidth": 33554432, "downtime-limit": 2000}' >/dev/null
+	qmp "$from" migrate "{\"uri\": \"unix:$WORK/mig$3\"}" >/dev/null
+	st=$(migrate_wait "$from")
+	s=$(dest_running "$WORK/$2.qmp")
+	echo "# migration $3: $(json_get "$(qmp "$from" query-migrate)" ram | head -c 300)"
+	check_rc "migration during the $4 passes completes ($L)" \
+		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
+		"source: '$st' ($(json_get "$(qmp "$from" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/$1.err" "$WORK/$2.err")"
+}
+
 # run_config LABEL NQ PACKED: the whole scenario; TAP names end in (LABEL)
 run_config() {
 	local L=$1 st m1 m2 n0 n1 s lk
@@ -207,12 +204,9 @@ run_config() {
 	truncate -s $((64 * MiB)) "$IMG"
 	echo "# $L: $("$E2E_QEMU" --version | head -n 1), $NQ queue(s), packed=$PACKED"
 
-	if ! start_blk a || ! start_qemu s a; then
-		nok "source starts ($L)" "$(tail -n 3 "$WORK/a.log" "$WORK/s.err")"
-		e2e_cleanup; return
-	fi
+	start_pair a s source || { e2e_cleanup; return; }
 	if ! gwait s '^PHASE write'; then
-		nok "guest boots and starts writing ($L)" "$(tail -n 5 "$WORK/s.err" "$WORK/s.console" | tr -d '\r')"
+		notok "guest boots and starts writing ($L)" "$(tail -n 5 "$WORK/s.err" "$WORK/s.console" | tr -d '\r')"
 		e2e_cleanup; return
 	fi
 	ok "guest boots and starts writing ($L)"
@@ -221,7 +215,7 @@ run_config() {
 	qmp "$WORK/s.qmp" migrate-set-parameters '{"max-bandwidth": 1048576}' >/dev/null
 	qmp "$WORK/s.qmp" migrate '{"uri": "exec:cat >/dev/null"}' >/dev/null
 	poll_info "$WORK/a.ctrl" dirty_log true 20; m1=$?
-	check "vhu-blk logs dirty pages while QEMU migrates ($L)" $m1 \
+	check_rc "vhu-blk logs dirty pages while QEMU migrates ($L)" $m1 \
 		"query-migrate: $(qmp "$WORK/s.qmp" query-migrate)"
 	qmp "$WORK/s.qmp" migrate_cancel >/dev/null
 	st=$(migrate_wait "$WORK/s.qmp")
@@ -231,7 +225,7 @@ run_config() {
 	n1=$(passes s write)
 	s=$(json_get "$(qmp "$WORK/s.qmp" query-status)" status)
 	lk=$(rpc_get "$WORK/a.ctrl" lock)
-	check "migrate_cancel: source keeps running, logging off, write lock kept ($L)" \
+	check_rc "migrate_cancel: source keeps running, logging off, write lock kept ($L)" \
 		"$([ "$st" = cancelled ] && [ $m2 = 0 ] && [ "$s" = running ] && [ "$n1" -gt "$n0" ] &&
 		   [ "$lk" = write ]; echo $?)" \
 		"migration '$st', dirty_log off: $m2, status '$s', write passes $n0 -> $n1, lock '$lk'"
@@ -241,49 +235,27 @@ run_config() {
 	third_writer "$L"
 
 	# 2. migrate S -> D during the write passes
-	if ! start_blk b || ! start_qemu d b "$WORK/mig1"; then
-		nok "destination starts ($L)" "$(tail -n 3 "$WORK/b.log" "$WORK/d.err")"
-		e2e_cleanup; return
-	fi
+	start_pair b d destination "$WORK/mig1" || { e2e_cleanup; return; }
 	n0=$(passes s write)
-	qmp "$WORK/s.qmp" migrate-set-parameters \
-		'{"max-bandwidth": 33554432, "downtime-limit": 2000}' >/dev/null
-	qmp "$WORK/s.qmp" migrate "{\"uri\": \"unix:$WORK/mig1\"}" >/dev/null
-	st=$(migrate_wait "$WORK/s.qmp")
-	s=$(dest_running "$WORK/d.qmp")
-	echo "# migration 1: $(json_get "$(qmp "$WORK/s.qmp" query-migrate)" ram | head -c 300)"
-	check "migration during the write passes completes ($L)" \
-		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
-		"source: '$st' ($(json_get "$(qmp "$WORK/s.qmp" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/s.err" "$WORK/d.err")"
+	migrate_to s d 1 write
 	lock_moved a b "$L"
 	gwait d '^PASS write'
 	mark $MARK_WRITE
 	qmp "$WORK/s.qmp" quit >/dev/null
 	e2e_wait_exit "${QEMU_PID[s]}" 10
 	if ! gwait d '^PHASE read'; then
-		nok "guest finishes the write passes on the destination ($L)" \
+		notok "guest finishes the write passes on the destination ($L)" \
 			"$(tail -n 5 "$WORK/d.console" | tr -d '\r')"
 		e2e_cleanup; return
 	fi
-	check "the write passes ran on both sides of the migration ($L)" \
+	check_rc "the write passes ran on both sides of the migration ($L)" \
 		"$([ "$(passes s write)" -gt 0 ] && [ "$(passes d write)" -gt 0 ]; echo $?)" \
 		"source passes $(passes s write), destination passes $(passes d write)"
 
 	# 3. migrate D -> E during the read-back passes
-	if ! start_blk c || ! start_qemu e c "$WORK/mig2"; then
-		nok "second destination starts ($L)" "$(tail -n 3 "$WORK/c.log" "$WORK/e.err")"
-		e2e_cleanup; return
-	fi
+	start_pair c e "second destination" "$WORK/mig2" || { e2e_cleanup; return; }
 	gwait d '^PASS verify'
-	qmp "$WORK/d.qmp" migrate-set-parameters \
-		'{"max-bandwidth": 33554432, "downtime-limit": 2000}' >/dev/null
-	qmp "$WORK/d.qmp" migrate "{\"uri\": \"unix:$WORK/mig2\"}" >/dev/null
-	st=$(migrate_wait "$WORK/d.qmp")
-	s=$(dest_running "$WORK/e.qmp")
-	echo "# migration 2: $(json_get "$(qmp "$WORK/d.qmp" query-migrate)" ram | head -c 300)"
-	check "migration during the read-back passes completes ($L)" \
-		"$([ "$st" = completed ] && [ "$s" = running ]; echo $?)" \
-		"source: '$st' ($(json_get "$(qmp "$WORK/d.qmp" query-migrate)" error-desc)), destination: '$s'; $(tail -n 2 "$WORK/d.err" "$WORK/e.err")"
+	migrate_to d e 2 read-back
 	lock_moved b c "$L"
 	gwait e '^PASS verify'
 	mark $MARK_READ
@@ -296,23 +268,23 @@ run_config() {
 
 	local all="$WORK/s.console $WORK/d.console $WORK/e.console"
 	res() { cat $all | grep -ao "RESULT $1 [a-z]* .*" | tr -d '\r' | tail -n 1 | cut -d' ' -f3-; }
-	check "the read-back passes ran on both sides of the migration ($L)" \
+	check_rc "the read-back passes ran on both sides of the migration ($L)" \
 		"$([ "$(passes d verify)" -gt 0 ] && [ "$(passes e verify)" -gt 0 ]; echo $?)" \
 		"source passes $(passes d verify), destination passes $(passes e verify)"
-	check "every block written across the migration reads back ($L)" \
+	check_rc "every block written across the migration reads back ($L)" \
 		"$([ "$(res write_verify | cut -d' ' -f1)" = ok ]; echo $?)" "guest: $(res write_verify)"
-	check "every read across the migration returns the right data ($L)" \
+	check_rc "every read across the migration returns the right data ($L)" \
 		"$([ "$(res read_verify | cut -d' ' -f1)" = ok ]; echo $?)" "guest: $(res read_verify)"
-	check "no kernel I/O errors in the guest ($L)" \
+	check_rc "no kernel I/O errors in the guest ($L)" \
 		"$([ "$(res kernel_io_errors)" = "ok 0" ]; echo $?)" "guest: $(res kernel_io_errors)"
 	if [ "$NQ" -gt 1 ]; then
-		check "the guest uses $NQ queues and both see I/O after migrating ($L)" \
+		check_rc "the guest uses $NQ queues and both see I/O after migrating ($L)" \
 			"$([ "$(res nr_queues)" = "ok $NQ" ] && python3 -c 'import json,sys
 q=json.loads(sys.argv[1]); sys.exit(0 if len(q) == 2 and all(x["requests"] > 0 for x in q) else 1)' "$qs"; echo $?)" \
 			"guest: $(res nr_queues); per-queue stats on the last vhu-blk: $qs"
 	fi
 	if [ "$PACKED" = on ]; then
-		check "the guest drives the disk through the packed ring ($L)" \
+		check_rc "the guest drives the disk through the packed ring ($L)" \
 			"$([ "$(res features | cut -d' ' -f2 | cut -c35)" = 1 ]; echo $?)" "guest: $(res features)"
 	fi
 	if [ $FAILED != 0 ]; then
@@ -328,17 +300,14 @@ for c in $CONFIGS; do
 	1q) E2E_QEMU=qemu-system-x86_64 E2E_QEMU_DATA= run_config "1 queue" 1 off ;;
 	2q) E2E_QEMU=qemu-system-x86_64 E2E_QEMU_DATA= run_config "2 queues" 2 off ;;
 	q10)
-		if [ -n "${E2E_QEMU10:-}" ]; then
-			E2E_QEMU=$E2E_QEMU10 E2E_QEMU_DATA= run_config "qemu 10.0, 2 queues, packed" 2 on
-		elif d=$("$HERE/peers/fetch-qemu10"); then
-			E2E_QEMU=$d/bin/qemu-system-x86_64 E2E_QEMU_DATA=$d/share/qemu \
-				run_config "qemu 10.0, 2 queues, packed" 2 on
+		e2e_qemu10
+		if [ -n "$Q10" ]; then
+			E2E_QEMU=$Q10 E2E_QEMU_DATA=$Q10_DATA run_config "qemu 10.0, 2 queues, packed" 2 on
 		else
-			skip "migration with QEMU 10.0 and packed=on" "QEMU 10.0 cannot be fetched: $d"
+			skip "migration with QEMU 10.0 and packed=on" "QEMU 10.0 cannot be fetched: $Q10_WHY"
 		fi ;;
 	*) echo "Bail out! unknown configuration '$c'"; exit 1 ;;
 	esac
 	echo "# $c: $((SECONDS - t0)) s"
 done
-echo "1..$N"
-exit $FAILED
+finish

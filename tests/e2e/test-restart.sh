@@ -70,36 +70,18 @@ check() { if [ "$2" = 0 ]; then ok "$1"; else nok "$1" "${3:-}"; fi; }
 
 [ -x "$VHU_BLK" ] || { echo "1..0 # SKIP $VHU_BLK not built"; exit 0; }
 command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not installed"; exit 0; }
-if ! why=$(e2e_kernel); then
-	echo "1..0 # SKIP guest kernel unavailable: $why"
-	exit 0
-fi
-e2e_kernel >/dev/null
+e2e_guest_kernel
 
-TOP=$(mktemp -d /tmp/vhu-e2e-restart.XXXXXX)
-finish() {
+e2e_guest_work vhu-e2e-restart
+TOP=$E2E_WORK
+# Before the processes stop: storage held by slowfs answers again and its
+# mounts go (lazily), so nothing waits on a request that never completes.
+e2e_guest_release() {
 	rm -f "$TOP"/*/disk.img.hang
-	e2e_cleanup
 	umount -l "$TOP"/*/mnt 2>/dev/null
-	if [ "${E2E_KEEP:-0}" = 1 ]; then
-		echo "# work directory kept: $TOP"
-	else
-		rm -rf "$TOP"
-	fi
 }
-trap finish EXIT
-trap 'exit 130' INT TERM
-
-if ! cc -static -O2 -o "$TOP/blkload" "$HERE/guest/blkload.c" 2>"$TOP/cc.err"; then
-	echo "Bail out! cannot build the guest's blkload: $(head -c 300 "$TOP/cc.err")"
-	exit 1
-fi
-if ! why=$(e2e_build_initrd "$TOP/initrd.cpio" "$HERE/guest/restart-guest.sh" "$TOP/blkload"); then
-	echo "Bail out! cannot build the guest image: $why"
-	exit 1
-fi
-e2e_probe_accel "$TOP"
-echo "# accel: $E2E_ACCEL"
+e2e_guest_tool "$TOP" blkload
+e2e_guest_image "$TOP" "$HERE/guest/restart-guest.sh" "$TOP/blkload"
 # Slow storage (tests/e2e/peers/slowfs.c, FUSE): without it a killed
 # vhu-blk has seldom anything in flight, and nothing can hang.
 SLOW_BIN='' SLOW_WHY=''
@@ -375,17 +357,8 @@ PY
 	check "QEMU logs no vring error" "$([ -z "$verr" ]; echo $?)" "$verr"
 }
 
-Q10='' Q10_DATA='' Q10_WHY=''
-case " $CONFIGS " in
-*" 10.0:"*)
-	if [ -n "${E2E_QEMU10:-}" ]; then
-		Q10=$E2E_QEMU10
-	elif d=$("$HERE/peers/fetch-qemu10"); then
-		Q10=$d/bin/qemu-system-x86_64 Q10_DATA=$d/share/qemu
-	else
-		Q10_WHY=$d
-	fi ;;
-esac
+Q10=''
+case " $CONFIGS " in *" 10.0:"*) e2e_qemu10 ;; esac
 
 for cfg in $CONFIGS; do
 	IFS=: read -r vmm layout nq <<<"$cfg"

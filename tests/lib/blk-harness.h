@@ -126,6 +126,7 @@ HARNESS void ctx_open(struct ctx *c, struct vhu_blk_opts *o, bool connect)
 
 	memset(c, 0, sizeof(*c));
 	c->resize_fd = -1;
+	c->packed = tap_packed;  /* the case's layout (TEST_LAYOUTS) */
 	strcpy(c->dir, "/tmp/vhu-blk-io-XXXXXX");
 	CHECK(mkdtemp(c->dir) != NULL);
 	snprintf(c->img, sizeof(c->img), "%s/img", c->dir);
@@ -244,6 +245,19 @@ HARNESS void add_req(struct ctx *c, unsigned slot, uint32_t type, uint64_t secto
 	in[n_in++] = (struct vhu_fe_buf){ c->status_gpa + slot, 1 };
 	CHECK(vhu_fe_vq_add(c->vq, out, n_out, in, n_in,
 			    (void *)(uintptr_t)(slot + 1)) >= 0);
+}
+
+/* What GET_VRING_BASE hands back once n requests of three descriptors
+ * each went through and none is in flight: the next avail index for a
+ * split ring; for a packed one the next position with its wrap counter in
+ * bit 15, for the driver's side (low half) and the device's (high half). */
+HARNESS uint32_t ring_base_after(const struct ctx *c, unsigned n)
+{
+	if (!c->packed)
+		return n;
+	uint32_t pos = 3 * n, laps = pos / c->qsize;
+	uint32_t half = pos % c->qsize | (laps % 2 ? 0 : 0x8000u);
+	return half | half << 16;
 }
 
 /* Kick and collect n completions; lens[slot] gets the written count. */

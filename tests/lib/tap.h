@@ -8,33 +8,50 @@
  * Each TEST prints "ok N - name" or "not ok N - name"; a CHECK failure
  * prints the expression, file and line, and ends that test.  tap_skip()
  * inside a test reports "ok N - name # SKIP reason".
+ *
+ *   TEST_LAYOUTS(pops_a_chain) { ... tap_packed ... }
+ *
+ * is one body run twice, as the cases "name/split" and "name/packed",
+ * with tap_packed false and then true: the test's set-up picks the ring
+ * layout from it.
  */
 #ifndef VHU_TAP_H
 #define VHU_TAP_H
 
 #include <inttypes.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef void (*tap_fn)(void);
+enum tap_layout { TAP_ANY, TAP_SPLIT, TAP_PACKED };
 struct tap_case {
 	const char *name;
 	tap_fn fn;
+	enum tap_layout layout;
 };
 
 #define TAP_MAX_CASES 1024
 static struct tap_case tap_cases[TAP_MAX_CASES];
 static unsigned tap_ncases;
 static jmp_buf tap_jmp;
+/* The ring layout of the running case (TEST_LAYOUTS). */
+static bool tap_packed __attribute__((unused));
 static int tap_failed_now;
 static const char *tap_skip_reason;
 
-static inline void tap_register(const char *name, tap_fn fn)
+static inline void tap_register_layout(const char *name, tap_fn fn,
+				       enum tap_layout layout)
 {
 	if (tap_ncases < TAP_MAX_CASES)
-		tap_cases[tap_ncases++] = (struct tap_case){ name, fn };
+		tap_cases[tap_ncases++] = (struct tap_case){ name, fn, layout };
+}
+
+static inline void tap_register(const char *name, tap_fn fn)
+{
+	tap_register_layout(name, fn, TAP_ANY);
 }
 
 #define TEST(name)                                                            \
@@ -42,6 +59,15 @@ static inline void tap_register(const char *name, tap_fn fn)
 	__attribute__((constructor)) static void tap_reg_##name(void)         \
 	{                                                                     \
 		tap_register(#name, test_##name);                             \
+	}                                                                     \
+	static void test_##name(void)
+
+#define TEST_LAYOUTS(name)                                                    \
+	static void test_##name(void);                                        \
+	__attribute__((constructor)) static void tap_reg_##name(void)         \
+	{                                                                     \
+		tap_register_layout(#name "/split", test_##name, TAP_SPLIT);   \
+		tap_register_layout(#name "/packed", test_##name, TAP_PACKED); \
 	}                                                                     \
 	static void test_##name(void)
 
@@ -100,6 +126,7 @@ static inline int tap_run(void)
 		}
 		tap_failed_now = 0;
 		tap_skip_reason = NULL;
+		tap_packed = tap_cases[i].layout == TAP_PACKED;
 		int j = setjmp(tap_jmp);
 		if (j == 0) {
 			if (tap_before_each)

@@ -27,13 +27,6 @@ enum blk_id {
 	B_STATUS_LEN_0, B_STATUS_IN_DATA, B_GET_ID,
 };
 
-static const uint8_t blk_ids[] = {
-	B_SHORT_HDR, B_HDR_SPLIT, B_SECTOR_OOR, B_WRITE_OOR, B_SECTOR_OVF,
-	B_UNKNOWN_TYPE, B_DISCARD_SEGS, B_DISCARD_OOR, B_WZ_OOR, B_GET_ID_SHORT,
-	B_IN_READONLY, B_ODD_LEN, B_FLUSH_SECTOR, B_STATUS_ONLY,
-	B_STATUS_LEN_0, B_STATUS_IN_DATA, B_GET_ID,
-};
-
 static void hdr(struct chk_sess *s, uint32_t type, uint64_t sector)
 {
 	struct { uint32_t type, ioprio; uint64_t sector; } h = {
@@ -135,10 +128,9 @@ static int status_in_data(struct chk_sess *s, char *why)
 
 static int c_blk(struct chk_ctx *c, const void *arg, char *why)
 {
-	enum blk_id id = *(const uint8_t *)arg;
+	enum blk_id id = chk_case_id(arg);
 	struct chk_sess s;
-	if (chk_fresh(c, &s, CHK_RUNNING, why) < 0)
-		return chk_done(&s, -1);
+	CHK_FRESH(c, &s, CHK_RUNNING, why);
 	uint64_t cap = s.capacity;
 	bool ok_allowed = false;
 	size_t canary_off = 0, canary_len = 0;
@@ -231,7 +223,7 @@ static int c_blk(struct chk_ctx *c, const void *arg, char *why)
 	return chk_done(&s, r);
 }
 
-#define BLK(name, i) { name, c_blk, &blk_ids[i], CHK_PROBE_IO }
+#define BLK(name, i) CHK_CASE(name, c_blk, i)
 
 const struct chk_case chk_cases_blk[] = {
 	BLK("blk/short-header", B_SHORT_HDR),

@@ -29,14 +29,6 @@ enum chain_id {
 	C_RW_ORDER, C_ZERO_LEN, C_FULL_CHAIN, C_IND_GOOD,
 };
 
-static const uint8_t chain_ids[] = {
-	C_LOOP2, C_SELF, C_NEXT_OOR, C_NEXT_FFFF, C_IND_NESTED, C_IND_EMPTY,
-	C_IND_ODD, C_IND_UNMAPPED, C_IND_LOOP, C_IND_NEXT_OOR, C_IND_HUGE,
-	C_IND_WITH_NEXT, C_ADDR_OVF, C_UNMAPPED, C_PARTIAL, C_LEN_HUGE,
-	C_AVAIL_JUMP, C_HEAD_OOR, C_HEAD_FFFF, C_WRITE_HDR, C_NO_STATUS,
-	C_RW_ORDER, C_ZERO_LEN, C_FULL_CHAIN, C_IND_GOOD,
-};
-
 static void hdr(struct chk_sess *s, uint32_t type, uint64_t sector)
 {
 	struct { uint32_t type, ioprio; uint64_t sector; } h = {
@@ -54,161 +46,190 @@ static void good3(struct chk_sess *s, uint32_t off, unsigned i)
 	chk_set_desc(s, off, i + 2, G(ST_OFF), 1, WR, 0);
 }
 
-static int c_chain(struct chk_ctx *c, const void *arg, char *why)
-{
-	enum chain_id id = *(const uint8_t *)arg;
-	struct chk_sess s;
-	if (chk_fresh(c, &s, CHK_RUNNING, why) < 0)
-		return chk_done(&s, -1);
-	const uint32_t D = CHK_OFF_DESC, T = CHK_OFF_INDIRECT;
-	uint16_t head = 0, adv = 1;
-	bool ok_allowed = false, must_ok = false;
-	unsigned q = s.qsize;
+/* What c_chain publishes and how it judges the answer. */
+struct chain_plan {
+	uint16_t head, adv;
+	bool ok_allowed;        /* an OK completion is no failure */
+	bool must_ok;           /* a valid chain: it must complete with OK */
+};
 
-	hdr(&s, CHK_BLK_T_IN, 0);
+/* The cases that go through an indirect table at CHK_OFF_INDIRECT; false
+ * for the others. */
+static bool chain_indirect(struct chk_sess *s, enum chain_id id,
+			   struct chain_plan *p)
+{
+	const uint32_t D = CHK_OFF_DESC, T = CHK_OFF_INDIRECT;
 	switch (id) {
-	case C_LOOP2:
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
-		chk_set_desc(&s, D, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 0);
-		break;
-	case C_SELF:
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 0);
-		break;
-	case C_NEXT_OOR:
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
-		chk_set_desc(&s, D, 1, G(CHK_OFF_DATA), 512, WR | NEXT,
-			     (uint16_t)(q + 5));
-		break;
-	case C_NEXT_FFFF:
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 0xffff);
-		break;
 	case C_IND_NESTED:
-		chk_set_desc(&s, D, 0, G(T), 32, IND, 0);
-		chk_set_desc(&s, T, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
-		chk_set_desc(&s, T, 1, G(T + 0x800), 48, IND, 0);
-		good3(&s, T + 0x800, 0);
+		chk_set_desc(s, D, 0, G(T), 32, IND, 0);
+		chk_set_desc(s, T, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
+		chk_set_desc(s, T, 1, G(T + 0x800), 48, IND, 0);
+		good3(s, T + 0x800, 0);
 		break;
 	case C_IND_EMPTY:
-		chk_set_desc(&s, D, 0, G(T), 0, IND, 0);
+		chk_set_desc(s, D, 0, G(T), 0, IND, 0);
 		break;
 	case C_IND_ODD:
-		good3(&s, T, 0);
-		chk_set_desc(&s, D, 0, G(T), 24, IND, 0);
+		good3(s, T, 0);
+		chk_set_desc(s, D, 0, G(T), 24, IND, 0);
 		break;
 	case C_IND_UNMAPPED:
-		chk_set_desc(&s, D, 0, FAR, 48, IND, 0);
+		chk_set_desc(s, D, 0, FAR, 48, IND, 0);
 		break;
 	case C_IND_LOOP:
-		chk_set_desc(&s, D, 0, G(T), 32, IND, 0);
-		chk_set_desc(&s, T, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
-		chk_set_desc(&s, T, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 0);
+		chk_set_desc(s, D, 0, G(T), 32, IND, 0);
+		chk_set_desc(s, T, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
+		chk_set_desc(s, T, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 0);
 		break;
 	case C_IND_NEXT_OOR:
-		good3(&s, T, 0);
-		chk_set_desc(&s, T, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 7);
-		chk_set_desc(&s, D, 0, G(T), 48, IND, 0);
+		good3(s, T, 0);
+		chk_set_desc(s, T, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 7);
+		chk_set_desc(s, D, 0, G(T), 48, IND, 0);
 		break;
 	case C_IND_HUGE:
-		good3(&s, T, 0);
-		chk_set_desc(&s, D, 0, G(T), 0xfffffff0u, IND, 0);
+		good3(s, T, 0);
+		chk_set_desc(s, D, 0, G(T), 0xfffffff0u, IND, 0);
 		break;
 	case C_IND_WITH_NEXT:
 		/* virtio 1.2 2.7.5.3.1: INDIRECT and NEXT must not both be
 		 * set; what the device does with it is not specified. */
-		good3(&s, T, 0);
-		chk_set_desc(&s, D, 0, G(T), 48, IND | NEXT, 1);
-		chk_set_desc(&s, D, 1, G(ST_OFF), 1, WR, 0);
-		ok_allowed = true;
+		good3(s, T, 0);
+		chk_set_desc(s, D, 0, G(T), 48, IND | NEXT, 1);
+		chk_set_desc(s, D, 1, G(ST_OFF), 1, WR, 0);
+		p->ok_allowed = true;
 		break;
 	case C_IND_GOOD:
-		good3(&s, T, 0);
-		chk_set_desc(&s, D, 0, G(T), 48, IND, 0);
-		must_ok = (s.acked & VHU_BIT(VHU_F_INDIRECT_DESC)) != 0;
-		ok_allowed = true;
+		good3(s, T, 0);
+		chk_set_desc(s, D, 0, G(T), 48, IND, 0);
+		p->must_ok = (s->acked & VHU_BIT(VHU_F_INDIRECT_DESC)) != 0;
+		p->ok_allowed = true;
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
+/* The cases laid out in the descriptor table itself. */
+static void chain_direct(struct chk_sess *s, enum chain_id id,
+			 struct chain_plan *p)
+{
+	const uint32_t D = CHK_OFF_DESC;
+	unsigned q = s->qsize;
+	switch (id) {
+	case C_LOOP2:
+	case C_NEXT_OOR:
+		/* The second descriptor goes back to the first, or past
+		 * the table. */
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
+		chk_set_desc(s, D, 1, G(CHK_OFF_DATA), 512, WR | NEXT,
+			     id == C_LOOP2 ? 0 : (uint16_t)(q + 5));
+		break;
+	case C_SELF:
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 0);
+		break;
+	case C_NEXT_FFFF:
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 0xffff);
 		break;
 	case C_ADDR_OVF:
 	case C_UNMAPPED:
 	case C_PARTIAL:
 	case C_LEN_HUGE:
-		good3(&s, D, 0);
+		good3(s, D, 0);
 		if (id == C_ADDR_OVF)
-			chk_set_desc(&s, D, 1, 0xfffffffffffff000ull, 0x2000,
+			chk_set_desc(s, D, 1, 0xfffffffffffff000ull, 0x2000,
 				     WR | NEXT, 2);
 		else if (id == C_UNMAPPED)
-			chk_set_desc(&s, D, 1, FAR, 4096, WR | NEXT, 2);
+			chk_set_desc(s, D, 1, FAR, 4096, WR | NEXT, 2);
 		else if (id == C_PARTIAL)
-			chk_set_desc(&s, D, 1, G(CHK_MEM_SIZE - 512), 4096,
+			chk_set_desc(s, D, 1, G(CHK_MEM_SIZE - 512), 4096,
 				     WR | NEXT, 2);
 		else
-			chk_set_desc(&s, D, 1, G(CHK_OFF_DATA), 0xfffffe00u,
+			chk_set_desc(s, D, 1, G(CHK_OFF_DATA), 0xfffffe00u,
 				     WR | NEXT, 2);
 		break;
 	case C_AVAIL_JUMP:
-		good3(&s, D, 0);
-		adv = (uint16_t)(q + 1);
+		good3(s, D, 0);
+		p->adv = (uint16_t)(q + 1);
 		break;
 	case C_HEAD_OOR:
-		good3(&s, D, 0);
-		head = (uint16_t)(q + 3);
+		good3(s, D, 0);
+		p->head = (uint16_t)(q + 3);
 		break;
 	case C_HEAD_FFFF:
-		good3(&s, D, 0);
-		head = 0xffff;
+		good3(s, D, 0);
+		p->head = 0xffff;
 		break;
 	case C_WRITE_HDR:
-		good3(&s, D, 0);
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, WR | NEXT, 1);
+		good3(s, D, 0);
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, WR | NEXT, 1);
 		break;
 	case C_NO_STATUS:
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, 0, 0);
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, 0, 0);
 		break;
 	case C_RW_ORDER:
 		/* A readable buffer after a writable one (2.7.4.2). */
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
-		chk_set_desc(&s, D, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 2);
-		chk_set_desc(&s, D, 2, G(CHK_OFF_SPARE), 16, NEXT, 3);
-		chk_set_desc(&s, D, 3, G(ST_OFF), 1, WR, 0);
-		ok_allowed = true;
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
+		chk_set_desc(s, D, 1, G(CHK_OFF_DATA), 512, WR | NEXT, 2);
+		chk_set_desc(s, D, 2, G(CHK_OFF_SPARE), 16, NEXT, 3);
+		chk_set_desc(s, D, 3, G(ST_OFF), 1, WR, 0);
+		p->ok_allowed = true;
 		break;
 	case C_ZERO_LEN:
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
-		chk_set_desc(&s, D, 1, G(CHK_OFF_DATA), 0, WR | NEXT, 2);
-		chk_set_desc(&s, D, 2, G(CHK_OFF_DATA), 512, WR | NEXT, 3);
-		chk_set_desc(&s, D, 3, G(ST_OFF), 1, WR, 0);
-		ok_allowed = true;
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
+		chk_set_desc(s, D, 1, G(CHK_OFF_DATA), 0, WR | NEXT, 2);
+		chk_set_desc(s, D, 2, G(CHK_OFF_DATA), 512, WR | NEXT, 3);
+		chk_set_desc(s, D, 3, G(ST_OFF), 1, WR, 0);
+		p->ok_allowed = true;
 		break;
 	case C_FULL_CHAIN:
 		/* The longest legal chain: every descriptor of the ring. */
-		chk_set_desc(&s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
+		chk_set_desc(s, D, 0, G(CHK_OFF_HDR), 16, NEXT, 1);
 		for (unsigned i = 1; i < q - 1; i++)
-			chk_set_desc(&s, D, i, G(CHK_OFF_DATA + (i - 1) * 512u),
+			chk_set_desc(s, D, i, G(CHK_OFF_DATA + (i - 1) * 512u),
 				     512, WR | NEXT, (uint16_t)(i + 1));
-		chk_set_desc(&s, D, q - 1, G(ST_OFF), 1, WR, 0);
-		must_ok = ok_allowed = true;
+		chk_set_desc(s, D, q - 1, G(ST_OFF), 1, WR, 0);
+		p->must_ok = p->ok_allowed = true;
+		break;
+	default:
 		break;
 	}
-	int r = chk_publish(&s, head, adv);
+}
+
+/* A valid chain: it must complete, with OK and its own head. */
+static int judge_valid(struct chk_sess *s, uint16_t head, char *why)
+{
+	uint32_t uid, ulen;
+	int r = chk_wait_used(s, s->timeout_ms, &uid, &ulen);
+	if (r <= 0)
+		return chk_fail(why, "valid chain %s",
+				r ? "dropped the connection" : "not completed");
+	if (s->mem[ST_OFF] != CHK_BLK_S_OK || uid != head)
+		return chk_fail(why, "valid chain: id %u status %u", uid,
+				s->mem[ST_OFF]);
+	return chk_pass(why, "completed with OK, used len %u", ulen);
+}
+
+static int c_chain(struct chk_ctx *c, const void *arg, char *why)
+{
+	enum chain_id id = chk_case_id(arg);
+	struct chk_sess s;
+	CHK_FRESH(c, &s, CHK_RUNNING, why);
+	struct chain_plan p = { .head = 0, .adv = 1 };
+
+	hdr(&s, CHK_BLK_T_IN, 0);
+	if (!chain_indirect(&s, id, &p))
+		chain_direct(&s, id, &p);
+	int r = chk_publish(&s, p.head, p.adv);
 	if (r < 0)
 		return chk_done(&s, chk_fail(why, "kick: %s", strerror(-r)));
-	if (must_ok) {
-		uint32_t uid, ulen;
-		r = chk_wait_used(&s, s.timeout_ms, &uid, &ulen);
-		if (r <= 0)
-			return chk_done(&s, chk_fail(why, "valid chain %s",
-						     r ? "dropped the connection" :
-							 "not completed"));
-		if (s.mem[ST_OFF] != CHK_BLK_S_OK || uid != head)
-			return chk_done(&s, chk_fail(why, "valid chain: id %u "
-						     "status %u", uid,
-						     s.mem[ST_OFF]));
-		return chk_done(&s, chk_pass(why, "completed with OK, used len "
-					     "%u", ulen));
-	}
-	return chk_done(&s, chk_judge_ring(&s, s.mem + ST_OFF, ok_allowed,
+	if (p.must_ok)
+		return chk_done(&s, judge_valid(&s, p.head, why));
+	return chk_done(&s, chk_judge_ring(&s, s.mem + ST_OFF, p.ok_allowed,
 					   why));
 }
 
-#define CHAIN(name, i) { name, c_chain, &chain_ids[i], CHK_PROBE_IO }
+#define CHAIN(name, i) CHK_CASE(name, c_chain, i)
 
 const struct chk_case chk_cases_chain[] = {
 	CHAIN("chain/loop-of-two", C_LOOP2),

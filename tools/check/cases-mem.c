@@ -22,13 +22,7 @@ enum mem_id {
 	M_UVA_OVF, M_OFF_OVF, M_BEYOND_FILE, M_OFF_BEYOND_FILE, M_OVERLAP,
 	M_OFF_UNALIGNED, M_NOT_MEMFD, M_TABLE_SHORT, M_ADD_NOFD, M_ADD_TWO_FDS,
 	M_ADD_SIZE0, M_ADD_OVERLAP, M_REM_UNKNOWN, M_REM_NOFD, M_ADD_SHORT,
-};
-
-static const uint8_t mem_ids[] = {
-	M_NREG0, M_NREG9, M_FDS_FEWER, M_FDS_MORE, M_SIZE0, M_GPA_OVF,
-	M_UVA_OVF, M_OFF_OVF, M_BEYOND_FILE, M_OFF_BEYOND_FILE, M_OVERLAP,
-	M_OFF_UNALIGNED, M_NOT_MEMFD, M_TABLE_SHORT, M_ADD_NOFD, M_ADD_TWO_FDS,
-	M_ADD_SIZE0, M_ADD_OVERLAP, M_REM_UNKNOWN, M_REM_NOFD, M_ADD_SHORT,
+	M_NONE, /* no further change */
 };
 
 static void region(struct chk_sess *s, struct vhu_mem_region *r,
@@ -78,166 +72,213 @@ static int use_beyond(struct chk_sess *s, const char *first, char *why)
 			r ? "connection dropped" : "still serving");
 }
 
-static int c_mem(struct chk_ctx *c, const void *arg, char *why)
-{
-	enum mem_id id = *(const uint8_t *)arg;
-	struct chk_sess s;
-	enum chk_level lvl = id == M_ADD_OVERLAP || id == M_REM_UNKNOWN ||
-			     id == M_REM_NOFD ? CHK_MAPPED : CHK_MEMFD;
-	if (chk_fresh(c, &s, lvl, why) < 0)
-		return chk_done(&s, -1);
-
+/* The message a case sends, with its fds and what its answer may be. */
+struct mem_msg {
+	uint32_t req, size;
 	struct vhu_mem_table t;
 	struct vhu_mem_single one;
-	memset(&t, 0, sizeof(t));
-	memset(&one, 0, sizeof(one));
 	int fds[VHU_MAX_FDS];
-	for (unsigned i = 0; i < VHU_MAX_FDS; i++)
-		fds[i] = s.memfd;
-	unsigned nfds = 1;
-	uint32_t req = VHU_REQ_SET_MEM_TABLE, size = 0;
-	enum chk_expect exp = CHK_EXPECT_REJECT;
-	bool beyond = false;
-	int pfd[2] = { -1, -1 };
+	unsigned nfds;
+	enum chk_expect exp;
+	bool beyond;      /* reaches past the memfd: judged by judge_beyond */
+	int pfd[2];       /* a pipe, closed after sending */
+};
 
-	t.nregions = 1;
-	region(&s, &t.regions[0], 0, CHK_MEM_SIZE, 0);
+/* SET_MEM_TABLE cases: a one-region table over the memfd, then changed. */
+/* The cases that change only fields of region 0: their values (KEEP:
+ * as region() set it), the answer they allow, and whether the table
+ * reaches past the memfd. */
+#define KEEP UINT64_MAX
+#define MEM_SZ ((uint64_t)CHK_MEM_SIZE)
+static const struct region0_case {
+	enum mem_id id;
+	uint64_t gpa, uva, off, size;
+	enum chk_expect exp;
+	bool beyond;
+} region0_cases[] = {
+	{ M_SIZE0, KEEP, KEEP, KEEP, 0, CHK_EXPECT_REJECT, false },
+	{ M_GPA_OVF, 0xfffffffffff00000ull, KEEP, KEEP, 0x200000,
+	  CHK_EXPECT_REJECT, false },
+	{ M_UVA_OVF, KEEP, 0xfffffffffff80000ull, KEEP, KEEP,
+	  CHK_EXPECT_REJECT, false },
+	{ M_OFF_OVF, KEEP, KEEP, 0xfffffffffffff000ull, 0x2000,
+	  CHK_EXPECT_REJECT, false },
+	{ M_BEYOND_FILE, KEEP, KEEP, KEEP, 4 * MEM_SZ, CHK_EXPECT_ANY, true },
+	{ M_OFF_BEYOND_FILE, KEEP, KEEP, 2 * MEM_SZ, 4 * MEM_SZ,
+	  CHK_EXPECT_ANY, true },
+	{ M_OFF_UNALIGNED, KEEP, KEEP, 1, MEM_SZ - 4096, CHK_EXPECT_ANY,
+	  false },
+};
+
+static uint64_t field(uint64_t v, uint64_t as_set_up)
+{
+	return v == KEEP ? as_set_up : v;
+}
+
+/* A region-0 case: true when id is one. */
+static bool region0(enum mem_id id, struct mem_msg *m)
+{
+	struct vhu_mem_region *r0 = &m->t.regions[0];
+	for (size_t i = 0; i < VHU__ARRAY_SIZE(region0_cases); i++) {
+		const struct region0_case *k = &region0_cases[i];
+		if (k->id != id)
+			continue;
+		r0->guest_phys_addr = field(k->gpa, r0->guest_phys_addr);
+		r0->userspace_addr = field(k->uva, r0->userspace_addr);
+		r0->mmap_offset = field(k->off, r0->mmap_offset);
+		r0->memory_size = field(k->size, r0->memory_size);
+		m->exp = k->exp;
+		m->beyond = k->beyond;
+		return true;
+	}
+	return false;
+}
+
+static int mem_table(struct chk_sess *s, enum mem_id id, struct mem_msg *m,
+		     char *why)
+{
+	if (region0(id, m))
+		id = M_NONE;
 	switch (id) {
 	case M_NREG0:
-		t.nregions = 0;
-		nfds = 0;
-		exp = CHK_EXPECT_ANY;
+		m->t.nregions = 0;
+		m->nfds = 0;
+		m->exp = CHK_EXPECT_ANY;
 		break;
 	case M_NREG9:
-		t.nregions = 9;
+		m->t.nregions = 9;
 		for (unsigned i = 0; i < 8; i++)
-			region(&s, &t.regions[i], (uint64_t)i * CHK_MEM_SIZE,
+			region(s, &m->t.regions[i], (uint64_t)i * CHK_MEM_SIZE,
 			       CHK_MEM_SIZE, 0);
-		size = sizeof(t);
-		nfds = 8;
+		m->size = sizeof(m->t);
+		m->nfds = 8;
 		break;
 	case M_FDS_FEWER:
-		t.nregions = 2;
-		region(&s, &t.regions[1], CHK_MEM_SIZE, CHK_MEM_SIZE, 0);
+		m->t.nregions = 2;
+		region(s, &m->t.regions[1], CHK_MEM_SIZE, CHK_MEM_SIZE, 0);
 		break;
 	case M_FDS_MORE:
-		nfds = 2;
-		break;
-	case M_SIZE0:
-		t.regions[0].memory_size = 0;
-		break;
-	case M_GPA_OVF:
-		t.regions[0].guest_phys_addr = 0xfffffffffff00000ull;
-		t.regions[0].memory_size = 0x200000;
-		break;
-	case M_UVA_OVF:
-		t.regions[0].userspace_addr = 0xfffffffffff80000ull;
-		break;
-	case M_OFF_OVF:
-		t.regions[0].mmap_offset = 0xfffffffffffff000ull;
-		t.regions[0].memory_size = 0x2000;
-		break;
-	case M_BEYOND_FILE:
-		t.regions[0].memory_size = 4 * (uint64_t)CHK_MEM_SIZE;
-		exp = CHK_EXPECT_ANY;
-		beyond = true;
-		break;
-	case M_OFF_BEYOND_FILE:
-		t.regions[0].mmap_offset = 2 * (uint64_t)CHK_MEM_SIZE;
-		t.regions[0].memory_size = 4 * (uint64_t)CHK_MEM_SIZE;
-		exp = CHK_EXPECT_ANY;
-		beyond = true;
+		m->nfds = 2;
 		break;
 	case M_OVERLAP:
-		t.nregions = 2;
-		region(&s, &t.regions[1], CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
-		t.regions[1].userspace_addr += 8 * (uint64_t)CHK_MEM_SIZE;
-		nfds = 2;
-		break;
-	case M_OFF_UNALIGNED:
-		t.regions[0].mmap_offset = 1;
-		t.regions[0].memory_size = CHK_MEM_SIZE - 4096;
-		exp = CHK_EXPECT_ANY;
+		m->t.nregions = 2;
+		region(s, &m->t.regions[1], CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
+		m->t.regions[1].userspace_addr += 8 * (uint64_t)CHK_MEM_SIZE;
+		m->nfds = 2;
 		break;
 	case M_NOT_MEMFD:
-		if (pipe2(pfd, O_CLOEXEC) < 0)
-			return chk_done(&s, chk_fail(why, "pipe: %s",
-						     strerror(errno)));
-		fds[0] = pfd[0];
+		if (pipe2(m->pfd, O_CLOEXEC) < 0)
+			return chk_fail(why, "pipe: %s", strerror(errno));
+		m->fds[0] = m->pfd[0];
 		break;
 	case M_TABLE_SHORT:
-		t.nregions = 2;
-		nfds = 2;
-		size = 8 + 32;
+		m->t.nregions = 2;
+		m->nfds = 2;
+		m->size = 8 + 32;
 		break;
-	case M_ADD_NOFD:
-	case M_ADD_TWO_FDS:
-	case M_ADD_SIZE0:
-	case M_ADD_OVERLAP:
-	case M_ADD_SHORT:
-		req = VHU_REQ_ADD_MEM_REG;
-		region(&s, &one.region, 0, CHK_MEM_SIZE, 0);
-		nfds = id == M_ADD_NOFD ? 0 : id == M_ADD_TWO_FDS ? 2 : 1;
-		if (id == M_ADD_SIZE0)
-			one.region.memory_size = 0;
-		if (id == M_ADD_OVERLAP)
-			region(&s, &one.region, CHK_MEM_SIZE / 2,
-			       CHK_MEM_SIZE, 0);
-		size = id == M_ADD_SHORT ? 32 : sizeof(one);
+	default:
 		break;
-	case M_REM_UNKNOWN:
-	case M_REM_NOFD:
-		req = VHU_REQ_REM_MEM_REG;
-		region(&s, &one.region, 16 * (uint64_t)CHK_MEM_SIZE,
+	}
+	if (!m->size)
+		m->size = 8 + 32 * (m->t.nregions > 8 ? 8 : m->t.nregions);
+	return 0;
+}
+
+/* ADD_MEM_REG and REM_MEM_REG cases: one region. */
+static void mem_single(struct chk_sess *s, enum mem_id id, struct mem_msg *m)
+{
+	m->size = sizeof(m->one);
+	if (id == M_REM_UNKNOWN || id == M_REM_NOFD) {
+		m->req = VHU_REQ_REM_MEM_REG;
+		region(s, &m->one.region, 16 * (uint64_t)CHK_MEM_SIZE,
 		       CHK_MEM_SIZE, 0);
 		if (id == M_REM_NOFD) {
 			/* QEMU sends the region's fd with REM_MEM_REG;
 			 * a real region removed without one must work. */
-			region(&s, &one.region, 0, CHK_MEM_SIZE, 0);
-			exp = CHK_EXPECT_ANY;
+			region(s, &m->one.region, 0, CHK_MEM_SIZE, 0);
+			m->exp = CHK_EXPECT_ANY;
 		}
-		nfds = id == M_REM_UNKNOWN ? 1 : 0;
-		size = sizeof(one);
-		break;
+		m->nfds = id == M_REM_UNKNOWN ? 1 : 0;
+		return;
 	}
-	if (req == VHU_REQ_SET_MEM_TABLE && !size)
-		size = 8 + 32 * (t.nregions > 8 ? 8 : t.nregions);
-	const void *payload = req == VHU_REQ_SET_MEM_TABLE ? (void *)&t :
-			      (void *)&one;
-	int r = chk_send(&s, req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY,
-			 payload, size, fds, nfds);
-	if (pfd[0] >= 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-	}
-	if (r < 0)
-		return chk_done(&s, s.dropped ?
-				chk_pass(why, "connection dropped") :
-				chk_fail(why, "send: %s", strerror(-r)));
-	if (!beyond)
-		return chk_done(&s, chk_judge(&s, req, UINT32_MAX, exp, why));
-
-	/* Judge the table by hand: its acceptance is followed up. */
-	struct vhu_msg m;
-	unsigned n = 0;
-	r = chk_recv(&s, &m, s.timeout_ms, &n);
-	if (r == 0)
-		return chk_done(&s, chk_pass(why, "connection dropped"));
-	if (r < 0 && r != -ETIMEDOUT)
-		return chk_done(&s, chk_fail(why, "bad reply: %s",
-					     strerror(-r)));
-	if (r == 1) {
-		if (chk_check_reply(&m, req, 8, n, why) < 0)
-			return chk_done(&s, -1);
-		if (m.p.u64 != 0)
-			return chk_done(&s, chk_pass(why, "error reply (ack "
-						     "%llu)",
-						     (unsigned long long)m.p.u64));
-	}
-	return chk_done(&s, use_beyond(&s, "table accepted", why));
+	m->req = VHU_REQ_ADD_MEM_REG;
+	region(s, &m->one.region, 0, CHK_MEM_SIZE, 0);
+	m->nfds = id == M_ADD_NOFD ? 0 : id == M_ADD_TWO_FDS ? 2 : 1;
+	if (id == M_ADD_SIZE0)
+		m->one.region.memory_size = 0;
+	if (id == M_ADD_OVERLAP)
+		region(s, &m->one.region, CHK_MEM_SIZE / 2, CHK_MEM_SIZE, 0);
+	if (id == M_ADD_SHORT)
+		m->size = 32;
 }
 
-#define MEM(name, i) { name, c_mem, &mem_ids[i], CHK_PROBE_IO }
+/* A table reaching past the memfd: judged by hand, since its acceptance
+ * is followed up (use_beyond). */
+static int judge_beyond(struct chk_sess *s, uint32_t req, char *why)
+{
+	struct vhu_msg m;
+	unsigned n = 0;
+	int r = chk_recv(s, &m, s->timeout_ms, &n);
+	if (r == 0)
+		return chk_pass(why, "connection dropped");
+	if (r < 0 && r != -ETIMEDOUT)
+		return chk_fail(why, "bad reply: %s", strerror(-r));
+	if (r == 1) {
+		if (chk_check_reply(&m, req, 8, n, why) < 0)
+			return -1;
+		if (m.p.u64 != 0)
+			return chk_pass(why, "error reply (ack %llu)",
+					(unsigned long long)m.p.u64);
+	}
+	return use_beyond(s, "table accepted", why);
+}
+
+static int c_mem(struct chk_ctx *c, const void *arg, char *why)
+{
+	enum mem_id id = chk_case_id(arg);
+	bool single = id >= M_ADD_NOFD;
+	struct chk_sess s;
+	enum chk_level lvl = id == M_ADD_OVERLAP || id == M_REM_UNKNOWN ||
+			     id == M_REM_NOFD ? CHK_MAPPED : CHK_MEMFD;
+	CHK_FRESH(c, &s, lvl, why);
+
+	struct mem_msg m;
+	memset(&m, 0, sizeof(m));
+	for (unsigned i = 0; i < VHU_MAX_FDS; i++)
+		m.fds[i] = s.memfd;
+	m.nfds = 1;
+	m.req = VHU_REQ_SET_MEM_TABLE;
+	m.exp = CHK_EXPECT_REJECT;
+	m.pfd[0] = m.pfd[1] = -1;
+	m.t.nregions = 1;
+	region(&s, &m.t.regions[0], 0, CHK_MEM_SIZE, 0);
+	if (single)
+		mem_single(&s, id, &m);
+	else if (mem_table(&s, id, &m, why) < 0)
+		return chk_done(&s, -1);
+
+	const void *payload = single ? (void *)&m.one : (void *)&m.t;
+	int r;
+	if (m.beyond) {
+		r = chk_send(&s, m.req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY,
+			     payload, m.size, m.fds, m.nfds);
+		if (r < 0)
+			r = s.dropped ? chk_pass(why, "connection dropped") :
+					chk_fail(why, "send: %s", strerror(-r));
+		else
+			r = judge_beyond(&s, m.req, why);
+	} else {
+		r = chk_send_judge(&s, m.req, payload, m.size, m.fds, m.nfds,
+				   m.exp, why);
+	}
+	if (m.pfd[0] >= 0) {
+		close(m.pfd[0]);
+		close(m.pfd[1]);
+	}
+	return chk_done(&s, r);
+}
+
+#define MEM(name, i) CHK_CASE(name, c_mem, i)
 
 const struct chk_case chk_cases_mem[] = {
 	MEM("mem/nregions-0", M_NREG0),

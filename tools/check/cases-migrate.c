@@ -145,71 +145,105 @@ static void pattern(uint8_t *p, size_t n, unsigned seed)
 
 /* ---- conformance ---- */
 
-static int c_reads_marked(struct chk_ctx *c, const void *arg, char *why)
+/* The most data a conformance case writes (its pattern buffer). */
+enum { LOG_CASE_MAX = 65536 };
+
+/* A running session with LOG_SHMFD (see log_session), a log memfd of
+ * log_need() bytes in *fd, and len bytes of pattern seed written at
+ * sector 0, also left in want.  0 ready, 1 skip, -1 failed (*fd closed). */
+static int log_written(struct chk_ctx *c, struct chk_sess *s, uint8_t *want,
+		       uint32_t len, unsigned seed, int *fd, char *why)
 {
-	(void)arg;
-	enum { LEN = 65536 };
-	struct chk_sess s;
-	int r = log_session(c, &s, CHK_RUNNING, why);
+	int r = log_session(c, s, CHK_RUNNING, why);
 	if (r)
-		return chk_done(&s, r);
-	if (c->capacity < LEN / 512)
-		return chk_done(&s, chk_fail(why, "disk too small"));
-	uint64_t need = log_need();
-	int fd = log_memfd(need, why);
-	if (fd < 0)
-		return chk_done(&s, -1);
-	uint8_t *log = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (log == MAP_FAILED) {
-		close(fd);
-		return chk_done(&s, chk_fail(why, "mmap log: %s", strerror(errno)));
-	}
-	static uint8_t want[LEN];
+		return r;
+	if (c->capacity < len / 512)
+		return chk_fail(why, "disk too small");
+	*fd = log_memfd(log_need(), why);
+	if (*fd < 0)
+		return -1;
 	uint8_t st = 0;
-	pattern(want, LEN, 7);
-	memcpy(s.mem + CHK_OFF_DATA, want, LEN);
-	if (chk_null_disk)
-		memset(want, 0, LEN);
-	r = chk_blk_req(&s, CHK_BLK_T_OUT, 0, LEN, &st, why);
+	pattern(want, len, seed);
+	memcpy(s->mem + CHK_OFF_DATA, want, len);
+	r = chk_blk_req(s, CHK_BLK_T_OUT, 0, len, &st, why);
 	if (r == 0 && st != CHK_BLK_S_OK)
 		r = chk_fail(why, "write: status %u", st);
-	if (r == 0)
-		r = log_on(&s, fd, why);
+	if (r) {
+		close(*fd);
+		*fd = -1;
+	}
+	return r;
+}
+
+/* A conformance case after log_written: the session, the pattern on the
+ * disk and the log's fd (closed by the caller). */
+struct log_case {
+	uint32_t len;
+	unsigned seed;
+	int (*body)(struct chk_sess *s, uint8_t *want, int fd, char *why);
+};
+
+static int c_logged(struct chk_ctx *c, const void *arg, char *why)
+{
+	const struct log_case *lc = arg;
+	static uint8_t want[LOG_CASE_MAX];
+	struct chk_sess s;
+	int fd = -1;
+	int r = log_written(c, &s, want, lc->len, lc->seed, &fd, why);
+	if (r)
+		return chk_done(&s, r);
+	r = lc->body(&s, want, fd, why);
+	close(fd);
+	return chk_done(&s, r);
+}
+
+/* A 64 KiB read with logging on marks its data pages, its status page
+ * and the used ring's page. */
+static int reads_marked(struct chk_sess *s, uint8_t *want, int fd, char *why)
+{
+	enum { LEN = LOG_CASE_MAX };
+	uint64_t need = log_need();
+	uint8_t *log = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (log == MAP_FAILED)
+		return chk_fail(why, "mmap log: %s", strerror(errno));
+	uint8_t st = 0;
+	if (chk_null_disk)
+		memset(want, 0, LEN);
+	int r = log_on(s, fd, why);
 	if (r == 0) {
 		memset(log, 0, need);
-		memset(s.mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, LEN);
-		r = chk_blk_req(&s, CHK_BLK_T_IN, 0, LEN, &st, why);
+		memset(s->mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, LEN);
+		r = chk_blk_req(s, CHK_BLK_T_IN, 0, LEN, &st, why);
 		if (r == 0 && st != CHK_BLK_S_OK)
 			r = chk_fail(why, "read: status %u", st);
-		if (r == 0 && memcmp(s.mem + CHK_OFF_DATA, want, LEN) != 0)
+		if (r == 0 && memcmp(s->mem + CHK_OFF_DATA, want, LEN) != 0)
 			r = chk_fail(why, "read: data differs");
 	}
 	unsigned missing = 0;
 	uint64_t first = 0;
 	for (uint32_t off = 0; r == 0 && off < LEN; off += 4096)
-		if (!marked(log, chk_gpa(&s, CHK_OFF_DATA + off)) && !missing++)
-			first = chk_gpa(&s, CHK_OFF_DATA + off);
+		if (!marked(log, chk_gpa(s, CHK_OFF_DATA + off)) && !missing++)
+			first = chk_gpa(s, CHK_OFF_DATA + off);
 	if (r == 0 && missing)
 		r = chk_fail(why, "%u of %u data pages the device wrote not "
 			     "marked (first gpa 0x%llx)", missing, LEN / 4096,
 			     (unsigned long long)first);
-	if (r == 0 && !marked(log, chk_gpa(&s, CHK_OFF_HDR + 16)))
+	if (r == 0 && !marked(log, chk_gpa(s, CHK_OFF_HDR + 16)))
 		r = chk_fail(why, "the status byte's page is not marked");
-	if (r == 0 && !marked(log, chk_gpa(&s, CHK_OFF_USED)))
+	if (r == 0 && !marked(log, chk_gpa(s, CHK_OFF_USED)))
 		r = chk_fail(why, "the used ring's page (log_guest_addr) is "
 			     "not marked");
 	if (r == 0)
-		r = log_off(&s, why);
+		r = log_off(s, why);
 	munmap(log, need);
-	close(fd);
 	if (r < 0)
-		return chk_done(&s, -1);
-	return chk_done(&s, chk_pass(why, "64 KiB read: its 16 data pages, "
-				     "the status page and the used ring page "
-				     "marked"));
+		return -1;
+	return chk_pass(why, "64 KiB read: its 16 data pages, the status page "
+			"and the used ring page marked");
 }
 
 enum { TOG_K = 16, TOG_ROUNDS = 8, TOG_LEN = 4096 };
+_Static_assert(TOG_K * TOG_LEN <= LOG_CASE_MAX, "toggle's data fits");
 
 /* TOG_K reads of 4 KiB in flight: request i reads sector 8 i into its
  * own buffer, descriptors 3 i .. 3 i + 2. */
@@ -270,51 +304,29 @@ static int tog_collect(struct chk_sess *s, const uint8_t *want, unsigned round,
 	return 0;
 }
 
-static int c_toggle(struct chk_ctx *c, const void *arg, char *why)
+/* TOG_ROUNDS rounds of TOG_K reads in flight, logging switched on or off
+ * during each: every request completes once with the right data. */
+static int toggle(struct chk_sess *s, uint8_t *want, int fd, char *why)
 {
-	(void)arg;
-	enum { LEN = TOG_K * TOG_LEN };
-	struct chk_sess s;
-	int r = log_session(c, &s, CHK_RUNNING, why);
-	if (r)
-		return chk_done(&s, r);
-	if (c->capacity < LEN / 512)
-		return chk_done(&s, chk_fail(why, "disk too small"));
-	int fd = log_memfd(log_need(), why);
-	if (fd < 0)
-		return chk_done(&s, -1);
-	static uint8_t want[LEN];
-	uint8_t st = 0;
-	pattern(want, LEN, 11);
-	memcpy(s.mem + CHK_OFF_DATA, want, LEN);
-	r = chk_blk_req(&s, CHK_BLK_T_OUT, 0, LEN, &st, why);
-	if (r == 0 && st != CHK_BLK_S_OK)
-		r = chk_fail(why, "write: status %u", st);
+	int r = 0;
 	for (unsigned round = 0; r == 0 && round < TOG_ROUNDS; round++) {
-		r = tog_publish(&s, why);
+		r = tog_publish(s, why);
 		/* Switch while the round's requests are being served. */
 		if (r == 0)
-			r = round % 2 == 0 ? log_on(&s, fd, why) : log_off(&s, why);
+			r = round % 2 == 0 ? log_on(s, fd, why) : log_off(s, why);
 		if (r == 0)
-			r = tog_collect(&s, want, round, why);
+			r = tog_collect(s, want, round, why);
 	}
-	close(fd);
 	if (r < 0)
-		return chk_done(&s, -1);
-	return chk_done(&s, chk_pass(why, "%u rounds of %u reads in flight, "
-				     "logging switched on or off during each: "
-				     "all completed once with the right data",
-				     TOG_ROUNDS, TOG_K));
+		return -1;
+	return chk_pass(why, "%u rounds of %u reads in flight, logging "
+			"switched on or off during each: all completed once "
+			"with the right data", TOG_ROUNDS, TOG_K);
 }
 
 /* ---- robustness ---- */
 
 enum mig_id {
-	G_NOFD, G_TWO_FDS, G_PAYLOAD_8, G_SIZE0, G_SIZE_BEYOND, G_OFF_BEYOND,
-	G_OFF_OVF, G_TOO_SMALL, G_PIPE, G_FEAT_OTHER, G_FEAT_LOG_AND_OTHER,
-};
-
-static const uint8_t mig_ids[] = {
 	G_NOFD, G_TWO_FDS, G_PAYLOAD_8, G_SIZE0, G_SIZE_BEYOND, G_OFF_BEYOND,
 	G_OFF_OVF, G_TOO_SMALL, G_PIPE, G_FEAT_OTHER, G_FEAT_LOG_AND_OTHER,
 };
@@ -329,7 +341,7 @@ static uint64_t other_bit(const struct chk_sess *s)
 
 static int c_hostile(struct chk_ctx *c, const void *arg, char *why)
 {
-	enum mig_id id = *(const uint8_t *)arg;
+	enum mig_id id = chk_case_id(arg);
 	struct chk_sess s;
 	int r = log_session(c, &s, CHK_RUNNING, why);
 	if (r)
@@ -379,24 +391,25 @@ static int c_hostile(struct chk_ctx *c, const void *arg, char *why)
 	const int *send_fds = id == G_PIPE ? &fds[1] : fds;
 	if (id == G_PIPE)
 		nfds = 1;
-	r = chk_send(&s, req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, payload,
-		     size, send_fds, nfds);
+	r = chk_send_judge(&s, req, payload, size, send_fds, nfds,
+			   CHK_EXPECT_REJECT, why);
 	close(fds[0]);
 	if (pfd[0] >= 0) {
 		close(pfd[0]);
 		close(pfd[1]);
 	}
-	if (r < 0)
-		return chk_done(&s, s.dropped ? chk_pass(why, "connection dropped") :
-				chk_fail(why, "send: %s", strerror(-r)));
-	return chk_done(&s, chk_judge(&s, req, UINT32_MAX, CHK_EXPECT_REJECT, why));
+	return chk_done(&s, r);
 }
 
-#define MIG(name, i) { name, c_hostile, &mig_ids[i], CHK_PROBE_IO }
+#define MIG(name, i) CHK_CASE(name, c_hostile, i)
 
 const struct chk_case chk_cases_migrate[] = {
-	{ "migrate/reads-marked-in-log", c_reads_marked, NULL, CHK_PROBE_NONE },
-	{ "migrate/log-toggled-under-load", c_toggle, NULL, CHK_PROBE_IO },
+	{ "migrate/reads-marked-in-log", c_logged,
+	  &(const struct log_case){ LOG_CASE_MAX, 7, reads_marked },
+	  CHK_PROBE_NONE },
+	{ "migrate/log-toggled-under-load", c_logged,
+	  &(const struct log_case){ TOG_K * TOG_LEN, 11, toggle },
+	  CHK_PROBE_IO },
 	MIG("migrate/log-base-without-fd", G_NOFD),
 	MIG("migrate/log-base-two-fds", G_TWO_FDS),
 	MIG("migrate/log-base-payload-8", G_PAYLOAD_8),

@@ -294,6 +294,147 @@ static void emit(const struct opts *o, unsigned n, const struct result *r,
 	fflush(stdout);
 }
 
+/* A run of the selected cases: its counts and, with --pid, what the
+ * back-end's fds and RSS did. */
+struct run {
+	const struct opts *o;
+	struct chk_ctx ctx;
+	unsigned n, passed, failed, skipped;
+	bool gone;              /* the back-end stopped accepting */
+	long fds0, fds_prev, rss0, rss_max;
+	char leakers[400];      /* the cases after which fds stayed open */
+};
+
+/* Count and print one result. */
+static void record(struct run *u, const struct result *res)
+{
+	u->n++;
+	if (res->rc < 0)
+		u->failed++;
+	else if (res->rc > 0)
+		u->skipped++;
+	else
+		u->passed++;
+	emit(u->o, u->n, res, u->n == 1);
+}
+
+/* With --pid: the back-end's RSS peak and the fds a case left open. */
+static void watch_process(struct run *u, const char *name)
+{
+	long pid = u->o->pid;
+	long kb = rss_kb(pid);
+	if (kb > u->rss_max)
+		u->rss_max = kb;
+	long f = settled_fds(pid, u->fds_prev);
+	if (f > u->fds_prev && u->fds_prev >= 0) {
+		size_t l = strlen(u->leakers);
+		if (l < sizeof(u->leakers) - 80)
+			snprintf(u->leakers + l, sizeof(u->leakers) - l,
+				 "%s%s +%ld", l ? ", " : "", name,
+				 f - u->fds_prev);
+	}
+	if (f >= 0)
+		u->fds_prev = f;
+}
+
+/* One case, then (for CHK_PROBE_IO) a fresh session with verified I/O. */
+static void run_case(struct run *u, const struct chk_case *k)
+{
+	struct result res;
+	memset(&res, 0, sizeof(res));
+	res.name = k->name;
+	char why[CHK_WHY] = "", pwhy[CHK_WHY] = "";
+	/* Once the back-end stopped accepting connections, fail fast
+	 * instead of waiting out every case. */
+	if (u->gone && !accepts(u->o->path)) {
+		res.rc = -1;
+		snprintf(res.why, sizeof(res.why), "not run: the back-end no "
+			 "longer accepts connections");
+		record(u, &res);
+		return;
+	}
+	u->gone = false;
+	res.rc = k->fn(&u->ctx, k->arg, why);
+	if (res.rc < 0 && !why[0])
+		snprintf(why, sizeof(why), "failed");
+	snprintf(res.why, sizeof(res.why), "%s", why);
+	if (res.rc >= 0 && k->probe == CHK_PROBE_IO &&
+	    post_probe(&u->ctx, u->n + 1, pwhy) < 0) {
+		res.rc = -1;
+		snprintf(res.why, sizeof(res.why),
+			 "%s; back-end unusable afterwards: %s", why, pwhy);
+	}
+	if (res.rc < 0 && !accepts(u->o->path))
+		u->gone = true;
+	if (res.rc < 0 && u->o->pid && !proc_alive(u->o->pid)) {
+		size_t l = strlen(res.why);
+		snprintf(res.why + l, sizeof(res.why) - l,
+			 " (process %ld has exited)", u->o->pid);
+	}
+	if (u->o->pid)
+		watch_process(u, k->name);
+	record(u, &res);
+}
+
+/* With --pid, after the cases: resources/fds and resources/rss. */
+static void resource_results(struct run *u)
+{
+	long pid = u->o->pid;
+	struct result res;
+	memset(&res, 0, sizeof(res));
+	res.name = "resources/fds";
+	long fds0 = u->fds0, fds1 = fds0 < 0 ? -1 : settled_fds(pid, fds0);
+	if (fds0 < 0 || fds1 < 0) {
+		res.rc = -1;
+		snprintf(res.why, sizeof(res.why), "cannot read /proc/%ld/fd",
+			 pid);
+	} else if (fds1 > fds0) {
+		res.rc = -1;
+		snprintf(res.why, sizeof(res.why),
+			 "open fds grew from %ld to %ld (after %s)", fds0, fds1,
+			 u->leakers[0] ? u->leakers : "?");
+	} else {
+		snprintf(res.why, sizeof(res.why),
+			 "open fds %ld before, %ld after", fds0, fds1);
+	}
+	record(u, &res);
+
+	memset(&res, 0, sizeof(res));
+	res.name = "resources/rss";
+	long rss1 = rss_kb(pid);
+	if (rss1 > u->rss_max)
+		u->rss_max = rss1;
+	if (u->rss0 < 0 || rss1 < 0) {
+		res.rc = -1;
+		snprintf(res.why, sizeof(res.why),
+			 "cannot read /proc/%ld/status", pid);
+	} else if (u->rss_max - u->rss0 > u->o->rss_slack_kb) {
+		res.rc = -1;
+		snprintf(res.why, sizeof(res.why),
+			 "RSS grew from %ld to %ld KiB (bound %ld KiB)",
+			 u->rss0, u->rss_max, u->o->rss_slack_kb);
+	} else {
+		snprintf(res.why, sizeof(res.why),
+			 "RSS %ld KiB before, peak %ld, end %ld", u->rss0,
+			 u->rss_max, rss1);
+	}
+	record(u, &res);
+}
+
+/* --list, or the number of selected cases (0 after printing them). */
+static unsigned selected_cases(const struct opts *o, bool print)
+{
+	unsigned total = 0;
+	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++)
+		for (const struct chk_case *k = groups[g]; k->name; k++)
+			if (selected(o, k->name)) {
+				total++;
+				if (print)
+					printf("%s\n", k->name);
+			}
+	return total;
+}
+
 int vhu_check_main(int argc, char **argv)
 {
 	struct opts o;
@@ -301,18 +442,12 @@ int vhu_check_main(int argc, char **argv)
 	if (r)
 		return r > 0 ? 0 : 2;
 	if (o.list) {
-		for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++)
-			for (const struct chk_case *k = groups[g]; k->name; k++)
-				if (selected(&o, k->name))
-					printf("%s\n", k->name);
+		selected_cases(&o, true);
 		return 0;
 	}
 	signal(SIGPIPE, SIG_IGN);
 
-	unsigned total = 0;
-	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++)
-		for (const struct chk_case *k = groups[g]; k->name; k++)
-			total += selected(&o, k->name);
+	unsigned total = selected_cases(&o, false);
 	if (o.pid)
 		total += 2;
 	if (!total) {
@@ -320,149 +455,41 @@ int vhu_check_main(int argc, char **argv)
 		return 2;
 	}
 
-	struct chk_ctx ctx;
-	fill_ctx(&ctx, &o);
-	if (o.json)
-		printf("{\"socket\": ");
+	struct run u;
+	memset(&u, 0, sizeof(u));
+	u.o = &o;
+	u.fds0 = u.fds_prev = u.rss0 = u.rss_max = -1;
+	fill_ctx(&u.ctx, &o);
 	if (o.json) {
+		printf("{\"socket\": ");
 		json_str(o.path);
 		printf(", \"cases\": [");
 	} else {
 		printf("1..%u\n", total);
 	}
 
-	long fds0 = -1, rss0 = -1, rss_max = -1;
 	if (o.pid) {
 		/* Baseline after one full session, so that whatever the
 		 * back-end allocates lazily on first use is counted. */
 		char why[CHK_WHY];
-		post_probe(&ctx, 0, why);
-		fds0 = settled_fds(o.pid, 0);
-		rss0 = rss_max = rss_kb(o.pid);
+		post_probe(&u.ctx, 0, why);
+		u.fds0 = u.fds_prev = settled_fds(o.pid, 0);
+		u.rss0 = u.rss_max = rss_kb(o.pid);
 	}
-
-	unsigned n = 0, passed = 0, failed = 0, skipped = 0;
-	bool gone = false;
-	long fds_prev = fds0;
-	char leakers[400] = "";
-	struct result res;
-	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++) {
-		for (const struct chk_case *k = groups[g]; k->name; k++) {
-			if (!selected(&o, k->name))
-				continue;
-			n++;
-			memset(&res, 0, sizeof(res));
-			res.name = k->name;
-			char why[CHK_WHY] = "", pwhy[CHK_WHY] = "";
-			/* Once the back-end stopped accepting connections,
-			 * fail fast instead of waiting out every case. */
-			if (gone && !accepts(o.path)) {
-				res.rc = -1;
-				snprintf(res.why, sizeof(res.why), "not run: "
-					 "the back-end no longer accepts "
-					 "connections");
-				failed++;
-				emit(&o, n, &res, n == 1);
-				continue;
-			}
-			gone = false;
-			res.rc = k->fn(&ctx, k->arg, why);
-			if (res.rc < 0 && !why[0])
-				snprintf(why, sizeof(why), "failed");
-			snprintf(res.why, sizeof(res.why), "%s", why);
-			if (res.rc >= 0 && k->probe == CHK_PROBE_IO &&
-			    post_probe(&ctx, n, pwhy) < 0) {
-				res.rc = -1;
-				snprintf(res.why, sizeof(res.why),
-					 "%s; back-end unusable afterwards: %s",
-					 why, pwhy);
-			}
-			if (res.rc < 0 && !accepts(o.path))
-				gone = true;
-			if (res.rc < 0 && o.pid && !proc_alive(o.pid)) {
-				size_t l = strlen(res.why);
-				snprintf(res.why + l, sizeof(res.why) - l,
-					 " (process %ld has exited)", o.pid);
-			}
-			if (o.pid) {
-				long kb = rss_kb(o.pid);
-				if (kb > rss_max)
-					rss_max = kb;
-				/* Name the cases after which fds stayed open. */
-				long f = settled_fds(o.pid, fds_prev);
-				if (f > fds_prev && fds_prev >= 0) {
-					size_t l = strlen(leakers);
-					if (l < sizeof(leakers) - 80)
-						snprintf(leakers + l,
-							 sizeof(leakers) - l,
-							 "%s%s +%ld", l ? ", " : "",
-							 k->name, f - fds_prev);
-				}
-				if (f >= 0)
-					fds_prev = f;
-			}
-			if (res.rc < 0)
-				failed++;
-			else if (res.rc > 0)
-				skipped++;
-			else
-				passed++;
-			emit(&o, n, &res, n == 1);
-		}
-	}
-
-	if (o.pid) {
-		memset(&res, 0, sizeof(res));
-		res.name = "resources/fds";
-		long fds1 = fds0 < 0 ? -1 : settled_fds(o.pid, fds0);
-		if (fds0 < 0 || fds1 < 0) {
-			res.rc = -1;
-			snprintf(res.why, sizeof(res.why),
-				 "cannot read /proc/%ld/fd", o.pid);
-		} else if (fds1 > fds0) {
-			res.rc = -1;
-			snprintf(res.why, sizeof(res.why),
-				 "open fds grew from %ld to %ld (after %s)",
-				 fds0, fds1, leakers[0] ? leakers : "?");
-		} else {
-			snprintf(res.why, sizeof(res.why),
-				 "open fds %ld before, %ld after", fds0, fds1);
-		}
-		n++;
-		res.rc < 0 ? failed++ : passed++;
-		emit(&o, n, &res, n == 1);
-
-		memset(&res, 0, sizeof(res));
-		res.name = "resources/rss";
-		long rss1 = rss_kb(o.pid);
-		if (rss1 > rss_max)
-			rss_max = rss1;
-		if (rss0 < 0 || rss1 < 0) {
-			res.rc = -1;
-			snprintf(res.why, sizeof(res.why),
-				 "cannot read /proc/%ld/status", o.pid);
-		} else if (rss_max - rss0 > o.rss_slack_kb) {
-			res.rc = -1;
-			snprintf(res.why, sizeof(res.why),
-				 "RSS grew from %ld to %ld KiB (bound %ld KiB)",
-				 rss0, rss_max, o.rss_slack_kb);
-		} else {
-			snprintf(res.why, sizeof(res.why),
-				 "RSS %ld KiB before, peak %ld, end %ld",
-				 rss0, rss_max, rss1);
-		}
-		n++;
-		res.rc < 0 ? failed++ : passed++;
-		emit(&o, n, &res, n == 1);
-	}
+	for (size_t g = 0; g < VHU__ARRAY_SIZE(groups); g++)
+		for (const struct chk_case *k = groups[g]; k->name; k++)
+			if (selected(&o, k->name))
+				run_case(&u, k);
+	if (o.pid)
+		resource_results(&u);
 
 	if (o.json)
 		printf("\n], \"summary\": {\"passed\": %u, \"failed\": %u, "
-		       "\"skipped\": %u}}\n", passed, failed, skipped);
-	else if (skipped)
-		printf("%u passed, %u failed, %u skipped\n", passed, failed,
-		       skipped);
+		       "\"skipped\": %u}}\n", u.passed, u.failed, u.skipped);
+	else if (u.skipped)
+		printf("%u passed, %u failed, %u skipped\n", u.passed, u.failed,
+		       u.skipped);
 	else
-		printf("%u passed, %u failed\n", passed, failed);
-	return failed ? 1 : 0;
+		printf("%u passed, %u failed\n", u.passed, u.failed);
+	return u.failed ? 1 : 0;
 }

@@ -183,6 +183,12 @@ enum chk_expect {
  */
 int chk_judge(struct chk_sess *s, uint32_t req, uint32_t body_size,
 	      enum chk_expect exp, char *why);
+/* Send req (NEED_REPLY) and judge the answer as chk_judge does an ack
+ * (body_size UINT32_MAX); a send that fails because the peer dropped the
+ * connection passes. */
+int chk_send_judge(struct chk_sess *s, uint32_t req, const void *payload,
+		   uint32_t size, const int *fds, unsigned nfds,
+		   enum chk_expect exp, char *why);
 /* Is the control path alive?  0 it answers GET_FEATURES, 1 dropped,
  * -1 hang or garbage (why set). */
 int chk_probe_alive(struct chk_sess *s, char *why);
@@ -209,6 +215,12 @@ int chk_fresh(struct chk_ctx *c, struct chk_sess *s, enum chk_level level,
 	      char *why);
 /* Close the session and map rc to a case result. */
 int chk_done(struct chk_sess *s, int rc);
+/* In a case function: a fresh session at level, or the case fails. */
+#define CHK_FRESH(c, s, level, why)                                    \
+	do {                                                           \
+		if (chk_fresh((c), (s), (level), (why)) < 0)           \
+			return chk_done((s), -1);                      \
+	} while (0)
 
 /* --null: the disk discards writes and reads zeros, so every data check
  * expects zeros where it would expect the bytes written. */
@@ -237,6 +249,15 @@ struct chk_case {
 	const void *arg;
 	enum chk_probe probe;
 };
+
+/* A case of a table whose cases share one function: its arg is the case's
+ * number in the file's enum, carried in the pointer itself. */
+#define CHK_CASE(name, fn, id) \
+	{ name, fn, (const void *)(uintptr_t)(id), CHK_PROBE_IO }
+static inline unsigned chk_case_id(const void *arg)
+{
+	return (unsigned)(uintptr_t)arg;
+}
 
 /* Case tables; each ends with a zero entry. */
 extern const struct chk_case chk_cases_conf[];

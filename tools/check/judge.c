@@ -117,6 +117,18 @@ int chk_judge(struct chk_sess *s, uint32_t req, uint32_t body_size,
 	return then_alive(s, first, why);
 }
 
+int chk_send_judge(struct chk_sess *s, uint32_t req, const void *payload,
+		   uint32_t size, const int *fds, unsigned nfds,
+		   enum chk_expect exp, char *why)
+{
+	int r = chk_send(s, req, VHU_MSG_VERSION | VHU_MSG_NEED_REPLY, payload,
+			 size, fds, nfds);
+	if (r < 0)
+		return s->dropped ? chk_pass(why, "connection dropped") :
+				    chk_fail(why, "send: %s", strerror(-r));
+	return chk_judge(s, req, UINT32_MAX, exp, why);
+}
+
 int chk_judge_eof(struct chk_sess *s, char *why)
 {
 	for (int i = 0; i < 4; i++) {

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <vhu/frontend.h>
 
@@ -30,6 +31,13 @@ bool parse_timeout(const char *cmd, const char *s, double *out);
 /* Connect and handshake; on failure print a clear message naming path and
  * return -errno. */
 int tool_connect(const char *path, int timeout_ms, struct vhu_fe **fe);
+/* The command's one SOCKET word after its options (optind), connected as
+ * tool_connect does: 0, or the exit code (EXIT_USAGE after help(stderr),
+ * 1 when the connection fails). */
+int tool_connect_arg(int argc, char **argv, void (*help)(FILE *f),
+		     int timeout_ms, const char **path, struct vhu_fe **fe);
+/* Monotonic clock in milliseconds. */
+int64_t tool_mono_ms(void);
 
 /* virtio-blk feature bits (virtio 1.2, 5.2.3). */
 #define BLK_F_SIZE_MAX      1

@@ -69,13 +69,6 @@ static int write_all(int fd, const char *s, size_t n)
 	return 0;
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Read one line (without '\n') into a malloc'd buffer. */
 static int read_line(int fd, int timeout_ms, char **out)
 {
@@ -83,9 +76,9 @@ static int read_line(int fd, int timeout_ms, char **out)
 	char *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = tool_mono_ms() + timeout_ms;
 	for (;;) {
-		int64_t left = deadline - mono_ms();
+		int64_t left = deadline - tool_mono_ms();
 		if (left <= 0) {
 			free(buf);
 			return -ETIMEDOUT;
@@ -162,37 +155,25 @@ static void print_plain(json_object *v, const char *prefix)
 		printf("%s\n", s);
 }
 
-int cmd_ctl(int argc, char **argv)
+/* A parsed command line: the socket, the method and its params. */
+struct ctl_args {
+	const char *path, *method;
+	json_object *params;   /* NULL: none */
+	bool json;
+	double timeout;
+};
+
+/* The command's words after the options: the socket, the command and its
+ * argument; --json and --shrink may stand anywhere among them.  0, or the
+ * exit code (-1: --help, exit 0). */
+static int ctl_words(int argc, char **argv, struct ctl_args *a)
 {
-	static const struct option lo[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "timeout", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
-	bool json = false, shrink = false;
-	double timeout = 10;
-	int c;
-	optind = 1;
-	/* '+': options end at the first non-option (the command's own
-	 * arguments follow) but --json is also accepted after it, below. */
-	while ((c = getopt_long(argc, argv, "+jT:h", lo, NULL)) != -1) {
-		switch (c) {
-		case 'j': json = true; break;
-		case 'T':
-			if (!parse_timeout("ctl", optarg, &timeout))
-				return EXIT_USAGE;
-			break;
-		case 'h': ctl_help(stdout); return 0;
-		default: ctl_help(stderr); return EXIT_USAGE;
-		}
-	}
-	/* Collect positionals, allowing --json anywhere. */
 	const char *pos[4];
 	int npos = 0;
+	bool shrink = false;
 	for (int i = optind; i < argc; i++) {
 		if (!strcmp(argv[i], "--json")) {
-			json = true;
+			a->json = true;
 			continue;
 		}
 		if (!strcmp(argv[i], "--shrink")) {
@@ -201,81 +182,108 @@ int cmd_ctl(int argc, char **argv)
 		}
 		if (!strcmp(argv[i], "--help")) {
 			ctl_help(stdout);
-			return 0;
+			return -1;
 		}
-		if (npos == 4) {
-			ctl_help(stderr);
-			return EXIT_USAGE;
-		}
+		if (npos == 4)
+			goto usage;
 		pos[npos++] = argv[i];
 	}
-	if (npos < 2 || (shrink && strcmp(pos[1], "resize"))) {
-		ctl_help(stderr);
-		return EXIT_USAGE;
-	}
-	const char *path = pos[0], *method = pos[1];
-	json_object *params = NULL;
-	if (!strcmp(method, "resize")) {
+	if (npos < 2 || (shrink && strcmp(pos[1], "resize")))
+		goto usage;
+	a->path = pos[0];
+	a->method = pos[1];
+	if (!strcmp(a->method, "resize")) {
 		uint64_t size;
 		if (npos != 3 || !parse_size(pos[2], &size) || size > INT64_MAX ||
 		    size == 0) {
 			fprintf(stderr, "vhu ctl: resize needs SIZE > 0 (bytes, K/M/G suffix)\n");
 			return EXIT_USAGE;
 		}
-		params = json_object_new_object();
-		json_object_object_add(params, "size", json_object_new_int64((int64_t)size));
+		a->params = json_object_new_object();
+		json_object_object_add(a->params, "size",
+				       json_object_new_int64((int64_t)size));
 		if (shrink)
-			json_object_object_add(params, "shrink", json_object_new_boolean(true));
-	} else if (!strcmp(method, "info") || !strcmp(method, "stats") ||
-		   !strcmp(method, "refresh")) {
-		if (npos != 2) {
-			ctl_help(stderr);
-			return EXIT_USAGE;
+			json_object_object_add(a->params, "shrink",
+					       json_object_new_boolean(true));
+		return 0;
+	}
+	if (strcmp(a->method, "info") && strcmp(a->method, "stats") &&
+	    strcmp(a->method, "refresh")) {
+		fprintf(stderr, "vhu ctl: unknown command '%s'\n", a->method);
+		goto usage;
+	}
+	if (npos == 2)
+		return 0;
+usage:
+	ctl_help(stderr);
+	return EXIT_USAGE;
+}
+
+/* Options, then the words.  0, or the exit code (-1: exit 0). */
+static int ctl_parse(int argc, char **argv, struct ctl_args *a)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	int c;
+	memset(a, 0, sizeof(*a));
+	a->timeout = 10;
+	optind = 1;
+	/* '+': options end at the first non-option (the command's own
+	 * arguments follow) but --json is also accepted after it. */
+	while ((c = getopt_long(argc, argv, "+jT:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': a->json = true; break;
+		case 'T':
+			if (!parse_timeout("ctl", optarg, &a->timeout))
+				return EXIT_USAGE;
+			break;
+		case 'h': ctl_help(stdout); return -1;
+		default: ctl_help(stderr); return EXIT_USAGE;
 		}
-	} else {
-		fprintf(stderr, "vhu ctl: unknown command '%s'\n", method);
-		ctl_help(stderr);
-		return EXIT_USAGE;
 	}
+	return ctl_words(argc, argv, a);
+}
 
-	json_object *req = json_object_new_object();
-	json_object_object_add(req, "jsonrpc", json_object_new_string("2.0"));
-	json_object_object_add(req, "id", json_object_new_int(CTL_ID));
-	json_object_object_add(req, "method", json_object_new_string(method));
-	if (params)
-		json_object_object_add(req, "params", params);
-
-	int rc = 1;
-	char *line = NULL;
-	json_object *resp = NULL;
+/* Send the request on a new connection and read the response line into
+ * *line; the connection's fd, or -1 after saying why. */
+static int ctl_call(const struct ctl_args *a, json_object *req, char **line)
+{
 	struct stat st;
-	if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		fprintf(stderr, "vhu ctl: %s: not a socket\n", path);
-		json_object_put(req);
-		return 1;
+	if (stat(a->path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		fprintf(stderr, "vhu ctl: %s: not a socket\n", a->path);
+		return -1;
 	}
-	int fd = dial(path);
+	int fd = dial(a->path);
 	if (fd < 0) {
-		fprintf(stderr, "vhu ctl: %s: %s\n", path,
+		fprintf(stderr, "vhu ctl: %s: %s\n", a->path,
 			fd == -ENOENT ? "no such socket (is vhu-blk running with --control?)"
 				      : strerror(-fd));
-		json_object_put(req);
-		return 1;
+		return -1;
 	}
 	const char *s = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
 	int r = write_all(fd, s, strlen(s));
 	if (r == 0)
 		r = write_all(fd, "\n", 1);
 	if (r == 0)
-		r = read_line(fd, (int)(timeout * 1000), &line);
+		r = read_line(fd, (int)(a->timeout * 1000), line);
 	if (r < 0) {
-		fprintf(stderr, "vhu ctl: %s: %s\n", path,
+		fprintf(stderr, "vhu ctl: %s: %s\n", a->path,
 			r == -ETIMEDOUT ? "no response (not a vhu-blk control socket?)"
 					: strerror(-r));
-		goto out;
+		close(fd);
+		return -1;
 	}
-	enum json_tokener_error jerr;
-	resp = json_tokener_parse_verbose(line, &jerr);
+	return fd;
+}
+
+/* Check the response and print its result (or its error); the exit code. */
+static int ctl_answer(const struct ctl_args *a, json_object *resp,
+		      const char *line)
+{
 	json_object *ver, *id, *result = NULL, *error = NULL;
 	if (!resp || !json_object_is_type(resp, json_type_object) ||
 	    !json_object_object_get_ex(resp, "jsonrpc", &ver) ||
@@ -285,37 +293,62 @@ int cmd_ctl(int argc, char **argv)
 	    !json_object_is_type(id, json_type_int) ||
 	    json_object_get_int64(id) != CTL_ID) {
 		fprintf(stderr, "vhu ctl: %s: not a JSON-RPC 2.0 response: %.200s\n",
-			path, line);
-		goto out;
+			a->path, line);
+		return 1;
 	}
 	bool has_result = json_object_object_get_ex(resp, "result", &result);
 	bool has_error = json_object_object_get_ex(resp, "error", &error);
 	if (has_result == has_error) {
 		fprintf(stderr, "vhu ctl: %s: response needs exactly one of result/error\n",
-			path);
-		goto out;
+			a->path);
+		return 1;
 	}
 	if (has_error) {
 		json_object *m = NULL, *code = NULL;
 		json_object_object_get_ex(error, "message", &m);
 		json_object_object_get_ex(error, "code", &code);
-		fprintf(stderr, "vhu ctl: %s failed: %s (code %" PRId64 ")\n", method,
-			m ? json_object_get_string(m) : "?",
+		fprintf(stderr, "vhu ctl: %s failed: %s (code %" PRId64 ")\n",
+			a->method, m ? json_object_get_string(m) : "?",
 			code ? json_object_get_int64(code) : 0);
-		if (json)
+		if (a->json)
 			printf("%s\n", json_object_to_json_string_ext(
 					       error, JSON_C_TO_STRING_PRETTY));
-		goto out;
+		return 1;
 	}
-	if (json)
+	if (a->json)
 		printf("%s\n", json_object_to_json_string_ext(result, JSON_C_TO_STRING_PRETTY));
 	else
 		print_plain(result, "");
-	rc = 0;
-out:
-	json_object_put(resp);
+	return 0;
+}
+
+int cmd_ctl(int argc, char **argv)
+{
+	struct ctl_args a;
+	int rc = ctl_parse(argc, argv, &a);
+	if (rc) {
+		json_object_put(a.params);
+		return rc < 0 ? 0 : rc;
+	}
+
+	json_object *req = json_object_new_object();
+	json_object_object_add(req, "jsonrpc", json_object_new_string("2.0"));
+	json_object_object_add(req, "id", json_object_new_int(CTL_ID));
+	json_object_object_add(req, "method", json_object_new_string(a.method));
+	if (a.params)
+		json_object_object_add(req, "params", a.params);
+
+	char *line = NULL;
+	int fd = ctl_call(&a, req, &line);
+	rc = 1;
+	if (fd >= 0) {
+		enum json_tokener_error jerr;
+		json_object *resp = json_tokener_parse_verbose(line, &jerr);
+		rc = ctl_answer(&a, resp, line);
+		json_object_put(resp);
+		close(fd);
+	}
 	json_object_put(req);
 	free(line);
-	close(fd);
 	return rc;
 }

@@ -172,14 +172,12 @@ int cmd_probe(int argc, char **argv)
 		default: probe_help(stderr); return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc) {
-		probe_help(stderr);
-		return EXIT_USAGE;
-	}
-	const char *path = argv[optind];
+	const char *path;
 	struct vhu_fe *fe;
-	if (tool_connect(path, (int)(timeout * 1000), &fe) < 0)
-		return 1;
+	int rc = tool_connect_arg(argc, argv, probe_help, (int)(timeout * 1000),
+				  &path, &fe);
+	if (rc)
+		return rc;
 
 	uint64_t f = vhu_fe_features_offered(fe);
 	uint64_t pf = vhu_fe_protocol_features_offered(fe);
@@ -291,13 +289,6 @@ static void watch_help(FILE *f)
 		"--timeout (default 30 s, 0 = forever) passes first.\n");
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int cmd_watch(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -331,14 +322,11 @@ int cmd_watch(int argc, char **argv)
 		default: watch_help(stderr); return EXIT_USAGE;
 		}
 	}
-	if (optind + 1 != argc) {
-		watch_help(stderr);
-		return EXIT_USAGE;
-	}
-	const char *path = argv[optind];
+	const char *path;
 	struct vhu_fe *fe;
-	if (tool_connect(path, 5000, &fe) < 0)
-		return 1;
+	int rc = tool_connect_arg(argc, argv, watch_help, 5000, &path, &fe);
+	if (rc)
+		return rc;
 	uint64_t pf = vhu_fe_protocol_features(fe);
 	if (!(pf & VHU_BIT(VHU_PF_CONFIG)) || vhu_fe_backend_fd(fe) < 0) {
 		fprintf(stderr, "vhu watch: %s: back-end lacks the %s protocol feature\n",
@@ -346,7 +334,7 @@ int cmd_watch(int argc, char **argv)
 		vhu_fe_close(fe);
 		return 1;
 	}
-	int rc = 1;
+	rc = 1;
 	int r = vhu_fe_set_features(fe, vhu_fe_features_offered(fe) &
 				    (VHU_BIT(VHU_F_VERSION_1) |
 				     VHU_BIT(BLK_F_CONFIG_WCE)));
@@ -367,11 +355,12 @@ int cmd_watch(int argc, char **argv)
 	fflush(stdout);
 	vhu_fe_set_config_change_cb(fe, on_change, &w);
 
-	int64_t deadline = timeout > 0 ? mono_ms() + (int64_t)(timeout * 1000) : -1;
+	int64_t deadline = timeout > 0 ?
+			   tool_mono_ms() + (int64_t)(timeout * 1000) : -1;
 	while (w.seen < count) {
 		int t = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - mono_ms();
+			int64_t left = deadline - tool_mono_ms();
 			if (left <= 0) {
 				fprintf(stderr, "vhu watch: no config change within %.1f s\n",
 					timeout);

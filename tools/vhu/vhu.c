@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "cli.h"
@@ -162,6 +164,24 @@ int tool_connect(const char *path, int timeout_ms, struct vhu_fe **fe)
 		fprintf(stderr, "vhu: %s: %s\n", path, strerror(-r));
 	}
 	return r;
+}
+
+int tool_connect_arg(int argc, char **argv, void (*help)(FILE *f),
+		     int timeout_ms, const char **path, struct vhu_fe **fe)
+{
+	if (optind + 1 != argc) {
+		help(stderr);
+		return EXIT_USAGE;
+	}
+	*path = argv[optind];
+	return tool_connect(*path, timeout_ms, fe) < 0 ? 1 : 0;
+}
+
+int64_t tool_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 uint64_t le64_at(const uint8_t *b, unsigned off)

@@ -261,3 +261,69 @@ e2e_rpc() {
 e2e_qmp() {
 	python3 "$E2E_GUEST_DIR/rpc.py" qmp "$@"
 }
+
+# ---- the frame of a guest test script -----------------------------------
+
+# e2e_guest_kernel: e2e_kernel, or the whole script skipped with its reason.
+e2e_guest_kernel() {
+	local why
+	why=$(e2e_kernel) || { echo "1..0 # SKIP guest kernel unavailable: $why"; exit 0; }
+	e2e_kernel >/dev/null
+}
+
+# e2e_guest_work PREFIX: E2E_WORK, a fresh directory /tmp/PREFIX.XXXXXX.  At
+# exit (and on INT/TERM) e2e_guest_release runs when the script defines it,
+# then e2e_cleanup, then E2E_WORK is removed (E2E_KEEP=1 keeps it).
+e2e_guest_work() {
+	E2E_WORK=$(mktemp -d "/tmp/$1.XXXXXX") || { echo "Bail out! mktemp failed"; exit 1; }
+	trap e2e_guest_finish EXIT
+	trap 'exit 130' INT TERM
+}
+e2e_guest_finish() {
+	if declare -F e2e_guest_release >/dev/null; then e2e_guest_release; fi
+	e2e_cleanup
+	if [ "${E2E_KEEP:-0}" = 1 ]; then
+		echo "# work directory kept: $E2E_WORK"
+	else
+		rm -rf "$E2E_WORK"
+	fi
+}
+
+# e2e_guest_image DIR SCRIPT [EXTRA_FILE...]: DIR/initrd.cpio with the guest
+# SCRIPT and the extra files, then the accelerator (E2E_ACCEL, printed).
+# Bails out (exit 1) when the image cannot be made.
+e2e_guest_image() {
+	local dir=$1 why
+	shift
+	if ! why=$(e2e_build_initrd "$dir/initrd.cpio" "$@"); then
+		echo "Bail out! cannot build the guest image: $why"
+		exit 1
+	fi
+	e2e_probe_accel "$dir"
+	echo "# accel: $E2E_ACCEL"
+}
+
+# e2e_guest_tool DIR NAME: tests/e2e/guest/NAME.c built static as DIR/NAME,
+# or a bail-out (exit 1) with the compiler's first words.
+e2e_guest_tool() {
+	if ! cc -static -O2 -o "$1/$2" "$E2E_GUEST_DIR/$2.c" 2>"$1/cc.err"; then
+		echo "Bail out! cannot build the guest's $2: $(head -c 300 "$1/cc.err")"
+		exit 1
+	fi
+}
+
+# e2e_qemu10: QEMU 10.0 for the configurations that want it.  Q10 is its
+# binary (E2E_QEMU10, else what tests/e2e/peers/fetch-qemu10 unpacks) and
+# Q10_DATA its firmware directory; when there is none Q10 is empty and
+# Q10_WHY says why.
+e2e_qemu10() {
+	local d
+	Q10='' Q10_DATA='' Q10_WHY=''
+	if [ -n "${E2E_QEMU10:-}" ]; then
+		Q10=$E2E_QEMU10
+	elif d=$("$E2E_GUEST_DIR/../peers/fetch-qemu10"); then
+		Q10=$d/bin/qemu-system-x86_64 Q10_DATA=$d/share/qemu
+	else
+		Q10_WHY=$d
+	fi
+}

@@ -30,27 +30,31 @@ while [ $i -lt 50 ] && [ ! -b /dev/vda ]; do usleep 100000; i=$((i + 1)); done
 r nr_queues ok "$(ls -d /sys/block/vda/mq/* 2>/dev/null | wc -l)"
 r features ok "$(cat /sys/block/vda/device/features 2>/dev/null)"
 
-# run MODE GEN MARK: one blkverify per worker, each on its slice; prints
-# the workers' BLKVERIFY lines and returns the sum of their error counts
-# in ERRS and the smallest final generation in GEN_OUT.
+# run MODE MARK GEN...: one blkverify per worker, each on its slice, worker
+# w with the (w+1)-th GEN (the last one for the workers after); prints the
+# workers' BLKVERIFY lines and returns the sum of their error counts in
+# ERRS and their pass counts in PASSES.
 run() {
+	mode=$1 until=$2
+	shift 2
 	w=0
 	while [ $w -lt $WORKERS ]; do
-		blkverify "$1" /dev/vda $((w * SLICE)) $SLICE "$2" --cpu $w \
-			--until "$3" 2>/tmp/bv.$w.err | tee /tmp/bv.$w &
+		g=$1
+		[ $# -gt 1 ] && shift
+		blkverify "$mode" /dev/vda $((w * SLICE)) $SLICE "$g" --cpu $w \
+			--until "$until" 2>/tmp/bv.$w.err | tee /tmp/bv.$w &
 		w=$((w + 1))
 	done
 	wait
-	ERRS=0 GEN_OUT=
+	ERRS=0 PASSES=
 	w=0
 	while [ $w -lt $WORKERS ]; do
 		line=$(grep '^BLKVERIFY' /tmp/bv.$w)
 		head -n 8 /tmp/bv.$w.err
 		e=$(echo "$line" | sed -n 's/.* errors=\([0-9]*\).*/\1/p')
-		g=$(echo "$line" | sed -n 's/.* gen=\([0-9]*\).*/\1/p')
 		[ -n "$e" ] || e=1
 		ERRS=$((ERRS + e))
-		if [ -z "$GEN_OUT" ] || [ "${g:-0}" -lt "$GEN_OUT" ]; then GEN_OUT=${g:-0}; fi
+		PASSES="$PASSES $(echo "$line" | sed -n 's/.* passes=\([0-9]*\).*/\1/p')"
 		w=$((w + 1))
 	done
 }
@@ -58,12 +62,12 @@ run() {
 # Every worker stops at the same marker, but each finishes its own pass:
 # their last generations may differ, so each slice is checked for its own.
 echo "PHASE write"
-run write 1 $MARK_WRITE
+run write $MARK_WRITE 1
 WERR=$ERRS
 w=0 VERR=0 gens=
 while [ $w -lt $WORKERS ]; do
 	g=$(sed -n 's/.* gen=\([0-9]*\).*/\1/p' /tmp/bv.$w)
-	gens="$gens $g"
+	gens="$gens ${g:-0}"
 	out=$(blkverify verify /dev/vda $((w * SLICE)) $SLICE "${g:-0}" 2>&1)
 	echo "$out" | head -n 9
 	e=$(echo "$out" | sed -n 's/.* errors=\([0-9]*\).*/\1/p')
@@ -75,26 +79,9 @@ r write_verify "$([ $WERR = 0 ] && [ $VERR = 0 ] && echo ok || echo fail)" \
 
 # The read phase checks the generation each slice was left with.
 echo "PHASE read"
-w=0
-while [ $w -lt $WORKERS ]; do
-	g=$(echo $gens | cut -d' ' -f$((w + 1)))
-	blkverify verify /dev/vda $((w * SLICE)) $SLICE "$g" --cpu $w \
-		--until $MARK_READ 2>/tmp/bv.$w.err | tee /tmp/bv.$w &
-	w=$((w + 1))
-done
-wait
-RERR=0 passes=
-w=0
-while [ $w -lt $WORKERS ]; do
-	line=$(grep '^BLKVERIFY' /tmp/bv.$w)
-	head -n 8 /tmp/bv.$w.err
-	e=$(echo "$line" | sed -n 's/.* errors=\([0-9]*\).*/\1/p')
-	RERR=$((RERR + ${e:-1}))
-	passes="$passes $(echo "$line" | sed -n 's/.* passes=\([0-9]*\).*/\1/p')"
-	w=$((w + 1))
-done
-r read_verify "$([ $RERR = 0 ] && echo ok || echo fail)" \
-	"errors=$RERR passes=$(echo $passes | tr ' ' ,)"
+run verify $MARK_READ $gens
+r read_verify "$([ $ERRS = 0 ] && echo ok || echo fail)" \
+	"errors=$ERRS passes=$(echo $PASSES | tr ' ' ,)"
 
 n=$(dmesg | grep -Eci 'I/O error|blk_update_request|timed out|hung task|virtio_blk.*(error|fail)')
 r kernel_io_errors "$([ "$n" = 0 ] && echo ok || echo fail)" "$n"
