@@ -77,7 +77,7 @@ static void usage(FILE *f)
 "                           last request before sleeping; the budget adapts\n"
 "                           to the load (default %u, 0: off; io_uring queues\n"
 "                           with a thread of their own; only while at most\n"
-"                           half the usable CPUs have a queue thread awake)\n"
+"                           half the usable CPUs have a queue busy)\n"
 "      --poll always        never sleep: a core per queue, even when idle\n"
 "      --format raw|auto    auto (default): refuse images that start with a\n"
 "                           qcow2, qed, vmdk, vdi, vhdx, vpc or LUKS header\n"

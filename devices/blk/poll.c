@@ -18,16 +18,23 @@
  *
  * Polling pays only while a CPU is spare: the front-end that will submit
  * the next request needs one too (on a VM host, the guest's vCPU threads;
- * with `vhu bench`, its queue threads).  A thread that spins while the
- * front-end waits for a CPU delays the very request it is waiting for: two
- * queues polling on two CPUs served QD1 at a third of the rate of no
- * polling.  So adaptive polling counts the queue threads of the process
- * that are awake (serving or polling, not asleep in the kernel) and polls
- * only while that count is at most half the CPUs this process may run on
- * (sched_getaffinity): on 2 CPUs one queue polls, and when a second queue
- * wakes up the poller stops at its next clock read and sleeps.  On one CPU
- * adaptive polling never spins.  "always" ignores the count (it dedicates
- * a core by request) but is counted.
+ * with `vhu bench`, its queue threads), and so does every other queue's
+ * thread.  A thread that spins while they wait for a CPU delays the very
+ * requests it waits for: two queues at QD1 on two CPUs, each polling, were
+ * served at half the rate of no polling.  Counting the threads that are
+ * awake is not enough: the thread that would say "I am awake too" cannot
+ * run while the poller holds the CPU.  So adaptive polling counts the
+ * process's active queues: a queue thread is active while it is awake
+ * (serving or polling) and for POLL_IDLE_NS after it went to sleep (a busy
+ * queue at low depth sleeps between requests but stays active).  A queue
+ * polls only while the active queues number at most half the CPUs this
+ * process may run on (sched_getaffinity): on 2 CPUs, one busy queue polls;
+ * two busy queues both sleep on kicks, as with polling off; when the other
+ * queue has been idle for a millisecond the busy one polls again.  On one
+ * CPU adaptive polling never spins.  "always" ignores the count (it
+ * dedicates a core by request) but is counted.  The active state lives in
+ * a fixed table of POLL_SLOTS entries, claimed by a queue thread the first
+ * time it polls; a queue that finds the table full never spins.
  */
 #include <liburing.h>
 #include <sched.h>
@@ -38,35 +45,78 @@
 
 #define POLL_MIN_NS 2000u   /* the first step up from nothing */
 
-/* Queue threads with polling on that are not asleep in the kernel. */
-static atomic_uint awake_threads;
+#define POLL_SLOTS 64
+#define POLL_IDLE_NS 1000000u  /* asleep this long: the queue is idle */
+
+/* Per polling queue thread: 0 while awake, else when it went to sleep. */
+static struct {
+	atomic_bool used;
+	_Atomic uint64_t asleep_since;
+} slots[POLL_SLOTS];
+static atomic_uint slots_high;  /* slots[0, slots_high) may be used */
+
+static uint64_t now_ns(void);
+
+static void claim_slot(struct vhu__blk_poll *p)
+{
+	for (unsigned i = 0; i < POLL_SLOTS; i++) {
+		bool free_slot = false;
+		unsigned high;
+
+		if (!atomic_compare_exchange_strong(&slots[i].used, &free_slot, true))
+			continue;
+		p->slot = (int)i;
+		high = atomic_load(&slots_high);
+		while (high < i + 1 &&
+		       !atomic_compare_exchange_weak(&slots_high, &high, i + 1))
+			;
+		return;
+	}
+	p->slot = POLL_NO_SLOT;
+}
 
 static void mark_awake(struct vhu__blk_poll *p)
 {
-	if (!p->awake) {
-		p->awake = true;
-		atomic_fetch_add_explicit(&awake_threads, 1, memory_order_relaxed);
+	if (p->slot == POLL_UNCLAIMED)
+		claim_slot(p);
+	if (p->slot >= 0)
+		atomic_store_explicit(&slots[p->slot].asleep_since, 0,
+				      memory_order_relaxed);
+}
+
+static void mark_asleep(struct vhu__blk_poll *p, uint64_t now)
+{
+	if (p->slot >= 0)
+		atomic_store_explicit(&slots[p->slot].asleep_since, now,
+				      memory_order_relaxed);
+}
+
+static unsigned active_queues(uint64_t now)
+{
+	unsigned n = 0, high = atomic_load_explicit(&slots_high, memory_order_relaxed);
+
+	for (unsigned i = 0; i < high; i++) {
+		uint64_t since;
+
+		if (!atomic_load_explicit(&slots[i].used, memory_order_relaxed))
+			continue;
+		since = atomic_load_explicit(&slots[i].asleep_since,
+					     memory_order_relaxed);
+		if (since == 0 || since + POLL_IDLE_NS > now)
+			n++;
 	}
+	return n;
 }
 
-static void mark_asleep(struct vhu__blk_poll *p)
+/* More active queues than CPUs to spare for polling (or no slot). */
+static bool crowded(const struct vhu__blk_poll *p, uint64_t now)
 {
-	if (p->awake) {
-		p->awake = false;
-		atomic_fetch_sub_explicit(&awake_threads, 1, memory_order_relaxed);
-	}
+	return p->slot < 0 || active_queues(now) > p->max_active;
 }
 
-/* More threads awake than CPUs to spare for polling. */
-static bool crowded(const struct vhu__blk_poll *p)
+unsigned vhu__blk_poll_active(void)
 {
-	return atomic_load_explicit(&awake_threads, memory_order_relaxed) >
-	       p->max_awake;
-}
-
-unsigned vhu__blk_poll_awake(void)
-{
-	return atomic_load_explicit(&awake_threads, memory_order_relaxed);
+	return active_queues(now_ns());
 }
 
 static unsigned usable_cpus(void)
@@ -101,13 +151,17 @@ void vhu__blk_poll_init(struct vhu__blk_poll *p, unsigned cap_us, bool always)
 	p->cap_ns = (uint64_t)cap_us * 1000u;
 	p->cur_ns = p->cap_ns / 2;
 	p->slept_at = 0;
-	p->awake = false;
-	p->max_awake = usable_cpus() / 2;
+	p->slot = POLL_UNCLAIMED;
+	p->max_active = usable_cpus() / 2;
 }
 
 void vhu__blk_poll_fini(struct vhu__blk_poll *p)
 {
-	mark_asleep(p);
+	if (p->slot >= 0) {
+		atomic_store(&slots[p->slot].asleep_since, 0);
+		atomic_store(&slots[p->slot].used, false);
+	}
+	p->slot = POLL_UNCLAIMED;
 }
 
 bool vhu__blk_poll_on(const struct vhu__blk_poll *p)
@@ -118,7 +172,7 @@ bool vhu__blk_poll_on(const struct vhu__blk_poll *p)
 bool vhu__blk_poll_spin(struct vhu__blk_poll *p,
 			bool (*ready)(void *arg), void *arg)
 {
-	uint64_t start, end;
+	uint64_t start, end, now;
 
 	mark_awake(p);
 	if (p->always) {
@@ -126,9 +180,9 @@ bool vhu__blk_poll_spin(struct vhu__blk_poll *p,
 			cpu_relax();
 		return true;
 	}
-	if (p->cur_ns == 0 || crowded(p))
-		return ready(arg);
 	start = now_ns();
+	if (p->cur_ns == 0 || crowded(p, start))
+		return ready(arg);
 	end = start + p->cur_ns;
 	do {
 		/* Several looks per clock read: both are cheap loads. */
@@ -141,17 +195,18 @@ bool vhu__blk_poll_spin(struct vhu__blk_poll *p,
 			}
 			cpu_relax();
 		}
+		now = now_ns();
 		/* Another queue woke up: leave it (and the front-end) the CPU. */
-		if (crowded(p))
+		if (crowded(p, now))
 			break;
-	} while (now_ns() < end);
+	} while (now < end);
 	return false;
 }
 
 void vhu__blk_poll_sleeping(struct vhu__blk_poll *p)
 {
-	mark_asleep(p);
 	p->slept_at = now_ns();
+	mark_asleep(p, p->slept_at);
 }
 
 void vhu__blk_poll_woke(struct vhu__blk_poll *p)

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* vhu-blk adaptive polling (devices/blk/poll.c): the budget, and the rule
- * that a queue thread spins only while the process's awake polling queue
- * threads number at most half the usable CPUs. */
+/* vhu-blk adaptive polling (devices/blk/poll.c): the rule that a queue
+ * thread spins only while the process's active polling queues (awake, or
+ * asleep for less than a millisecond) number at most half the usable
+ * CPUs. */
 #include <sched.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "blk-int.h"
 #include "tap.h"
@@ -16,6 +18,14 @@ static bool never(void *arg)
 	(void)arg;
 	calls++;
 	return false;
+}
+
+/* Longer than poll.c's idle window (1 ms). */
+static void idle_wait(void)
+{
+	struct timespec ts = { 0, 3 * 1000 * 1000 };
+
+	nanosleep(&ts, NULL);
 }
 
 static bool hundredth(void *arg)
@@ -46,11 +56,11 @@ static bool a_ready(void *arg)
 }
 
 static void two(struct vhu__blk_poll *a, struct vhu__blk_poll *b,
-		unsigned max_awake)
+		unsigned max_active)
 {
 	vhu__blk_poll_init(a, 1000, false);
 	vhu__blk_poll_init(b, 1000, false);
-	a->max_awake = b->max_awake = max_awake;
+	a->max_active = b->max_active = max_active;
 }
 
 TEST(limit_is_half_the_usable_cpus)
@@ -60,7 +70,7 @@ TEST(limit_is_half_the_usable_cpus)
 
 	CHECK_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
 	vhu__blk_poll_init(&p, 50, false);
-	CHECK_EQ(p.max_awake, CPU_COUNT(&set) / 2);
+	CHECK_EQ(p.max_active, CPU_COUNT(&set) / 2);
 	CHECK(vhu__blk_poll_on(&p));
 	CHECK_EQ(p.cur_ns, 25000);
 }
@@ -74,9 +84,12 @@ TEST(lone_queue_spins_its_budget)
 	CHECK(!vhu__blk_poll_spin(&a, never, NULL));
 	/* 500 us of looks, 16 per clock read: far more than one batch. */
 	CHECK(calls > 16);
-	CHECK_EQ(vhu__blk_poll_awake(), 1);
+	CHECK_EQ(vhu__blk_poll_active(), 1);
+	/* Asleep: still active for the idle window, then not. */
 	vhu__blk_poll_sleeping(&a);
-	CHECK_EQ(vhu__blk_poll_awake(), 0);
+	CHECK_EQ(vhu__blk_poll_active(), 1);
+	idle_wait();
+	CHECK_EQ(vhu__blk_poll_active(), 0);
 	vhu__blk_poll_fini(&a);
 	vhu__blk_poll_fini(&b);
 }
@@ -91,10 +104,10 @@ TEST(second_queue_does_not_spin_while_one_is_awake)
 	/* B looked once and went to sleep instead of spinning. */
 	CHECK(!n.b_found);
 	CHECK_EQ(n.b_calls, 1);
-	CHECK_EQ(vhu__blk_poll_awake(), 2);
+	CHECK_EQ(vhu__blk_poll_active(), 2);
 	vhu__blk_poll_fini(&a);
 	vhu__blk_poll_fini(&b);
-	CHECK_EQ(vhu__blk_poll_awake(), 0);
+	CHECK_EQ(vhu__blk_poll_active(), 0);
 }
 
 TEST(two_may_spin_with_room_for_two)
@@ -109,20 +122,20 @@ TEST(two_may_spin_with_room_for_two)
 	vhu__blk_poll_fini(&b);
 }
 
-TEST(spinner_stops_when_another_queue_wakes)
+TEST(busy_queue_that_sleeps_between_requests_stays_active)
 {
 	struct vhu__blk_poll a, b;
 
 	two(&a, &b, 1);
-	/* B slept and was woken by a kick: it is awake, serving. */
+	/* B serves QD1: woken by a kick, asleep again right after. */
 	vhu__blk_poll_sleeping(&b);
 	vhu__blk_poll_woke(&b);
-	CHECK_EQ(vhu__blk_poll_awake(), 1);
+	vhu__blk_poll_sleeping(&b);
 	calls = 0;
 	CHECK(!vhu__blk_poll_spin(&a, never, NULL));
 	CHECK_EQ(calls, 1);
-	/* B goes back to sleep: A has the spare CPU again. */
-	vhu__blk_poll_sleeping(&b);
+	/* B has been asleep longer than the idle window: A may spin. */
+	idle_wait();
 	calls = 0;
 	CHECK(!vhu__blk_poll_spin(&a, never, NULL));
 	CHECK(calls > 16);
@@ -130,12 +143,58 @@ TEST(spinner_stops_when_another_queue_wakes)
 	vhu__blk_poll_fini(&b);
 }
 
+/* A's readiness check while it spins: on the third look B wakes up. */
+static struct vhu__blk_poll *waking;
+static unsigned looks;
+
+static bool other_wakes(void *arg)
+{
+	(void)arg;
+	if (++looks == 3) {
+		vhu__blk_poll_sleeping(waking);
+		vhu__blk_poll_woke(waking);
+	}
+	return false;
+}
+
+TEST(spinner_stops_when_another_queue_wakes)
+{
+	struct vhu__blk_poll a, b;
+
+	two(&a, &b, 1);
+	vhu__blk_poll_sleeping(&b);
+	idle_wait();
+	waking = &b;
+	looks = 0;
+	CHECK(!vhu__blk_poll_spin(&a, other_wakes, NULL));
+	/* It stopped at the first clock read after B woke (16 looks per
+	 * read), not after its 500 us budget. */
+	CHECK(looks <= 16);
+	vhu__blk_poll_fini(&a);
+	vhu__blk_poll_fini(&b);
+}
+
+TEST(finished_queue_frees_its_place)
+{
+	struct vhu__blk_poll a, b;
+
+	two(&a, &b, 1);
+	CHECK(!vhu__blk_poll_spin(&b, never, NULL));
+	CHECK_EQ(vhu__blk_poll_active(), 1);
+	vhu__blk_poll_fini(&b);
+	CHECK_EQ(vhu__blk_poll_active(), 0);
+	calls = 0;
+	CHECK(!vhu__blk_poll_spin(&a, never, NULL));
+	CHECK(calls > 16);
+	vhu__blk_poll_fini(&a);
+}
+
 TEST(one_cpu_never_spins_but_always_does)
 {
 	struct vhu__blk_poll a;
 
 	vhu__blk_poll_init(&a, 1000, false);
-	a.max_awake = 0;
+	a.max_active = 0;
 	calls = 0;
 	CHECK(!vhu__blk_poll_spin(&a, never, NULL));
 	CHECK_EQ(calls, 1);
@@ -143,7 +202,7 @@ TEST(one_cpu_never_spins_but_always_does)
 
 	/* --poll always spins regardless of the count. */
 	vhu__blk_poll_init(&a, 0, true);
-	a.max_awake = 0;
+	a.max_active = 0;
 	calls = 0;
 	CHECK(vhu__blk_poll_spin(&a, hundredth, NULL));
 	CHECK_EQ(calls, 100);
