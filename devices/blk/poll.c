@@ -48,9 +48,10 @@
 #define POLL_SLOTS 64
 #define POLL_IDLE_NS 1000000u  /* asleep this long: the queue is idle */
 
-/* Per polling queue thread: 0 while awake, else when it went to sleep. */
+/* Per polling queue thread: 0 while awake, else when it went to sleep.
+ * A cache line each: every thread writes its own at each sleep and wake. */
 static struct {
-	atomic_bool used;
+	_Alignas(64) atomic_bool used;
 	_Atomic uint64_t asleep_since;
 } slots[POLL_SLOTS];
 static atomic_uint slots_high;  /* slots[0, slots_high) may be used */
