@@ -134,15 +134,26 @@ void vhu__blk_run_stop(struct vhu__blk_runner *r);
  *   spin: call ready(arg) until it is true (returns true) or the budget
  *         is spent (false); a hit keeps the budget;
  *   sleeping / woke: around the sleep that follows a miss, so the budget
- *         grows when work came soon after and shrinks when it did not.
+ *         grows when work came soon after and shrinks when it did not;
+ *   fini: the queue's thread is done (it no longer counts as active).
+ * Adaptive spinning happens only while the process's active polling queues
+ * (awake, or asleep for less than a millisecond) number at most max_active
+ * (half the usable CPUs).
  */
+#define POLL_UNCLAIMED (-1)
+#define POLL_NO_SLOT (-2)
 struct vhu__blk_poll {
 	uint64_t cap_ns;
 	uint64_t cur_ns;
 	uint64_t slept_at;
+	unsigned max_active;
+	int slot;                   /* in poll.c's table, or POLL_UNCLAIMED/NO_SLOT */
 	bool always;
 };
 void vhu__blk_poll_init(struct vhu__blk_poll *p, unsigned cap_us, bool always);
+void vhu__blk_poll_fini(struct vhu__blk_poll *p);
+/* How many polling queues are active now (for tests). */
+unsigned vhu__blk_poll_active(void);
 bool vhu__blk_poll_on(const struct vhu__blk_poll *p);
 bool vhu__blk_poll_spin(struct vhu__blk_poll *p,
 			bool (*ready)(void *arg), void *arg);

@@ -691,6 +691,7 @@ void vhu__blk_q_free(struct vhu__blk_worker *w)
 {
 	if (!w)
 		return;
+	vhu__blk_poll_fini(&w->poll);
 	if (w->ring_ok)
 		io_uring_queue_exit(&w->ring);
 	if (w->stop_fd >= 0)

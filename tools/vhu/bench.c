@@ -6,9 +6,7 @@
  * allocation: fill slots, add chains, one kick per batch, reap.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,57 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
-#include "bench-log.h"
+#include "bench.h"
 #include "check.h"
 #include "cli.h"
 
-/* virtio 1.2, 5.2.6 */
-#define BLK_T_IN  0
-#define BLK_T_OUT 1
-#define BLK_S_OK  0
-#define SECTOR 512u
-
-struct blk_hdr {
-	uint32_t type;
-	uint32_t ioprio;
-	uint64_t sector;
-};
-
-enum pattern { P_READ, P_WRITE, P_RANDREAD, P_RANDWRITE, P_RW, P_RANDRW };
-static const char *const pattern_names[] = {
-	"read", "write", "randread", "randwrite", "rw", "randrw",
-};
-
-struct opts {
-	enum pattern pattern;
-	unsigned rwmix_read;   /* percent */
-	uint64_t bs;
-	unsigned iodepth;
-	unsigned queues;
-	unsigned queue_size;
-	double time_s;
-	uint64_t count;        /* 0: time-bound */
-	uint64_t size;         /* bytes of the disk to use, 0 = all */
-	int pid;
-	bool verify;
-	uint64_t seed;
-	bool json;
-	bool progress;
-	bool no_event_idx;
-	bool packed;
-	bool poll;             /* spin on the used ring, never wait for a call */
-	double hold_s;         /* keep the queues started this long after */
-	bool dirty_log;      /* --dirty-log */
-	double stall_s;
-};
-
-/* Log-linear latency histogram: exact below 64 ns, then 32 buckets per
- * power of two (about 3 % resolution), up to 2^40 ns. */
-#define H_SUB 32
-#define H_BUCKETS (64 + (40 - 6) * H_SUB + H_SUB)
-
+/* The histogram bucket of a latency (bench.h). */
 static unsigned h_index(uint64_t ns)
 {
 	if (ns < 64)
@@ -77,49 +29,6 @@ static unsigned h_index(uint64_t ns)
 		return H_BUCKETS - 1;
 	return 64 + (msb - 6) * H_SUB + (unsigned)((ns >> (msb - 5)) & (H_SUB - 1));
 }
-
-static double h_value(unsigned idx)
-{
-	if (idx < 64)
-		return idx;
-	unsigned k = (idx - 64) / H_SUB, m = (idx - 64) % H_SUB, msb = k + 6;
-	double lo = (double)(1ull << msb) + (double)((uint64_t)m << (msb - 5));
-	return lo + (double)(1ull << (msb - 5)) / 2; /* bucket middle */
-}
-
-struct slot {
-	struct blk_hdr *hdr;
-	uint8_t *data;
-	uint8_t *status;
-	uint64_t hdr_gpa, data_gpa, status_gpa;
-	uint64_t t_submit;
-	uint64_t block;
-	bool write;
-	bool check;          /* verify this read's data */
-};
-
-struct worker {
-	pthread_t thread;
-	unsigned index;
-	const struct opts *o;
-	struct vhu_fe_vq *vq;
-	struct slot *slots;
-	struct slot **free_slots;
-	unsigned nfree;
-	uint64_t first_block, nblocks, next_seq;
-	uint64_t rng;
-	uint8_t *written;    /* verify: blocks this run wrote (bitmap) */
-	uint64_t quota;      /* requests to submit, UINT64_MAX: by time */
-	uint64_t submitted;
-
-	/* results; done is read by the progress printer */
-	uint64_t done;
-	uint64_t reads, writes, errors, verified, mismatches;
-	uint64_t lat_max;
-	uint64_t lat_sum;
-	uint64_t hist[H_BUCKETS];
-	int fail;            /* -errno when the worker stopped on an error */
-};
 
 static volatile int stop_flag;
 
@@ -357,191 +266,6 @@ static double proc_cpu(int pid)
 	return (double)(ut + stt) / (double)(hz > 0 ? hz : 100);
 }
 
-static void bench_help(FILE *f)
-{
-	fprintf(f,
-		"usage: vhu bench SOCKET [options]\n"
-		"  --pattern P       read|write|randread|randwrite|rw|randrw (randread)\n"
-		"  --rwmix-read PCT  share of reads for rw/randrw (50)\n"
-		"  --bs BYTES        request size, multiple of 512, suffixes k/m (4k)\n"
-		"  --iodepth N       requests in flight per queue (32)\n"
-		"  --queues N        queues, each driven by its own thread (1)\n"
-		"  --queue-size N    descriptors per queue (smallest power of two >= 3*iodepth;\n"
-		"                    with --packed any size)\n"
-		"  --time SEC        run time (10), or\n"
-		"  --count N         total requests, then stop\n"
-		"  --size BYTES      use only the first BYTES of the disk\n"
-		"  --pid PID, --backend-pid PID\n"
-		"                    back-end process: report its CPU time (and\n"
-		"                    IOPS per back-end CPU-second)\n"
-		"  --poll            poll the used rings instead of sleeping on the\n"
-		"                    call eventfd (a core per queue while running)\n"
-		"  --hold SEC        keep the queues started SEC seconds after the run\n"
-		"                    (idle: the back-end's idle CPU can be watched)\n"
-		"  --verify          write a pattern (offset + seed), check it on read\n"
-		"  --seed N          pattern seed (1)\n"
-		"  --no-event-idx    do not negotiate VIRTIO_F_EVENT_IDX\n"
-		"  --packed          use packed virtqueues (VIRTIO_F_RING_PACKED)\n"
-		"  --dirty-log       have the back-end log dirty pages as during a live\n"
-		"                    migration (bitmap read and cleared every 50 ms)\n"
-		"  --quiet           no progress line\n"
-		"  --json            result as JSON\n"
-		"Read-only patterns with --verify check every block: write it first\n"
-		"with the same --bs, --seed and range.\n");
-}
-
-static bool parse_pattern(const char *s, enum pattern *p)
-{
-	for (unsigned i = 0; i < sizeof(pattern_names) / sizeof(pattern_names[0]); i++) {
-		if (!strcmp(s, pattern_names[i])) {
-			*p = (enum pattern)i;
-			return true;
-		}
-	}
-	return false;
-}
-
-static int parse_opts(int argc, char **argv, struct opts *o, const char **path)
-{
-	static const struct option lo[] = {
-		{ "pattern", required_argument, NULL, 'p' },
-		{ "rwmix-read", required_argument, NULL, 'm' },
-		{ "bs", required_argument, NULL, 'b' },
-		{ "iodepth", required_argument, NULL, 'd' },
-		{ "queues", required_argument, NULL, 'q' },
-		{ "queue-size", required_argument, NULL, 'Q' },
-		{ "time", required_argument, NULL, 't' },
-		{ "count", required_argument, NULL, 'c' },
-		{ "size", required_argument, NULL, 's' },
-		{ "pid", required_argument, NULL, 'P' },
-		{ "backend-pid", required_argument, NULL, 'P' },
-		{ "poll", no_argument, NULL, 'O' },
-		{ "hold", required_argument, NULL, 'H' },
-		{ "verify", no_argument, NULL, 'v' },
-		{ "seed", required_argument, NULL, 'S' },
-		{ "no-event-idx", no_argument, NULL, 'E' },
-		{ "packed", no_argument, NULL, 'K' },
-		{ "dirty-log", no_argument, NULL, 'L' },
-		{ "quiet", no_argument, NULL, 'z' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 }
-	};
-	*o = (struct opts){
-		.pattern = P_RANDREAD, .rwmix_read = 50, .bs = 4096, .iodepth = 32,
-		.queues = 1, .time_s = 10, .pid = -1, .seed = 1, .progress = true,
-		.stall_s = 10,
-	};
-	uint64_t v;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			if (!parse_pattern(optarg, &o->pattern))
-				goto bad;
-			break;
-		case 'm':
-			if (!parse_uint(optarg, 0, 100, &v)) goto bad;
-			o->rwmix_read = (unsigned)v;
-			break;
-		case 'b':
-			if (!parse_size(optarg, &v) || v == 0 || v % SECTOR ||
-			    v > 64 * 1024 * 1024) goto bad;
-			o->bs = v;
-			break;
-		case 'd':
-			if (!parse_uint(optarg, 1, 4096, &v)) goto bad;
-			o->iodepth = (unsigned)v;
-			break;
-		case 'q':
-			if (!parse_uint(optarg, 1, 64, &v)) goto bad;
-			o->queues = (unsigned)v;
-			break;
-		case 'Q':
-			/* a power of two unless --packed (checked below) */
-			if (!parse_uint(optarg, 1, 32768, &v)) goto bad;
-			o->queue_size = (unsigned)v;
-			break;
-		case 't':
-			if (!parse_seconds(optarg, &o->time_s) || o->time_s <= 0) goto bad;
-			break;
-		case 'c':
-			if (!parse_uint(optarg, 1, UINT64_MAX / 2, &o->count)) goto bad;
-			break;
-		case 's':
-			if (!parse_size(optarg, &o->size)) goto bad;
-			break;
-		case 'P':
-			if (!parse_uint(optarg, 1, 1u << 30, &v)) goto bad;
-			o->pid = (int)v;
-			break;
-		case 'v': o->verify = true; break;
-		case 'S':
-			if (!parse_uint(optarg, 0, UINT64_MAX, &o->seed)) goto bad;
-			break;
-		case 'E': o->no_event_idx = true; break;
-		case 'K': o->packed = true; break;
-		case 'O': o->poll = true; break;
-		case 'H':
-			if (!parse_seconds(optarg, &o->hold_s) || o->hold_s < 0) goto bad;
-			break;
-		case 'L': o->dirty_log = true; break;
-		case 'z': o->progress = false; break;
-		case 'j': o->json = true; break;
-		case 'h': bench_help(stdout); return 1;
-		default: bench_help(stderr); return -1;
-		}
-	}
-	if (optind + 1 != argc) {
-		bench_help(stderr);
-		return -1;
-	}
-	*path = argv[optind];
-	if (o->queue_size && !o->packed && (o->queue_size & (o->queue_size - 1))) {
-		fprintf(stderr, "vhu bench: --queue-size %u: split rings need a power "
-			"of two (or use --packed)\n", o->queue_size);
-		return -1;
-	}
-	if (!o->queue_size) {
-		unsigned need = 3 * o->iodepth, qs = 8;
-		while (qs < need)
-			qs *= 2;
-		o->queue_size = qs > 32768 ? 32768 : qs;
-	}
-	if (3u * o->iodepth > o->queue_size) {
-		fprintf(stderr, "vhu bench: --queue-size %u is too small for --iodepth %u "
-			"(3 descriptors per request)\n", o->queue_size, o->iodepth);
-		return -1;
-	}
-	return 0;
-bad:
-	for (const struct option *l = lo; l->name; l++) {
-		if (l->val == c) {
-			fprintf(stderr, "vhu bench: bad value for --%s: '%s'\n",
-				l->name, optarg);
-			break;
-		}
-	}
-	return -1;
-}
-
-static double percentile(const uint64_t *h, uint64_t total, double p)
-{
-	if (!total)
-		return 0;
-	uint64_t want = (uint64_t)ceil(p * (double)total);
-	if (want == 0)
-		want = 1;
-	uint64_t acc = 0;
-	for (unsigned i = 0; i < H_BUCKETS; i++) {
-		acc += h[i];
-		if (acc >= want)
-			return h_value(i);
-	}
-	return h_value(H_BUCKETS - 1);
-}
-
 static int setup_workers(struct vhu_fe *fe, const struct opts *o,
 			 struct worker *ws, uint64_t disk_blocks)
 {
@@ -728,123 +452,11 @@ static unsigned bench_check_bases(struct vhu_fe *fe, const struct opts *o,
 	return base_errors;
 }
 
-/* Every queue's figures together. */
-struct bench_totals {
-	uint64_t hist[H_BUCKETS];
-	uint64_t done, reads, writes, errors, verified, mismatches;
-	uint64_t lat_max, lat_sum;
-	int fail;          /* the first queue's failure, -EAGAIN: not started */
-};
-
-static void bench_merge(const struct opts *o, const struct worker *ws,
-			unsigned started, struct bench_totals *m)
-{
-	memset(m, 0, sizeof(*m));
-	m->fail = started < o->queues ? -EAGAIN : 0;
-	for (unsigned q = 0; q < started; q++) {
-		const struct worker *w = &ws[q];
-		m->done += w->done;
-		m->reads += w->reads;
-		m->writes += w->writes;
-		m->errors += w->errors;
-		m->verified += w->verified;
-		m->mismatches += w->mismatches;
-		m->lat_sum += w->lat_sum;
-		if (w->lat_max > m->lat_max)
-			m->lat_max = w->lat_max;
-		for (unsigned i = 0; i < H_BUCKETS; i++)
-			m->hist[i] += w->hist[i];
-		if (w->fail && !m->fail) {
-			m->fail = w->fail;
-			fprintf(stderr, "vhu bench: queue %u stopped: %s\n", q,
-				strerror(-w->fail));
-		}
-	}
-}
-
-/* Print the results (text or JSON): secs of run time, cpu back-end CPU
- * seconds (< 0: unknown), f the features. */
-static void bench_report(const struct opts *o, const struct bench_totals *m,
-			 double secs, double cpu, double fe_cpu, uint64_t f,
-			 const struct bench_dirty *dirty)
-{
-	uint64_t done = m->done, lat_max = m->lat_max;
-	double iops = secs > 0 ? (double)done / secs : 0;
-	double mbps = iops * (double)o->bs / 1e6;
-	/* A bucket's middle may lie above the largest sample: clamp. */
-	double maxv = (double)lat_max;
-	double p50 = fmin(percentile(m->hist, done, 0.50), maxv) / 1000;
-	double p99 = fmin(percentile(m->hist, done, 0.99), maxv) / 1000;
-	double p999 = fmin(percentile(m->hist, done, 0.999), maxv) / 1000;
-	double avg = done ? (double)m->lat_sum / (double)done / 1000 : 0;
-	double iops_per_cpu = cpu > 0 ? (double)done / cpu : 0;
-
-	if (o->json) {
-		json_object *j = json_object_new_object();
-		json_object_object_add(j, "pattern", json_object_new_string(pattern_names[o->pattern]));
-		json_object_object_add(j, "bs", json_object_new_uint64(o->bs));
-		json_object_object_add(j, "iodepth", json_object_new_int((int)o->iodepth));
-		json_object_object_add(j, "queues", json_object_new_int((int)o->queues));
-		json_object_object_add(j, "packed", json_object_new_boolean(
-					       (f & VHU_BIT(VHU_F_RING_PACKED)) != 0));
-		json_object_object_add(j, "seconds", json_object_new_double(secs));
-		json_object_object_add(j, "requests", json_object_new_uint64(done));
-		json_object_object_add(j, "reads", json_object_new_uint64(m->reads));
-		json_object_object_add(j, "writes", json_object_new_uint64(m->writes));
-		json_object_object_add(j, "errors", json_object_new_uint64(m->errors));
-		json_object_object_add(j, "iops", json_object_new_double(iops));
-		json_object_object_add(j, "mbps", json_object_new_double(mbps));
-		json_object_object_add(j, "lat_avg_us", json_object_new_double(avg));
-		json_object_object_add(j, "lat_p50_us", json_object_new_double(p50));
-		json_object_object_add(j, "lat_p99_us", json_object_new_double(p99));
-		json_object_object_add(j, "lat_p999_us", json_object_new_double(p999));
-		json_object_object_add(j, "lat_max_us", json_object_new_double((double)lat_max / 1000));
-		json_object_object_add(j, "poll", json_object_new_boolean(o->poll));
-		json_object_object_add(j, "frontend_cpu_s", json_object_new_double(fe_cpu));
-		if (cpu >= 0) {
-			json_object_object_add(j, "backend_cpu_s", json_object_new_double(cpu));
-			json_object_object_add(j, "iops_per_backend_cpu_s",
-					       json_object_new_double(iops_per_cpu));
-		}
-		if (dirty)
-			json_object_object_add(j, "dirty_log_pages",
-					       json_object_new_uint64(dirty->marked));
-		if (o->verify) {
-			json_object_object_add(j, "verified", json_object_new_uint64(m->verified));
-			json_object_object_add(j, "mismatches", json_object_new_uint64(m->mismatches));
-		}
-		printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY));
-		json_object_put(j);
-		return;
-	}
-	printf("pattern %s, bs %" PRIu64 ", iodepth %u, queues %u, %.2f s%s%s\n",
-	       pattern_names[o->pattern], o->bs, o->iodepth, o->queues, secs,
-	       (f & VHU_BIT(VHU_F_EVENT_IDX)) ? ", event-idx" : "",
-	       (f & VHU_BIT(VHU_F_RING_PACKED)) ? ", packed" : "");
-	printf("requests: %" PRIu64 " (%" PRIu64 " reads, %" PRIu64 " writes), "
-	       "errors: %" PRIu64 "\n", done, m->reads, m->writes, m->errors);
-	printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
-	printf("latency (us): avg %.1f  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
-	       avg, p50, p99, p999, (double)lat_max / 1000);
-	printf("front-end CPU: %.2f s (%.0f%% of one CPU)%s\n", fe_cpu,
-	       secs > 0 ? 100 * fe_cpu / secs : 0, o->poll ? ", polling" : "");
-	if (cpu >= 0)
-		printf("back-end CPU: %.2f s (%.0f%% of one CPU), "
-		       "IOPS per back-end CPU-second: %.0f\n",
-		       cpu, secs > 0 ? 100 * cpu / secs : 0, iops_per_cpu);
-	if (dirty)
-		printf("dirty log: %" PRIu64 " page bits read in %" PRIu64 " syncs\n",
-		       dirty->marked, dirty->syncs);
-	if (o->verify)
-		printf("verify: %" PRIu64 " reads checked, %" PRIu64 " mismatches\n",
-		       m->verified, m->mismatches);
-}
-
 int cmd_bench(int argc, char **argv)
 {
 	struct opts o;
 	const char *path;
-	int pr = parse_opts(argc, argv, &o, &path);
+	int pr = bench_parse_opts(argc, argv, &o, &path);
 	if (pr)
 		return pr > 0 ? 0 : EXIT_USAGE;
 
