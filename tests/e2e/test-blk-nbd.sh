@@ -69,6 +69,16 @@ check "ctl stats: back-end state" bash -c '"$1" ctl "$2" stats | grep -q "backen
 out=$(ctl resize 134217728)
 check "resize on NBD: refused with the reason" grep -q "NBD has no resize" <<<"$out"
 e2e_stop "$D"
+# The blocking engine (--aio threads) and a thread shared by two queues.
+for extra in "1 --aio threads" "2 --num-queues 2 --threads 1"; do
+	nq=${extra%% *} extra=${extra#* }
+	# shellcheck disable=SC2086
+	daemon mem $extra
+	check "memory export, $extra: verified I/O" \
+		bench --pattern randrw --verify --time 1 --queues "$nq"
+	check "memory export, $extra: no errors" errors0
+	e2e_stop "$D"
+done
 e2e_stop "$NK"
 
 # --- nbdkit file: the data lands in the file; refresh after growth ---
