@@ -10,7 +10,8 @@
 # restarted under verified I/O (a pause, no error, no lost write), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
-# back-end kind and state in ctl info / stats and --print-capabilities.
+# back-end kind and state in ctl info / stats, --print-capabilities and the
+# vhost-user.json descriptor's tags.
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
 
@@ -53,6 +54,10 @@ errors0() { grep -q "errors: 0$" "$T/bench.out" && ! grep -q "mismatches: [1-9]"
 # --- capabilities ---
 check "--print-capabilities lists the back-ends" \
 	bash -c '"$1" --print-capabilities | grep -q "\"backends\": \[\"file\", \"null\", \"nbd\"\]"' _ "$BIN"
+
+check "the vhost-user.json descriptor tags the back-ends" \
+	python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["tags"]; sys.exit("backend-nbd" not in t or "backend-file" not in t)' \
+	"$BUILD/tools/50-vhu-blk.json"
 
 # --- nbdkit memory: several queues, verified I/O, check ---
 nbdkit_start mem memory 64M
