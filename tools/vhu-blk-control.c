@@ -125,6 +125,10 @@ static json_object *method_info(struct vhu_blk_daemon *d)
 	json_object_object_add(o, "wce", json_object_new_boolean(vhu_blk_wce(blk)));
 	json_object_object_add(o, "block_device",
 			       json_object_new_boolean(vhu_blk_is_blockdev(blk)));
+	json_object_object_add(o, "backend",
+			       json_object_new_string(vhu_blk_backend_kind(blk)));
+	json_object_object_add(o, "backend_state",
+			       json_object_new_string(vhu_blk_backend_state(blk)));
 	/* True while the front-end has VHOST_F_LOG_ALL on: a live migration
 	 * is copying the guest and every device write is logged. */
 	json_object_object_add(o, "dirty_log", json_object_new_boolean(
@@ -170,6 +174,10 @@ static json_object *method_stats(struct vhu_blk_daemon *d)
 	}
 	json_object_object_add(o, "queues", qs);
 	json_object_object_add(o, "total", qstats_obj(&total));
+	json_object_object_add(o, "backend",
+			       json_object_new_string(vhu_blk_backend_kind(d->blk)));
+	json_object_object_add(o, "backend_state",
+			       json_object_new_string(vhu_blk_backend_state(d->blk)));
 	return o;
 }
 
@@ -189,7 +197,7 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 	json_object *size_obj, *shrink_obj;
 	uint64_t old = vhu_blk_size(d->blk), size;
 	bool shrink = false;
-	char msg[200];
+	char msg[300];
 	int64_t v;
 	int r;
 
@@ -210,11 +218,11 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 		return error_resp(id, RPC_INVALID_PARAMS,
 				  "size must be a positive integer");
 	size = (uint64_t)v;
-	if (vhu_blk_is_blockdev(d->blk))
-		return error_resp(id, RPC_RESIZE_FAILED,
-				  "resize failed: the image is a block device, whose "
-				  "size follows the device: resize the device, then "
-				  "call \"refresh\" (or send SIGHUP)");
+	if (vhu_blk_resize_refusal(d->blk)) {
+		snprintf(msg, sizeof(msg), "resize failed: %s",
+			 vhu_blk_resize_refusal(d->blk));
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
 	if (size % vhu_blk_blk_size(d->blk)) {
 		snprintf(msg, sizeof(msg), "size must be a multiple of %u bytes",
 			 vhu_blk_blk_size(d->blk));

@@ -9,6 +9,7 @@
 #include "blk.h"
 
 struct vhu__blk_worker;
+struct vhu__blk_backend_ops;
 
 /* Per-queue counters: updated by that queue's worker, read by anyone. */
 struct vhu__blk_stats {
@@ -47,7 +48,9 @@ struct vhu_blk {
 	unsigned queue_depth;
 	unsigned poll_us;           /* polling cap (own-thread io_uring queues) */
 	bool poll_always;           /* --poll always: never sleep */
-	bool null_dev;              /* null:SIZE: no image, zeros in, writes dropped */
+	/* The image's back-end (backend.h) and its image-wide state. */
+	const struct vhu__blk_backend_ops *be;
+	void *be_data;
 	char serial[VHU_BLK_ID_BYTES + 1];
 	bool no_lock;               /* --lock off */
 	bool format_raw;            /* --format raw: no format probe */
@@ -158,12 +161,12 @@ int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path);
 /* -EMEDIUMTYPE when the image starts with a container format's header. */
 int vhu__blk_image_probe(struct vhu_blk *blk, int fd, const char *path);
 
-/* Open the image and read its size. */
+/* Open the image (a file or block device) and read its size. */
 int vhu__blk_image_open(struct vhu_blk *blk, const char *path);
 /* The null device (null:SIZE, image.c): answer a checked request without
  * I/O (zeros for a read); returns the data bytes written for it. */
 size_t vhu__blk_null_req(const struct vhu_blk_req *req);
-/* Current size of the open image in bytes. */
+/* Current size of the open file or block device in bytes. */
 int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size);
 /* Set capacity from a byte size (whole logical blocks only). */
 void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size);

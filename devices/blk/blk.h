@@ -265,8 +265,9 @@ int vhu_blk_probe_io_uring(void);
  * VHU_BLK_RESIZE_SHRINK (-EPERM without it) and quiesces the started
  * queues (in-flight requests complete first, none run meanwhile), truncates
  * and publishes the new capacity before the queues resume, so no write
- * lands past the new end.  A block device's size follows the device:
- * -EOPNOTSUPP (use vhu_blk_refresh_size()).  Returns 0 or -errno; the
+ * lands past the new end.  A block device's size follows the device, an
+ * NBD export's the server: -EOPNOTSUPP (vhu_blk_resize_refusal() says
+ * why; use vhu_blk_refresh_size()).  Returns 0 or -errno; the
  * caller then announces the change with vhu_backend_config_changed().
  * Control thread only (where queue_started/queue_stopped run).
  */
@@ -277,6 +278,16 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags);
  * queues are quiesced (as for a shrinking resize).  Returns 1 when the
  * capacity changed, 0 when not, or -errno.  Control thread only. */
 int vhu_blk_refresh_size(struct vhu_blk *blk);
+
+/* Image back-ends (devices/blk/backend.h): the kinds compiled in,
+ * space-separated ("file null nbd"); this image's kind ("file", "null",
+ * "nbd") and state ("open"; remote ones "connected", "reconnecting",
+ * "failed"); why vhu_blk_resize() cannot work on this image (a sentence),
+ * or NULL. */
+const char *vhu_blk_backends(void);
+const char *vhu_blk_backend_kind(const struct vhu_blk *blk);
+const char *vhu_blk_backend_state(const struct vhu_blk *blk);
+const char *vhu_blk_resize_refusal(const struct vhu_blk *blk);
 
 /* The container format whose header starts buf (qemu-img's name:
  * "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks"), or NULL. */

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "blk-int.h"
 
 /* What is in force: write-back only when the driver can flush (5.2.5)
@@ -287,8 +288,8 @@ static void blk_release(struct vhu_blk *blk)
 	for (unsigned i = 0; i < blk->num_groups; i++)
 		vhu__blk_group_free(blk->groups[i]);
 	free(blk->groups);
-	if (blk->fd >= 0)
-		close(blk->fd);
+	if (blk->be && blk->be->close)
+		blk->be->close(blk);
 	free(blk->stats);
 	free(blk->runners);
 	free(blk->vqs);
@@ -343,7 +344,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 		r = -ENOMEM;
 		goto fail;
 	}
-	r = vhu__blk_image_open(blk, opts->path);
+	r = vhu__blk_backend_open(blk, opts->path);
 	blk->err = NULL;
 	if (r < 0)
 		goto fail;
@@ -485,7 +486,7 @@ static void resume(struct vhu_blk *blk, struct vhu_vq **vqs)
 int vhu_blk_refresh_size(struct vhu_blk *blk)
 {
 	uint64_t size, old = atomic_load(&blk->capacity);
-	int r = vhu__blk_image_size(blk, &size);
+	int r = blk->be->size(blk, &size);
 
 	if (r < 0)
 		return r;
@@ -497,7 +498,7 @@ int vhu_blk_refresh_size(struct vhu_blk *blk)
 		if (!vqs)
 			return -ENOMEM;
 		quiesce(blk, vqs);
-		r = vhu__blk_image_size(blk, &size);
+		r = blk->be->size(blk, &size);
 		if (r == 0)
 			vhu__blk_set_size(blk, size);
 		resume(blk, vqs);
@@ -516,13 +517,13 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	uint64_t cur;
 	int r;
 
-	if (blk->blockdev)
+	if (vhu_blk_resize_refusal(blk))
 		return -EOPNOTSUPP;
 	if (blk->read_only)
 		return -EROFS;
 	if (size == 0 || size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	r = vhu__blk_image_size(blk, &cur);
+	r = blk->be->size(blk, &cur);
 	if (r < 0)
 		return r;
 	if (cur < atomic_load(&blk->size))
@@ -530,8 +531,9 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	if (size >= cur) {
 		/* Growing: requests in flight lie below the old end and
 		 * cannot reach past the new one. */
-		if (!blk->null_dev && ftruncate(blk->fd, (off_t)size) < 0)
-			return -errno;
+		r = blk->be->resize(blk, size);
+		if (r < 0)
+			return r;
 		vhu__blk_set_size(blk, size);
 		return 0;
 	}
@@ -543,7 +545,7 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	if (!vqs)
 		return -ENOMEM;
 	quiesce(blk, vqs);
-	r = blk->null_dev ? 0 : ftruncate(blk->fd, (off_t)size) < 0 ? -errno : 0;
+	r = blk->be->resize(blk, size);
 	if (r == 0)
 		vhu__blk_set_size(blk, size);
 	resume(blk, vqs);

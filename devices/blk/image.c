@@ -15,6 +15,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "blk-int.h"
 
 void vhu__blk_log(enum vhu_log_level level, const char *fmt, ...)
@@ -32,10 +33,6 @@ int vhu__blk_image_size(const struct vhu_blk *blk, uint64_t *size)
 {
 	struct stat st;
 
-	if (blk->null_dev) {
-		*size = atomic_load(&blk->size);
-		return 0;
-	}
 	if (blk->blockdev) {
 		uint64_t bytes;
 
@@ -137,10 +134,9 @@ static bool in_memory_fs(int fd)
  * The null device (path "null:SIZE", SIZE with an optional K, M or G
  * suffix, a whole number of 512-byte sectors): no image at all; reads
  * return zeros, writes, flushes, discards and write-zeroes complete at
- * once.  It measures the protocol path alone.  Its hooks: this open, the
- * size below, vhu__blk_null_req() on the queue's thread, and resize.
+ * once.  It measures the protocol path alone (its back-end: backend.c).
  */
-static int null_open(struct vhu_blk *blk, const char *spec)
+int vhu__blk_null_open(struct vhu_blk *blk, const char *spec)
 {
 	char *end;
 	unsigned long long v;
@@ -160,7 +156,6 @@ static int null_open(struct vhu_blk *blk, const char *spec)
 	if (*end || v == 0 || v > ((uint64_t)INT64_MAX >> shift) ||
 	    (v << shift) % VHU_BLK_SECTOR_SIZE)
 		goto bad;
-	blk->null_dev = true;
 	blk->fd = -1;
 	blk->geo = (struct vhu_blk_geometry){ .logical = 512, .dio_offset = 512,
 					      .dio_mem = 512, .discard = 4096 };
@@ -188,8 +183,6 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 	uint64_t size;
 	int fd, r;
 
-	if (strncmp(path, "null:", 5) == 0)
-		return null_open(blk, path + 5);
 	if (blk->cache == VHU_BLK_CACHE_NONE)
 		flags |= O_DIRECT;
 	/* A block device opened O_EXCL conflicts with a mount and with other

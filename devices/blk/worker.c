@@ -1,63 +1,54 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The I/O engine of one started queue.  Its io_uring watches the queue's
- * kick eventfd and a stop eventfd through polls; requests are popped into a
- * fixed pool of slots, their I/O submitted to the ring, and on completion
- * the status byte is written, the element pushed, and the driver notified
- * once per round.  thread.c decides which thread runs it.
+ * kick eventfd, a stop eventfd and the back-end's events through polls;
+ * requests are popped into a fixed pool of slots, checked, and handed to
+ * the image back-end (backend.h: the file back-end submits to this ring);
+ * on completion the status byte is written, the element pushed, and the
+ * driver notified once per round.  thread.c decides which thread runs it.
  *
  * Without io_uring (--aio threads, or a kernel / seccomp filter that
  * refuses it) the same engine runs synchronously: the queue's thread
- * waits in epoll on the kick and stop eventfds and does each request's
- * I/O with blocking preadv2 / pwritev2 / fdatasync before the next.
+ * waits in epoll on the kick and stop eventfds (and the back-end's
+ * events), and the file back-end does each request's I/O with blocking
+ * preadv2 / pwritev2 / fdatasync before the next.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include <vhu/iov.h>
-
+#include "backend.h"
 #include "blk-int.h"
 
-/* io_uring user_data tags that are not slots (slots are aligned). */
+/* io_uring user_data tags that are not requests (those are aligned). */
 #define TAG_KICK 1u
 #define TAG_STOP 2u
 #define TAG_TICK 3u
 #define TAG_MORE 4u  /* a no-op that wakes the next wait at once */
+#define TAG_BE 5u    /* the back-end's epoll fd (watch and timer) */
 
 #define DEFAULT_DEPTH 128u
-#define MAX_RETRIES 16u
-#define DIO_ALIGN 4096u
-/* Bounce buffers carry a request in chunks of at most this much. */
-#define BOUNCE_CHUNK (256u << 10)
 
 struct slot {
 	struct vhu_vq_elem elem;
-	struct vhu_blk_req req;
-	size_t done;        /* bytes transferred so far */
-	unsigned retries;
-	bool through;       /* write-through: durable before completion */
-	void *bounce;       /* aligned copy for O_DIRECT, or NULL */
-	size_t bounce_len;  /* its size: at most BOUNCE_CHUNK */
+	struct vhu__blk_io io;
 	struct slot *next_free;
-	struct slot *next_wait; /* waiting for bounce memory */
 	struct iovec iov[VHU_BLK_IOV_CAP];
 	struct iovec data[VHU_BLK_IOV_CAP];
-	struct iovec cur[VHU_BLK_IOV_CAP];
 };
 
 struct vhu__blk_worker {
 	struct vhu_blk *blk;
 	struct vhu_vq *vq;
 	struct vhu__blk_stats *stats;
+	void *be_ctx;       /* the back-end's queue context */
 	int stop_fd;
 	int kick_fd;
 	struct io_uring ring;
@@ -71,18 +62,18 @@ struct vhu__blk_worker {
 	bool ring_ok;
 	bool sync;          /* no io_uring: blocking I/O on this thread */
 	bool more;          /* sync: requests left for the next round */
-	int epfd;           /* sync: kick and stop eventfds */
-	bool no_nowait;     /* the image refused RWF_NOWAIT: always queue */
+	int epfd;           /* sync: kick and stop eventfds (and be_epfd) */
+	/* The back-end's watch and timer (vhu__blk_q_watch / _timer): an
+	 * epoll fd of their own, polled by the ring (or nested in epfd), so
+	 * their events can change at any time without cancelling polls. */
+	int be_epfd;        /* -1 until the back-end watches something */
+	int be_fd;          /* the watched fd, or -1 */
+	int timer_fd;       /* -1 until a timer is asked for */
+	bool be_armed;      /* a ring poll on be_epfd is in flight */
 	bool polling;       /* polls before sleeping (poll.c) */
 	unsigned pop_flags; /* VHU_VQ_POP_*: NO_REARM while polling */
 	bool kicks_off;     /* polling: kicks disabled since the last sleep */
 	struct vhu__blk_poll poll;
-	void *zeroes;       /* VHU__BLK_ZERO_BUF aligned zero bytes */
-	/* Bounce memory of this queue: never more than VHU_BLK_BOUNCE_BUDGET;
-	 * requests that would exceed it wait in FIFO order. */
-	size_t bounce_used;
-	struct slot *wait_head, *wait_tail;
-	struct vhu__blk_ratelimit seg_rl; /* discard / zeroes failures */
 	struct __kernel_timespec tick;
 };
 
@@ -121,10 +112,135 @@ static int arm_tick(struct vhu__blk_worker *w)
 	return 0;
 }
 
-static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
-		     size_t data_done)
+/* ---- services for the back-end (backend.h) ---- */
+
+struct io_uring_sqe *vhu__blk_q_sqe(struct vhu__blk_worker *w,
+				    struct vhu__blk_io *io)
 {
-	struct vhu_blk_req *req = &s->req;
+	struct io_uring_sqe *sqe;
+
+	if (w->sync)
+		return NULL;
+	sqe = get_sqe(w);
+	if (sqe)
+		io_uring_sqe_set_data(sqe, io);
+	return sqe;
+}
+
+bool vhu__blk_q_sync(const struct vhu__blk_worker *w)
+{
+	return w->sync;
+}
+
+unsigned vhu__blk_q_index(const struct vhu__blk_worker *w)
+{
+	return vhu_vq_index(w->vq);
+}
+
+struct vhu__blk_stats *vhu__blk_q_stats(struct vhu__blk_worker *w)
+{
+	return w->stats;
+}
+
+/* The back-end's epoll fd, made on first use and watched by the loop. */
+static int be_epoll(struct vhu__blk_worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_BE };
+
+	if (w->be_epfd >= 0)
+		return 0;
+	w->be_epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->be_epfd < 0)
+		return -errno;
+	if (w->sync && epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->be_epfd, &ev) < 0)
+		return -errno;
+	return 0;
+}
+
+static void be_arm(struct vhu__blk_worker *w)
+{
+	if (!w->sync && w->be_epfd >= 0 && !w->be_armed &&
+	    arm_poll(w, w->be_epfd, TAG_BE) == 0)
+		w->be_armed = true;
+}
+
+int vhu__blk_q_watch(struct vhu__blk_worker *w, int fd, unsigned events)
+{
+	struct epoll_event ev = { .events = 0, .data.u64 = 0 };
+	int r = be_epoll(w);
+
+	if (r < 0)
+		return r;
+	if (w->be_fd >= 0 && w->be_fd != fd) {
+		epoll_ctl(w->be_epfd, EPOLL_CTL_DEL, w->be_fd, NULL);
+		w->be_fd = -1;
+	}
+	if (fd < 0)
+		return 0;
+	if (events & POLLIN)
+		ev.events |= EPOLLIN;
+	if (events & POLLOUT)
+		ev.events |= EPOLLOUT;
+	if (epoll_ctl(w->be_epfd, w->be_fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+		      fd, &ev) < 0)
+		return -errno;
+	w->be_fd = fd;
+	be_arm(w);
+	return 0;
+}
+
+int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 },
+	};
+	int r = be_epoll(w);
+
+	if (r < 0)
+		return r;
+	if (w->timer_fd < 0) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 1 };
+
+		w->timer_fd = timerfd_create(CLOCK_MONOTONIC,
+					     TFD_CLOEXEC | TFD_NONBLOCK);
+		if (w->timer_fd < 0)
+			return -errno;
+		if (epoll_ctl(w->be_epfd, EPOLL_CTL_ADD, w->timer_fd, &ev) < 0)
+			return -errno;
+	}
+	if (ms == 0)
+		its.it_value.tv_nsec = 1;
+	if (timerfd_settime(w->timer_fd, 0, &its, NULL) < 0)
+		return -errno;
+	be_arm(w);
+	return 0;
+}
+
+/* The back-end's epoll fd is readable: hand its events over. */
+static void be_events(struct vhu__blk_worker *w)
+{
+	struct epoll_event ev[2];
+	int n = epoll_wait(w->be_epfd, ev, 2, 0);
+
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.u64 == 1) {
+			uint64_t v;
+
+			if (read(w->timer_fd, &v, sizeof(v)) == sizeof(v))
+				w->blk->be->event(w->be_ctx, 0);
+			continue;
+		}
+		w->blk->be->event(w->be_ctx,
+				  (ev[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) ? POLLIN : 0) |
+				  (ev[i].events & EPOLLOUT ? POLLOUT : 0));
+	}
+}
+
+void vhu__blk_io_done(struct vhu__blk_worker *w, struct vhu__blk_io *io,
+		      int st, size_t data_done)
+{
+	struct slot *s = (struct slot *)((char *)io - offsetof(struct slot, io));
+	struct vhu_blk_req *req = &io->req;
 
 	if (req->status) {
 		*req->status = (uint8_t)st;
@@ -142,7 +258,7 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 		vhu__blk_stat_add(&w->stats->bytes_read, data_done);
 	else if (req->type == VHU_BLK_T_OUT)
 		vhu__blk_stat_add(&w->stats->bytes_written, data_done);
-	if (st == VHU_BLK_S_OK && s->through)
+	if (st == VHU_BLK_S_OK && io->through)
 		vhu__blk_stat_add(&w->stats->writes_through, 1);
 	else if (req->type == VHU_BLK_T_FLUSH)
 		vhu__blk_stat_add(&w->stats->flushes, 1);
@@ -151,251 +267,27 @@ static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
 		vhu__blk_stat_add(&w->stats->discards, 1);
 	vhu__blk_stat_add(&w->stats->in_flight, (uint64_t)-1);
 
-	if (s->bounce) {
-		free(s->bounce);
-		s->bounce = NULL;
-		w->bounce_used -= s->bounce_len;
-		vhu__blk_stat_add(&w->stats->bounce_bytes, -(uint64_t)s->bounce_len);
-		s->bounce_len = 0;
-	}
 	s->next_free = w->free;
 	w->free = s;
 	w->in_flight--;
 }
 
-/* O_DIRECT takes guest memory as it is when every buffer starts on the
- * host's memory alignment and is whole blocks of its offset alignment. */
-static bool aligned_iov(const struct vhu_blk_geometry *g,
-			const struct iovec *iov, unsigned n)
+static void complete(struct vhu__blk_worker *w, struct slot *s, int st,
+		     size_t data_done)
 {
-	for (unsigned i = 0; i < n; i++)
-		if ((uintptr_t)iov[i].iov_base % g->dio_mem ||
-		    iov[i].iov_len % g->dio_offset)
-			return false;
-	return true;
+	vhu__blk_io_done(w, &s->io, st, data_done);
 }
 
-static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res);
-
-/* The synchronous engine's read or write: done here, then handled as an
- * io_uring completion would be (which may submit the rest). */
-static void sync_rw(struct vhu__blk_worker *w, struct slot *s,
-		    const struct iovec *iov, unsigned n, off_t off, int flags)
-{
-	ssize_t r;
-
-	if (s->req.type == VHU_BLK_T_IN)
-		r = preadv2(w->blk->fd, iov, (int)n, off, 0);
-	else
-		r = pwritev2(w->blk->fd, iov, (int)n, off, flags);
-	on_io_done(w, s, r < 0 ? -errno : (int)(r > INT_MAX ? INT_MAX : r));
-}
-
-/* Submit the rest of a read or write, from s->done on. */
-static int submit_rw(struct vhu__blk_worker *w, struct slot *s)
-{
-	struct vhu_blk_req *req = &s->req;
-	uint64_t off = (req->sector << VHU_BLK_SECTOR_SHIFT) + s->done;
-	size_t left = req->data_len - s->done;
-	struct io_uring_sqe *sqe;
-	struct iovec *iov;
-	unsigned n;
-
-	if (s->bounce) {
-		/* One chunk at a time through the bounce buffer. */
-		if (left > s->bounce_len)
-			left = s->bounce_len;
-		if (req->type == VHU_BLK_T_OUT)
-			vhu_iov_to_buf(req->data, req->n_data, s->done, s->bounce,
-				       left);
-		s->cur[0].iov_base = s->bounce;
-		s->cur[0].iov_len = left;
-		iov = s->cur;
-		n = 1;
-	} else if (s->done == 0) {
-		iov = req->data;
-		n = req->n_data;
-	} else {
-		int r = vhu_iov_slice(req->data, req->n_data, s->done, left,
-				      s->cur, VHU_BLK_IOV_CAP);
-		if (r < 0)
-			return r;
-		iov = s->cur;
-		n = (unsigned)r;
-	}
-
-	if (w->sync) {
-		sync_rw(w, s, iov, n, (off_t)off, s->through ? RWF_DSYNC : 0);
-		return 0;
-	}
-	sqe = get_sqe(w);
-	if (!sqe)
-		return -EBUSY;
-	if (req->type == VHU_BLK_T_IN) {
-		io_uring_prep_readv(sqe, w->blk->fd, iov, n, off);
-	} else {
-		/* Write-through (wce = 0, 5.2.5): each write is durable on
-		 * completion, as if followed by a flush. */
-		int flags = s->through ? RWF_DSYNC : 0;
-
-		io_uring_prep_writev2(sqe, w->blk->fd, iov, n, off, flags);
-	}
-	io_uring_sqe_set_data(sqe, s);
-	return 0;
-}
-
-/*
- * Page-cache fast path for buffered I/O: a preadv2/pwritev2 with
- * RWF_NOWAIT completes inline when it needs no blocking (cached data,
- * writable page cache), which costs far less than a round trip through
- * io_uring and, for files whose reads io_uring would hand to a kernel
- * worker thread, saves that thread's CPU too.  Whatever it leaves undone
- * (EAGAIN, a short transfer) goes through io_uring as usual.  Images on
- * tmpfs/ramfs refuse RWF_NOWAIT, but their I/O is a memory copy that never
- * waits for a device: those are copied inline without the flag.
- * Returns the bytes done inline (0 when none).
- */
-static size_t try_inline(struct vhu__blk_worker *w, struct slot *s)
-{
-	struct vhu_blk_req *req = &s->req;
-	off_t off = (off_t)(req->sector << VHU_BLK_SECTOR_SHIFT);
-	int nowait = w->blk->mem_backed ? 0 : RWF_NOWAIT;
-	ssize_t r;
-
-	if (w->no_nowait || w->blk->cache == VHU_BLK_CACHE_NONE ||
-	    req->n_data > IOV_MAX)
-		return 0;
-	if (req->type == VHU_BLK_T_IN) {
-		r = preadv2(w->blk->fd, req->data, (int)req->n_data, off,
-			    nowait);
-	} else {
-		/* Write-through wants each write durable: leave it to
-		 * io_uring with RWF_DSYNC. */
-		if (s->through)
-			return 0;
-		r = pwritev2(w->blk->fd, req->data, (int)req->n_data, off,
-			     nowait);
-	}
-	if (r < 0) {
-		if (errno == EOPNOTSUPP || errno == EINVAL)
-			w->no_nowait = true;
-		return 0;
-	}
-	return (size_t)r;
-}
-
-/* Give s a bounce buffer: one chunk of the request (at most BOUNCE_CHUNK,
- * a multiple of the direct-I/O alignment) within the queue's budget.
- * Returns 1 when s has one, 0 when s now waits for memory (it is started
- * when another request frees some; FIFO, so none starves), -errno. */
-static int take_bounce(struct vhu__blk_worker *w, struct slot *s)
-{
-	size_t len = s->req.data_len - s->done;
-	size_t align = w->blk->geo.dio_mem > DIO_ALIGN ? w->blk->geo.dio_mem
-						       : DIO_ALIGN;
-
-	if (len > BOUNCE_CHUNK)
-		len = BOUNCE_CHUNK;
-	if (w->bounce_used + len > VHU_BLK_BOUNCE_BUDGET ||
-	    (w->wait_head && w->wait_head != s)) {
-		if (w->wait_head != s) {
-			s->next_wait = NULL;
-			if (w->wait_tail)
-				w->wait_tail->next_wait = s;
-			else
-				w->wait_head = s;
-			w->wait_tail = s;
-		}
-		return 0;
-	}
-	if (posix_memalign(&s->bounce, align, len)) {
-		s->bounce = NULL;
-		return -ENOMEM;
-	}
-	s->bounce_len = len;
-	w->bounce_used += len;
-	vhu__blk_stat_add(&w->stats->bounce_bytes, len);
-	if (atomic_load_explicit(&w->stats->bounce_bytes, memory_order_relaxed) >
-	    atomic_load_explicit(&w->stats->bounce_peak, memory_order_relaxed))
-		atomic_store_explicit(&w->stats->bounce_peak,
-				      atomic_load_explicit(&w->stats->bounce_bytes,
-							   memory_order_relaxed),
-				      memory_order_relaxed);
-	return 1;
-}
-
-/* Start the requests waiting for bounce memory while it lasts. */
-static void run_bounce_waiters(struct vhu__blk_worker *w)
-{
-	while (w->wait_head) {
-		struct slot *s = w->wait_head;
-		int r = take_bounce(w, s);
-
-		if (r == 0)
-			return;
-		w->wait_head = s->next_wait;
-		if (!w->wait_head)
-			w->wait_tail = NULL;
-		if (r > 0)
-			r = submit_rw(w, s);
-		if (r < 0)
-			complete(w, s, VHU_BLK_S_IOERR, 0);
-	}
-}
-
-/* 1: nothing to transfer; 2: done inline; 0: queued; -errno. */
-static int start_rw(struct vhu__blk_worker *w, struct slot *s)
-{
-	struct vhu_blk_req *req = &s->req;
-
-	s->done = 0;
-	s->retries = 0;
-	/* Decided once per request, so a retry or the rest of a short
-	 * transfer is as durable as its start. */
-	s->through = req->type == VHU_BLK_T_OUT && !atomic_load(&w->blk->wce);
-	if (req->data_len == 0)
-		return 1;
-	s->done = try_inline(w, s);
-	if (s->done >= req->data_len)
-		return 2;
-	/* O_DIRECT needs aligned memory; guest buffers usually are, the
-	 * rest go through a bounce buffer (bounded: see take_bounce). */
-	if (w->blk->cache == VHU_BLK_CACHE_NONE &&
-	    !aligned_iov(&w->blk->geo, req->data, req->n_data)) {
-		int r = take_bounce(w, s);
-
-		if (r <= 0)
-			return r;  /* waits for memory, or failed */
-	}
-	return submit_rw(w, s);
-}
-
-static int submit_flush(struct vhu__blk_worker *w, struct slot *s)
-{
-	struct io_uring_sqe *sqe;
-
-	if (w->sync) {
-		int r = fdatasync(w->blk->fd);
-
-		complete(w, s, r < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
-		return 0;
-	}
-	sqe = get_sqe(w);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_fsync(sqe, w->blk->fd, IORING_FSYNC_DATASYNC);
-	io_uring_sqe_set_data(sqe, s);
-	return 0;
-}
-
-/* Start a freshly popped request; it may complete at once. */
+/* Start a freshly popped request: checked here, GET_ID answered here,
+ * the rest handed to the back-end (it may complete at once). */
 static void start_req(struct vhu__blk_worker *w, struct slot *s)
 {
-	struct vhu_blk_req *req = &s->req;
+	struct vhu_blk_req *req = &s->io.req;
 	struct vhu_blk *blk = w->blk;
-	int st, r;
+	int st;
 
-	s->through = false;
+	s->io.through = false;
+	s->io.write_through = false;
 	if (s->elem.flags & VHU_VQ_ELEM_F_TRUNCATED) {
 		/* Beyond seg_max: answered IOERR in the status byte (the
 		 * parse below finds it as the only writable byte). */
@@ -427,80 +319,23 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		return;
 	}
 
-	if (blk->null_dev && req->type != VHU_BLK_T_GET_ID) {
-		complete(w, s, VHU_BLK_S_OK, vhu__blk_null_req(req));
-		return;
-	}
 	switch (req->type) {
-	case VHU_BLK_T_IN:
-	case VHU_BLK_T_OUT:
-		r = start_rw(w, s);
-		if (r == 1)
-			complete(w, s, VHU_BLK_S_OK, 0);
-		else if (r == 2)
-			complete(w, s, VHU_BLK_S_OK, req->data_len);
-		else if (r < 0)
-			complete(w, s, VHU_BLK_S_IOERR, 0);
-		return;
-	case VHU_BLK_T_FLUSH:
-		if (submit_flush(w, s) < 0)
-			complete(w, s, VHU_BLK_S_IOERR, 0);
-		return;
 	case VHU_BLK_T_GET_ID:
 		complete(w, s, VHU_BLK_S_OK, vhu_blk_req_get_id(req, blk->serial));
 		return;
+	case VHU_BLK_T_OUT:
 	case VHU_BLK_T_DISCARD:
 	case VHU_BLK_T_WRITE_ZEROES:
-		r = vhu__blk_segments(blk, w->zeroes, req, &s->through);
-		if (r < 0)
-			vhu__blk_seg_failed(&w->seg_rl, vhu_vq_index(w->vq),
-					    req->type, r);
-		/* A write-zeroes the host cannot do is UNSUPP: never OK
-		 * for zeroes that were not written. */
-		complete(w, s, r == 0 ? VHU_BLK_S_OK :
-			       r == -EOPNOTSUPP || r == -ENOSYS ? VHU_BLK_S_UNSUPP :
-			       VHU_BLK_S_IOERR, 0);
+		s->io.write_through = !atomic_load(&blk->wce);
+		/* fall through */
+	case VHU_BLK_T_IN:
+	case VHU_BLK_T_FLUSH:
+		blk->be->submit(w->be_ctx, &s->io);
 		return;
 	default:
 		complete(w, s, VHU_BLK_S_UNSUPP, 0);
 		return;
 	}
-}
-
-static void on_io_done(struct vhu__blk_worker *w, struct slot *s, int res)
-{
-	struct vhu_blk_req *req = &s->req;
-
-	if (req->type == VHU_BLK_T_FLUSH) {
-		complete(w, s, res < 0 ? VHU_BLK_S_IOERR : VHU_BLK_S_OK, 0);
-		return;
-	}
-	if ((res == -EINTR || res == -EAGAIN) && s->retries++ < MAX_RETRIES) {
-		if (submit_rw(w, s) < 0)
-			complete(w, s, VHU_BLK_S_IOERR, 0);
-		return;
-	}
-	if (res <= 0) {
-		/* 0: end of file, i.e. the image shrank under the request. */
-		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: %s at sector %llu: %s",
-			     vhu_vq_index(w->vq),
-			     req->type == VHU_BLK_T_IN ? "read" : "write",
-			     (unsigned long long)req->sector,
-			     res < 0 ? strerror(-res) : "end of image");
-		complete(w, s, VHU_BLK_S_IOERR, 0);
-		return;
-	}
-	if (s->bounce && req->type == VHU_BLK_T_IN)
-		vhu_iov_from_buf(req->data, req->n_data, s->done, s->bounce,
-				 (size_t)res);
-	s->done += (size_t)res;
-	if (s->done < req->data_len) {
-		/* Short transfer: continue where it stopped. */
-		if (submit_rw(w, s) < 0)
-			complete(w, s, VHU_BLK_S_IOERR, 0);
-		return;
-	}
-	complete(w, s, VHU_BLK_S_OK, req->data_len);
 }
 
 /* Pop and start requests while slots are free (bounded by the ring size
@@ -554,8 +389,12 @@ static void sync_step(struct vhu__blk_worker *w)
 		w->stopping = true;
 	if (w->kick_fd >= 0)
 		vhu_vq_drain_kick(w->vq);
+	if (w->be_epfd >= 0)
+		be_events(w);
 	w->more = false;
 	pop_requests(w);
+	if (w->blk->be->round)
+		w->blk->be->round(w->be_ctx);
 	if (w->pushed) {
 		vhu_vq_notify(w->vq);
 		w->pushed = false;
@@ -573,7 +412,10 @@ void vhu__blk_q_begin(struct vhu__blk_worker *w)
 	else
 		arm_tick(w);
 	arm_poll(w, w->stop_fd, TAG_STOP);
+	be_arm(w);
 	pop_requests(w);
+	if (w->blk->be->round)
+		w->blk->be->round(w->be_ctx);
 	if (w->pushed) {
 		vhu_vq_notify(w->vq);
 		w->pushed = false;
@@ -628,7 +470,7 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, seen = 0;
-	bool kicked = false;
+	bool kicked = false, be = false;
 
 	if (w->sync) {
 		sync_step(w);
@@ -644,12 +486,19 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 			/* pop_requests() below carries on */
 		} else if (tag == TAG_STOP) {
 			w->stopping = true;
+		} else if (tag == TAG_BE) {
+			be = true;
 		} else if (tag) {
-			on_io_done(w, (struct slot *)tag, cqe->res);
+			w->blk->be->uring_done(w->be_ctx,
+					       (struct vhu__blk_io *)tag, cqe->res);
 		}
 	}
 	io_uring_cq_advance(&w->ring, seen);
-	run_bounce_waiters(w);
+	if (be) {
+		w->be_armed = false;
+		be_events(w);
+		be_arm(w);
+	}
 
 	if (kicked && !w->stopping) {
 		/* Re-arm before popping so a kick that arrives meanwhile is
@@ -662,6 +511,8 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 		}
 	}
 	pop_requests(w);
+	if (w->blk->be->round)
+		w->blk->be->round(w->be_ctx);
 	/* One interrupt for everything this round completed. */
 	if (w->pushed) {
 		vhu_vq_notify(w->vq);
@@ -687,13 +538,18 @@ void vhu__blk_q_free(struct vhu__blk_worker *w)
 {
 	if (!w)
 		return;
+	if (w->be_ctx)
+		w->blk->be->q_close(w->be_ctx);
 	if (w->ring_ok)
 		io_uring_queue_exit(&w->ring);
+	if (w->timer_fd >= 0)
+		close(w->timer_fd);
+	if (w->be_epfd >= 0)
+		close(w->be_epfd);
 	if (w->stop_fd >= 0)
 		close(w->stop_fd);
 	if (w->epfd >= 0)
 		close(w->epfd);
-	free(w->zeroes);
 	free(w->slots);
 	free(w);
 }
@@ -727,7 +583,8 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		return -EINVAL;
 	if (qsize && depth > qsize)
 		depth = qsize;
-	/* Room for every slot's one SQE plus the kick and stop polls. */
+	/* Room for every slot's one SQE plus the kick, stop and back-end
+	 * polls. */
 	while (entries < depth + 4 && entries < 4096)
 		entries <<= 1;
 
@@ -737,6 +594,9 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 	w->blk = blk;
 	w->vq = vq;
 	w->epfd = -1;
+	w->be_epfd = -1;
+	w->be_fd = -1;
+	w->timer_fd = -1;
 	w->stats = &blk->stats[idx];
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
@@ -749,31 +609,34 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		goto fail;
 	}
 	w->slots = calloc(depth, sizeof(*w->slots));
-	if (!w->slots || posix_memalign(&w->zeroes, DIO_ALIGN, VHU__BLK_ZERO_BUF)) {
-		w->zeroes = NULL;
+	if (!w->slots) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	memset(w->zeroes, 0, VHU__BLK_ZERO_BUF);
 	for (unsigned i = 0; i < depth; i++) {
 		w->slots[i].next_free = w->free;
 		w->free = &w->slots[i];
 	}
 	if (blk->aio != VHU_BLK_AIO_THREADS) {
 		r = io_uring_queue_init(entries, &w->ring, 0);
-		if (r == 0) {
+		if (r == 0)
 			w->ring_ok = true;
-			*out = w;
-			return 0;
-		}
-		if (blk->aio_strict)
+		else if (blk->aio_strict)
 			goto fail;
-		vhu__blk_log(VHU_LOG_WARN, "queue %u: io_uring: %s; serving it "
-			     "with blocking I/O", idx, strerror(-r));
+		else
+			vhu__blk_log(VHU_LOG_WARN, "queue %u: io_uring: %s; serving "
+				     "it with blocking I/O", idx, strerror(-r));
 	}
-	r = sync_init(w);
-	if (r < 0)
+	if (!w->ring_ok) {
+		r = sync_init(w);
+		if (r < 0)
+			goto fail;
+	}
+	r = blk->be->q_open(blk, w, &w->be_ctx);
+	if (r < 0) {
+		w->be_ctx = NULL;
 		goto fail;
+	}
 	*out = w;
 	return 0;
 fail:
