@@ -145,5 +145,9 @@ int vhu__blk_null_open(struct vhu_blk *blk, const char *spec);
 extern const struct vhu__blk_backend_ops vhu__blk_nbd_ops;
 int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri);
 #endif
+#ifdef VHU_HAVE_LIBRBD
+extern const struct vhu__blk_backend_ops vhu__blk_rbd_ops;
+int vhu__blk_rbd_open(struct vhu_blk *blk, const char *uri);
+#endif
 
 #endif

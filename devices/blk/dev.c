@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "blk-int.h"
+#include "rbd.h"
 
 /* What is in force: write-back only when the driver can flush (5.2.5)
  * and did not turn the cache off. */
@@ -314,6 +315,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	if (!blk)
 		return -ENOMEM;
 	blk->fd = -1;
+	blk->change_fd = -1;
 	blk->read_only = opts->read_only;
 	blk->cache = opts->cache;
 	blk->aio = opts->aio;
@@ -334,6 +336,16 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	if (opts->serial) {
 		memset(blk->serial, 0, sizeof(blk->serial));
 		memcpy(blk->serial, opts->serial, strlen(opts->serial));
+	} else if (vhu__blk_rbd_is_uri(opts->path)) {
+		/* rbd:POOL/IMAGE[@SNAP], without its options. */
+		char *name = strndup(opts->path, strcspn(opts->path + 4, ":") + 4);
+
+		if (!name) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		default_serial(blk->serial, name);
+		free(name);
 	} else {
 		default_serial(blk->serial, opts->path);
 	}
@@ -396,6 +408,11 @@ void vhu_blk_free(struct vhu_blk *blk)
 	for (unsigned i = 0; i < blk->num_queues; i++)
 		vhu__blk_run_stop(blk->runners[i]);
 	blk_release(blk);
+}
+
+int vhu_blk_change_fd(const struct vhu_blk *blk)
+{
+	return blk->change_fd;
 }
 
 uint64_t vhu_blk_size(const struct vhu_blk *blk)
