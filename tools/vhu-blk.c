@@ -45,12 +45,17 @@ void vhu_blk_daemon_log(const char *fmt, ...)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: " PROG " --blk-file PATH (--socket-path PATH | --fd N) [OPTIONS]\n"
+"Usage: " PROG " --blk-file PATH|URI (--socket-path PATH | --fd N) [OPTIONS]\n"
 "\n"
-"Serve a raw image file or block device to a vhost-user front-end (QEMU)\n"
-"as a virtio-blk device.\n"
+"Serve a raw image file, a block device or an NBD export to a vhost-user\n"
+"front-end (QEMU) as a virtio-blk device.\n"
 "\n"
-"  -b, --blk-file PATH      image file or block device to serve (required)\n"
+"  -b, --blk-file PATH|URI  image file or block device to serve (required),\n"
+"                           null:SIZE, or an NBD export (when built with\n"
+"                           libnbd): nbd://HOST[:PORT]/EXPORT,\n"
+"                           nbd+unix:///EXPORT?socket=PATH, nbds://... (TLS)\n"
+"      --reconnect-timeout SEC  NBD: how long requests wait for a lost\n"
+"                           server before they fail (default %u)\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
 "      --fd N               use the inherited socket fd N (connected: one\n"
 "                           session; listening: accept on it)\n"
@@ -102,7 +107,8 @@ static void usage(FILE *f)
 "SIGHUP: re-read the image size (a smaller size only as the file is with\n"
 "the queues quiesced).\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
-		VHU_BACKEND_MAX_QUEUES, VHU_BLK_POLL_US_DEFAULT);
+		VHU_BLK_RECONNECT_DEFAULT, VHU_BACKEND_MAX_QUEUES,
+		VHU_BLK_POLL_US_DEFAULT);
 }
 
 static int parse_uint(const char *s, unsigned long min, unsigned long max,
@@ -131,6 +137,7 @@ struct options {
 	bool print_caps;
 	bool no_lock;
 	bool format_raw;
+	unsigned reconnect_timeout;
 	struct vhu_blk_sock_perm socket_perm;
 	struct vhu_blk_sock_perm control_perm;
 	bool socket_perm_set;      /* a --socket-* permission option given */
@@ -184,12 +191,29 @@ static int parse_perm_option(int c, struct options *o)
 }
 
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
+/* --print-capabilities: QEMU's vhost-user.json "block" type, and the
+ * image back-ends compiled in. */
+static void print_caps(void)
+{
+	char kinds[64];
+	const char *sep = "";
+
+	snprintf(kinds, sizeof(kinds), "%s", vhu_blk_backends());
+	printf("{\"type\": \"block\", \"features\": [\"read-only\", "
+	       "\"blk-file\"], \"backends\": [");
+	for (char *k = strtok(kinds, " "); k; k = strtok(NULL, " ")) {
+		printf("%s\"%s\"", sep, k);
+		sep = ", ";
+	}
+	printf("]}\n");
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
 	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
 	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_TIMEOUT,
-	       OPT_POLL_US, OPT_POLL };
+	       OPT_POLL_US, OPT_POLL, OPT_RECONNECT };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -214,6 +238,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "poll-us", required_argument, NULL, OPT_POLL_US },
 		{ "poll", required_argument, NULL, OPT_POLL },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
+		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -222,6 +247,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
+			       .reconnect_timeout = VHU_BLK_RECONNECT_DEFAULT,
 			       .poll_us = VHU_BLK_POLL_US_DEFAULT,
 			       .cache = VHU_BLK_CACHE_WRITEBACK,
 			       .socket_perm = { 0600, -1, -1 },
@@ -355,6 +381,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 			}
 			o->format_raw = strcmp(optarg, "raw") == 0;
 			break;
+		case OPT_RECONNECT:
+			if (parse_uint(optarg, 0, 86400, &v) < 0) {
+				vhu_blk_daemon_log("error: --reconnect-timeout needs "
+						   "seconds (0..86400), not '%s'", optarg);
+				return -1;
+			}
+			o->reconnect_timeout = (unsigned)v;
+			break;
 		case OPT_CAPS:
 			o->print_caps = true;
 			break;
@@ -381,7 +415,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	}
 	if (o->print_caps) {
 		/* docs/interop/vhost-user.json: type "block" */
-		printf("{\"type\": \"block\", \"features\": [\"read-only\", \"blk-file\"]}\n");
+		print_caps();
 		return 1;
 	}
 	if (o->socket_path && o->fd >= 0) {
@@ -677,6 +711,7 @@ int main(int argc, char **argv)
 		.poll_always = o.poll_always,
 		.no_lock = o.no_lock,
 		.format_raw = o.format_raw,
+		.reconnect_timeout = o.reconnect_timeout,
 		.err = open_err,
 		.err_len = sizeof(open_err),
 	};

@@ -75,7 +75,11 @@ struct vhu__blk_io {
 	void *bounce;               /* file: aligned copy for O_DIRECT */
 	size_t bounce_len;
 	struct vhu__blk_io *next;   /* a back-end's own lists */
-	uint64_t cookie;            /* remote: the library's handle */
+	struct vhu__blk_io *prev;
+	void *owner;                /* remote: the queue context */
+	unsigned pending;           /* remote: commands not yet answered */
+	int error;                  /* remote: the first error (errno) */
+	unsigned phase;             /* remote: a request in several steps */
 	struct iovec cur[VHU_BLK_IOV_CAP];
 };
 

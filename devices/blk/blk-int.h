@@ -57,6 +57,7 @@ struct vhu_blk {
 	char serial[VHU_BLK_ID_BYTES + 1];
 	bool no_lock;               /* --lock off */
 	bool format_raw;            /* --format raw: no format probe */
+	unsigned reconnect_timeout; /* seconds (remote back-ends) */
 	/* While vhu_blk_new() runs: where a one-line reason for a failure
 	 * goes (opts->err), or NULL. */
 	char *err;

@@ -178,8 +178,12 @@ int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
 
 #define VHU_BLK_POLL_US_DEFAULT 50u   /* the daemon's default cap */
 #define VHU_BLK_POLL_US_MAX 1000000u
+#define VHU_BLK_RECONNECT_DEFAULT 30u /* seconds */
 
 struct vhu_blk_opts {
+	/* A file or block device, "null:SIZE", or an NBD URI
+	 * (nbd://host[:port]/export, nbd+unix:///export?socket=PATH, nbds...
+	 * for TLS) when built with libnbd. */
 	const char *path;
 	bool read_only;
 	const char *serial;      /* NULL: derived from the path */
@@ -205,6 +209,10 @@ struct vhu_blk_opts {
 	/* The image is raw even if it starts like a container format (qcow2,
 	 * vmdk, LUKS...): skip the probe that otherwise refuses it. */
 	bool format_raw;
+	/* Remote images (nbd://...): how long requests wait for a lost
+	 * connection to come back before they fail with IOERR (seconds; 0:
+	 * at once).  The daemon's default: VHU_BLK_RECONNECT_DEFAULT. */
+	unsigned reconnect_timeout;
 	/* Optional: on a failure of vhu_blk_new(), a one-line reason for the
 	 * operator (a lock conflict, a container format...) is written here;
 	 * left untouched when errno says it all. */

@@ -328,6 +328,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->poll_always = opts->poll_always;
 	blk->no_lock = opts->no_lock;
 	blk->format_raw = opts->format_raw;
+	blk->reconnect_timeout = opts->reconnect_timeout;
 	blk->err = opts->err;
 	blk->err_len = opts->err_len;
 	atomic_init(&blk->wce, true);

@@ -352,23 +352,7 @@ run_config() {
 		"$([ "${got%% *}" = ok ] && [ "$(echo "$got" | cut -d' ' -f2)" = "$want" ]; echo $?)" \
 		"guest '$got', image md5 $want"
 	check "the image holds generation 2 in every block" \
-		"$(python3 - "$IMG" <<'PY'
-import struct, sys, zlib
-bad = 0
-with open(sys.argv[1], "rb") as f:
-    b = 0
-    while True:
-        blk = f.read(4096)
-        if len(blk) < 4096:
-            break
-        magic, gen, num = struct.unpack_from("<IIQ", blk)
-        (crc,) = struct.unpack_from("<I", blk, 4092)
-        if magic != 0x52554856 or gen != 2 or num != b or zlib.crc32(blk[:4092]) != crc:
-            bad += 1
-        b += 1
-sys.exit(1 if bad or b == 0 else 0)
-PY
-		echo $?)" "blocks not of generation 2 in $IMG"
+		"$(python3 "$HERE/guest/blkload-gen.py" "$IMG" 2; echo $?)" "blocks not of generation 2 in $IMG"
 	local verr
 	# "ring restore failed" is expected: GET_VRING_BASE to a dead back-end.
 	verr=$(grep -a -E 'vring error' "$WORK/qemu.err" | head -n 2)

@@ -1,0 +1,577 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The NBD back-end: an export served by an NBD server, reached through
+ * libnbd with a URI (nbd://host[:port]/export, nbd+unix:///export?socket=
+ * PATH, nbds://... for TLS: libnbd's syntax, parsed by libnbd).
+ *
+ * Each queue has a connection of its own, driven asynchronously
+ * (nbd_aio_*) on the queue's thread: the worker watches the handle's fd in
+ * the direction libnbd asks for and calls back here.  Several connections
+ * are only consistent when the server says so (NBD_FLAG_CAN_MULTI_CONN: a
+ * flush on one connection covers writes completed on any); without it
+ * the device must have a single queue, and opening refuses more.
+ *
+ * Mapping: IN -> NBD_CMD_READ, OUT -> NBD_CMD_WRITE (with FUA when the
+ * guest wants write-through; without FUA, a FLUSH follows), FLUSH ->
+ * NBD_CMD_FLUSH (nothing to do when the server has no write cache to
+ * flush), DISCARD -> NBD_CMD_TRIM (a hint: nothing when the server cannot
+ * trim), WRITE_ZEROES -> NBD_CMD_WRITE_ZEROES (NO_HOLE unless the guest
+ * allows unmapping; FAST_ZERO first when offered, plain if the server
+ * says fast zeroing is not possible).  Data segments of a request become
+ * one command each.
+ *
+ * A lost connection loses no request: what was on it waits, with what
+ * arrives meanwhile, while the queue reconnects (backing off from 50 ms
+ * to 1 s); after the reconnect timeout the waiting requests fail with
+ * IOERR (and new ones at once) while reconnection goes on in the
+ * background.  Server errors (EIO from the export) fail the request.
+ */
+#include <errno.h>
+#include <libnbd.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "blk-int.h"
+
+#define BACKOFF_MIN_MS 50u
+#define BACKOFF_MAX_MS 1000u
+#define CONNECT_MAX_MS 5000u   /* one attempt, before it counts as failed */
+
+struct nbd_img {
+	char *uri;
+	bool can_flush, can_fua, can_trim, can_zero, can_fast_zero;
+	uint64_t timeout_ns;
+	_Atomic unsigned down;     /* queues without a connection */
+	_Atomic unsigned failed;   /* of those, past the timeout */
+	/* The last change any queue saw (for when none runs). */
+	_Atomic(const char *) last;
+};
+
+enum nq_state { NQ_CONNECTING, NQ_READY, NQ_DOWN };
+
+struct nq {
+	struct vhu__blk_worker *w;
+	struct vhu_blk *blk;
+	struct nbd_img *img;
+	struct nbd_handle *h;
+	enum nq_state st;
+	bool counted_down, counted_failed;
+	bool closing;               /* callbacks of a closed handle: ignored */
+	uint64_t down_since, attempt_at;
+	unsigned backoff_ms;
+	struct vhu__blk_io *wait_head, *wait_tail; /* need a connection */
+	struct vhu__blk_io *sent;   /* on the connection (prev/next) */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool conn_error(int e)
+{
+	return e == ENOTCONN || e == ECONNRESET || e == EPIPE || e == ESHUTDOWN ||
+	       e == ECONNREFUSED || e == ECONNABORTED || e == ETIMEDOUT;
+}
+
+static void set_down(struct nq *q, bool down)
+{
+	if (down && !q->counted_down) {
+		q->counted_down = true;
+		q->down_since = now_ns();
+		atomic_fetch_add(&q->img->down, 1);
+		atomic_store(&q->img->last, "reconnecting");
+	} else if (!down && q->counted_down) {
+		q->counted_down = false;
+		atomic_fetch_sub(&q->img->down, 1);
+		if (q->counted_failed) {
+			q->counted_failed = false;
+			atomic_fetch_sub(&q->img->failed, 1);
+		}
+	}
+}
+
+static void wait_push(struct nq *q, struct vhu__blk_io *io)
+{
+	io->next = NULL;
+	if (q->wait_tail)
+		q->wait_tail->next = io;
+	else
+		q->wait_head = io;
+	q->wait_tail = io;
+}
+
+static void sent_add(struct nq *q, struct vhu__blk_io *io)
+{
+	io->prev = NULL;
+	io->next = q->sent;
+	if (q->sent)
+		q->sent->prev = io;
+	q->sent = io;
+}
+
+static void sent_del(struct nq *q, struct vhu__blk_io *io)
+{
+	if (io->prev)
+		io->prev->next = io->next;
+	else
+		q->sent = io->next;
+	if (io->next)
+		io->next->prev = io->prev;
+}
+
+static void issue(struct nq *q, struct vhu__blk_io *io);
+
+/* Every command of io has been answered. */
+static void finish(struct nq *q, struct vhu__blk_io *io)
+{
+	uint32_t type = io->req.type;
+	int e = io->error;
+
+	sent_del(q, io);
+	if (e && conn_error(e)) {
+		/* The connection went: again on the next one (from the
+		 * start: a write-through write is sent again with FUA). */
+		io->phase = 0;
+		wait_push(q, io);
+		return;
+	}
+	if (!e && type == VHU_BLK_T_OUT && io->write_through &&
+	    !q->img->can_fua && q->img->can_flush && io->phase == 0) {
+		io->phase = 1;          /* the flush that makes it durable */
+		wait_push(q, io);       /* sent by settle() */
+		return;
+	}
+	if ((e == ENOTSUP || e == EOPNOTSUPP) && type == VHU_BLK_T_WRITE_ZEROES &&
+	    io->phase == 0 && q->img->can_fast_zero) {
+		io->phase = 2;          /* not fast: let the server write them */
+		wait_push(q, io);
+		return;
+	}
+	if (e)
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: nbd: request type %u at "
+			     "sector %llu: %s", vhu__blk_q_index(q->w), type,
+			     (unsigned long long)io->req.sector, strerror(e));
+	io->through = !e && io->write_through && type != VHU_BLK_T_IN &&
+		      type != VHU_BLK_T_FLUSH;
+	vhu__blk_io_done(q->w, io, e ? VHU_BLK_S_IOERR : VHU_BLK_S_OK,
+			 e || type != VHU_BLK_T_IN ? 0 : io->req.data_len);
+}
+
+static int cmd_done(void *user_data, int *error)
+{
+	struct vhu__blk_io *io = user_data;
+	struct nq *q = io->owner;
+
+	if (q->closing)
+		return 1;
+	if (*error && !io->error)
+		io->error = *error;
+	if (--io->pending == 0)
+		finish(q, io);
+	return 1;
+}
+
+/* Send io's commands on the ready connection.  Never from a libnbd
+ * callback (the handle is locked there): finish() defers to settle(). */
+static void issue(struct nq *q, struct vhu__blk_io *io)
+{
+	struct vhu_blk_req *req = &io->req;
+	uint64_t off = req->sector << VHU_BLK_SECTOR_SHIFT;
+	nbd_completion_callback cb = { .callback = cmd_done, .user_data = io };
+	uint32_t fua = io->write_through && q->img->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
+	bool flush = req->type == VHU_BLK_T_FLUSH || io->phase == 1;
+	bool rw = !flush && (req->type == VHU_BLK_T_IN || req->type == VHU_BLK_T_OUT);
+	bool zero = !flush && req->type == VHU_BLK_T_WRITE_ZEROES;
+	unsigned total, n = 0;
+
+	if (flush)
+		total = q->img->can_flush ? 1 : 0;
+	else if (rw)
+		total = req->n_data;
+	else if (zero ? q->img->can_zero : q->img->can_trim)
+		total = req->n_segs;
+	else
+		total = 0;
+	io->owner = q;
+	io->error = zero && !q->img->can_zero ? EOPNOTSUPP : 0;
+	io->pending = 1 + total;    /* one held while issuing */
+	sent_add(q, io);
+	for (; n < total; n++) {
+		int64_t c;
+
+		if (flush) {
+			c = nbd_aio_flush(q->h, cb, 0);
+		} else if (rw) {
+			struct iovec *v = &req->data[n];
+
+			c = req->type == VHU_BLK_T_IN
+				? nbd_aio_pread(q->h, v->iov_base, v->iov_len, off, cb, 0)
+				: nbd_aio_pwrite(q->h, v->iov_base, v->iov_len, off, cb, fua);
+			off += v->iov_len;
+		} else {
+			const struct vhu_blk_seg *sg = &req->segs[n];
+			uint64_t o = sg->sector << VHU_BLK_SECTOR_SHIFT;
+			uint64_t len = (uint64_t)sg->num_sectors << VHU_BLK_SECTOR_SHIFT;
+			uint32_t f = fua;
+
+			if (zero && !(sg->flags & VHU_BLK_SEG_F_UNMAP))
+				f |= LIBNBD_CMD_FLAG_NO_HOLE;
+			if (zero && io->phase == 0 && q->img->can_fast_zero)
+				f |= LIBNBD_CMD_FLAG_FAST_ZERO;
+			c = zero ? nbd_aio_zero(q->h, len, o, cb, f)
+				 : nbd_aio_trim(q->h, len, o, cb, f);
+		}
+		if (c < 0)
+			break;
+	}
+	if (n < total) {
+		/* Commands not sent count as answered with the error. */
+		int e = nbd_get_errno();
+
+		if (!nbd_aio_is_ready(q->h) && !nbd_aio_is_processing(q->h))
+			e = ENOTCONN;
+		if (!io->error)
+			io->error = e ? e : EIO;
+		io->pending -= total - n;
+	}
+	if (--io->pending == 0)
+		finish(q, io);
+}
+
+static void fail_waiting(struct nq *q)
+{
+	while (q->wait_head) {
+		struct vhu__blk_io *io = q->wait_head;
+
+		q->wait_head = io->next;
+		vhu__blk_io_done(q->w, io, VHU_BLK_S_IOERR, 0);
+	}
+	q->wait_tail = NULL;
+}
+
+/* Past the reconnect timeout: what waits fails, and so does what comes. */
+static void check_timeout(struct nq *q)
+{
+	if (q->st == NQ_READY || now_ns() - q->down_since < q->img->timeout_ns)
+		return;
+	if (!q->counted_failed) {
+		q->counted_failed = true;
+		atomic_fetch_add(&q->img->failed, 1);
+		atomic_store(&q->img->last, "failed");
+		vhu__blk_log(VHU_LOG_ERROR, "queue %u: nbd: no connection to %s "
+			     "for the reconnect timeout; failing requests until it "
+			     "is back", vhu__blk_q_index(q->w), q->img->uri);
+	}
+	fail_waiting(q);
+}
+
+static void lost(struct nq *q, const char *why);
+
+static void start_connect(struct nq *q)
+{
+	q->attempt_at = now_ns();
+	q->st = NQ_CONNECTING;
+	q->h = nbd_create();
+	if (!q->h || nbd_aio_connect_uri(q->h, q->img->uri) < 0) {
+		lost(q, nbd_get_error());
+		return;
+	}
+}
+
+/* The connection is gone or could not be made: keep what was on it. */
+static void lost(struct nq *q, const char *why)
+{
+	bool was_ready = q->st == NQ_READY;
+
+	if (q->h) {
+		q->closing = true;
+		nbd_close(q->h);
+		q->closing = false;
+		q->h = NULL;
+	}
+	vhu__blk_q_watch(q->w, -1, 0);
+	while (q->sent) {
+		struct vhu__blk_io *io = q->sent;
+
+		sent_del(q, io);
+		io->phase = 0;
+		wait_push(q, io);
+	}
+	if (was_ready) {
+		vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: connection to %s lost "
+			     "(%s); reconnecting", vhu__blk_q_index(q->w),
+			     q->img->uri, why ? why : "closed");
+		q->backoff_ms = BACKOFF_MIN_MS;
+	} else {
+		q->backoff_ms = q->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+								    : q->backoff_ms * 2;
+	}
+	q->st = NQ_DOWN;
+	set_down(q, true);
+	check_timeout(q);
+	vhu__blk_q_timer(q->w, q->backoff_ms);
+}
+
+/* After libnbd ran: a new state, what waits sent, the direction to
+ * watch. */
+static void settle(struct nq *q)
+{
+	unsigned dir, ev = 0;
+
+	if (!q->h)
+		return;
+	if (nbd_aio_is_dead(q->h) || nbd_aio_is_closed(q->h)) {
+		lost(q, nbd_get_error());
+		return;
+	}
+	if (q->st == NQ_CONNECTING && nbd_aio_is_ready(q->h)) {
+		if (q->counted_down)
+			vhu__blk_log(VHU_LOG_INFO, "queue %u: nbd: reconnected to %s",
+				     vhu__blk_q_index(q->w), q->img->uri);
+		q->st = NQ_READY;
+		set_down(q, false);
+		atomic_store(&q->img->last, "connected");
+		q->backoff_ms = BACKOFF_MIN_MS;
+	}
+	if (q->st == NQ_READY && q->wait_head) {
+		/* One pass over what waits now (a request that comes back
+		 * meanwhile waits for the next). */
+		struct vhu__blk_io *io = q->wait_head;
+
+		q->wait_head = q->wait_tail = NULL;
+		while (io) {
+			struct vhu__blk_io *next = io->next;
+
+			issue(q, io);
+			io = next;
+		}
+		if (nbd_aio_is_dead(q->h) || nbd_aio_is_closed(q->h)) {
+			lost(q, nbd_get_error());
+			return;
+		}
+	}
+	dir = nbd_aio_get_direction(q->h);
+	if (dir & LIBNBD_AIO_DIRECTION_READ)
+		ev |= POLLIN;
+	if (dir & LIBNBD_AIO_DIRECTION_WRITE)
+		ev |= POLLOUT;
+	vhu__blk_q_watch(q->w, nbd_aio_get_fd(q->h), ev);
+}
+
+static void nbd_event(void *ctx, unsigned revents)
+{
+	struct nq *q = ctx;
+
+	if (revents == 0) {
+		/* The timer: retry, or give up on a slow attempt. */
+		check_timeout(q);
+		if (q->st == NQ_DOWN)
+			start_connect(q);
+		else if (q->st == NQ_CONNECTING &&
+			 now_ns() - q->attempt_at > CONNECT_MAX_MS * 1000000ull)
+			lost(q, "connecting timed out");
+		if (q->st != NQ_READY)
+			vhu__blk_q_timer(q->w, q->backoff_ms);
+		settle(q);
+		return;
+	}
+	if (q->h && (revents & POLLIN) && nbd_aio_notify_read(q->h) < 0 &&
+	    q->h && nbd_aio_is_dead(q->h)) {
+		lost(q, nbd_get_error());
+		return;
+	}
+	if (q->h && (revents & POLLOUT) && nbd_aio_notify_write(q->h) < 0 &&
+	    q->h && nbd_aio_is_dead(q->h)) {
+		lost(q, nbd_get_error());
+		return;
+	}
+	settle(q);
+}
+
+static void nbd_submit(void *ctx, struct vhu__blk_io *io)
+{
+	struct nq *q = ctx;
+
+	io->phase = 0;
+	if (q->st == NQ_READY) {
+		issue(q, io);
+		return;
+	}
+	if (q->counted_failed) {
+		vhu__blk_io_done(q->w, io, VHU_BLK_S_IOERR, 0);
+		return;
+	}
+	wait_push(q, io);
+}
+
+static void nbd_round(void *ctx)
+{
+	settle(ctx);
+}
+
+static int nbd_q_open(struct vhu_blk *blk, struct vhu__blk_worker *w,
+		      void **ctx)
+{
+	struct nq *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return -ENOMEM;
+	q->w = w;
+	q->blk = blk;
+	q->img = blk->be_data;
+	q->backoff_ms = BACKOFF_MIN_MS;
+	q->down_since = now_ns();
+	start_connect(q);
+	if (q->st == NQ_CONNECTING)
+		vhu__blk_q_timer(w, CONNECT_MAX_MS);
+	settle(q);
+	*ctx = q;
+	return 0;
+}
+
+static void nbd_q_close(void *ctx)
+{
+	struct nq *q = ctx;
+
+	if (!q)
+		return;
+	/* The queue finished: nothing waits and nothing is on the wire. */
+	if (q->h) {
+		q->closing = true;
+		nbd_close(q->h);
+	}
+	set_down(q, false);
+	free(q);
+}
+
+/* ---- image-wide ---- */
+
+/* A blocking connection for the facts (size, flags): open and refresh. */
+static struct nbd_handle *connect_now(struct vhu_blk *blk, const char *uri)
+{
+	struct nbd_handle *h = nbd_create();
+
+	if (!h) {
+		vhu__blk_open_error(blk, "libnbd: %s", nbd_get_error());
+		return NULL;
+	}
+	if (nbd_connect_uri(h, uri) < 0) {
+		vhu__blk_open_error(blk, "cannot connect to %s: %s", uri,
+				    nbd_get_error());
+		nbd_close(h);
+		return NULL;
+	}
+	return h;
+}
+
+static int nbd_size(struct vhu_blk *blk, uint64_t *size)
+{
+	struct nbd_img *img = blk->be_data;
+	struct nbd_handle *h = connect_now(blk, img->uri);
+	int64_t s;
+
+	if (!h)
+		return -ENOTCONN;
+	s = nbd_get_size(h);
+	nbd_close(h);
+	if (s < 0)
+		return -EIO;
+	*size = (uint64_t)s;
+	return 0;
+}
+
+static const char *nbd_no_resize(const struct vhu_blk *blk)
+{
+	(void)blk;
+	return "an NBD export's size is the server's: NBD has no resize "
+	       "command (only an extension libnbd does not offer); resize the "
+	       "export on the server, then call \"refresh\"";
+}
+
+static void nbd_img_close(struct vhu_blk *blk)
+{
+	struct nbd_img *img = blk->be_data;
+
+	if (!img)
+		return;
+	free(img->uri);
+	free(img);
+	blk->be_data = NULL;
+}
+
+static const char *nbd_state(const struct vhu_blk *blk)
+{
+	struct nbd_img *img = blk->be_data;
+
+	if (atomic_load(&img->failed))
+		return "failed";
+	if (atomic_load(&img->down))
+		return "reconnecting";
+	return atomic_load(&img->last);
+}
+
+int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
+{
+	struct nbd_img *img = calloc(1, sizeof(*img));
+	struct nbd_handle *h;
+	int64_t size;
+
+	if (!img || !(img->uri = strdup(uri))) {
+		free(img);
+		return -ENOMEM;
+	}
+	blk->be_data = img;
+	blk->fd = -1;
+	img->timeout_ns = (uint64_t)blk->reconnect_timeout * 1000000000u;
+	atomic_init(&img->last, "connected");
+	h = connect_now(blk, uri);
+	if (!h)
+		return -ENOTCONN;
+	size = nbd_get_size(h);
+	if (blk->num_queues > 1 && nbd_can_multi_conn(h) != 1) {
+		vhu__blk_open_error(blk, "%s does not allow several connections "
+				    "(no multi-conn flag), which several queues "
+				    "need: serve it with --num-queues 1", uri);
+		nbd_close(h);
+		return -EINVAL;
+	}
+	if (nbd_is_read_only(h) == 1 && !blk->read_only) {
+		vhu__blk_log(VHU_LOG_INFO, "%s: the export is read-only: serving "
+			     "it read-only", uri);
+		blk->read_only = true;
+	}
+	img->can_flush = nbd_can_flush(h) == 1;
+	img->can_fua = nbd_can_fua(h) == 1;
+	img->can_trim = nbd_can_trim(h) == 1;
+	img->can_zero = nbd_can_zero(h) == 1;
+	img->can_fast_zero = nbd_can_fast_zero(h) == 1;
+	nbd_close(h);
+	if (size < 0) {
+		vhu__blk_open_error(blk, "%s: no size from the server", uri);
+		return -EIO;
+	}
+	blk->geo = (struct vhu_blk_geometry){ .logical = 512, .dio_offset = 512,
+					      .dio_mem = 512, .discard = 4096 };
+	vhu__blk_set_size(blk, (uint64_t)size);
+	return 0;
+}
+
+const struct vhu__blk_backend_ops vhu__blk_nbd_ops = {
+	.kind = "nbd",
+	.size = nbd_size,
+	.no_resize = nbd_no_resize,
+	.close = nbd_img_close,
+	.state = nbd_state,
+	.q_open = nbd_q_open,
+	.q_close = nbd_q_close,
+	.submit = nbd_submit,
+	.event = nbd_event,
+	.round = nbd_round,
+};

@@ -1,0 +1,192 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# vhu-blk serving NBD exports (--blk-file nbd+unix:///...): real servers
+# started here, nbdkit (memory and file plugins; the error and delay
+# filters inject faults) and qemu-nbd.  Checks: verified I/O with several
+# queues (one connection each, nbdkit allows multi-conn), `vhu check`,
+# data landing in the file behind the server, a server without multi-conn
+# (nbdkit's multi-conn filter) refused for several queues, a read-only export served read-only, server
+# errors reported as IOERR without a reconnect, the server killed and
+# restarted under verified I/O (a pause, no error, no lost write), no
+# server beyond --reconnect-timeout (IOERR, state "failed", then back),
+# refresh after the export grew, resize refused with a reason, and the
+# back-end kind and state in ctl info / stats and --print-capabilities.
+# Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
+set -u
+
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+e2e_bins "${1:-build}" tools/vhu-blk tools/vhu
+"$BIN" --print-capabilities | grep -q '"nbd"' ||
+	skip_all "vhu-blk built without libnbd (meson -Dnbd=enabled)"
+command -v nbdkit >/dev/null || skip_all "nbdkit not installed (scripts/deps)"
+command -v qemu-nbd >/dev/null || skip_all "qemu-nbd not installed (scripts/deps)"
+e2e_setup vhu-blk-nbd
+e2e_diag() { sed 's/^/# /' "$T"/log* 2>/dev/null | tail -8; }
+MiB=$((1 << 20))
+# The loss and the reconnection are logged at warn and info.
+export VHU_LOG=info
+
+# nbdkit_start NAME ARGS...: an nbdkit on $T/NAME.sock in the foreground
+# of a background job; NK is its pid.
+nbdkit_start() {
+	local name=$1; shift
+	rm -f "$T/$name.sock"
+	nbdkit -f --unix "$T/$name.sock" "$@" 2>>"$T/log.nbdkit" &
+	NK=$!
+	PIDS+=("$NK")
+	wait_for "$T/$name.sock"
+}
+uri() { echo "nbd+unix:///?socket=$T/$1.sock"; }
+ctl() { timeout 20 "$VHU" ctl "$T/ctl" "$@" 2>&1; }
+# daemon NAME EXTRA...: vhu-blk on $T/NAME's export, socket $T/v, control
+# $T/ctl; D its pid.
+daemon() {
+	local name=$1; shift
+	rm -f "$T/v" "$T/ctl"
+	e2e_daemon "$T/log.$name" --blk-file "$(uri "$name")" --socket-path "$T/v" \
+		--control "$T/ctl" "$@"
+	wait_for "$T/v"
+}
+bench() { timeout 90 "$VHU" bench "$T/v" --quiet "$@" >"$T/bench.out" 2>&1; }
+errors0() { grep -q "errors: 0$" "$T/bench.out" && ! grep -q "mismatches: [1-9]" "$T/bench.out"; }
+
+# --- capabilities ---
+check "--print-capabilities lists the back-ends" \
+	bash -c '"$1" --print-capabilities | grep -q "\"backends\": \[\"file\", \"null\", \"nbd\"\]"' _ "$BIN"
+
+# --- nbdkit memory: several queues, verified I/O, check ---
+nbdkit_start mem memory 64M
+daemon mem --num-queues 2
+check "memory export: verified random writes, 2 queues" \
+	bench --pattern randrw --verify --time 2 --queues 2
+check "memory export: no errors" errors0
+check "memory export: vhu check passes" \
+	bash -c 'timeout 120 "$1" check "$2" >"$3/check.out" 2>&1' _ "$VHU" "$T/v" "$T"
+check "ctl info: back-end nbd, connected" \
+	bash -c 'ctl_out=$("$1" ctl "$2" info) && grep -q "^backend: nbd" <<<"$ctl_out" &&
+		grep -q "^backend_state: connected" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
+check "ctl stats: back-end state" bash -c '"$1" ctl "$2" stats | grep -q "backend_state: connected"' _ "$VHU" "$T/ctl"
+out=$(ctl resize 134217728)
+check "resize on NBD: refused with the reason" grep -q "NBD has no resize" <<<"$out"
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- nbdkit file: the data lands in the file; refresh after growth ---
+truncate -s 32M "$T/disk.img"
+nbdkit_start file file "$T/disk.img"
+daemon file --num-queues 2
+check "file export: sequential write of the whole disk" \
+	bench --pattern write --verify --count 8192 --size 32M --seed 7
+check "file export: written data reads back verified" \
+	bench --pattern read --verify --count 8192 --size 32M --seed 7
+e2e_stop "$D"
+# The same pattern straight from the file (vhu-blk on the file itself).
+rm -f "$T/v"
+e2e_daemon "$T/log.direct" --blk-file "$T/disk.img" --socket-path "$T/v" --lock off
+wait_for "$T/v"
+check "file export: the file behind nbdkit holds what was written" \
+	bench --pattern read --verify --count 8192 --size 32M --seed 7
+e2e_stop "$D"
+daemon file
+truncate -s 48M "$T/disk.img"
+out=$(ctl refresh)
+check "refresh: the export's new size from a new connection" grep -q "size: $((48 * MiB))" <<<"$out"
+check "refresh: ctl info shows it" bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^size: $3" <<<"$ctl_out"' \
+	_ "$VHU" "$T/ctl" $((48 * MiB))
+check "refresh: I/O past the old end" bench --pattern randwrite --verify --count 2000
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- the server killed and restarted under verified I/O ---
+truncate -s 32M "$T/disk2.img"
+nbdkit_start slow --filter=delay file "$T/disk2.img" delay-write=5ms delay-read=5ms
+daemon slow --num-queues 2
+"$VHU" bench "$T/v" --pattern write --verify --count 16384 --size 32M --seed 9 \
+	--queues 2 --quiet >"$T/bench.kill" 2>&1 &
+B=$!
+sleep 1.5
+kill -KILL "$NK"; wait "$NK" 2>/dev/null
+sleep 0.5
+state=$(ctl info | sed -n 's/^backend_state: //p')
+check "server gone: state reconnecting" test "$state" = reconnecting
+sleep 1.5
+nbdkit_start slow --filter=delay file "$T/disk2.img" delay-write=5ms delay-read=5ms
+wait "$B"; rc=$?
+check "server restarted under I/O: the writes complete" test $rc -eq 0
+check "server restarted under I/O: no error seen" grep -q "errors: 0$" "$T/bench.kill"
+check "server restarted under I/O: every block reads back" \
+	bench --pattern read --verify --count 16384 --size 32M --seed 9 --queues 2
+check "server restarted under I/O: no mismatch" errors0
+check "server restarted: state connected" bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^backend_state: connected" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
+check "the loss and the reconnection are logged" \
+	bash -c 'grep -q "connection to .* lost" "$1" && grep -q "reconnected" "$1"' _ "$T/log.slow"
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- no server beyond --reconnect-timeout: IOERR, then back ---
+nbdkit_start mem2 memory 16M
+daemon mem2 --reconnect-timeout 2
+e2e_stop "$NK"
+start=$SECONDS
+bench --pattern randread --count 64 --iodepth 4
+check "beyond --reconnect-timeout: requests fail (IOERR)" grep -q "errors: [1-9]" "$T/bench.out"
+check "beyond --reconnect-timeout: within a few seconds" test $((SECONDS - start)) -lt 9
+state=$(ctl info | sed -n 's/^backend_state: //p')
+check "beyond --reconnect-timeout: state failed" test "$state" = failed
+nbdkit_start mem2 memory 16M
+sleep 2.5
+check "server back after the timeout: I/O works again" bench --pattern randrw --verify --count 2000
+check "server back after the timeout: no errors" errors0
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- server errors: IOERR, no reconnection ---
+nbdkit_start err --filter=error memory 16M error=EIO error-pread-rate=100%
+daemon err
+bench --pattern randread --count 64 --iodepth 4
+check "server EIO on reads: requests fail" grep -q "errors: 64$" "$T/bench.out"
+bench --pattern randwrite --count 64 --iodepth 4
+check "server EIO on reads: writes still work" grep -q "errors: 0$" "$T/bench.out"
+check "server errors do not look like a lost connection" \
+	bash -c '! grep -q "lost" "$1"' _ "$T/log.err"
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- a server without multi-conn: one queue only ---
+nbdkit_start single --filter=multi-conn memory 16M multi-conn-mode=disable
+err=$(timeout 10 "$BIN" --blk-file "$(uri single)" --socket-path "$T/v2" --num-queues 2 2>&1)
+check "no multi-conn: several queues refused, with the reason" \
+	grep -q "num-queues 1" <<<"$err"
+daemon single
+check "no multi-conn: one queue serves verified I/O" bench --pattern randrw --verify --time 1
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- qemu-nbd (-e 4: multi-conn); a read-only export ---
+truncate -s 64M "$T/q.img"
+rm -f "$T/q.sock"
+qemu-nbd -f raw -k "$T/q.sock" -t -e 4 "$T/q.img" 2>>"$T/log.qemu-nbd" &
+Q=$!; PIDS+=("$Q")
+wait_for "$T/q.sock"
+daemon q --num-queues 2
+check "qemu-nbd: verified I/O, 2 queues" bench --pattern randrw --verify --time 2 --queues 2
+check "qemu-nbd: no errors" errors0
+check "qemu-nbd: vhu check passes" \
+	bash -c 'timeout 120 "$1" check "$2" >"$3/check.out" 2>&1' _ "$VHU" "$T/v" "$T"
+e2e_stop "$D"
+e2e_stop "$Q"
+rm -f "$T/q.sock"
+qemu-nbd -f raw -k "$T/q.sock" -t -r "$T/q.img" 2>>"$T/log.qemu-nbd" &
+Q=$!; PIDS+=("$Q")
+wait_for "$T/q.sock"
+daemon q
+check "read-only export: served read-only" \
+	bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^read_only: true" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
+e2e_stop "$D"
+e2e_stop "$Q"
+
+# --- no server at all: a clear error ---
+err=$(timeout 10 "$BIN" --blk-file "nbd+unix:///?socket=$T/none.sock" --socket-path "$T/v3" 2>&1)
+check "no server: exits with the reason" grep -q "cannot connect to" <<<"$err"
+
+finish
