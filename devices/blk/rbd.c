@@ -134,16 +134,10 @@ static int connect_cluster(struct vhu_blk *blk, struct img *im,
 		return e;
 	}
 	im->cluster_ok = true;
-	/* Settings of vhu-blk's own (they win over the file and CEPH_ARGS).
-	 * A cluster that is not there fails the open in bounded time;
-	 * requests to a connected cluster wait as long as it takes.
-	 * Requests go from the queue's thread straight into librbd's I/O
-	 * path instead of through one more work queue thread (a thread hop
-	 * less per request); the queue threads are ours and may wait there
-	 * (librbd only blocks for an image refresh or the lock, which is
-	 * held before the queues run). */
+	/* A cluster that is not there fails the open in bounded time;
+	 * requests to a connected cluster wait as long as it takes.  (Set
+	 * here, it wins over the file and CEPH_ARGS.) */
 	rados_conf_set(im->cluster, "client_mount_timeout", "30");
-	rados_conf_set(im->cluster, "rbd_non_blocking_aio", "false");
 	e = rados_conf_read_file(im->cluster, s->conf);
 	if (e < 0 && s->conf) {
 		vhu__blk_open_error(blk, "rbd: cannot read the Ceph configuration "
