@@ -179,11 +179,7 @@ guest() {
 	e2e_probe_accel "$T"
 	rbdc create rbd/gimg --size 64M
 	check "vhu-blk serves rbd:rbd/gimg" serve g "rbd:rbd/gimg:conf=$CONF"
-	: >"$log"
-	e2e_qemu_base "$E2E_ACCEL" "$T/initrd.cpio" "$log"
-	E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$T/g.sock"
-			-device vhost-user-blk-pci,chardev=c0,num-queues=1,addr=0x4)
-	e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$T/qemu.log"
+	e2e_boot_one_disk "$T/initrd.cpio" "$log" "$T/g.sock" "$T/qemu.log"
 	qpid=$E2E_LAST_PID
 	e2e_wait_log "$log" "WAITING resize" 180 "$qpid"
 	check "guest ($E2E_ACCEL) sees the disk" grep -q "RESULT disk ok 131072" "$log"
