@@ -536,16 +536,16 @@ static void rbd_submit(void *ctx, struct vhu__blk_io *io)
 
 	io->done = 0;
 	io->retries = 0;
-	if (t != VHU_BLK_T_IN && t != VHU_BLK_T_FLUSH) {
-		if (!writable(q->im)) {
-			fail(q, io, -EROFS);
-			return;
-		}
-		if ((t == VHU_BLK_T_DISCARD || t == VHU_BLK_T_WRITE_ZEROES) &&
-		    io->req.n_segs == 0) {
-			step(q, io, 0);  /* nothing to do but a flush */
-			return;
-		}
+	if (t != VHU_BLK_T_IN && t != VHU_BLK_T_FLUSH && !writable(q->im)) {
+		fail(q, io, -EROFS);
+		return;
+	}
+	/* Nothing to transfer or no range: done at once (as for files). */
+	if (((t == VHU_BLK_T_IN || t == VHU_BLK_T_OUT) && io->req.data_len == 0) ||
+	    ((t == VHU_BLK_T_DISCARD || t == VHU_BLK_T_WRITE_ZEROES) &&
+	     io->req.n_segs == 0)) {
+		vhu__blk_io_done(q->w, io, VHU_BLK_S_OK, 0);
+		return;
 	}
 	e = issue(q, io);
 	if (e < 0)

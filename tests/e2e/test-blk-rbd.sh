@@ -61,6 +61,9 @@ refused() {
 	return 1
 }
 
+check "--print-capabilities lists the rbd back-end (built with librbd)" \
+	bash -c '"$1" --print-capabilities | grep -q "\"backends\": \[[^]]*\"rbd\""' _ "$BIN"
+
 # ---- the cluster ----
 SECONDS=0
 out=$("$CLUSTER" start "$T/ceph" 2>&1); rc=$?
