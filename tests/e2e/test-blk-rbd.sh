@@ -36,7 +36,7 @@ e2e_cleanup_extra() {
 	e2e_cleanup     # QEMU (guest/lib.sh)
 	"$CLUSTER" stop "$T/ceph" >/dev/null 2>&1
 }
-e2e_diag() { tail -5 "$T"/*.log 2>/dev/null | sed 's/^/#   /'; }
+e2e_diag() { tail -n 5 "$T"/*.log 2>/dev/null | sed 's/^/#   /'; }
 
 CONF=$T/ceph/ceph.conf
 export CEPH_CONF=$CONF
@@ -69,7 +69,7 @@ SECONDS=0
 out=$("$CLUSTER" start "$T/ceph" 2>&1); rc=$?
 check "ceph-cluster start prints the configuration path (${SECONDS}s)" \
 	test $rc = 0 -a "$(tail -1 <<<"$out")" = "$CONF"
-[ $rc = 0 ] || { echo "#   $out"; tail -20 "$T"/ceph/log/*.log | sed 's/^/#   /'; finish; }
+[ $rc = 0 ] || { echo "#   $out"; tail -n 20 "$T"/ceph/log/*.log | sed 's/^/#   /'; finish; }
 check "ceph-cluster status: monitor and OSD run" bash -c "'$CLUSTER' status '$T/ceph' >/dev/null"
 check "rbd create" rbdc create rbd/img --size 64M
 
