@@ -194,6 +194,20 @@ static int parse_perm_option(int c, struct options *o)
 }
 
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
+/* A number of seconds, min..86400, for the option named name. */
+static int parse_seconds(const char *name, unsigned long min, unsigned *out)
+{
+	unsigned long v;
+
+	if (parse_uint(optarg, min, 86400, &v) < 0) {
+		vhu_blk_daemon_log("error: %s must be %lu..86400 seconds, not '%s'",
+				   name, min, optarg);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
 /* --print-capabilities: QEMU's vhost-user.json "block" type, and the
  * image back-ends compiled in. */
 static void print_caps(void)
@@ -361,12 +375,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			break;
 		case OPT_CONTROL_TIMEOUT:
-			if (parse_uint(optarg, 1, 86400, &v) < 0) {
-				vhu_blk_daemon_log("error: --control-timeout must be 1..86400 "
-						   "seconds, not '%s'", optarg);
+			if (parse_seconds("--control-timeout", 1, &o->control_timeout) < 0)
 				return -1;
-			}
-			o->control_timeout = (unsigned)v;
 			break;
 		case OPT_LOCK:
 			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
@@ -385,12 +395,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->format_raw = strcmp(optarg, "raw") == 0;
 			break;
 		case OPT_RECONNECT:
-			if (parse_uint(optarg, 0, 86400, &v) < 0) {
-				vhu_blk_daemon_log("error: --reconnect-timeout needs "
-						   "seconds (0..86400), not '%s'", optarg);
+			if (parse_seconds("--reconnect-timeout", 0, &o->reconnect_timeout) < 0)
 				return -1;
-			}
-			o->reconnect_timeout = (unsigned)v;
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;

@@ -12,7 +12,8 @@
  * the device must have a single queue, and opening refuses more.
  *
  * Mapping: IN -> NBD_CMD_READ, OUT -> NBD_CMD_WRITE (with FUA when the
- * guest wants write-through; without FUA, a FLUSH follows), FLUSH ->
+ * guest wants write-through, as DISCARD and WRITE_ZEROES then; a server
+ * without FUA gets a FLUSH after them), FLUSH ->
  * NBD_CMD_FLUSH (nothing to do when the server has no write cache to
  * flush), DISCARD -> NBD_CMD_TRIM (a hint: nothing when the server cannot
  * trim), WRITE_ZEROES -> NBD_CMD_WRITE_ZEROES (NO_HOLE unless the guest
@@ -142,8 +143,9 @@ static void finish(struct nq *q, struct vhu__blk_io *io)
 		wait_push(q, io);
 		return;
 	}
-	if (!e && type == VHU_BLK_T_OUT && io->write_through &&
-	    !q->img->can_fua && q->img->can_flush && io->phase == 0) {
+	if (!e && type != VHU_BLK_T_IN && type != VHU_BLK_T_FLUSH &&
+	    io->write_through && !q->img->can_fua && q->img->can_flush &&
+	    io->phase != 1) {
 		io->phase = 1;          /* the flush that makes it durable */
 		wait_push(q, io);       /* sent by settle() */
 		return;

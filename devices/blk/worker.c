@@ -68,7 +68,9 @@ struct vhu__blk_worker {
 	 * their events can change at any time without cancelling polls. */
 	int be_epfd;        /* -1 until the back-end watches something */
 	int be_fd;          /* the watched fd, or -1 */
+	uint32_t be_events; /* its EPOLL* events */
 	int timer_fd;       /* -1 until a timer is asked for */
+	bool timer_armed;   /* it runs: be_epfd may hold its expiry */
 	bool be_armed;      /* a ring poll on be_epfd is in flight */
 	bool polling;       /* polls before sleeping (poll.c) */
 	unsigned pop_flags; /* VHU_VQ_POP_*: NO_REARM while polling */
@@ -181,10 +183,14 @@ int vhu__blk_q_watch(struct vhu__blk_worker *w, int fd, unsigned events)
 		ev.events |= EPOLLIN;
 	if (events & POLLOUT)
 		ev.events |= EPOLLOUT;
-	if (epoll_ctl(w->be_epfd, w->be_fd == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-		      fd, &ev) < 0)
-		return -errno;
-	w->be_fd = fd;
+	/* Level-triggered: the same fd and events need no new call. */
+	if (w->be_fd != fd || w->be_events != ev.events) {
+		if (epoll_ctl(w->be_epfd, w->be_fd == fd ? EPOLL_CTL_MOD
+							 : EPOLL_CTL_ADD, fd, &ev) < 0)
+			return -errno;
+		w->be_fd = fd;
+		w->be_events = ev.events;
+	}
 	be_arm(w);
 	return 0;
 }
@@ -212,6 +218,7 @@ int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms)
 		its.it_value.tv_nsec = 1;
 	if (timerfd_settime(w->timer_fd, 0, &its, NULL) < 0)
 		return -errno;
+	w->timer_armed = true;
 	be_arm(w);
 	return 0;
 }
@@ -220,14 +227,27 @@ int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms)
 static void be_events(struct vhu__blk_worker *w)
 {
 	struct epoll_event ev[2];
-	int n = epoll_wait(w->be_epfd, ev, 2, 0);
+	int n;
+
+	if (!w->sync && !w->timer_armed && w->be_fd >= 0) {
+		/* Only the fd can have fired: hand over its events without
+		 * asking epoll which (a spurious one costs the back-end an
+		 * EAGAIN, never a lost event: the watch is level-triggered). */
+		w->blk->be->event(w->be_ctx,
+				  (w->be_events & EPOLLIN ? POLLIN : 0) |
+				  (w->be_events & EPOLLOUT ? POLLOUT : 0));
+		return;
+	}
+	n = epoll_wait(w->be_epfd, ev, 2, 0);
 
 	for (int i = 0; i < n; i++) {
 		if (ev[i].data.u64 == 1) {
 			uint64_t v;
 
-			if (read(w->timer_fd, &v, sizeof(v)) == sizeof(v))
+			if (read(w->timer_fd, &v, sizeof(v)) == sizeof(v)) {
+				w->timer_armed = false;
 				w->blk->be->event(w->be_ctx, 0);
+			}
 			continue;
 		}
 		w->blk->be->event(w->be_ctx,

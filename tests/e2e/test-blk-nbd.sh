@@ -9,7 +9,7 @@
 # errors reported as IOERR without a reconnect, the server killed and
 # restarted under verified I/O (a pause, no error, no lost write), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
-# refresh after the export grew, resize refused with a reason, and the
+# refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
 # back-end kind and state in ctl info / stats and --print-capabilities.
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
@@ -69,6 +69,16 @@ check "ctl stats: back-end state" bash -c '"$1" ctl "$2" stats | grep -q "backen
 out=$(ctl resize 134217728)
 check "resize on NBD: refused with the reason" grep -q "NBD has no resize" <<<"$out"
 e2e_stop "$D"
+# The blocking engine (--aio threads) and a thread shared by two queues.
+for extra in "1 --aio threads" "2 --num-queues 2 --threads 1"; do
+	nq=${extra%% *} extra=${extra#* }
+	# shellcheck disable=SC2086
+	daemon mem $extra
+	check "memory export, $extra: verified I/O" \
+		bench --pattern randrw --verify --time 1 --queues "$nq"
+	check "memory export, $extra: no errors" errors0
+	e2e_stop "$D"
+done
 e2e_stop "$NK"
 
 # --- nbdkit file: the data lands in the file; refresh after growth ---
@@ -88,9 +98,15 @@ check "file export: the file behind nbdkit holds what was written" \
 	bench --pattern read --verify --count 8192 --size 32M --seed 7
 e2e_stop "$D"
 daemon file
+timeout 30 "$VHU" watch "$T/v" --timeout 10 >"$T/watch.out" 2>&1 &
+W=$!
+for _ in $(seq 50); do grep -q "waiting for config changes" "$T/watch.out" && break; sleep 0.1; done
 truncate -s 48M "$T/disk.img"
 out=$(ctl refresh)
 check "refresh: the export's new size from a new connection" grep -q "size: $((48 * MiB))" <<<"$out"
+wait "$W"; rc=$?
+check "refresh: the front-end gets CONFIG_CHANGE_MSG with the new capacity" \
+	bash -c '[ "$1" -eq 0 ] && grep -q "config change: capacity $((48 * 2048)) sectors" "$2"' _ "$rc" "$T/watch.out"
 check "refresh: ctl info shows it" bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^size: $3" <<<"$ctl_out"' \
 	_ "$VHU" "$T/ctl" $((48 * MiB))
 check "refresh: I/O past the old end" bench --pattern randwrite --verify --count 2000

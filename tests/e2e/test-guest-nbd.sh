@@ -24,6 +24,7 @@ BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "1..0 # SKIP no build director
 HERE=$(cd "$(dirname "$0")" && pwd)
 E2E_SMP=${E2E_SMP:-2}
 . "$HERE/guest/lib.sh"
+. "$HERE/guest/blkload.sh"
 
 VHU_BLK=$BUILD/tools/vhu-blk
 MIB=${E2E_NBD_MIB:-16}
@@ -60,16 +61,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-if ! cc -static -O2 -o "$TOP/blkload" "$HERE/guest/blkload.c" 2>"$TOP/cc.err"; then
-	echo "Bail out! cannot build the guest's blkload: $(head -c 300 "$TOP/cc.err")"
-	exit 1
-fi
-if ! why=$(e2e_build_initrd "$TOP/initrd.cpio" "$HERE/guest/restart-guest.sh" "$TOP/blkload"); then
-	echo "Bail out! cannot build the guest image: $why"
-	exit 1
-fi
-e2e_probe_accel "$TOP"
-echo "# accel: $E2E_ACCEL"
+e2e_blkload_image "$TOP"
 
 IMG=$TOP/disk.img NSOCK=$TOP/nbd.sock SOCK=$TOP/blk.sock LOG=$TOP/console.log
 truncate -s $((MIB << 20)) "$IMG"
@@ -135,25 +127,7 @@ outage "verify 1" 40
 gwait 'WAITING done' $STEP_TIMEOUT
 e2e_wait_exit "$QPID" 30 || { echo "# guest did not power off; killing QEMU"; kill -KILL "$QPID" 2>/dev/null; }
 
-for g in 1 2; do
-	for m in write verify; do
-		pass=$(lines "PASS $m $g " | tail -n 1)
-		check "$m pass $g: every block, no error" \
-			"$(echo "$pass" | grep -q ' ioerr=0 unwritten=0 stale=0 future=0 misplaced=0 torn=0$' &&
-			   [ "$(lines "RESULT $m$g " | cut -d' ' -f3)" = ok ]; echo $?)" \
-			"${pass:-no PASS line}; $(lines '^BAD' | head -n 3 | tr '\n' ' ')"
-	done
-done
-kerr=$(lines 'RESULT kernel_errors' | cut -d' ' -f3-)
-check "no I/O error in the guest kernel log" "$([ "$kerr" = "ok 0" ]; echo $?)" \
-	"'$kerr'; $(lines '^KLOG' | tr '\n' ' ')"
-want=$(md5sum <"$IMG" | cut -d' ' -f1)
-got=$(lines 'RESULT wholeread' | cut -d' ' -f3-)
-check "whole-disk read in the guest equals the file behind nbdkit" \
-	"$([ "${got%% *}" = ok ] && [ "$(echo "$got" | cut -d' ' -f2)" = "$want" ]; echo $?)" \
-	"guest '$got', file md5 $want"
-check "the file behind nbdkit holds generation 2 in every block" \
-	"$(python3 "$HERE/guest/blkload-gen.py" "$IMG" 2; echo $?)"
+e2e_blkload_results "$IMG" "the file behind nbdkit"
 check "vhu-blk logged the lost connections and the reconnections" \
 	"$(grep -q 'lost' "$TOP/vhu-blk.log" && [ "$(grep -c 'reconnected' "$TOP/vhu-blk.log")" -ge 2 ]; echo $?)" \
 	"$(tail -n 4 "$TOP/vhu-blk.log")"

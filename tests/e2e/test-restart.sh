@@ -47,6 +47,7 @@ BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "1..0 # SKIP no build director
 HERE=$(cd "$(dirname "$0")" && pwd)
 E2E_SMP=${E2E_SMP:-2}
 . "$HERE/guest/lib.sh"
+. "$HERE/guest/blkload.sh"
 
 VHU_BLK=$BUILD/tools/vhu-blk
 CONFIGS=${E2E_RESTART_CONFIGS:-7.2:split:1 10.0:packed:1 7.2:split:2 10.0:packed:2}
@@ -90,16 +91,7 @@ finish() {
 trap finish EXIT
 trap 'exit 130' INT TERM
 
-if ! cc -static -O2 -o "$TOP/blkload" "$HERE/guest/blkload.c" 2>"$TOP/cc.err"; then
-	echo "Bail out! cannot build the guest's blkload: $(head -c 300 "$TOP/cc.err")"
-	exit 1
-fi
-if ! why=$(e2e_build_initrd "$TOP/initrd.cpio" "$HERE/guest/restart-guest.sh" "$TOP/blkload"); then
-	echo "Bail out! cannot build the guest image: $why"
-	exit 1
-fi
-e2e_probe_accel "$TOP"
-echo "# accel: $E2E_ACCEL"
+e2e_blkload_image "$TOP"
 # Slow storage (tests/e2e/peers/slowfs.c, FUSE): without it a killed
 # vhu-blk has seldom anything in flight, and nothing can hang.
 SLOW_BIN='' SLOW_WHY=''
@@ -331,28 +323,7 @@ run_config() {
 	fi
 	e2e_cleanup
 
-	local g pass
-	for g in 1 2; do
-		for m in write verify; do
-			pass=$(lines "PASS $m $g " | tail -n 1)
-			check "$m pass $g: every block, no error" \
-				"$(echo "$pass" | grep -q ' ioerr=0 unwritten=0 stale=0 future=0 misplaced=0 torn=0$' &&
-				   [ "$(lines "RESULT $m$g " | cut -d' ' -f3)" = ok ]; echo $?)" \
-				"${pass:-no PASS line}; $(lines '^BAD' | head -n 3 | tr '\n' ' ')"
-		done
-	done
-	local kerr
-	kerr=$(lines 'RESULT kernel_errors' | cut -d' ' -f3-)
-	check "no I/O error in the guest kernel log" "$([ "$kerr" = "ok 0" ]; echo $?)" \
-		"'$kerr'; $(lines '^KLOG' | tr '\n' ' ')"
-	local want got
-	want=$(md5sum <"$IMG" | cut -d' ' -f1)
-	got=$(lines 'RESULT wholeread' | cut -d' ' -f3-)
-	check "whole-disk read in the guest equals the host image" \
-		"$([ "${got%% *}" = ok ] && [ "$(echo "$got" | cut -d' ' -f2)" = "$want" ]; echo $?)" \
-		"guest '$got', image md5 $want"
-	check "the image holds generation 2 in every block" \
-		"$(python3 "$HERE/guest/blkload-gen.py" "$IMG" 2; echo $?)" "blocks not of generation 2 in $IMG"
+	e2e_blkload_results "$IMG" "the host image"
 	local verr
 	# "ring restore failed" is expected: GET_VRING_BASE to a dead back-end.
 	verr=$(grep -a -E 'vring error' "$WORK/qemu.err" | head -n 2)

@@ -1,53 +1,37 @@
 # SPDX-License-Identifier: MIT
-"""What bench/compare-* share: alternating `vhu bench` rounds against
-several vhost-user-blk back-ends (each round with --pid, so it also
-measures the back-end's CPU time), the medians, and the report whose last
-line gives the ratios of the first back-end to the second."""
+"""Shared by bench/compare-*: alternating `vhu bench` rounds against several
+back-ends, medians, and the summary table."""
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import time
 
 
-def wait_socket(who, path, proc, secs=10):
-    """Until path exists; exits when proc ends first or time runs out."""
+def wait_socket(prog, path, proc, secs=10):
     end = time.time() + secs
     while time.time() < end:
         if os.path.exists(path):
             return
         if proc.poll() is not None:
-            sys.exit(f"{who}: back-end exited early ({proc.returncode})")
+            sys.exit(f"{prog}: back-end exited early ({proc.returncode})")
         time.sleep(0.05)
-    sys.exit(f"{who}: {path} did not appear")
+    sys.exit(f"{prog}: {path} did not appear")
 
 
-def stop(procs):
-    """SIGTERM each process still running, then wait (kill after 10 s)."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def rounds(who, vhu, backends, a):
-    """backends: [(name, socket, pid)]; a: time, rounds, pattern, bs,
-    iodepth, queues.  Returns {name: [bench JSON per round]}."""
+def run_rounds(prog, vhu, backends, a):
+    """backends: [(name, socket, pid)]; rounds alternate between them."""
     results = {name: [] for name, _, _ in backends}
     for r in range(a.rounds):
         for name, sock, pid in backends:
             cmd = [vhu, "bench", sock, "--json", "--quiet", "--time", str(a.time),
                    "--pattern", a.pattern, "--bs", a.bs, "--iodepth", str(a.iodepth),
                    "--queues", str(a.queues), "--pid", str(pid)]
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.time + 60)
+            p = subprocess.run(cmd, capture_output=True, text=True,
+                               timeout=a.time + 60)
             if p.returncode != 0:
-                sys.exit(f"{who}: {name} round {r + 1} failed:\n{p.stderr}")
+                sys.exit(f"{prog}: {name} round {r + 1} failed:\n{p.stderr}")
             j = json.loads(p.stdout)
             results[name].append(j)
             print(f"round {r + 1} {name:8s} {j['iops']:10.0f} IOPS  "
@@ -57,12 +41,11 @@ def rounds(who, vhu, backends, a):
     return results
 
 
-def report(results, a, settings, title):
-    """Medians per back-end and the ratios first / second; printed as a
-    table (title on top) or, with a.json, as JSON with settings added."""
+def summarize(results, a, ours, theirs, extra):
+    """Medians per back-end and the ratios ours / theirs."""
     summary = {"pattern": a.pattern, "bs": a.bs, "iodepth": a.iodepth,
-               "queues": a.queues, "time": a.time, "rounds": a.rounds, **settings,
-               "backends": {}}
+               "queues": a.queues, "time": a.time, "rounds": a.rounds,
+               **extra, "backends": {}}
     for name, runs in results.items():
         summary["backends"][name] = {
             "iops": statistics.median(j["iops"] for j in runs),
@@ -73,15 +56,16 @@ def report(results, a, settings, title):
             "lat_p50_us": statistics.median(j["lat_p50_us"] for j in runs),
             "lat_p99_us": statistics.median(j["lat_p99_us"] for j in runs),
         }
-    (vn, v), (sn, s) = list(summary["backends"].items())[:2]
+    v, s = summary["backends"][ours], summary["backends"][theirs]
     summary["ratio_iops"] = v["iops"] / s["iops"] if s["iops"] else None
     summary["ratio_iops_per_cpu_s"] = (v["iops_per_cpu_s"] / s["iops_per_cpu_s"]
                                        if s["iops_per_cpu_s"] else None)
-    if a.json:
-        print(json.dumps(summary, indent=2))
-        return summary
+    return summary
+
+
+def print_summary(summary, a, note, ours, theirs):
     print(f"{a.pattern} bs {a.bs} iodepth {a.iodepth} queues {a.queues}, "
-          f"{a.rounds} rounds x {a.time:g} s, medians ({title})")
+          f"{a.rounds} rounds x {a.time:g} s, medians ({note})")
     print(f"{'back-end':10s} {'IOPS':>10s} {'IOPS/CPU-s':>11s} {'CPU':>6s} "
           f"{'p50 us':>8s} {'p99 us':>8s}")
     for name, m in summary["backends"].items():
@@ -90,17 +74,16 @@ def report(results, a, settings, title):
 
     def fmt(x):
         return f"{x:.2f}" if x is not None else "n/a"
-    print(f"{vn}/{sn}: IOPS {fmt(summary['ratio_iops'])}, "
+    print(f"{ours}/{theirs}: IOPS {fmt(summary['ratio_iops'])}, "
           f"IOPS per back-end CPU-second {fmt(summary['ratio_iops_per_cpu_s'])}")
-    return summary
 
 
-def add_load_args(ap):
-    """The load options every comparison takes."""
-    ap.add_argument("--time", type=float, default=5, help="seconds per round")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per back-end")
-    ap.add_argument("--pattern", default="randread")
-    ap.add_argument("--bs", default="4k")
-    ap.add_argument("--iodepth", type=int, default=32)
-    ap.add_argument("--queues", type=int, default=1)
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+def stop_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(15)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
