@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # vhu-blk serving NBD exports (--blk-file nbd+unix:///...): real servers
-# started here, nbdkit (memory and file plugins; the error and delay
+# started here (Unix sockets, and TCP on 127.0.0.1), nbdkit (memory and file plugins; the error and delay
 # filters inject faults) and qemu-nbd.  Checks: verified I/O with several
 # queues (one connection each, nbdkit allows multi-conn), `vhu check`,
 # data landing in the file behind the server, a server without multi-conn
@@ -10,7 +10,8 @@
 # restarted under verified I/O (a pause, no error, no lost write), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
-# back-end kind and state in ctl info / stats and --print-capabilities.
+# back-end kind and state in ctl info / stats, --print-capabilities and the
+# vhost-user.json descriptor's tags.
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
 
@@ -53,6 +54,10 @@ errors0() { grep -q "errors: 0$" "$T/bench.out" && ! grep -q "mismatches: [1-9]"
 # --- capabilities ---
 check "--print-capabilities lists the back-ends" \
 	bash -c '"$1" --print-capabilities | grep -q "\"backends\": \[\"file\", \"null\", \"nbd\"[],]"' _ "$BIN"
+
+check "the vhost-user.json descriptor tags the back-ends" \
+	python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["tags"]; sys.exit("backend-nbd" not in t or "backend-file" not in t)' \
+	"$BUILD/tools/50-vhu-blk.json"
 
 # --- nbdkit memory: several queues, verified I/O, check ---
 nbdkit_start mem memory 64M
@@ -200,6 +205,19 @@ check "read-only export: served read-only" \
 	bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^read_only: true" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
 e2e_stop "$D"
 e2e_stop "$Q"
+
+# --- TCP: nbd://HOST:PORT/ ---
+port=$((20000 + RANDOM % 20000))
+nbdkit -f -i 127.0.0.1 -p "$port" memory 16M 2>>"$T/log.nbdkit" &
+NK=$!; PIDS+=("$NK")
+for _ in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+rm -f "$T/v"
+e2e_daemon "$T/log.tcp" --blk-file "nbd://127.0.0.1:$port/" --socket-path "$T/v"
+wait_for "$T/v"
+check "TCP export (nbd://127.0.0.1:$port/): verified I/O" bench --pattern randrw --verify --time 1
+check "TCP export: no errors" errors0
+e2e_stop "$D"
+e2e_stop "$NK"
 
 # --- no server at all: a clear error ---
 err=$(timeout 10 "$BIN" --blk-file "nbd+unix:///?socket=$T/none.sock" --socket-path "$T/v3" 2>&1)
