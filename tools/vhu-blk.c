@@ -47,13 +47,16 @@ static void usage(FILE *f)
 	fprintf(f,
 "Usage: " PROG " --blk-file PATH|URI (--socket-path PATH | --fd N) [OPTIONS]\n"
 "\n"
-"Serve a raw image file, a block device or an NBD export to a vhost-user\n"
-"front-end (QEMU) as a virtio-blk device.\n"
+"Serve a raw image file, a block device, an NBD export or an RBD image to\n"
+"a vhost-user front-end (QEMU) as a virtio-blk device.\n"
 "\n"
 "  -b, --blk-file PATH|URI  image file or block device to serve (required),\n"
 "                           null:SIZE, or an NBD export (when built with\n"
 "                           libnbd): nbd://HOST[:PORT]/EXPORT,\n"
-"                           nbd+unix:///EXPORT?socket=PATH, nbds://... (TLS)\n"
+"                           nbd+unix:///EXPORT?socket=PATH, nbds://... (TLS),\n"
+"                           or an RBD image (when built with librbd):\n"
+"                           rbd:POOL/IMAGE[@SNAP][:conf=FILE][:id=NAME]\n"
+"                           (a snapshot is read-only)\n"
 "      --reconnect-timeout SEC  NBD: how long requests wait for a lost\n"
 "                           server before they fail (default %u)\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
@@ -512,6 +515,34 @@ static void arm_stop_grace(void)
 	alarm(STOP_GRACE_S);
 }
 
+/* Re-read the image size and tell the front-end when it changed;
+ * verbose: say so when it did not. */
+static void refresh(struct vhu_blk_daemon *d, const char *why, bool verbose)
+{
+	uint64_t old = vhu_blk_size(d->blk);
+	int r = vhu_blk_refresh_size(d->blk);
+
+	if (r < 0)
+		vhu_blk_daemon_log("%s: cannot read the image size: %s", why,
+				   strerror(-r));
+	else if (r > 0 || vhu_blk_size(d->blk) != old) {
+		vhu_blk_daemon_log("%s: image size changed", why);
+		vhu_blk_daemon_size_changed(d, old);
+	} else if (verbose) {
+		vhu_blk_daemon_log("%s: image size unchanged", why);
+	}
+}
+
+/* The image changed outside (an RBD image's header: `rbd resize`...). */
+static void on_image_change(struct vhu_loop *loop, int fd, uint32_t events,
+			    void *opaque)
+{
+	(void)loop;
+	(void)fd;
+	(void)events;
+	refresh(opaque, "image changed", false);
+}
+
 static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
 {
 	struct vhu_blk_daemon *d = opaque;
@@ -519,18 +550,7 @@ static void on_signal(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 
 	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			uint64_t old = vhu_blk_size(d->blk);
-			int r = vhu_blk_refresh_size(d->blk);
-
-			if (r < 0)
-				vhu_blk_daemon_log("SIGHUP: cannot read the image size: %s",
-						   strerror(-r));
-			else if (r > 0 || vhu_blk_size(d->blk) != old) {
-				vhu_blk_daemon_log("SIGHUP: image size changed");
-				vhu_blk_daemon_size_changed(d, old);
-			} else {
-				vhu_blk_daemon_log("SIGHUP: image size unchanged");
-			}
+			refresh(d, "SIGHUP", true);
 		} else {
 			vhu_blk_notify("STOPPING=1");
 			arm_stop_grace();
@@ -758,6 +778,12 @@ int main(int argc, char **argv)
 		vhu_blk_daemon_log("error: signalfd: %s", strerror(errno));
 		goto out_ctl;
 	}
+	if (vhu_blk_change_fd(d.blk) >= 0 &&
+	    vhu_loop_add(d.loop, vhu_blk_change_fd(d.blk), EPOLLIN, on_image_change,
+			 &d) < 0) {
+		vhu_blk_daemon_log("error: cannot watch the image for changes");
+		goto out_ctl;
+	}
 	r = vhu_backend_attach(d.backend, d.loop);
 	if (r < 0) {
 		vhu_blk_daemon_log("error: cannot attach the back-end: %s", strerror(-r));
@@ -779,6 +805,8 @@ int main(int argc, char **argv)
 		status = 0;
 	vhu_backend_detach(d.backend);
 out_ctl:
+	if (vhu_blk_change_fd(d.blk) >= 0)
+		vhu_loop_del(d.loop, vhu_blk_change_fd(d.blk));
 	if (sfd >= 0) {
 		vhu_loop_del(d.loop, sfd);
 		close(sfd);

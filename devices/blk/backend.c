@@ -6,14 +6,18 @@
 
 #include "backend.h"
 #include "blk-int.h"
+#include "rbd.h"
 
 const char *vhu__blk_backend_kinds(void)
 {
+	return "file null"
 #ifdef VHU_HAVE_LIBNBD
-	return "file null nbd";
-#else
-	return "file null";
+	       " nbd"
 #endif
+#ifdef VHU_HAVE_LIBRBD
+	       " rbd"
+#endif
+	       ;
 }
 
 /* libnbd's URI schemes: nbd, nbds (TLS), nbd+unix, nbds+unix, nbd+vsock,
@@ -37,6 +41,16 @@ int vhu__blk_backend_open(struct vhu_blk *blk, const char *spec)
 #else
 		vhu__blk_open_error(blk, "'%s': this vhu-blk was built without "
 				    "NBD support (libnbd)", spec);
+		return -EPROTONOSUPPORT;
+#endif
+	}
+	if (vhu__blk_rbd_is_uri(spec)) {
+#ifdef VHU_HAVE_LIBRBD
+		blk->be = &vhu__blk_rbd_ops;
+		return vhu__blk_rbd_open(blk, spec);
+#else
+		vhu__blk_open_error(blk, "'%s': this vhu-blk was built without "
+				    "RBD support (librbd)", spec);
 		return -EPROTONOSUPPORT;
 #endif
 	}

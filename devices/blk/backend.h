@@ -95,6 +95,13 @@ struct vhu__blk_backend_ops {
 	 * quiesced for a shrink). */
 	int (*resize)(struct vhu_blk *blk, uint64_t size);
 	void (*close)(struct vhu_blk *blk);
+	/* The guest's queues start (the first one; not a restart at the same
+	 * positions, vhu_vq_is_restarting) / stop for real (the last one;
+	 * reset, disconnect): a back-end with a writer lock of its own (RBD's
+	 * exclusive lock) takes it / gives it back here, as lock.c does for
+	 * files.  NULL: nothing to do. */
+	void (*queues_on)(struct vhu_blk *blk);
+	void (*queues_off)(struct vhu_blk *blk);
 	/* State for `ctl info` / `stats`: a short word ("open",
 	 * "connected", "reconnecting"...).  NULL: "open". */
 	const char *(*state)(const struct vhu_blk *blk);
@@ -148,6 +155,10 @@ int vhu__blk_null_open(struct vhu_blk *blk, const char *spec);
 #ifdef VHU_HAVE_LIBNBD
 extern const struct vhu__blk_backend_ops vhu__blk_nbd_ops;
 int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri);
+#endif
+#ifdef VHU_HAVE_LIBRBD
+extern const struct vhu__blk_backend_ops vhu__blk_rbd_ops;
+int vhu__blk_rbd_open(struct vhu_blk *blk, const char *uri);
 #endif
 
 #endif

@@ -51,6 +51,9 @@ struct vhu_blk {
 	/* The image's back-end (backend.h) and its image-wide state. */
 	const struct vhu__blk_backend_ops *be;
 	void *be_data;
+	/* Readable when the image changed outside (RBD's header watch), or
+	 * -1: vhu_blk_change_fd(). */
+	int change_fd;
 	char serial[VHU_BLK_ID_BYTES + 1];
 	bool no_lock;               /* --lock off */
 	/* Image locking (lock.c): the state (vhu_blk_lock_state; the

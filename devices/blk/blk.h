@@ -297,6 +297,12 @@ const char *vhu_blk_backend_kind(const struct vhu_blk *blk);
 const char *vhu_blk_backend_state(const struct vhu_blk *blk);
 const char *vhu_blk_resize_refusal(const struct vhu_blk *blk);
 
+/* An fd that becomes readable when the image changed outside this
+ * process (an RBD image resized by another client), or -1 when the
+ * back-end cannot tell.  Watch it in the control thread's loop and call
+ * vhu_blk_refresh_size() when it is readable (that clears it). */
+int vhu_blk_change_fd(const struct vhu_blk *blk);
+
 /* The container format whose header starts buf (qemu-img's name:
  * "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc", "luks"), or NULL. */
 const char *vhu_blk_probe_format(const void *buf, size_t len);

@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "blk-int.h"
+#include "rbd.h"
 
 /* What is in force: write-back only when the driver can flush (5.2.5)
  * and did not turn the cache off. */
@@ -42,6 +43,15 @@ static unsigned queues_running(const struct vhu_blk *blk)
 	return n;
 }
 
+/* No queue runs any more, for real: the write lock goes (lock.c, and
+ * a back-end's own, RBD's), so a migration's destination can take it. */
+static void queues_off(struct vhu_blk *blk)
+{
+	vhu__blk_lock_release(blk);
+	if (blk->be && blk->be->queues_off)
+		blk->be->queues_off(blk);
+}
+
 static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 {
 	struct vhu_blk *blk = opaque;
@@ -52,8 +62,13 @@ static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 		return;
 	/* The write lock comes with the queues (lock.c); a restart at the
 	 * same positions keeps what the queues had. */
-	if (!vhu_vq_is_restarting(vq))
-		vhu__blk_lock_take(blk, queues_running(blk) == 0);
+	if (!vhu_vq_is_restarting(vq)) {
+		bool first = queues_running(blk) == 0;
+
+		vhu__blk_lock_take(blk, first);
+		if (first && blk->be->queues_on)
+			blk->be->queues_on(blk);
+	}
 	blk->vqs[idx] = vq;
 	r = vhu__blk_run_start(blk, vq,
 			       blk->num_groups ? blk->groups[idx % blk->num_groups]
@@ -80,7 +95,7 @@ static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 	 * a VM stop, disable, reset, disconnect): the write lock goes, so
 	 * a migration's destination can take it. */
 	if (!vhu_vq_is_restarting(vq) && queues_running(blk) == 0)
-		vhu__blk_lock_release(blk);
+		queues_off(blk);
 }
 
 static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
@@ -140,7 +155,7 @@ static void blk_reset(void *opaque)
 	struct vhu_blk *blk = opaque;
 
 	if (queues_running(blk) == 0)
-		vhu__blk_lock_release(blk);
+		queues_off(blk);
 }
 
 /* The guest's device was reset: the cache mode returns to its default. */
@@ -340,6 +355,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->lock_fd = -1;
 	atomic_init(&blk->lock_state, opts->no_lock ? VHU_BLK_LOCK_OFF
 						    : VHU_BLK_LOCK_NONE);
+	blk->change_fd = -1;
 	blk->read_only = opts->read_only;
 	blk->cache = opts->cache;
 	blk->aio = opts->aio;
@@ -361,6 +377,16 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	if (opts->serial) {
 		memset(blk->serial, 0, sizeof(blk->serial));
 		memcpy(blk->serial, opts->serial, strlen(opts->serial));
+	} else if (vhu__blk_rbd_is_uri(opts->path)) {
+		/* rbd:POOL/IMAGE[@SNAP], without its options. */
+		char *name = strndup(opts->path, strcspn(opts->path + 4, ":") + 4);
+
+		if (!name) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		default_serial(blk->serial, name);
+		free(name);
 	} else {
 		default_serial(blk->serial, opts->path);
 	}
@@ -424,6 +450,11 @@ void vhu_blk_free(struct vhu_blk *blk)
 	for (unsigned i = 0; i < blk->num_queues; i++)
 		vhu__blk_run_stop(blk->runners[i]);
 	blk_release(blk);
+}
+
+int vhu_blk_change_fd(const struct vhu_blk *blk)
+{
+	return blk->change_fd;
 }
 
 uint64_t vhu_blk_size(const struct vhu_blk *blk)

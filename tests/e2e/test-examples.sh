@@ -124,11 +124,7 @@ guest() {
 		return
 	fi
 	local log=$tmp/console.log qpid
-	: >"$log"
-	e2e_qemu_base "$E2E_ACCEL" "$tmp/initrd.cpio" "$log"
-	E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$tmp/guest.sock"
-		-device vhost-user-blk-pci,chardev=c0,num-queues=1,addr=0x4)
-	e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$tmp/qemu.err"
+	e2e_boot_one_disk "$tmp/initrd.cpio" "$log" "$tmp/guest.sock" "$tmp/qemu.err"
 	qpid=$E2E_LAST_PID
 	if e2e_wait_log "$log" VHU-GUEST-BOOTED 90 "$qpid"; then
 		ok "guest boots on ramdisk ($E2E_ACCEL)"

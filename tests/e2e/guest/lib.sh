@@ -222,6 +222,18 @@ e2e_qemu_base() {
 	fi
 }
 
+# e2e_boot_one_disk INITRD LOG SOCKET ERR: QEMU ($E2E_ACCEL) booting the guest
+# with one vhost-user-blk disk (one queue, PCI slot 4) on SOCKET, serial
+# console in LOG (emptied first), stderr in ERR; started with e2e_spawn
+# (E2E_LAST_PID).
+e2e_boot_one_disk() {
+	: >"$2"
+	e2e_qemu_base "$E2E_ACCEL" "$1" "$2"
+	E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$3"
+		-device vhost-user-blk-pci,chardev=c0,num-queues=1,addr=0x4)
+	e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$4"
+}
+
 # Decide KVM vs TCG by booting a device-less guest under KVM and waiting for
 # its boot marker.  Sets E2E_ACCEL; the answer is kept in $1/accel so later
 # calls with the same work dir do not boot again.

@@ -1,0 +1,208 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# End-to-end test: vhu-blk serving RBD images (--blk-file rbd:POOL/IMAGE)
+# from a real single-node Ceph cluster that scripts/ceph-cluster starts
+# under the scratch directory (one monitor, one memstore OSD, no
+# authentication) and stops at the end, also on failure.
+#
+#   tests/e2e/test-blk-rbd.sh BUILD_DIR
+#
+# Checks: malformed URIs and missing pools, images and configurations are
+# refused with a reason; `vhu bench --verify` over two queues and `vhu
+# check` on an image; ctl info/stats name the back-end and its lock state;
+# the exclusive lock: a second vhu-blk on the same image cannot write while
+# the first one's queues run, and can once they stopped (the hand-over a
+# migration needs); `vhu ctl resize` goes through to the image (a shrink only
+# with --shrink); `rbd resize` by another client reaches the front-end as
+# CONFIG_CHANGE_MSG; a snapshot is served read-only; and a QEMU guest
+# writes data that `rbd export` reads back, sees an `rbd resize` live and
+# uses the new end.  Needs the Ceph packages (scripts/deps installs them)
+# and a vhu-blk built with librbd; QEMU and the guest kernel as the other
+# guest tests.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/lib.sh"
+E2E_SMP=${E2E_SMP:-1,maxcpus=2}
+. "$HERE/guest/lib.sh"
+e2e_bins "${1:-build}" tools/vhu-blk tools/vhu
+CLUSTER=$HERE/../../scripts/ceph-cluster
+for t in ceph-mon ceph-osd ceph rbd; do
+	command -v $t >/dev/null ||
+		skip_all "$t not installed (scripts/deps installs the Ceph packages)"
+done
+
+e2e_setup vhu-e2e-rbd
+e2e_cleanup_extra() {
+	e2e_cleanup     # QEMU (guest/lib.sh)
+	"$CLUSTER" stop "$T/ceph" >/dev/null 2>&1
+}
+e2e_diag() { tail -n 5 "$T"/*.log 2>/dev/null | sed 's/^/#   /'; }
+
+CONF=$T/ceph/ceph.conf
+export CEPH_CONF=$CONF
+rbdc() { timeout 60 rbd "$@" >/dev/null 2>&1; }
+info() { timeout 10 "$VHU" ctl "$1" info 2>&1; }
+field() { sed -n "s/^$2: //p" <<<"$1"; }   # field TEXT NAME
+# serve NAME URI [ARGS...]: vhu-blk in the background on $T/NAME.sock with
+# control socket $T/NAME.ctl; D is its pid.
+serve() {
+	local name=$1 uri=$2
+	shift 2
+	e2e_daemon "$T/$name.log" --socket-path "$T/$name.sock" --blk-file "$uri" \
+		--control "$T/$name.ctl" "$@"
+	wait_for "$T/$name.ctl"
+}
+# refused URI TEXT: vhu-blk exits 1 at once, its error names TEXT.
+refused() {
+	local out rc
+	out=$(timeout 60 "$BIN" --socket-path "$T/bad.sock" --blk-file "$1" 2>&1); rc=$?
+	if [ $rc = 1 ] && grep -qF -- "$2" <<<"$out"; then return 0; fi
+	echo "#   rc $rc: $out"
+	return 1
+}
+
+check "--print-capabilities lists the rbd back-end (built with librbd)" \
+	bash -c '"$1" --print-capabilities | grep -q "\"backends\": \[[^]]*\"rbd\""' _ "$BIN"
+
+# ---- the cluster ----
+SECONDS=0
+out=$("$CLUSTER" start "$T/ceph" 2>&1); rc=$?
+check "ceph-cluster start prints the configuration path (${SECONDS}s)" \
+	test $rc = 0 -a "$(tail -1 <<<"$out")" = "$CONF"
+[ $rc = 0 ] || { echo "#   $out"; tail -n 20 "$T"/ceph/log/*.log | sed 's/^/#   /'; finish; }
+check "ceph-cluster status: monitor and OSD run" bash -c "'$CLUSTER' status '$T/ceph' >/dev/null"
+check "rbd create" rbdc create rbd/img --size 64M
+
+# ---- URIs and open errors ----
+check "URI without an image refused" refused "rbd:rbd" "no '/' between pool and image"
+check "URI with an unknown option refused" refused "rbd:rbd/img:mon_host=x" "unknown option 'mon_host'"
+check "URI with an empty snapshot name refused" refused "rbd:rbd/img@" "empty snapshot name"
+check "missing configuration file refused" refused "rbd:rbd/img:conf=$T/none.conf" \
+	"cannot read the Ceph configuration '$T/none.conf'"
+check "missing pool refused" refused "rbd:nopool/img:conf=$CONF" "pool 'nopool': no such pool"
+check "missing image refused" refused "rbd:rbd/nope:conf=$CONF" "cannot open 'rbd/nope': no such image"
+check "missing snapshot refused" refused "rbd:rbd/img@nope:conf=$CONF" "no such image or snapshot"
+
+# ---- I/O through two queues, conformance ----
+check "vhu-blk serves rbd:rbd/img" serve a "rbd:rbd/img:conf=$CONF" --num-queues 2
+A=$D
+i=$(info "$T/a.ctl")
+check "info: backend rbd, unlocked before the guest starts its queues, 64 MiB" \
+	test "$(field "$i" backend)/$(field "$i" backend_state)/$(field "$i" size)" = "rbd/unlocked/67108864"
+b=$(timeout 120 "$VHU" bench "$T/a.sock" --queues 2 --pattern write --size 8M --count 2048 \
+	--verify --quiet 2>&1)
+check "bench: sequential write of 8 MiB over two queues, no error" grep -q "errors: 0" <<<"$b"
+b=$(timeout 120 "$VHU" bench "$T/a.sock" --queues 2 --pattern randread --size 8M --time 3 \
+	--verify --quiet 2>&1)
+check "bench --verify: random reads over two queues find what was written" \
+	grep -q "verify: [1-9][0-9]* reads checked, 0 mismatches" <<<"$b"
+b=$(timeout 120 "$VHU" bench "$T/a.sock" --pattern randrw --size 8M --time 3 --verify --quiet 2>&1)
+check "bench --verify: random read-write, no error, no mismatch" \
+	grep -q "errors: 0" <<<"$b"
+s=$(timeout 10 "$VHU" ctl "$T/a.ctl" stats 2>&1)
+check "stats: backend rbd, requests counted" \
+	test "$(field "$s" backend)" = rbd -a -n "$(grep -E '^total.requests: [1-9]' <<<"$s")"
+c=$(timeout 300 "$VHU" check "$T/a.sock" 2>&1 | tail -1)
+check "vhu check: $c" grep -q "^[0-9]* passed, 0 failed" <<<"$c"
+
+# ---- exclusive lock ----
+check "a second vhu-blk opens the same image" serve b "rbd:rbd/img:conf=$CONF"
+timeout 60 "$VHU" bench "$T/a.sock" --pattern write --count 64 --quiet --hold 8 \
+	>"$T/hold.out" 2>&1 &
+HOLD=$!
+for _ in $(seq 50); do
+	[ "$(field "$(info "$T/a.ctl")" backend_state)" = locked ] && break
+	sleep 0.1
+done
+check "info: locked while the queues run" test "$(field "$(info "$T/a.ctl")" backend_state)" = locked
+check "rbd lock ls shows the exclusive lock" bash -c "rbd lock ls rbd/img | grep -q 'exclusive lock'"
+timeout 60 "$VHU" bench "$T/b.sock" --pattern write --count 64 --quiet --hold 2 \
+	>"$T/refused.out" 2>&1 &
+sleep 1
+check "second writer: info says lock-refused while its queues run" \
+	test "$(field "$(info "$T/b.ctl")" backend_state)" = lock-refused
+wait $!
+check "second writer: every write fails while the first serves" grep -q "errors: 64" "$T/refused.out"
+b=$(timeout 60 "$VHU" bench "$T/b.sock" --pattern read --count 64 --quiet 2>&1)
+check "second writer: reads still work" grep -q "errors: 0" <<<"$b"
+wait $HOLD
+check "first writer's writes all done" grep -q "errors: 0" "$T/hold.out"
+check "info: unlocked once the first writer's queues stopped" \
+	test "$(field "$(info "$T/a.ctl")" backend_state)" = unlocked
+b=$(timeout 60 "$VHU" bench "$T/b.sock" --pattern write --count 64 --quiet 2>&1)
+check "second writer takes the lock over and writes" grep -q "errors: 0" <<<"$b"
+e2e_stop "$D"
+
+# ---- resize ----
+rsize() { rbd info --format json rbd/img | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
+timeout 10 "$VHU" ctl "$T/a.ctl" resize 80M >/dev/null 2>&1
+check "ctl resize 80M grows the RBD image" test "$(rsize)" = 83886080
+check "ctl resize 64M without --shrink refused" bash -c "! timeout 10 '$VHU' ctl '$T/a.ctl' resize 64M >/dev/null 2>&1"
+check "... the image keeps its size" test "$(rsize)" = 83886080
+timeout 10 "$VHU" ctl "$T/a.ctl" resize --shrink 64M >/dev/null 2>&1
+check "ctl resize --shrink 64M shrinks it" test "$(rsize)" = 67108864
+timeout 30 "$VHU" watch "$T/a.sock" --timeout 25 >"$T/watch.out" 2>&1 &
+W=$!
+sleep 1
+rbdc resize --size 96M rbd/img
+wait $W
+check "rbd resize by another client: CONFIG_CHANGE_MSG with the new capacity" \
+	grep -q "config change: capacity 196608 sectors" "$T/watch.out"
+check "info: the new size" test "$(field "$(info "$T/a.ctl")" size)" = 100663296
+b=$(timeout 120 "$VHU" bench "$T/a.sock" --pattern write --size 8M --count 2048 --seed 7 --verify --quiet 2>&1)
+check "bench: 8 MiB written again (seed 7)" grep -q "errors: 0" <<<"$b"
+e2e_stop "$A"
+
+# ---- a snapshot is read-only ----
+check "rbd snap create" rbdc snap create rbd/img@s1
+serve w "rbd:rbd/img:conf=$CONF"
+b=$(timeout 60 "$VHU" bench "$T/w.sock" --pattern write --size 1M --count 256 --seed 8 --verify --quiet 2>&1)
+check "the image changes after the snapshot (seed 8)" grep -q "errors: 0" <<<"$b"
+e2e_stop "$D"
+check "vhu-blk serves the snapshot" serve s "rbd:rbd/img@s1:conf=$CONF"
+i=$(info "$T/s.ctl")
+check "snapshot: read-only, no lock" \
+	test "$(field "$i" read_only)/$(field "$i" backend_state)" = true/connected
+b=$(timeout 60 "$VHU" bench "$T/s.sock" --pattern write --count 16 --quiet 2>&1)
+check "snapshot: the device is read-only for writers" grep -q "the device is read-only" <<<"$b"
+b=$(timeout 60 "$VHU" bench "$T/s.sock" --pattern randread --size 8M --time 1 --seed 7 --verify \
+	--quiet 2>&1)
+check "snapshot: reads find the data of the snapshot (seed 7), not the later writes" \
+	grep -q "verify: [1-9][0-9]* reads checked, 0 mismatches" <<<"$b"
+e2e_stop "$D"
+
+# ---- a guest ----
+guest() {
+	local why log=$T/console.log qpid sum got
+	if ! why=$(e2e_kernel); then notok "guest kernel" "$why"; return; fi
+	e2e_kernel >/dev/null
+	if ! why=$(e2e_build_initrd "$T/initrd.cpio" "$HERE/guest/rbd-guest.sh"); then
+		notok "guest image" "$why"; return
+	fi
+	e2e_probe_accel "$T"
+	rbdc create rbd/gimg --size 64M
+	check "vhu-blk serves rbd:rbd/gimg" serve g "rbd:rbd/gimg:conf=$CONF"
+	e2e_boot_one_disk "$T/initrd.cpio" "$log" "$T/g.sock" "$T/qemu.log"
+	qpid=$E2E_LAST_PID
+	e2e_wait_log "$log" "WAITING resize" 180 "$qpid"
+	check "guest ($E2E_ACCEL) sees the disk" grep -q "RESULT disk ok 131072" "$log"
+	check "guest writes 1 MiB and reads it back" grep -q "RESULT readback ok" "$log"
+	sum=$(sed -n 's/.*RESULT write ok \([0-9a-f]*\).*/\1/p' "$log" | tr -d '\r')
+	got=$(rbd export rbd/gimg - 2>/dev/null | dd bs=65536 skip=16 count=16 iflag=fullblock 2>/dev/null |
+	      md5sum | cut -d' ' -f1)
+	check "rbd export reads the guest's data" test -n "$sum" -a "$sum" = "$got"
+	rbdc resize --size 96M rbd/gimg
+	e2e_wait_log "$log" "VHU-GUEST-DONE" 120 "$qpid"
+	check "guest sees the rbd resize live (196608 sectors)" grep -q "RESULT resize ok 196608" "$log"
+	check "guest writes and reads the new last sector" grep -q "RESULT resize_io ok" "$log"
+	e2e_wait_exit "$qpid" 30
+	check "vhu-blk logged the change" grep -q "image size 67108864 -> 100663296" "$T/g.log"
+	grep RESULT "$log" | tr -d '\r' | sed 's/^/# guest: /'
+}
+guest
+
+# ---- stop ----
+"$CLUSTER" stop "$T/ceph" >/dev/null 2>&1
+check "ceph-cluster stop: status says stopped" bash -c "! '$CLUSTER' status '$T/ceph' >/dev/null 2>&1"
+check "no Ceph daemon of this cluster left" bash -c "! pgrep -f 'ceph-(mon|osd) -c $CONF' >/dev/null"
+finish
