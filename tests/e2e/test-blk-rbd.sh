@@ -84,7 +84,7 @@ check "missing image refused" refused "rbd:rbd/nope:conf=$CONF" "cannot open 'rb
 check "missing snapshot refused" refused "rbd:rbd/img@nope:conf=$CONF" "no such image or snapshot"
 
 # ---- I/O through two queues, conformance ----
-check "vhu-blk serves rbd:rbd/img" serve a "rbd:rbd/img:conf=$CONF" --num-queues 2
+VHU_LOG=info check "vhu-blk serves rbd:rbd/img" serve a "rbd:rbd/img:conf=$CONF" --num-queues 2
 A=$D
 i=$(info "$T/a.ctl")
 check "info: backend rbd, unlocked before the guest starts its queues, 64 MiB" \
@@ -106,6 +106,15 @@ c=$(timeout 300 "$VHU" check "$T/a.sock" 2>&1 | tail -1)
 check "vhu check: $c" grep -q "^[0-9]* passed, 0 failed" <<<"$c"
 
 # ---- exclusive lock ----
+# Dirty logging switched on and off while the queues run (the library
+# restarts them at the same positions, as in a live migration) keeps the
+# lock: taken once when the queues start, released once when they stop.
+t0=$(grep -c "exclusive lock taken" "$T/a.log") r0=$(grep -c "exclusive lock released" "$T/a.log")
+timeout 60 "$VHU" bench "$T/a.sock" --pattern randrw --count 512 --dirty-log --hold 1 \
+	--quiet >"$T/dirty.out" 2>&1
+t1=$(grep -c "exclusive lock taken" "$T/a.log") r1=$(grep -c "exclusive lock released" "$T/a.log")
+check "dirty logging on and off while the queues run keeps the lock (taken $((t1 - t0)), released $((r1 - r0)) times)" \
+	test "$((t1 - t0))" = 1 -a "$((r1 - r0))" = 1 -a -n "$(grep "errors: 0" "$T/dirty.out")"
 check "a second vhu-blk opens the same image" serve b "rbd:rbd/img:conf=$CONF"
 timeout 60 "$VHU" bench "$T/a.sock" --pattern write --count 64 --quiet --hold 8 \
 	>"$T/hold.out" 2>&1 &
