@@ -404,6 +404,20 @@ static void pop_requests(struct vhu__blk_worker *w)
 	}
 }
 
+/* A loop turn's end: pop what the ring has, let the back-end send what
+ * it queued, one interrupt for everything this turn completed.  (The
+ * io_uring engine then submits.) */
+static void serve_round(struct vhu__blk_worker *w)
+{
+	pop_requests(w);
+	if (w->blk->be->round)
+		w->blk->be->round(w->be_ctx);
+	if (w->pushed) {
+		vhu_vq_notify(w->vq);
+		w->pushed = false;
+	}
+}
+
 /* The synchronous engine's round: see a stop, take the kicks, serve. */
 static void sync_step(struct vhu__blk_worker *w)
 {
@@ -416,13 +430,7 @@ static void sync_step(struct vhu__blk_worker *w)
 	if (w->be_epfd >= 0)
 		be_events(w);
 	w->more = false;
-	pop_requests(w);
-	if (w->blk->be->round)
-		w->blk->be->round(w->be_ctx);
-	if (w->pushed) {
-		vhu_vq_notify(w->vq);
-		w->pushed = false;
-	}
+	serve_round(w);
 }
 
 void vhu__blk_q_begin(struct vhu__blk_worker *w)
@@ -437,13 +445,7 @@ void vhu__blk_q_begin(struct vhu__blk_worker *w)
 		arm_tick(w);
 	arm_poll(w, w->stop_fd, TAG_STOP);
 	be_arm(w);
-	pop_requests(w);
-	if (w->blk->be->round)
-		w->blk->be->round(w->be_ctx);
-	if (w->pushed) {
-		vhu_vq_notify(w->vq);
-		w->pushed = false;
-	}
+	serve_round(w);
 	io_uring_submit(&w->ring);
 }
 
@@ -534,14 +536,7 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 			arm_tick(w);
 		}
 	}
-	pop_requests(w);
-	if (w->blk->be->round)
-		w->blk->be->round(w->be_ctx);
-	/* One interrupt for everything this round completed. */
-	if (w->pushed) {
-		vhu_vq_notify(w->vq);
-		w->pushed = false;
-	}
+	serve_round(w);
 	io_uring_submit(&w->ring);
 }
 

@@ -22,14 +22,9 @@ set -u
 BUILD=${1:-build}
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "1..0 # SKIP no build directory"; exit 0; }
 HERE=$(cd "$(dirname "$0")" && pwd)
-E2E_SMP=${E2E_SMP:-2}
-. "$HERE/guest/lib.sh"
 . "$HERE/guest/blkload.sh"
 
-VHU_BLK=$BUILD/tools/vhu-blk
 MIB=${E2E_NBD_MIB:-16}
-BOOT_TIMEOUT=120
-STEP_TIMEOUT=180
 DELAY_MS=${E2E_NBD_DELAY_MS:-2}
 
 N=0

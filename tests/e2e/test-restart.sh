@@ -45,15 +45,10 @@ set -u
 BUILD=${1:-build}
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "1..0 # SKIP no build directory"; exit 0; }
 HERE=$(cd "$(dirname "$0")" && pwd)
-E2E_SMP=${E2E_SMP:-2}
-. "$HERE/guest/lib.sh"
 . "$HERE/guest/blkload.sh"
 
-VHU_BLK=$BUILD/tools/vhu-blk
 CONFIGS=${E2E_RESTART_CONFIGS:-7.2:split:1 10.0:packed:1 7.2:split:2 10.0:packed:2}
 MIB=${E2E_RESTART_MIB:-16}
-BOOT_TIMEOUT=120
-STEP_TIMEOUT=180
 SESSION_LIMIT=${E2E_SESSION_LIMIT:-420}
 # The events: phase (as blkload prints it), percent done, what.
 PLAN1="write_1:20:HELD verify_1:20:KILL write_2:20:TERM verify_2:20:HANG"

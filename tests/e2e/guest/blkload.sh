@@ -1,8 +1,16 @@
 # shellcheck shell=bash
 # Host side of the blkload guest sessions (guest/restart-guest.sh), sourced
-# by tests/e2e/test-restart.sh and tests/e2e/test-guest-nbd.sh after
-# guest/lib.sh.  The caller defines check NAME STATUS [DIAGNOSTIC] and
+# by tests/e2e/test-restart.sh and tests/e2e/test-guest-nbd.sh (it
+# sources guest/lib.sh).  The caller defines check NAME STATUS [DIAGNOSTIC] and
 # lines REGEX (the console log's matching lines).
+
+# The sessions' guest (two vCPUs unless E2E_SMP says otherwise), daemon
+# and time limits (seconds); sourced after BUILD is set.
+E2E_SMP=${E2E_SMP:-2}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+VHU_BLK=$BUILD/tools/vhu-blk
+BOOT_TIMEOUT=120
+STEP_TIMEOUT=180
 
 # e2e_blkload_image TOP: blkload and the initramfs running
 # restart-guest.sh into TOP (Bail out on failure); the accelerator probed.
