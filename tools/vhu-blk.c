@@ -228,12 +228,143 @@ static void print_caps(void)
 	printf("]}\n");
 }
 
+enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
+       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
+       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_TIMEOUT,
+       OPT_POLL_US, OPT_POLL, OPT_RECONNECT };
+
+/* --fd, --num-queues, --threads, --blk-size, --poll-us (optarg). */
+static int parse_number_option(int c, struct options *o)
+{
+	unsigned long v;
+
+	switch (c) {
+	case OPT_FD:
+		if (parse_uint(optarg, 0, INT_MAX, &v) < 0) {
+			vhu_blk_daemon_log("error: invalid --fd '%s'", optarg);
+			return -1;
+		}
+		o->fd = (int)v;
+		break;
+	case OPT_NUM_QUEUES:
+		if (parse_uint(optarg, 1, VHU_BACKEND_MAX_QUEUES, &v) < 0) {
+			vhu_blk_daemon_log("error: --num-queues must be 1..%u, not '%s'",
+					   VHU_BACKEND_MAX_QUEUES, optarg);
+			return -1;
+		}
+		o->num_queues = (unsigned)v;
+		break;
+	case OPT_THREADS:
+		if (parse_uint(optarg, 1, VHU_BACKEND_MAX_QUEUES, &v) < 0) {
+			vhu_blk_daemon_log("error: --threads must be 1..%u, not '%s'",
+					   VHU_BACKEND_MAX_QUEUES, optarg);
+			return -1;
+		}
+		o->threads = (unsigned)v;
+		break;
+	case OPT_BLK_SIZE:
+		if (parse_uint(optarg, 512, 4096, &v) < 0 ||
+		    (v != 512 && v != 4096)) {
+			vhu_blk_daemon_log("error: --blk-size must be 512 or 4096, not '%s'",
+					   optarg);
+			return -1;
+		}
+		o->blk_size = (unsigned)v;
+		break;
+	case OPT_POLL_US:
+		if (parse_uint(optarg, 0, VHU_BLK_POLL_US_MAX, &v) < 0) {
+			vhu_blk_daemon_log("error: --poll-us must be 0..%u, not '%s'",
+					   VHU_BLK_POLL_US_MAX, optarg);
+			return -1;
+		}
+		o->poll_us = (unsigned)v;
+		break;
+	}
+	return 0;
+}
+
+/* --cache, --aio, --poll, --lock, --format (optarg). */
+static int parse_word_option(int c, struct options *o)
+{
+	switch (c) {
+	case OPT_CACHE:
+		if (strcmp(optarg, "none") == 0) {
+			o->cache = VHU_BLK_CACHE_NONE;
+		} else if (strcmp(optarg, "writeback") == 0) {
+			o->cache = VHU_BLK_CACHE_WRITEBACK;
+		} else {
+			vhu_blk_daemon_log("error: --cache must be none or writeback, not '%s'",
+					   optarg);
+			return -1;
+		}
+		break;
+	case OPT_AIO:
+		if (strcmp(optarg, "auto") == 0) {
+			o->aio = VHU_BLK_AIO_AUTO;
+		} else if (strcmp(optarg, "io_uring") == 0) {
+			o->aio = VHU_BLK_AIO_IO_URING;
+		} else if (strcmp(optarg, "threads") == 0) {
+			o->aio = VHU_BLK_AIO_THREADS;
+		} else {
+			vhu_blk_daemon_log("error: --aio must be auto, io_uring or "
+					   "threads, not '%s'", optarg);
+			return -1;
+		}
+		break;
+	case OPT_POLL:
+		if (strcmp(optarg, "always") != 0) {
+			vhu_blk_daemon_log("error: --poll takes 'always', not '%s' "
+					   "(--poll-us N sets the adaptive cap)", optarg);
+			return -1;
+		}
+		o->poll_always = true;
+		break;
+	case OPT_LOCK:
+		if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+			vhu_blk_daemon_log("error: --lock must be on or off, not '%s'",
+					   optarg);
+			return -1;
+		}
+		o->no_lock = strcmp(optarg, "off") == 0;
+		break;
+	case OPT_FORMAT:
+		if (strcmp(optarg, "raw") && strcmp(optarg, "auto")) {
+			vhu_blk_daemon_log("error: --format must be raw or auto, not "
+					   "'%s' (other formats: see --help)", optarg);
+			return -1;
+		}
+		o->format_raw = strcmp(optarg, "raw") == 0;
+		break;
+	}
+	return 0;
+}
+
+/* What no single option can say wrong. */
+static int check_combination(struct options *o)
+{
+	if (o->socket_path && o->fd >= 0) {
+		vhu_blk_daemon_log("error: --socket-path and --fd are mutually exclusive");
+		return -1;
+	}
+	if (!o->blk_file) {
+		vhu_blk_daemon_log("error: --blk-file is required (see --help)");
+		return -1;
+	}
+	if (o->socket_perm_set && o->fd >= 0) {
+		vhu_blk_daemon_log("error: --socket-mode, --socket-user and "
+				   "--socket-group apply to --socket-path, not --fd");
+		return -1;
+	}
+	/* A group alone opens the socket to it, like --control-group always did. */
+	if (!o->socket_mode_set && o->socket_perm.gid >= 0)
+		o->socket_perm.mode = 0660;
+	if (!o->control_mode_set && o->control_perm.gid >= 0)
+		o->control_perm.mode = 0660;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct options *o)
 {
-	enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
-	       OPT_CONTROL, OPT_CAPS, OPT_THREADS,
-	       OPT_LOCK, OPT_FORMAT, OPT_CONTROL_TIMEOUT,
-	       OPT_POLL_US, OPT_POLL, OPT_RECONNECT };
 	static const struct option longopts[] = {
 		{ "blk-file", required_argument, NULL, 'b' },
 		{ "socket-path", required_argument, NULL, 's' },
@@ -263,7 +394,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned long v;
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
@@ -282,13 +412,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 's':
 			o->socket_path = optarg;
 			break;
-		case OPT_FD:
-			if (parse_uint(optarg, 0, INT_MAX, &v) < 0) {
-				vhu_blk_daemon_log("error: invalid --fd '%s'", optarg);
-				return -1;
-			}
-			o->fd = (int)v;
-			break;
 		case 'r':
 			o->read_only = true;
 			break;
@@ -300,70 +423,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 			}
 			o->serial = optarg;
 			break;
-		case OPT_NUM_QUEUES:
-			if (parse_uint(optarg, 1, VHU_BACKEND_MAX_QUEUES, &v) < 0) {
-				vhu_blk_daemon_log("error: --num-queues must be 1..%u, not '%s'",
-						   VHU_BACKEND_MAX_QUEUES, optarg);
+		case OPT_FD: case OPT_NUM_QUEUES: case OPT_THREADS:
+		case OPT_BLK_SIZE: case OPT_POLL_US:
+			if (parse_number_option(c, o) < 0)
 				return -1;
-			}
-			o->num_queues = (unsigned)v;
 			break;
-		case OPT_THREADS:
-			if (parse_uint(optarg, 1, VHU_BACKEND_MAX_QUEUES, &v) < 0) {
-				vhu_blk_daemon_log("error: --threads must be 1..%u, not '%s'",
-						   VHU_BACKEND_MAX_QUEUES, optarg);
+		case OPT_CACHE: case OPT_AIO: case OPT_POLL: case OPT_LOCK:
+		case OPT_FORMAT:
+			if (parse_word_option(c, o) < 0)
 				return -1;
-			}
-			o->threads = (unsigned)v;
-			break;
-		case OPT_BLK_SIZE:
-			if (parse_uint(optarg, 512, 4096, &v) < 0 ||
-			    (v != 512 && v != 4096)) {
-				vhu_blk_daemon_log("error: --blk-size must be 512 or 4096, not '%s'",
-						   optarg);
-				return -1;
-			}
-			o->blk_size = (unsigned)v;
-			break;
-		case OPT_CACHE:
-			if (strcmp(optarg, "none") == 0) {
-				o->cache = VHU_BLK_CACHE_NONE;
-			} else if (strcmp(optarg, "writeback") == 0) {
-				o->cache = VHU_BLK_CACHE_WRITEBACK;
-			} else {
-				vhu_blk_daemon_log("error: --cache must be none or writeback, not '%s'",
-						   optarg);
-				return -1;
-			}
-			break;
-		case OPT_AIO:
-			if (strcmp(optarg, "auto") == 0) {
-				o->aio = VHU_BLK_AIO_AUTO;
-			} else if (strcmp(optarg, "io_uring") == 0) {
-				o->aio = VHU_BLK_AIO_IO_URING;
-			} else if (strcmp(optarg, "threads") == 0) {
-				o->aio = VHU_BLK_AIO_THREADS;
-			} else {
-				vhu_blk_daemon_log("error: --aio must be auto, io_uring or "
-						   "threads, not '%s'", optarg);
-				return -1;
-			}
-			break;
-		case OPT_POLL_US:
-			if (parse_uint(optarg, 0, VHU_BLK_POLL_US_MAX, &v) < 0) {
-				vhu_blk_daemon_log("error: --poll-us must be 0..%u, not '%s'",
-						   VHU_BLK_POLL_US_MAX, optarg);
-				return -1;
-			}
-			o->poll_us = (unsigned)v;
-			break;
-		case OPT_POLL:
-			if (strcmp(optarg, "always") != 0) {
-				vhu_blk_daemon_log("error: --poll takes 'always', not '%s' "
-						   "(--poll-us N sets the adaptive cap)", optarg);
-				return -1;
-			}
-			o->poll_always = true;
 			break;
 		case OPT_CONTROL:
 			o->control = optarg;
@@ -380,22 +448,6 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_CONTROL_TIMEOUT:
 			if (parse_seconds("--control-timeout", 1, &o->control_timeout) < 0)
 				return -1;
-			break;
-		case OPT_LOCK:
-			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
-				vhu_blk_daemon_log("error: --lock must be on or off, not '%s'",
-						   optarg);
-				return -1;
-			}
-			o->no_lock = strcmp(optarg, "off") == 0;
-			break;
-		case OPT_FORMAT:
-			if (strcmp(optarg, "raw") && strcmp(optarg, "auto")) {
-				vhu_blk_daemon_log("error: --format must be raw or auto, not "
-						   "'%s' (other formats: see --help)", optarg);
-				return -1;
-			}
-			o->format_raw = strcmp(optarg, "raw") == 0;
 			break;
 		case OPT_RECONNECT:
 			if (parse_seconds("--reconnect-timeout", 0, &o->reconnect_timeout) < 0)
@@ -430,25 +482,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		print_caps();
 		return 1;
 	}
-	if (o->socket_path && o->fd >= 0) {
-		vhu_blk_daemon_log("error: --socket-path and --fd are mutually exclusive");
-		return -1;
-	}
-	if (!o->blk_file) {
-		vhu_blk_daemon_log("error: --blk-file is required (see --help)");
-		return -1;
-	}
-	if (o->socket_perm_set && o->fd >= 0) {
-		vhu_blk_daemon_log("error: --socket-mode, --socket-user and "
-				   "--socket-group apply to --socket-path, not --fd");
-		return -1;
-	}
-	/* A group alone opens the socket to it, like --control-group always did. */
-	if (!o->socket_mode_set && o->socket_perm.gid >= 0)
-		o->socket_perm.mode = 0660;
-	if (!o->control_mode_set && o->control_perm.gid >= 0)
-		o->control_perm.mode = 0660;
-	return 0;
+	return check_combination(o);
 }
 
 /* systemd socket activation: LISTEN_PID is us and LISTEN_FDS >= 1. */
