@@ -129,6 +129,18 @@ static void sent_del(struct nq *q, struct vhu__blk_io *io)
 
 static void issue(struct nq *q, struct vhu__blk_io *io);
 
+/* The request's virtio-blk status: an export that cannot write zeroes
+ * answers UNSUPP (the guest then writes them itself), never OK and
+ * never an I/O error that would look like a failing disk. */
+static uint8_t nbd_status(uint32_t type, int e)
+{
+	if (!e)
+		return VHU_BLK_S_OK;
+	if ((e == ENOTSUP || e == EOPNOTSUPP) && type == VHU_BLK_T_WRITE_ZEROES)
+		return VHU_BLK_S_UNSUPP;
+	return VHU_BLK_S_IOERR;
+}
+
 /* Every command of io has been answered. */
 static void finish(struct nq *q, struct vhu__blk_io *io)
 {
@@ -162,7 +174,7 @@ static void finish(struct nq *q, struct vhu__blk_io *io)
 			     (unsigned long long)io->req.sector, strerror(e));
 	io->through = !e && io->write_through && type != VHU_BLK_T_IN &&
 		      type != VHU_BLK_T_FLUSH;
-	vhu__blk_io_done(q->w, io, e ? VHU_BLK_S_IOERR : VHU_BLK_S_OK,
+	vhu__blk_io_done(q->w, io, nbd_status(type, e),
 			 e || type != VHU_BLK_T_IN ? 0 : io->req.data_len);
 }
 

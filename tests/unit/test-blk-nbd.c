@@ -28,11 +28,17 @@ struct server {
 	pid_t pid;
 };
 
-static void server_start(struct server *s)
+/* nozero: the export offers no WRITE_ZEROES (nbdkit's nozero filter). */
+static void server_start_with(struct server *s, bool nozero)
 {
 	char logarg[112];
 	char *argv[] = { "nbdkit", "-f", "--unix", s->sock, "--filter=log",
-			 "memory", "1M", logarg, NULL };
+			 "memory", "1M", logarg, NULL, NULL, NULL };
+
+	if (nozero) {
+		argv[8] = "--filter=nozero";
+		argv[9] = "zeromode=none";
+	}
 
 	strcpy(s->dir, "/tmp/vhu-blk-nbd-XXXXXX");
 	CHECK(mkdtemp(s->dir) != NULL);
@@ -44,6 +50,11 @@ static void server_start(struct server *s)
 	for (int i = 0; i < 100 && access(s->sock, F_OK) < 0; i++)
 		usleep(20000);
 	CHECK_EQ(access(s->sock, F_OK), 0);
+}
+
+static void server_start(struct server *s)
+{
+	server_start_with(s, false);
 }
 
 static void server_stop(struct server *s)
@@ -134,6 +145,36 @@ TEST(nbd_requests_map_to_commands_and_flags)
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 16, 4096, false, NULL), VHU_BLK_S_OK);
 	CHECK(last_cmd(&s, "Write", line, sizeof(line)));
 	CHECK(strstr(line, "fua=1") != NULL);
+	ctx_close(&c);
+	server_stop(&s);
+}
+
+/* An export that cannot write zeroes: WRITE_ZEROES is answered UNSUPP,
+ * never OK, and the data stays as it was (nothing sent to the server). */
+TEST(nbd_write_zeroes_unsupported_is_unsupp)
+{
+	struct server s;
+	struct vhu_blk_opts o = { .reconnect_timeout = 5 };
+	struct ctx c;
+	uint8_t want[4096];
+	char line[512];
+
+	server_start_with(&s, true);
+	o.path = s.uri;
+	ctx_open(&c, &o, true);
+	fill(c.data, 4096, 3);
+	memcpy(want, c.data, 4096);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	put_seg(c.data, 8, 8, 0);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+		 VHU_BLK_S_UNSUPP);
+	put_seg(c.data, 8, 8, VHU_BLK_SEG_F_UNMAP);
+	CHECK_EQ(one(&c, VHU_BLK_T_WRITE_ZEROES, 0, 16, false, NULL),
+		 VHU_BLK_S_UNSUPP);
+	CHECK(!last_cmd(&s, "Zero", line, sizeof(line)));
+	memset(c.data, 0, 4096);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 8, 4096, true, NULL), VHU_BLK_S_OK);
+	CHECK_MEM(c.data, want, 4096);
 	ctx_close(&c);
 	server_stop(&s);
 }
