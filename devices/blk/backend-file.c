@@ -156,6 +156,8 @@ static size_t try_inline(struct fq *q, struct vhu__blk_io *io)
 	    req->n_data > IOV_MAX)
 		return 0;
 	if (req->type == VHU_BLK_T_IN) {
+		if (q->blk->map && (r = (ssize_t)vhu__blk_map_copy(q->blk, req)) > 0)
+			return (size_t)r;
 		r = preadv2(q->blk->fd, req->data, (int)req->n_data, off,
 			    nowait);
 	} else {
@@ -163,6 +165,8 @@ static size_t try_inline(struct fq *q, struct vhu__blk_io *io)
 		 * io_uring with RWF_DSYNC. */
 		if (io->through)
 			return 0;
+		if (q->blk->map && (r = (ssize_t)vhu__blk_map_copy(q->blk, req)) > 0)
+			return (size_t)r;
 		r = pwritev2(q->blk->fd, req->data, (int)req->n_data, off,
 			     nowait);
 	}
@@ -303,6 +307,8 @@ static void file_submit(void *ctx, struct vhu__blk_io *io)
 		return;
 	case VHU_BLK_T_DISCARD:
 	case VHU_BLK_T_WRITE_ZEROES:
+		/* Holes may appear: reads stop using the mapping (imgmap.c). */
+		vhu__blk_map_holes(q->blk);
 		r = vhu__blk_segments(q->blk, q->zeroes, req, &io->through);
 		if (r < 0)
 			vhu__blk_seg_failed(&q->seg_rl, vhu__blk_q_index(q->w),
@@ -372,6 +378,8 @@ static int file_q_open(struct vhu_blk *blk, struct vhu__blk_worker *w,
 	q->blk = blk;
 	q->stats = vhu__blk_q_stats(w);
 	q->sync = vhu__blk_q_sync(w);
+	/* A queue start is a moment to see whether holes were filled. */
+	vhu__blk_map_dense_check(blk);
 	*ctx = q;
 	return 0;
 }
@@ -407,6 +415,7 @@ static void file_close(struct vhu_blk *blk)
 {
 	/* While the write lock is held, a block device's I/O goes through
 	 * its exclusive claim, a descriptor of its own (lock.c). */
+	vhu__blk_map_close(blk);
 	if (blk->fd >= 0 && blk->fd != blk->lock_fd)
 		close(blk->fd);
 	if (blk->lock_fd >= 0)

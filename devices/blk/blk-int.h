@@ -39,6 +39,16 @@ struct vhu_blk {
 	struct vhu_blk_geometry geo;
 	bool blockdev;
 	bool mem_backed;            /* tmpfs/ramfs image: I/O is a memory copy */
+	/* The mapping of a mem_backed image (imgmap.c), or NULL: map_len
+	 * bytes from map may be copied directly (reads only while
+	 * map_reads: the image has no holes). */
+	void *map;
+	_Atomic uint64_t map_len;
+	_Atomic bool map_reads;
+	uint64_t map_mapped;        /* control thread: bytes mapped */
+	size_t map_reserve;         /* address space reserved at map */
+	int map_prot;
+	_Atomic bool map_populated;        /* page tables filled once */
 	bool read_only;
 	enum vhu_blk_cache cache;
 	enum vhu_blk_aio aio;       /* IO_URING or THREADS after the probe */
@@ -93,6 +103,22 @@ struct vhu_blk {
 	unsigned num_groups;
 	struct vhu__blk_group **groups;
 };
+
+/*
+ * Images in memory served by memory copies (imgmap.c).
+ *   open: map a mem_backed image (no mapping is not an error);
+ *   size: follow a size change (control thread, after the file's);
+ *   copy: a read or write done through the mapping: its bytes, or 0
+ *         when the file calls must do it;
+ *   holes: the image may have holes now (discard, write-zeroes);
+ *   dense_check: reads may use the mapping again if it has none.
+ */
+int vhu__blk_map_open(struct vhu_blk *blk);
+void vhu__blk_map_size(struct vhu_blk *blk, uint64_t size);
+void vhu__blk_map_close(struct vhu_blk *blk);
+size_t vhu__blk_map_copy(struct vhu_blk *blk, const struct vhu_blk_req *req);
+void vhu__blk_map_holes(struct vhu_blk *blk);
+void vhu__blk_map_dense_check(struct vhu_blk *blk);
 
 /*
  * One queue's I/O engine (worker.c).  Not thread-safe: one thread runs a

@@ -53,6 +53,7 @@ void vhu__blk_set_size(struct vhu_blk *blk, uint64_t size)
 	 * capacity in 512-byte sectors, a multiple of blk_size). */
 	uint64_t blocks = size / blk->blk_size;
 
+	vhu__blk_map_size(blk, size);
 	atomic_store(&blk->size, size);
 	atomic_store(&blk->capacity,
 		     blocks * (blk->blk_size >> VHU_BLK_SECTOR_SHIFT));
@@ -232,7 +233,7 @@ int vhu__blk_image_open(struct vhu_blk *blk, const char *path)
 	if (r < 0)
 		goto fail;
 	vhu__blk_set_size(blk, size);
-	return 0;
+	return vhu__blk_map_open(blk);
 fail:
 	close(fd);
 	blk->fd = -1;
