@@ -28,6 +28,8 @@ def run_rounds(prog, vhu, backends, a):
             cmd = [vhu, "bench", sock, "--json", "--quiet", "--time", str(a.time),
                    "--pattern", a.pattern, "--bs", a.bs, "--iodepth", str(a.iodepth),
                    "--queues", str(a.queues), "--pid", str(pid)]
+            if getattr(a, "fe_poll", False):
+                cmd.append("--poll")
             p = subprocess.run(cmd, capture_output=True, text=True,
                                timeout=a.time + 60)
             if p.returncode != 0:
