@@ -14,7 +14,15 @@
  * starts, released (after a flush) when the last one stops, so a
  * migration's destination can take it once the source stopped.  Taken in
  * librbd's exclusive mode, it is not handed to another client that asks
- * for it, whose writes then fail.  Writes without the lock fail here too.
+ * for it, whose writes then fail.  A thread of the image does the taking
+ * and releasing (rbd-lock.c); writes wait while it takes the lock and fail
+ * without it.
+ *
+ * A queue asked to stop waits STOP_GIVE_UP_MS for the cluster, then fails
+ * what is still out (IOERR) so the stop returns.  librbd keeps those
+ * requests: a read's data goes to a buffer of the op, never straight to
+ * guest memory, and ops (with their queue, when it closes meanwhile) stay
+ * allocated until the callback came.
  *
  * A change of the image header by anyone (`rbd resize`...) arrives on
  * librbd's watch; it wakes blk->change_fd, and the daemon's control
@@ -37,47 +45,14 @@
 
 #include "backend.h"
 #include "blk-int.h"
+#include "rbd-int.h"
 #include "rbd.h"
-
-enum lock_state {
-	LOCK_NONE,          /* read-only: never taken */
-	LOCK_UNSUPPORTED,   /* no exclusive-lock feature: writes go unguarded */
-	LOCK_RELEASED,      /* not held: no queue runs */
-	LOCK_TAKING,        /* the locker asks librbd for it; writes wait */
-	LOCK_HELD,
-	LOCK_REFUSED,       /* another client holds it */
-};
 
 /* A queue asked to stop gives up on the requests the cluster has not
  * answered after this long (IOERR), so a stop returns (docs/vhu-blk.md). */
 #define STOP_GIVE_UP_MS 5000
 #define TICK_MS 20          /* held writes and a stop's deadline: checked */
 #define CLOSE_WAIT_MS 1000  /* q_close: callbacks still returning */
-#define LOCKER_JOIN_S 10    /* image close: the locker's last release */
-
-struct img {
-	rados_t cluster;
-	rados_ioctx_t io;
-	rbd_image_t rbd;
-	bool cluster_ok, io_ok, rbd_ok;
-	_Atomic int lock;           /* enum lock_state; read by the queues */
-	uint64_t watch;
-	bool watching;
-	/* The locker thread takes and releases the exclusive lock, so a
-	 * client that does not answer (a dead owner: up to librbd's watch
-	 * timeout) never blocks the control thread.  Guarded by mu. */
-	pthread_t locker;
-	bool locker_ok;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool want;                  /* the guest's queues run */
-	bool quit;
-	unsigned want_gen, done_gen;  /* queues_on calls, and taken for */
-	/* Queues closed with librbd requests still out: their memory stays
-	 * (a late callback writes there), and so does the image's. */
-	_Atomic unsigned stranded;
-	char name[256];             /* pool/image[@snap], for messages */
-};
 
 struct rq;
 
@@ -118,11 +93,6 @@ struct rq {
  * under way; io->retries != 0 once the flush that makes a write-through
  * request durable runs. */
 
-static struct img *img_of(const struct vhu_blk *blk)
-{
-	return blk->be_data;
-}
-
 /* ---- the image (control thread) ---- */
 
 /* librbd's thread: the image header changed (size, snapshots, lock
@@ -135,9 +105,6 @@ static void on_update(void *arg)
 	(void)!write(blk->change_fd, &one, sizeof(one));
 }
 
-static bool locker_stop(struct img *im);
-static int locker_start(struct img *im);
-
 static void rbd_close_image(struct vhu_blk *blk)
 {
 	struct img *im = img_of(blk);
@@ -146,7 +113,7 @@ static void rbd_close_image(struct vhu_blk *blk)
 		return;
 	/* librbd waits for its requests at close: with the cluster silent
 	 * that is forever.  Leave it all as it is instead (we exit). */
-	if (!locker_stop(im) || atomic_load(&im->stranded)) {
+	if (!vhu__blk_rbd_locker_stop(im) || atomic_load(&im->stranded)) {
 		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': the cluster does not answer "
 			     "(%u queue%s with requests out); the image is left "
 			     "open", im->name, atomic_load(&im->stranded),
@@ -272,7 +239,7 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 	}
 	im->watching = true;
 	if (atomic_load(&im->lock) == LOCK_RELEASED) {
-		e = locker_start(im);
+		e = vhu__blk_rbd_locker_start(im);
 		if (e < 0) {
 			vhu__blk_open_error(blk, "rbd: '%s': cannot start the lock "
 					    "thread: %s", im->name, strerror(-e));
@@ -333,152 +300,6 @@ static int rbd_size(struct vhu_blk *blk, uint64_t *size)
 static int rbd_set_size(struct vhu_blk *blk, uint64_t size)
 {
 	return rbd_resize(img_of(blk)->rbd, size);
-}
-
-static const char *rbd_state(const struct vhu_blk *blk)
-{
-	switch (atomic_load(&img_of(blk)->lock)) {
-	case LOCK_HELD: return "locked";
-	case LOCK_RELEASED: return "unlocked";
-	case LOCK_TAKING: return "locking";
-	case LOCK_REFUSED: return "lock-refused";
-	default: return "connected";
-	}
-}
-
-/* The locker, with im->mu held: take the lock for the guest's queues.
- * Exclusive mode: librbd keeps it against other clients until released
- * here (in its automatic mode it would hand it to any writer that asks).
- * An owner that died holds it until librbd breaks it, after the owner's
- * watch timed out (about 30 s); writes wait meanwhile (LOCK_TAKING). */
-static void lock_take(struct img *im)
-{
-	int e;
-
-	atomic_store(&im->lock, LOCK_TAKING);
-	pthread_mutex_unlock(&im->mu);
-	e = rbd_lock_acquire(im->rbd, RBD_LOCK_MODE_EXCLUSIVE);
-	pthread_mutex_lock(&im->mu);
-	atomic_store(&im->lock, e == 0 ? LOCK_HELD : LOCK_REFUSED);
-	if (e == 0)
-		vhu__blk_log(VHU_LOG_INFO, "rbd: '%s': exclusive lock taken",
-			     im->name);
-	else
-		vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': cannot take the exclusive "
-			     "lock (%s): another client writes the image; the "
-			     "guest's writes fail until the queues restart",
-			     im->name, e == -EROFS || e == -EBUSY
-				       ? "held by another client" : strerror(-e));
-}
-
-/* The locker, with im->mu held, once the last queue stopped: what
- * librbd's cache holds reaches the cluster, then the lock goes, for the
- * next writer (a migration's destination) to take. */
-static void lock_give(struct img *im)
-{
-	int e;
-
-	if (atomic_load(&im->lock) == LOCK_HELD) {
-		pthread_mutex_unlock(&im->mu);
-		e = rbd_flush(im->rbd);
-		if (e < 0)
-			vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': flush before releasing "
-				     "the lock: %s", im->name, strerror(-e));
-		e = rbd_lock_release(im->rbd);
-		if (e < 0)
-			vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': releasing the exclusive "
-				     "lock: %s", im->name, strerror(-e));
-		else
-			vhu__blk_log(VHU_LOG_INFO, "rbd: '%s': exclusive lock "
-				     "released", im->name);
-		pthread_mutex_lock(&im->mu);
-	}
-	/* Queues that started again meanwhile wait for the next take. */
-	atomic_store(&im->lock, im->want ? LOCK_TAKING : LOCK_RELEASED);
-}
-
-static void *locker_main(void *arg)
-{
-	struct img *im = arg;
-
-	pthread_mutex_lock(&im->mu);
-	for (;;) {
-		int l = atomic_load(&im->lock);
-
-		if (im->want && im->done_gen != im->want_gen) {
-			im->done_gen = im->want_gen;
-			if (l != LOCK_HELD)
-				lock_take(im);
-		} else if (!im->want && l != LOCK_RELEASED) {
-			lock_give(im);
-		} else if (im->quit) {
-			break;
-		} else {
-			pthread_cond_wait(&im->cv, &im->mu);
-		}
-	}
-	pthread_mutex_unlock(&im->mu);
-	return NULL;
-}
-
-static int locker_start(struct img *im)
-{
-	int e = -pthread_create(&im->locker, NULL, locker_main, im);
-
-	im->locker_ok = e == 0;
-	return e;
-}
-
-/* Image close: the locker gives the lock back and ends.  false: it is
- * still inside librbd after LOCKER_JOIN_S (the cluster does not answer). */
-static bool locker_stop(struct img *im)
-{
-	struct timespec until;
-
-	if (!im->locker_ok)
-		return true;
-	pthread_mutex_lock(&im->mu);
-	im->want = false;
-	im->quit = true;
-	pthread_cond_signal(&im->cv);
-	pthread_mutex_unlock(&im->mu);
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += LOCKER_JOIN_S;
-	if (pthread_timedjoin_np(im->locker, NULL, &until) != 0)
-		return false;
-	im->locker_ok = false;
-	return true;
-}
-
-/* The guest's first queue starts (a restart at the same positions keeps
- * the lock): the locker takes the lock; writes wait until it has. */
-static void rbd_queues_on(struct vhu_blk *blk)
-{
-	struct img *im = img_of(blk);
-	int l = atomic_load(&im->lock);
-
-	if (!im->locker_ok)
-		return;
-	pthread_mutex_lock(&im->mu);
-	im->want = true;
-	im->want_gen++;
-	if (l == LOCK_RELEASED || l == LOCK_REFUSED)
-		atomic_store(&im->lock, LOCK_TAKING);
-	pthread_cond_signal(&im->cv);
-	pthread_mutex_unlock(&im->mu);
-}
-
-/* The last queue stopped for real: the locker gives the lock back. */
-static void rbd_queues_off(struct vhu_blk *blk)
-{
-	struct img *im = img_of(blk);
-
-	if (!im->locker_ok)
-		return;
-	pthread_mutex_lock(&im->mu);
-	im->want = false;
-	pthread_cond_signal(&im->cv);
-	pthread_mutex_unlock(&im->mu);
 }
 
 /* ---- queues ---- */
@@ -889,9 +710,9 @@ const struct vhu__blk_backend_ops vhu__blk_rbd_ops = {
 	.size = rbd_size,
 	.resize = rbd_set_size,
 	.close = rbd_close_image,
-	.queues_on = rbd_queues_on,
-	.queues_off = rbd_queues_off,
-	.state = rbd_state,
+	.queues_on = vhu__blk_rbd_queues_on,
+	.queues_off = vhu__blk_rbd_queues_off,
+	.state = vhu__blk_rbd_state,
 	.q_open = rbd_q_open,
 	.q_close = rbd_q_close,
 	.submit = rbd_submit,
