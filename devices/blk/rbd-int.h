@@ -41,6 +41,7 @@ struct img {
 	pthread_cond_t cv;
 	bool want;                  /* the guest's queues run */
 	bool quit;
+	bool giving;                /* the locker flushes and releases */
 	unsigned want_gen, done_gen;  /* queues_on calls, and taken for */
 	/* Queues closed with librbd requests still out: their memory stays
 	 * (a late callback writes there), and so does the image's. */

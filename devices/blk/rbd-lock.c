@@ -59,6 +59,7 @@ static void lock_give(struct img *im)
 	int e;
 
 	if (atomic_load(&im->lock) == LOCK_HELD) {
+		im->giving = true;
 		pthread_mutex_unlock(&im->mu);
 		e = rbd_flush(im->rbd);
 		if (e < 0)
@@ -72,6 +73,7 @@ static void lock_give(struct img *im)
 			vhu__blk_log(VHU_LOG_INFO, "rbd: '%s': exclusive lock "
 				     "released", im->name);
 		pthread_mutex_lock(&im->mu);
+		im->giving = false;
 	}
 	/* Queues that started again meanwhile wait for the next take. */
 	atomic_store(&im->lock, im->want ? LOCK_TAKING : LOCK_RELEASED);
@@ -135,14 +137,18 @@ bool vhu__blk_rbd_locker_stop(struct img *im)
 void vhu__blk_rbd_queues_on(struct vhu_blk *blk)
 {
 	struct img *im = img_of(blk);
-	int l = atomic_load(&im->lock);
+	int l;
 
 	if (!im->locker_ok)
 		return;
+	/* Read under mu: the locker sets the state there. */
 	pthread_mutex_lock(&im->mu);
+	l = atomic_load(&im->lock);
 	im->want = true;
 	im->want_gen++;
-	if (l == LOCK_RELEASED || l == LOCK_REFUSED)
+	/* Writes wait from now on until the lock is (again) ours: also
+	 * while the locker still releases it for the queues that stopped. */
+	if (l == LOCK_RELEASED || l == LOCK_REFUSED || im->giving)
 		atomic_store(&im->lock, LOCK_TAKING);
 	pthread_cond_signal(&im->cv);
 	pthread_mutex_unlock(&im->mu);
