@@ -138,6 +138,9 @@ int vhu__blk_q_watch(struct vhu__blk_worker *w, int fd, unsigned events);
 /* event(ctx, 0) after ms milliseconds (one timer per queue). */
 int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms);
 unsigned vhu__blk_q_index(const struct vhu__blk_worker *w);
+/* The queue was asked to stop: it waits for the requests in flight
+ * (a back-end may give up on those its storage does not answer). */
+bool vhu__blk_q_stopping(const struct vhu__blk_worker *w);
 struct vhu__blk_stats *vhu__blk_q_stats(struct vhu__blk_worker *w);
 
 /* ---- the back-ends ---- */

@@ -14,7 +14,15 @@
  * starts, released (after a flush) when the last one stops, so a
  * migration's destination can take it once the source stopped.  Taken in
  * librbd's exclusive mode, it is not handed to another client that asks
- * for it, whose writes then fail.  Writes without the lock fail here too.
+ * for it, whose writes then fail.  A thread of the image does the taking
+ * and releasing (rbd-lock.c); writes wait while it takes the lock and fail
+ * without it.
+ *
+ * A queue asked to stop waits STOP_GIVE_UP_MS for the cluster, then fails
+ * what is still out (IOERR) so the stop returns.  librbd keeps those
+ * requests: a read's data goes to a buffer of the op, never straight to
+ * guest memory, and ops (with their queue, when it closes meanwhile) stay
+ * allocated until the callback came.
  *
  * A change of the image header by anyone (`rbd resize`...) arrives on
  * librbd's watch; it wakes blk->change_fd, and the daemon's control
@@ -22,6 +30,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,29 +41,18 @@
 
 #include <rados/librados.h>
 #include <rbd/librbd.h>
+#include <vhu/iov.h>
 
 #include "backend.h"
 #include "blk-int.h"
+#include "rbd-int.h"
 #include "rbd.h"
 
-enum lock_state {
-	LOCK_NONE,          /* read-only: never taken */
-	LOCK_UNSUPPORTED,   /* no exclusive-lock feature: writes go unguarded */
-	LOCK_RELEASED,      /* not held: no queue runs */
-	LOCK_HELD,
-	LOCK_REFUSED,       /* another client holds it */
-};
-
-struct img {
-	rados_t cluster;
-	rados_ioctx_t io;
-	rbd_image_t rbd;
-	bool cluster_ok, io_ok, rbd_ok;
-	_Atomic int lock;           /* enum lock_state; read by the queues */
-	uint64_t watch;
-	bool watching;
-	char name[256];             /* pool/image[@snap], for messages */
-};
+/* A queue asked to stop gives up on the requests the cluster has not
+ * answered after this long (IOERR), so a stop returns (docs/vhu-blk.md). */
+#define STOP_GIVE_UP_MS 5000
+#define TICK_MS 20          /* held writes and a stop's deadline: checked */
+#define CLOSE_WAIT_MS 1000  /* q_close: callbacks still returning */
 
 struct rq;
 
@@ -65,7 +63,13 @@ struct op {
 	struct op *all;             /* every op of the queue, to free */
 	rbd_completion_t c;
 	ssize_t res;                /* set by the callback */
-	struct vhu__blk_io *io;
+	struct vhu__blk_io *io;     /* NULL: free, or given up on */
+	bool abandoned;             /* given up on; the callback is still due */
+	/* A read lands here, not in guest memory, and is copied on the
+	 * queue's thread: a read given up on may complete after the guest's
+	 * memory is gone. */
+	void *buf;
+	size_t cap;
 };
 
 struct rq {
@@ -76,6 +80,11 @@ struct rq {
 	_Atomic unsigned pending;       /* callbacks not yet returned */
 	struct op *free;
 	struct op *all;
+	unsigned busy;              /* ops with an io */
+	unsigned abandoned;         /* ops given up on, not yet returned */
+	struct vhu__blk_io *held, **held_tail;  /* writes waiting for the lock */
+	bool ticking;               /* the queue's timer is armed */
+	uint64_t deadline;          /* ms: a stop gives up then; 0: not set */
 	unsigned failures;          /* since the last warning */
 	time_t warned;
 };
@@ -83,11 +92,6 @@ struct rq {
 /* io's back-end state: io->done is the DISCARD / WRITE_ZEROES segment
  * under way; io->retries != 0 once the flush that makes a write-through
  * request durable runs. */
-
-static struct img *img_of(const struct vhu_blk *blk)
-{
-	return blk->be_data;
-}
 
 /* ---- the image (control thread) ---- */
 
@@ -107,6 +111,19 @@ static void rbd_close_image(struct vhu_blk *blk)
 
 	if (!im)
 		return;
+	/* librbd waits for its requests at close: with the cluster silent
+	 * that is forever.  Leave it all as it is instead (we exit). */
+	if (!vhu__blk_rbd_locker_stop(im) || atomic_load(&im->stranded)) {
+		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': the cluster does not answer "
+			     "(%u queue%s with requests out); the image is left "
+			     "open", im->name, atomic_load(&im->stranded),
+			     atomic_load(&im->stranded) == 1 ? "" : "s");
+		if (blk->change_fd >= 0)
+			close(blk->change_fd);
+		blk->change_fd = -1;
+		blk->be_data = NULL;
+		return;
+	}
 	if (im->watching)
 		rbd_update_unwatch(im->rbd, im->watch);
 	if (im->rbd_ok)
@@ -118,6 +135,8 @@ static void rbd_close_image(struct vhu_blk *blk)
 	if (blk->change_fd >= 0)
 		close(blk->change_fd);
 	blk->change_fd = -1;
+	pthread_cond_destroy(&im->cv);
+	pthread_mutex_destroy(&im->mu);
 	free(im);
 	blk->be_data = NULL;
 }
@@ -137,6 +156,11 @@ static int connect_cluster(struct vhu_blk *blk, struct img *im,
 	 * requests to a connected cluster wait as long as it takes.  (Set
 	 * here, it wins over the file and CEPH_ARGS.) */
 	rados_conf_set(im->cluster, "client_mount_timeout", "30");
+	/* Defaults for a block server, set before the file and CEPH_ARGS are
+	 * read so the operator's settings win.  One thread runs librados'
+	 * completions (default 2): with two, every reply woke both in turn
+	 * and a 4 KiB random read cost a third more CPU (docs/vhu-blk.md). */
+	rados_conf_set(im->cluster, "librados_thread_count", "1");
 	e = rados_conf_read_file(im->cluster, s->conf);
 	if (e < 0 && s->conf) {
 		vhu__blk_open_error(blk, "rbd: cannot read the Ceph configuration "
@@ -214,6 +238,14 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 		return e;
 	}
 	im->watching = true;
+	if (atomic_load(&im->lock) == LOCK_RELEASED) {
+		e = vhu__blk_rbd_locker_start(im);
+		if (e < 0) {
+			vhu__blk_open_error(blk, "rbd: '%s': cannot start the lock "
+					    "thread: %s", im->name, strerror(-e));
+			return e;
+		}
+	}
 	return 0;
 }
 
@@ -241,6 +273,8 @@ int vhu__blk_rbd_open(struct vhu_blk *blk, const char *uri)
 		return e;
 	}
 	blk->be_data = im;
+	pthread_mutex_init(&im->mu, NULL);
+	pthread_cond_init(&im->cv, NULL);
 	snprintf(im->name, sizeof(im->name), "%s/%s%s%s", s.pool, s.image,
 		 s.snap ? "@" : "", s.snap ? s.snap : "");
 	if (s.snap)
@@ -268,75 +302,15 @@ static int rbd_set_size(struct vhu_blk *blk, uint64_t size)
 	return rbd_resize(img_of(blk)->rbd, size);
 }
 
-static const char *rbd_state(const struct vhu_blk *blk)
-{
-	switch (atomic_load(&img_of(blk)->lock)) {
-	case LOCK_HELD: return "locked";
-	case LOCK_RELEASED: return "unlocked";
-	case LOCK_REFUSED: return "lock-refused";
-	default: return "connected";
-	}
-}
-
-/* The guest's first queue starts (queues_on; a restart at the same
- * positions keeps the lock): take the exclusive lock.  Exclusive
- * mode: librbd keeps it against other clients until released here (in
- * its automatic mode it would hand it to any writer that asks). */
-static void lock_take(struct img *im)
-{
-	int e, l = atomic_load(&im->lock);
-
-	if (l != LOCK_RELEASED && l != LOCK_REFUSED)
-		return;
-	e = rbd_lock_acquire(im->rbd, RBD_LOCK_MODE_EXCLUSIVE);
-	atomic_store(&im->lock, e == 0 ? LOCK_HELD : LOCK_REFUSED);
-	if (e == 0)
-		vhu__blk_log(VHU_LOG_INFO, "rbd: '%s': exclusive lock taken",
-			     im->name);
-	else
-		vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': cannot take the exclusive "
-			     "lock (%s): another client writes the image; the "
-			     "guest's writes fail until the queues restart",
-			     im->name, e == -EROFS || e == -EBUSY
-				       ? "held by another client" : strerror(-e));
-}
-
-/* The last queue stopped for real (queues_off): what librbd's cache
- * holds reaches the cluster, then the lock goes, for the next writer (a
- * migration's destination) to take. */
-static void lock_give(struct img *im)
-{
-	int e, l = atomic_load(&im->lock);
-
-	if (l == LOCK_REFUSED)
-		atomic_store(&im->lock, LOCK_RELEASED);
-	if (l != LOCK_HELD)
-		return;
-	e = rbd_flush(im->rbd);
-	if (e < 0)
-		vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': flush before releasing the "
-			     "lock: %s", im->name, strerror(-e));
-	e = rbd_lock_release(im->rbd);
-	if (e < 0)
-		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': releasing the exclusive "
-			     "lock: %s", im->name, strerror(-e));
-	else
-		vhu__blk_log(VHU_LOG_INFO, "rbd: '%s': exclusive lock released",
-			     im->name);
-	atomic_store(&im->lock, LOCK_RELEASED);
-}
-
-static void rbd_queues_on(struct vhu_blk *blk)
-{
-	lock_take(img_of(blk));
-}
-
-static void rbd_queues_off(struct vhu_blk *blk)
-{
-	lock_give(img_of(blk));
-}
-
 /* ---- queues ---- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static int rbd_q_open(struct vhu_blk *blk, struct vhu__blk_worker *w,
 		      void **ctx)
@@ -348,6 +322,7 @@ static int rbd_q_open(struct vhu_blk *blk, struct vhu__blk_worker *w,
 		return -ENOMEM;
 	q->w = w;
 	q->im = img_of(blk);
+	q->held_tail = &q->held;
 	atomic_init(&q->finished, NULL);
 	atomic_init(&q->pending, 0);
 	q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -366,24 +341,39 @@ static int rbd_q_open(struct vhu_blk *blk, struct vhu__blk_worker *w,
 	return 0;
 }
 
+/* Every io completed (or given up on); callbacks may still be due: for a
+ * moment (returning), or until the cluster answers the requests given up
+ * on.  Then the queue's memory and its eventfd stay, for them to use. */
 static void rbd_q_close(void *ctx)
 {
 	struct rq *q = ctx;
+	unsigned waited = 0;
 
-	/* Every request completed; a callback may still be returning. */
-	while (atomic_load(&q->pending))
+	while (atomic_load(&q->pending) && waited < CLOSE_WAIT_MS * 20) {
 		usleep(50);
+		waited++;
+	}
+	if (atomic_load(&q->pending)) {
+		atomic_fetch_add(&q->im->stranded, 1);
+		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': queue closed with %u librbd "
+			     "request%s unanswered; their memory is kept",
+			     q->im->name, atomic_load(&q->pending),
+			     atomic_load(&q->pending) == 1 ? "" : "s");
+		return;
+	}
 	while (q->all) {
 		struct op *op = q->all;
 
 		q->all = op->all;
+		free(op->buf);
 		free(op);
 	}
 	close(q->efd);
 	free(q);
 }
 
-/* librbd's thread. */
+/* librbd's thread.  Touches only the op and its queue's list, eventfd
+ * and counter: memory a queue closed early keeps. */
 static void on_complete(rbd_completion_t c, void *arg)
 {
 	struct op *op = arg;
@@ -426,6 +416,13 @@ static struct op *get_op(struct rq *q)
 
 static void put_op(struct rq *q, struct op *op)
 {
+	op->io = NULL;
+	/* A large read's buffer is not kept for the next one. */
+	if (op->cap > (256u << 10)) {
+		free(op->buf);
+		op->buf = NULL;
+		op->cap = 0;
+	}
 	op->next = q->free;
 	q->free = op;
 }
@@ -443,6 +440,16 @@ static int issue(struct rq *q, struct vhu__blk_io *io)
 
 	if (!op)
 		return -ENOMEM;
+	if (req->type == VHU_BLK_T_IN && !io->retries && op->cap < req->data_len) {
+		void *b = realloc(op->buf, req->data_len);
+
+		if (!b) {
+			put_op(q, op);
+			return -ENOMEM;
+		}
+		op->buf = b;
+		op->cap = req->data_len;
+	}
 	op->io = io;
 	e = rbd_aio_create_completion(op, on_complete, &op->c);
 	if (e < 0) {
@@ -453,7 +460,7 @@ static int issue(struct rq *q, struct vhu__blk_io *io)
 	if (io->retries || req->type == VHU_BLK_T_FLUSH)
 		e = rbd_aio_flush(img, op->c);
 	else if (req->type == VHU_BLK_T_IN)
-		e = rbd_aio_readv(img, req->data, (int)req->n_data, off, op->c);
+		e = rbd_aio_read(img, off, req->data_len, op->buf, op->c);
 	else if (req->type == VHU_BLK_T_OUT)
 		e = rbd_aio_writev(img, req->data, (int)req->n_data, off, op->c);
 	else if (req->type == VHU_BLK_T_DISCARD)
@@ -469,8 +476,10 @@ static int issue(struct rq *q, struct vhu__blk_io *io)
 		atomic_fetch_sub_explicit(&q->pending, 1, memory_order_relaxed);
 		rbd_aio_release(op->c);
 		put_op(q, op);
+		return e;
 	}
-	return e;
+	q->busy++;
+	return 0;
 }
 
 /* A failed request: IOERR for the guest, a warning at most every 10 s. */
@@ -527,25 +536,41 @@ static void step(struct rq *q, struct vhu__blk_io *io, ssize_t res)
 		fail(q, io, e);
 }
 
-static bool writable(const struct img *im)
+/* Writes go to librbd once the lock is ours (or needs none); they wait
+ * while the locker takes it, and fail when another client has it. */
+static int lock_for(const struct img *im, uint32_t type)
 {
 	int l = atomic_load_explicit(&im->lock, memory_order_relaxed);
 
-	return l == LOCK_HELD || l == LOCK_UNSUPPORTED;
+	if (type == VHU_BLK_T_IN || type == VHU_BLK_T_FLUSH ||
+	    l == LOCK_HELD || l == LOCK_UNSUPPORTED)
+		return 0;
+	return l == LOCK_TAKING ? -EAGAIN : -EROFS;
+}
+
+static void start(struct rq *q, struct vhu__blk_io *io)
+{
+	int e = lock_for(q->im, io->req.type);
+
+	if (e == 0)
+		e = issue(q, io);
+	if (e == -EAGAIN) {
+		io->next = NULL;
+		*q->held_tail = io;
+		q->held_tail = &io->next;
+		return;
+	}
+	if (e < 0)
+		fail(q, io, e);
 }
 
 static void rbd_submit(void *ctx, struct vhu__blk_io *io)
 {
 	struct rq *q = ctx;
 	uint32_t t = io->req.type;
-	int e;
 
 	io->done = 0;
 	io->retries = 0;
-	if (t != VHU_BLK_T_IN && t != VHU_BLK_T_FLUSH && !writable(q->im)) {
-		fail(q, io, -EROFS);
-		return;
-	}
 	/* Nothing to transfer or no range: done at once (as for files). */
 	if (((t == VHU_BLK_T_IN || t == VHU_BLK_T_OUT) && io->req.data_len == 0) ||
 	    ((t == VHU_BLK_T_DISCARD || t == VHU_BLK_T_WRITE_ZEROES) &&
@@ -553,21 +578,15 @@ static void rbd_submit(void *ctx, struct vhu__blk_io *io)
 		vhu__blk_io_done(q->w, io, VHU_BLK_S_OK, 0);
 		return;
 	}
-	e = issue(q, io);
-	if (e < 0)
-		fail(q, io, e);
+	start(q, io);
 }
 
-/* The eventfd: take what librbd finished (newest first on the list, so
- * turned round) and move each request on. */
-static void rbd_event(void *ctx, unsigned revents)
+/* Take what librbd finished (newest first on the list, so turned round)
+ * and move each request on. */
+static void take_finished(struct rq *q)
 {
-	struct rq *q = ctx;
 	struct op *op, *rev = NULL;
-	uint64_t v;
 
-	(void)revents;
-	(void)!read(q->efd, &v, sizeof(v));
 	op = atomic_exchange_explicit(&q->finished, NULL, memory_order_acquire);
 	while (op) {
 		struct op *next = op->next;
@@ -582,10 +601,107 @@ static void rbd_event(void *ctx, unsigned revents)
 		ssize_t res = rev->res;
 
 		rbd_aio_release(rev->c);
+		if (rev->abandoned) {
+			rev->abandoned = false;
+			q->abandoned--;
+		} else {
+			q->busy--;
+			if (io->req.type == VHU_BLK_T_IN && !io->retries && res >= 0)
+				vhu_iov_from_buf(io->req.data, io->req.n_data, 0,
+						 rev->buf, io->req.data_len);
+		}
 		put_op(q, rev);
-		step(q, io, res);
+		if (io)
+			step(q, io, res);
 		rev = next;
 	}
+}
+
+/* A stop waited STOP_GIVE_UP_MS for the cluster: every request still
+ * out fails (IOERR), so the stop returns.  librbd keeps its requests;
+ * their ops (and a read's buffer) stay until the callback returns them. */
+static void give_up(struct rq *q)
+{
+	unsigned n = 0;
+
+	take_finished(q);
+	for (struct op *op = q->all; op; op = op->all) {
+		struct vhu__blk_io *io = op->io;
+
+		if (!io || op->abandoned)
+			continue;
+		op->abandoned = true;
+		op->io = NULL;
+		q->busy--;
+		q->abandoned++;
+		n++;
+		fail(q, io, -ETIMEDOUT);
+	}
+	while (q->held) {
+		struct vhu__blk_io *io = q->held;
+
+		q->held = io->next;
+		n++;
+		fail(q, io, -ETIMEDOUT);
+	}
+	q->held_tail = &q->held;
+	vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': queue %u stops: %u request%s "
+		     "unanswered after %u s failed (IOERR)", q->im->name,
+		     vhu__blk_q_index(q->w), n, n == 1 ? "" : "s",
+		     STOP_GIVE_UP_MS / 1000);
+}
+
+/* The timer: held writes move on once the locker is done; a stopping
+ * queue gives up at its deadline. */
+static void tick(struct rq *q)
+{
+	struct vhu__blk_io *io = q->held;
+
+	q->ticking = false;
+	if (io && lock_for(q->im, VHU_BLK_T_OUT) != -EAGAIN) {
+		q->held = NULL;
+		q->held_tail = &q->held;
+		while (io) {
+			struct vhu__blk_io *next = io->next;
+
+			start(q, io);
+			io = next;
+		}
+	}
+	if (vhu__blk_q_stopping(q->w) && (q->busy || q->held)) {
+		uint64_t now = now_ms();
+
+		if (!q->deadline)
+			q->deadline = now + STOP_GIVE_UP_MS;
+		else if (now >= q->deadline)
+			give_up(q);
+	}
+}
+
+/* Once per loop turn: keep the timer running while writes wait for the
+ * lock or a stop waits for the cluster. */
+static void rbd_round(void *ctx)
+{
+	struct rq *q = ctx;
+
+	if (!q->ticking && (q->held || (q->busy && vhu__blk_q_stopping(q->w)))) {
+		if (vhu__blk_q_timer(q->w, TICK_MS) == 0)
+			q->ticking = true;
+	}
+}
+
+/* The eventfd (revents) or the timer (0). */
+static void rbd_event(void *ctx, unsigned revents)
+{
+	struct rq *q = ctx;
+	uint64_t v;
+
+	if (!revents) {
+		tick(q);
+		return;
+	}
+	(void)!read(q->efd, &v, sizeof(v));
+	take_finished(q);
 	vhu__blk_q_watch(q->w, q->efd, POLLIN);
 }
 
@@ -594,11 +710,12 @@ const struct vhu__blk_backend_ops vhu__blk_rbd_ops = {
 	.size = rbd_size,
 	.resize = rbd_set_size,
 	.close = rbd_close_image,
-	.queues_on = rbd_queues_on,
-	.queues_off = rbd_queues_off,
-	.state = rbd_state,
+	.queues_on = vhu__blk_rbd_queues_on,
+	.queues_off = vhu__blk_rbd_queues_off,
+	.state = vhu__blk_rbd_state,
 	.q_open = rbd_q_open,
 	.q_close = rbd_q_close,
 	.submit = rbd_submit,
 	.event = rbd_event,
+	.round = rbd_round,
 };

@@ -139,6 +139,11 @@ unsigned vhu__blk_q_index(const struct vhu__blk_worker *w)
 	return vhu_vq_index(w->vq);
 }
 
+bool vhu__blk_q_stopping(const struct vhu__blk_worker *w)
+{
+	return w->stopping;
+}
+
 struct vhu__blk_stats *vhu__blk_q_stats(struct vhu__blk_worker *w)
 {
 	return w->stats;

@@ -180,6 +180,73 @@ check "snapshot: reads find the data of the snapshot (seed 7), not the later wri
 	grep -q "verify: [1-9][0-9]* reads checked, 0 mismatches" <<<"$b"
 e2e_stop "$D"
 
+# ---- a lock owner that does not answer ----
+# rbd bench holds the lock of rbd/dl, then stops (SIGSTOP): librbd asks
+# it to hand the lock over and waits.  vhu-blk's control thread does not:
+# info answers at once and says "locking"; the writes wait.  The owner
+# killed, librbd breaks its lock once its watch timed out (about 30 s).
+check "rbd create rbd/dl" rbdc create rbd/dl --size 64M
+rbd bench --io-type write --io-pattern rand --io-size 4K --io-threads 1 --io-total 1G rbd/dl \
+	>/dev/null 2>&1 &
+RB=$!
+for _ in $(seq 100); do rbd lock ls rbd/dl 2>/dev/null | grep -q client && break; sleep 0.1; done
+sleep 1
+kill -STOP $RB
+serve dl "rbd:rbd/dl:conf=$CONF"
+DL=$D
+timeout 60 "$VHU" bench "$T/dl.sock" --pattern write --count 64 --quiet >"$T/dl.out" 2>&1 &
+BP=$!
+sleep 2
+SECONDS=0
+i=$(info "$T/dl.ctl")
+check "a stopped client holds the lock: ctl info answers (${SECONDS}s), backend_state locking" \
+	test "$(field "$i" backend_state)" = locking -a $SECONDS -le 2
+kill -KILL $RB
+wait $BP; rc=$?
+check "the writes that waited for the lock end (done, or given up on at the stop), rc $rc" \
+	test $rc != 124 -a -n "$(grep -E '^requests: ' "$T/dl.out")"
+SECONDS=0
+for _ in $(seq 120); do
+	[ "$(field "$(info "$T/dl.ctl")" backend_state)" = unlocked ] && break
+	sleep 0.5
+done
+b=$(timeout 120 "$VHU" bench "$T/dl.sock" --pattern write --count 64 --quiet 2>&1)
+check "the dead owner's lock broken by librbd: the writes go through (${SECONDS}s)" \
+	grep -q "errors: 0" <<<"$b"
+e2e_stop "$DL"
+
+# ---- a cluster that does not answer ----
+# The OSD stopped (SIGSTOP) under load, the front-end gone: the queue stop
+# gives up on the requests after 5 s (IOERR) instead of waiting for ever,
+# keeps what librbd will still write to, and the OSD's return crashes
+# nothing.
+check "rbd create rbd/st" rbdc create rbd/st --size 64M
+serve st "rbd:rbd/st:conf=$CONF"
+ST=$D
+OSD=$(cat "$T/ceph/run/osd.0.pid")
+timeout 120 "$VHU" bench "$T/st.sock" --pattern randrw --size 8M --time 30 --quiet \
+	>"$T/st.out" 2>&1 &
+BP=$!
+sleep 2
+kill -STOP "$OSD"
+sleep 1
+kill -KILL $BP
+SECONDS=0
+for _ in $(seq 100); do
+	grep -q "queue 0 stops: .* unanswered after 5 s failed" "$T/st.log" && break
+	sleep 0.2
+done
+check "OSD stopped: the queue stop returns after giving up (${SECONDS}s)" \
+	grep -q "queue 0 stops: [1-9][0-9]* requests* unanswered after 5 s failed" "$T/st.log"
+check "... and the daemon answers (backend_state $(field "$(info "$T/st.ctl")" backend_state))" \
+	test -n "$(field "$(info "$T/st.ctl")" backend_state)"
+kill -CONT "$OSD"
+sleep 3
+check "OSD back: the late completions crash nothing" kill -0 "$ST"
+b=$(timeout 120 "$VHU" bench "$T/st.sock" --pattern randrw --size 8M --time 2 --verify --quiet 2>&1)
+check "OSD back: a new front-end reads and writes, no error" grep -q "errors: 0" <<<"$b"
+e2e_stop "$ST"
+
 # ---- a guest ----
 guest() {
 	local why log=$T/console.log qpid sum got
