@@ -350,6 +350,9 @@ static void settle(struct nq *q)
 			vhu__blk_log(VHU_LOG_INFO, "queue %u: nbd: reconnected to %s",
 				     vhu__blk_q_index(q->w), q->img->uri);
 		q->st = NQ_READY;
+		/* The connect timeout is over: without a timer, the watch's
+		 * wake-ups need no epoll_wait (worker.c be_events). */
+		vhu__blk_q_timer_off(q->w);
 		set_down(q, false);
 		atomic_store(&q->img->last, "connected");
 		q->backoff_ms = BACKOFF_MIN_MS;

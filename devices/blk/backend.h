@@ -137,6 +137,10 @@ bool vhu__blk_q_sync(const struct vhu__blk_worker *w);
 int vhu__blk_q_watch(struct vhu__blk_worker *w, int fd, unsigned events);
 /* event(ctx, 0) after ms milliseconds (one timer per queue). */
 int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms);
+/* The timer no longer runs (nothing when it does not).  While a timer
+ * runs, every wake-up of the watch costs an epoll_wait to tell the two
+ * apart: a back-end stops a timer it no longer needs. */
+int vhu__blk_q_timer_off(struct vhu__blk_worker *w);
 unsigned vhu__blk_q_index(const struct vhu__blk_worker *w);
 struct vhu__blk_stats *vhu__blk_q_stats(struct vhu__blk_worker *w);
 
