@@ -10,7 +10,7 @@
 # restarted under verified I/O (a pause, no error, no lost write), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
-# back-end kind and state in ctl info / stats, --print-capabilities and the
+# back-end kind and state in ctl info / stats, simple replies asked for, --print-capabilities and the
 # vhost-user.json descriptor's tags.
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
@@ -74,6 +74,20 @@ check "ctl stats: back-end state" bash -c '"$1" ctl "$2" stats | grep -q "backen
 out=$(ctl resize 134217728)
 check "resize on NBD: refused with the reason" grep -q "NBD has no resize" <<<"$out"
 e2e_stop "$D"
+e2e_stop "$NK"
+# Simple replies (half the recv calls of structured ones per read):
+# nbdkit's debug output names every option a client asks for.
+rm -f "$T/mem.sock"
+nbdkit -f -v --unix "$T/mem.sock" memory 64M 2>"$T/log.nbdkit-v" &
+NK=$!; PIDS+=("$NK")
+wait_for "$T/mem.sock"
+daemon mem --num-queues 2
+check "simple replies: verified I/O, 2 queues" bench --pattern randrw --verify --count 200 --queues 2
+check "simple replies: no connection asks for structured replies" \
+	bash -c 'grep -q "newstyle negotiation" "$1" && ! grep -q "NBD_OPT_STRUCTURED_REPLY" "$1"' _ "$T/log.nbdkit-v"
+e2e_stop "$D"
+e2e_stop "$NK"
+nbdkit_start mem memory 64M
 # The blocking engine (--aio threads) and a thread shared by two queues.
 for extra in "1 --aio threads" "2 --num-queues 2 --threads 1"; do
 	nq=${extra%% *} extra=${extra#* }
