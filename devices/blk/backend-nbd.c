@@ -662,6 +662,7 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 	img->can_fua = nbd_can_fua(h) == 1;
 	img->can_trim = nbd_can_trim(h) == 1;
 	img->can_zero = nbd_can_zero(h) == 1;
+	blk->no_write_zeroes = !img->can_zero;
 	img->can_fast_zero = nbd_can_fast_zero(h) == 1;
 	nbd_close(h);
 	if (size < 0) {

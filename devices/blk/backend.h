@@ -147,7 +147,9 @@ struct vhu__blk_stats *vhu__blk_q_stats(struct vhu__blk_worker *w);
 /* ---- the back-ends ---- */
 
 /* Open what spec names (a path, "null:SIZE", a URI) into blk: sets
- * blk->be, the size, the geometry, read_only when the storage is. */
+ * blk->be, the size, the geometry, read_only when the storage is,
+ * no_write_zeroes when it cannot write zeroes (the device then does not
+ * offer VIRTIO_BLK_F_WRITE_ZEROES). */
 int vhu__blk_backend_open(struct vhu_blk *blk, const char *spec);
 /* The kinds compiled in, space-separated ("file null nbd"). */
 const char *vhu__blk_backend_kinds(void);
