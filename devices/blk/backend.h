@@ -137,6 +137,10 @@ bool vhu__blk_q_sync(const struct vhu__blk_worker *w);
 int vhu__blk_q_watch(struct vhu__blk_worker *w, int fd, unsigned events);
 /* event(ctx, 0) after ms milliseconds (one timer per queue). */
 int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms);
+/* The timer no longer runs (nothing when it does not).  While a timer
+ * runs, every wake-up of the watch costs an epoll_wait to tell the two
+ * apart: a back-end stops a timer it no longer needs. */
+int vhu__blk_q_timer_off(struct vhu__blk_worker *w);
 unsigned vhu__blk_q_index(const struct vhu__blk_worker *w);
 /* The queue was asked to stop: it waits for the requests in flight
  * (a back-end may give up on those its storage does not answer). */
@@ -146,7 +150,9 @@ struct vhu__blk_stats *vhu__blk_q_stats(struct vhu__blk_worker *w);
 /* ---- the back-ends ---- */
 
 /* Open what spec names (a path, "null:SIZE", a URI) into blk: sets
- * blk->be, the size, the geometry, read_only when the storage is. */
+ * blk->be, the size, the geometry, read_only when the storage is,
+ * no_write_zeroes when it cannot write zeroes (the device then does not
+ * offer VIRTIO_BLK_F_WRITE_ZEROES). */
 int vhu__blk_backend_open(struct vhu_blk *blk, const char *spec);
 /* The kinds compiled in, space-separated ("file null nbd"). */
 const char *vhu__blk_backend_kinds(void);

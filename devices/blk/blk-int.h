@@ -50,6 +50,9 @@ struct vhu_blk {
 	int map_prot;
 	_Atomic bool map_populated;        /* page tables filled once */
 	bool read_only;
+	/* The storage cannot write zeroes (an NBD export without
+	 * WRITE_ZEROES): VIRTIO_BLK_F_WRITE_ZEROES is not offered. */
+	bool no_write_zeroes;
 	enum vhu_blk_cache cache;
 	enum vhu_blk_aio aio;       /* IO_URING or THREADS after the probe */
 	bool aio_strict;            /* --aio io_uring: never fall back */

@@ -196,6 +196,10 @@ void vhu_blk_backend_opts(struct vhu_blk *blk, struct vhu_backend_opts *o)
 
 	if (blk->read_only)
 		f |= VHU_BIT(VHU_BLK_F_RO);
+	/* Not offered when the storage cannot do it: the guest then writes
+	 * zero blocks itself rather than meet UNSUPP on every attempt. */
+	if (blk->no_write_zeroes)
+		f &= ~VHU_BIT(VHU_BLK_F_WRITE_ZEROES);
 	memset(o, 0, sizeof(*o));
 	o->ops = &blk_ops;
 	o->opaque = blk;

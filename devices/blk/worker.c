@@ -228,6 +228,20 @@ int vhu__blk_q_timer(struct vhu__blk_worker *w, unsigned ms)
 	return 0;
 }
 
+int vhu__blk_q_timer_off(struct vhu__blk_worker *w)
+{
+	struct itimerspec its = { .it_value = { 0, 0 } };
+
+	if (!w->timer_armed)
+		return 0;
+	/* Disarming also clears an expiry not read yet, so be_epfd does not
+	 * report it. */
+	if (timerfd_settime(w->timer_fd, 0, &its, NULL) < 0)
+		return -errno;
+	w->timer_armed = false;
+	return 0;
+}
+
 /* The back-end's epoll fd is readable: hand its events over. */
 static void be_events(struct vhu__blk_worker *w)
 {

@@ -10,8 +10,10 @@
 # restarted under verified I/O (a pause, no error, no lost write), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
-# back-end kind and state in ctl info / stats, --print-capabilities and the
-# vhost-user.json descriptor's tags.
+# back-end kind and state in ctl info / stats, simple replies asked for, --print-capabilities and the
+# vhost-user.json descriptor's tags; TLS (nbds+unix:// with a pre-shared
+# key) and a TLS-only server refusing a plain client; refresh and start
+# against a server that never answers the handshake (bounded, an error).
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
 
@@ -21,6 +23,7 @@ e2e_bins "${1:-build}" tools/vhu-blk tools/vhu
 	skip_all "vhu-blk built without libnbd (meson -Dnbd=enabled)"
 command -v nbdkit >/dev/null || skip_all "nbdkit not installed (scripts/deps)"
 command -v qemu-nbd >/dev/null || skip_all "qemu-nbd not installed (scripts/deps)"
+command -v psktool >/dev/null || skip_all "psktool not installed (gnutls-bin, scripts/deps)"
 e2e_setup vhu-blk-nbd
 e2e_diag() { sed 's/^/# /' "$T"/log* 2>/dev/null | tail -8; }
 MiB=$((1 << 20))
@@ -74,6 +77,20 @@ check "ctl stats: back-end state" bash -c '"$1" ctl "$2" stats | grep -q "backen
 out=$(ctl resize 134217728)
 check "resize on NBD: refused with the reason" grep -q "NBD has no resize" <<<"$out"
 e2e_stop "$D"
+e2e_stop "$NK"
+# Simple replies (half the recv calls of structured ones per read):
+# nbdkit's debug output names every option a client asks for.
+rm -f "$T/mem.sock"
+nbdkit -f -v --unix "$T/mem.sock" memory 64M 2>"$T/log.nbdkit-v" &
+NK=$!; PIDS+=("$NK")
+wait_for "$T/mem.sock"
+daemon mem --num-queues 2
+check "simple replies: verified I/O, 2 queues" bench --pattern randrw --verify --count 200 --queues 2
+check "simple replies: no connection asks for structured replies" \
+	bash -c 'grep -q "newstyle negotiation" "$1" && ! grep -q "NBD_OPT_STRUCTURED_REPLY" "$1"' _ "$T/log.nbdkit-v"
+e2e_stop "$D"
+e2e_stop "$NK"
+nbdkit_start mem memory 64M
 # The blocking engine (--aio threads) and a thread shared by two queues.
 for extra in "1 --aio threads" "2 --num-queues 2 --threads 1"; do
 	nq=${extra%% *} extra=${extra#* }
@@ -117,6 +134,37 @@ check "refresh: ctl info shows it" bash -c 'ctl_out=$("$1" ctl "$2" info); grep 
 check "refresh: I/O past the old end" bench --pattern randwrite --verify --count 2000
 e2e_stop "$D"
 e2e_stop "$NK"
+
+# --- refresh while the server takes connections but never answers ---
+# (a server busy with its one client looks the same): the size query's
+# connection is bounded in time, the control socket stays usable.
+hang_start() {
+	rm -f "$1"
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(16); time.sleep(120)' "$1" &
+	HS=$!; PIDS+=("$HS")
+	wait_for "$1"
+}
+nbdkit_start hang memory 16M
+daemon hang
+e2e_stop "$NK"
+hang_start "$T/hang.sock"
+start=$SECONDS
+(sleep 1; ctl info >"$T/info.hang"; echo $? >"$T/info.rc") &
+I=$!
+out=$(ctl refresh); rc=$?
+took=$((SECONDS - start))
+wait "$I"
+check "refresh, server silent: an error, within a few seconds" \
+	bash -c '[ "$1" -lt 12 ] && grep -qi "refresh failed: .*timed out" <<<"$2"' _ "$took" "$out"
+check "refresh, server silent: ctl info still answers" \
+	bash -c '[ "$(cat "$1/info.rc")" = 0 ] && grep -q "^backend: nbd" "$1/info.hang"' _ "$T"
+check "refresh, server silent: the reason is logged" grep -q "no answer to the handshake" "$T/log.hang"
+e2e_stop "$D"
+err=$(timeout 20 "$BIN" --blk-file "$(uri hang)" --socket-path "$T/v5" 2>&1); rc=$?
+check "start, server silent: exits with the reason" \
+	bash -c '[ "$1" -ne 0 ] && [ "$1" -ne 124 ] && grep -q "cannot connect to .*no answer to the handshake" <<<"$2"' _ "$rc" "$err"
+e2e_stop "$HS"
 
 # --- the server killed and restarted under verified I/O ---
 truncate -s 32M "$T/disk2.img"
@@ -217,6 +265,26 @@ wait_for "$T/v"
 check "TCP export (nbd://127.0.0.1:$port/): verified I/O" bench --pattern randrw --verify --time 1
 check "TCP export: no errors" errors0
 e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- TLS (nbds+unix://, a pre-shared key): verified I/O; plain refused ---
+psktool -u vhu -p "$T/keys.psk" >/dev/null 2>&1
+nbdkit_start tls --tls=require --tls-psk="$T/keys.psk" memory 16M
+tls_uri="nbds+unix://vhu@/?socket=$T/tls.sock&tls-psk-file=$T/keys.psk"
+rm -f "$T/v" "$T/ctl"
+e2e_daemon "$T/log.tls" --blk-file "$tls_uri" --socket-path "$T/v" --control "$T/ctl" --num-queues 2
+wait_for "$T/v"
+check "TLS export (nbds+unix://, PSK): verified I/O, 2 queues" \
+	bench --pattern randrw --verify --time 1 --queues 2
+check "TLS export: no errors" errors0
+e2e_stop "$D"
+err=$(timeout 10 "$BIN" --blk-file "$(uri tls)" --socket-path "$T/v4" 2>&1); rc=$?
+check "TLS required, plain nbd+unix:// asked: exits with the reason" \
+	bash -c '[ "$1" -ne 0 ] && [ "$1" -ne 124 ] && grep -q "cannot connect to .*requires TLS" <<<"$2"' _ "$rc" "$err"
+err=$(timeout 10 "$BIN" --blk-file "nbds+unix://vhu@/?socket=$T/tls.sock&tls-psk-file=$T/none.psk" \
+	--socket-path "$T/v4" 2>&1); rc=$?
+check "TLS with a missing key file: exits with the reason" \
+	bash -c '[ "$1" -ne 0 ] && [ "$1" -ne 124 ] && grep -q "cannot connect to .*none.psk" <<<"$2"' _ "$rc" "$err"
 e2e_stop "$NK"
 
 # --- no server at all: a clear error ---

@@ -149,8 +149,10 @@ TEST(nbd_requests_map_to_commands_and_flags)
 	server_stop(&s);
 }
 
-/* An export that cannot write zeroes: WRITE_ZEROES is answered UNSUPP,
- * never OK, and the data stays as it was (nothing sent to the server). */
+/* An export that cannot write zeroes: VIRTIO_BLK_F_WRITE_ZEROES is not
+ * offered (one that can: offered); a driver that sends WRITE_ZEROES all
+ * the same is answered UNSUPP, never OK, and the data stays as it was
+ * (nothing sent to the server). */
 TEST(nbd_write_zeroes_unsupported_is_unsupp)
 {
 	struct server s;
@@ -159,9 +161,19 @@ TEST(nbd_write_zeroes_unsupported_is_unsupp)
 	uint8_t want[4096];
 	char line[512];
 
+	server_start(&s);
+	o.path = s.uri;
+	ctx_open(&c, &o, true);
+	CHECK(vhu_fe_features_offered(c.fe) & VHU_BIT(VHU_BLK_F_WRITE_ZEROES));
+	CHECK(vhu_fe_features_offered(c.fe) & VHU_BIT(VHU_BLK_F_DISCARD));
+	ctx_close(&c);
+	server_stop(&s);
+
 	server_start_with(&s, true);
 	o.path = s.uri;
 	ctx_open(&c, &o, true);
+	CHECK(!(vhu_fe_features_offered(c.fe) & VHU_BIT(VHU_BLK_F_WRITE_ZEROES)));
+	CHECK(vhu_fe_features_offered(c.fe) & VHU_BIT(VHU_BLK_F_DISCARD));
 	fill(c.data, 4096, 3);
 	memcpy(want, c.data, 4096);
 	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
