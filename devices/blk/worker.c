@@ -248,10 +248,15 @@ static void be_events(struct vhu__blk_worker *w)
 	struct epoll_event ev[2];
 	int n;
 
-	if (!w->sync && !w->timer_armed && w->be_fd >= 0) {
-		/* Only the fd can have fired: hand over its events without
-		 * asking epoll which (a spurious one costs the back-end an
-		 * EAGAIN, never a lost event: the watch is level-triggered). */
+	if (!w->sync && !w->timer_armed && w->be_fd >= 0 &&
+	    (w->be_events == EPOLLIN || w->be_events == EPOLLOUT)) {
+		/* Only the fd can have fired, in the one direction watched:
+		 * hand it over without asking epoll (a spurious one costs
+		 * the back-end an EAGAIN, never a lost event: the watch is
+		 * level-triggered).  With both directions watched, epoll
+		 * says which: a readable event that is not there makes
+		 * libnbd stop sending a write's payload to wait for a reply
+		 * that cannot come before the payload is whole. */
 		w->blk->be->event(w->be_ctx,
 				  (w->be_events & EPOLLIN ? POLLIN : 0) |
 				  (w->be_events & EPOLLOUT ? POLLOUT : 0));

@@ -277,6 +277,10 @@ wait_for "$T/v"
 check "TLS export (nbds+unix://, PSK): verified I/O, 2 queues" \
 	bench --pattern randrw --verify --time 1 --queues 2
 check "TLS export: no errors" errors0
+# A write's payload that TLS sends in pieces while both directions are
+# watched: vhu check's dirty-log cases stalled on it.
+check "TLS export: vhu check passes" \
+	bash -c 'timeout 120 "$1" check "$2" >"$3/check-tls.out" 2>&1' _ "$VHU" "$T/v" "$T"
 e2e_stop "$D"
 err=$(timeout 10 "$BIN" --blk-file "$(uri tls)" --socket-path "$T/v4" 2>&1); rc=$?
 check "TLS required, plain nbd+unix:// asked: exits with the reason" \
