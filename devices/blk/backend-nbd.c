@@ -49,6 +49,9 @@
 #define BACKOFF_MIN_MS 50u
 #define BACKOFF_MAX_MS 1000u
 #define CONNECT_MAX_MS 5000u   /* one attempt, before it counts as failed */
+/* A queue asked to stop waits this long for the server's answers, then
+ * closes its connection and fails what is unanswered (IOERR). */
+#define STOP_GIVE_UP_MS 5000u
 
 struct nbd_img {
 	char *uri;
@@ -74,6 +77,7 @@ struct nq {
 	unsigned backoff_ms;
 	struct vhu__blk_io *wait_head, *wait_tail; /* need a connection */
 	struct vhu__blk_io *sent;   /* on the connection (prev/next) */
+	uint64_t stop_deadline;     /* ns: a stop gives up then; 0: not set */
 };
 
 static uint64_t now_ns(void)
@@ -375,8 +379,12 @@ static void settle(struct nq *q)
 				     vhu__blk_q_index(q->w), q->img->uri);
 		q->st = NQ_READY;
 		/* The connect timeout is over: without a timer, the watch's
-		 * wake-ups need no epoll_wait (worker.c be_events). */
-		vhu__blk_q_timer_off(q->w);
+		 * wake-ups need no epoll_wait (worker.c be_events); a
+		 * stopping queue keeps it for its deadline. */
+		if (q->stop_deadline)
+			vhu__blk_q_timer(q->w, STOP_GIVE_UP_MS);
+		else
+			vhu__blk_q_timer_off(q->w);
 		set_down(q, false);
 		atomic_store(&q->img->last, "connected");
 		q->backoff_ms = BACKOFF_MIN_MS;
@@ -406,10 +414,46 @@ static void settle(struct nq *q)
 	vhu__blk_q_watch(q->w, nbd_aio_get_fd(q->h), ev);
 }
 
+/* A stop waited STOP_GIVE_UP_MS for a server that holds the connection
+ * and does not answer: close it (libnbd then writes into no buffer of
+ * ours again, so a read's guest memory is safe to give back) and fail
+ * every request of the queue, so the stop ends. */
+static void give_up(struct nq *q)
+{
+	unsigned n = 0;
+
+	if (q->h) {
+		q->closing = true;
+		nbd_close(q->h);
+		q->closing = false;
+		q->h = NULL;
+	}
+	vhu__blk_q_watch(q->w, -1, 0);
+	while (q->sent) {
+		struct vhu__blk_io *io = q->sent;
+
+		sent_del(q, io);
+		wait_push(q, io);
+	}
+	for (struct vhu__blk_io *io = q->wait_head; io; io = io->next)
+		n++;
+	fail_waiting(q);
+	q->st = NQ_DOWN;
+	vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: queue stops: %u request%s "
+		     "unanswered by %s after %u s failed (IOERR)",
+		     vhu__blk_q_index(q->w), n, n == 1 ? "" : "s", q->img->uri,
+		     STOP_GIVE_UP_MS / 1000);
+}
+
 static void nbd_event(void *ctx, unsigned revents)
 {
 	struct nq *q = ctx;
 
+	if (revents == 0 && q->stop_deadline && now_ns() >= q->stop_deadline) {
+		if (q->sent || q->wait_head)
+			give_up(q);
+		return;
+	}
 	if (revents == 0) {
 		/* The timer: retry, or give up on a slow attempt. */
 		check_timeout(q);
@@ -452,9 +496,18 @@ static void nbd_submit(void *ctx, struct vhu__blk_io *io)
 	wait_push(q, io);
 }
 
+/* Once per loop turn; a stop that finds requests unanswered sets the
+ * time it gives up on them. */
 static void nbd_round(void *ctx)
 {
-	settle(ctx);
+	struct nq *q = ctx;
+
+	settle(q);
+	if (!q->stop_deadline && vhu__blk_q_stopping(q->w) &&
+	    (q->sent || q->wait_head)) {
+		q->stop_deadline = now_ns() + STOP_GIVE_UP_MS * 1000000ull;
+		vhu__blk_q_timer(q->w, STOP_GIVE_UP_MS);
+	}
 }
 
 static int nbd_q_open(struct vhu_blk *blk, struct vhu__blk_worker *w,

@@ -267,6 +267,25 @@ check "TCP export: no errors" errors0
 e2e_stop "$D"
 e2e_stop "$NK"
 
+# --- a server that holds the connection and does not answer: a queue stop
+# gives up after 5 s (IOERR), and the daemon serves again once it is back ---
+nbdkit_start silent memory 16M
+daemon silent
+"$VHU" bench "$T/v" --quiet --pattern randread --time 50 >/dev/null 2>&1 &
+SB=$!
+sleep 1
+kill -STOP "$NK"
+sleep 0.5
+kill -9 "$SB"; wait "$SB" 2>/dev/null
+check "silent server: the queue stop gives up within 15 s" \
+	bash -c 'for _ in $(seq 150); do grep -q "queue stops: .* unanswered by .* after 5 s failed" "$1" && exit 0; sleep 0.1; done; exit 1' _ "$T/log.silent"
+check "silent server: ctl info answers" bash -c 'ctl_out=$(timeout 5 "$1" ctl "$2" info) && grep -q "^backend: nbd" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
+kill -CONT "$NK"
+check "silent server back: verified I/O on a new session" bench --pattern randrw --verify --time 1
+check "silent server back: no errors" errors0
+e2e_stop "$D"
+e2e_stop "$NK"
+
 # --- TLS (nbds+unix://, a pre-shared key): verified I/O; plain refused ---
 psktool -u vhu -p "$T/keys.psk" >/dev/null 2>&1
 nbdkit_start tls --tls=require --tls-psk="$T/keys.psk" memory 16M
