@@ -327,11 +327,11 @@ static void start_connect(struct nq *q)
 	}
 }
 
-/* The connection is gone or could not be made: keep what was on it. */
-static void lost(struct nq *q, const char *why)
+/* Close the queue's connection (libnbd then calls back no more and
+ * touches none of our buffers) and put what was on it back to wait,
+ * each request from its start. */
+static void drop_connection(struct nq *q)
 {
-	bool was_ready = q->st == NQ_READY;
-
 	if (q->h) {
 		q->closing = true;
 		nbd_close(q->h);
@@ -346,6 +346,14 @@ static void lost(struct nq *q, const char *why)
 		io->phase = 0;
 		wait_push(q, io);
 	}
+}
+
+/* The connection is gone or could not be made: keep what was on it. */
+static void lost(struct nq *q, const char *why)
+{
+	bool was_ready = q->st == NQ_READY;
+
+	drop_connection(q);
 	if (was_ready) {
 		vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: connection to %s lost "
 			     "(%s); reconnecting", vhu__blk_q_index(q->w),
@@ -422,19 +430,7 @@ static void give_up(struct nq *q)
 {
 	unsigned n = 0;
 
-	if (q->h) {
-		q->closing = true;
-		nbd_close(q->h);
-		q->closing = false;
-		q->h = NULL;
-	}
-	vhu__blk_q_watch(q->w, -1, 0);
-	while (q->sent) {
-		struct vhu__blk_io *io = q->sent;
-
-		sent_del(q, io);
-		wait_push(q, io);
-	}
+	drop_connection(q);
 	for (struct vhu__blk_io *io = q->wait_head; io; io = io->next)
 		n++;
 	fail_waiting(q);
