@@ -155,9 +155,15 @@ static size_t try_inline(struct fq *q, struct vhu__blk_io *io)
 	if (q->no_nowait || q->blk->cache == VHU_BLK_CACHE_NONE ||
 	    req->n_data > IOV_MAX)
 		return 0;
+	/* An image in memory: a copy through its mapping (imgmap.c);
+	 * write-through writes keep RWF_DSYNC below. */
+	if (q->blk->map && !io->through) {
+		size_t n = vhu__blk_map_copy(q->blk, req);
+
+		if (n)
+			return n;
+	}
 	if (req->type == VHU_BLK_T_IN) {
-		if (q->blk->map && (r = (ssize_t)vhu__blk_map_copy(q->blk, req)) > 0)
-			return (size_t)r;
 		r = preadv2(q->blk->fd, req->data, (int)req->n_data, off,
 			    nowait);
 	} else {
@@ -165,8 +171,6 @@ static size_t try_inline(struct fq *q, struct vhu__blk_io *io)
 		 * io_uring with RWF_DSYNC. */
 		if (io->through)
 			return 0;
-		if (q->blk->map && (r = (ssize_t)vhu__blk_map_copy(q->blk, req)) > 0)
-			return (size_t)r;
 		r = pwritev2(q->blk->fd, req->data, (int)req->n_data, off,
 			     nowait);
 	}
