@@ -281,6 +281,14 @@ check "silent server: the queue stop gives up within 15 s" \
 	bash -c 'for _ in $(seq 150); do grep -q "queue stops: .* unanswered by .* after 5 s failed" "$1" && exit 0; sleep 0.1; done; exit 1' _ "$T/log.silent"
 check "silent server: ctl info answers" bash -c 'ctl_out=$(timeout 5 "$1" ctl "$2" info) && grep -q "^backend: nbd" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
 kill -CONT "$NK"
+# nbdkit (Debian 12's) now and then aborts on resuming when connections
+# were closed under it while it was stopped; then a new one is the server
+# that is back (the check below is about vhu-blk serving again).
+sleep 0.5
+if ! kill -0 "$NK" 2>/dev/null; then
+	echo "# nbdkit died on resuming; starting it again"
+	nbdkit_start silent memory 16M
+fi
 check "silent server back: verified I/O on a new session" bench --pattern randrw --verify --time 1
 check "silent server back: no errors" errors0
 e2e_stop "$D"
