@@ -83,9 +83,10 @@ static void usage(FILE *f)
 "                           with a warning when io_uring is unavailable)\n"
 "      --poll-us N          poll a queue for up to N microseconds after its\n"
 "                           last request before sleeping; the budget adapts\n"
-"                           to the load (default %u, 0: off; io_uring queues\n"
-"                           with a thread of their own; only while at most\n"
-"                           half the usable CPUs have a queue busy)\n"
+"                           to the load (default %u for files and block\n"
+"                           devices, 0 for NBD and RBD; 0: off; io_uring\n"
+"                           queues with a thread of their own; only while\n"
+"                           at most half the usable CPUs have a queue busy)\n"
 "      --poll always        never sleep: a core per queue, even when idle\n"
 "      --format raw|auto    auto (default): refuse images that start with a\n"
 "                           qcow2, qed, vmdk, vdi, vhdx, vpc or LUKS header\n"
@@ -398,7 +399,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
 			       .reconnect_timeout = VHU_BLK_RECONNECT_DEFAULT,
-			       .poll_us = VHU_BLK_POLL_US_DEFAULT,
+			       .poll_us = VHU_BLK_POLL_US_AUTO,
 			       .cache = VHU_BLK_CACHE_WRITEBACK,
 			       .socket_perm = { 0600, -1, -1 },
 			       .control_perm = { 0600, -1, -1 },

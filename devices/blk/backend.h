@@ -85,6 +85,9 @@ struct vhu__blk_io {
 
 struct vhu__blk_backend_ops {
 	const char *kind;           /* "file", "null", "nbd", "rbd" */
+	/* Completions come from a server (NBD, RBD): queues do not poll
+	 * their rings by default (VHU_BLK_POLL_US_AUTO). */
+	bool remote;
 	/* ---- image-wide, control thread ---- */
 	/* Current size in bytes (from the storage: refresh asks again). */
 	int (*size)(struct vhu_blk *blk, uint64_t *size);

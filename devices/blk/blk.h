@@ -178,6 +178,12 @@ int vhu_blk_pick_blk_size(unsigned requested, enum vhu_blk_cache cache,
 
 #define VHU_BLK_POLL_US_DEFAULT 50u   /* the daemon's default cap */
 #define VHU_BLK_POLL_US_MAX 1000000u
+/* poll_us: the back-end's default, VHU_BLK_POLL_US_DEFAULT for files and
+ * block devices, 0 for NBD exports and RBD images (a queue's completions
+ * come from a server; polling its ring meanwhile takes the CPU that
+ * server and the front-end need, and on a small host cost NBD queues a
+ * third of their IOPS per CPU-second). */
+#define VHU_BLK_POLL_US_AUTO 0xffffffffu
 #define VHU_BLK_RECONNECT_DEFAULT 30u /* seconds */
 
 struct vhu_blk_opts {
@@ -199,7 +205,8 @@ struct vhu_blk_opts {
 	enum vhu_blk_aio aio;
 	/* Polling (io_uring queues on threads of their own): after the last
 	 * request a queue keeps looking at its ring for an adaptive budget of
-	 * at most poll_us microseconds (0: off; at most VHU_BLK_POLL_US_MAX)
+	 * at most poll_us microseconds (0: off; at most VHU_BLK_POLL_US_MAX;
+	 * VHU_BLK_POLL_US_AUTO: the back-end's default)
 	 * before it sleeps; poll_always: it never sleeps (a core per queue). */
 	unsigned poll_us;
 	bool poll_always;

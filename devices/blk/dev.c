@@ -367,7 +367,8 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->blk_size = opts->blk_size ? opts->blk_size : 512;
 	blk->num_queues = opts->num_queues;
 	blk->queue_depth = opts->queue_depth;
-	blk->poll_us = opts->poll_us > VHU_BLK_POLL_US_MAX ? VHU_BLK_POLL_US_MAX
+	blk->poll_us = opts->poll_us == VHU_BLK_POLL_US_AUTO ? VHU_BLK_POLL_US_AUTO
+		     : opts->poll_us > VHU_BLK_POLL_US_MAX ? VHU_BLK_POLL_US_MAX
 							   : opts->poll_us;
 	blk->poll_always = opts->poll_always;
 	blk->no_lock = opts->no_lock;

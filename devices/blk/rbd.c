@@ -707,6 +707,7 @@ static void rbd_event(void *ctx, unsigned revents)
 
 const struct vhu__blk_backend_ops vhu__blk_rbd_ops = {
 	.kind = "rbd",
+	.remote = true,
 	.size = rbd_size,
 	.resize = rbd_set_size,
 	.close = rbd_close_image,

@@ -68,6 +68,11 @@ daemon mem --num-queues 2
 check "memory export: verified random writes, 2 queues" \
 	bench --pattern randrw --verify --time 2 --queues 2
 check "memory export: no errors" errors0
+# A wake-up that said readable when nothing was once left libnbd waiting
+# for a reply with the next command queued behind it: at queue depth 1
+# the queue hung within seconds (vhu bench gives up after 10 s).
+check "queue depth 1 for 15 s: every request answered" \
+	bench --pattern randread --iodepth 1 --time 15
 check "memory export: vhu check passes" \
 	bash -c 'timeout 120 "$1" check "$2" >"$3/check.out" 2>&1' _ "$VHU" "$T/v" "$T"
 check "ctl info: back-end nbd, connected" \
