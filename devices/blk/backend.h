@@ -117,7 +117,11 @@ struct vhu__blk_backend_ops {
 	void (*submit)(void *ctx, struct vhu__blk_io *io);
 	/* An io_uring completion of an SQE from vhu__blk_q_sqe(). */
 	void (*uring_done)(void *ctx, struct vhu__blk_io *io, int res);
-	/* A watched fd is ready (revents) or a timer expired (0). */
+	/* A watched fd is ready (revents) or a timer expired (0).  With one
+	 * direction watched and no timer, the worker hands the event over
+	 * without asking epoll, and it may be stale: a back-end must not
+	 * act on it in a way that needs it to be true (NBD asks the socket
+	 * before libnbd reads between replies). */
 	void (*event)(void *ctx, unsigned revents);
 	/* Once per loop turn after submissions; may be NULL. */
 	void (*round)(void *ctx);

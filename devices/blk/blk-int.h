@@ -59,8 +59,7 @@ struct vhu_blk {
 	unsigned blk_size;
 	unsigned num_queues;
 	unsigned queue_depth;
-	unsigned poll_us;           /* polling cap (own-thread io_uring queues;
-				       VHU_BLK_POLL_US_AUTO: by back-end) */
+	unsigned poll_us;           /* polling cap (own-thread io_uring queues) */
 	bool poll_always;           /* --poll always: never sleep */
 	/* The image's back-end (backend.h) and its image-wide state. */
 	const struct vhu__blk_backend_ops *be;

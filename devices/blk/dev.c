@@ -407,6 +407,8 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->err = NULL;
 	if (r < 0)
 		goto fail;
+	if (blk->poll_us == VHU_BLK_POLL_US_AUTO)
+		blk->poll_us = blk->be->remote ? 0 : VHU_BLK_POLL_US_DEFAULT;
 	{
 		char why[200];
 		uint64_t size = atomic_load(&blk->size);

@@ -645,9 +645,7 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
 	w->pop_flags = VHU_VQ_POP_TRUNCATED;
-	vhu__blk_poll_init(&w->poll, blk->poll_us != VHU_BLK_POLL_US_AUTO ? blk->poll_us
-				     : blk->be->remote ? 0 : VHU_BLK_POLL_US_DEFAULT,
-			   blk->poll_always);
+	vhu__blk_poll_init(&w->poll, blk->poll_us, blk->poll_always);
 	w->nslots = depth;
 	w->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (w->stop_fd < 0) {
