@@ -75,6 +75,7 @@ struct vhu__blk_worker {
 	bool polling;       /* polls before sleeping (poll.c) */
 	unsigned pop_flags; /* VHU_VQ_POP_*: NO_REARM while polling */
 	bool kicks_off;     /* polling: kicks disabled since the last sleep */
+	bool busy_quiet;    /* not polling: kicks off while busy (q_wait) */
 	struct vhu__blk_poll poll;
 	struct __kernel_timespec tick;
 };
@@ -486,6 +487,47 @@ void vhu__blk_q_set_polling(struct vhu__blk_worker *w)
 	w->pop_flags |= VHU_VQ_POP_NO_REARM;
 }
 
+/* A queue that does not poll sleeps until something wakes it.  While
+ * BUSY_QUIET_MIN or more requests are out, a completion is due soon and
+ * will wake it anyway; the driver's kicks are then turned off (as
+ * polling does) and the requests it adds meanwhile are popped when the
+ * next completion comes: one wake-up instead of two, and fewer kicks
+ * (VM exits) for the guest.  The wait is bounded by BUSY_QUIET_NS: when
+ * nothing completes that soon (slow storage), kicks come back on before
+ * the queue sleeps again, so a new request waits at most that long for
+ * a slow one.  Needs a ring that takes a wait timeout (5.11). */
+#define BUSY_QUIET_MIN 8u
+#define BUSY_QUIET_NS 200000
+
+static bool quiet_off(struct vhu__blk_worker *w)
+{
+	if (!w->busy_quiet)
+		return false;
+	w->busy_quiet = false;
+	w->pop_flags &= ~VHU_VQ_POP_NO_REARM;
+	return vhu_vq_enable_notify(w->vq);
+}
+
+static int quiet_wait(struct vhu__blk_worker *w)
+{
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = BUSY_QUIET_NS };
+	struct io_uring_cqe *cqe;
+	int r;
+
+	if (!w->busy_quiet) {
+		vhu_vq_disable_notify(w->vq);
+		w->busy_quiet = true;
+		w->pop_flags |= VHU_VQ_POP_NO_REARM;
+	}
+	r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+	if (r != -ETIME)
+		return r;
+	/* Nothing completed in time: kicks on, then sleep as usual. */
+	if (quiet_off(w))
+		return 0;
+	return io_uring_submit_and_wait(&w->ring, 1);
+}
+
 int vhu__blk_q_wait(struct vhu__blk_worker *w)
 {
 	int r;
@@ -505,9 +547,17 @@ int vhu__blk_q_wait(struct vhu__blk_worker *w)
 	if (w->polling && !w->stopping &&
 	    vhu__blk_poll_wait(&w->poll, w->vq, &w->ring, &w->kicks_off))
 		return 0;
-	r = io_uring_submit_and_wait(&w->ring, 1);
-	if (w->polling)
+	if (w->polling) {
+		r = io_uring_submit_and_wait(&w->ring, 1);
 		vhu__blk_poll_woke(&w->poll);
+	} else if (w->in_flight >= BUSY_QUIET_MIN && !w->stopping &&
+		   w->kick_fd >= 0 && (w->ring.features & IORING_FEAT_EXT_ARG)) {
+		r = quiet_wait(w);
+	} else if (quiet_off(w)) {
+		return 0;
+	} else {
+		r = io_uring_submit_and_wait(&w->ring, 1);
+	}
 	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 		vhu__blk_log(VHU_LOG_ERROR, "queue %u: io_uring: %s",
 			     vhu_vq_index(w->vq), strerror(-r));
