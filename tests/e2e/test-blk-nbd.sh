@@ -140,6 +140,24 @@ check "refresh: I/O past the old end" bench --pattern randwrite --verify --count
 e2e_stop "$D"
 e2e_stop "$NK"
 
+# --- a busy queue turns kicks off (worker.c, quiet_wait) ---
+# A server that answers reads after 1 ms: at depth 32 a completion always
+# comes soon, so the queue pops what the driver adds when it wakes for one
+# and the driver need not kick (about 0.45 kicks per request otherwise).
+# Below 8 requests out, kicks stay on: a new request is not held.
+kicks_per_req() { sed -n 's/^kicks: [0-9]* (\([0-9.]*\) per request)$/\1/p' "$T/bench.out"; }
+below() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)' "$@"; }
+nbdkit_start lat --filter=delay memory 64M delay-read=1ms
+daemon lat
+check "1 ms server, depth 32: reads served" bench --pattern randread --iodepth 32 --time 2
+k=$(kicks_per_req)
+check "1 ms server, depth 32: fewer than 0.15 kicks per request (${k:-none})" below "${k:-9}" 0.15
+check "1 ms server, depth 4: reads served" bench --pattern randread --iodepth 4 --time 2
+k=$(kicks_per_req)
+check "1 ms server, depth 4: kicks stay on (${k:-none} per request)" below 0.3 "${k:-0}"
+e2e_stop "$D"
+e2e_stop "$NK"
+
 # --- refresh while the server takes connections but never answers ---
 # (a server busy with its one client looks the same): the size query's
 # connection is bounded in time, the control socket stays usable.

@@ -48,6 +48,7 @@ void bench_merge(const struct opts *o, const struct worker *ws,
 		m->errors += w->errors;
 		m->verified += w->verified;
 		m->mismatches += w->mismatches;
+		m->kicks += w->kicks;
 		m->lat_sum += w->lat_sum;
 		if (w->lat_max > m->lat_max)
 			m->lat_max = w->lat_max;
@@ -91,6 +92,7 @@ void bench_report(const struct opts *o, const struct bench_totals *m,
 		json_object_object_add(j, "reads", json_object_new_uint64(m->reads));
 		json_object_object_add(j, "writes", json_object_new_uint64(m->writes));
 		json_object_object_add(j, "errors", json_object_new_uint64(m->errors));
+		json_object_object_add(j, "kicks", json_object_new_uint64(m->kicks));
 		json_object_object_add(j, "iops", json_object_new_double(iops));
 		json_object_object_add(j, "mbps", json_object_new_double(mbps));
 		json_object_object_add(j, "lat_avg_us", json_object_new_double(avg));
@@ -122,6 +124,8 @@ void bench_report(const struct opts *o, const struct bench_totals *m,
 	       (f & VHU_BIT(VHU_F_RING_PACKED)) ? ", packed" : "");
 	printf("requests: %" PRIu64 " (%" PRIu64 " reads, %" PRIu64 " writes), "
 	       "errors: %" PRIu64 "\n", done, m->reads, m->writes, m->errors);
+	printf("kicks: %" PRIu64 " (%.2f per request)\n", m->kicks,
+	       done ? (double)m->kicks / (double)done : 0);
 	printf("IOPS: %.0f  MB/s: %.1f\n", iops, mbps);
 	printf("latency (us): avg %.1f  p50 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
 	       avg, p50, p99, p999, (double)lat_max / 1000);

@@ -208,6 +208,7 @@ static void *worker_main(void *arg)
 				w->fail = r;
 				return NULL;
 			}
+			w->kicks += (unsigned)r;
 		}
 		if (vhu_fe_vq_inflight(w->vq) == 0 && stopping)
 			return NULL;

@@ -84,6 +84,7 @@ struct worker {
 	/* results; done is read by the progress printer */
 	uint64_t done;
 	uint64_t reads, writes, errors, verified, mismatches;
+	uint64_t kicks;      /* kick eventfd writes (the device asked for them) */
 	uint64_t lat_max;
 	uint64_t lat_sum;
 	uint64_t hist[H_BUCKETS];
@@ -93,7 +94,7 @@ struct worker {
 /* Every queue's figures together. */
 struct bench_totals {
 	uint64_t hist[H_BUCKETS];
-	uint64_t done, reads, writes, errors, verified, mismatches;
+	uint64_t done, reads, writes, errors, verified, mismatches, kicks;
 	uint64_t lat_max, lat_sum;
 	int fail;          /* the first queue's failure, -EAGAIN: not started */
 };
