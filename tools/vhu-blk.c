@@ -24,6 +24,10 @@
 #include <stddef.h>
 #include <unistd.h>
 
+#ifdef VHU_HAVE_TCMALLOC
+#include <gperftools/tcmalloc.h>
+#endif
+
 #include <vhu/vhu.h>
 
 #include "vhu-blk-daemon.h"
@@ -195,6 +199,21 @@ static int parse_perm_option(int c, struct options *o)
 		return -1;
 	}
 	return 0;
+}
+
+/* --version's second line: the allocator linked in (tcmalloc is also a
+ * real reference to it, so the linker's --as-needed keeps it). */
+static void print_allocator(void)
+{
+#ifdef VHU_HAVE_TCMALLOC
+	int major = 0, minor = 0;
+	const char *patch = "";
+
+	tc_version(&major, &minor, &patch);
+	printf("allocator: tcmalloc %d.%d%s\n", major, minor, patch ? patch : "");
+#else
+	printf("allocator: the C library's\n");
+#endif
 }
 
 /* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
@@ -462,6 +481,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 			return 1;
 		case 'V':
 			printf(PROG " %s (libvhu %s)\n", VHU_VERSION_STRING, vhu_version());
+			print_allocator();
 			return 1;
 		case ':':
 			vhu_blk_daemon_log("error: option '%s' needs an argument",

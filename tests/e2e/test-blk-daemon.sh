@@ -56,6 +56,8 @@ check "--help exits 0 and lists options" \
 out=$("$BIN" --version); rc=$?
 check "--version prints the version" \
 	test $rc -eq 0 -a -n "$(echo "$out" | grep -E '^vhu-blk [0-9]+\.[0-9]+')"
+check "--version names the allocator" \
+	test -n "$(echo "$out" | grep -E "^allocator: (tcmalloc [0-9]+\.[0-9]+|the C library's)")"
 out=$("$BIN" --print-capabilities); rc=$?
 check "--print-capabilities prints the block capabilities" test $rc -eq 0 -a \
 	"$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d["type"], sorted(d["features"]))' "$out")" \
