@@ -460,6 +460,10 @@ static void sync_step(struct vhu__blk_worker *w)
 
 void vhu__blk_q_begin(struct vhu__blk_worker *w)
 {
+	/* Kicks on, whatever an engine that served this ring before left
+	 * (one stopped for a quiesce while busy_quiet or polling had them
+	 * off: without EVENT_IDX a pop does not turn them back on). */
+	vhu_vq_enable_notify(w->vq);
 	if (w->sync) {
 		sync_step(w);
 		return;

@@ -157,6 +157,24 @@ k=$(kicks_per_req)
 check "1 ms server, depth 4: kicks stay on (${k:-none} per request)" below 0.3 "${k:-0}"
 e2e_stop "$D"
 e2e_stop "$NK"
+# A smaller export stops the queues (quiesce) and starts them again while
+# they are busy with kicks off; without EVENT_IDX only the device turns
+# them back on (used->flags), or the driver would never kick again.
+truncate -s 64M "$T/shrink.img"
+nbdkit_start shrink --filter=delay file "$T/shrink.img" delay-read=1ms
+daemon shrink
+"$VHU" bench "$T/v" --pattern randread --size 32M --iodepth 32 --no-event-idx --time 4 \
+	--quiet >"$T/bench.shrink" 2>&1 &
+B=$!
+sleep 1.5
+truncate -s 60M "$T/shrink.img"
+out=$(ctl refresh)
+wait "$B"; rc=$?
+check "export shrunk under load, no EVENT_IDX: refresh sees it" grep -q "^size: $((60 * MiB))" <<<"$out"
+check "export shrunk under load, no EVENT_IDX: the load goes on to its end" \
+	bash -c '[ "$1" -eq 0 ] && grep -q "errors: 0$" "$2"' _ "$rc" "$T/bench.shrink"
+e2e_stop "$D"
+e2e_stop "$NK"
 
 # --- refresh while the server takes connections but never answers ---
 # (a server busy with its one client looks the same): the size query's
