@@ -216,7 +216,6 @@ static void print_allocator(void)
 #endif
 }
 
-/* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
 /* A number of seconds, min..86400, for the option named name. */
 static int parse_seconds(const char *name, unsigned long min, unsigned *out)
 {
@@ -383,6 +382,7 @@ static int check_combination(struct options *o)
 	return 0;
 }
 
+/* Returns 0 to run, 1 when done (help/version), -1 on a bad command line. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {

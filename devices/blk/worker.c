@@ -74,8 +74,9 @@ struct vhu__blk_worker {
 	bool be_armed;      /* a ring poll on be_epfd is in flight */
 	bool polling;       /* polls before sleeping (poll.c) */
 	unsigned pop_flags; /* VHU_VQ_POP_*: NO_REARM while polling */
-	bool kicks_off;     /* polling: kicks disabled since the last sleep */
-	bool busy_quiet;    /* not polling: kicks off while busy (q_wait) */
+	/* Kicks disabled by this queue: polling, since the last sleep; not
+	 * polling, while busy (quiet_wait). */
+	bool kicks_off;
 	struct vhu__blk_poll poll;
 	struct __kernel_timespec tick;
 };
@@ -461,8 +462,8 @@ static void sync_step(struct vhu__blk_worker *w)
 void vhu__blk_q_begin(struct vhu__blk_worker *w)
 {
 	/* Kicks on, whatever an engine that served this ring before left
-	 * (one stopped for a quiesce while busy_quiet or polling had them
-	 * off: without EVENT_IDX a pop does not turn them back on). */
+	 * (one stopped for a quiesce while it had them off, polling or busy:
+	 * without EVENT_IDX a pop does not turn them back on). */
 	vhu_vq_enable_notify(w->vq);
 	if (w->sync) {
 		sync_step(w);
@@ -505,9 +506,9 @@ void vhu__blk_q_set_polling(struct vhu__blk_worker *w)
 
 static bool quiet_off(struct vhu__blk_worker *w)
 {
-	if (!w->busy_quiet)
+	if (!w->kicks_off)
 		return false;
-	w->busy_quiet = false;
+	w->kicks_off = false;
 	w->pop_flags &= ~VHU_VQ_POP_NO_REARM;
 	return vhu_vq_enable_notify(w->vq);
 }
@@ -518,9 +519,9 @@ static int quiet_wait(struct vhu__blk_worker *w)
 	struct io_uring_cqe *cqe;
 	int r;
 
-	if (!w->busy_quiet) {
+	if (!w->kicks_off) {
 		vhu_vq_disable_notify(w->vq);
-		w->busy_quiet = true;
+		w->kicks_off = true;
 		w->pop_flags |= VHU_VQ_POP_NO_REARM;
 	}
 	r = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
