@@ -11,9 +11,11 @@
  * asked for, nor sees it before it accepts connections.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,15 +120,17 @@ bool vhu_blk_sock_perm_allows(const struct vhu_blk_sock_perm *p, const struct uc
 
 /*
  * What is at path?  0: nothing, or a stale socket (connect refused: its
- * server is gone), which may be replaced; -EADDRINUSE: a socket something
- * accepts on; -EEXIST: not a socket (a regular file, a directory...),
- * never touched; other -errno when it cannot be told.
+ * server is gone), which may be replaced (*stale then holds its identity);
+ * -EADDRINUSE: a socket something accepts on; -EEXIST: not a socket (a
+ * regular file, a directory...), never touched; other -errno when it
+ * cannot be told.
  */
-static int path_state(const struct sockaddr_un *sa)
+static int path_state(const struct sockaddr_un *sa, struct stat *stale)
 {
 	struct stat st;
 	int fd, r, e;
 
+	memset(stale, 0, sizeof(*stale));
 	if (lstat(sa->sun_path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
@@ -140,7 +144,70 @@ static int path_state(const struct sockaddr_un *sa)
 	/* A full backlog (EAGAIN) is a live server too. */
 	if (r == 0 || e == EAGAIN || e == EINPROGRESS)
 		return -EADDRINUSE;
-	return e == ECONNREFUSED ? 0 : -e;
+	if (e != ECONNREFUSED)
+		return -e;
+	*stale = st;
+	return 0;
+}
+
+/* st is still the stale socket seen before.  Inode numbers are reused
+ * at once on some file systems: a file put in its place may carry the
+ * same one, so the type is checked too (a socket file holds no data). */
+static bool same_file(const struct stat *st, const struct stat *stale)
+{
+	return S_ISSOCK(st->st_mode) && st->st_dev == stale->st_dev &&
+	       st->st_ino == stale->st_ino;
+}
+
+/*
+ * Move our socket from tmp to path, never over anything but the stale
+ * socket path_state() found (*stale, st_ino 0: none).  The check and the
+ * move are apart in time: whatever appeared at path in between (a file an
+ * operator or another program created) must survive.  With nothing there,
+ * the move is RENAME_NOREPLACE; over a stale socket it is RENAME_EXCHANGE,
+ * after which the old entry, now at tmp, is checked: the stale socket is
+ * removed, anything else is exchanged back and the start refused.
+ */
+static int move_into_place(const char *tmp, const char *path,
+			   const struct stat *stale)
+{
+	struct stat st;
+
+	if (stale->st_ino == 0) {
+		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		/* A file system without renameat2's flags: link() fails
+		 * as well when the name exists. */
+		if (link(tmp, path) < 0)
+			return -errno;
+		unlink(tmp);
+		return 0;
+	}
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0) {
+		if (errno == ENOENT) /* the stale socket went away meanwhile */
+			return move_into_place(tmp, path, &(struct stat){ 0 });
+		if (errno != EINVAL && errno != ENOSYS)
+			return -errno;
+		/* No exchange here: remove the stale socket only if it is
+		 * still the one seen (a window remains, on such file systems
+		 * only), then move without replacing. */
+		if (lstat(path, &st) == 0) {
+			if (!same_file(&st, stale))
+				return -EEXIST;
+			unlink(path);
+		}
+		return move_into_place(tmp, path, &(struct stat){ 0 });
+	}
+	if (lstat(tmp, &st) == 0 && same_file(&st, stale)) {
+		unlink(tmp);
+		return 0;
+	}
+	/* Something else took the stale socket's place: put it back. */
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) < 0)
+		return -errno;
+	return -EEXIST;
 }
 
 /* Bind fd at where with mode 0, then give it its owner and mode, and
@@ -187,7 +254,7 @@ int vhu_blk_sock_listen(const char *path, const struct vhu_blk_sock_perm *perm,
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char dir[sizeof(sa.sun_path)], tmp[sizeof(sa.sun_path) + 2];
-	struct stat st;
+	struct stat st, stale;
 	int fd, r;
 
 	out->fd = -1;
@@ -197,7 +264,7 @@ int vhu_blk_sock_listen(const char *path, const struct vhu_blk_sock_perm *perm,
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	r = path_state(&sa);
+	r = path_state(&sa, &stale);
 	if (r < 0)
 		return r;
 	out->path = strdup(path);
@@ -212,18 +279,28 @@ int vhu_blk_sock_listen(const char *path, const struct vhu_blk_sock_perm *perm,
 	if (r == 0) {
 		snprintf(tmp, sizeof(tmp), "%s/s", dir);
 		r = bind_strict(fd, tmp, perm, backlog);
-		if (r == 0 && rename(tmp, path) < 0) {
-			r = -errno;
-			unlink(tmp);
+		if (r == 0) {
+			r = move_into_place(tmp, path, &stale);
+			if (r < 0)
+				unlink(tmp);
 		}
 		rmdir(dir);
 	} else if (r == -ENAMETOOLONG) {
 		/* No room for the private directory: bind in place (the
-		 * path then exists a moment before it listens, mode 0). */
-		if (unlink(path) < 0 && errno != ENOENT)
-			r = -errno;
-		else
+		 * path then exists a moment before it listens, mode 0).
+		 * bind() fails if anything is at path; a stale socket is
+		 * removed first only while it is still the one seen. */
+		r = 0;
+		if (stale.st_ino && lstat(path, &st) == 0) {
+			if (!same_file(&st, &stale))
+				r = -EEXIST;
+			else if (unlink(path) < 0 && errno != ENOENT)
+				r = -errno;
+		}
+		if (r == 0)
 			r = bind_strict(fd, path, perm, backlog);
+		if (r == -EADDRINUSE)
+			r = -EEXIST;
 	}
 	if (r < 0)
 		goto fail;

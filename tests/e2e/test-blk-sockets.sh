@@ -181,6 +181,51 @@ check "a non-socket at the path is refused and kept" \
 	sat '[ $rc = 1 ] && [ -f "$T/s.sock" ] && grep -q "not a socket" "$T/log"'
 rm -f "$T/s.sock"
 
+# --- a file that appears between the check of the path and the move ---
+# A preloaded listen() (called after the path was checked and before the
+# socket is moved into place) creates a regular file at RACE_FILE, or
+# replaces the stale socket there with one: the start is refused and the
+# file is kept, whatever the timing.
+cat >"$T/race.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+int listen(int fd, int backlog)
+{
+	int (*real)(int, int) = (int (*)(int, int))dlsym(RTLD_NEXT, "listen");
+	const char *p = getenv("RACE_FILE");
+	if (p) {
+		unlink(p);
+		int f = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+		if (f >= 0) {
+			if (write(f, "precious\n", 9) != 9)
+				_exit(99);
+			close(f);
+		}
+	}
+	return real(fd, backlog);
+}
+C
+if cc -shared -fPIC -o "$T/race.so" "$T/race.c" -ldl 2>"$T/cc.log"; then
+	RACE_FILE="$T/s.sock" LD_PRELOAD="$T/race.so" \
+		timeout 20 "$BIN" -b "$T/img" -s "$T/s.sock" 2>"$T/log"; rc=$?
+	check "a file created at the path while starting is kept (start refused)" \
+		sat '[ $rc = 1 ] && [ -f "$T/s.sock" ] && [ "$(cat "$T/s.sock")" = precious ]'
+	check "... and the private directory is gone" sat '! ls -d "$T"/.vhu-blk-* 2>/dev/null'
+	rm -f "$T/s.sock"
+	"$PY" -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])' "$T/s.sock"
+	RACE_FILE="$T/s.sock" LD_PRELOAD="$T/race.so" \
+		timeout 20 "$BIN" -b "$T/img" -s "$T/s.sock" 2>"$T/log"; rc=$?
+	check "a stale socket replaced by a file while starting: the file is kept" \
+		sat '[ $rc = 1 ] && [ -f "$T/s.sock" ] && [ "$(cat "$T/s.sock")" = precious ]'
+	rm -f "$T/s.sock"
+else
+	cat "$T/cc.log" >&2
+	check "the preload shim builds" false
+fi
+
 # --- the control socket: the same options ---
 rights "--control $T/c.ctl" c.ctl "600 root:root" "control socket default 0600 root:root" \
 	65534:65534 EACCES "control: another user cannot connect"
