@@ -113,6 +113,15 @@ static int map_log(struct vhu_backend *b, struct vhu__req *req)
 			 fd, (off_t)aoff);
 	if (map == MAP_FAILED)
 		return -errno;
+	/* A log the front-end sent may be shrunk under us later: without
+	 * the SIGBUS guard over it, it is not used (the old one stays). */
+	int guard = vhu__guard_add(map, (size_t)len, 0);
+	if (guard < 0) {
+		vhu__err("SET_LOG_BASE: the log cannot be protected against "
+			 "truncation: %s", strerror(-guard));
+		munmap(map, (size_t)len);
+		return guard;
+	}
 
 	/* Switch, then release the old log: no queue writes to it then. */
 	bool was[VHU_BACKEND_MAX_QUEUES];
@@ -120,8 +129,7 @@ static int map_log(struct vhu_backend *b, struct vhu__req *req)
 	void *old = b->log_map;
 	size_t old_size = b->log_map_size;
 	int old_guard = b->log_guard;
-	/* A log the front-end sent may be shrunk under us later. */
-	b->log_guard = vhu__guard_add(map, (size_t)len, 0);
+	b->log_guard = guard;
 	b->log_map = map;
 	b->log_map_size = (size_t)len;
 	b->log.bits = (uint8_t *)map + (off - aoff);

@@ -163,7 +163,9 @@ void vhu__shm_release(void *addr, size_t size, int fd);
 
 /* ------------------------------------------------------------- sigbus.c */
 /* Registry of mappings of peer memory (see sigbus.c).  add returns a
- * slot (>= 0) for del, or -errno (the mapping is then unprotected). */
+ * slot (>= 0) for del, or -errno (-ENOSPC: the registry is at its cap):
+ * the caller then unmaps and fails, it never keeps an unprotected
+ * mapping. */
 int vhu__guard_add(void *addr, size_t len, size_t granule);
 void vhu__guard_del(int slot);
 /* Counts absorbed faults; 0 until the first. */
@@ -201,7 +203,8 @@ void vhu__mem_clear(struct vhu__mem *m);
  * read/write) and insert it.  Checks size != 0, gpa + size, uva + size and
  * mmap_offset + size for overflow, and overlap (in gpa) with existing
  * regions.  On success the table owns fd; on failure the caller keeps it.
- * -EINVAL bad region, -EEXIST overlap, -ENOSPC table full, -errno mmap.
+ * -EINVAL bad region, -EEXIST overlap, -ENOSPC table full or SIGBUS guard
+ * registry full (sigbus.c; nothing stays mapped), -errno mmap.
  */
 int vhu__mem_add(struct vhu__mem *m, const struct vhu_mem_region *wr, int fd);
 
