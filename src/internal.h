@@ -421,6 +421,10 @@ int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr);
 /* Mark the queue broken (once): log why, signal the err eventfd. */
 void vhu__vq_break(struct vhu_vq *vq, const char *why);
+/* After a fault the SIGBUS guard absorbed (sigbus.c): when this thread
+ * faulted or the queue's rings, inflight record or dirty log are lost,
+ * mark it broken (error fd signalled) and return true. */
+bool vhu__vq_check_lost(struct vhu_vq *vq);
 
 /* ------------------------------------------------------ virtq-packed.c */
 /* Packed descriptor (virtio 1.2, 2.8.13), little-endian in the ring. */

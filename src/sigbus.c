@@ -25,9 +25,12 @@
  *   reads zeros.  A fault anywhere else goes to the previous handler, or
  *   kills the process with the default action as before.
  * - The ring code checks at every pop (virtq.c): a queue whose thread
- *   faulted, or whose rings or inflight record lie in a lost range, is
- *   marked broken (the same path as a malformed ring: -EIO, error fd
- *   signalled).  Other queues and sessions go on.
+ *   faulted, or whose rings, inflight record or dirty log lie in a lost
+ *   range, is marked broken (the same path as a malformed ring: -EIO,
+ *   error fd signalled).  A queue that logs also checks after writing
+ *   the log (virtq-log.c): bits written into a lost log reach nobody, so
+ *   the push that lost them breaks the queue instead of passing for
+ *   logged.  Other queues and sessions go on.
  *
  * What a lost page held is gone: the front-end destroyed it.  A request
  * whose buffers were there fails (the kernel reports EFAULT for I/O from

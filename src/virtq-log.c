@@ -126,6 +126,14 @@ void vhu__log_flush(struct vhu_vq *vq)
 		}
 	}
 	vq->log_n = 0;
+	/* A log the front-end truncated: the fault was absorbed (sigbus.c)
+	 * and the bits went to anonymous memory it never reads.  The queue
+	 * breaks now, in the push that lost them, not at its next pop: a
+	 * migration must not go on as if they were logged.  One load while
+	 * no fault was ever absorbed. */
+	if (__builtin_expect(vhu__guard_gen() != 0, 0) &&
+	    vhu__vq_check_lost(vq))
+		return;
 	if (log->signal_fd >= 0) {
 		int64_t t = now_ms();
 		if (t != vq->log_signalled_ms) {

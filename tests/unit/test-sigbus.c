@@ -370,6 +370,58 @@ TEST(full_guard_registry_refuses_the_mapping)
 	CHECK(reply.p.inflight.mmap_size >= isize);
 }
 
+/* ---- the dirty log ---- */
+
+#define LOG_BYTES 4096u /* covers 128 MiB of guest memory */
+
+/* The front-end's own log file (unsealed, as on /dev/shm), sent with
+ * SET_LOG_BASE.  Returns our fd. */
+static int set_log(struct fe *f)
+{
+	int fd = memfd_create("test-log", MFD_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, LOG_BYTES), 0);
+	struct vhu_log lg = { LOG_BYTES, 0 };
+	CHECK_EQ(fe_acked(f, VHU_REQ_SET_LOG_BASE, &lg, sizeof(lg), &fd, 1), 0);
+	return fd;
+}
+
+TEST(dirty_log_shrunk_while_logging)
+{
+	session_with(&fe, &dev, VHU_BIT(VHU_PF_LOG_SHMFD), VHU_BIT(VHU_F_LOG_ALL));
+	int lfd = set_log(&fe);
+	start_queues(&fe, &dev);
+	CHECK(dev.vqs[0]->log && dev.vqs[1]->log);
+	session(&fe2, &dev2, false);
+	start_queues(&fe2, &dev2);
+
+	/* A request popped, the log truncated, then the device completes
+	 * it: its page's bit has nowhere to go. */
+	struct vhu_vq_elem e;
+	struct iovec iov[4];
+	post_flags(&fe, 0, 0x18000, VHU_VRING_DESC_F_WRITE);
+	CHECK_EQ(vhu_vq_pop(dev.vqs[0], &e, iov, 4), 1);
+	CHECK_EQ(ftruncate(lfd, 0), 0);
+	close(lfd);
+	vhu_vq_push(dev.vqs[0], &e, 64);
+	/* The push that lost the bit stops the queue, not a later pop. */
+	CHECK(vhu_vq_is_broken(dev.vqs[0]));
+	post_flags(&fe, 0, 0x18100, VHU_VRING_DESC_F_WRITE);
+	CHECK_EQ(pop(dev.vqs[0]), -EIO);
+
+	/* The other queue of the session logs into the same lost log: it
+	 * stops at its next pop, though it never faulted itself. */
+	post_flags(&fe, 1, 0x28000, VHU_VRING_DESC_F_WRITE);
+	CHECK_EQ(pop(dev.vqs[1]), -EIO);
+	CHECK(vhu_vq_is_broken(dev.vqs[1]));
+
+	/* Another session goes on, and this one answers. */
+	post(&fe2, 0, 0x18000);
+	CHECK_EQ(pop(dev2.vqs[0]), 1);
+	uint64_t f;
+	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_FEATURES, &f), 0);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
