@@ -70,9 +70,7 @@ static uint64_t log_bytes_needed(const struct vhu__mem *m)
 	for (unsigned i = 0; i < m->n; i++)
 		if (m->r[i].gpa + m->r[i].size > end)
 			end = m->r[i].gpa + m->r[i].size; /* checked at add */
-	uint64_t pages = (end >> VHU__LOG_PAGE_SHIFT) +
-			 ((end & ((1u << VHU__LOG_PAGE_SHIFT) - 1)) != 0);
-	return pages / 8 + (pages % 8 != 0);
+	return vhu__log_bytes_for(end);
 }
 
 static int map_log(struct vhu_backend *b, struct vhu__req *req)

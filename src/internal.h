@@ -251,6 +251,8 @@ struct vhu__dirty_log {
 	uint64_t size;         /* bytes of bitmap */
 	int signal_fd;         /* SET_LOG_FD eventfd, -1 none */
 };
+/* Bytes of log that cover guest-physical [0, end): a bit per page. */
+uint64_t vhu__log_bytes_for(uint64_t end);
 /* Words a queue gathers before it writes them to the log. */
 #define VHU__LOG_CACHE 4
 struct vhu__log_cache {

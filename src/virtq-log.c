@@ -29,6 +29,13 @@
 
 #include "internal.h"
 
+uint64_t vhu__log_bytes_for(uint64_t end)
+{
+	uint64_t pages = (end >> VHU__LOG_PAGE_SHIFT) +
+			 ((end & ((1u << VHU__LOG_PAGE_SHIFT) - 1)) != 0);
+	return pages / 8 + (pages % 8 != 0);
+}
+
 static void cache_add(struct vhu_vq *vq, uint64_t word, uint64_t mask)
 {
 	for (unsigned i = 0; i < vq->log_n; i++) {

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * A front-end that shrinks (ftruncate) the guest memory or inflight file
- * it passed, while a queue runs: with vhu_sigbus_guard_install() the
- * back-end's next touch of the vanished pages does not kill the process;
- * the queue that touched them is reported broken, and other queues and
- * other sessions keep working.
+ * A front-end that shrinks (ftruncate) the guest memory, inflight file or
+ * dirty log it passed, while a queue runs: with vhu_sigbus_guard_install()
+ * the back-end's next touch of the vanished pages does not kill the
+ * process, however many regions there are; the queue that touched them is
+ * reported broken, and other queues and other sessions keep working.  A
+ * mapping that cannot be protected is refused, and so is memory a dirty
+ * log in use cannot cover.
  */
 #include <errno.h>
 #include <signal.h>
@@ -234,21 +236,28 @@ TEST(inflight_file_shrunk_under_a_running_queue)
 #define EXTRA_GPA 0x1000000ull
 #define EXTRA_SIZE 0x10000ull
 
-/* ADD_MEM_REG n regions of EXTRA_SIZE, each its own memfd, above the
- * main memory.  Returns the first failing ack (0: all added). */
+/* ADD_MEM_REG (op) or REM_MEM_REG of EXTRA_SIZE bytes at gpa, its own
+ * memfd.  Returns the ack. */
+static long long region_op(struct fe *f, uint32_t op, uint64_t gpa)
+{
+	int fd = memfd_create("test-region", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, EXTRA_SIZE) < 0)
+		TAP_FAIL("memfd");
+	struct vhu_mem_single one = {
+		.region = { gpa, EXTRA_SIZE, FE_UVA + gpa, 0 },
+	};
+	long long r = fe_acked(f, op, &one, sizeof(one), &fd, 1);
+	close(fd); /* the session keeps its own */
+	return r;
+}
+
+/* ADD_MEM_REG n regions of EXTRA_SIZE above the main memory.  Returns
+ * the first failing ack (0: all added). */
 static long long add_regions(struct fe *f, unsigned first, unsigned n)
 {
 	for (unsigned i = first; i < first + n; i++) {
-		int fd = memfd_create("test-region", MFD_CLOEXEC);
-		if (fd < 0 || ftruncate(fd, EXTRA_SIZE) < 0)
-			TAP_FAIL("memfd");
-		uint64_t gpa = EXTRA_GPA + i * EXTRA_SIZE;
-		struct vhu_mem_single one = {
-			.region = { gpa, EXTRA_SIZE, FE_UVA + gpa, 0 },
-		};
-		long long r = fe_acked(f, VHU_REQ_ADD_MEM_REG, &one, sizeof(one),
-				       &fd, 1);
-		close(fd); /* the session keeps its own */
+		long long r = region_op(f, VHU_REQ_ADD_MEM_REG,
+					EXTRA_GPA + i * EXTRA_SIZE);
 		if (r != 0)
 			return r;
 	}
@@ -420,6 +429,48 @@ TEST(dirty_log_shrunk_while_logging)
 	CHECK_EQ(pop(dev2.vqs[0]), 1);
 	uint64_t f;
 	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_FEATURES, &f), 0);
+}
+
+TEST(memory_above_the_dirty_log_refused_while_logging)
+{
+	session_with(&fe, &dev, VHU_BIT(VHU_PF_LOG_SHMFD) |
+				VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS), 0);
+	start_queues(&fe, &dev);
+	close(set_log(&fe));
+	const uint64_t above = (uint64_t)LOG_BYTES * 8 * 4096; /* 128 MiB */
+
+	/* Logging off: the log is not in use, any memory goes. */
+	CHECK_EQ(region_op(&fe, VHU_REQ_ADD_MEM_REG, above), 0);
+	CHECK_EQ(region_op(&fe, VHU_REQ_REM_MEM_REG, above), 0);
+
+	uint64_t feat = VHU_BIT(VHU_F_VERSION_1) |
+			VHU_BIT(VHU_F_PROTOCOL_FEATURES) | VHU_BIT(VHU_F_LOG_ALL);
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_FEATURES, &feat, 8, NULL, 0), 0);
+	CHECK(dev.vqs[0] && dev.vqs[0]->log);
+
+	/* Logging on: a region past the log's last bit is refused (its
+	 * pages could never be marked), one that ends at it is taken. */
+	int fds0 = tl_count_fds();
+	CHECK(region_op(&fe, VHU_REQ_ADD_MEM_REG, above) > 0);
+	CHECK(region_op(&fe, VHU_REQ_ADD_MEM_REG, above - EXTRA_SIZE / 2) > 0);
+	CHECK_EQ(tl_count_fds(), fds0);
+	CHECK_EQ(region_op(&fe, VHU_REQ_ADD_MEM_REG, above - EXTRA_SIZE), 0);
+	CHECK_EQ(tl_count_fds(), fds0 + 1);
+
+	/* A whole table reaching past it too; the old table stays. */
+	struct vhu_mem_table t = { .nregions = 2 };
+	t.regions[0] = main_region.region;
+	t.regions[1] = (struct vhu_mem_region){ above, EXTRA_SIZE,
+						FE_UVA + above, 0 };
+	int fds2[2] = { fe.mem_fd, fe.mem_fd };
+	CHECK(fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 64, fds2, 2) > 0);
+	CHECK_EQ(tl_count_fds(), fds0 + 1);
+
+	/* The queues serve on, logging. */
+	CHECK(dev.vqs[0] && !vhu_vq_is_broken(dev.vqs[0]));
+	post_flags(&fe, 0, 0x18000, VHU_VRING_DESC_F_WRITE);
+	CHECK_EQ(pop(dev.vqs[0]), 1);
+	CHECK(!vhu_vq_is_broken(dev.vqs[0]));
 }
 
 int main(void)
