@@ -84,10 +84,19 @@ void vhu__be_inflight_drop(struct vhu_backend *b)
 }
 
 /* Queues stop before the region changes and start again after it, so
- * the device's thread never sees the pointer move. */
-static void install(struct vhu_backend *b, int fd, void *addr, size_t size,
-		    unsigned nq, unsigned qs)
+ * the device's thread never sees the pointer move.  Fails, with nothing
+ * changed and addr and fd still the caller's, when the region cannot be
+ * protected against truncation. */
+static int install(struct vhu_backend *b, int fd, void *addr, size_t size,
+		   unsigned nq, unsigned qs)
 {
+	/* A region the front-end sent may be shrunk under us later. */
+	int guard = vhu__guard_add(addr, size, 0);
+	if (guard < 0) {
+		vhu__err("inflight region: cannot be protected against "
+			 "truncation: %s", strerror(-guard));
+		return guard;
+	}
 	vhu__be_stop_all(b);
 	vhu__be_inflight_drop(b);
 	b->inflight_fd = fd;
@@ -95,9 +104,9 @@ static void install(struct vhu_backend *b, int fd, void *addr, size_t size,
 	b->inflight_size = size;
 	b->inflight_queues = nq;
 	b->inflight_queue_size = qs;
-	/* A region the front-end sent may be shrunk under us later. */
-	b->inflight_guard = vhu__guard_add(addr, size, 0);
+	b->inflight_guard = guard;
 	vhu__be_restart_all(b);
+	return 0;
 }
 
 static bool dims_ok(const struct vhu_backend *b, uint64_t nq, uint64_t qs)
@@ -140,7 +149,12 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 	int fd = vhu__memfd_mapped("vhu-inflight", size, &addr);
 	if (fd < 0)
 		return fd;
-	install(b, fd, addr, size, in.num_queues, in.queue_size);
+	if (install(b, fd, addr, size, in.num_queues, in.queue_size) < 0) {
+		/* No region, as for impossible dimensions: the connection
+		 * stays and the queues run untracked. */
+		vhu__shm_release(addr, size, fd);
+		return 0;
+	}
 	out->mmap_size = size;
 	b->reply_fd = fd;
 	return 0;
@@ -174,8 +188,12 @@ int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req)
 			  MAP_SHARED, fd, (off_t)in.mmap_offset);
 	if (addr == MAP_FAILED)
 		return -errno;
+	int r = install(b, fd, addr, (size_t)in.mmap_size, in.num_queues,
+			in.queue_size);
+	if (r < 0) {
+		munmap(addr, (size_t)in.mmap_size);
+		return r; /* the dispatcher closes fd */
+	}
 	req->fds[0] = -1;
-	install(b, fd, addr, (size_t)in.mmap_size, in.num_queues,
-		in.queue_size);
 	return 0;
 }

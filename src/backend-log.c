@@ -70,9 +70,7 @@ static uint64_t log_bytes_needed(const struct vhu__mem *m)
 	for (unsigned i = 0; i < m->n; i++)
 		if (m->r[i].gpa + m->r[i].size > end)
 			end = m->r[i].gpa + m->r[i].size; /* checked at add */
-	uint64_t pages = (end >> VHU__LOG_PAGE_SHIFT) +
-			 ((end & ((1u << VHU__LOG_PAGE_SHIFT) - 1)) != 0);
-	return pages / 8 + (pages % 8 != 0);
+	return vhu__log_bytes_for(end);
 }
 
 static int map_log(struct vhu_backend *b, struct vhu__req *req)
@@ -113,6 +111,15 @@ static int map_log(struct vhu_backend *b, struct vhu__req *req)
 			 fd, (off_t)aoff);
 	if (map == MAP_FAILED)
 		return -errno;
+	/* A log the front-end sent may be shrunk under us later: without
+	 * the SIGBUS guard over it, it is not used (the old one stays). */
+	int guard = vhu__guard_add(map, (size_t)len, 0);
+	if (guard < 0) {
+		vhu__err("SET_LOG_BASE: the log cannot be protected against "
+			 "truncation: %s", strerror(-guard));
+		munmap(map, (size_t)len);
+		return guard;
+	}
 
 	/* Switch, then release the old log: no queue writes to it then. */
 	bool was[VHU_BACKEND_MAX_QUEUES];
@@ -120,8 +127,7 @@ static int map_log(struct vhu_backend *b, struct vhu__req *req)
 	void *old = b->log_map;
 	size_t old_size = b->log_map_size;
 	int old_guard = b->log_guard;
-	/* A log the front-end sent may be shrunk under us later. */
-	b->log_guard = vhu__guard_add(map, (size_t)len, 0);
+	b->log_guard = guard;
 	b->log_map = map;
 	b->log_map_size = (size_t)len;
 	b->log.bits = (uint8_t *)map + (off - aoff);

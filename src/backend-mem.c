@@ -11,6 +11,35 @@
 
 #include "backend-internal.h"
 
+/*
+ * While logging is on, every guest page must have its bit in the log: a
+ * region above the log's end would break its queue at the first write
+ * there.  The front-end grows the log before it adds memory (QEMU's
+ * vhost_commit), so memory the log does not cover is refused instead.
+ * end: the highest guest-physical end the new memory reaches.
+ */
+static int log_covers(const struct vhu_backend *b, const char *what,
+		      uint64_t end)
+{
+	if (!(b->features & VHU_BIT(VHU_F_LOG_ALL)) || !b->log.bits)
+		return 0;
+	uint64_t need = vhu__log_bytes_for(end);
+	if (need <= b->log.size)
+		return 0;
+	vhu__err("%s: guest memory up to 0x%llx needs %llu bytes of dirty log, "
+		 "the log has %llu (SET_LOG_BASE a larger one first): refused",
+		 what, (unsigned long long)end, (unsigned long long)need,
+		 (unsigned long long)b->log.size);
+	return -ENOSPC;
+}
+
+/* gpa + size, or 0 when it wraps (vhu__mem_add refuses the region). */
+static uint64_t region_end(const struct vhu_mem_region *wr)
+{
+	return wr->guest_phys_addr > UINT64_MAX - wr->memory_size
+		       ? 0 : wr->guest_phys_addr + wr->memory_size;
+}
+
 int vhu__be_set_mem_table(struct vhu_backend *b, struct vhu__req *req)
 {
 	const struct vhu_mem_table *t = &req->msg->p.mem;
@@ -37,6 +66,13 @@ int vhu__be_set_mem_table(struct vhu_backend *b, struct vhu__req *req)
 		}
 		req->fds[i] = -1; /* the table owns it now */
 	}
+	if (r == 0) {
+		uint64_t end = 0; /* the regions were checked not to wrap */
+		for (unsigned i = 0; i < next->n; i++)
+			if (next->r[i].gpa + next->r[i].size > end)
+				end = next->r[i].gpa + next->r[i].size;
+		r = log_covers(b, "SET_MEM_TABLE", end);
+	}
 	if (r < 0) {
 		vhu__mem_clear(next);
 		free(next);
@@ -57,6 +93,9 @@ int vhu__be_add_mem_reg(struct vhu_backend *b, struct vhu__req *req)
 	int r;
 
 	memcpy(&wr, &req->msg->p.mem_reg.region, sizeof(wr));
+	r = log_covers(b, "ADD_MEM_REG", region_end(&wr));
+	if (r < 0)
+		return r;
 	vhu__be_stop_all(b);
 	r = vhu__mem_add(&b->mem, &wr, req->fds[0]);
 	if (r == 0)

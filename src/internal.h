@@ -163,7 +163,9 @@ void vhu__shm_release(void *addr, size_t size, int fd);
 
 /* ------------------------------------------------------------- sigbus.c */
 /* Registry of mappings of peer memory (see sigbus.c).  add returns a
- * slot (>= 0) for del, or -errno (the mapping is then unprotected). */
+ * slot (>= 0) for del, or -errno (-ENOSPC: the registry is at its cap):
+ * the caller then unmaps and fails, it never keeps an unprotected
+ * mapping. */
 int vhu__guard_add(void *addr, size_t len, size_t granule);
 void vhu__guard_del(int slot);
 /* Counts absorbed faults; 0 until the first. */
@@ -201,7 +203,8 @@ void vhu__mem_clear(struct vhu__mem *m);
  * read/write) and insert it.  Checks size != 0, gpa + size, uva + size and
  * mmap_offset + size for overflow, and overlap (in gpa) with existing
  * regions.  On success the table owns fd; on failure the caller keeps it.
- * -EINVAL bad region, -EEXIST overlap, -ENOSPC table full, -errno mmap.
+ * -EINVAL bad region, -EEXIST overlap, -ENOSPC table full or SIGBUS guard
+ * registry full (sigbus.c; nothing stays mapped), -errno mmap.
  */
 int vhu__mem_add(struct vhu__mem *m, const struct vhu_mem_region *wr, int fd);
 
@@ -248,6 +251,8 @@ struct vhu__dirty_log {
 	uint64_t size;         /* bytes of bitmap */
 	int signal_fd;         /* SET_LOG_FD eventfd, -1 none */
 };
+/* Bytes of log that cover guest-physical [0, end): a bit per page. */
+uint64_t vhu__log_bytes_for(uint64_t end);
 /* Words a queue gathers before it writes them to the log. */
 #define VHU__LOG_CACHE 4
 struct vhu__log_cache {
@@ -418,6 +423,10 @@ int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr);
 /* Mark the queue broken (once): log why, signal the err eventfd. */
 void vhu__vq_break(struct vhu_vq *vq, const char *why);
+/* After a fault the SIGBUS guard absorbed (sigbus.c): when this thread
+ * faulted or the queue's rings, inflight record or dirty log are lost,
+ * mark it broken (error fd signalled) and return true. */
+bool vhu__vq_check_lost(struct vhu_vq *vq);
 
 /* ------------------------------------------------------ virtq-packed.c */
 /* Packed descriptor (virtio 1.2, 2.8.13), little-endian in the ring. */

@@ -146,6 +146,13 @@ int vhu__mem_add(struct vhu__mem *m, const struct vhu_mem_region *wr, int fd)
 	void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (base == MAP_FAILED)
 		return -errno;
+	/* The front-end keeps the file and may shrink it later: a mapping
+	 * the SIGBUS guard does not cover is not kept. */
+	int guard = vhu__guard_add(base, len, g);
+	if (guard < 0) {
+		munmap(base, len);
+		return guard;
+	}
 
 	struct vhu__mem_region nr = {
 		.gpa = w.guest_phys_addr,
@@ -156,8 +163,7 @@ int vhu__mem_add(struct vhu__mem *m, const struct vhu_mem_region *wr, int fd)
 		.mmap_addr = base,
 		.mmap_size = len,
 		.fd = fd,
-		/* The front-end keeps the file and may shrink it later. */
-		.guard = vhu__guard_add(base, len, g),
+		.guard = guard,
 	};
 	insert(m, &nr);
 	return 0;

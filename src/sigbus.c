@@ -2,8 +2,8 @@
 /*
  * Surviving a peer that shrinks shared memory it gave us.
  *
- * Guest memory and the inflight region are files the front-end passes as
- * fds.  The size is checked when they are mapped (mem.c, inflight.c), but
+ * Guest memory, the inflight region and the dirty log are files the
+ * front-end passes as fds.  The size is checked when they are mapped (mem.c, inflight.c), but
  * the front-end keeps the file and may ftruncate() it later; our next
  * access to a page past the new end then raises SIGBUS, which would end
  * the whole process (every session, every queue).  QEMU's
@@ -11,8 +11,11 @@
  * memory-backend-file (/dev/shm, hugetlbfs) does not, so requiring seals
  * would refuse common setups.  The library instead survives the fault:
  *
- * - Every mapping of peer memory is entered in a fixed, lock-free
- *   registry (vhu__guard_add/del).
+ * - Every mapping of peer memory is entered in a lock-free registry
+ *   (vhu__guard_add/del) that grows in chunks up to a hard cap.  A
+ *   mapping that cannot be entered is not kept: the request that would
+ *   create it (ADD_MEM_REG, SET_MEM_TABLE, SET_INFLIGHT_FD, SET_LOG_BASE)
+ *   fails, so no mapping of peer memory is ever unprotected.
  * - vhu_sigbus_guard_install() (the application opts in; it owns the
  *   process's signal dispositions) installs a SIGBUS handler.  A fault
  *   inside a registered mapping replaces the pages from the faulting one
@@ -22,9 +25,12 @@
  *   reads zeros.  A fault anywhere else goes to the previous handler, or
  *   kills the process with the default action as before.
  * - The ring code checks at every pop (virtq.c): a queue whose thread
- *   faulted, or whose rings or inflight record lie in a lost range, is
- *   marked broken (the same path as a malformed ring: -EIO, error fd
- *   signalled).  Other queues and sessions go on.
+ *   faulted, or whose rings, inflight record or dirty log lie in a lost
+ *   range, is marked broken (the same path as a malformed ring: -EIO,
+ *   error fd signalled).  A queue that logs also checks after writing
+ *   the log (virtq-log.c): bits written into a lost log reach nobody, so
+ *   the push that lost them breaks the queue instead of passing for
+ *   logged.  Other queues and sessions go on.
  *
  * What a lost page held is gone: the front-end destroyed it.  A request
  * whose buffers were there fails (the kernel reports EFAULT for I/O from
@@ -39,7 +45,21 @@
 
 #include "internal.h"
 
-#define SLOTS 256
+/*
+ * The registry: chunks of CHUNK slots, created on demand and never freed,
+ * so the handler and vhu__guard_lost() walk it without a lock and never
+ * see memory go away under them.  chunks[] fills in order (a chunk is
+ * created only once every one before it exists), so readers stop at the
+ * first NULL.  A slot id is chunk * CHUNK + index.
+ *
+ * MAX_CHUNKS * CHUNK = 65536 mappings: at or above the kernel's default
+ * vm.max_map_count (65530), so under default settings the process runs
+ * out of mappings before the registry does; one session needs at most
+ * VHU_MAX_MEM_SLOTS + 2 (regions, inflight region, dirty log), twice that
+ * while SET_MEM_TABLE builds the new table beside the old.
+ */
+#define CHUNK 512
+#define MAX_CHUNKS 128
 
 enum { FREE = 0, BUSY, ACTIVE };
 
@@ -51,38 +71,102 @@ struct slot {
 	atomic_uintptr_t lost_from;  /* 0: nothing lost */
 };
 
-static struct slot slots[SLOTS];
+struct chunk {
+	atomic_uint used;  /* slots taken: a hint to skip full chunks */
+	struct slot s[CHUNK];
+};
+
+static _Atomic(struct chunk *) chunks[MAX_CHUNKS];
 static atomic_uint lost_gen;
 static atomic_int installed;
 static struct sigaction previous;
 static __thread volatile sig_atomic_t thread_faulted
 	__attribute__((tls_model("initial-exec")));
 
+/* Chunk c, created if needed; NULL when it cannot be. */
+static struct chunk *chunk_get(unsigned c)
+{
+	struct chunk *ch = atomic_load_explicit(&chunks[c], memory_order_acquire);
+	if (ch)
+		return ch;
+	/* mmap: zeroed (every slot FREE), and no allocator state a handler
+	 * could trip over. */
+	void *p = mmap(NULL, sizeof(struct chunk), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	struct chunk *want = NULL;
+	if (!atomic_compare_exchange_strong_explicit(&chunks[c], &want, p,
+						     memory_order_acq_rel,
+						     memory_order_acquire)) {
+		munmap(p, sizeof(struct chunk)); /* another thread was first */
+		return want;
+	}
+	return p;
+}
+
+static int take(unsigned c, struct chunk *ch, void *addr, size_t len,
+		size_t granule)
+{
+	for (unsigned i = 0; i < CHUNK; i++) {
+		struct slot *s = &ch->s[i];
+		int want = FREE;
+		if (!atomic_compare_exchange_strong(&s->state, &want, BUSY))
+			continue;
+		atomic_fetch_add(&ch->used, 1);
+		atomic_store(&s->start, (uintptr_t)addr);
+		atomic_store(&s->len, len);
+		atomic_store(&s->granule, granule ? granule : 4096);
+		atomic_store(&s->lost_from, 0);
+		atomic_store_explicit(&s->state, ACTIVE, memory_order_release);
+		return (int)(c * CHUNK + i);
+	}
+	return -ENOSPC;
+}
+
 int vhu__guard_add(void *addr, size_t len, size_t granule)
 {
 	if (!addr || len == 0)
 		return -EINVAL;
-	for (int i = 0; i < SLOTS; i++) {
-		int want = FREE;
-		if (!atomic_compare_exchange_strong(&slots[i].state, &want, BUSY))
-			continue;
-		atomic_store(&slots[i].start, (uintptr_t)addr);
-		atomic_store(&slots[i].len, len);
-		atomic_store(&slots[i].granule, granule ? granule : 4096);
-		atomic_store(&slots[i].lost_from, 0);
-		atomic_store_explicit(&slots[i].state, ACTIVE, memory_order_release);
-		return i;
+	/* Two passes: the first skips chunks that look full; the second,
+	 * only at the cap, looks at every slot (a hint can be stale). */
+	for (int pass = 0; pass < 2; pass++) {
+		for (unsigned c = 0; c < MAX_CHUNKS; c++) {
+			struct chunk *ch = chunk_get(c);
+			if (!ch) {
+				vhu__err("SIGBUS guard: cannot grow the registry: %s",
+					 strerror(errno));
+				return -ENOMEM;
+			}
+			if (pass == 0 && atomic_load(&ch->used) >= CHUNK)
+				continue;
+			int r = take(c, ch, addr, len, granule);
+			if (r >= 0)
+				return r;
+		}
 	}
-	vhu__log_rl(VHU_LOG_WARN, "SIGBUS guard: registry full, a mapping of "
-		    "%zu bytes is unprotected", len);
+	vhu__log_rl(VHU_LOG_ERROR, "SIGBUS guard: registry full (%u mappings of "
+		    "peer memory): a mapping of %zu bytes is refused",
+		    MAX_CHUNKS * CHUNK, len);
 	return -ENOSPC;
+}
+
+static struct slot *slot_at(int id)
+{
+	if (id < 0 || (unsigned)id >= MAX_CHUNKS * CHUNK)
+		return NULL;
+	struct chunk *ch = atomic_load_explicit(&chunks[id / CHUNK],
+						memory_order_acquire);
+	return ch ? &ch->s[id % CHUNK] : NULL;
 }
 
 void vhu__guard_del(int slot)
 {
-	if (slot < 0 || slot >= SLOTS)
+	struct slot *s = slot_at(slot);
+	if (!s || atomic_load(&s->state) != ACTIVE)
 		return;
-	atomic_store_explicit(&slots[slot].state, FREE, memory_order_release);
+	atomic_store_explicit(&s->state, FREE, memory_order_release);
+	atomic_fetch_sub(&atomic_load(&chunks[slot / CHUNK])->used, 1);
 }
 
 unsigned vhu__guard_gen(void)
@@ -103,45 +187,61 @@ bool vhu__guard_lost(const void *addr, size_t len)
 	uintptr_t a = (uintptr_t)addr;
 	if (!addr || len == 0)
 		return false;
-	for (int i = 0; i < SLOTS; i++) {
-		struct slot *s = &slots[i];
-		if (atomic_load_explicit(&s->state, memory_order_acquire) != ACTIVE)
-			continue;
-		uintptr_t from = atomic_load(&s->lost_from);
-		if (!from)
-			continue;
-		uintptr_t end = atomic_load(&s->start) + atomic_load(&s->len);
-		if (a < end && from < a + len)
-			return true;
+	for (unsigned c = 0; c < MAX_CHUNKS; c++) {
+		struct chunk *ch = atomic_load_explicit(&chunks[c],
+							memory_order_acquire);
+		if (!ch)
+			break;
+		for (unsigned i = 0; i < CHUNK; i++) {
+			struct slot *s = &ch->s[i];
+			if (atomic_load_explicit(&s->state, memory_order_acquire) != ACTIVE)
+				continue;
+			uintptr_t from = atomic_load(&s->lost_from);
+			if (!from)
+				continue;
+			uintptr_t end = atomic_load(&s->start) + atomic_load(&s->len);
+			if (a < end && from < a + len)
+				return true;
+		}
 	}
 	return false;
 }
 
 /* In the handler: make [page of addr, end of its mapping) anonymous.
  * true when addr was ours and the memory is now readable. */
+static bool absorb_slot(struct slot *s, uintptr_t addr)
+{
+	if (atomic_load_explicit(&s->state, memory_order_acquire) != ACTIVE)
+		return false;
+	uintptr_t start = atomic_load(&s->start);
+	uintptr_t end = start + atomic_load(&s->len);
+	if (addr < start || addr >= end)
+		return false;
+	/* hugetlbfs mappings split only at huge-page boundaries */
+	uintptr_t g = atomic_load(&s->granule);
+	uintptr_t from = start + ((addr - start) & ~(g - 1));
+	void *p = mmap((void *)from, end - from, PROT_READ | PROT_WRITE,
+		       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	uintptr_t old = atomic_load(&s->lost_from);
+	if (!old || from < old)
+		atomic_store(&s->lost_from, from);
+	thread_faulted = 1;
+	atomic_fetch_add_explicit(&lost_gen, 1, memory_order_release);
+	return true;
+}
+
 static bool absorb(uintptr_t addr)
 {
-	for (int i = 0; i < SLOTS; i++) {
-		struct slot *s = &slots[i];
-		if (atomic_load_explicit(&s->state, memory_order_acquire) != ACTIVE)
-			continue;
-		uintptr_t start = atomic_load(&s->start);
-		uintptr_t end = start + atomic_load(&s->len);
-		if (addr < start || addr >= end)
-			continue;
-		/* hugetlbfs mappings split only at huge-page boundaries */
-		uintptr_t g = atomic_load(&s->granule);
-		uintptr_t from = start + ((addr - start) & ~(g - 1));
-		void *p = mmap((void *)from, end - from, PROT_READ | PROT_WRITE,
-			       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			return false;
-		uintptr_t old = atomic_load(&s->lost_from);
-		if (!old || from < old)
-			atomic_store(&s->lost_from, from);
-		thread_faulted = 1;
-		atomic_fetch_add_explicit(&lost_gen, 1, memory_order_release);
-		return true;
+	for (unsigned c = 0; c < MAX_CHUNKS; c++) {
+		struct chunk *ch = atomic_load_explicit(&chunks[c],
+							memory_order_acquire);
+		if (!ch)
+			break;
+		for (unsigned i = 0; i < CHUNK; i++)
+			if (absorb_slot(&ch->s[i], addr))
+				return true;
 	}
 	return false;
 }

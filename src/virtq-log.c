@@ -29,6 +29,13 @@
 
 #include "internal.h"
 
+uint64_t vhu__log_bytes_for(uint64_t end)
+{
+	uint64_t pages = (end >> VHU__LOG_PAGE_SHIFT) +
+			 ((end & ((1u << VHU__LOG_PAGE_SHIFT) - 1)) != 0);
+	return pages / 8 + (pages % 8 != 0);
+}
+
 static void cache_add(struct vhu_vq *vq, uint64_t word, uint64_t mask)
 {
 	for (unsigned i = 0; i < vq->log_n; i++) {
@@ -126,6 +133,14 @@ void vhu__log_flush(struct vhu_vq *vq)
 		}
 	}
 	vq->log_n = 0;
+	/* A log the front-end truncated: the fault was absorbed (sigbus.c)
+	 * and the bits went to anonymous memory it never reads.  The queue
+	 * breaks now, in the push that lost them, not at its next pop: a
+	 * migration must not go on as if they were logged.  One load while
+	 * no fault was ever absorbed. */
+	if (__builtin_expect(vhu__guard_gen() != 0, 0) &&
+	    vhu__vq_check_lost(vq))
+		return;
 	if (log->signal_fd >= 0) {
 		int64_t t = now_ms();
 		if (t != vq->log_signalled_ms) {

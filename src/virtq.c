@@ -69,6 +69,10 @@ static bool mem_lost(struct vhu_vq *vq)
 		if (vq->infp)
 			lost |= vhu__guard_lost(vq->infp,
 						vhu__inflight_queue_bytes_packed(vq->size));
+		/* Bits written into a lost log reach nobody: the front-end
+		 * would migrate without the pages they mark. */
+		if (vq->log)
+			lost |= vhu__guard_lost(vq->log->bits, vq->log->size);
 	}
 	return lost;
 }
@@ -77,12 +81,21 @@ static int break_lost(struct vhu_vq *vq)
 {
 	if (!vq->broken) {
 		vq->broken = true;
-		vhu__log_rl(VHU_LOG_ERROR, "queue %u: shared memory it uses was "
+		vhu__log_rl(VHU_LOG_ERROR, "queue %u: shared memory it uses "
+			    "(rings, buffers, inflight record or dirty log) was "
 			    "truncated by the front-end: queue stopped",
 			    vq->index);
 		(void)vhu__eventfd_signal(vq->err_fd);
 	}
 	return -EIO;
+}
+
+bool vhu__vq_check_lost(struct vhu_vq *vq)
+{
+	if (!mem_lost(vq))
+		return false;
+	break_lost(vq);
+	return true;
 }
 
 int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
