@@ -49,6 +49,10 @@ struct vhu_blk {
 	size_t map_reserve;         /* address space reserved at map */
 	int map_prot;
 	_Atomic bool map_populated;        /* page tables filled once */
+	/* A copy faulted in the image mapping (the file changed under it):
+	 * the mapping is no longer used, every request takes the file
+	 * calls until the image is closed. */
+	_Atomic bool map_dropped;
 	bool read_only;
 	/* The storage cannot write zeroes (an NBD export without
 	 * WRITE_ZEROES): VIRTIO_BLK_F_WRITE_ZEROES is not offered. */

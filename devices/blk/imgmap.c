@@ -21,8 +21,14 @@
  *   SIGBUS in the copying thread.  A handler (SA_NODEFER) jumps back to
  *   the copy, which then reports nothing done, and the request goes
  *   through the file calls: their error (end of file, ENOSPC) is the
- *   request's.  A SIGBUS outside a copy goes to the handler that was
- *   there before (libvhu's guard of guest memory, or the default).
+ *   request's.  After a truncate the mapping is not used any more
+ *   (map_dropped): what it shows no longer matches the file's size, and
+ *   a read of a hole the file got since would allocate pages through it.
+ * - Only a fault on the image's own pages is taken back.  A SIGBUS
+ *   anywhere else, in a copy (guest memory the front-end truncated) or
+ *   outside one, goes to the handler that was there before: libvhu's
+ *   guard of guest memory records the loss and breaks the queue, which
+ *   a jump back would skip; or the default action.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -45,6 +51,9 @@
 
 static __thread sigjmp_buf *copy_jmp
 	__attribute__((tls_model("initial-exec")));
+/* The image pages the running copy touches: [copy_lo, copy_hi). */
+static __thread uintptr_t copy_lo __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t copy_hi __attribute__((tls_model("initial-exec")));
 static struct sigaction prev_bus;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
 static bool handler_ok;
@@ -52,8 +61,9 @@ static bool handler_ok;
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	sigjmp_buf *jb = copy_jmp;
+	uintptr_t a = si ? (uintptr_t)si->si_addr : 0;
 
-	if (jb) {
+	if (jb && si && si->si_code > 0 && a >= copy_lo && a < copy_hi) {
 		copy_jmp = NULL;
 		siglongjmp(*jb, 1);
 	}
@@ -194,8 +204,8 @@ static __attribute__((noinline)) void copy_iov(char *img,
 
 /* Copy one read or write between the image mapping and guest memory;
  * false when a SIGBUS stopped it. */
-static bool guarded_copy(char *img, const struct iovec *iov, unsigned n,
-			 bool to_guest)
+static bool guarded_copy(char *img, size_t len, const struct iovec *iov,
+			 unsigned n, bool to_guest)
 {
 	sigjmp_buf jb;
 
@@ -203,6 +213,8 @@ static bool guarded_copy(char *img, const struct iovec *iov, unsigned n,
 		copy_jmp = NULL;
 		return false;
 	}
+	copy_lo = (uintptr_t)img;
+	copy_hi = (uintptr_t)img + len;
 	copy_jmp = &jb;
 	copy_iov(img, iov, n, to_guest);
 	copy_jmp = NULL;
@@ -215,14 +227,28 @@ size_t vhu__blk_map_copy(struct vhu_blk *blk, const struct vhu_blk_req *req)
 	bool read = req->type == VHU_BLK_T_IN;
 
 	if (!blk->map ||
-	    (read && !atomic_load_explicit(&blk->map_reads, memory_order_relaxed)))
+	    (read && !atomic_load_explicit(&blk->map_reads, memory_order_relaxed)) ||
+	    atomic_load_explicit(&blk->map_dropped, memory_order_relaxed))
 		return 0;
 	if (off + req->data_len < off ||
 	    off + req->data_len > atomic_load_explicit(&blk->map_len,
 						       memory_order_acquire))
 		return 0;
-	if (!guarded_copy((char *)blk->map + off, req->data, req->n_data, read))
+	if (!guarded_copy((char *)blk->map + off, req->data_len, req->data,
+			  req->n_data, read)) {
+		struct stat st;
+
+		/* Truncated from outside (not a full tmpfs, which leaves
+		 * the mapping right): stop using it. */
+		if (fstat(blk->fd, &st) == 0 &&
+		    (uint64_t)st.st_size < atomic_load(&blk->map_len) &&
+		    !atomic_exchange(&blk->map_dropped, true))
+			vhu__blk_log(VHU_LOG_WARN, "image truncated from outside "
+				     "to %lld bytes under its mapping: served "
+				     "by file calls from now on",
+				     (long long)st.st_size);
 		return 0;
+	}
 	return req->data_len;
 }
 

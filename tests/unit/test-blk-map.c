@@ -7,10 +7,19 @@
  * tmpfs answered IOERR, a grown image served in its new part.
  */
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "blk-harness.h"
+#include "blk-int.h"
+
+/* libvhu's guard of shared memory (src/sigbus.c; the library is linked
+ * statically here), to stand for guest memory a front-end truncated. */
+int vhu__guard_add(void *addr, size_t len, size_t granule);
+void vhu__guard_del(int slot);
+bool vhu__guard_take_thread_fault(void);
+bool vhu__guard_lost(const void *addr, size_t len);
 #include "tap.h"
 
 #define SHM_DIR "/dev/shm"
@@ -168,6 +177,59 @@ TEST(image_truncated_outside_is_ioerr_not_sigbus)
 	uint8_t buf[4096];
 	pread_img(&c, buf, sizeof(buf), 1500 * 512);
 	CHECK_MEM(buf, want, sizeof(want));
+	/* The file has a hole now between the cut and that write: reading
+	 * it allocates nothing (the mapping, which would, is dropped) */
+	uint64_t before = allocated(path);
+	memset(c.data, 0xaa, 4096);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 1000, 4096, true, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(c.data[0], 0);
+	CHECK_EQ(c.data[4095], 0);
+	CHECK_EQ(allocated(path), before);
+	ctx_close(&c);
+	unlink(path);
+}
+
+/* A copy that faults in guest memory (the front-end truncated it), not
+ * in the image: libvhu's guard must see the fault (it records the loss
+ * and breaks the queue), not the image mapping's handler. */
+TEST(guest_memory_fault_in_a_copy_goes_to_the_guard)
+{
+	char path[128];
+	struct ctx c;
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	make_img(path, sizeof(path), SHM_DIR, IMG_SIZE, true);
+	open_img(&c, path);
+	CHECK(mapped(path));
+	int mfd = memfd_create("vhu-test-guest", MFD_CLOEXEC);
+	CHECK(mfd >= 0);
+	CHECK_EQ(ftruncate(mfd, (off_t)(2 * pg)), 0);
+	uint8_t *g = mmap(NULL, 2 * pg, PROT_READ | PROT_WRITE, MAP_SHARED,
+			  mfd, 0);
+	CHECK(g != MAP_FAILED);
+	int slot = vhu__guard_add(g, 2 * pg, 0);
+	CHECK(slot >= 0);
+	CHECK_EQ(ftruncate(mfd, 0), 0);
+	(void)vhu__guard_take_thread_fault();
+
+	struct iovec iov = { g, 4096 };
+	struct vhu_blk_req req = {
+		.type = VHU_BLK_T_IN, .sector = 8, .data = &iov, .n_data = 1,
+		.data_len = 4096,
+	};
+	/* The guard absorbed it (the copy went on into zero pages)... */
+	CHECK_EQ(vhu__blk_map_copy(c.blk, &req), 4096);
+	/* ...and knows this thread faulted: the ring code breaks the queue */
+	CHECK(vhu__guard_take_thread_fault());
+	CHECK(vhu__guard_lost(g, 2 * pg));
+	vhu__guard_del(slot);
+	munmap(g, 2 * pg);
+	close(mfd);
+	/* the image mapping is untouched: reads still go through it */
+	uint8_t want[4096];
+	pread_img(&c, want, sizeof(want), 8 * 512);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 8, 4096, true, NULL), VHU_BLK_S_OK);
+	CHECK_MEM(c.data, want, sizeof(want));
 	ctx_close(&c);
 	unlink(path);
 }
@@ -236,5 +298,9 @@ TEST(full_tmpfs_write_is_ioerr)
 
 int main(void)
 {
+	/* As vhu-blk does: libvhu's guard first, the image mapping's
+	 * handler on top of it when an image is mapped. */
+	if (vhu_sigbus_guard_install() < 0)
+		return 1;
 	return tap_run();
 }
