@@ -34,6 +34,24 @@
  * to 1 s); after the reconnect timeout the waiting requests fail with
  * IOERR (and new ones at once) while reconnection goes on in the
  * background.  Server errors (EIO from the export) fail the request.
+ *
+ * What counts as lost is the connection's state, never an errno: libnbd
+ * calls a command back with ENOTCONN (or the socket's error) when the
+ * connection dies, but a server may also answer ESHUTDOWN (it is shutting
+ * down) on a connection that lives on.  Such an error reply is judged
+ * after libnbd returns (settle()): on a dead connection the request waits
+ * for the next one; on a live one it is sent again at most RETRY_MAX
+ * times, RETRY_MS apart and doubling, then fails (IOERR), while the rest
+ * of the queue goes on.
+ *
+ * FLUSH after a lost connection: writes a server acknowledged and had not
+ * flushed may have died with it (a server killed with them in a volatile
+ * cache).  A FLUSH sent on the new connection would succeed and tell the
+ * guest they are durable; so when a queue loses a connection with writes
+ * acknowledged since its last successful flush, the next FLUSH on every
+ * queue (a virtio-blk FLUSH covers what completed on any queue) fails
+ * once with IOERR, the one that was in flight included, unless the
+ * operator says the server's cache survives it (persistent_cache).
  */
 #include <errno.h>
 #include <libnbd.h>
@@ -56,11 +74,25 @@
 #define READ_AHEAD_MAX 64
 /* Commands out from which a reply is trusted to come soon (may_read). */
 #define TRUST_IN_FLIGHT 8
+/* An error reply on a live connection that looks like a connection's
+ * (ESHUTDOWN): resent this many times, the first after RETRY_MS, the next
+ * twice as late (100 + 200 + 400 ms), then IOERR. */
+#define RETRY_MAX 3u
+#define RETRY_MS 100u
+/* The daemon's --nbd-persistent-cache (vhu_blk_opts has no field for it:
+ * set in the environment, read when an export opens). */
+#define PERSISTENT_CACHE_ENV "VHU_BLK_NBD_PERSISTENT_CACHE"
 
 struct nbd_img {
 	char *uri;
 	bool can_flush, can_fua, can_trim, can_zero, can_fast_zero;
+	bool persistent_cache;     /* acknowledged writes survive the server */
 	uint64_t timeout_ns;
+	/* Connections lost with writes acknowledged and not flushed; a queue
+	 * whose seen[] differs fails its next FLUSH.  seen[i] belongs to
+	 * queue i's thread (and to the control thread around it). */
+	_Atomic unsigned losses;
+	unsigned seen[VHU_BACKEND_MAX_QUEUES];
 	_Atomic unsigned down;     /* queues without a connection */
 	_Atomic unsigned failed;   /* of those, past the timeout */
 	/* The last change any queue saw (for when none runs). */
@@ -82,6 +114,15 @@ struct nq {
 	unsigned backoff_ms;
 	struct vhu__blk_io *wait_head, *wait_tail; /* need a connection */
 	struct vhu__blk_io *sent;   /* on the connection (prev/next) */
+	/* Answered with a connection's errno, judged by settle() (next). */
+	struct vhu__blk_io *suspect;
+	/* Error replies on a live connection, resent when their mark (ns)
+	 * comes (next). */
+	struct vhu__blk_io *held;
+	bool told_retry;            /* the log said so for this connection */
+	/* Writes acknowledged (not durable by themselves) on the connection,
+	 * and how many of them the last successful flush covered. */
+	uint64_t acked, durable;
 	uint64_t stop_deadline;     /* ns: a stop gives up then; 0: not set */
 };
 
@@ -147,6 +188,22 @@ static void sent_del(struct nq *q, struct vhu__blk_io *io)
 
 static void issue(struct nq *q, struct vhu__blk_io *io);
 
+/* Must this FLUSH fail?  A connection was lost (on any queue) with writes
+ * acknowledged and not flushed since this queue last failed one: it
+ * fails, once (see the top). */
+static bool flush_after_loss(struct nq *q)
+{
+	unsigned i = vhu__blk_q_index(q->w), n = atomic_load(&q->img->losses);
+
+	if (n == q->img->seen[i])
+		return false;
+	q->img->seen[i] = n;
+	vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: FLUSH fails (IOERR): writes "
+		     "acknowledged by %s before a connection was lost may not be "
+		     "durable", i, q->img->uri);
+	return true;
+}
+
 /* The request's virtio-blk status: an export that cannot write zeroes
  * answers UNSUPP (the guest then writes them itself), never OK and
  * never an I/O error that would look like a failing disk. */
@@ -159,6 +216,30 @@ static uint8_t nbd_status(uint32_t type, int e)
 	return VHU_BLK_S_IOERR;
 }
 
+/* io is done with: its status to the guest. */
+static void complete(struct nq *q, struct vhu__blk_io *io)
+{
+	uint32_t type = io->req.type;
+	int e = io->error;
+	bool flushed = type == VHU_BLK_T_FLUSH || io->phase == 1;
+
+	if (e)
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: nbd: request type %u at "
+			     "sector %llu: %s", vhu__blk_q_index(q->w), type,
+			     (unsigned long long)io->req.sector, strerror(e));
+	io->through = !e && io->write_through && type != VHU_BLK_T_IN &&
+		      type != VHU_BLK_T_FLUSH;
+	/* What a lost connection may take with it (see the top); a flush
+	 * covers what was acknowledged when it was sent (mark). */
+	if (!e && flushed && io->mark > q->durable)
+		q->durable = io->mark;
+	else if (!e && type != VHU_BLK_T_IN && !flushed && !io->through &&
+		 q->img->can_flush)
+		q->acked++;
+	vhu__blk_io_done(q->w, io, nbd_status(type, e),
+			 e || type != VHU_BLK_T_IN ? 0 : io->req.data_len);
+}
+
 /* Every command of io has been answered. */
 static void finish(struct nq *q, struct vhu__blk_io *io)
 {
@@ -167,10 +248,11 @@ static void finish(struct nq *q, struct vhu__blk_io *io)
 
 	sent_del(q, io);
 	if (e && conn_error(e)) {
-		/* The connection went: again on the next one (from the
-		 * start: a write-through write is sent again with FUA). */
-		io->phase = 0;
-		wait_push(q, io);
+		/* The connection went, or the server answered with such an
+		 * errno on a live one: settle() tells which, once libnbd
+		 * returned. */
+		io->next = q->suspect;
+		q->suspect = io;
 		return;
 	}
 	if (!e && type != VHU_BLK_T_IN && type != VHU_BLK_T_FLUSH &&
@@ -186,14 +268,7 @@ static void finish(struct nq *q, struct vhu__blk_io *io)
 		wait_push(q, io);
 		return;
 	}
-	if (e)
-		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: nbd: request type %u at "
-			     "sector %llu: %s", vhu__blk_q_index(q->w), type,
-			     (unsigned long long)io->req.sector, strerror(e));
-	io->through = !e && io->write_through && type != VHU_BLK_T_IN &&
-		      type != VHU_BLK_T_FLUSH;
-	vhu__blk_io_done(q->w, io, nbd_status(type, e),
-			 e || type != VHU_BLK_T_IN ? 0 : io->req.data_len);
+	complete(q, io);
 }
 
 static int cmd_done(void *user_data, int *error)
@@ -233,6 +308,12 @@ static void issue(struct nq *q, struct vhu__blk_io *io)
 		total = 0;
 	io->owner = q;
 	io->error = zero && !q->img->can_zero ? EOPNOTSUPP : 0;
+	if (flush)
+		io->mark = q->acked;
+	if (req->type == VHU_BLK_T_FLUSH && flush_after_loss(q)) {
+		io->error = EIO;
+		total = 0;
+	}
 	io->pending = 1 + total;    /* one held while issuing */
 	sent_add(q, io);
 	for (; n < total; n++) {
@@ -275,6 +356,12 @@ static void issue(struct nq *q, struct vhu__blk_io *io)
 	}
 	if (--io->pending == 0)
 		finish(q, io);
+}
+
+/* Requests the queue holds, whatever their state. */
+static bool busy(const struct nq *q)
+{
+	return q->sent || q->wait_head || q->suspect || q->held;
 }
 
 static void fail_waiting(struct nq *q)
@@ -336,9 +423,22 @@ static void start_connect(struct nq *q)
 	}
 }
 
+/* Every request of list (singly linked) to the waiting ones. */
+static void to_wait(struct nq *q, struct vhu__blk_io **list)
+{
+	while (*list) {
+		struct vhu__blk_io *io = *list;
+
+		*list = io->next;
+		wait_push(q, io);
+	}
+}
+
 /* Close the queue's connection (libnbd then calls back no more and
  * touches none of our buffers) and put what was on it back to wait,
- * each request from its start. */
+ * each request from its start: a write-through write whose flush waits
+ * is written again, its first acknowledgement may be lost with the
+ * connection. */
 static void drop_connection(struct nq *q)
 {
 	if (q->h) {
@@ -352,8 +452,24 @@ static void drop_connection(struct nq *q)
 		struct vhu__blk_io *io = q->sent;
 
 		sent_del(q, io);
-		io->phase = 0;
 		wait_push(q, io);
+	}
+	to_wait(q, &q->suspect);
+	to_wait(q, &q->held);
+	for (struct vhu__blk_io *io = q->wait_head; io; io = io->next)
+		io->phase = 0;
+	q->told_retry = false;
+	if (q->acked != q->durable) {
+		if (!q->img->persistent_cache) {
+			atomic_fetch_add(&q->img->losses, 1);
+			vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: %llu write%s "
+				     "acknowledged and not flushed when the "
+				     "connection went: the next FLUSH fails",
+				     vhu__blk_q_index(q->w),
+				     (unsigned long long)(q->acked - q->durable),
+				     q->acked - q->durable == 1 ? "" : "s");
+		}
+		q->durable = q->acked;
 	}
 }
 
@@ -378,6 +494,72 @@ static void lost(struct nq *q, const char *why)
 	vhu__blk_q_timer(q->w, q->backoff_ms);
 }
 
+/* A ready queue's timer: for its first held request or its stop's
+ * deadline, whichever comes first; off without either. */
+static void arm_timer(struct nq *q)
+{
+	uint64_t now = now_ns(), at = q->stop_deadline;
+
+	for (struct vhu__blk_io *io = q->held; io; io = io->next)
+		if (!at || io->mark < at)
+			at = io->mark;
+	if (!at)
+		vhu__blk_q_timer_off(q->w);
+	else
+		vhu__blk_q_timer(q->w, at > now ? (unsigned)((at - now + 999999) / 1000000) : 0);
+}
+
+/* The connection lives (settle() looked): what was answered with a
+ * connection's errno was the server's reply (ESHUTDOWN...).  Sent again
+ * later, a few times (RETRY_MAX), then failed: resending at once on
+ * the same connection only gets the same answer, as fast as the server
+ * can give it. */
+static void judge(struct nq *q)
+{
+	struct vhu__blk_io *io;
+	bool held = false;
+
+	while ((io = q->suspect)) {
+		q->suspect = io->next;
+		if (io->retries >= RETRY_MAX) {
+			complete(q, io);
+			continue;
+		}
+		if (!q->told_retry) {
+			q->told_retry = true;
+			vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: %s answered %s on "
+				     "a live connection: sending such requests again "
+				     "up to %u times, then failing them (IOERR)",
+				     vhu__blk_q_index(q->w), q->img->uri,
+				     strerror(io->error), RETRY_MAX);
+		}
+		io->mark = now_ns() + ((uint64_t)RETRY_MS << io->retries) * 1000000ull;
+		io->retries++;
+		io->next = q->held;
+		q->held = io;
+		held = true;
+	}
+	if (held)
+		arm_timer(q);
+}
+
+/* The held requests whose time came, to the waiting ones. */
+static void release_held(struct nq *q)
+{
+	uint64_t now = now_ns();
+
+	for (struct vhu__blk_io **l = &q->held; *l;) {
+		struct vhu__blk_io *io = *l;
+
+		if (io->mark > now) {
+			l = &io->next;
+			continue;
+		}
+		*l = io->next;
+		wait_push(q, io);
+	}
+}
+
 /* After libnbd ran: a new state, what waits sent, the direction to
  * watch. */
 static void settle(struct nq *q)
@@ -390,6 +572,8 @@ static void settle(struct nq *q)
 		lost(q, nbd_get_error());
 		return;
 	}
+	if (q->suspect && q->st == NQ_READY)
+		judge(q);
 	if (q->st == NQ_CONNECTING && nbd_aio_is_ready(q->h)) {
 		if (q->counted_down)
 			vhu__blk_log(VHU_LOG_INFO, "queue %u: nbd: reconnected to %s",
@@ -423,6 +607,8 @@ static void settle(struct nq *q)
 			lost(q, nbd_get_error());
 			return;
 		}
+		if (q->suspect)
+			judge(q);
 	}
 	dir = nbd_aio_get_direction(q->h);
 	if (dir & LIBNBD_AIO_DIRECTION_READ)
@@ -493,8 +679,16 @@ static void nbd_event(void *ctx, unsigned revents)
 	struct nq *q = ctx;
 
 	if (revents == 0 && q->stop_deadline && now_ns() >= q->stop_deadline) {
-		if (q->sent || q->wait_head)
+		if (busy(q))
 			give_up(q);
+		return;
+	}
+	if (revents == 0 && q->st == NQ_READY) {
+		/* A held request's time (or an early stop timer). */
+		release_held(q);
+		settle(q);
+		if (q->st == NQ_READY)
+			arm_timer(q);
 		return;
 	}
 	if (revents == 0) {
@@ -530,6 +724,7 @@ static void nbd_submit(void *ctx, struct vhu__blk_io *io)
 	struct nq *q = ctx;
 
 	io->phase = 0;
+	io->retries = 0;
 	if (q->st == NQ_READY) {
 		issue(q, io);
 		return;
@@ -548,10 +743,12 @@ static void nbd_round(void *ctx)
 	struct nq *q = ctx;
 
 	settle(q);
-	if (!q->stop_deadline && vhu__blk_q_stopping(q->w) &&
-	    (q->sent || q->wait_head)) {
+	if (!q->stop_deadline && vhu__blk_q_stopping(q->w) && busy(q)) {
 		q->stop_deadline = now_ns() + STOP_GIVE_UP_MS * 1000000ull;
-		vhu__blk_q_timer(q->w, STOP_GIVE_UP_MS);
+		if (q->st == NQ_READY)
+			arm_timer(q);   /* held requests keep their time */
+		else
+			vhu__blk_q_timer(q->w, STOP_GIVE_UP_MS);
 	}
 }
 
@@ -728,6 +925,7 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 {
 	struct nbd_img *img = calloc(1, sizeof(*img));
 	struct nbd_handle *h;
+	const char *pc;
 	int64_t size;
 	char why[256];
 	int err;
@@ -739,6 +937,11 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 	blk->be_data = img;
 	blk->fd = -1;
 	img->timeout_ns = (uint64_t)blk->reconnect_timeout * 1000000000u;
+	pc = getenv(PERSISTENT_CACHE_ENV);
+	img->persistent_cache = pc && *pc && strcmp(pc, "0") != 0;
+	if (img->persistent_cache)
+		vhu__blk_log(VHU_LOG_INFO, "%s: the server's cache is persistent: "
+			     "a lost connection does not fail the next FLUSH", uri);
 	atomic_init(&img->last, "connected");
 	h = connect_now(blk, uri, &err, why, sizeof(why));
 	if (!h)

@@ -6,7 +6,9 @@
 # queues (one connection each, nbdkit allows multi-conn), `vhu check`,
 # data landing in the file behind the server, a server without multi-conn
 # (nbdkit's multi-conn filter) refused for several queues, a read-only export served read-only, server
-# errors reported as IOERR without a reconnect, the server killed and
+# errors reported as IOERR without a reconnect, ESHUTDOWN replies on a
+# live connection retried a bounded number of times, then IOERR (no
+# reconnect, no busy loop), the server killed and
 # restarted under verified I/O (a pause, no error, no lost write), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
@@ -259,6 +261,41 @@ bench --pattern randwrite --count 64 --iodepth 4
 check "server EIO on reads: writes still work" grep -q "errors: 0$" "$T/bench.out"
 check "server errors do not look like a lost connection" \
 	bash -c '! grep -q "lost" "$1"' _ "$T/log.err"
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- error replies on a live connection: bounded, IOERR, the connection stays ---
+# A server answering ESHUTDOWN (it is shutting down) once had each request
+# sent again at once on the same connection, forever: a read never
+# completed and the queue burned a CPU.  While $T/inject exists the
+# filter fails every read; without it the same server serves them.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+touch "$T/inject"
+nbdkit_start shut --filter=error memory 16M error=ESHUTDOWN error-pread-rate=100% \
+	error-pread-file="$T/inject"
+daemon shut --num-queues 2
+cpu0=$(cpu_ticks "$D")
+start=$SECONDS
+timeout 30 "$VHU" bench "$T/v" --quiet --pattern randread --count 16 --iodepth 8 \
+	--queues 2 >"$T/bench.out" 2>&1
+took=$((SECONDS - start))
+cpu1=$(cpu_ticks "$D")
+check "server ESHUTDOWN on reads: every read fails (IOERR) within a few seconds (${took}s)" \
+	bash -c 'grep -q "errors: 16$" "$1" && [ "$2" -lt 10 ]' _ "$T/bench.out" "$took"
+check "server ESHUTDOWN on reads: the daemon's CPU stays low ($((cpu1 - cpu0)) ticks)" \
+	test $((cpu1 - cpu0)) -lt 100
+check "server ESHUTDOWN on reads: each read sent 4 times (3 retries), no more" \
+	test "$(grep -c "injecting ESHUTDOWN" "$T/log.nbdkit")" -eq 64
+check "server ESHUTDOWN on reads: the retries are logged" \
+	grep -q "answered .* on a live connection" "$T/log.shut"
+bench --pattern randwrite --count 256 --queues 2
+check "server ESHUTDOWN on reads: writes go on meanwhile" errors0
+check "server ESHUTDOWN on a live connection is not a lost connection" \
+	bash -c '! grep -q "lost" "$1"' _ "$T/log.shut"
+rm -f "$T/inject"
+check "server ESHUTDOWN no longer: the same connections serve reads" \
+	bench --pattern randrw --verify --count 2000 --queues 2
+check "server ESHUTDOWN no longer: no errors" errors0
 e2e_stop "$D"
 e2e_stop "$NK"
 
