@@ -232,6 +232,28 @@ check "server restarted under I/O: no mismatch" errors0
 check "server restarted: state connected" bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^backend_state: connected" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
 check "the loss and the reconnection are logged" \
 	bash -c 'grep -q "connection to .* lost" "$1" && grep -q "reconnected" "$1"' _ "$T/log.slow"
+# Write-back writes acknowledged and never flushed died with the server:
+# the next FLUSH fails (tests/unit/test-blk-nbd.c sends one).
+check "server killed with unflushed writes: the next FLUSH is to fail (logged)" \
+	grep -q "not flushed when the connection went: the next FLUSH fails" "$T/log.slow"
+e2e_stop "$D"
+e2e_stop "$NK"
+# --nbd-persistent-cache: the operator says the server's cache survives
+# it; the same loss (writes, then the server killed while the queue
+# runs: --hold keeps it started) fails no FLUSH.
+nbdkit_start pc memory 16M
+daemon pc --nbd-persistent-cache
+"$VHU" bench "$T/v" --quiet --pattern randwrite --count 512 --hold 4 >"$T/bench.pc" 2>&1 &
+B=$!
+sleep 1.5
+check "--nbd-persistent-cache: the queue still runs when the server dies" kill -0 "$B"
+kill -KILL "$NK"; wait "$NK" 2>/dev/null
+nbdkit_start pc memory 16M
+wait "$B"
+check "--nbd-persistent-cache: the writes succeeded" grep -q "errors: 0$" "$T/bench.pc"
+check "--nbd-persistent-cache: logged at start" grep -q "cache is persistent" "$T/log.pc"
+check "--nbd-persistent-cache: the loss is seen, no FLUSH is to fail" \
+	bash -c 'grep -q "connection to .* lost" "$1" && ! grep -q "next FLUSH fails" "$1"' _ "$T/log.pc"
 e2e_stop "$D"
 e2e_stop "$NK"
 
