@@ -53,13 +53,17 @@
  * once with IOERR, the one that was in flight included, unless the
  * operator says the server's cache survives it (persistent_cache).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libnbd.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "blk-int.h"
@@ -106,6 +110,7 @@ struct nq {
 	struct vhu_blk *blk;
 	struct nbd_img *img;
 	struct nbd_handle *h;
+	struct starter *starter;    /* h's connect_uri, running (h NULL) */
 	enum nq_state st;
 	bool counted_down, counted_failed;
 	bool closing;               /* callbacks of a closed handle: ignored */
@@ -132,6 +137,202 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* libnbd's last error, copied (the next call may free it). */
+static void save_error(char *why, size_t len)
+{
+	const char *e = nbd_get_error();
+
+	snprintf(why, len, "%s", e ? e : "failed");
+}
+
+/*
+ * nbd_aio_connect_uri() of a TCP URI resolves the host name first, with
+ * getaddrinfo(), which blocks as long as the resolver takes (its timeout
+ * times its attempts and servers: half a minute and more when a DNS
+ * server does not answer): the control thread (open, refresh) or a
+ * queue's thread, and every queue sharing it (reconnecting), would hang
+ * that long.  Such a URI is started on a thread of its own (a starter)
+ * and awaited no longer than the connection's bound (CONNECT_MAX_MS, the
+ * name resolution included); a starter given up on closes its handle
+ * when getaddrinfo returns.  Unix sockets and numeric addresses resolve
+ * nothing and are started at once.
+ */
+struct starter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;        /* done (CLOCK_MONOTONIC) */
+	struct nbd_handle *h;
+	char *uri;
+	int efd;                    /* written when done; -1: none */
+	int r;                      /* nbd_aio_connect_uri's */
+	bool done, abandoned;
+	char why[256];
+};
+
+/* Does connecting to uri resolve a host name? */
+static bool by_name(const char *uri)
+{
+	const char *p, *end;
+	char host[256];
+	unsigned char a[16];
+	size_t n;
+
+	if (!strncmp(uri, "nbd://", 6))
+		p = uri + 6;
+	else if (!strncmp(uri, "nbds://", 7))
+		p = uri + 7;
+	else
+		return false;
+	end = p + strcspn(p, "/?#");
+	for (const char *c = p; c < end; c++)
+		if (*c == '@')
+			p = c + 1;      /* past user information */
+	if (*p == '[')
+		return false;           /* an IPv6 address */
+	n = strcspn(p, ":/?#");
+	if (n == 0 || n >= sizeof(host))
+		return true;            /* libnbd's default host, or odd */
+	memcpy(host, p, n);
+	host[n] = '\0';
+	return inet_pton(AF_INET, host, a) != 1;
+}
+
+static void starter_free(struct starter *st)
+{
+	if (st->efd >= 0)
+		close(st->efd);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->lock);
+	free(st->uri);
+	free(st);
+}
+
+static void *starter_main(void *arg)
+{
+	struct starter *st = arg;
+	char why[256] = "";
+	int r = nbd_aio_connect_uri(st->h, st->uri);
+	bool gone;
+
+	if (r < 0)
+		save_error(why, sizeof(why));   /* libnbd's error is per thread */
+	pthread_mutex_lock(&st->lock);
+	st->r = r;
+	memcpy(st->why, why, sizeof(why));
+	st->done = true;
+	gone = st->abandoned;
+	if (!gone) {
+		uint64_t one = 1;
+
+		pthread_cond_signal(&st->cond);
+		if (st->efd >= 0) {
+			/* 8 bytes to an eventfd at 0: it cannot fail. */
+			ssize_t n = write(st->efd, &one, sizeof(one));
+
+			(void)n;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (gone) {
+		nbd_close(st->h);
+		starter_free(st);
+	}
+	return NULL;
+}
+
+/* nbd_aio_connect_uri(h, uri) on a starter thread; efd: an eventfd it
+ * writes when done, or -1.  NULL when no thread could be started. */
+static struct starter *starter_start(struct nbd_handle *h, const char *uri,
+				     int efd)
+{
+	struct starter *st = calloc(1, sizeof(*st));
+	pthread_condattr_t ca;
+	pthread_attr_t ta;
+	pthread_t t;
+	bool ok;
+
+	if (!st || !(st->uri = strdup(uri))) {
+		free(st);
+		return NULL;
+	}
+	st->h = h;
+	st->efd = efd;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	ok = pthread_create(&t, &ta, starter_main, st) == 0;
+	pthread_attr_destroy(&ta);
+	if (!ok) {
+		st->efd = -1;           /* the caller's still */
+		starter_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* Done with st: its handle to *h (NULL: none) and its result, or, while
+ * it still runs, left to close the handle itself. */
+static bool starter_end(struct starter *st, struct nbd_handle **h, int *r,
+			char *why, size_t len)
+{
+	bool done;
+
+	pthread_mutex_lock(&st->lock);
+	done = st->done;
+	if (!done)
+		st->abandoned = true;
+	pthread_mutex_unlock(&st->lock);
+	if (!done)
+		return false;
+	*h = st->h;
+	*r = st->r;
+	if (why)
+		snprintf(why, len, "%s", st->why);
+	starter_free(st);
+	return true;
+}
+
+/* nbd_aio_connect_uri(h, uri), by end (ns): 0, or -errno with why.  On
+ * -ETIMEDOUT h belongs to a starter that still resolves the name. */
+static int connect_uri_by(struct nbd_handle *h, const char *uri,
+			  uint64_t end, char *why, size_t len)
+{
+	struct starter *st;
+	struct nbd_handle *got;
+	int r = 0;
+
+	if (!by_name(uri)) {
+		if (nbd_aio_connect_uri(h, uri) < 0) {
+			save_error(why, len);
+			return -ENOTCONN;
+		}
+		return 0;
+	}
+	st = starter_start(h, uri, -1);
+	if (!st) {
+		snprintf(why, len, "no thread to resolve the host name");
+		return -EAGAIN;
+	}
+	pthread_mutex_lock(&st->lock);
+	while (!st->done) {
+		struct timespec ts = { .tv_sec = (time_t)(end / 1000000000u),
+				       .tv_nsec = (long)(end % 1000000000u) };
+
+		if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (!starter_end(st, &got, &r, why, len)) {
+		snprintf(why, len, "the host name did not resolve in %u s",
+			 CONNECT_MAX_MS / 1000);
+		return -ETIMEDOUT;
+	}
+	return r < 0 ? -ENOTCONN : 0;
 }
 
 static bool conn_error(int e)
@@ -392,6 +593,7 @@ static void check_timeout(struct nq *q)
 }
 
 static void lost(struct nq *q, const char *why);
+static void settle(struct nq *q);
 
 /* Before a handle connects.  The URI is the operator's (the command
  * line), so its TLS parameters may name local files (tls-psk-file,
@@ -417,10 +619,53 @@ static void start_connect(struct nq *q)
 	 * top of the file). */
 	if (q->h)
 		prepare(q->h);
+	if (q->h && by_name(q->img->uri)) {
+		/* The name resolves on a starter; its eventfd wakes the queue
+		 * (nbd_event), the timer bounds the attempt. */
+		int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		q->starter = efd >= 0 ? starter_start(q->h, q->img->uri, efd) : NULL;
+		if (!q->starter) {
+			if (efd >= 0)
+				close(efd);
+			lost(q, "no thread to resolve the host name");
+			return;
+		}
+		q->h = NULL;
+		vhu__blk_q_watch(q->w, efd, POLLIN);
+		return;
+	}
 	if (!q->h || nbd_aio_connect_uri(q->h, q->img->uri) < 0) {
 		lost(q, nbd_get_error());
 		return;
 	}
+}
+
+/* The starter's eventfd was readable: its handle, connecting, or the
+ * reason it is not. */
+static void starter_done(struct nq *q)
+{
+	struct starter *st = q->starter;
+	struct nbd_handle *h = NULL;
+	char why[256];
+	int r = -1;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->done) {
+		pthread_mutex_unlock(&st->lock);
+		vhu__blk_q_watch(q->w, st->efd, POLLIN);  /* a stale wake-up */
+		return;
+	}
+	pthread_mutex_unlock(&st->lock);
+	/* The eventfd goes with the starter: out of the watch first. */
+	vhu__blk_q_watch(q->w, -1, 0);
+	q->starter = NULL;
+	starter_end(st, &h, &r, why, sizeof(why));
+	q->h = h;
+	if (r < 0)
+		lost(q, why);
+	else
+		settle(q);
 }
 
 /* Every request of list (singly linked) to the waiting ones. */
@@ -441,6 +686,15 @@ static void to_wait(struct nq *q, struct vhu__blk_io **list)
  * connection. */
 static void drop_connection(struct nq *q)
 {
+	if (q->starter) {
+		struct nbd_handle *h = NULL;
+		int r;
+
+		vhu__blk_q_watch(q->w, -1, 0);
+		if (starter_end(q->starter, &h, &r, NULL, 0) && h)
+			nbd_close(h);
+		q->starter = NULL;
+	}
 	if (q->h) {
 		q->closing = true;
 		nbd_close(q->h);
@@ -698,10 +952,15 @@ static void nbd_event(void *ctx, unsigned revents)
 			start_connect(q);
 		else if (q->st == NQ_CONNECTING &&
 			 now_ns() - q->attempt_at > CONNECT_MAX_MS * 1000000ull)
-			lost(q, "connecting timed out");
+			lost(q, q->starter ? "the host name did not resolve in time"
+					   : "connecting timed out");
 		if (q->st != NQ_READY)
 			vhu__blk_q_timer(q->w, q->backoff_ms);
 		settle(q);
+		return;
+	}
+	if (q->starter) {
+		starter_done(q);
 		return;
 	}
 	for (int n = 0; (revents & POLLIN) && n < READ_AHEAD_MAX &&
@@ -779,6 +1038,13 @@ static void nbd_q_close(void *ctx)
 	if (!q)
 		return;
 	/* The queue finished: nothing waits and nothing is on the wire. */
+	if (q->starter) {
+		struct nbd_handle *h = NULL;
+		int r;
+
+		if (starter_end(q->starter, &h, &r, NULL, 0) && h)
+			nbd_close(h);
+	}
 	if (q->h) {
 		q->closing = true;
 		nbd_close(q->h);
@@ -789,20 +1055,11 @@ static void nbd_q_close(void *ctx)
 
 /* ---- image-wide ---- */
 
-/* libnbd's last error, copied (the next call may free it). */
-static void save_error(char *why, size_t len)
+/* Drive h's connection until it is ready, by end (ns): 0, or a negative
+ * errno with why the reason. */
+static int connect_wait(struct nbd_handle *h, uint64_t end, char *why,
+			size_t len)
 {
-	const char *e = nbd_get_error();
-
-	snprintf(why, len, "%s", e ? e : "failed");
-}
-
-/* Drive h's connection until it is ready, within CONNECT_MAX_MS: 0, or
- * a negative errno with why the reason. */
-static int connect_wait(struct nbd_handle *h, char *why, size_t len)
-{
-	uint64_t end = now_ns() + CONNECT_MAX_MS * 1000000ull;
-
 	while (!nbd_aio_is_ready(h)) {
 		unsigned dir = nbd_aio_get_direction(h);
 		struct pollfd p = { .fd = nbd_aio_get_fd(h), .events = 0 };
@@ -848,6 +1105,7 @@ static struct nbd_handle *connect_now(struct vhu_blk *blk, const char *uri,
 				      int *err, char *why, size_t len)
 {
 	struct nbd_handle *h = nbd_create();
+	uint64_t end = now_ns() + CONNECT_MAX_MS * 1000000ull;
 
 	why[0] = '\0';
 	*err = -ENOMEM;
@@ -856,15 +1114,15 @@ static struct nbd_handle *connect_now(struct vhu_blk *blk, const char *uri,
 		return NULL;
 	}
 	prepare(h);
-	if (nbd_aio_connect_uri(h, uri) < 0) {
-		save_error(why, len);
-		*err = -ENOTCONN;
-	} else {
-		*err = connect_wait(h, why, len);
-	}
+	*err = connect_uri_by(h, uri, end, why, len);
+	if (*err == -ETIMEDOUT)
+		h = NULL;               /* the starter's */
+	else if (*err == 0)
+		*err = connect_wait(h, end, why, len);
 	if (*err < 0) {
 		vhu__blk_open_error(blk, "cannot connect to %s: %s", uri, why);
-		nbd_close(h);
+		if (h)
+			nbd_close(h);
 		return NULL;
 	}
 	return h;

@@ -15,7 +15,10 @@
 # back-end kind and state in ctl info / stats, simple replies asked for, --print-capabilities and the
 # vhost-user.json descriptor's tags; TLS (nbds+unix:// with a pre-shared
 # key) and a TLS-only server refusing a plain client; refresh and start
-# against a server that never answers the handshake (bounded, an error).
+# against a server that never answers the handshake (bounded, an error);
+# an nbd://HOST whose name takes long to resolve (a silent DNS server in
+# a mount namespace of the daemon's): start, refresh and reconnection
+# bounded to 5 s a try.
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
 
@@ -366,6 +369,79 @@ check "TCP export (nbd://127.0.0.1:$port/): verified I/O" bench --pattern randrw
 check "TCP export: no errors" errors0
 e2e_stop "$D"
 e2e_stop "$NK"
+
+# --- a host name that takes long to resolve: bounded ---
+# nbd://HOST resolves HOST with getaddrinfo(), which waits as long as the
+# resolver does (here a DNS server that never answers, 20 s a query): it
+# once held the control thread (start, refresh) and a reconnecting
+# queue's thread that long.  The daemon runs in a mount namespace of its
+# own whose /etc/hosts and /etc/resolv.conf are ours.
+if command -v unshare >/dev/null && [ "$(id -u)" = 0 ] &&
+	unshare -m true 2>/dev/null; then
+	dns=127.0.$((RANDOM % 200 + 2)).$((RANDOM % 200 + 2))
+	rm -f "$T/dns.up"
+	/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 53))
+open(sys.argv[2], "w").close(); time.sleep(300)' "$dns" "$T/dns.up" &
+	DNS=$!; PIDS+=("$DNS")
+	for _ in $(seq 50); do [ -e "$T/dns.up" ] && break; sleep 0.1; done
+	printf 'nameserver %s\noptions timeout:20 attempts:1\n' "$dns" >"$T/resolv.conf"
+	echo "127.0.0.1 nbd-test-host" >"$T/hosts"
+	# NS COMMAND...: COMMAND in its own mount namespace (same pid).
+	NS=(unshare -m sh -c 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"'
+		_ "$T/hosts" "$T/resolv.conf")
+	port=$((20000 + RANDOM % 20000))
+	nbdkit -f -i 127.0.0.1 -p "$port" memory 16M 2>>"$T/log.nbdkit" &
+	NK=$!; PIDS+=("$NK")
+	for _ in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+	rm -f "$T/v" "$T/ctl"
+	"${NS[@]}" "$BIN" --blk-file "nbd://nbd-test-host:$port/" --socket-path "$T/v" --control "$T/ctl" \
+		--reconnect-timeout 2 2>"$T/log.dns" &
+	D=$!; PIDS+=("$D")
+	wait_for "$T/v"
+	check "host name from /etc/hosts: verified I/O" bench --pattern randrw --verify --count 500
+	: >"$T/hosts"   # from now on the name goes to the silent DNS server
+	start=$SECONDS
+	(sleep 1; ctl info >"$T/info.dns"; echo $? >"$T/info.rc") &
+	I=$!
+	out=$(ctl refresh)
+	took=$((SECONDS - start))
+	wait "$I"
+	check "refresh, name resolution hangs: an error within a few seconds (${took}s)" \
+		bash -c '[ "$1" -lt 10 ] && grep -qi "refresh failed: .*timed out" <<<"$2"' _ "$took" "$out"
+	check "refresh, name resolution hangs: the reason is logged" \
+		grep -q "did not resolve in 5 s" "$T/log.dns"
+	check "refresh, name resolution hangs: ctl info still answers" \
+		bash -c '[ "$(cat "$1/info.rc")" = 0 ] && grep -q "^backend: nbd" "$1/info.dns"' _ "$T"
+	e2e_stop "$NK"
+	start=$SECONDS
+	bench --pattern randread --count 16 --iodepth 4
+	took=$((SECONDS - start))
+	check "server gone, name resolution hangs: requests fail after --reconnect-timeout (${took}s)" \
+		bash -c 'grep -q "errors: 16$" "$1" && [ "$2" -lt 10 ]' _ "$T/bench.out" "$took"
+	echo "127.0.0.1 nbd-test-host" >"$T/hosts"
+	nbdkit -f -i 127.0.0.1 -p "$port" memory 16M 2>>"$T/log.nbdkit" &
+	NK=$!; PIDS+=("$NK")
+	for _ in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+	ok=1
+	for _ in $(seq 15); do
+		bench --pattern randrw --verify --count 200 && errors0 && { ok=0; break; }
+		sleep 1
+	done
+	check "name resolves again, server back: verified I/O" test $ok = 0
+	e2e_stop "$D"
+	e2e_stop "$NK"
+	: >"$T/hosts"
+	start=$SECONDS
+	err=$(timeout 40 "${NS[@]}" "$BIN" --blk-file "nbd://nbd-test-host:$port/" --socket-path "$T/v6" 2>&1); rc=$?
+	took=$((SECONDS - start))
+	check "start, name resolution hangs: exits with the reason within a few seconds (${took}s)" \
+		bash -c '[ "$1" -ne 0 ] && [ "$1" -ne 124 ] && [ "$2" -lt 10 ] && grep -q "cannot connect to .*did not resolve" <<<"$3"' \
+		_ "$rc" "$took" "$err"
+	e2e_stop "$DNS"
+else
+	skip "a host name that takes long to resolve" "needs root and unshare -m"
+fi
 
 # --- a server that holds the connection and does not answer: a queue stop
 # gives up after 5 s (IOERR), and the daemon serves again once it is back ---
