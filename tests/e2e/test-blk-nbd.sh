@@ -9,7 +9,8 @@
 # errors reported as IOERR without a reconnect, ESHUTDOWN replies on a
 # live connection retried a bounded number of times, then IOERR (no
 # reconnect, no busy loop), the server killed and
-# restarted under verified I/O (a pause, no error, no lost write), no
+# restarted under verified I/O (a pause, no error, no lost write; the
+# next FLUSH is to fail, not with --nbd-persistent-cache), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
 # back-end kind and state in ctl info / stats, simple replies asked for, --print-capabilities and the
