@@ -63,6 +63,9 @@ static void usage(FILE *f)
 "                           (a snapshot is read-only)\n"
 "      --reconnect-timeout SEC  NBD: how long requests wait for a lost\n"
 "                           server before they fail (default %u)\n"
+"      --nbd-persistent-cache  NBD: writes the server acknowledged survive\n"
+"                           its crash: a lost connection does not fail the\n"
+"                           next FLUSH\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
 "      --fd N               use the inherited socket fd N (connected: one\n"
 "                           session; listening: accept on it)\n"
@@ -250,7 +253,7 @@ static void print_caps(void)
 enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
        OPT_CONTROL, OPT_CAPS, OPT_THREADS,
        OPT_LOCK, OPT_FORMAT, OPT_CONTROL_TIMEOUT,
-       OPT_POLL_US, OPT_POLL, OPT_RECONNECT };
+       OPT_POLL_US, OPT_POLL, OPT_RECONNECT, OPT_NBD_PERSISTENT_CACHE };
 
 /* --fd, --num-queues, --threads, --blk-size, --poll-us (optarg). */
 static int parse_number_option(int c, struct options *o)
@@ -410,6 +413,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "poll", required_argument, NULL, OPT_POLL },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
+		{ "nbd-persistent-cache", no_argument, NULL, OPT_NBD_PERSISTENT_CACHE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -471,6 +475,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_RECONNECT:
 			if (parse_seconds("--reconnect-timeout", 0, &o->reconnect_timeout) < 0)
+				return -1;
+			break;
+		case OPT_NBD_PERSISTENT_CACHE:
+			/* Read by the NBD back-end when the export opens. */
+			if (setenv("VHU_BLK_NBD_PERSISTENT_CACHE", "1", 1) < 0)
 				return -1;
 			break;
 		case OPT_CAPS:

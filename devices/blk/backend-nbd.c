@@ -34,14 +34,36 @@
  * to 1 s); after the reconnect timeout the waiting requests fail with
  * IOERR (and new ones at once) while reconnection goes on in the
  * background.  Server errors (EIO from the export) fail the request.
+ *
+ * What counts as lost is the connection's state, never an errno: libnbd
+ * calls a command back with ENOTCONN (or the socket's error) when the
+ * connection dies, but a server may also answer ESHUTDOWN (it is shutting
+ * down) on a connection that lives on.  Such an error reply is judged
+ * after libnbd returns (settle()): on a dead connection the request waits
+ * for the next one; on a live one it is sent again at most RETRY_MAX
+ * times, RETRY_MS apart and doubling, then fails (IOERR), while the rest
+ * of the queue goes on.
+ *
+ * FLUSH after a lost connection: writes a server acknowledged and had not
+ * flushed may have died with it (a server killed with them in a volatile
+ * cache).  A FLUSH sent on the new connection would succeed and tell the
+ * guest they are durable; so when a queue loses a connection with writes
+ * acknowledged since its last successful flush, the next FLUSH on every
+ * queue (a virtio-blk FLUSH covers what completed on any queue) fails
+ * once with IOERR, the one that was in flight included, unless the
+ * operator says the server's cache survives it (persistent_cache).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libnbd.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "blk-int.h"
@@ -56,11 +78,25 @@
 #define READ_AHEAD_MAX 64
 /* Commands out from which a reply is trusted to come soon (may_read). */
 #define TRUST_IN_FLIGHT 8
+/* An error reply on a live connection that looks like a connection's
+ * (ESHUTDOWN): resent this many times, the first after RETRY_MS, the next
+ * twice as late (100 + 200 + 400 ms), then IOERR. */
+#define RETRY_MAX 3u
+#define RETRY_MS 100u
+/* The daemon's --nbd-persistent-cache (vhu_blk_opts has no field for it:
+ * set in the environment, read when an export opens). */
+#define PERSISTENT_CACHE_ENV "VHU_BLK_NBD_PERSISTENT_CACHE"
 
 struct nbd_img {
 	char *uri;
 	bool can_flush, can_fua, can_trim, can_zero, can_fast_zero;
+	bool persistent_cache;     /* acknowledged writes survive the server */
 	uint64_t timeout_ns;
+	/* Connections lost with writes acknowledged and not flushed; a queue
+	 * whose seen[] differs fails its next FLUSH.  seen[i] belongs to
+	 * queue i's thread (and to the control thread around it). */
+	_Atomic unsigned losses;
+	unsigned seen[VHU_BACKEND_MAX_QUEUES];
 	_Atomic unsigned down;     /* queues without a connection */
 	_Atomic unsigned failed;   /* of those, past the timeout */
 	/* The last change any queue saw (for when none runs). */
@@ -74,6 +110,7 @@ struct nq {
 	struct vhu_blk *blk;
 	struct nbd_img *img;
 	struct nbd_handle *h;
+	struct starter *starter;    /* h's connect_uri, running (h NULL) */
 	enum nq_state st;
 	bool counted_down, counted_failed;
 	bool closing;               /* callbacks of a closed handle: ignored */
@@ -82,6 +119,15 @@ struct nq {
 	unsigned backoff_ms;
 	struct vhu__blk_io *wait_head, *wait_tail; /* need a connection */
 	struct vhu__blk_io *sent;   /* on the connection (prev/next) */
+	/* Answered with a connection's errno, judged by settle() (next). */
+	struct vhu__blk_io *suspect;
+	/* Error replies on a live connection, resent when their mark (ns)
+	 * comes (next). */
+	struct vhu__blk_io *held;
+	bool told_retry;            /* the log said so for this connection */
+	/* Writes acknowledged (not durable by themselves) on the connection,
+	 * and how many of them the last successful flush covered. */
+	uint64_t acked, durable;
 	uint64_t stop_deadline;     /* ns: a stop gives up then; 0: not set */
 };
 
@@ -91,6 +137,202 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* libnbd's last error, copied (the next call may free it). */
+static void save_error(char *why, size_t len)
+{
+	const char *e = nbd_get_error();
+
+	snprintf(why, len, "%s", e ? e : "failed");
+}
+
+/*
+ * nbd_aio_connect_uri() of a TCP URI resolves the host name first, with
+ * getaddrinfo(), which blocks as long as the resolver takes (its timeout
+ * times its attempts and servers: half a minute and more when a DNS
+ * server does not answer): the control thread (open, refresh) or a
+ * queue's thread, and every queue sharing it (reconnecting), would hang
+ * that long.  Such a URI is started on a thread of its own (a starter)
+ * and awaited no longer than the connection's bound (CONNECT_MAX_MS, the
+ * name resolution included); a starter given up on closes its handle
+ * when getaddrinfo returns.  Unix sockets and numeric addresses resolve
+ * nothing and are started at once.
+ */
+struct starter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;        /* done (CLOCK_MONOTONIC) */
+	struct nbd_handle *h;
+	char *uri;
+	int efd;                    /* written when done; -1: none */
+	int r;                      /* nbd_aio_connect_uri's */
+	bool done, abandoned;
+	char why[256];
+};
+
+/* Does connecting to uri resolve a host name? */
+static bool by_name(const char *uri)
+{
+	const char *p, *end;
+	char host[256];
+	unsigned char a[16];
+	size_t n;
+
+	if (!strncmp(uri, "nbd://", 6))
+		p = uri + 6;
+	else if (!strncmp(uri, "nbds://", 7))
+		p = uri + 7;
+	else
+		return false;
+	end = p + strcspn(p, "/?#");
+	for (const char *c = p; c < end; c++)
+		if (*c == '@')
+			p = c + 1;      /* past user information */
+	if (*p == '[')
+		return false;           /* an IPv6 address */
+	n = strcspn(p, ":/?#");
+	if (n == 0 || n >= sizeof(host))
+		return true;            /* libnbd's default host, or odd */
+	memcpy(host, p, n);
+	host[n] = '\0';
+	return inet_pton(AF_INET, host, a) != 1;
+}
+
+static void starter_free(struct starter *st)
+{
+	if (st->efd >= 0)
+		close(st->efd);
+	pthread_cond_destroy(&st->cond);
+	pthread_mutex_destroy(&st->lock);
+	free(st->uri);
+	free(st);
+}
+
+static void *starter_main(void *arg)
+{
+	struct starter *st = arg;
+	char why[256] = "";
+	int r = nbd_aio_connect_uri(st->h, st->uri);
+	bool gone;
+
+	if (r < 0)
+		save_error(why, sizeof(why));   /* libnbd's error is per thread */
+	pthread_mutex_lock(&st->lock);
+	st->r = r;
+	memcpy(st->why, why, sizeof(why));
+	st->done = true;
+	gone = st->abandoned;
+	if (!gone) {
+		uint64_t one = 1;
+
+		pthread_cond_signal(&st->cond);
+		if (st->efd >= 0) {
+			/* 8 bytes to an eventfd at 0: it cannot fail. */
+			ssize_t n = write(st->efd, &one, sizeof(one));
+
+			(void)n;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (gone) {
+		nbd_close(st->h);
+		starter_free(st);
+	}
+	return NULL;
+}
+
+/* nbd_aio_connect_uri(h, uri) on a starter thread; efd: an eventfd it
+ * writes when done, or -1.  NULL when no thread could be started. */
+static struct starter *starter_start(struct nbd_handle *h, const char *uri,
+				     int efd)
+{
+	struct starter *st = calloc(1, sizeof(*st));
+	pthread_condattr_t ca;
+	pthread_attr_t ta;
+	pthread_t t;
+	bool ok;
+
+	if (!st || !(st->uri = strdup(uri))) {
+		free(st);
+		return NULL;
+	}
+	st->h = h;
+	st->efd = efd;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&ta);
+	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+	ok = pthread_create(&t, &ta, starter_main, st) == 0;
+	pthread_attr_destroy(&ta);
+	if (!ok) {
+		st->efd = -1;           /* the caller's still */
+		starter_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+/* Done with st: its handle to *h (NULL: none) and its result, or, while
+ * it still runs, left to close the handle itself. */
+static bool starter_end(struct starter *st, struct nbd_handle **h, int *r,
+			char *why, size_t len)
+{
+	bool done;
+
+	pthread_mutex_lock(&st->lock);
+	done = st->done;
+	if (!done)
+		st->abandoned = true;
+	pthread_mutex_unlock(&st->lock);
+	if (!done)
+		return false;
+	*h = st->h;
+	*r = st->r;
+	if (why)
+		snprintf(why, len, "%s", st->why);
+	starter_free(st);
+	return true;
+}
+
+/* nbd_aio_connect_uri(h, uri), by end (ns): 0, or -errno with why.  On
+ * -ETIMEDOUT h belongs to a starter that still resolves the name. */
+static int connect_uri_by(struct nbd_handle *h, const char *uri,
+			  uint64_t end, char *why, size_t len)
+{
+	struct starter *st;
+	struct nbd_handle *got;
+	int r = 0;
+
+	if (!by_name(uri)) {
+		if (nbd_aio_connect_uri(h, uri) < 0) {
+			save_error(why, len);
+			return -ENOTCONN;
+		}
+		return 0;
+	}
+	st = starter_start(h, uri, -1);
+	if (!st) {
+		snprintf(why, len, "no thread to resolve the host name");
+		return -EAGAIN;
+	}
+	pthread_mutex_lock(&st->lock);
+	while (!st->done) {
+		struct timespec ts = { .tv_sec = (time_t)(end / 1000000000u),
+				       .tv_nsec = (long)(end % 1000000000u) };
+
+		if (pthread_cond_timedwait(&st->cond, &st->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&st->lock);
+	if (!starter_end(st, &got, &r, why, len)) {
+		snprintf(why, len, "the host name did not resolve in %u s",
+			 CONNECT_MAX_MS / 1000);
+		return -ETIMEDOUT;
+	}
+	return r < 0 ? -ENOTCONN : 0;
 }
 
 static bool conn_error(int e)
@@ -147,6 +389,22 @@ static void sent_del(struct nq *q, struct vhu__blk_io *io)
 
 static void issue(struct nq *q, struct vhu__blk_io *io);
 
+/* Must this FLUSH fail?  A connection was lost (on any queue) with writes
+ * acknowledged and not flushed since this queue last failed one: it
+ * fails, once (see the top). */
+static bool flush_after_loss(struct nq *q)
+{
+	unsigned i = vhu__blk_q_index(q->w), n = atomic_load(&q->img->losses);
+
+	if (n == q->img->seen[i])
+		return false;
+	q->img->seen[i] = n;
+	vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: FLUSH fails (IOERR): writes "
+		     "acknowledged by %s before a connection was lost may not be "
+		     "durable", i, q->img->uri);
+	return true;
+}
+
 /* The request's virtio-blk status: an export that cannot write zeroes
  * answers UNSUPP (the guest then writes them itself), never OK and
  * never an I/O error that would look like a failing disk. */
@@ -159,6 +417,30 @@ static uint8_t nbd_status(uint32_t type, int e)
 	return VHU_BLK_S_IOERR;
 }
 
+/* io is done with: its status to the guest. */
+static void complete(struct nq *q, struct vhu__blk_io *io)
+{
+	uint32_t type = io->req.type;
+	int e = io->error;
+	bool flushed = type == VHU_BLK_T_FLUSH || io->phase == 1;
+
+	if (e)
+		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: nbd: request type %u at "
+			     "sector %llu: %s", vhu__blk_q_index(q->w), type,
+			     (unsigned long long)io->req.sector, strerror(e));
+	io->through = !e && io->write_through && type != VHU_BLK_T_IN &&
+		      type != VHU_BLK_T_FLUSH;
+	/* What a lost connection may take with it (see the top); a flush
+	 * covers what was acknowledged when it was sent (mark). */
+	if (!e && flushed && io->mark > q->durable)
+		q->durable = io->mark;
+	else if (!e && type != VHU_BLK_T_IN && !flushed && !io->through &&
+		 q->img->can_flush)
+		q->acked++;
+	vhu__blk_io_done(q->w, io, nbd_status(type, e),
+			 e || type != VHU_BLK_T_IN ? 0 : io->req.data_len);
+}
+
 /* Every command of io has been answered. */
 static void finish(struct nq *q, struct vhu__blk_io *io)
 {
@@ -167,10 +449,11 @@ static void finish(struct nq *q, struct vhu__blk_io *io)
 
 	sent_del(q, io);
 	if (e && conn_error(e)) {
-		/* The connection went: again on the next one (from the
-		 * start: a write-through write is sent again with FUA). */
-		io->phase = 0;
-		wait_push(q, io);
+		/* The connection went, or the server answered with such an
+		 * errno on a live one: settle() tells which, once libnbd
+		 * returned. */
+		io->next = q->suspect;
+		q->suspect = io;
 		return;
 	}
 	if (!e && type != VHU_BLK_T_IN && type != VHU_BLK_T_FLUSH &&
@@ -186,14 +469,7 @@ static void finish(struct nq *q, struct vhu__blk_io *io)
 		wait_push(q, io);
 		return;
 	}
-	if (e)
-		vhu__blk_log(VHU_LOG_DEBUG, "queue %u: nbd: request type %u at "
-			     "sector %llu: %s", vhu__blk_q_index(q->w), type,
-			     (unsigned long long)io->req.sector, strerror(e));
-	io->through = !e && io->write_through && type != VHU_BLK_T_IN &&
-		      type != VHU_BLK_T_FLUSH;
-	vhu__blk_io_done(q->w, io, nbd_status(type, e),
-			 e || type != VHU_BLK_T_IN ? 0 : io->req.data_len);
+	complete(q, io);
 }
 
 static int cmd_done(void *user_data, int *error)
@@ -233,6 +509,12 @@ static void issue(struct nq *q, struct vhu__blk_io *io)
 		total = 0;
 	io->owner = q;
 	io->error = zero && !q->img->can_zero ? EOPNOTSUPP : 0;
+	if (flush)
+		io->mark = q->acked;
+	if (req->type == VHU_BLK_T_FLUSH && flush_after_loss(q)) {
+		io->error = EIO;
+		total = 0;
+	}
 	io->pending = 1 + total;    /* one held while issuing */
 	sent_add(q, io);
 	for (; n < total; n++) {
@@ -277,6 +559,12 @@ static void issue(struct nq *q, struct vhu__blk_io *io)
 		finish(q, io);
 }
 
+/* Requests the queue holds, whatever their state. */
+static bool busy(const struct nq *q)
+{
+	return q->sent || q->wait_head || q->suspect || q->held;
+}
+
 static void fail_waiting(struct nq *q)
 {
 	while (q->wait_head) {
@@ -305,6 +593,7 @@ static void check_timeout(struct nq *q)
 }
 
 static void lost(struct nq *q, const char *why);
+static void settle(struct nq *q);
 
 /* Before a handle connects.  The URI is the operator's (the command
  * line), so its TLS parameters may name local files (tls-psk-file,
@@ -330,17 +619,82 @@ static void start_connect(struct nq *q)
 	 * top of the file). */
 	if (q->h)
 		prepare(q->h);
+	if (q->h && by_name(q->img->uri)) {
+		/* The name resolves on a starter; its eventfd wakes the queue
+		 * (nbd_event), the timer bounds the attempt. */
+		int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+
+		q->starter = efd >= 0 ? starter_start(q->h, q->img->uri, efd) : NULL;
+		if (!q->starter) {
+			if (efd >= 0)
+				close(efd);
+			lost(q, "no thread to resolve the host name");
+			return;
+		}
+		q->h = NULL;
+		vhu__blk_q_watch(q->w, efd, POLLIN);
+		return;
+	}
 	if (!q->h || nbd_aio_connect_uri(q->h, q->img->uri) < 0) {
 		lost(q, nbd_get_error());
 		return;
 	}
 }
 
+/* The starter's eventfd was readable: its handle, connecting, or the
+ * reason it is not. */
+static void starter_done(struct nq *q)
+{
+	struct starter *st = q->starter;
+	struct nbd_handle *h = NULL;
+	char why[256];
+	int r = -1;
+
+	pthread_mutex_lock(&st->lock);
+	if (!st->done) {
+		pthread_mutex_unlock(&st->lock);
+		vhu__blk_q_watch(q->w, st->efd, POLLIN);  /* a stale wake-up */
+		return;
+	}
+	pthread_mutex_unlock(&st->lock);
+	/* The eventfd goes with the starter: out of the watch first. */
+	vhu__blk_q_watch(q->w, -1, 0);
+	q->starter = NULL;
+	starter_end(st, &h, &r, why, sizeof(why));
+	q->h = h;
+	if (r < 0)
+		lost(q, why);
+	else
+		settle(q);
+}
+
+/* Every request of list (singly linked) to the waiting ones. */
+static void to_wait(struct nq *q, struct vhu__blk_io **list)
+{
+	while (*list) {
+		struct vhu__blk_io *io = *list;
+
+		*list = io->next;
+		wait_push(q, io);
+	}
+}
+
 /* Close the queue's connection (libnbd then calls back no more and
  * touches none of our buffers) and put what was on it back to wait,
- * each request from its start. */
+ * each request from its start: a write-through write whose flush waits
+ * is written again, its first acknowledgement may be lost with the
+ * connection. */
 static void drop_connection(struct nq *q)
 {
+	if (q->starter) {
+		struct nbd_handle *h = NULL;
+		int r;
+
+		vhu__blk_q_watch(q->w, -1, 0);
+		if (starter_end(q->starter, &h, &r, NULL, 0) && h)
+			nbd_close(h);
+		q->starter = NULL;
+	}
 	if (q->h) {
 		q->closing = true;
 		nbd_close(q->h);
@@ -352,8 +706,24 @@ static void drop_connection(struct nq *q)
 		struct vhu__blk_io *io = q->sent;
 
 		sent_del(q, io);
-		io->phase = 0;
 		wait_push(q, io);
+	}
+	to_wait(q, &q->suspect);
+	to_wait(q, &q->held);
+	for (struct vhu__blk_io *io = q->wait_head; io; io = io->next)
+		io->phase = 0;
+	q->told_retry = false;
+	if (q->acked != q->durable) {
+		if (!q->img->persistent_cache) {
+			atomic_fetch_add(&q->img->losses, 1);
+			vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: %llu write%s "
+				     "acknowledged and not flushed when the "
+				     "connection went: the next FLUSH fails",
+				     vhu__blk_q_index(q->w),
+				     (unsigned long long)(q->acked - q->durable),
+				     q->acked - q->durable == 1 ? "" : "s");
+		}
+		q->durable = q->acked;
 	}
 }
 
@@ -378,6 +748,72 @@ static void lost(struct nq *q, const char *why)
 	vhu__blk_q_timer(q->w, q->backoff_ms);
 }
 
+/* A ready queue's timer: for its first held request or its stop's
+ * deadline, whichever comes first; off without either. */
+static void arm_timer(struct nq *q)
+{
+	uint64_t now = now_ns(), at = q->stop_deadline;
+
+	for (struct vhu__blk_io *io = q->held; io; io = io->next)
+		if (!at || io->mark < at)
+			at = io->mark;
+	if (!at)
+		vhu__blk_q_timer_off(q->w);
+	else
+		vhu__blk_q_timer(q->w, at > now ? (unsigned)((at - now + 999999) / 1000000) : 0);
+}
+
+/* The connection lives (settle() looked): what was answered with a
+ * connection's errno was the server's reply (ESHUTDOWN...).  Sent again
+ * later, a few times (RETRY_MAX), then failed: resending at once on
+ * the same connection only gets the same answer, as fast as the server
+ * can give it. */
+static void judge(struct nq *q)
+{
+	struct vhu__blk_io *io;
+	bool held = false;
+
+	while ((io = q->suspect)) {
+		q->suspect = io->next;
+		if (io->retries >= RETRY_MAX) {
+			complete(q, io);
+			continue;
+		}
+		if (!q->told_retry) {
+			q->told_retry = true;
+			vhu__blk_log(VHU_LOG_WARN, "queue %u: nbd: %s answered %s on "
+				     "a live connection: sending such requests again "
+				     "up to %u times, then failing them (IOERR)",
+				     vhu__blk_q_index(q->w), q->img->uri,
+				     strerror(io->error), RETRY_MAX);
+		}
+		io->mark = now_ns() + ((uint64_t)RETRY_MS << io->retries) * 1000000ull;
+		io->retries++;
+		io->next = q->held;
+		q->held = io;
+		held = true;
+	}
+	if (held)
+		arm_timer(q);
+}
+
+/* The held requests whose time came, to the waiting ones. */
+static void release_held(struct nq *q)
+{
+	uint64_t now = now_ns();
+
+	for (struct vhu__blk_io **l = &q->held; *l;) {
+		struct vhu__blk_io *io = *l;
+
+		if (io->mark > now) {
+			l = &io->next;
+			continue;
+		}
+		*l = io->next;
+		wait_push(q, io);
+	}
+}
+
 /* After libnbd ran: a new state, what waits sent, the direction to
  * watch. */
 static void settle(struct nq *q)
@@ -390,6 +826,8 @@ static void settle(struct nq *q)
 		lost(q, nbd_get_error());
 		return;
 	}
+	if (q->suspect && q->st == NQ_READY)
+		judge(q);
 	if (q->st == NQ_CONNECTING && nbd_aio_is_ready(q->h)) {
 		if (q->counted_down)
 			vhu__blk_log(VHU_LOG_INFO, "queue %u: nbd: reconnected to %s",
@@ -423,6 +861,8 @@ static void settle(struct nq *q)
 			lost(q, nbd_get_error());
 			return;
 		}
+		if (q->suspect)
+			judge(q);
 	}
 	dir = nbd_aio_get_direction(q->h);
 	if (dir & LIBNBD_AIO_DIRECTION_READ)
@@ -493,8 +933,16 @@ static void nbd_event(void *ctx, unsigned revents)
 	struct nq *q = ctx;
 
 	if (revents == 0 && q->stop_deadline && now_ns() >= q->stop_deadline) {
-		if (q->sent || q->wait_head)
+		if (busy(q))
 			give_up(q);
+		return;
+	}
+	if (revents == 0 && q->st == NQ_READY) {
+		/* A held request's time (or an early stop timer). */
+		release_held(q);
+		settle(q);
+		if (q->st == NQ_READY)
+			arm_timer(q);
 		return;
 	}
 	if (revents == 0) {
@@ -504,10 +952,15 @@ static void nbd_event(void *ctx, unsigned revents)
 			start_connect(q);
 		else if (q->st == NQ_CONNECTING &&
 			 now_ns() - q->attempt_at > CONNECT_MAX_MS * 1000000ull)
-			lost(q, "connecting timed out");
+			lost(q, q->starter ? "the host name did not resolve in time"
+					   : "connecting timed out");
 		if (q->st != NQ_READY)
 			vhu__blk_q_timer(q->w, q->backoff_ms);
 		settle(q);
+		return;
+	}
+	if (q->starter) {
+		starter_done(q);
 		return;
 	}
 	for (int n = 0; (revents & POLLIN) && n < READ_AHEAD_MAX &&
@@ -530,6 +983,7 @@ static void nbd_submit(void *ctx, struct vhu__blk_io *io)
 	struct nq *q = ctx;
 
 	io->phase = 0;
+	io->retries = 0;
 	if (q->st == NQ_READY) {
 		issue(q, io);
 		return;
@@ -548,10 +1002,12 @@ static void nbd_round(void *ctx)
 	struct nq *q = ctx;
 
 	settle(q);
-	if (!q->stop_deadline && vhu__blk_q_stopping(q->w) &&
-	    (q->sent || q->wait_head)) {
+	if (!q->stop_deadline && vhu__blk_q_stopping(q->w) && busy(q)) {
 		q->stop_deadline = now_ns() + STOP_GIVE_UP_MS * 1000000ull;
-		vhu__blk_q_timer(q->w, STOP_GIVE_UP_MS);
+		if (q->st == NQ_READY)
+			arm_timer(q);   /* held requests keep their time */
+		else
+			vhu__blk_q_timer(q->w, STOP_GIVE_UP_MS);
 	}
 }
 
@@ -582,6 +1038,13 @@ static void nbd_q_close(void *ctx)
 	if (!q)
 		return;
 	/* The queue finished: nothing waits and nothing is on the wire. */
+	if (q->starter) {
+		struct nbd_handle *h = NULL;
+		int r;
+
+		if (starter_end(q->starter, &h, &r, NULL, 0) && h)
+			nbd_close(h);
+	}
 	if (q->h) {
 		q->closing = true;
 		nbd_close(q->h);
@@ -592,20 +1055,11 @@ static void nbd_q_close(void *ctx)
 
 /* ---- image-wide ---- */
 
-/* libnbd's last error, copied (the next call may free it). */
-static void save_error(char *why, size_t len)
+/* Drive h's connection until it is ready, by end (ns): 0, or a negative
+ * errno with why the reason. */
+static int connect_wait(struct nbd_handle *h, uint64_t end, char *why,
+			size_t len)
 {
-	const char *e = nbd_get_error();
-
-	snprintf(why, len, "%s", e ? e : "failed");
-}
-
-/* Drive h's connection until it is ready, within CONNECT_MAX_MS: 0, or
- * a negative errno with why the reason. */
-static int connect_wait(struct nbd_handle *h, char *why, size_t len)
-{
-	uint64_t end = now_ns() + CONNECT_MAX_MS * 1000000ull;
-
 	while (!nbd_aio_is_ready(h)) {
 		unsigned dir = nbd_aio_get_direction(h);
 		struct pollfd p = { .fd = nbd_aio_get_fd(h), .events = 0 };
@@ -651,6 +1105,7 @@ static struct nbd_handle *connect_now(struct vhu_blk *blk, const char *uri,
 				      int *err, char *why, size_t len)
 {
 	struct nbd_handle *h = nbd_create();
+	uint64_t end = now_ns() + CONNECT_MAX_MS * 1000000ull;
 
 	why[0] = '\0';
 	*err = -ENOMEM;
@@ -659,15 +1114,15 @@ static struct nbd_handle *connect_now(struct vhu_blk *blk, const char *uri,
 		return NULL;
 	}
 	prepare(h);
-	if (nbd_aio_connect_uri(h, uri) < 0) {
-		save_error(why, len);
-		*err = -ENOTCONN;
-	} else {
-		*err = connect_wait(h, why, len);
-	}
+	*err = connect_uri_by(h, uri, end, why, len);
+	if (*err == -ETIMEDOUT)
+		h = NULL;               /* the starter's */
+	else if (*err == 0)
+		*err = connect_wait(h, end, why, len);
 	if (*err < 0) {
 		vhu__blk_open_error(blk, "cannot connect to %s: %s", uri, why);
-		nbd_close(h);
+		if (h)
+			nbd_close(h);
 		return NULL;
 	}
 	return h;
@@ -728,6 +1183,7 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 {
 	struct nbd_img *img = calloc(1, sizeof(*img));
 	struct nbd_handle *h;
+	const char *pc;
 	int64_t size;
 	char why[256];
 	int err;
@@ -739,6 +1195,11 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 	blk->be_data = img;
 	blk->fd = -1;
 	img->timeout_ns = (uint64_t)blk->reconnect_timeout * 1000000000u;
+	pc = getenv(PERSISTENT_CACHE_ENV);
+	img->persistent_cache = pc && *pc && strcmp(pc, "0") != 0;
+	if (img->persistent_cache)
+		vhu__blk_log(VHU_LOG_INFO, "%s: the server's cache is persistent: "
+			     "a lost connection does not fail the next FLUSH", uri);
 	atomic_init(&img->last, "connected");
 	h = connect_now(blk, uri, &err, why, sizeof(why));
 	if (!h)

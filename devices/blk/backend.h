@@ -80,6 +80,7 @@ struct vhu__blk_io {
 	unsigned pending;           /* remote: commands not yet answered */
 	int error;                  /* remote: the first error (errno) */
 	unsigned phase;             /* remote: a request in several steps */
+	uint64_t mark;              /* remote: a time or a count of its own */
 	struct iovec cur[VHU_BLK_IOV_CAP];
 };
 

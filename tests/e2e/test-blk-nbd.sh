@@ -6,14 +6,20 @@
 # queues (one connection each, nbdkit allows multi-conn), `vhu check`,
 # data landing in the file behind the server, a server without multi-conn
 # (nbdkit's multi-conn filter) refused for several queues, a read-only export served read-only, server
-# errors reported as IOERR without a reconnect, the server killed and
-# restarted under verified I/O (a pause, no error, no lost write), no
+# errors reported as IOERR without a reconnect, ESHUTDOWN replies on a
+# live connection retried a bounded number of times, then IOERR (no
+# reconnect, no busy loop), the server killed and
+# restarted under verified I/O (a pause, no error, no lost write; the
+# next FLUSH is to fail, not with --nbd-persistent-cache), no
 # server beyond --reconnect-timeout (IOERR, state "failed", then back),
 # refresh after the export grew (CONFIG_CHANGE_MSG to the front-end), resize refused with a reason, and the
 # back-end kind and state in ctl info / stats, simple replies asked for, --print-capabilities and the
 # vhost-user.json descriptor's tags; TLS (nbds+unix:// with a pre-shared
 # key) and a TLS-only server refusing a plain client; refresh and start
-# against a server that never answers the handshake (bounded, an error).
+# against a server that never answers the handshake (bounded, an error);
+# an nbd://HOST whose name takes long to resolve (a silent DNS server in
+# a mount namespace of the daemon's): start, refresh and reconnection
+# bounded to 5 s a try.
 # Usage: tests/e2e/test-blk-nbd.sh BUILD_DIR    (prints TAP)
 set -u
 
@@ -230,6 +236,28 @@ check "server restarted under I/O: no mismatch" errors0
 check "server restarted: state connected" bash -c 'ctl_out=$("$1" ctl "$2" info); grep -q "^backend_state: connected" <<<"$ctl_out"' _ "$VHU" "$T/ctl"
 check "the loss and the reconnection are logged" \
 	bash -c 'grep -q "connection to .* lost" "$1" && grep -q "reconnected" "$1"' _ "$T/log.slow"
+# Write-back writes acknowledged and never flushed died with the server:
+# the next FLUSH fails (tests/unit/test-blk-nbd.c sends one).
+check "server killed with unflushed writes: the next FLUSH is to fail (logged)" \
+	grep -q "not flushed when the connection went: the next FLUSH fails" "$T/log.slow"
+e2e_stop "$D"
+e2e_stop "$NK"
+# --nbd-persistent-cache: the operator says the server's cache survives
+# it; the same loss (writes, then the server killed while the queue
+# runs: --hold keeps it started) fails no FLUSH.
+nbdkit_start pc memory 16M
+daemon pc --nbd-persistent-cache
+"$VHU" bench "$T/v" --quiet --pattern randwrite --count 512 --hold 4 >"$T/bench.pc" 2>&1 &
+B=$!
+sleep 1.5
+check "--nbd-persistent-cache: the queue still runs when the server dies" kill -0 "$B"
+kill -KILL "$NK"; wait "$NK" 2>/dev/null
+nbdkit_start pc memory 16M
+wait "$B"
+check "--nbd-persistent-cache: the writes succeeded" grep -q "errors: 0$" "$T/bench.pc"
+check "--nbd-persistent-cache: logged at start" grep -q "cache is persistent" "$T/log.pc"
+check "--nbd-persistent-cache: the loss is seen, no FLUSH is to fail" \
+	bash -c 'grep -q "connection to .* lost" "$1" && ! grep -q "next FLUSH fails" "$1"' _ "$T/log.pc"
 e2e_stop "$D"
 e2e_stop "$NK"
 
@@ -259,6 +287,41 @@ bench --pattern randwrite --count 64 --iodepth 4
 check "server EIO on reads: writes still work" grep -q "errors: 0$" "$T/bench.out"
 check "server errors do not look like a lost connection" \
 	bash -c '! grep -q "lost" "$1"' _ "$T/log.err"
+e2e_stop "$D"
+e2e_stop "$NK"
+
+# --- error replies on a live connection: bounded, IOERR, the connection stays ---
+# A server answering ESHUTDOWN (it is shutting down) once had each request
+# sent again at once on the same connection, forever: a read never
+# completed and the queue burned a CPU.  While $T/inject exists the
+# filter fails every read; without it the same server serves them.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+touch "$T/inject"
+nbdkit_start shut --filter=error memory 16M error=ESHUTDOWN error-pread-rate=100% \
+	error-pread-file="$T/inject"
+daemon shut --num-queues 2
+cpu0=$(cpu_ticks "$D")
+start=$SECONDS
+timeout 30 "$VHU" bench "$T/v" --quiet --pattern randread --count 16 --iodepth 8 \
+	--queues 2 >"$T/bench.out" 2>&1
+took=$((SECONDS - start))
+cpu1=$(cpu_ticks "$D")
+check "server ESHUTDOWN on reads: every read fails (IOERR) within a few seconds (${took}s)" \
+	bash -c 'grep -q "errors: 16$" "$1" && [ "$2" -lt 10 ]' _ "$T/bench.out" "$took"
+check "server ESHUTDOWN on reads: the daemon's CPU stays low ($((cpu1 - cpu0)) ticks)" \
+	test $((cpu1 - cpu0)) -lt 100
+check "server ESHUTDOWN on reads: each read sent 4 times (3 retries), no more" \
+	test "$(grep -c "injecting ESHUTDOWN" "$T/log.nbdkit")" -eq 64
+check "server ESHUTDOWN on reads: the retries are logged" \
+	grep -q "answered .* on a live connection" "$T/log.shut"
+bench --pattern randwrite --count 256 --queues 2
+check "server ESHUTDOWN on reads: writes go on meanwhile" errors0
+check "server ESHUTDOWN on a live connection is not a lost connection" \
+	bash -c '! grep -q "lost" "$1"' _ "$T/log.shut"
+rm -f "$T/inject"
+check "server ESHUTDOWN no longer: the same connections serve reads" \
+	bench --pattern randrw --verify --count 2000 --queues 2
+check "server ESHUTDOWN no longer: no errors" errors0
 e2e_stop "$D"
 e2e_stop "$NK"
 
@@ -307,6 +370,79 @@ check "TCP export (nbd://127.0.0.1:$port/): verified I/O" bench --pattern randrw
 check "TCP export: no errors" errors0
 e2e_stop "$D"
 e2e_stop "$NK"
+
+# --- a host name that takes long to resolve: bounded ---
+# nbd://HOST resolves HOST with getaddrinfo(), which waits as long as the
+# resolver does (here a DNS server that never answers, 20 s a query): it
+# once held the control thread (start, refresh) and a reconnecting
+# queue's thread that long.  The daemon runs in a mount namespace of its
+# own whose /etc/hosts and /etc/resolv.conf are ours.
+if command -v unshare >/dev/null && [ "$(id -u)" = 0 ] &&
+	unshare -m true 2>/dev/null; then
+	dns=127.0.$((RANDOM % 200 + 2)).$((RANDOM % 200 + 2))
+	rm -f "$T/dns.up"
+	/usr/bin/python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((sys.argv[1], 53))
+open(sys.argv[2], "w").close(); time.sleep(300)' "$dns" "$T/dns.up" &
+	DNS=$!; PIDS+=("$DNS")
+	for _ in $(seq 50); do [ -e "$T/dns.up" ] && break; sleep 0.1; done
+	printf 'nameserver %s\noptions timeout:20 attempts:1\n' "$dns" >"$T/resolv.conf"
+	echo "127.0.0.1 nbd-test-host" >"$T/hosts"
+	# NS COMMAND...: COMMAND in its own mount namespace (same pid).
+	NS=(unshare -m sh -c 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && exec "$@"'
+		_ "$T/hosts" "$T/resolv.conf")
+	port=$((20000 + RANDOM % 20000))
+	nbdkit -f -i 127.0.0.1 -p "$port" memory 16M 2>>"$T/log.nbdkit" &
+	NK=$!; PIDS+=("$NK")
+	for _ in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+	rm -f "$T/v" "$T/ctl"
+	"${NS[@]}" "$BIN" --blk-file "nbd://nbd-test-host:$port/" --socket-path "$T/v" --control "$T/ctl" \
+		--reconnect-timeout 2 2>"$T/log.dns" &
+	D=$!; PIDS+=("$D")
+	wait_for "$T/v"
+	check "host name from /etc/hosts: verified I/O" bench --pattern randrw --verify --count 500
+	: >"$T/hosts"   # from now on the name goes to the silent DNS server
+	start=$SECONDS
+	(sleep 1; ctl info >"$T/info.dns"; echo $? >"$T/info.rc") &
+	I=$!
+	out=$(ctl refresh)
+	took=$((SECONDS - start))
+	wait "$I"
+	check "refresh, name resolution hangs: an error within a few seconds (${took}s)" \
+		bash -c '[ "$1" -lt 10 ] && grep -qi "refresh failed: .*timed out" <<<"$2"' _ "$took" "$out"
+	check "refresh, name resolution hangs: the reason is logged" \
+		grep -q "did not resolve in 5 s" "$T/log.dns"
+	check "refresh, name resolution hangs: ctl info still answers" \
+		bash -c '[ "$(cat "$1/info.rc")" = 0 ] && grep -q "^backend: nbd" "$1/info.dns"' _ "$T"
+	e2e_stop "$NK"
+	start=$SECONDS
+	bench --pattern randread --count 16 --iodepth 4
+	took=$((SECONDS - start))
+	check "server gone, name resolution hangs: requests fail after --reconnect-timeout (${took}s)" \
+		bash -c 'grep -q "errors: 16$" "$1" && [ "$2" -lt 10 ]' _ "$T/bench.out" "$took"
+	echo "127.0.0.1 nbd-test-host" >"$T/hosts"
+	nbdkit -f -i 127.0.0.1 -p "$port" memory 16M 2>>"$T/log.nbdkit" &
+	NK=$!; PIDS+=("$NK")
+	for _ in $(seq 50); do nbdinfo --size "nbd://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+	ok=1
+	for _ in $(seq 15); do
+		bench --pattern randrw --verify --count 200 && errors0 && { ok=0; break; }
+		sleep 1
+	done
+	check "name resolves again, server back: verified I/O" test $ok = 0
+	e2e_stop "$D"
+	e2e_stop "$NK"
+	: >"$T/hosts"
+	start=$SECONDS
+	err=$(timeout 40 "${NS[@]}" "$BIN" --blk-file "nbd://nbd-test-host:$port/" --socket-path "$T/v6" 2>&1); rc=$?
+	took=$((SECONDS - start))
+	check "start, name resolution hangs: exits with the reason within a few seconds (${took}s)" \
+		bash -c '[ "$1" -ne 0 ] && [ "$1" -ne 124 ] && [ "$2" -lt 10 ] && grep -q "cannot connect to .*did not resolve" <<<"$3"' \
+		_ "$rc" "$took" "$err"
+	e2e_stop "$DNS"
+else
+	skip "a host name that takes long to resolve" "needs root and unshare -m"
+fi
 
 # --- a server that holds the connection and does not answer: a queue stop
 # gives up after 5 s (IOERR), and the daemon serves again once it is back ---

@@ -26,30 +26,48 @@ extern char **environ;
 struct server {
 	char dir[64], sock[96], log[96], uri[160];
 	pid_t pid;
+	bool nozero;
 };
 
-/* nozero: the export offers no WRITE_ZEROES (nbdkit's nozero filter). */
-static void server_start_with(struct server *s, bool nozero)
+/* nbdkit on s's socket; the memory plugin: what a killed one held is
+ * gone, as a volatile cache's. */
+static void server_spawn(struct server *s)
 {
 	char logarg[112];
 	char *argv[] = { "nbdkit", "-f", "--unix", s->sock, "--filter=log",
 			 "memory", "1M", logarg, NULL, NULL, NULL };
 
-	if (nozero) {
+	if (s->nozero) {
 		argv[8] = "--filter=nozero";
 		argv[9] = "zeromode=none";
 	}
-
-	strcpy(s->dir, "/tmp/vhu-blk-nbd-XXXXXX");
-	CHECK(mkdtemp(s->dir) != NULL);
-	snprintf(s->sock, sizeof(s->sock), "%s/nbd.sock", s->dir);
-	snprintf(s->log, sizeof(s->log), "%s/log", s->dir);
 	snprintf(logarg, sizeof(logarg), "logfile=%s", s->log);
-	snprintf(s->uri, sizeof(s->uri), "nbd+unix:///?socket=%s", s->sock);
 	CHECK_EQ(posix_spawnp(&s->pid, "nbdkit", NULL, NULL, argv, environ), 0);
 	for (int i = 0; i < 100 && access(s->sock, F_OK) < 0; i++)
 		usleep(20000);
 	CHECK_EQ(access(s->sock, F_OK), 0);
+}
+
+/* nozero: the export offers no WRITE_ZEROES (nbdkit's nozero filter). */
+static void server_start_with(struct server *s, bool nozero)
+{
+	s->nozero = nozero;
+	strcpy(s->dir, "/tmp/vhu-blk-nbd-XXXXXX");
+	CHECK(mkdtemp(s->dir) != NULL);
+	snprintf(s->sock, sizeof(s->sock), "%s/nbd.sock", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/log", s->dir);
+	snprintf(s->uri, sizeof(s->uri), "nbd+unix:///?socket=%s", s->sock);
+	server_spawn(s);
+}
+
+/* The server dies (SIGKILL: nothing flushed) and a new one takes its
+ * socket. */
+static void server_crash(struct server *s)
+{
+	CHECK_EQ(kill(s->pid, SIGKILL), 0);
+	waitpid(s->pid, NULL, 0);
+	unlink(s->sock);
+	server_spawn(s);
 }
 
 static void server_start(struct server *s)
@@ -189,6 +207,61 @@ TEST(nbd_write_zeroes_unsupported_is_unsupp)
 	CHECK_MEM(c.data, want, 4096);
 	ctx_close(&c);
 	server_stop(&s);
+}
+
+/* Writes a server acknowledged, then lost with the connection (killed
+ * with them in its cache): the next FLUSH fails (IOERR), once, so the
+ * guest learns they may not be durable; a FLUSH must not report them
+ * durable because it went to the new connection.  A loss with nothing
+ * unflushed fails nothing. */
+TEST(nbd_flush_after_lost_writes_fails_once)
+{
+	struct server s;
+	struct vhu_blk_opts o = { .reconnect_timeout = 10 };
+	struct ctx c;
+
+	server_start(&s);
+	o.path = s.uri;
+	ctx_open(&c, &o, true);
+	fill(c.data, 4096, 5);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	server_crash(&s);
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_IOERR);
+	/* once: the queue works on the new connection */
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	/* everything flushed when the server dies: nothing to fail */
+	server_crash(&s);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 8, 4096, true, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	/* a read-only connection lost: nothing either */
+	server_crash(&s);
+	CHECK_EQ(one(&c, VHU_BLK_T_IN, 8, 4096, true, NULL), VHU_BLK_S_OK);
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	ctx_close(&c);
+	server_stop(&s);
+}
+
+/* The operator says the server's cache survives it
+ * (--nbd-persistent-cache): the FLUSH after the loss succeeds. */
+TEST(nbd_flush_after_loss_persistent_cache)
+{
+	struct server s;
+	struct vhu_blk_opts o = { .reconnect_timeout = 10 };
+	struct ctx c;
+
+	CHECK_EQ(setenv("VHU_BLK_NBD_PERSISTENT_CACHE", "1", 1), 0);
+	server_start(&s);
+	o.path = s.uri;
+	ctx_open(&c, &o, true);
+	fill(c.data, 4096, 5);
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
+	server_crash(&s);
+	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
+	ctx_close(&c);
+	server_stop(&s);
+	unsetenv("VHU_BLK_NBD_PERSISTENT_CACHE");
 }
 
 /* No server: opening fails with the reason. */
