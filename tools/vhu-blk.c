@@ -152,6 +152,7 @@ struct options {
 	bool no_lock;
 	bool format_raw;
 	unsigned reconnect_timeout;
+	bool nbd_persistent_cache;
 	struct vhu_blk_sock_perm socket_perm;
 	struct vhu_blk_sock_perm control_perm;
 	bool socket_perm_set;      /* a --socket-* permission option given */
@@ -478,9 +479,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 				return -1;
 			break;
 		case OPT_NBD_PERSISTENT_CACHE:
-			/* Read by the NBD back-end when the export opens. */
-			if (setenv("VHU_BLK_NBD_PERSISTENT_CACHE", "1", 1) < 0)
-				return -1;
+			o->nbd_persistent_cache = true;
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
@@ -788,6 +787,7 @@ int main(int argc, char **argv)
 		.no_lock = o.no_lock,
 		.format_raw = o.format_raw,
 		.reconnect_timeout = o.reconnect_timeout,
+		.nbd_persistent_cache = o.nbd_persistent_cache,
 		.err = open_err,
 		.err_len = sizeof(open_err),
 	};

@@ -83,9 +83,6 @@
  * twice as late (100 + 200 + 400 ms), then IOERR. */
 #define RETRY_MAX 3u
 #define RETRY_MS 100u
-/* The daemon's --nbd-persistent-cache (vhu_blk_opts has no field for it:
- * set in the environment, read when an export opens). */
-#define PERSISTENT_CACHE_ENV "VHU_BLK_NBD_PERSISTENT_CACHE"
 
 struct nbd_img {
 	char *uri;
@@ -1183,7 +1180,6 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 {
 	struct nbd_img *img = calloc(1, sizeof(*img));
 	struct nbd_handle *h;
-	const char *pc;
 	int64_t size;
 	char why[256];
 	int err;
@@ -1195,8 +1191,7 @@ int vhu__blk_nbd_open(struct vhu_blk *blk, const char *uri)
 	blk->be_data = img;
 	blk->fd = -1;
 	img->timeout_ns = (uint64_t)blk->reconnect_timeout * 1000000000u;
-	pc = getenv(PERSISTENT_CACHE_ENV);
-	img->persistent_cache = pc && *pc && strcmp(pc, "0") != 0;
+	img->persistent_cache = blk->nbd_persistent_cache;
 	if (img->persistent_cache)
 		vhu__blk_log(VHU_LOG_INFO, "%s: the server's cache is persistent: "
 			     "a lost connection does not fail the next FLUSH", uri);

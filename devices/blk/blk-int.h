@@ -86,6 +86,7 @@ struct vhu_blk {
 	_Atomic int64_t lock_denied_at;
 	bool format_raw;            /* --format raw: no format probe */
 	unsigned reconnect_timeout; /* seconds (remote back-ends) */
+	bool nbd_persistent_cache;  /* vhu_blk_opts' */
 	/* While vhu_blk_new() runs: where a one-line reason for a failure
 	 * goes (opts->err), or NULL. */
 	char *err;

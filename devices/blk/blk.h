@@ -225,6 +225,9 @@ struct vhu_blk_opts {
 	 * left untouched when errno says it all. */
 	char *err;
 	size_t err_len;
+	/* NBD: writes the server acknowledged survive it (a persistent
+	 * cache): a lost connection does not fail the next FLUSH. */
+	bool nbd_persistent_cache;
 };
 
 struct vhu_blk_qstats {

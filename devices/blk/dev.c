@@ -374,6 +374,7 @@ int vhu_blk_new(const struct vhu_blk_opts *opts, struct vhu_blk **out)
 	blk->no_lock = opts->no_lock;
 	blk->format_raw = opts->format_raw;
 	blk->reconnect_timeout = opts->reconnect_timeout;
+	blk->nbd_persistent_cache = opts->nbd_persistent_cache;
 	blk->err = opts->err;
 	blk->err_len = opts->err_len;
 	atomic_init(&blk->wce, true);

@@ -74,9 +74,12 @@ lines() { grep -a "$1" "$LOG" | tr -d '\r'; }
 gwait() { e2e_wait_log "$LOG" "$1" "$2" "$QPID"; }
 
 start_nbdkit || { echo "Bail out! nbdkit did not start: $(tail -n 2 "$TOP/nbdkit.1.log")"; exit 1; }
+# nbdkit's file plugin writes into the host's page cache, which outlives
+# nbdkit killed with -9: a persistent cache, so the guest's fdatasync
+# after the kill may succeed (without the option it fails once, EIO).
 VHU_LOG=info e2e_spawn "$VHU_BLK" --socket-path "$SOCK" \
 	--blk-file "nbd+unix:///?socket=$NSOCK" --num-queues 2 --reconnect-timeout 60 \
-	>"$TOP/vhu-blk.log" 2>&1
+	--nbd-persistent-cache >"$TOP/vhu-blk.log" 2>&1
 e2e_wait_path "$SOCK" 10 || { echo "Bail out! vhu-blk did not start: $(tail -n 3 "$TOP/vhu-blk.log")"; exit 1; }
 
 e2e_qemu_base "$E2E_ACCEL" "$TOP/initrd.cpio" "$LOG"

@@ -248,10 +248,10 @@ TEST(nbd_flush_after_lost_writes_fails_once)
 TEST(nbd_flush_after_loss_persistent_cache)
 {
 	struct server s;
-	struct vhu_blk_opts o = { .reconnect_timeout = 10 };
+	struct vhu_blk_opts o = { .reconnect_timeout = 10,
+				  .nbd_persistent_cache = true };
 	struct ctx c;
 
-	CHECK_EQ(setenv("VHU_BLK_NBD_PERSISTENT_CACHE", "1", 1), 0);
 	server_start(&s);
 	o.path = s.uri;
 	ctx_open(&c, &o, true);
@@ -261,7 +261,6 @@ TEST(nbd_flush_after_loss_persistent_cache)
 	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_OK);
 	ctx_close(&c);
 	server_stop(&s);
-	unsetenv("VHU_BLK_NBD_PERSISTENT_CACHE");
 }
 
 /* No server: opening fails with the reason. */
