@@ -141,8 +141,9 @@ struct vhu_backend_opts {
 	const uint8_t *config_writable;
 
 	/* Live migration: the library offers VHOST_F_LOG_ALL and LOG_SHMFD
-	 * and marks every guest page a queue writes (the writable buffers of
-	 * each pushed element, the rings) in the front-end's dirty log.  A
+	 * and marks every guest page a queue writes in the front-end's dirty
+	 * log: the rings, and all the writable buffers of each pushed element
+	 * (every byte offered, not only the `written` ones).  A
 	 * device that writes guest memory any other way sets this to opt
 	 * out.  queue_stopped must complete every popped request: the
 	 * front-end migrates only the ring positions. */

@@ -41,9 +41,10 @@ struct vhu_vq_elem {
 /*
  * How many iovecs a pop needs at most for a queue of queue_size
  * descriptors, for a stack array or an allocation.  A chain has at most
- * queue_size descriptors (virtio 1.2, 2.7.5.3.1 and 2.8.7: an indirect
- * table counts towards that, so a driver cannot make a chain longer
- * through indirect tables than without them), and each buffer becomes one
+ * queue_size descriptors ("A driver MUST NOT create a descriptor chain
+ * longer than the Queue Size of the device", virtio 1.2, 2.7.5.3.1: an
+ * indirect table's entries count, so indirect tables do not make chains
+ * longer than the ring could), and each buffer becomes one
  * iovec per guest memory region it touches: two cover a buffer that
  * crosses one region boundary.  A chain that still needs more (a driver
  * that ignores the limit, or a buffer over three regions) takes the pop's
@@ -114,7 +115,11 @@ int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 /*
  * Give a request back: `written` is the number of bytes the device wrote
  * into the writable buffers.  Does not notify; call vhu_vq_notify() after a
- * batch (or use vhu_vq_push_notify()).
+ * batch (or use vhu_vq_push_notify()).  elem is the element as popped (its
+ * iov storage still the device's and unchanged): while dirty logging is on
+ * the push marks every page of its writable buffers, all of them whatever
+ * `written` says.  A device may hold popped elements across calls and push
+ * them later, from the thread serving the queue, until queue_stopped.
  */
 void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		 uint32_t written);
