@@ -1,17 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rng: a complete vhost-user virtio-rng back-end (virtio 1.2, 5.4) on
- * libvhu's public API.  The guest's driver hands in device-writable
- * buffers on its one queue; the device fills them with random bytes from
- * getrandom() and gives them back.  No config space, no feature bits of
- * its own.
+ * libvhu's public API: the driver hands in device-writable buffers on one
+ * queue, the device fills them from getrandom().  No config space, no
+ * feature bits of its own.  A guest reads the bytes from /dev/hwrng:
  *
  *   rng /tmp/rng.sock
- *   qemu-system-x86_64 ... \
- *     -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
- *     -chardev socket,id=c0,path=/tmp/rng.sock -device vhost-user-rng-pci,chardev=c0
- *
- * The guest reads the bytes from /dev/hwrng.
+ *   qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=1G,share=on \
+ *     -numa node,memdev=mem -chardev socket,id=c0,path=/tmp/rng.sock \
+ *     -device vhost-user-rng-pci,chardev=c0
  */
 #include <errno.h>
 #include <stdio.h>
@@ -33,8 +30,9 @@ static uint32_t fill(const struct vhu_vq_elem *e)
 		uint8_t *p = e->iov[i].iov_base;
 		size_t len = e->iov[i].iov_len;
 		while (len > 0 && written < UINT32_MAX) {
-			/* At most 32 MiB per call, and the used length is 32-bit. */
-			ssize_t n = getrandom(p, len < UINT32_MAX - written ? len : UINT32_MAX - written, 0);
+			/* The used length is 32-bit; getrandom() may return less. */
+			size_t want = len < UINT32_MAX - written ? len : UINT32_MAX - written;
+			ssize_t n = getrandom(p, want, 0);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
@@ -52,12 +50,11 @@ static void queue_kick(void *opaque, struct vhu_vq *vq)
 {
 	struct iovec iov[IOV_CAP];
 	struct vhu_vq_elem e;
-	int r;
 
 	(void)opaque;
-	while ((r = vhu_vq_pop_flags(vq, &e, iov, IOV_CAP, VHU_VQ_POP_PARTIAL)) > 0)
+	/* 0: nothing more; < 0: the driver broke the ring (logged, stopped). */
+	while (vhu_vq_pop_flags(vq, &e, iov, IOV_CAP, VHU_VQ_POP_PARTIAL) > 0)
 		vhu_vq_push(vq, &e, fill(&e));
-	/* r < 0: the driver broke the ring; the queue stays stopped. */
 	vhu_vq_notify(vq);
 }
 
@@ -66,8 +63,7 @@ static const struct vhu_device_ops ops = { .queue_kick = queue_kick };
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
-		fprintf(stderr, "usage: %s SOCKET\nServe a virtio-rng device as a "
-			"vhost-user back-end on the Unix socket SOCKET.\n", argv[0]);
+		fprintf(stderr, "usage: %s SOCKET  (serve virtio-rng there)\n", argv[0]);
 		return 2;
 	}
 	vhu_log_set_ident("rng");
