@@ -48,7 +48,7 @@
 #define ID_BYTES   20u    /* GET_ID answer */
 #define SEG_MAX    126u   /* data buffers per request we advertise */
 #define QUEUE_SIZE 256u   /* largest ring we accept */
-#define IOV_CAP    (2 * QUEUE_SIZE) /* a buffer may span two memory regions */
+#define IOV_CAP    VHU_VQ_MAX_IOV(QUEUE_SIZE) /* see virtq.h */
 
 /*
  * The config space as the driver reads it, little-endian (virtio 1.2,
@@ -258,7 +258,6 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);   /* a front-end that vanishes is not fatal */
 
 	printf("ramdisk: %lu MiB on %s\n", mib, argv[1]);
 	fflush(stdout);

@@ -88,13 +88,24 @@ static int backend_new(const struct vhu_backend_opts *opts,
 	struct vhu_backend *b;
 	unsigned qs;
 
-	if (opts->num_queues < 1 || opts->num_queues > VHU_BACKEND_MAX_QUEUES)
+	/* The caller's mistakes, each logged with the limit it broke. */
+	if (opts->num_queues < 1 || opts->num_queues > VHU_BACKEND_MAX_QUEUES) {
+		vhu__err("vhu_backend_new: num_queues %u outside 1 .. %u",
+			 opts->num_queues, VHU_BACKEND_MAX_QUEUES);
 		return -EINVAL;
+	}
 	qs = opts->max_queue_size ? opts->max_queue_size : VHU_MAX_QUEUE_SIZE;
-	if (qs > VHU_MAX_QUEUE_SIZE || (qs & (qs - 1)) != 0)
+	if (qs > VHU_MAX_QUEUE_SIZE || (qs & (qs - 1)) != 0) {
+		vhu__err("vhu_backend_new: max_queue_size %u is not a power of "
+			 "two in 1 .. %u (0: %u)", qs, VHU_MAX_QUEUE_SIZE,
+			 VHU_MAX_QUEUE_SIZE);
 		return -EINVAL;
-	if (opts->config_size > VHU_MAX_CONFIG_SIZE)
+	}
+	if (opts->config_size > VHU_MAX_CONFIG_SIZE) {
+		vhu__err("vhu_backend_new: config_size %u above %u",
+			 opts->config_size, VHU_MAX_CONFIG_SIZE);
 		return -EINVAL;
+	}
 
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -403,6 +414,25 @@ static bool reply_ack_on(const struct vhu_backend *b, const struct vhu_msg *msg)
 	       vhu__msg_need_reply(msg);
 }
 
+/* A refused request whose reason the bare errno does not tell: say what
+ * was wrong and what the limit is (the handler's own checks, repeated). */
+static void explain_failure(const struct vhu_backend *b,
+			    const struct vhu__req *req, int r)
+{
+	if (req->msg->hdr.request != VHU_REQ_SET_VRING_NUM || r != -EINVAL)
+		return;
+	uint32_t num = req->msg->p.state.num;
+	bool packed = (b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0;
+	if (num == 0 || num > b->max_queue_size)
+		vhu__log_rl(VHU_LOG_ERROR, "SET_VRING_NUM: queue %u: ring size "
+			    "%u outside 1 .. %u (the device's max_queue_size)",
+			    req->ring, num, b->max_queue_size);
+	else if (!packed && (num & (num - 1)) != 0)
+		vhu__log_rl(VHU_LOG_ERROR, "SET_VRING_NUM: queue %u: ring size "
+			    "%u is not a power of two (split ring)", req->ring,
+			    num);
+}
+
 /*
  * Validate and run one request.  Returns 0 to keep the connection, or
  * -errno to drop it.  Every fd left in fds[] afterwards is closed here.
@@ -452,6 +482,8 @@ static int dispatch(struct vhu_backend *b, struct vhu_msg *msg, int *fds,
 	vhu__debug("request %s", info->name);
 	r = vhu__be_handler_for(id)(b, &req);
 	vhu__close_fds(fds, nfds);
+	if (r < 0)
+		explain_failure(b, &req, r);
 
 	if (info->reply) {
 		/* A reply body doubles as the ack (vhost-user.rst REPLY_ACK). */

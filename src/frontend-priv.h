@@ -45,6 +45,12 @@ struct vhu_fe {
 
 	struct vhu__fe_region regions[VHU__FE_MAX_REGIONS];
 	unsigned nregions;
+	/* Freed blocks below a region's bump pointer (vhu_fe_free()). */
+	struct vhu__fe_hole {
+		uint8_t *p;
+		size_t len;
+	} *holes;
+	unsigned nholes, holes_cap;
 
 	struct vhu_fe_vq *vqs[VHU_MAX_QUEUES];
 

@@ -23,6 +23,9 @@ void vhu__fe_mem_free(struct vhu_fe *fe)
 		vhu__shm_release(g->host, g->size, g->fd);
 	}
 	fe->nregions = 0;
+	free(fe->holes);
+	fe->holes = NULL;
+	fe->nholes = fe->holes_cap = 0;
 }
 
 static void fill_region(const struct vhu__fe_region *g, struct vhu_mem_region *w)
@@ -99,6 +102,28 @@ void *vhu_fe_alloc(struct vhu_fe *fe, size_t len, size_t align, uint64_t *gpa)
 		align = 1;
 	if (len == 0 || (align & (align - 1)))
 		return NULL;
+	/* A freed block first (first fit); what is left of it around the
+	 * allocation stays free. */
+	for (unsigned i = 0; i < fe->nholes; i++) {
+		struct vhu__fe_hole h = fe->holes[i];
+		uintptr_t a = ((uintptr_t)h.p + align - 1) & ~(uintptr_t)(align - 1);
+		size_t pre = a - (uintptr_t)h.p;
+		if (a < (uintptr_t)h.p || pre > h.len || h.len - pre < len)
+			continue;
+		uint8_t *p = (uint8_t *)a;
+		fe->holes[i] = fe->holes[--fe->nholes];
+		/* The pieces left around it stay free while there are slots
+		 * (a piece without one is only lost until vhu_fe_close()). */
+		if (pre && fe->nholes < fe->holes_cap)
+			fe->holes[fe->nholes++] = (struct vhu__fe_hole){ h.p, pre };
+		if (h.len - pre > len && fe->nholes < fe->holes_cap)
+			fe->holes[fe->nholes++] =
+				(struct vhu__fe_hole){ p + len, h.len - pre - len };
+		if (gpa)
+			*gpa = vhu_fe_gpa(fe, p);
+		memset(p, 0, len);
+		return p;
+	}
 	for (unsigned i = 0; i < fe->nregions; i++) {
 		struct vhu__fe_region *g = &fe->regions[i];
 		size_t start = (g->used + align - 1) & ~(align - 1);
@@ -111,6 +136,54 @@ void *vhu_fe_alloc(struct vhu_fe *fe, size_t len, size_t align, uint64_t *gpa)
 		return g->host + start;
 	}
 	return NULL;
+}
+
+/* Which region holds [p, p + len), or NULL. */
+static struct vhu__fe_region *region_of(struct vhu_fe *fe, const uint8_t *p,
+					size_t len)
+{
+	for (unsigned i = 0; i < fe->nregions; i++) {
+		struct vhu__fe_region *g = &fe->regions[i];
+		if (p >= g->host && p < g->host + g->used &&
+		    len <= (size_t)(g->host + g->used - p))
+			return g;
+	}
+	return NULL;
+}
+
+void vhu_fe_free(struct vhu_fe *fe, void *ptr, size_t len)
+{
+	uint8_t *p = ptr;
+	if (!fe || !p || len == 0)
+		return;
+	struct vhu__fe_region *g = region_of(fe, p, len);
+	if (!g)
+		return;
+	if (p + len == g->host + g->used) {
+		/* The top of the region: lower the bump pointer, and again
+		 * over free blocks that now end there. */
+		g->used = (size_t)(p - g->host);
+		for (unsigned i = 0; i < fe->nholes;) {
+			struct vhu__fe_hole *h = &fe->holes[i];
+			if (h->p + h->len == g->host + g->used) {
+				g->used = (size_t)(h->p - g->host);
+				fe->holes[i] = fe->holes[--fe->nholes];
+				i = 0;
+			} else {
+				i++;
+			}
+		}
+		return;
+	}
+	if (fe->nholes == fe->holes_cap) {
+		unsigned cap = fe->holes_cap ? 2 * fe->holes_cap : 16;
+		struct vhu__fe_hole *n = realloc(fe->holes, cap * sizeof(*n));
+		if (!n)
+			return; /* the block stays taken: memory, not correctness */
+		fe->holes = n;
+		fe->holes_cap = cap;
+	}
+	fe->holes[fe->nholes++] = (struct vhu__fe_hole){ p, len };
 }
 
 uint64_t vhu_fe_gpa(const struct vhu_fe *fe, const void *p)

@@ -352,6 +352,15 @@ uint64_t vhu_fe_features(const struct vhu_fe *fe) { return fe->features; }
 unsigned vhu_fe_queue_num(const struct vhu_fe *fe) { return fe->queue_num; }
 unsigned vhu_fe_max_mem_slots(const struct vhu_fe *fe) { return fe->max_mem_slots; }
 
+int vhu_fe_set_features_dropped(struct vhu_fe *fe, uint64_t features,
+				uint64_t *dropped)
+{
+	int r = vhu_fe_set_features(fe, features);
+	if (r == 0 && dropped)
+		*dropped = features & ~fe->features;
+	return r;
+}
+
 int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features)
 {
 	/* LOG_ALL belongs to vhu_fe_log_start()/stop(). */

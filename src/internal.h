@@ -457,6 +457,10 @@ void vhu__packed_release(struct vhu_vq *vq);
 void vhu__packed_set_base(struct vhu_vq *vq, uint32_t num);
 uint32_t vhu__packed_get_base(const struct vhu_vq *vq);
 VHU__LAYOUT_DATA_PATH(packed);
+/* Fill a VHU_VQ_POP_PARTIAL element from an overflowed chain: the
+ * buffers that fit, flag VHU_VQ_ELEM_F_TRUNCATED. */
+void vhu__vq_partial(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		     uint16_t id, const struct vhu__chain *c);
 /* Fill a VHU_VQ_ELEM_F_TRUNCATED element (see vhu_vq_pop_flags): iov[0]
  * is the last byte of the writable buffer [wr_addr, wr_addr + wr_len),
  * none when wr_len is 0. */

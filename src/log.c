@@ -13,6 +13,7 @@
 static vhu_log_fn log_fn;
 static void *log_opaque;
 static int log_level = -1; /* -1: not yet read from VHU_LOG */
+static char log_ident[64] = "vhu";
 
 const char *vhu_version(void)
 {
@@ -35,6 +36,13 @@ void vhu_set_log_fn(vhu_log_fn fn, void *opaque)
 {
 	log_fn = fn;
 	log_opaque = opaque;
+}
+
+void vhu_log_set_ident(const char *ident)
+{
+	if (!ident || !*ident)
+		ident = "vhu";
+	snprintf(log_ident, sizeof(log_ident), "%s", ident);
 }
 
 void vhu_set_log_level(enum vhu_log_level level)
@@ -65,7 +73,7 @@ void vhu_logv(enum vhu_log_level level, const char *fmt, va_list ap)
 		return;
 	}
 	static const char *const tag[] = { "error", "warning", "info", "debug" };
-	fprintf(stderr, "vhu: %s: %s\n", tag[level], buf);
+	fprintf(stderr, "%s: %s: %s\n", log_ident, tag[level], buf);
 }
 
 void vhu_log(enum vhu_log_level level, const char *fmt, ...)

@@ -10,17 +10,26 @@
 
 const char *vhu_feature_name(unsigned bit)
 {
-	/* virtio 1.2, 6 "Reserved Feature Bits", plus vhost's bit 30. */
+	/* virtio 1.3, 6 "Reserved Feature Bits", plus vhost's bits 26
+	 * (VHOST_F_LOG_ALL) and 30 (VHOST_USER_F_PROTOCOL_FEATURES); named
+	 * as the VHU_F_ constants are. */
 	switch (bit) {
 	case VHU_F_NOTIFY_ON_EMPTY: return "NOTIFY_ON_EMPTY";
+	case VHU_F_LOG_ALL: return "LOG_ALL";
 	case VHU_F_ANY_LAYOUT: return "ANY_LAYOUT";
-	case VHU_F_INDIRECT_DESC: return "RING_INDIRECT_DESC";
-	case VHU_F_EVENT_IDX: return "RING_EVENT_IDX";
+	case VHU_F_INDIRECT_DESC: return "INDIRECT_DESC";
+	case VHU_F_EVENT_IDX: return "EVENT_IDX";
 	case VHU_F_PROTOCOL_FEATURES: return "PROTOCOL_FEATURES";
 	case VHU_F_VERSION_1: return "VERSION_1";
 	case VHU_F_ACCESS_PLATFORM: return "ACCESS_PLATFORM";
 	case VHU_F_RING_PACKED: return "RING_PACKED";
 	case VHU_F_IN_ORDER: return "IN_ORDER";
+	case VHU_F_ORDER_PLATFORM: return "ORDER_PLATFORM";
+	case VHU_F_SR_IOV: return "SR_IOV";
+	case VHU_F_NOTIFICATION_DATA: return "NOTIFICATION_DATA";
+	case VHU_F_NOTIF_CONFIG_DATA: return "NOTIF_CONFIG_DATA";
+	case VHU_F_RING_RESET: return "RING_RESET";
+	case VHU_F_ADMIN_VQ: return "ADMIN_VQ";
 	default: return NULL;
 	}
 }

@@ -323,6 +323,10 @@ static int hand_out(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		    struct iovec *iov, unsigned iov_cap, const struct vhu__chain *c,
 		    uint16_t id, unsigned pop_flags)
 {
+	if (c->overflow && (pop_flags & VHU_VQ_POP_PARTIAL)) {
+		vhu__vq_partial(vq, elem, id, c);
+		return 1;
+	}
 	if (c->overflow && (pop_flags & VHU_VQ_POP_TRUNCATED)) {
 		vhu__vq_truncated(vq, elem, id, iov, iov_cap, c->wr_addr,
 				  c->wr_len);

@@ -319,6 +319,11 @@ walk:;
 		vhu__vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;
 	}
+	if (c.overflow && (flags & VHU_VQ_POP_PARTIAL)) {
+		vhu__vq_partial(vq, elem, head, &c);
+		vq->inflight++;
+		return 1;
+	}
 	if (c.overflow && (flags & VHU_VQ_POP_TRUNCATED)) {
 		vhu__vq_truncated(vq, elem, head, iov, iov_cap, c.wr_addr,
 				  c.wr_len);

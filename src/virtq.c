@@ -103,7 +103,9 @@ int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 {
 	int r;
 
-	flags &= VHU_VQ_POP_TRUNCATED | VHU_VQ_POP_NO_REARM;
+	flags &= VHU_VQ_POP_TRUNCATED | VHU_VQ_POP_NO_REARM | VHU_VQ_POP_PARTIAL;
+	if (flags & VHU_VQ_POP_PARTIAL)
+		flags &= ~VHU_VQ_POP_TRUNCATED;
 	if (mem_lost(vq))
 		return break_lost(vq);
 	r = PACKED(vq) ? vhu__packed_pop(vq, elem, iov, iov_cap, flags)
@@ -118,6 +120,19 @@ int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem, struct iovec *iov,
 	       unsigned iov_cap)
 {
 	return vhu_vq_pop_flags(vq, elem, iov, iov_cap, 0);
+}
+
+void vhu__vq_partial(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
+		     uint16_t id, const struct vhu__chain *c)
+{
+	vhu__log_rl(VHU_LOG_WARN, "queue %u: request %u needs more than %u "
+		    "buffers; handed to the device cut to %u", vq->index, id,
+		    c->cap, c->n);
+	elem->id = id;
+	elem->n_out = (uint16_t)c->n_out;
+	elem->n_in = (uint16_t)(c->n - c->n_out);
+	elem->flags = VHU_VQ_ELEM_F_TRUNCATED;
+	elem->iov = c->iov;
 }
 
 void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,

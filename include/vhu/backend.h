@@ -30,8 +30,9 @@ extern "C" {
 struct vhu_backend;
 
 /*
- * Device callbacks.  Every member may be NULL.  The table is append-only
- * across versions.  All callbacks run on the control thread.
+ * Device callbacks.  Every member may be NULL, and so may opts.ops (a
+ * device with no callbacks at all).  The table is append-only across
+ * versions.  All callbacks run on the control thread.
  */
 struct vhu_device_ops {
 	/* SET_FEATURES was accepted: the negotiated virtio features. */
@@ -58,6 +59,14 @@ struct vhu_device_ops {
 	 * session watches the kick fds itself and calls it on the control
 	 * thread (the kick is already consumed).  When NULL, the device watches
 	 * vhu_vq_kick_fd() in its own threads.
+	 *
+	 * It runs inside vhu_backend_process(): while it blocks, the session
+	 * reads no message and serves no other queue, and a front-end waiting
+	 * for a reply may give up.  Serve what can be served now and return.
+	 * A device may keep popped requests across calls (answer them at a
+	 * later kick, a timer, when data arrives...) as long as it pushes them
+	 * from the thread serving the queue and pushes all of them before
+	 * queue_stopped returns.
 	 */
 	void (*queue_kick)(void *opaque, struct vhu_vq *vq);
 
@@ -77,8 +86,9 @@ struct vhu_device_ops {
 
 	/* Reset the device to its initial state (disconnect, RESET_DEVICE,
 	 * RESET_OWNER).  Queues have already been stopped.  A disconnect is
-	 * not a reset of the guest's device: state the driver chose (config
-	 * writes such as virtio-blk's writeback) belongs in device_reset. */
+	 * not a reset of the guest's device: state the driver chose through
+	 * the config space (set_config) outlives a reconnect and is returned
+	 * to its default in device_reset, not here. */
 	void (*reset)(void *opaque);
 
 	/* A front-end connected / disconnected. */
@@ -107,11 +117,12 @@ struct vhu_backend_opts {
 	const struct vhu_device_ops *ops;
 	void *opaque;
 
-	/* virtio features the device offers.  The library adds
-	 * VHU_F_PROTOCOL_FEATURES; it serves INDIRECT_DESC, EVENT_IDX,
-	 * RING_PACKED and VERSION_1 when the device lists them, never offers
-	 * another transport bit (24..49), and adds VHOST_F_LOG_ALL unless
-	 * no_dirty_log. */
+	/* virtio features the device offers: its own bits, plus the ring
+	 * (transport) bits it takes, usually all of VHU_RING_FEATURES.  The
+	 * library adds VHU_F_PROTOCOL_FEATURES, and VHU_F_LOG_ALL unless
+	 * no_dirty_log; of the transport bits (24..49) it offers only those
+	 * of VHU_RING_FEATURES and NOTIFY_ON_EMPTY (see there) and drops the
+	 * others (ACCESS_PLATFORM, IN_ORDER...) without a word. */
 	uint64_t features;
 
 	/* protocol features the device wants offered; the library masks them
@@ -130,8 +141,9 @@ struct vhu_backend_opts {
 	const uint8_t *config_writable;
 
 	/* Live migration: the library offers VHOST_F_LOG_ALL and LOG_SHMFD
-	 * and marks every guest page a queue writes (the writable buffers of
-	 * each pushed element, the rings) in the front-end's dirty log.  A
+	 * and marks every guest page a queue writes in the front-end's dirty
+	 * log: the rings, and all the writable buffers of each pushed element
+	 * (every byte offered, not only the `written` ones).  A
 	 * device that writes guest memory any other way sets this to opt
 	 * out.  queue_stopped must complete every popped request: the
 	 * front-end migrates only the ring positions. */
@@ -139,6 +151,28 @@ struct vhu_backend_opts {
 };
 
 #define VHU_BACKEND_MAX_QUEUES 256
+
+/*
+ * The ring features the library serves in full, for any device: a device
+ * puts all of them in opts.features (with its own bits) unless it has a
+ * reason to refuse one.  VERSION_1 (virtio 1.x), INDIRECT_DESC (chains
+ * through an indirect table), EVENT_IDX (notification suppression by
+ * index), RING_PACKED (the packed layout, 2.8) and ANY_LAYOUT (the device
+ * never assumes where a header ends and data begins: pops hand out
+ * iovecs).  Not in it:
+ *   NOTIFY_ON_EMPTY (24): passed through when a device lists it, but the
+ *     library does not send the extra interrupt it asks for; it is for
+ *     legacy drivers only and a VERSION_1 driver does not accept it.
+ *   ACCESS_PLATFORM (33): no IOTLB (addresses are always guest-physical);
+ *   IN_ORDER (35): the driver could rely on in-order completion, which
+ *     the library does not enforce;
+ *   RING_RESET (40) and the other transport bits: not implemented.
+ * The library never offers these, even when a device lists them.
+ */
+#define VHU_RING_FEATURES                                                     \
+	(VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_INDIRECT_DESC) |            \
+	 VHU_BIT(VHU_F_EVENT_IDX) | VHU_BIT(VHU_F_RING_PACKED) |              \
+	 VHU_BIT(VHU_F_ANY_LAYOUT))
 
 /*
  * Create a session (no socket yet: see vhu_backend_listen() and friends).
@@ -165,7 +199,8 @@ int vhu_backend_new(const struct vhu_backend_opts *opts, struct vhu_backend **ou
 	vhu_backend_new_sized((opts), sizeof(struct vhu_backend_opts),        \
 			      sizeof(struct vhu_device_ops), (out))
 /* Closes the connection (stopping queues, resetting the device) and
- * everything the session owns.  Unlinks a socket path it created. */
+ * everything the session owns.  Unlinks a socket path it created.  NULL
+ * is allowed (does nothing). */
 void vhu_backend_free(struct vhu_backend *b);
 
 /*
@@ -207,6 +242,25 @@ int vhu_backend_process(struct vhu_backend *b);
  * vhu_loop_add() returns.  detach: -ENOENT when not attached. */
 int vhu_backend_attach(struct vhu_backend *b, struct vhu_loop *loop);
 int vhu_backend_detach(struct vhu_backend *b);
+
+/*
+ * Serve until SIGINT or SIGTERM (or, for a connected_fd session, until the
+ * front-end leaves): the whole main loop of a simple device, after
+ * vhu_backend_new() and one of the listen/connected calls:
+ *
+ *	r = vhu_backend_run(b);     // 0 after a signal
+ *	vhu_backend_free(b);        // unlinks the socket
+ *
+ * It runs a vhu_loop of its own on the calling thread (the control
+ * thread) with the session attached, and for the duration of the call
+ * handles SIGINT and SIGTERM in the whole process (the handler only stops
+ * the loop; the previous dispositions are restored on return, so a
+ * signal after it acts as before).  One call at a time per process (-EBUSY for a second, concurrent one).
+ * Returns 0 when a signal stopped it or the connected_fd session ended,
+ * -EINVAL for a session without a socket, -EBUSY when the session is
+ * attached to another loop, -errno from the loop.
+ */
+int vhu_backend_run(struct vhu_backend *b);
 
 /* State queries; control thread, never fail.  The feature masks are what
  * the current front-end negotiated (0 before SET_FEATURES and after a

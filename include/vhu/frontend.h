@@ -107,6 +107,11 @@ unsigned vhu_fe_max_mem_slots(const struct vhu_fe *fe);
  * setting up queues.  Returns 0 or -errno.
  */
 int vhu_fe_set_features(struct vhu_fe *fe, uint64_t features);
+/* vhu_fe_set_features() that also tells, in *dropped (may be NULL; set on
+ * success only), which of the requested bits were not negotiated: those
+ * the back-end did not offer, and LOG_ALL. */
+int vhu_fe_set_features_dropped(struct vhu_fe *fe, uint64_t features,
+				uint64_t *dropped);
 
 /*
  * Guest memory.  vhu_fe_add_memory() creates a shared memory region of
@@ -121,6 +126,13 @@ void *vhu_fe_alloc(struct vhu_fe *fe, size_t len, size_t align, uint64_t *gpa);
 /* Guest-physical address of a pointer returned by vhu_fe_alloc(), or
  * UINT64_MAX when p is not in guest memory. */
 uint64_t vhu_fe_gpa(const struct vhu_fe *fe, const void *p);
+/* Give back len bytes at p, exactly as one vhu_fe_alloc() returned them
+ * (a pointer not from it, or a range already free, must not be passed;
+ * one outside guest memory is ignored, as are NULL and len 0).  Later
+ * allocations reuse the space; the back-end may still hold the buffer's
+ * address, so free only what no request in flight refers to.  Not
+ * thread-safe, as vhu_fe_alloc(). */
+void vhu_fe_free(struct vhu_fe *fe, void *p, size_t len);
 
 /*
  * Set up queue index with size descriptors (power of two, <= 32768):
@@ -151,7 +163,7 @@ struct vhu_fe_buf {
 
 /*
  * Add a chain: out[0..n_out) device-readable, then in[0..n_in)
- * device-writable.  data is handed back by vhu_fe_vq_get_used().  The
+ * device-writable; either array may be NULL when its count is 0.  data is handed back by vhu_fe_vq_get_used().  The
  * chain becomes visible to the device at the next vhu_fe_vq_kick().
  * Returns the head id, -ENOSPC when fewer than n_out + n_in descriptors
  * are free, -EINVAL for an empty chain.

@@ -37,6 +37,12 @@ const char *vhu_version(void);
 #define VHU_F_ACCESS_PLATFORM      33
 #define VHU_F_RING_PACKED          34
 #define VHU_F_IN_ORDER             35
+#define VHU_F_ORDER_PLATFORM       36
+#define VHU_F_SR_IOV               37
+#define VHU_F_NOTIFICATION_DATA    38
+#define VHU_F_NOTIF_CONFIG_DATA    39
+#define VHU_F_RING_RESET           40
+#define VHU_F_ADMIN_VQ             41
 
 /* ---- vhost-user protocol feature bits ---- */
 #define VHU_PF_MQ                    0
@@ -66,7 +72,9 @@ const char *vhu_version(void);
 
 #define VHU_BIT(n) (1ull << (n))
 
-/* Name of a virtio transport feature bit or a protocol feature bit, or NULL. */
+/* Name of a virtio transport feature bit or a protocol feature bit, or NULL.
+ * The name is the constant's after its prefix (VHU_F_EVENT_IDX:
+ * "EVENT_IDX"); every VHU_F_* and VHU_PF_* bit has one. */
 const char *vhu_feature_name(unsigned bit);
 const char *vhu_protocol_feature_name(unsigned bit);
 /* Name of a front-end request id ("GET_CONFIG"), or NULL if unknown. */
@@ -90,6 +98,13 @@ typedef void (*vhu_log_fn)(enum vhu_log_level level, const char *msg, void *opaq
  * fn == NULL restores the default sink.  Process-wide; call before use.
  */
 void vhu_set_log_fn(vhu_log_fn fn, void *opaque);
+/*
+ * The program's name at the start of each line the default sink writes
+ * ("NAME: info: message"; "vhu" until set).  Copied (at most 63 bytes
+ * kept); NULL or "" restores "vhu".  A vhu_set_log_fn() sink gets the
+ * message alone and is not affected.  Process-wide; call before use.
+ */
+void vhu_log_set_ident(const char *ident);
 void vhu_set_log_level(enum vhu_log_level level);
 enum vhu_log_level vhu_get_log_level(void);
 

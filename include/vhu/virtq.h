@@ -35,8 +35,24 @@ struct vhu_vq_elem {
 };
 
 /* The chain needed more than iov_cap entries (vhu_vq_pop_flags() with
- * VHU_VQ_POP_TRUNCATED): see there. */
+ * VHU_VQ_POP_TRUNCATED or VHU_VQ_POP_PARTIAL): see there. */
 #define VHU_VQ_ELEM_F_TRUNCATED 1u
+
+/*
+ * How many iovecs a pop needs at most for a queue of queue_size
+ * descriptors, for a stack array or an allocation.  A chain has at most
+ * queue_size descriptors ("A driver MUST NOT create a descriptor chain
+ * longer than the Queue Size of the device", virtio 1.2, 2.7.5.3.1: an
+ * indirect table's entries count, so indirect tables do not make chains
+ * longer than the ring could), and each buffer becomes one
+ * iovec per guest memory region it touches: two cover a buffer that
+ * crosses one region boundary.  A chain that still needs more (a driver
+ * that ignores the limit, or a buffer over three regions) takes the pop's
+ * overflow path: -E2BIG, or VHU_VQ_POP_PARTIAL / VHU_VQ_POP_TRUNCATED.
+ * The ring size is what the device allows in opts.max_queue_size (or
+ * vhu_vq_size() of a started queue).
+ */
+#define VHU_VQ_MAX_IOV(queue_size) (2u * (unsigned)(queue_size))
 
 /*
  * Take the next available request.
@@ -70,6 +86,19 @@ int vhu_vq_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
  */
 #define VHU_VQ_POP_TRUNCATED 1u
 /*
+ * VHU_VQ_POP_PARTIAL: a chain that needs more than iov_cap entries is
+ * handed to the device cut short: the call returns 1 with elem->flags =
+ * VHU_VQ_ELEM_F_TRUNCATED and iov[] filled with the chain's buffers in
+ * order, as many whole buffers as fit (n_out readable ones, then n_in
+ * writable ones; n_in is 0 when the readable part already filled iov[]).
+ * The rest of the chain is not described and must not be reported
+ * written.  For devices that may answer with fewer bytes than offered
+ * (virtio-rng fills what it got, a network receive...), where completing
+ * the chain with 0 bytes is wrong.  Checked as any other chain.  With
+ * both flags, PARTIAL wins.
+ */
+#define VHU_VQ_POP_PARTIAL 4u
+/*
  * VHU_VQ_POP_NO_REARM: for polling devices.  A pop that finds the ring
  * empty leaves kick suppression as it is.  Without it (and with EVENT_IDX)
  * an empty pop asks the driver for a kick at the next request, so a device
@@ -86,7 +115,11 @@ int vhu_vq_pop_flags(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 /*
  * Give a request back: `written` is the number of bytes the device wrote
  * into the writable buffers.  Does not notify; call vhu_vq_notify() after a
- * batch (or use vhu_vq_push_notify()).
+ * batch (or use vhu_vq_push_notify()).  elem is the element as popped (its
+ * iov storage still the device's and unchanged): while dirty logging is on
+ * the push marks every page of its writable buffers, all of them whatever
+ * `written` says.  A device may hold popped elements across calls and push
+ * them later, from the thread serving the queue, until queue_stopped.
  */
 void vhu_vq_push(struct vhu_vq *vq, const struct vhu_vq_elem *elem,
 		 uint32_t written);

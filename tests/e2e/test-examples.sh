@@ -6,12 +6,16 @@
 #   - a Linux guest in QEMU on ramdisk: the disk appears with its size and
 #     serial (GET_ID), reads zeroes, takes a write that reads back, flushes;
 #   - examples/probe against ramdisk, vhu-blk and qemu-storage-daemon: it
-#     prints the features and the capacity from the config space.
+#     prints the features and the capacity from the config space;
+#   - examples/rng: probe names every ring feature it offers and shows no
+#     config space; SIGTERM ends vhu_backend_run() and the socket goes (a
+#     guest on it: tests/e2e/test-guest-rng.sh).
 # Usage: test-examples.sh BUILD_DIR    (TAP on stdout)
 set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 RAMDISK=$BUILD/examples/ramdisk
+RNG=$BUILD/examples/rng
 PROBE=$BUILD/examples/probe
 VHU=$BUILD/tools/vhu
 BLK=$BUILD/tools/vhu-blk
@@ -28,7 +32,7 @@ check() { # check NAME DIAG COMMAND...
 }
 finish() { echo "1..$n"; [ "$fails" -eq 0 ]; exit $?; }
 
-for p in "$RAMDISK" "$PROBE" "$VHU" "$BLK"; do
+for p in "$RAMDISK" "$RNG" "$PROBE" "$VHU" "$BLK"; do
 	[ -x "$p" ] || { notok "$p is built"; finish; }
 done
 
@@ -81,6 +85,27 @@ if start_ramdisk check 64; then
 	check "ramdisk exits on SIGTERM and removes its socket" "" [ ! -e "$tmp/check.sock" ]
 else
 	notok "ramdisk starts" "$(tail -n 5 "$tmp/check.log")"
+fi
+
+# --- examples/rng ----------------------------------------------------------------
+e2e_spawn "$RNG" "$tmp/rng.sock" >"$tmp/rng.log" 2>&1
+RNG_PID=$E2E_LAST_PID
+if e2e_wait_path "$tmp/rng.sock" 10; then
+	ok "rng starts"
+	out=$(timeout 20 "$PROBE" "$tmp/rng.sock" 2>&1); rc=$?
+	check "probe rng: exits 0" "exit $rc: $(head -c 300 <<<"$out")" [ $rc -eq 0 ]
+	for f in VERSION_1 INDIRECT_DESC EVENT_IDX RING_PACKED ANY_LAYOUT LOG_ALL; do
+		check "probe rng: names $f" "$(head -c 400 <<<"$out")" grep -q "^  $f$" <<<"$out"
+	done
+	check "probe rng: every feature bit named" "$(grep '  bit ' <<<"$out")" \
+		[ -z "$(grep '^  bit ' <<<"$out")" ]
+	check "probe rng: no config space" "$(grep config <<<"$out")" \
+		grep -q "^config: not offered$" <<<"$out"
+	kill -TERM "$RNG_PID"
+	check "rng exits on SIGTERM" "$(tail -n 5 "$tmp/rng.log")" e2e_wait_exit "$RNG_PID" 5
+	check "rng removes its socket" "" [ ! -e "$tmp/rng.sock" ]
+else
+	notok "rng starts" "$(tail -n 5 "$tmp/rng.log")"
 fi
 
 # --- probe against vhu-blk and qemu-storage-daemon ----------------------------

@@ -9,7 +9,9 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -18,6 +20,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <vhu/frontend.h>
 
 #include "fe-driver.h"
 #include "internal.h"
@@ -1143,6 +1147,140 @@ TEST(new_rejects_bad_options)
 	CHECK_EQ(vhu_backend_new(&o, &b), 0);
 	vhu_backend_free(b);
 	CHECK_EQ(vhu_backend_new(NULL, &b), -EINVAL);
+}
+
+/* Log lines the library writes while a test runs (vhu_set_log_fn). */
+static char logbuf[4096];
+static void log_capture(enum vhu_log_level level, const char *msg, void *o)
+{
+	size_t n = strlen(logbuf);
+	snprintf(logbuf + n, sizeof(logbuf) - n, "%d %s\n", (int)level, msg);
+}
+static void capture_start(void)
+{
+	logbuf[0] = 0;
+	vhu_set_log_fn(log_capture, NULL);
+}
+
+TEST(new_bad_options_logged_with_the_limit)
+{
+	struct vhu_backend_opts o = default_opts();
+	struct vhu_backend *b = NULL;
+	capture_start();
+	o.num_queues = 0;
+	CHECK_EQ(vhu_backend_new(&o, &b), -EINVAL);
+	CHECK(strstr(logbuf, "0 vhu_backend_new: num_queues 0 outside 1 .. 256") != NULL);
+	o.num_queues = 1;
+	o.max_queue_size = 100;
+	logbuf[0] = 0;
+	CHECK_EQ(vhu_backend_new(&o, &b), -EINVAL);
+	CHECK(strstr(logbuf, "0 vhu_backend_new: max_queue_size 100 is not a "
+		      "power of two in 1 .. 32768") != NULL);
+	o.max_queue_size = 65536;
+	logbuf[0] = 0;
+	CHECK_EQ(vhu_backend_new(&o, &b), -EINVAL);
+	CHECK(strstr(logbuf, "max_queue_size 65536") != NULL);
+	o.max_queue_size = 0;
+	o.config_size = 257;
+	logbuf[0] = 0;
+	CHECK_EQ(vhu_backend_new(&o, &b), -EINVAL);
+	CHECK(strstr(logbuf, "0 vhu_backend_new: config_size 257 above 256") != NULL);
+	vhu_set_log_fn(NULL, NULL);
+	vhu_backend_free(NULL); /* documented: does nothing */
+}
+
+TEST(vring_num_refusal_logs_size_and_limit)
+{
+	open_full();
+	CHECK_EQ(fe_set_mem(&fe), 0);
+	capture_start();
+	struct vhu_vring_state st = { .index = 1, .num = 512 };
+	CHECK(fe_acked(&fe, VHU_REQ_SET_VRING_NUM, &st, 8, NULL, 0) > 0);
+	CHECK(strstr(logbuf, "0 SET_VRING_NUM: queue 1: ring size 512 outside "
+		      "1 .. 256 (the device's max_queue_size)") != NULL);
+	st.num = 100;
+	CHECK(fe_acked(&fe, VHU_REQ_SET_VRING_NUM, &st, 8, NULL, 0) > 0);
+	CHECK(strstr(logbuf, "0 SET_VRING_NUM: queue 1: ring size 100 is not a "
+		      "power of two (split ring)") != NULL);
+	st.num = 0;
+	CHECK(fe_acked(&fe, VHU_REQ_SET_VRING_NUM, &st, 8, NULL, 0) > 0);
+	CHECK(strstr(logbuf, "ring size 0 outside") != NULL);
+	vhu_set_log_fn(NULL, NULL);
+	close_all();
+}
+
+/* ---- vhu_backend_run ---- */
+
+static void *connect_then_term(void *arg)
+{
+	struct vhu_fe *f = NULL;
+	struct vhu_fe_opts fo = { .connect_timeout_ms = 2000 };
+	/* The handshake needs the session served: run() is running. */
+	intptr_t r = vhu_fe_connect(&f, arg, &fo);
+	vhu_fe_close(f);
+	kill(getpid(), SIGTERM);
+	return (void *)r;
+}
+
+static volatile sig_atomic_t own_term;
+static void own_term_handler(int sig) { (void)sig; own_term++; }
+
+TEST(run_serves_until_sigterm_and_restores_the_handler)
+{
+	char path[] = "/tmp/vhu-test-run-XXXXXX";
+	CHECK(mkdtemp(path) != NULL);
+	char sock[64];
+	snprintf(sock, sizeof(sock), "%s/s", path);
+	struct vhu_backend_opts o = default_opts();
+	struct vhu_backend *b = NULL;
+	CHECK_EQ(vhu_backend_new(&o, &b), 0);
+	CHECK_EQ(vhu_backend_run(b), -EINVAL); /* no socket yet */
+	CHECK_EQ(vhu_backend_listen(b, sock), 0);
+	struct sigaction mine = { .sa_handler = own_term_handler }, now;
+	sigaction(SIGTERM, &mine, NULL);
+
+	reset_dev();
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, connect_then_term, sock), 0);
+	alarm(10);
+	CHECK_EQ(vhu_backend_run(b), 0);
+	alarm(0);
+	void *fr;
+	pthread_join(t, &fr);
+	CHECK_EQ((intptr_t)fr, 0);
+	CHECK_EQ(dev.connected, 1);
+	CHECK_EQ(own_term, 0);
+	/* The caller's handler is back. */
+	sigaction(SIGTERM, NULL, &now);
+	CHECK(now.sa_handler == own_term_handler);
+	kill(getpid(), SIGTERM);
+	CHECK_EQ(own_term, 1);
+	signal(SIGTERM, SIG_DFL);
+
+	/* Attached to another loop: refused. */
+	struct vhu_loop *loop;
+	CHECK_EQ(vhu_loop_new(&loop), 0);
+	CHECK_EQ(vhu_backend_attach(b, loop), 0);
+	CHECK_EQ(vhu_backend_run(b), -EBUSY);
+	CHECK_EQ(vhu_backend_detach(b), 0);
+	vhu_loop_free(loop);
+	vhu_backend_free(b);
+	CHECK(access(sock, F_OK) != 0);
+	rmdir(path);
+}
+
+TEST(run_ends_with_a_connected_session)
+{
+	open_full();
+	/* The front-end leaves: a connected_fd session has nothing more to
+	 * serve and run() returns. */
+	shutdown(fe.sock, SHUT_RDWR);
+	alarm(10);
+	CHECK_EQ(vhu_backend_run(fe.b), 0);
+	alarm(0);
+	CHECK_EQ(dev.disconnected, 1);
+	CHECK_EQ(vhu_backend_run(fe.b), 0); /* ended: at once */
+	close_all();
 }
 
 /* ---- the event loop ---- */

@@ -775,6 +775,69 @@ TEST(handshake_negotiates_what_both_sides_have)
 	CHECK_EQ(hb.reqs_with_need_reply, 5);
 }
 
+/* What was asked for and not negotiated is reported. */
+TEST(set_features_dropped_reports_the_bits_left_out)
+{
+	struct vhu_fe *fe = hb_open(NULL);
+	uint64_t dropped = 12345;
+	uint64_t want = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_RING_PACKED) |
+			VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(5);
+	CHECK(!(vhu_fe_features_offered(fe) & (VHU_BIT(VHU_F_RING_PACKED) | VHU_BIT(5))));
+	CHECK_EQ(vhu_fe_set_features_dropped(fe, want, &dropped), 0);
+	CHECK_EQ(dropped, VHU_BIT(VHU_F_RING_PACKED) | VHU_BIT(VHU_F_LOG_ALL) | VHU_BIT(5));
+	CHECK_EQ(vhu_fe_features(fe), VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_PROTOCOL_FEATURES));
+	/* everything offered: nothing dropped; NULL is allowed */
+	CHECK_EQ(vhu_fe_set_features_dropped(fe, VHU_BIT(VHU_F_VERSION_1), &dropped), 0);
+	CHECK_EQ(dropped, 0);
+	CHECK_EQ(vhu_fe_set_features_dropped(fe, VHU_BIT(VHU_F_VERSION_1), NULL), 0);
+	hb_close(fe);
+}
+
+/* Memory from vhu_fe_alloc() can be given back and is reused. */
+TEST(alloc_free_reuses_memory)
+{
+	struct vhu_fe *fe = hb_open(NULL);
+	CHECK_EQ(vhu_fe_set_features(fe, VHU_BIT(VHU_F_VERSION_1)), 0);
+	CHECK_EQ(vhu_fe_add_memory(fe, 1 << 16), 0);
+	uint64_t g1, g2, g3, g;
+	/* The region fills up... */
+	uint8_t *a = vhu_fe_alloc(fe, 1 << 14, 8, &g1);
+	uint8_t *b = vhu_fe_alloc(fe, 1 << 14, 8, &g2);
+	uint8_t *c = vhu_fe_alloc(fe, 1 << 15, 8, &g3);
+	CHECK(a && b && c);
+	CHECK(vhu_fe_alloc(fe, 64, 8, &g) == NULL);
+	/* ...a block in the middle comes back, zeroed, with its address */
+	memset(b, 0x77, 1 << 14);
+	vhu_fe_free(fe, b, 1 << 14);
+	uint8_t *d = vhu_fe_alloc(fe, 4096, 4096, &g);
+	CHECK(d != NULL);
+	CHECK(d >= b && d + 4096 <= b + (1 << 14));
+	CHECK_EQ(g, vhu_fe_gpa(fe, d));
+	CHECK_EQ(d[0], 0);
+	CHECK_EQ(d[4095], 0);
+	/* the top of the region lowers the bump pointer, over the free
+	 * rest of b's block too: as large a block fits again, lower down */
+	vhu_fe_free(fe, c, 1 << 15);
+	uint8_t *e = vhu_fe_alloc(fe, 1 << 15, 8, &g);
+	CHECK(e != NULL && e > d && e < c);
+	CHECK_EQ(g, vhu_fe_gpa(fe, e));
+	CHECK(g < g3);
+	/* freeing everything makes the whole region available */
+	vhu_fe_free(fe, e, 1 << 15);
+	vhu_fe_free(fe, d, 4096);
+	vhu_fe_free(fe, a, 1 << 14);
+	/* what is left of b's block merges down too */
+	uint8_t *all = vhu_fe_alloc(fe, 1 << 16, 8, &g);
+	CHECK(all == a);
+	/* ignored: NULL, zero length, outside guest memory */
+	vhu_fe_free(fe, NULL, 16);
+	vhu_fe_free(fe, a, 0);
+	uint8_t local[16];
+	vhu_fe_free(fe, local, sizeof(local));
+	CHECK(vhu_fe_alloc(fe, 1, 1, &g) == NULL);
+	hb_close(fe);
+}
+
 static void ring_roundtrip(bool event_idx)
 {
 	struct vhu_fe *fe = hb_open(NULL);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* The request table and the central validator (msg.c), and names.c. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend-internal.h"
 #include "internal.h"
@@ -305,6 +307,71 @@ TEST(names)
 	CHECK(!strcmp(vhu_feature_name(VHU_F_VERSION_1), "VERSION_1"));
 	CHECK(vhu_feature_name(0) == NULL);
 	CHECK(vhu_feature_name(63) == NULL);
+	/* Every transport bit the library knows, named as its constant. */
+	static const struct { unsigned bit; const char *name; } f[] = {
+		{ VHU_F_NOTIFY_ON_EMPTY, "NOTIFY_ON_EMPTY" },
+		{ VHU_F_LOG_ALL, "LOG_ALL" },
+		{ VHU_F_ANY_LAYOUT, "ANY_LAYOUT" },
+		{ VHU_F_INDIRECT_DESC, "INDIRECT_DESC" },
+		{ VHU_F_EVENT_IDX, "EVENT_IDX" },
+		{ VHU_F_PROTOCOL_FEATURES, "PROTOCOL_FEATURES" },
+		{ VHU_F_VERSION_1, "VERSION_1" },
+		{ VHU_F_ACCESS_PLATFORM, "ACCESS_PLATFORM" },
+		{ VHU_F_RING_PACKED, "RING_PACKED" },
+		{ VHU_F_IN_ORDER, "IN_ORDER" },
+		{ VHU_F_ORDER_PLATFORM, "ORDER_PLATFORM" },
+		{ VHU_F_SR_IOV, "SR_IOV" },
+		{ VHU_F_NOTIFICATION_DATA, "NOTIFICATION_DATA" },
+		{ VHU_F_NOTIF_CONFIG_DATA, "NOTIF_CONFIG_DATA" },
+		{ VHU_F_RING_RESET, "RING_RESET" },
+		{ VHU_F_ADMIN_VQ, "ADMIN_VQ" },
+	};
+	for (unsigned i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		const char *n = vhu_feature_name(f[i].bit);
+		CHECK(n != NULL && !strcmp(n, f[i].name));
+	}
+	CHECK_EQ(vhu_feature_name(26) != NULL, 1);
+	/* Every bit a back-end offers is named (probe prints no "bit N"). */
+	for (unsigned b = 0; b < 64; b++)
+		if (VHU__TRANSPORT_OK & VHU_BIT(b))
+			CHECK(vhu_feature_name(b) != NULL);
+}
+
+/* The default sink's lines start with the program's name. */
+static char *stderr_of_log(const char *ident)
+{
+	static char out[256];
+	int p[2];
+	if (pipe(p) < 0)
+		return NULL;
+	fflush(stderr);
+	int saved = dup(2);
+	dup2(p[1], 2);
+	vhu_set_log_fn(NULL, NULL);
+	vhu_log_set_ident(ident);
+	vhu_log(VHU_LOG_ERROR, "hello %d", 7);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	close(p[1]);
+	ssize_t n = read(p[0], out, sizeof(out) - 1);
+	close(p[0]);
+	out[n > 0 ? n : 0] = 0;
+	return out;
+}
+
+TEST(log_ident)
+{
+	CHECK(!strcmp(stderr_of_log("vhu-rng"), "vhu-rng: error: hello 7\n"));
+	/* kept at 63 bytes */
+	char longname[100];
+	memset(longname, 'x', sizeof(longname) - 1);
+	longname[99] = 0;
+	char want[128];
+	snprintf(want, sizeof(want), "%.63s: error: hello 7\n", longname);
+	CHECK(!strcmp(stderr_of_log(longname), want));
+	CHECK(!strcmp(stderr_of_log(NULL), "vhu: error: hello 7\n"));
+	CHECK(!strcmp(stderr_of_log(""), "vhu: error: hello 7\n"));
 }
 
 int main(void)
