@@ -9,6 +9,9 @@
 
 #include <vhu/frontend.h>
 
+#include "device.h"
+#include "tool-common.h"
+
 int cmd_probe(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -55,15 +58,15 @@ int64_t tool_mono_ms(void);
 #define BLK_F_SECURE_ERASE 16
 #define BLK_F_ZONED        17
 
-/* Names: a transport or vhost-user protocol bit, a virtio-blk bit. */
-const char *tool_feature_name(unsigned bit, bool blk);
+/* Names: a transport or vhost-user protocol bit, a device bit of dev
+ * (NULL: none known). */
+const char *tool_feature_name(unsigned bit, const struct vhu_tool_device *dev);
 const char *tool_protocol_feature_name(unsigned bit);
 
-/* Read the virtio-blk config space: tries the largest layout the back-end
- * accepts.  Returns the number of bytes read (>= 8) or -errno. */
-int blk_read_config(struct vhu_fe *fe, uint8_t *buf, unsigned cap);
-uint64_t le64_at(const uint8_t *b, unsigned off);
-uint32_t le32_at(const uint8_t *b, unsigned off);
-uint16_t le16_at(const uint8_t *b, unsigned off);
+/* Read dev's config space: tries the sizes the device module lists,
+ * largest first, until the back-end accepts one.  Returns the number of
+ * bytes read or -errno (-EOPNOTSUPP: the device has no config space). */
+int tool_read_config(struct vhu_fe *fe, const struct vhu_tool_device *dev,
+		     uint8_t *buf, unsigned cap);
 
 #endif
