@@ -22,11 +22,11 @@ static void usage(FILE *f)
 		"usage: vhu [--help] [--version] COMMAND [ARGS]\n"
 		"\n"
 		"commands:\n"
-		"  probe SOCKET   show a back-end's features, queues and config space\n"
+		"  probe SOCKET   show a back-end's features, queues and config space (--device)\n"
 		"  watch SOCKET   wait for config-change notifications (a resize)\n"
 		"  bench SOCKET   virtio-blk load generator (IOPS, MB/s, latency)\n"
 		"  ctl SOCKET     JSON-RPC client for vhu-blk's control socket\n"
-		"  check SOCKET   conformance and robustness checks of a vhost-user-blk back-end\n"
+		"  check SOCKET   conformance and robustness checks of a back-end (--device)\n"
 		"\n"
 		"Run 'vhu COMMAND --help' for a command's options.\n");
 }
