@@ -6,9 +6,22 @@
 
 #include "cli.h"
 
+/* The library's names first; the transport bits it may not name (virtio
+ * 1.3, 6) after them, so that probe names every bit the spec defines. */
 static const char *transport_name(unsigned bit)
 {
-	return vhu_feature_name(bit);
+	const char *n = vhu_feature_name(bit);
+	if (n)
+		return n;
+	switch (bit) {
+	case 36: return "ORDER_PLATFORM";
+	case 37: return "SR_IOV";
+	case 38: return "NOTIFICATION_DATA";
+	case 39: return "NOTIF_CONFIG_DATA";
+	case 40: return "RING_RESET";
+	case 41: return "ADMIN_VQ";
+	default: return NULL;
+	}
 }
 
 const char *tool_protocol_feature_name(unsigned bit)
