@@ -17,6 +17,7 @@ BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
 RAMDISK=$BUILD/examples/ramdisk
 RNG=$BUILD/examples/rng
+VHU=$BUILD/tools/vhu
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 START=$SECONDS
@@ -121,6 +122,20 @@ if [ -x "$RAMDISK" ]; then
 	dev_pid=$!
 	if wait_sock "$tmp/rd.sock"; then
 		dev_check ramdisk-generic generic "$tmp/rd.sock" "$dev_pid"
+		# The other commands and --device: probe decodes what the device
+		# module knows, bench and watch refuse what they cannot speak.
+		out=$(timeout 20 "$VHU" probe --device generic "$tmp/rd.sock" 2>&1)
+		result "probe --device generic: config space as raw hex" \
+			grep -q "^config (96 bytes):" <<<"$out"
+		out=$(timeout 20 "$VHU" probe --device rng "$tmp/rd.sock" 2>&1)
+		result "probe --device rng: no config space, said as such" \
+			grep -q "^config: none (the device has no config space)" <<<"$out"
+		out=$(timeout 20 "$VHU" bench --device rng --count 10 "$tmp/rd.sock" 2>&1); brc=$?
+		result "bench --device rng: refused, naming the device (exit $brc)" \
+			bash -c '[ "$1" -eq 2 ] && grep -q "virtio-blk load only; --device rng" <<<"$2"' _ "$brc" "$out"
+		out=$(timeout 20 "$VHU" watch --device vsock "$tmp/rd.sock" 2>&1); brc=$?
+		result "watch --device vsock: refused, naming the device (exit $brc)" \
+			bash -c '[ "$1" -eq 2 ] && grep -q "virtio-blk capacity only; --device vsock" <<<"$2"' _ "$brc" "$out"
 	else
 		result "ramdisk starts" false
 	fi
@@ -134,6 +149,9 @@ if [ -x "$RNG" ]; then
 	dev_pid=$!
 	if wait_sock "$tmp/rng.sock"; then
 		dev_check rng rng "$tmp/rng.sock" "$dev_pid"
+		out=$(timeout 20 "$VHU" probe --device rng "$tmp/rng.sock" 2>&1); brc=$?
+		result "rng: probe --device rng exits 0 and shows no config space (exit $brc)" \
+			bash -c '[ "$1" -eq 0 ] && grep -q "^config: none (" <<<"$2"' _ "$brc" "$out"
 	else
 		result "rng starts" false
 		sed 's/^/#   /' "$tmp/rng.log"

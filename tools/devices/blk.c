@@ -179,8 +179,11 @@ static int blk_serves(struct vhu_tool_io *io, unsigned seed, char *why)
 	enum { LEN = 8192 };
 	static uint8_t want[LEN];
 	uint64_t sectors = LEN / 512, capacity;
-	if (io->data_cap < LEN)
+	if (io->data_cap < LEN) {
+		snprintf(why, VHU_TOOL_WHY, "a data buffer of %u bytes is too "
+			 "small", io->data_cap);
 		return -EINVAL;
+	}
 	int r = io->get_config(io, 0, &capacity, 8, why);
 	if (r < 0)
 		return r;

@@ -14,8 +14,11 @@ static int rng_serves(struct vhu_tool_io *io, unsigned seed, char *why)
 {
 	(void)seed;
 	enum { LEN = 64 };
-	if (io->data_cap < LEN)
+	if (io->data_cap < LEN) {
+		snprintf(why, VHU_TOOL_WHY, "a data buffer of %u bytes is too "
+			 "small", io->data_cap);
 		return -EINVAL;
+	}
 	memset(io->data, 0, LEN);
 	struct vhu_tool_seg seg = { io->data, LEN, true };
 	uint32_t written;
