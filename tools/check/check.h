@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blk.h"
 #include "device.h"
 #include "proto.h"
 
@@ -33,20 +34,21 @@ int vhu_check_main(int argc, char **argv);
 #define CHK_OFF_SPARE    0x40000u
 #define CHK_QSIZE        128u
 
-/* virtio-blk */
-#define CHK_BLK_T_IN      0u
-#define CHK_BLK_T_OUT     1u
-#define CHK_BLK_T_FLUSH   4u
-#define CHK_BLK_T_GET_ID  8u
-#define CHK_BLK_T_DISCARD 11u
-#define CHK_BLK_T_WRITE_ZEROES 13u
-#define CHK_BLK_S_OK     0u
-#define CHK_BLK_S_IOERR  1u
-#define CHK_BLK_S_UNSUPP 2u
-#define CHK_BLK_F_RO     5
-#define CHK_BLK_F_CONFIG_WCE 11
-#define CHK_BLK_F_MQ     12
-#define CHK_BLK_F_DISCARD 13
+/* virtio-blk: the blk module's constants (tools/devices/blk.h) under the
+ * names the block cases use. */
+#define CHK_BLK_T_IN      BLK_T_IN
+#define CHK_BLK_T_OUT     BLK_T_OUT
+#define CHK_BLK_T_FLUSH   BLK_T_FLUSH
+#define CHK_BLK_T_GET_ID  BLK_T_GET_ID
+#define CHK_BLK_T_DISCARD BLK_T_DISCARD
+#define CHK_BLK_T_WRITE_ZEROES BLK_T_WRITE_ZEROES
+#define CHK_BLK_S_OK     BLK_S_OK
+#define CHK_BLK_S_IOERR  BLK_S_IOERR
+#define CHK_BLK_S_UNSUPP BLK_S_UNSUPP
+#define CHK_BLK_F_RO     BLK_F_RO
+#define CHK_BLK_F_CONFIG_WCE BLK_F_CONFIG_WCE
+#define CHK_BLK_F_MQ     BLK_F_MQ
+#define CHK_BLK_F_DISCARD BLK_F_DISCARD
 
 struct chk_sess {
 	int fd;                 /* the vhost-user socket, -1 when closed */

@@ -8,35 +8,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "blk.h"
 #include "device.h"
 #include "tool-common.h"
 
-/* virtio 1.2, 5.2.3 */
-enum {
-	F_SIZE_MAX = 1, F_SEG_MAX = 2, F_GEOMETRY = 4, F_RO = 5, F_BLK_SIZE = 6,
-	F_FLUSH = 9, F_TOPOLOGY = 10, F_CONFIG_WCE = 11, F_MQ = 12,
-	F_DISCARD = 13, F_WRITE_ZEROES = 14, F_LIFETIME = 15,
-	F_SECURE_ERASE = 16, F_ZONED = 17,
-};
 #define BIT(b) (1ull << (b))
 
 static const char *blk_feature_name(unsigned bit)
 {
 	switch (bit) {
-	case F_SIZE_MAX: return "BLK_SIZE_MAX";
-	case F_SEG_MAX: return "BLK_SEG_MAX";
-	case F_GEOMETRY: return "BLK_GEOMETRY";
-	case F_RO: return "BLK_RO";
-	case F_BLK_SIZE: return "BLK_BLK_SIZE";
-	case F_FLUSH: return "BLK_FLUSH";
-	case F_TOPOLOGY: return "BLK_TOPOLOGY";
-	case F_CONFIG_WCE: return "BLK_CONFIG_WCE";
-	case F_MQ: return "BLK_MQ";
-	case F_DISCARD: return "BLK_DISCARD";
-	case F_WRITE_ZEROES: return "BLK_WRITE_ZEROES";
-	case F_LIFETIME: return "BLK_LIFETIME";
-	case F_SECURE_ERASE: return "BLK_SECURE_ERASE";
-	case F_ZONED: return "BLK_ZONED";
+	case BLK_F_SIZE_MAX: return "BLK_SIZE_MAX";
+	case BLK_F_SEG_MAX: return "BLK_SEG_MAX";
+	case BLK_F_GEOMETRY: return "BLK_GEOMETRY";
+	case BLK_F_RO: return "BLK_RO";
+	case BLK_F_BLK_SIZE: return "BLK_BLK_SIZE";
+	case BLK_F_FLUSH: return "BLK_FLUSH";
+	case BLK_F_TOPOLOGY: return "BLK_TOPOLOGY";
+	case BLK_F_CONFIG_WCE: return "BLK_CONFIG_WCE";
+	case BLK_F_MQ: return "BLK_MQ";
+	case BLK_F_DISCARD: return "BLK_DISCARD";
+	case BLK_F_WRITE_ZEROES: return "BLK_WRITE_ZEROES";
+	case BLK_F_LIFETIME: return "BLK_LIFETIME";
+	case BLK_F_SECURE_ERASE: return "BLK_SECURE_ERASE";
+	case BLK_F_ZONED: return "BLK_ZONED";
 	default: return NULL;
 	}
 }
@@ -118,13 +112,13 @@ static void blk_print(FILE *f, const uint8_t *b, unsigned len,
 		(double)c.capacity * 512 / (1024.0 * 1024 * 1024));
 	if (c.len >= 16) {
 		fprintf(f, "  size_max: %" PRIu32 "%s\n", c.size_max,
-			offered(features, F_SIZE_MAX));
+			offered(features, BLK_F_SIZE_MAX));
 		fprintf(f, "  seg_max: %" PRIu32 "%s\n", c.seg_max,
-			offered(features, F_SEG_MAX));
+			offered(features, BLK_F_SEG_MAX));
 	}
 	if (c.len >= 24)
 		fprintf(f, "  blk_size: %" PRIu32 "%s\n", c.blk_size,
-			offered(features, F_BLK_SIZE));
+			offered(features, BLK_F_BLK_SIZE));
 	if (c.len >= 33)
 		fprintf(f, "  wce: %u (%s)\n", c.wce,
 			c.wce ? "writeback" : "writethrough");
@@ -134,16 +128,14 @@ static void blk_print(FILE *f, const uint8_t *b, unsigned len,
 		fprintf(f, "  discard: max_sectors %" PRIu32 ", max_seg %" PRIu32
 			", sector_alignment %" PRIu32 "%s\n",
 			c.max_discard_sectors, c.max_discard_seg,
-			c.discard_align, offered(features, F_DISCARD));
+			c.discard_align, offered(features, BLK_F_DISCARD));
 	if (c.len >= 57)
 		fprintf(f, "  write_zeroes: max_sectors %" PRIu32 ", max_seg %" PRIu32
 			", may_unmap %u%s\n", c.max_wz_sectors, c.max_wz_seg,
-			c.wz_may_unmap, offered(features, F_WRITE_ZEROES));
+			c.wz_may_unmap, offered(features, BLK_F_WRITE_ZEROES));
 }
 
 /* ----------------------------------------------------- verified I/O */
-
-enum { T_IN = 0, T_OUT = 1, S_OK = 0 };
 
 static int fail(char *why, int err, const char *what, uint64_t sector,
 		unsigned st)
@@ -157,13 +149,12 @@ static int fail(char *why, int err, const char *what, uint64_t sector,
 static int blk_rw(struct vhu_tool_io *io, uint32_t type, uint64_t sector,
 		  uint32_t len, uint8_t *status, char *why)
 {
-	struct { uint32_t type, ioprio; uint64_t sector; } hdr = {
-		type, 0, sector };
+	struct blk_hdr hdr = { type, 0, sector };
 	memcpy(io->hdr, &hdr, sizeof(hdr));
 	io->hdr[16] = 0xff;
 	struct vhu_tool_seg seg[3] = {
 		{ io->hdr, 16, false },
-		{ io->data, len, type == T_IN },
+		{ io->data, len, type == BLK_T_IN },
 		{ io->hdr + 16, 1, true },
 	};
 	uint32_t written;
@@ -202,16 +193,16 @@ static int blk_serves(struct vhu_tool_io *io, unsigned seed, char *why)
 	memcpy(io->data, want, LEN);
 	if (io->null_disk)
 		memset(want, 0, LEN);
-	r = blk_rw(io, T_OUT, sector, LEN, &st, why);
+	r = blk_rw(io, BLK_T_OUT, sector, LEN, &st, why);
 	if (r < 0)
 		return r;
-	if (st != S_OK)
+	if (st != BLK_S_OK)
 		return fail(why, -EIO, "write", sector, st);
 	memset(io->data, io->null_disk ? 0xa5 : 0, LEN);
-	r = blk_rw(io, T_IN, sector, LEN, &st, why);
+	r = blk_rw(io, BLK_T_IN, sector, LEN, &st, why);
 	if (r < 0)
 		return r;
-	if (st != S_OK)
+	if (st != BLK_S_OK)
 		return fail(why, -EIO, "read", sector, st);
 	if (memcmp(io->data, want, LEN) != 0) {
 		snprintf(why, VHU_TOOL_WHY, "data read back at sector %llu differs",

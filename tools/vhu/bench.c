@@ -342,8 +342,17 @@ static int bench_negotiate(struct vhu_fe *fe, const struct opts *o,
 	uint8_t cfg[96];
 	int clen = tool_read_config(fe, &vhu_tool_dev_blk, cfg, sizeof(cfg));
 	if (clen < 0) {
-		fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
-			strerror(-clen));
+		/* No config space at all is what another device (virtio-rng)
+		 * looks like: say that, not only the errno. */
+		if (clen == -EIO || clen == -EOPNOTSUPP)
+			fprintf(stderr, "vhu bench: the back-end has no virtio-blk "
+				"config space (%s); vhu bench loads virtio-blk only "
+				"(vhu probe --device NAME shows what it serves)\n",
+				clen == -EIO ? "GET_CONFIG refused"
+					     : "no CONFIG protocol feature");
+		else
+			fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
+				strerror(-clen));
 		return -1;
 	}
 	uint64_t cap_bytes = le64_at(cfg, 0) * SECTOR;

@@ -42,21 +42,8 @@ int tool_connect_arg(int argc, char **argv, void (*help)(FILE *f),
 /* Monotonic clock in milliseconds. */
 int64_t tool_mono_ms(void);
 
-/* virtio-blk feature bits (virtio 1.2, 5.2.3). */
-#define BLK_F_SIZE_MAX      1
-#define BLK_F_SEG_MAX       2
-#define BLK_F_GEOMETRY      4
-#define BLK_F_RO            5
-#define BLK_F_BLK_SIZE      6
-#define BLK_F_FLUSH         9
-#define BLK_F_TOPOLOGY     10
-#define BLK_F_CONFIG_WCE   11
-#define BLK_F_MQ           12
-#define BLK_F_DISCARD      13
-#define BLK_F_WRITE_ZEROES 14
-#define BLK_F_LIFETIME     15
-#define BLK_F_SECURE_ERASE 16
-#define BLK_F_ZONED        17
+/* virtio-blk feature bits: the blk module's (tools/devices/blk.h). */
+#include "blk.h"
 
 /* Names: a transport or vhost-user protocol bit, a device bit of dev
  * (NULL: none known). */

@@ -283,8 +283,10 @@ int cmd_watch(int argc, char **argv)
 		return rc;
 	uint64_t pf = vhu_fe_protocol_features(fe);
 	if (!(pf & VHU_BIT(VHU_PF_CONFIG)) || vhu_fe_backend_fd(fe) < 0) {
-		fprintf(stderr, "vhu watch: %s: back-end lacks the %s protocol feature\n",
-			path, (pf & VHU_BIT(VHU_PF_CONFIG)) ? "BACKEND_REQ" : "CONFIG");
+		fprintf(stderr, "vhu watch: %s: back-end lacks the %s protocol feature%s\n",
+			path, (pf & VHU_BIT(VHU_PF_CONFIG)) ? "BACKEND_REQ" : "CONFIG",
+			(pf & VHU_BIT(VHU_PF_CONFIG)) ? "" :
+			" (no config space: vhu watch follows a virtio-blk capacity)");
 		vhu_fe_close(fe);
 		return 1;
 	}
