@@ -152,6 +152,9 @@ if [ -x "$RNG" ]; then
 		out=$(timeout 20 "$VHU" probe --device rng "$tmp/rng.sock" 2>&1); brc=$?
 		result "rng: probe --device rng exits 0 and shows no config space (exit $brc)" \
 			bash -c '[ "$1" -eq 0 ] && grep -q "^config: none (" <<<"$2"' _ "$brc" "$out"
+		out=$(timeout 20 "$VHU" bench --count 10 "$tmp/rng.sock" 2>&1); brc=$?
+		result "rng: bench without --device says it loads virtio-blk only (exit $brc)" \
+			bash -c '[ "$1" -eq 1 ] && grep -q "no virtio-blk config space.*virtio-blk only" <<<"$2"' _ "$brc" "$out"
 	else
 		result "rng starts" false
 		sed 's/^/#   /' "$tmp/rng.log"
