@@ -1,7 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
 # End to end: `vhu check` against vhu-blk (every case must pass; the
-# checker's own TAP lines are this test's lines) and, as a report only,
+# checker's own TAP lines are this test's lines, renumbered), against
+# examples/ramdisk as `--device generic` (every case passes or is skipped
+# as block-only; the still-serves check is the handshake alone), against
+# examples/rng as `--device rng` when it is built (the still-serves check
+# is one filled buffer) and, as a report only,
 # against qemu-storage-daemon (printed as "# qsd: ..." comments, never a
 # failure), for the system's qemu-storage-daemon (7.2, "# qsd: ...") and
 # for QEMU 10.0's ("# qsd10: ...", see tests/e2e/peers/fetch-qemu10).
@@ -11,6 +15,9 @@
 set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
+RAMDISK=$BUILD/examples/ramdisk
+RNG=$BUILD/examples/rng
+VHU=$BUILD/tools/vhu
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 START=$SECONDS
@@ -31,11 +38,12 @@ if [ ! -x "$BLK" ]; then
 fi
 
 tmp=$(e2e_tmpdir vhu-e2e-check)
-blk_pid='' qsd_pid=''
+blk_pid='' qsd_pid='' dev_pid=''
 stop() { e2e_stop "$1"; }
 cleanup() {
 	stop "$blk_pid"
 	stop "$qsd_pid"
+	stop "$dev_pid"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -44,6 +52,28 @@ trap 'exit 1' INT TERM
 wait_sock() {
 	for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.05; done
 	return 1
+}
+
+# The checker's TAP lines, renumbered into this script's own sequence (it
+# runs the checker more than once), with PREFIX before each case name; its
+# plan and summary become comments.  tap FILE PREFIX
+n=0
+tap() {
+	local line
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) n=$((n + 1)); echo "ok $n - $2${line#ok * - }" ;;
+		"not ok "*) n=$((n + 1)); echo "not ok $n - $2${line#not ok * - }" ;;
+		1..*) ;;
+		*) echo "# $line" ;;
+		esac
+	done <"$1"
+}
+# own test lines: result NAME COMMAND...
+result() {
+	local name=$1; shift
+	n=$((n + 1))
+	if "$@"; then echo "ok $n - $name"; else echo "not ok $n - $name"; rc=1; fi
 }
 
 # --- vhu-blk: everything must pass ----------------------------------------
@@ -55,8 +85,9 @@ if ! wait_sock "$tmp/blk.sock"; then
 	sed 's/^/# /' "$tmp/blk.log"
 	exit 1
 fi
-timeout 200 "${CHECK[@]}" --timeout 2000 --pid "$blk_pid" "$tmp/blk.sock"
+timeout 200 "${CHECK[@]}" --timeout 2000 --pid "$blk_pid" "$tmp/blk.sock" >"$tmp/blk.out" 2>&1
 rc=$?
+tap "$tmp/blk.out" ""
 if ! kill -0 "$blk_pid" 2>/dev/null; then
 	echo "# vhu-blk is no longer running"
 	rc=1
@@ -67,6 +98,72 @@ if [ $rc -ne 0 ]; then
 fi
 stop "$blk_pid"
 blk_pid=''
+
+# --- another device: every case passes or is skipped as block-only -------
+# dev_check TAG DEVICE SOCKET PID: the whole catalogue with --device DEVICE;
+# its lines are this test's lines ("TAG: case"), then its counts.
+dev_check() {
+	local tag=$1 dev=$2 sock=$3 pid=$4 drc sum
+	timeout 200 "${CHECK[@]}" --timeout 2000 --device "$dev" --pid "$pid" "$sock" \
+		>"$tmp/$tag.out" 2>&1
+	drc=$?
+	tap "$tmp/$tag.out" "$tag: "
+	sum=$(tail -n 1 "$tmp/$tag.out")
+	result "$tag: vhu check --device $dev exits 0 ($sum)" [ $drc -eq 0 ]
+	# The block-only cases say so; the others ran (and passed above).
+	result "$tag: block-only cases are skipped as such" \
+		grep -q '^ok [0-9]* - blk/short-header # SKIP not blk' "$tmp/$tag.out"
+	result "$tag: protocol cases ran" \
+		grep -q '^ok [0-9]* - framing/size-over-max: ' "$tmp/$tag.out"
+	result "$tag: back-end still running" kill -0 "$pid"
+}
+if [ -x "$RAMDISK" ]; then
+	"$RAMDISK" "$tmp/rd.sock" 64 >"$tmp/rd.log" 2>&1 &
+	dev_pid=$!
+	if wait_sock "$tmp/rd.sock"; then
+		dev_check ramdisk-generic generic "$tmp/rd.sock" "$dev_pid"
+		# The other commands and --device: probe decodes what the device
+		# module knows, bench and watch refuse what they cannot speak.
+		out=$(timeout 20 "$VHU" probe --device generic "$tmp/rd.sock" 2>&1)
+		result "probe --device generic: config space as raw hex" \
+			grep -q "^config (96 bytes):" <<<"$out"
+		out=$(timeout 20 "$VHU" probe --device rng "$tmp/rd.sock" 2>&1)
+		result "probe --device rng: no config space, said as such" \
+			grep -q "^config: none (the device has no config space)" <<<"$out"
+		out=$(timeout 20 "$VHU" bench --device rng --count 10 "$tmp/rd.sock" 2>&1); brc=$?
+		result "bench --device rng: refused, naming the device (exit $brc)" \
+			bash -c '[ "$1" -eq 2 ] && grep -q "virtio-blk load only; --device rng" <<<"$2"' _ "$brc" "$out"
+		out=$(timeout 20 "$VHU" watch --device vsock "$tmp/rd.sock" 2>&1); brc=$?
+		result "watch --device vsock: refused, naming the device (exit $brc)" \
+			bash -c '[ "$1" -eq 2 ] && grep -q "virtio-blk capacity only; --device vsock" <<<"$2"' _ "$brc" "$out"
+	else
+		result "ramdisk starts" false
+	fi
+	stop "$dev_pid"
+	dev_pid=''
+else
+	n=$((n + 1)); echo "ok $n - ramdisk --device generic # SKIP examples/ramdisk not built"
+fi
+if [ -x "$RNG" ]; then
+	"$RNG" "$tmp/rng.sock" >"$tmp/rng.log" 2>&1 &
+	dev_pid=$!
+	if wait_sock "$tmp/rng.sock"; then
+		dev_check rng rng "$tmp/rng.sock" "$dev_pid"
+		out=$(timeout 20 "$VHU" probe --device rng "$tmp/rng.sock" 2>&1); brc=$?
+		result "rng: probe --device rng exits 0 and shows no config space (exit $brc)" \
+			bash -c '[ "$1" -eq 0 ] && grep -q "^config: none (" <<<"$2"' _ "$brc" "$out"
+		out=$(timeout 20 "$VHU" bench --count 10 "$tmp/rng.sock" 2>&1); brc=$?
+		result "rng: bench without --device says it loads virtio-blk only (exit $brc)" \
+			bash -c '[ "$1" -eq 1 ] && grep -q "no virtio-blk config space.*virtio-blk only" <<<"$2"' _ "$brc" "$out"
+	else
+		result "rng starts" false
+		sed 's/^/#   /' "$tmp/rng.log"
+	fi
+	stop "$dev_pid"
+	dev_pid=''
+else
+	n=$((n + 1)); echo "ok $n - rng --device rng # SKIP examples/rng not built"
+fi
 
 # --- the checker itself: a peer that never answers must fail it ----------
 silent_pid=''
@@ -91,6 +188,16 @@ if wait_sock "$tmp/silent.sock"; then
 		echo "# self-test: a silent peer fails the checker (exit $src)"
 	else
 		echo "# self-test FAILED: a silent peer gave exit $src:"
+		sed 's/^/#   /' <<<"$out"
+		rc=1
+	fi
+	# The handshake-only check after a case must fail on it too.
+	out=$(timeout 30 "${CHECK[@]}" --timeout 200 --device generic --case 'framing/version-0' "$tmp/silent.sock" 2>&1)
+	src=$?
+	if [ $src -eq 1 ] && grep -q '^not ok 1 - framing/version-0: ' <<<"$out"; then
+		echo "# self-test: a silent peer fails --device generic (exit $src)"
+	else
+		echo "# self-test FAILED: --device generic on a silent peer gave exit $src:"
 		sed 's/^/#   /' <<<"$out"
 		rc=1
 	fi
@@ -181,4 +288,5 @@ if [ -n "$q10" ] && [ -x "$q10" ]; then
 else
 	echo "# qsd10: QEMU 10.0 cannot be fetched, report skipped: ${why:-$q10 not executable}"
 fi
+echo "1..$n"
 exit $rc

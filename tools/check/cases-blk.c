@@ -223,7 +223,7 @@ static int c_blk(struct chk_ctx *c, const void *arg, char *why)
 	return chk_done(&s, r);
 }
 
-#define BLK(name, i) CHK_CASE(name, c_blk, i)
+#define BLK(name, i) CHK_CASE_BLK(name, c_blk, i)
 
 const struct chk_case chk_cases_blk[] = {
 	BLK("blk/short-header", B_SHORT_HDR),
@@ -243,5 +243,5 @@ const struct chk_case chk_cases_blk[] = {
 	BLK("blk/flush-with-sector", B_FLUSH_SECTOR),
 	BLK("blk/status-only", B_STATUS_ONLY),
 	BLK("blk/status-len-0", B_STATUS_LEN_0),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

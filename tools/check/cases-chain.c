@@ -229,7 +229,8 @@ static int c_chain(struct chk_ctx *c, const void *arg, char *why)
 					   why));
 }
 
-#define CHAIN(name, i) CHK_CASE(name, c_chain, i)
+/* The chains carry virtio-blk requests (their status byte is the verdict). */
+#define CHAIN(name, i) CHK_CASE_BLK(name, c_chain, i)
 
 const struct chk_case chk_cases_chain[] = {
 	CHAIN("chain/loop-of-two", C_LOOP2),
@@ -257,5 +258,5 @@ const struct chk_case chk_cases_chain[] = {
 	CHAIN("chain/readable-after-writable", C_RW_ORDER),
 	CHAIN("chain/zero-length-buffer", C_ZERO_LEN),
 	CHAIN("chain/full-ring-chain", C_FULL_CHAIN),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

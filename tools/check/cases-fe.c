@@ -148,6 +148,7 @@ static int c_fe_io(struct chk_ctx *c, const void *arg, char *why)
 }
 
 const struct chk_case chk_cases_fe[] = {
-	{ "conf/verified-io-frontend-library", c_fe_io, NULL, CHK_PROBE_NONE },
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ "conf/verified-io-frontend-library", c_fe_io, NULL, CHK_PROBE_NONE,
+	  true },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

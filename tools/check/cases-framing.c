@@ -73,7 +73,7 @@ static int c_msg(struct chk_ctx *c, const void *arg, char *why)
 
 /* A case: its name and the fields of its msg_case. */
 #define MSG(name, ...) \
-	{ name, c_msg, &(const struct msg_case){ __VA_ARGS__ }, CHK_PROBE_IO }
+	{ name, c_msg, &(const struct msg_case){ __VA_ARGS__ }, CHK_PROBE_IO, false }
 
 #define U32LE(v) (uint8_t)(v), (uint8_t)((v) >> 8), (uint8_t)((v) >> 16),    \
 		 (uint8_t)((v) >> 24)
@@ -135,7 +135,7 @@ const struct chk_case chk_cases_framing[] = {
 	MSG("framing/features-all-bits", CHK_NEGOTIATED, VHU_REQ_SET_FEATURES,
 	    FACK, 8, SAME, 0, ACK, CHK_EXPECT_ANY, false,
 	    { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff }, 0),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };
 
 /* ------------------------------------------------------------- config */
@@ -191,7 +191,7 @@ const struct chk_case chk_cases_config[] = {
 	    FACK, 12 + 1, SAME, 0, ACK, CHK_EXPECT_ANY, false,
 	    CFG(32, 1, 0xff),
 	    0),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };
 
 /* ------------------------------------------------- other requests */
@@ -245,5 +245,5 @@ const struct chk_case chk_cases_request[] = {
 	MSG("request/get-vring-base-while-running", CHK_RUNNING,
 	    VHU_REQ_GET_VRING_BASE, F1, 8, SAME, 0, 8, CHK_EXPECT_ANY, false,
 	    { 0 }, 0),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

@@ -302,5 +302,5 @@ const struct chk_case chk_cases_mem[] = {
 	MEM("mem/add-mem-reg-short-payload", M_ADD_SHORT),
 	MEM("mem/rem-mem-reg-unknown", M_REM_UNKNOWN),
 	MEM("mem/rem-mem-reg-without-fd", M_REM_NOFD),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

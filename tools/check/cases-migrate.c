@@ -406,10 +406,10 @@ static int c_hostile(struct chk_ctx *c, const void *arg, char *why)
 const struct chk_case chk_cases_migrate[] = {
 	{ "migrate/reads-marked-in-log", c_logged,
 	  &(const struct log_case){ LOG_CASE_MAX, 7, reads_marked },
-	  CHK_PROBE_NONE },
+	  CHK_PROBE_NONE, true },
 	{ "migrate/log-toggled-under-load", c_logged,
 	  &(const struct log_case){ TOG_K * TOG_LEN, 11, toggle },
-	  CHK_PROBE_IO },
+	  CHK_PROBE_IO, true },
 	MIG("migrate/log-base-without-fd", G_NOFD),
 	MIG("migrate/log-base-two-fds", G_TWO_FDS),
 	MIG("migrate/log-base-payload-8", G_PAYLOAD_8),
@@ -422,5 +422,5 @@ const struct chk_case chk_cases_migrate[] = {
 	MIG("migrate/features-other-bit-while-running", G_FEAT_OTHER),
 	MIG("migrate/features-log-all-and-other-bit-while-running",
 	    G_FEAT_LOG_AND_OTHER),
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

@@ -191,7 +191,7 @@ static int c_call_memfd_io(struct chk_ctx *c, const void *arg, char *why)
 }
 
 #define CASE(name, fn, type, ...) \
-	{ name, fn, &(const type){ __VA_ARGS__ }, CHK_PROBE_IO }
+	{ name, fn, &(const type){ __VA_ARGS__ }, CHK_PROBE_IO, false }
 #define STATE(name, ...) CASE(name, c_state, struct ring_state, __VA_ARGS__)
 #define ADDR(name, d, u, a, ...)                                     \
 	CASE(name, c_addr, struct ring_addr, .desc = (d), .used = (u), \
@@ -243,6 +243,7 @@ const struct chk_case chk_cases_ring[] = {
 	    REJECT, MAPPED),
 	VFD("ring/kick-before-addr", KICK, 0, FD_EVENTFD, ANY, CHK_NEGOTIATED,
 	    .kick = true),
-	{ "ring/call-fd-not-eventfd", c_call_memfd_io, NULL, CHK_PROBE_IO },
-	{ NULL, NULL, NULL, CHK_PROBE_NONE },
+	{ "ring/call-fd-not-eventfd", c_call_memfd_io, NULL, CHK_PROBE_IO,
+	  true },
+	{ NULL, NULL, NULL, CHK_PROBE_NONE, false },
 };

@@ -19,6 +19,7 @@
 
 #include "internal.h"
 #include "check.h"
+#include "tool-common.h"
 
 static const struct chk_case *const groups[] = {
 	chk_cases_conf, chk_cases_fe, chk_cases_framing, chk_cases_mem, chk_cases_ring,
@@ -45,12 +46,18 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "usage: vhu check [OPTIONS] SOCKET\n"
-"Check a vhost-user-blk back-end listening on SOCKET: protocol conformance,\n"
+"Check a vhost-user back-end listening on SOCKET: protocol conformance,\n"
 "then a catalogue of hostile messages, descriptor chains and requests, each\n"
-"on a fresh connection followed by a fresh session with verified I/O.\n"
-"The back-end must be writable and its disk at least 64 KiB; data in the\n"
-"first 512 KiB of the disk is overwritten.\n"
+"on a fresh connection followed by a fresh session that must still serve.\n"
+"For virtio-blk (the default) that session does verified I/O: the back-end\n"
+"must be writable and its disk at least 64 KiB; data in the first 512 KiB\n"
+"of the disk is overwritten.\n"
 "\n"
+"  --device NAME    the back-end's device: blk (default), rng, vsock or\n"
+"                   generic (any other).  After each case, rng must answer\n"
+"                   one request, vsock must start a queue, generic must\n"
+"                   complete a handshake; cases that speak virtio-blk are\n"
+"                   skipped for devices other than blk\n"
 "  --case GLOB      run only the cases whose name matches GLOB\n"
 "  --list           print the case names and exit\n"
 "  --timeout MS     how long to wait for any answer (default 1000)\n"
@@ -67,6 +74,7 @@ static void usage(FILE *f)
 }
 
 bool chk_null_disk;
+const struct vhu_tool_device *chk_dev = &vhu_tool_dev_blk;
 
 static int parse(int argc, char **argv, struct opts *o)
 {
@@ -78,10 +86,12 @@ static int parse(int argc, char **argv, struct opts *o)
 		{ "rss-slack", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "null", no_argument, NULL, 'n' },
+		{ "device", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	memset(o, 0, sizeof(*o));
+	chk_dev = &vhu_tool_dev_blk;
 	o->timeout_ms = 1000;
 	o->rss_slack_kb = 32768;
 	optind = 1;
@@ -93,6 +103,11 @@ static int parse(int argc, char **argv, struct opts *o)
 		case 'l': o->list = true; break;
 		case 'j': o->json = true; break;
 		case 'n': chk_null_disk = true; break;
+		case 'd':
+			chk_dev = vhu_tool_device_arg("check", optarg);
+			if (!chk_dev)
+				return -EINVAL;
+			break;
 		case 't':
 			o->timeout_ms = (int)strtol(optarg, &end, 10);
 			if (*end || o->timeout_ms < 10 || o->timeout_ms > 600000) {
@@ -166,27 +181,11 @@ static long rss_kb(long pid)
 	return kb;
 }
 
-const char *chk_proc_stat(long pid, char *buf, size_t cap)
-{
-	char p[64];
-	snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
-	FILE *f = fopen(p, "re");
-	if (!f || cap == 0) {
-		if (f)
-			fclose(f);
-		return NULL;
-	}
-	size_t n = fread(buf, 1, cap - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	return strrchr(buf, ')');
-}
-
 /* Running (a zombie counts as exited). */
 static bool proc_alive(long pid)
 {
 	char buf[512];
-	const char *e = chk_proc_stat(pid, buf, sizeof(buf));
+	const char *e = vhu_tool_proc_stat(pid, buf, sizeof(buf));
 	return e && e[1] == ' ' && e[2] != 'Z' && e[2] != 'X';
 }
 
@@ -217,26 +216,36 @@ static void fill_ctx(struct chk_ctx *c, const struct opts *o)
 		c->features = s.acked;
 		if (s.queue_num)
 			c->num_queues = s.queue_num;
+		/* Bits 12 and 13 are MQ and DISCARD on virtio-blk only. */
 		uint16_t nq;
-		if ((s.acked & VHU_BIT(CHK_BLK_F_MQ)) &&
+		if (chk_dev->blk && (s.acked & VHU_BIT(CHK_BLK_F_MQ)) &&
 		    chk_get_config(&s, 34, 2, &nq, why) == 0 && nq)
 			c->num_queues = nq;
 		uint32_t seg;
-		if ((s.acked & VHU_BIT(CHK_BLK_F_DISCARD)) &&
+		if (chk_dev->blk && (s.acked & VHU_BIT(CHK_BLK_F_DISCARD)) &&
 		    chk_get_config(&s, 40, 4, &seg, why) == 0)
 			c->max_discard_seg = seg;
 	}
 	chk_sess_close(&s);
 }
 
-/* The fresh session after a hostile case: handshake, ring, verified I/O. */
+/*
+ * The fresh session after a hostile case, as far as the device module
+ * knows how to use one: handshake, ring and its request (blk: verified
+ * I/O; rng: one buffer filled), handshake and ring (vsock), or the
+ * handshake alone (generic).
+ */
 static int post_probe(struct chk_ctx *c, unsigned n, char *why)
 {
 	struct chk_sess s;
 	chk_sess_init(&s, c->timeout_ms);
-	int r = chk_session_ready(&s, c->path, why);
-	if (r == 0)
-		r = chk_verified_io(&s, n, why);
+	int r;
+	if (chk_dev->serves || chk_dev->ring_start)
+		r = chk_session_ready(&s, c->path, why);
+	else
+		r = chk_open(&s, c->path, true, why);
+	if (r == 0 && chk_dev->serves)
+		r = chk_serves(&s, chk_dev, n, why);
 	if (r == 0 && c->capacity && s.capacity != c->capacity)
 		r = chk_fail(why, "capacity changed from %llu to %llu",
 			     (unsigned long long)c->capacity,
@@ -354,6 +363,13 @@ static void run_case(struct run *u, const struct chk_case *k)
 		return;
 	}
 	u->gone = false;
+	if (k->blk_only && !chk_dev->blk) {
+		res.rc = 1;
+		snprintf(res.why, sizeof(res.why), "not blk: speaks virtio-blk "
+			 "(--device %s)", chk_dev->name);
+		record(u, &res);
+		return;
+	}
 	res.rc = k->fn(&u->ctx, k->arg, why);
 	if (res.rc < 0 && !why[0])
 		snprintf(why, sizeof(why), "failed");
@@ -463,6 +479,8 @@ int vhu_check_main(int argc, char **argv)
 	if (o.json) {
 		printf("{\"socket\": ");
 		json_str(o.path);
+		printf(", \"device\": ");
+		json_str(chk_dev->name);
 		printf(", \"cases\": [");
 	} else {
 		printf("1..%u\n", total);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhu check: a conformance and robustness checker for vhost-user-blk
- * back-ends.  It plays the front-end over the raw wire format (so that it
+ * vhu check: a conformance and robustness checker for vhost-user
+ * back-ends (virtio-blk in depth, other devices through tools/devices).  It plays the front-end over the raw wire format (so that it
  * can also send what no well-behaved front-end would), drives a split ring
  * of its own in shared memfd memory, and judges the back-end's answers.
  */
@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "blk.h"
+#include "device.h"
 #include "proto.h"
 
 /* Entry point shared by the standalone vhu-check and `vhu check`. */
@@ -32,20 +34,21 @@ int vhu_check_main(int argc, char **argv);
 #define CHK_OFF_SPARE    0x40000u
 #define CHK_QSIZE        128u
 
-/* virtio-blk */
-#define CHK_BLK_T_IN      0u
-#define CHK_BLK_T_OUT     1u
-#define CHK_BLK_T_FLUSH   4u
-#define CHK_BLK_T_GET_ID  8u
-#define CHK_BLK_T_DISCARD 11u
-#define CHK_BLK_T_WRITE_ZEROES 13u
-#define CHK_BLK_S_OK     0u
-#define CHK_BLK_S_IOERR  1u
-#define CHK_BLK_S_UNSUPP 2u
-#define CHK_BLK_F_RO     5
-#define CHK_BLK_F_CONFIG_WCE 11
-#define CHK_BLK_F_MQ     12
-#define CHK_BLK_F_DISCARD 13
+/* virtio-blk: the blk module's constants (tools/devices/blk.h) under the
+ * names the block cases use. */
+#define CHK_BLK_T_IN      BLK_T_IN
+#define CHK_BLK_T_OUT     BLK_T_OUT
+#define CHK_BLK_T_FLUSH   BLK_T_FLUSH
+#define CHK_BLK_T_GET_ID  BLK_T_GET_ID
+#define CHK_BLK_T_DISCARD BLK_T_DISCARD
+#define CHK_BLK_T_WRITE_ZEROES BLK_T_WRITE_ZEROES
+#define CHK_BLK_S_OK     BLK_S_OK
+#define CHK_BLK_S_IOERR  BLK_S_IOERR
+#define CHK_BLK_S_UNSUPP BLK_S_UNSUPP
+#define CHK_BLK_F_RO     BLK_F_RO
+#define CHK_BLK_F_CONFIG_WCE BLK_F_CONFIG_WCE
+#define CHK_BLK_F_MQ     BLK_F_MQ
+#define CHK_BLK_F_DISCARD BLK_F_DISCARD
 
 struct chk_sess {
 	int fd;                 /* the vhost-user socket, -1 when closed */
@@ -164,8 +167,12 @@ int chk_wait_used(struct chk_sess *s, int timeout_ms, uint32_t *id,
  */
 int chk_blk_req(struct chk_sess *s, uint32_t type, uint64_t sector,
 		uint32_t len, uint8_t *status, char *why);
-/* OUT a seeded pattern then IN it back and compare. */
+/* OUT a seeded pattern then IN it back and compare (the blk module's
+ * "still serves" on this session). */
 int chk_verified_io(struct chk_sess *s, unsigned seed, char *why);
+/* dev's "still serves" request on queue 0 of this running session. */
+int chk_serves(struct chk_sess *s, const struct vhu_tool_device *dev,
+	       unsigned seed, char *why);
 
 /* ----------------------------------------------------------- judge.c */
 
@@ -225,6 +232,9 @@ int chk_done(struct chk_sess *s, int rc);
 /* --null: the disk discards writes and reads zeros, so every data check
  * expects zeros where it would expect the bytes written. */
 extern bool chk_null_disk;
+/* --device: what the checker knows of the back-end's device (blk unless
+ * told otherwise; the device id is not on the vhost-user wire). */
+extern const struct vhu_tool_device *chk_dev;
 
 struct chk_ctx {
 	const char *path;
@@ -248,12 +258,17 @@ struct chk_case {
 	chk_case_fn fn;
 	const void *arg;
 	enum chk_probe probe;
+	bool blk_only;          /* sends virtio-blk requests or reads its
+				 * config: skipped for other devices */
 };
 
 /* A case of a table whose cases share one function: its arg is the case's
  * number in the file's enum, carried in the pointer itself. */
 #define CHK_CASE(name, fn, id) \
-	{ name, fn, (const void *)(uintptr_t)(id), CHK_PROBE_IO }
+	{ name, fn, (const void *)(uintptr_t)(id), CHK_PROBE_IO, false }
+/* The same for a case that only makes sense on virtio-blk. */
+#define CHK_CASE_BLK(name, fn, id) \
+	{ name, fn, (const void *)(uintptr_t)(id), CHK_PROBE_IO, true }
 static inline unsigned chk_case_id(const void *arg)
 {
 	return (unsigned)(uintptr_t)arg;
@@ -272,11 +287,6 @@ extern const struct chk_case chk_cases_blk[];
 extern const struct chk_case chk_cases_migrate[];
 
 /* why helpers */
-/* Read /proc/<pid>/stat into buf (cap bytes) and return where the fields
- * after the command name start: its closing ')' (the name may itself hold
- * spaces and parentheses).  NULL when it cannot be read. */
-const char *chk_proc_stat(long pid, char *buf, size_t cap);
-
 int chk_fail(char *why, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int chk_pass(char *why, const char *fmt, ...)

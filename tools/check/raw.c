@@ -21,6 +21,8 @@
 #include "internal.h"
 #include "check.h"
 
+_Static_assert(CHK_WHY == VHU_TOOL_WHY, "the device modules write why texts");
+
 #define WANT_PF (VHU_BIT(VHU_PF_MQ) | VHU_BIT(VHU_PF_REPLY_ACK) |             \
 		 VHU_BIT(VHU_PF_BACKEND_REQ) | VHU_BIT(VHU_PF_CONFIG) |      \
 		 VHU_BIT(VHU_PF_CONFIGURE_MEM_SLOTS))
@@ -344,7 +346,9 @@ int chk_handshake(struct chk_sess *s, char *why)
 					(unsigned long long)n), -EPROTO;
 		s->max_slots = (unsigned)n;
 	}
-	if (s->acked_pf & VHU_BIT(VHU_PF_CONFIG)) {
+	/* The capacity, for block devices only: another device may have no
+	 * config space at all. */
+	if ((s->acked_pf & VHU_BIT(VHU_PF_CONFIG)) && chk_dev->blk) {
 		uint64_t cap;
 		r = chk_get_config(s, 0, 8, &cap, why);
 		if (r < 0)
@@ -607,50 +611,61 @@ int chk_blk_req(struct chk_sess *s, uint32_t type, uint64_t sector,
 	return 0;
 }
 
-static void pattern(uint8_t *p, size_t n, unsigned seed)
+/* The device modules' view of queue 0 (tools/devices/device.h). */
+static int io_request(struct vhu_tool_io *io, const struct vhu_tool_seg *seg,
+		      unsigned n, uint32_t *written, char *why)
 {
-	uint32_t x = seed * 2654435761u + 12345u;
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
+	struct chk_sess *s = io->opaque;
+	if (n == 0 || n > s->qsize)
+		return chk_fail(why, "a chain of %u buffers", n), -EINVAL;
+	for (unsigned i = 0; i < n; i++) {
+		size_t off = (size_t)(seg[i].p - s->mem);
+		if (seg[i].p < s->mem || off + seg[i].len > CHK_MEM_SIZE)
+			return chk_fail(why, "buffer outside guest memory"),
+			       -EINVAL;
+		uint16_t f = (i + 1 < n ? VHU_VRING_DESC_F_NEXT : 0) |
+			     (seg[i].writable ? VHU_VRING_DESC_F_WRITE : 0);
+		chk_set_desc(s, CHK_OFF_DESC, i, chk_gpa(s, (uint32_t)off),
+			     seg[i].len, f, (uint16_t)(i + 1));
 	}
+	int r = chk_publish(s, 0, 1);
+	if (r < 0)
+		return chk_fail(why, "kick: %s", strerror(-r)), r;
+	uint32_t id;
+	r = chk_wait_used(s, s->timeout_ms, &id, written);
+	if (r == 0)
+		return chk_fail(why, "request not completed within %d ms",
+				s->timeout_ms), -ETIMEDOUT;
+	if (r < 0)
+		return chk_fail(why, "connection dropped during a request"), r;
+	if (id != 0)
+		return chk_fail(why, "used element id %u, not 0", id), -EPROTO;
+	return 0;
+}
+
+static int io_get_config(struct vhu_tool_io *io, uint32_t off, void *buf,
+			 uint32_t len, char *why)
+{
+	return chk_get_config(io->opaque, off, len, buf, why);
+}
+
+int chk_serves(struct chk_sess *s, const struct vhu_tool_device *dev,
+	       unsigned seed, char *why)
+{
+	struct vhu_tool_io io = {
+		.opaque = s,
+		.hdr = s->mem + CHK_OFF_HDR,
+		.data = s->mem + CHK_OFF_DATA,
+		.data_cap = CHK_OFF_DATA2 - CHK_OFF_DATA,
+		.features = s->acked,
+		.null_disk = chk_null_disk,
+		.request = io_request,
+		.get_config = io_get_config,
+	};
+	return dev->serves(&io, seed, why);
 }
 
 int chk_verified_io(struct chk_sess *s, unsigned seed, char *why)
 {
-	enum { LEN = 8192 };
-	static uint8_t want[LEN];
-	uint64_t sectors = LEN / 512;
-	if (s->capacity < sectors)
-		return chk_fail(why, "capacity %llu sectors is too small",
-				(unsigned long long)s->capacity), -ENOSPC;
-	uint64_t slots = s->capacity / sectors;
-	if (slots > 64)
-		slots = 64;
-	uint64_t sector = (seed % slots) * sectors;
-	uint8_t st;
-
-	pattern(want, LEN, seed);
-	memcpy(s->mem + CHK_OFF_DATA, want, LEN);
-	if (chk_null_disk)
-		memset(want, 0, LEN);
-	int r = chk_blk_req(s, CHK_BLK_T_OUT, sector, LEN, &st, why);
-	if (r < 0)
-		return r;
-	if (st != CHK_BLK_S_OK)
-		return chk_fail(why, "write at sector %llu: status %u",
-				(unsigned long long)sector, st), -EIO;
-	memset(s->mem + CHK_OFF_DATA, chk_null_disk ? 0xa5 : 0, LEN);
-	r = chk_blk_req(s, CHK_BLK_T_IN, sector, LEN, &st, why);
-	if (r < 0)
-		return r;
-	if (st != CHK_BLK_S_OK)
-		return chk_fail(why, "read at sector %llu: status %u",
-				(unsigned long long)sector, st), -EIO;
-	if (memcmp(s->mem + CHK_OFF_DATA, want, LEN) != 0)
-		return chk_fail(why, "data read back at sector %llu differs",
-				(unsigned long long)sector), -EIO;
-	return 0;
+	return chk_serves(s, &vhu_tool_dev_blk, seed, why);
 }

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "bench.h"
-#include "check.h"
 #include "cli.h"
 
 const char *const pattern_names[] = {
@@ -16,6 +15,9 @@ static void bench_help(FILE *f)
 {
 	fprintf(f,
 		"usage: vhu bench SOCKET [options]\n"
+		"A virtio-blk load generator; other devices have none.\n"
+		"  --device NAME     the back-end's device: only blk (the default)\n"
+		"                    is served; any other is refused with a message\n"
 		"  --pattern P       read|write|randread|randwrite|rw|randrw (randread)\n"
 		"  --rwmix-read PCT  share of reads for rw/randrw (50)\n"
 		"  --bs BYTES        request size, multiple of 512, suffixes k/m (4k)\n"
@@ -79,6 +81,7 @@ int bench_parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		{ "dirty-log", no_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'z' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "device", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
@@ -144,6 +147,23 @@ int bench_parse_opts(int argc, char **argv, struct opts *o, const char **path)
 		case 'L': o->dirty_log = true; break;
 		case 'z': o->progress = false; break;
 		case 'j': o->json = true; break;
+		case 'D': {
+			const struct vhu_tool_device *d =
+				vhu_tool_device_arg("bench", optarg);
+			if (!d)
+				return -1;
+			if (!d->blk) {
+				/* Said before connecting: a block request sent to
+				 * another device would only fail obscurely. */
+				fprintf(stderr, "vhu bench: generates virtio-blk "
+					"load only; --device %s (%s) has no load "
+					"generator (see vhu probe and vhu check "
+					"--device %s)\n", d->name, d->title,
+					d->name);
+				return -1;
+			}
+			break;
+		}
 		case 'h': bench_help(stdout); return 1;
 		default: bench_help(stderr); return -1;
 		}

@@ -9,7 +9,6 @@
 #include <json-c/json.h>
 
 #include "bench.h"
-#include "check.h"
 
 static double h_value(unsigned idx)
 {

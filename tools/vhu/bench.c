@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * vhu bench: a virtio-blk load generator driving the back-end's queues
+ * vhu bench: a virtio-blk load generator (the only device it loads;
+ * --device names another to be told so) driving the back-end's queues
  * directly (no VM).  One thread per queue; every request slot (header,
  * data, status) is preallocated in guest memory, so the hot loop does no
  * allocation: fill slots, add chains, one kick per batch, reap.
@@ -16,7 +17,6 @@
 #include <unistd.h>
 
 #include "bench.h"
-#include "check.h"
 #include "cli.h"
 
 /* The histogram bucket of a latency (bench.h). */
@@ -256,7 +256,7 @@ static double proc_cpu(int pid)
 {
 	char buf[1024];
 	/* utime and stime are fields 14 and 15. */
-	const char *p = chk_proc_stat(pid, buf, sizeof(buf));
+	const char *p = vhu_tool_proc_stat(pid, buf, sizeof(buf));
 	if (!p)
 		return -1;
 	unsigned long long ut, stt;
@@ -340,10 +340,19 @@ static int bench_negotiate(struct vhu_fe *fe, const struct opts *o,
 	}
 	*f = vhu_fe_features(fe);
 	uint8_t cfg[96];
-	int clen = blk_read_config(fe, cfg, sizeof(cfg));
+	int clen = tool_read_config(fe, &vhu_tool_dev_blk, cfg, sizeof(cfg));
 	if (clen < 0) {
-		fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
-			strerror(-clen));
+		/* No config space at all is what another device (virtio-rng)
+		 * looks like: say that, not only the errno. */
+		if (clen == -EIO || clen == -EOPNOTSUPP)
+			fprintf(stderr, "vhu bench: the back-end has no virtio-blk "
+				"config space (%s); vhu bench loads virtio-blk only "
+				"(vhu probe --device NAME shows what it serves)\n",
+				clen == -EIO ? "GET_CONFIG refused"
+					     : "no CONFIG protocol feature");
+		else
+			fprintf(stderr, "vhu bench: cannot read the config space: %s\n",
+				strerror(-clen));
 		return -1;
 	}
 	uint64_t cap_bytes = le64_at(cfg, 0) * SECTOR;

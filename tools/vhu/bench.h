@@ -12,18 +12,9 @@
 #include <vhu/frontend.h>
 
 #include "bench-log.h"
+#include "blk.h"
 
-/* virtio 1.2, 5.2.6 */
-#define BLK_T_IN  0
-#define BLK_T_OUT 1
-#define BLK_S_OK  0
 #define SECTOR 512u
-
-struct blk_hdr {
-	uint32_t type;
-	uint32_t ioprio;
-	uint64_t sector;
-};
 
 enum pattern { P_READ, P_WRITE, P_RANDREAD, P_RANDWRITE, P_RW, P_RANDRW };
 extern const char *const pattern_names[];

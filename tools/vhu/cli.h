@@ -9,6 +9,9 @@
 
 #include <vhu/frontend.h>
 
+#include "device.h"
+#include "tool-common.h"
+
 int cmd_probe(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -39,31 +42,18 @@ int tool_connect_arg(int argc, char **argv, void (*help)(FILE *f),
 /* Monotonic clock in milliseconds. */
 int64_t tool_mono_ms(void);
 
-/* virtio-blk feature bits (virtio 1.2, 5.2.3). */
-#define BLK_F_SIZE_MAX      1
-#define BLK_F_SEG_MAX       2
-#define BLK_F_GEOMETRY      4
-#define BLK_F_RO            5
-#define BLK_F_BLK_SIZE      6
-#define BLK_F_FLUSH         9
-#define BLK_F_TOPOLOGY     10
-#define BLK_F_CONFIG_WCE   11
-#define BLK_F_MQ           12
-#define BLK_F_DISCARD      13
-#define BLK_F_WRITE_ZEROES 14
-#define BLK_F_LIFETIME     15
-#define BLK_F_SECURE_ERASE 16
-#define BLK_F_ZONED        17
+/* virtio-blk feature bits: the blk module's (tools/devices/blk.h). */
+#include "blk.h"
 
-/* Names: a transport or vhost-user protocol bit, a virtio-blk bit. */
-const char *tool_feature_name(unsigned bit, bool blk);
+/* Names: a transport or vhost-user protocol bit, a device bit of dev
+ * (NULL: none known). */
+const char *tool_feature_name(unsigned bit, const struct vhu_tool_device *dev);
 const char *tool_protocol_feature_name(unsigned bit);
 
-/* Read the virtio-blk config space: tries the largest layout the back-end
- * accepts.  Returns the number of bytes read (>= 8) or -errno. */
-int blk_read_config(struct vhu_fe *fe, uint8_t *buf, unsigned cap);
-uint64_t le64_at(const uint8_t *b, unsigned off);
-uint32_t le32_at(const uint8_t *b, unsigned off);
-uint16_t le16_at(const uint8_t *b, unsigned off);
+/* Read dev's config space: tries the sizes the device module lists,
+ * largest first, until the back-end accepts one.  Returns the number of
+ * bytes read or -errno (-EOPNOTSUPP: the device has no config space). */
+int tool_read_config(struct vhu_fe *fe, const struct vhu_tool_device *dev,
+		     uint8_t *buf, unsigned cap);
 
 #endif

@@ -1,13 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* Feature-bit names for probe output: virtio-blk device bits here, the
- * transport and protocol bits from the library. */
+/* Feature-bit names for probe output: device bits from the device's
+ * module (tools/devices), the transport and protocol bits from the
+ * library. */
 #include <stddef.h>
 
 #include "cli.h"
 
+/* The library's names first; the transport bits it may not name (virtio
+ * 1.3, 6) after them, so that probe names every bit the spec defines. */
 static const char *transport_name(unsigned bit)
 {
-	return vhu_feature_name(bit);
+	const char *n = vhu_feature_name(bit);
+	if (n)
+		return n;
+	switch (bit) {
+	case 36: return "ORDER_PLATFORM";
+	case 37: return "SR_IOV";
+	case 38: return "NOTIFICATION_DATA";
+	case 39: return "NOTIF_CONFIG_DATA";
+	case 40: return "RING_RESET";
+	case 41: return "ADMIN_VQ";
+	default: return NULL;
+	}
 }
 
 const char *tool_protocol_feature_name(unsigned bit)
@@ -15,33 +29,11 @@ const char *tool_protocol_feature_name(unsigned bit)
 	return vhu_protocol_feature_name(bit);
 }
 
-static const char *blk_name(unsigned bit)
-{
-	/* virtio 1.2, 5.2.3 */
-	switch (bit) {
-	case BLK_F_SIZE_MAX: return "BLK_SIZE_MAX";
-	case BLK_F_SEG_MAX: return "BLK_SEG_MAX";
-	case BLK_F_GEOMETRY: return "BLK_GEOMETRY";
-	case BLK_F_RO: return "BLK_RO";
-	case BLK_F_BLK_SIZE: return "BLK_BLK_SIZE";
-	case BLK_F_FLUSH: return "BLK_FLUSH";
-	case BLK_F_TOPOLOGY: return "BLK_TOPOLOGY";
-	case BLK_F_CONFIG_WCE: return "BLK_CONFIG_WCE";
-	case BLK_F_MQ: return "BLK_MQ";
-	case BLK_F_DISCARD: return "BLK_DISCARD";
-	case BLK_F_WRITE_ZEROES: return "BLK_WRITE_ZEROES";
-	case BLK_F_LIFETIME: return "BLK_LIFETIME";
-	case BLK_F_SECURE_ERASE: return "BLK_SECURE_ERASE";
-	case BLK_F_ZONED: return "BLK_ZONED";
-	default: return NULL;
-	}
-}
-
-const char *tool_feature_name(unsigned bit, bool blk)
+const char *tool_feature_name(unsigned bit, const struct vhu_tool_device *dev)
 {
 	/* Bits 0-23 are device-specific (virtio 1.2, 2.2). */
 	if (bit < 24)
-		return blk ? blk_name(bit) : NULL;
+		return dev && dev->feature_name ? dev->feature_name(bit) : NULL;
 	/* vhost's own bit 26: dirty logging (vhost-user.rst "Migration") */
 	if (bit == 26)
 		return "LOG_ALL";

@@ -22,11 +22,11 @@ static void usage(FILE *f)
 		"usage: vhu [--help] [--version] COMMAND [ARGS]\n"
 		"\n"
 		"commands:\n"
-		"  probe SOCKET   show a back-end's features, queues and config space\n"
+		"  probe SOCKET   show a back-end's features, queues and config space (--device)\n"
 		"  watch SOCKET   wait for config-change notifications (a resize)\n"
 		"  bench SOCKET   virtio-blk load generator (IOPS, MB/s, latency)\n"
 		"  ctl SOCKET     JSON-RPC client for vhu-blk's control socket\n"
-		"  check SOCKET   conformance and robustness checks of a vhost-user-blk back-end\n"
+		"  check SOCKET   conformance and robustness checks of a back-end (--device)\n"
 		"\n"
 		"Run 'vhu COMMAND --help' for a command's options.\n");
 }
@@ -184,37 +184,18 @@ int64_t tool_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-uint64_t le64_at(const uint8_t *b, unsigned off)
+int tool_read_config(struct vhu_fe *fe, const struct vhu_tool_device *dev,
+		     uint8_t *buf, unsigned cap)
 {
-	uint64_t v = 0;
-	for (unsigned i = 0; i < 8; i++)
-		v |= (uint64_t)b[off + i] << (8 * i);
-	return v;
-}
-
-uint32_t le32_at(const uint8_t *b, unsigned off)
-{
-	return (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 |
-	       (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
-}
-
-uint16_t le16_at(const uint8_t *b, unsigned off)
-{
-	return (uint16_t)(b[off] | b[off + 1] << 8);
-}
-
-int blk_read_config(struct vhu_fe *fe, uint8_t *buf, unsigned cap)
-{
-	/* Back-ends reject sizes beyond their config struct; try the common
-	 * layouts from largest down (virtio 1.2, 5.2.4). */
-	static const unsigned sizes[] = { 96, 72, 60, 57, 48, 36, 24, 8 };
+	if (!dev->config_sizes)
+		return -EOPNOTSUPP;
 	int last = -EIO;
-	for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		if (sizes[i] > cap)
+	for (const unsigned *sz = dev->config_sizes; *sz; sz++) {
+		if (*sz > cap)
 			continue;
-		int r = vhu_fe_get_config(fe, 0, buf, sizes[i]);
+		int r = vhu_fe_get_config(fe, 0, buf, *sz);
 		if (r == 0)
-			return (int)sizes[i];
+			return (int)*sz;
 		last = r;
 		if (r != -EIO)
 			break; /* anything but "refused" ends the connection */
