@@ -4,15 +4,17 @@
  * it offers: virtio features, protocol features, queues, memory slots and
  * its config space.  Built on libvhu's public front-end API alone.
  *
- *   probe /tmp/ramdisk.sock
+ *   probe /tmp/ramdisk.sock [blk]
  *
  * vhost-user does not say which device a back-end is, nor how large its
  * config space is: this reads the largest prefix the back-end accepts and
- * prints it in hex, plus what the first 8 bytes mean for a block device
- * (the capacity).  It never negotiates features or sets up queues.
+ * prints it in hex; told the device is a block device ("blk"), it also
+ * prints what the first 8 bytes mean there (the capacity).  It never
+ * negotiates features or sets up queues.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,9 +58,11 @@ static int read_config(struct vhu_fe *fe, uint8_t *buf)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s SOCKET\n"
-			"Print what the vhost-user back-end on SOCKET offers.\n", argv[0]);
+	bool blk = argc == 3 && strcmp(argv[2], "blk") == 0;
+	if (argc != 2 && !blk) {
+		fprintf(stderr, "usage: %s SOCKET [blk]\n"
+			"Print what the vhost-user back-end on SOCKET offers "
+			"(blk: decode its config space as virtio-blk's).\n", argv[0]);
 		return 2;
 	}
 
@@ -93,8 +97,9 @@ int main(int argc, char **argv)
 			uint64_t cap = 0;
 			for (int i = 7; i >= 0; i--)   /* little-endian u64 */
 				cap = cap << 8 | cfg[i];
-			printf("as virtio-blk: capacity %" PRIu64 " sectors (%" PRIu64
-			       " bytes)\n", cap, cap * 512);
+			if (blk && len >= 8)
+				printf("as virtio-blk: capacity %" PRIu64 " sectors (%"
+				       PRIu64 " bytes)\n", cap, cap * 512);
 		}
 	}
 	vhu_fe_close(fe);

@@ -53,12 +53,17 @@ start_ramdisk() {
 	RD_PID=$E2E_LAST_PID
 	e2e_wait_path "$tmp/$1.sock" 10
 }
-# probe_check TAG SOCKET SECTORS: probe succeeds and decodes the capacity
+no_capacity() { ! grep -q capacity <<<"$1"; }
+# probe_check TAG SOCKET SECTORS: probe succeeds, decodes the capacity when
+# told the device is a block device and not otherwise
 probe_check() {
 	local tag=$1 sock=$2 sectors=$3 out rc
 	out=$(timeout 20 "$PROBE" "$sock" 2>&1); rc=$?
 	check "probe $tag: exits 0" "exit $rc: $(head -c 300 <<<"$out")" [ $rc -eq 0 ]
-	check "probe $tag: prints the capacity" "$(grep capacity <<<"$out")" \
+	check "probe $tag: no device named, no block decoding" "$(grep capacity <<<"$out")" \
+		no_capacity "$out"
+	out=$(timeout 20 "$PROBE" "$sock" blk 2>&1); rc=$?
+	check "probe $tag blk: prints the capacity" "$(grep capacity <<<"$out")" \
 		grep -q "^as virtio-blk: capacity $sectors sectors" <<<"$out"
 	check "probe $tag: names the protocol features" "$(head -c 300 <<<"$out")" \
 		grep -q "^  CONFIG$" <<<"$out"
