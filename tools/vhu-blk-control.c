@@ -241,6 +241,11 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 			 (unsigned long long)size, (unsigned long long)old);
 		return error_resp(id, RPC_RESIZE_FAILED, msg);
 	}
+	if (r == -EBUSY && vhu_blk_resize_error(d->blk)) {
+		snprintf(msg, sizeof(msg), "resize failed: %s",
+			 vhu_blk_resize_error(d->blk));
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
 	if (r < 0) {
 		snprintf(msg, sizeof(msg), "resize failed: %s",
 			 r == -EROFS ? "the image is read-only" : strerror(-r));
