@@ -202,7 +202,7 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 	json_object *size_obj, *shrink_obj;
 	uint64_t old = vhu_blk_size(d->blk), size;
 	bool shrink = false;
-	char msg[300];
+	char msg[560];
 	int64_t v;
 	int r;
 

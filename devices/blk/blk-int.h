@@ -83,7 +83,7 @@ struct vhu_blk {
 	bool format_raw;            /* --format raw: no format probe */
 	/* Why the last vhu_blk_resize() was refused -EBUSY (another user
 	 * of the image holds what a resize needs): vhu_blk_resize_error(). */
-	char resize_why[256];
+	char resize_why[512];
 	unsigned reconnect_timeout; /* seconds (remote back-ends) */
 	/* While vhu_blk_new() runs: where a one-line reason for a failure
 	 * goes (opts->err), or NULL. */

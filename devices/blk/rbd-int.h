@@ -62,5 +62,15 @@ bool vhu__blk_rbd_locker_stop(struct img *im);
 void vhu__blk_rbd_queues_on(struct vhu_blk *blk);
 void vhu__blk_rbd_queues_off(struct vhu_blk *blk);
 const char *vhu__blk_rbd_state(const struct vhu_blk *blk);
+/* The client other than this one that holds the image's exclusive lock:
+ * 1 with its address in who, 0 when nobody or this client holds it, or
+ * -errno.  vhu__blk_rbd_mark_writer: record this client, which just took
+ * the lock, as a vhu-blk that gives it back when its guest stops (image
+ * metadata VHU_BLK_RBD_WRITER_KEY = its address); owner_is_vhu_blk: did
+ * the owner who record itself so. */
+#define VHU_BLK_RBD_WRITER_KEY "vhu-blk.writer"
+int vhu__blk_rbd_other_owner(struct img *im, char *who, size_t len);
+void vhu__blk_rbd_mark_writer(struct img *im);
+bool vhu__blk_rbd_owner_is_vhu_blk(struct img *im, const char *who);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,6 +39,8 @@ static void lock_take(struct img *im)
 	atomic_store(&im->lock, LOCK_TAKING);
 	pthread_mutex_unlock(&im->mu);
 	e = rbd_lock_acquire(im->rbd, RBD_LOCK_MODE_EXCLUSIVE);
+	if (e == 0)
+		vhu__blk_rbd_mark_writer(im);
 	pthread_mutex_lock(&im->mu);
 	atomic_store(&im->lock, e == 0 ? LOCK_HELD : LOCK_REFUSED);
 	if (e == 0)
@@ -77,6 +80,68 @@ static void lock_give(struct img *im)
 	}
 	/* Queues that started again meanwhile wait for the next take. */
 	atomic_store(&im->lock, im->want ? LOCK_TAKING : LOCK_RELEASED);
+}
+
+int vhu__blk_rbd_other_owner(struct img *im, char *who, size_t len)
+{
+	char *owners[8];
+	size_t n = sizeof(owners) / sizeof(owners[0]);
+	rbd_lock_mode_t mode;
+	int mine = 0, e = rbd_is_exclusive_lock_owner(im->rbd, &mine);
+
+	if (e < 0)
+		return e;
+	if (mine)
+		return 0;
+	e = rbd_lock_get_owners(im->rbd, &mode, owners, &n);
+	if (e == -ENOENT)
+		return 0;       /* nobody holds it */
+	if (e < 0)
+		return e;
+	if (n == 0)
+		return 0;
+	snprintf(who, len, "%s", owners[0]);
+	rbd_lock_get_owners_cleanup(owners, n);
+	return 1;
+}
+
+/* A migration's destination starts while the source holds the lock; a
+ * VM's librbd (automatic mode) holds it too, and would lose it to this
+ * vhu-blk with its writes failing after.  librbd does not tell the two
+ * apart (its lock records neither the mode nor the program), so the lock
+ * holder records itself; a stale record names an address no longer the
+ * owner's (an address is unique to a client instance). */
+void vhu__blk_rbd_mark_writer(struct img *im)
+{
+	char *owners[8];
+	size_t n = sizeof(owners) / sizeof(owners[0]);
+	rbd_lock_mode_t mode;
+	/* Our own address: the owner's, now that we are it. */
+	int e = rbd_lock_get_owners(im->rbd, &mode, owners, &n);
+
+	if (e == 0 && n > 0) {
+		e = rbd_metadata_set(im->rbd, VHU_BLK_RBD_WRITER_KEY, owners[0]);
+		rbd_lock_get_owners_cleanup(owners, n);
+	} else if (e == 0) {
+		e = -ENOENT;
+	}
+	if (e < 0)
+		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': cannot record this client "
+			     "as a vhu-blk writer (%s): another vhu-blk started on "
+			     "the image meanwhile (a migration's destination) is "
+			     "refused unless it has --lock off", im->name,
+			     strerror(-e));
+}
+
+bool vhu__blk_rbd_owner_is_vhu_blk(struct img *im, const char *who)
+{
+	char v[256];
+	size_t len = sizeof(v);
+
+	if (rbd_metadata_get(im->rbd, VHU_BLK_RBD_WRITER_KEY, v, &len) < 0)
+		return false;
+	v[sizeof(v) - 1] = 0;
+	return strcmp(v, who) == 0;
 }
 
 static void *locker_main(void *arg)

@@ -188,6 +188,43 @@ static int connect_cluster(struct vhu_blk *blk, struct img *im,
 	return 0;
 }
 
+/* A writer, at open: another client holding the exclusive lock is a
+ * VM's librbd (QEMU, in its automatic mode), or the source of a migration
+ * (a vhu-blk, which recorded itself).  librbd would hand the lock from the
+ * former to this vhu-blk when its queues start, and the VM's writes would
+ * fail after: refused (unless --lock off), as a file written by QEMU is. */
+static int refuse_owned(struct vhu_blk *blk, struct img *im)
+{
+	char who[128];
+	int e;
+
+	if (atomic_load(&im->lock) != LOCK_RELEASED || blk->no_lock)
+		return 0;
+	e = vhu__blk_rbd_other_owner(im, who, sizeof(who));
+	if (e < 0) {
+		vhu__blk_open_error(blk, "rbd: '%s': cannot ask who holds its "
+				    "exclusive lock: %s", im->name, strerror(-e));
+		return e;
+	}
+	if (e == 0)
+		return 0;
+	if (!vhu__blk_rbd_owner_is_vhu_blk(im, who)) {
+		vhu__blk_open_error(blk, "rbd: '%s' is locked: another client (%s) "
+			"holds its exclusive lock and writes the image (a running "
+			"VM: QEMU's librbd, rbd-nbd...); serving it would take the "
+			"lock away and fail that client's writes.  Stop it, or pass "
+			"--lock off if you are sure", im->name, who);
+		return -EBUSY;
+	}
+	vhu__blk_log(VHU_LOG_WARN, "rbd: '%s' is being written by another "
+		     "vhu-blk (%s, serving a running guest): this one takes the "
+		     "exclusive lock when its front-end starts the queues (as "
+		     "the destination of a migration does, once the source "
+		     "stopped) and its writes fail while the other writes",
+		     im->name, who);
+	return 0;
+}
+
 static int open_image(struct vhu_blk *blk, struct img *im,
 		      const struct vhu__blk_rbd_spec *s)
 {
@@ -236,6 +273,9 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 			   ? (unsigned)info.obj_size : 4096,
 	};
 	vhu__blk_set_size(blk, info.size);
+	e = refuse_owned(blk, im);
+	if (e < 0)
+		return e;
 	e = rbd_update_watch(im->rbd, &im->watch, on_update, blk);
 	if (e < 0) {
 		vhu__blk_open_error(blk, "rbd: '%s': cannot watch the image: %s",
@@ -302,9 +342,30 @@ static int rbd_size(struct vhu_blk *blk, uint64_t *size)
 	return rbd_get_size(img_of(blk)->rbd, size);
 }
 
+/* librbd forwards a resize to the holder of the exclusive lock, which
+ * runs it: another client's guest would see its disk change under it.
+ * Refused then; the owner asked first, so a client that takes the lock
+ * between the question and the resize still gets it run (librbd offers
+ * no resize that fails instead). */
 static int rbd_set_size(struct vhu_blk *blk, uint64_t size)
 {
-	return rbd_resize(img_of(blk)->rbd, size);
+	struct img *im = img_of(blk);
+	char who[128];
+	int e = 0;
+
+	if (atomic_load(&im->lock) != LOCK_NONE &&
+	    atomic_load(&im->lock) != LOCK_UNSUPPORTED)
+		e = vhu__blk_rbd_other_owner(im, who, sizeof(who));
+	if (e < 0)
+		return e;
+	if (e > 0) {
+		snprintf(blk->resize_why, sizeof(blk->resize_why), "rbd: '%s' "
+			 "is locked: another client (%s) holds its exclusive "
+			 "lock (it serves a running guest); resize it there, or "
+			 "once it stopped", im->name, who);
+		return -EBUSY;
+	}
+	return rbd_resize(im->rbd, size);
 }
 
 /* ---- queues ---- */

@@ -10,9 +10,11 @@
 # Checks: malformed URIs and missing pools, images and configurations are
 # refused with a reason; `vhu bench --verify` over two queues and `vhu
 # check` on an image; ctl info/stats name the back-end and its lock state;
-# the exclusive lock: a second vhu-blk on the same image cannot write while
-# the first one's queues run, and can once they stopped (the hand-over a
-# migration needs); `vhu ctl resize` goes through to the image (a shrink only
+# the exclusive lock: a second vhu-blk on the same image opens while the
+# first one's queues run (a migration's destination), cannot write nor
+# resize meanwhile, and can write once they stopped (the hand-over a
+# migration needs); a client that writes the image (as a VM does) makes
+# vhu-blk refuse to start and keeps its lock; `vhu ctl resize` goes through to the image (a shrink only
 # with --shrink); `rbd resize` by another client reaches the front-end as
 # CONFIG_CHANGE_MSG; a snapshot is served read-only; and a QEMU guest
 # writes data that `rbd export` reads back, sees an `rbd resize` live and
@@ -115,8 +117,7 @@ timeout 60 "$VHU" bench "$T/a.sock" --pattern randrw --count 512 --dirty-log --h
 t1=$(grep -c "exclusive lock taken" "$T/a.log") r1=$(grep -c "exclusive lock released" "$T/a.log")
 check "dirty logging on and off while the queues run keeps the lock (taken $((t1 - t0)), released $((r1 - r0)) times)" \
 	test "$((t1 - t0))" = 1 -a "$((r1 - r0))" = 1 -a -n "$(grep "errors: 0" "$T/dirty.out")"
-check "a second vhu-blk opens the same image" serve b "rbd:rbd/img:conf=$CONF"
-timeout 60 "$VHU" bench "$T/a.sock" --pattern write --count 64 --quiet --hold 8 \
+timeout 60 "$VHU" bench "$T/a.sock" --pattern write --count 64 --quiet --hold 10 \
 	>"$T/hold.out" 2>&1 &
 HOLD=$!
 for _ in $(seq 50); do
@@ -125,6 +126,23 @@ for _ in $(seq 50); do
 done
 check "info: locked while the queues run" test "$(field "$(info "$T/a.ctl")" backend_state)" = locked
 check "rbd lock ls shows the exclusive lock" bash -c "rbd lock ls rbd/img | grep -q 'exclusive lock'"
+# A migration's destination starts while the source holds the lock: the
+# source recorded itself as a vhu-blk, so this is no VM's lock to take.
+check "a second vhu-blk opens the image while the first holds the lock, with a warning" \
+	serve b "rbd:rbd/img:conf=$CONF"
+check "... that names the other vhu-blk" grep -q "being written by another vhu-blk" "$T/b.log"
+# Its resize would be forwarded by librbd to the lock's holder and run
+# under the first one's guest: refused, saying why.
+rsize() { rbd info --format json rbd/img | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
+out=$(timeout 10 "$VHU" ctl "$T/b.ctl" resize --shrink 32M 2>&1); rc=$?
+echo "# $out"
+check "second vhu-blk: resize --shrink refused while the first holds the lock, saying why" \
+	test $rc != 0 -a -n "$(grep 'holds its exclusive lock' <<<"$out")" -a "$(rsize)" = 67108864
+out=$(timeout 10 "$VHU" ctl "$T/b.ctl" resize 80M 2>&1); rc=$?
+check "second vhu-blk: growing refused too, the image unchanged" \
+	test $rc != 0 -a -n "$(grep 'holds its exclusive lock' <<<"$out")" -a "$(rsize)" = 67108864
+check "... while the first one's writes still ran (locked)" \
+	test "$(kill -0 $HOLD 2>/dev/null && field "$(info "$T/a.ctl")" backend_state)" = locked
 timeout 60 "$VHU" bench "$T/b.sock" --pattern write --count 64 --quiet --hold 2 \
 	>"$T/refused.out" 2>&1 &
 sleep 1
@@ -143,7 +161,6 @@ check "second writer takes the lock over and writes" grep -q "errors: 0" <<<"$b"
 e2e_stop "$D"
 
 # ---- resize ----
-rsize() { rbd info --format json rbd/img | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
 timeout 10 "$VHU" ctl "$T/a.ctl" resize 80M >/dev/null 2>&1
 check "ctl resize 80M grows the RBD image" test "$(rsize)" = 83886080
 check "ctl resize 64M without --shrink refused" bash -c "! timeout 10 '$VHU' ctl '$T/a.ctl' resize 64M >/dev/null 2>&1"
@@ -191,8 +208,17 @@ rbd bench --io-type write --io-pattern rand --io-size 4K --io-threads 1 --io-tot
 RB=$!
 for _ in $(seq 100); do rbd lock ls rbd/dl 2>/dev/null | grep -q client && break; sleep 0.1; done
 sleep 1
+# A client that writes the image holds the lock in librbd's automatic mode
+# (as QEMU does): vhu-blk refuses to start rather than take it away.
+owner=$(rbd lock ls rbd/dl 2>/dev/null | grep client)
+out=$(timeout 60 "$BIN" --socket-path "$T/bad.sock" --blk-file "rbd:rbd/dl:conf=$CONF" 2>&1); rc=$?
+echo "# $out" | tail -1
+check "vhu-blk refuses an image another client holds the lock of, naming --lock off" \
+	test $rc = 1 -a -n "$(grep 'holds its exclusive lock and writes the image.*--lock off' <<<"$out")"
+check "... the other client still writes, its lock untouched" \
+	test -n "$owner" -a "$(kill -0 $RB 2>/dev/null && rbd lock ls rbd/dl 2>/dev/null | grep client)" = "$owner"
 kill -STOP $RB
-serve dl "rbd:rbd/dl:conf=$CONF"
+serve dl "rbd:rbd/dl:conf=$CONF" --lock off
 DL=$D
 timeout 60 "$VHU" bench "$T/dl.sock" --pattern write --count 64 --quiet >"$T/dl.out" 2>&1 &
 BP=$!
