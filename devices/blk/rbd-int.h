@@ -32,6 +32,10 @@ struct img {
 	_Atomic int lock;           /* enum lock_state; read by the queues */
 	uint64_t watch;
 	bool watching;
+	/* The eventfd librbd's watch callback writes (blk->change_fd): the
+	 * callback's argument is the image, which outlives the device when
+	 * the image is left open at exit (rbd_close_image). */
+	int change_fd;
 	/* The locker thread takes and releases the exclusive lock, so a
 	 * client that does not answer (a dead owner: up to librbd's watch
 	 * timeout) never blocks the control thread.  Guarded by mu. */

@@ -99,10 +99,10 @@ struct rq {
  * owner...), by this client or another. */
 static void on_update(void *arg)
 {
-	struct vhu_blk *blk = arg;
+	struct img *im = arg;
 	uint64_t one = 1;
 
-	(void)!write(blk->change_fd, &one, sizeof(one));
+	(void)!write(im->change_fd, &one, sizeof(one));
 }
 
 static void rbd_close_image(struct vhu_blk *blk)
@@ -118,8 +118,9 @@ static void rbd_close_image(struct vhu_blk *blk)
 			     "(%u queue%s with requests out); the image is left "
 			     "open", im->name, atomic_load(&im->stranded),
 			     atomic_load(&im->stranded) == 1 ? "" : "s");
-		if (blk->change_fd >= 0)
-			close(blk->change_fd);
+		/* The watch stays too (unwatching waits for librbd): its
+		 * callback may still come, and writes the image's eventfd,
+		 * left open with it, never the device's memory. */
 		blk->change_fd = -1;
 		blk->be_data = NULL;
 		return;
@@ -276,7 +277,8 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 	e = refuse_owned(blk, im);
 	if (e < 0)
 		return e;
-	e = rbd_update_watch(im->rbd, &im->watch, on_update, blk);
+	im->change_fd = blk->change_fd;
+	e = rbd_update_watch(im->rbd, &im->watch, on_update, im);
 	if (e < 0) {
 		vhu__blk_open_error(blk, "rbd: '%s': cannot watch the image: %s",
 				    im->name, strerror(-e));
