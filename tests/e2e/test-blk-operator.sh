@@ -365,6 +365,17 @@ else
 	skip "--format raw serves it as it is" "no qemu-img"
 	skip "the refused images were not written" "no qemu-img"
 fi
+# A guest that wrote a qcow2 header into its own raw disk (the bytes put
+# there directly here): the next start refuses the disk, naming the option
+# that serves it anyway, and that option does.
+truncate -s 4M "$T/guest.img"
+printf 'QFI\xfb' | dd of="$T/guest.img" conv=notrunc status=none
+fails "a raw disk whose guest wrote a qcow2 header into sector 0 is refused, naming --format raw" \
+	"is a qcow2 image.*pass --format raw" --blk-file "$T/guest.img" --socket-path "$T/f.s"
+start f --blk-file "$T/guest.img" --format raw
+check "--format raw serves that disk" \
+	test "$(jget "$(rpc "$T/f.c" info)" result.size)" = 4194304
+stop $D
 # a raw disk with a partition table, and one smaller than the probe, serve
 python3 -c '
 import sys
