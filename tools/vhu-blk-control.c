@@ -241,7 +241,7 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 			 (unsigned long long)size, (unsigned long long)old);
 		return error_resp(id, RPC_RESIZE_FAILED, msg);
 	}
-	if (r == -EBUSY && vhu_blk_resize_error(d->blk)) {
+	if (r < 0 && vhu_blk_resize_error(d->blk)) {
 		snprintf(msg, sizeof(msg), "resize failed: %s",
 			 vhu_blk_resize_error(d->blk));
 		return error_resp(id, RPC_RESIZE_FAILED, msg);

@@ -50,6 +50,9 @@ struct img {
 	/* Queues closed with librbd requests still out: their memory stays
 	 * (a late callback writes there), and so does the image's. */
 	_Atomic unsigned stranded;
+	/* Resizes still inside librbd after the control thread stopped
+	 * waiting for them (rbd.c, rbd_set_size): the image stays too. */
+	_Atomic unsigned resizing;
 	char name[256];             /* pool/image[@snap], for messages */
 };
 

@@ -111,9 +111,20 @@ check "vhu check: $c" grep -q "^[0-9]* passed, 0 failed" <<<"$c"
 # Dirty logging switched on and off while the queues run (the library
 # restarts them at the same positions, as in a live migration) keeps the
 # lock: taken once when the queues start, released once when they stop.
+# unlocked_after LOG N: the lock thread logged its N-th release (it
+# releases after the front-end left, on a thread of its own)
+unlocked_after() {
+	for _ in $(seq 100); do
+		[ "$(grep -c "exclusive lock released" "$1")" -ge "$2" ] && return
+		sleep 0.1
+	done
+}
+unlocked_after "$T/a.log" "$(grep -c "exclusive lock taken" "$T/a.log")"
 t0=$(grep -c "exclusive lock taken" "$T/a.log") r0=$(grep -c "exclusive lock released" "$T/a.log")
 timeout 60 "$VHU" bench "$T/a.sock" --pattern randrw --count 512 --dirty-log --hold 1 \
 	--quiet >"$T/dirty.out" 2>&1
+unlocked_after "$T/a.log" $((r0 + 1))
+sleep 0.5   # a second release would be logged by now
 t1=$(grep -c "exclusive lock taken" "$T/a.log") r1=$(grep -c "exclusive lock released" "$T/a.log")
 check "dirty logging on and off while the queues run keeps the lock (taken $((t1 - t0)), released $((r1 - r0)) times)" \
 	test "$((t1 - t0))" = 1 -a "$((r1 - r0))" = 1 -a -n "$(grep "errors: 0" "$T/dirty.out")"
@@ -266,8 +277,23 @@ check "OSD stopped: the queue stop returns after giving up (${SECONDS}s)" \
 	grep -q "queue 0 stops: [1-9][0-9]* requests* unanswered after 5 s failed" "$T/st.log"
 check "... and the daemon answers (backend_state $(field "$(info "$T/st.ctl")" backend_state))" \
 	test -n "$(field "$(info "$T/st.ctl")" backend_state)"
+# A resize the cluster does not answer: the control thread waits 8 s for
+# it, then answers and serves the control socket again.
+SECONDS=0
+out=$(timeout 60 "$VHU" ctl "$T/st.ctl" resize 80M 2>&1); rc=$?
+echo "# $out"
+check "OSD stopped: ctl resize answers after its bound (${SECONDS}s), saying the resize goes on" \
+	test $rc != 0 -a $rc != 124 -a -n "$(grep 'has not finished the resize after 8 s' <<<"$out")"
+check "... and the control socket answers after it" \
+	test "$(field "$(info "$T/st.ctl")" size)" = 67108864
 kill -CONT "$OSD"
-sleep 3
+for _ in $(seq 60); do
+	[ "$(field "$(info "$T/st.ctl")" size)" = 83886080 ] && break
+	sleep 0.5
+done
+check "OSD back: the resize given up on ends and the daemon takes the new size" \
+	test "$(field "$(info "$T/st.ctl")" size)" = 83886080
+sleep 1
 check "OSD back: the late completions crash nothing" kill -0 "$ST"
 b=$(timeout 120 "$VHU" bench "$T/st.sock" --pattern randrw --size 8M --time 2 --verify --quiet 2>&1)
 check "OSD back: a new front-end reads and writes, no error" grep -q "errors: 0" <<<"$b"
