@@ -43,6 +43,7 @@ struct img {
 	bool locker_ok;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	bool force;                 /* --lock off: take the lock from anyone */
 	bool want;                  /* the guest's queues run */
 	bool quit;
 	bool giving;                /* the locker flushes and releases */

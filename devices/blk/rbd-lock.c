@@ -34,10 +34,27 @@ const char *vhu__blk_rbd_state(const struct vhu_blk *blk)
  * watch timed out (about 30 s); writes wait meanwhile (LOCK_TAKING). */
 static void lock_take(struct img *im)
 {
+	char who[128];
 	int e;
 
 	atomic_store(&im->lock, LOCK_TAKING);
 	pthread_mutex_unlock(&im->mu);
+	/* A client that writes the image now and is no vhu-blk (a VM's
+	 * librbd, in its automatic mode) would hand the lock over when asked,
+	 * and its writes fail after: not asked (a vhu-blk, in exclusive mode,
+	 * refuses by itself).  A client that takes the lock between this
+	 * question and the request still loses it. */
+	if (!im->force && vhu__blk_rbd_other_owner(im, who, sizeof(who)) > 0 &&
+	    !vhu__blk_rbd_owner_is_vhu_blk(im, who)) {
+		pthread_mutex_lock(&im->mu);
+		atomic_store(&im->lock, LOCK_REFUSED);
+		vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': another client (%s) holds "
+			     "the exclusive lock and writes the image (a running "
+			     "VM?): not taking it away; the guest's writes fail "
+			     "until the queues restart with that client gone "
+			     "(--lock off takes it)", im->name, who);
+		return;
+	}
 	e = rbd_lock_acquire(im->rbd, RBD_LOCK_MODE_EXCLUSIVE);
 	if (e == 0)
 		vhu__blk_rbd_mark_writer(im);

@@ -254,6 +254,7 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 		return e;
 	}
 	im->rbd_ok = true;
+	im->force = blk->no_lock;
 	e = rbd_get_features(im->rbd, &features);
 	if (e == 0)
 		e = rbd_stat(im->rbd, &info, sizeof(info));

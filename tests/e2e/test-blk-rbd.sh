@@ -214,6 +214,8 @@ e2e_stop "$D"
 # info answers at once and says "locking"; the writes wait.  The owner
 # killed, librbd breaks its lock once its watch timed out (about 30 s).
 check "rbd create rbd/dl" rbdc create rbd/dl --size 64M
+serve dq "rbd:rbd/dl:conf=$CONF"
+DQ=$D
 rbd bench --io-type write --io-pattern rand --io-size 4K --io-threads 1 --io-total 1G rbd/dl \
 	>/dev/null 2>&1 &
 RB=$!
@@ -228,6 +230,15 @@ check "vhu-blk refuses an image another client holds the lock of, naming --lock 
 	test $rc = 1 -a -n "$(grep 'holds its exclusive lock and writes the image.*--lock off' <<<"$out")"
 check "... the other client still writes, its lock untouched" \
 	test -n "$owner" -a "$(kill -0 $RB 2>/dev/null && rbd lock ls rbd/dl 2>/dev/null | grep client)" = "$owner"
+# A vhu-blk that opened the image before that client took the lock does
+# not take it away either when its front-end starts the queues.
+b=$(timeout 60 "$VHU" bench "$T/dq.sock" --pattern write --count 16 --quiet 2>&1)
+check "a vhu-blk opened before the client took the lock: its queues start, its writes fail" \
+	grep -q "errors: 16" <<<"$b"
+check "... it said why" grep -q "holds the exclusive lock and writes the image" "$T/dq.log"
+check "... and the other client still writes, its lock untouched" \
+	test "$(kill -0 $RB 2>/dev/null && rbd lock ls rbd/dl 2>/dev/null | grep client)" = "$owner"
+e2e_stop "$DQ"
 kill -STOP $RB
 serve dl "rbd:rbd/dl:conf=$CONF" --lock off
 DL=$D
