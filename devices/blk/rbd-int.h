@@ -80,5 +80,9 @@ const char *vhu__blk_rbd_state(const struct vhu_blk *blk);
 int vhu__blk_rbd_other_owner(struct img *im, char *who, size_t len);
 void vhu__blk_rbd_mark_writer(struct img *im);
 bool vhu__blk_rbd_owner_is_vhu_blk(struct img *im, const char *who);
+/* Does the owner who still watch the image (a client that died keeps
+ * its lock until someone breaks it, its watch only until it times out,
+ * about 30 s)?  true when librbd cannot tell. */
+bool vhu__blk_rbd_owner_watches(struct img *im, const char *who);
 
 #endif

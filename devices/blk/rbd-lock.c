@@ -42,9 +42,11 @@ static void lock_take(struct img *im)
 	/* A client that writes the image now and is no vhu-blk (a VM's
 	 * librbd, in its automatic mode) would hand the lock over when asked,
 	 * and its writes fail after: not asked (a vhu-blk, in exclusive mode,
-	 * refuses by itself).  A client that takes the lock between this
+	 * refuses by itself; a client gone, no longer watching, has its lock
+	 * broken by librbd).  A client that takes the lock between this
 	 * question and the request still loses it. */
 	if (!im->force && vhu__blk_rbd_other_owner(im, who, sizeof(who)) > 0 &&
+	    vhu__blk_rbd_owner_watches(im, who) &&
 	    !vhu__blk_rbd_owner_is_vhu_blk(im, who)) {
 		pthread_mutex_lock(&im->mu);
 		atomic_store(&im->lock, LOCK_REFUSED);
@@ -148,6 +150,21 @@ void vhu__blk_rbd_mark_writer(struct img *im)
 			     "the image meanwhile (a migration's destination) is "
 			     "refused unless it has --lock off", im->name,
 			     strerror(-e));
+}
+
+bool vhu__blk_rbd_owner_watches(struct img *im, const char *who)
+{
+	rbd_image_watcher_t ws[64];
+	size_t n = sizeof(ws) / sizeof(ws[0]);
+	bool found = false;
+
+	if (rbd_watchers_list(im->rbd, ws, &n) < 0)
+		return true;    /* cannot tell: alive */
+	for (size_t i = 0; i < n && !found; i++)
+		found = ws[i].addr && (strstr(ws[i].addr, who) ||
+				       strstr(who, ws[i].addr));
+	rbd_watchers_list_cleanup(ws, n);
+	return found;
 }
 
 bool vhu__blk_rbd_owner_is_vhu_blk(struct img *im, const char *who)

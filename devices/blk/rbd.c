@@ -212,6 +212,13 @@ static int refuse_owned(struct vhu_blk *blk, struct img *im)
 	}
 	if (e == 0)
 		return 0;
+	if (!vhu__blk_rbd_owner_watches(im, who)) {
+		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': its exclusive lock is held "
+			     "by a client that is gone (%s, no longer watching "
+			     "the image): librbd breaks that lock when the queues "
+			     "start", im->name, who);
+		return 0;
+	}
 	if (!vhu__blk_rbd_owner_is_vhu_blk(im, who)) {
 		vhu__blk_open_error(blk, "rbd: '%s' is locked: another client (%s) "
 			"holds its exclusive lock and writes the image (a running "

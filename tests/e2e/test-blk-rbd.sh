@@ -263,6 +263,33 @@ check "the dead owner's lock broken by librbd: the writes go through (${SECONDS}
 	grep -q "errors: 0" <<<"$b"
 e2e_stop "$DL"
 
+# ---- a lock owner that died ----
+# A client killed while it held the lock keeps the lock until someone
+# breaks it, its watch only until that times out (about 30 s): then it is
+# no running VM, and vhu-blk starts; librbd breaks the lock when the
+# queues start.
+check "rbd create rbd/dd" rbdc create rbd/dd --size 64M
+rbd bench --io-type write --io-pattern rand --io-size 4K --io-threads 1 --io-total 1G rbd/dd \
+	>/dev/null 2>&1 &
+RB=$!
+for _ in $(seq 100); do rbd lock ls rbd/dd 2>/dev/null | grep -q client && break; sleep 0.1; done
+kill -KILL $RB
+wait $RB 2>/dev/null
+SECONDS=0
+for _ in $(seq 90); do
+	rbd status rbd/dd 2>/dev/null | grep -q "watcher=" || break
+	sleep 1
+done
+check "a killed client's watch times out (${SECONDS}s), its lock stays" \
+	test -z "$(rbd status rbd/dd 2>/dev/null | grep watcher=)" \
+	-a -n "$(rbd lock ls rbd/dd 2>/dev/null | grep client)"
+check "vhu-blk starts on an image whose lock a client that is gone holds" \
+	serve dd "rbd:rbd/dd:conf=$CONF"
+check "... with a warning" grep -q "held by a client that is gone" "$T/dd.log"
+b=$(timeout 60 "$VHU" bench "$T/dd.sock" --pattern write --count 16 --quiet 2>&1)
+check "... and its writes go through (librbd broke the dead lock)" grep -q "errors: 0" <<<"$b"
+e2e_stop "$D"
+
 # ---- a cluster that does not answer ----
 # The OSD stopped (SIGSTOP) under load, the front-end gone: the queue stop
 # gives up on the requests after 5 s (IOERR) instead of waiting for ever,
