@@ -202,7 +202,7 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 	json_object *size_obj, *shrink_obj;
 	uint64_t old = vhu_blk_size(d->blk), size;
 	bool shrink = false;
-	char msg[300];
+	char msg[560];
 	int64_t v;
 	int r;
 
@@ -239,6 +239,11 @@ static char *method_resize(struct vhu_blk_daemon *d, json_object *id,
 			 "than the image (%llu bytes); shrinking discards the data "
 			 "past the new end and needs \"shrink\": true",
 			 (unsigned long long)size, (unsigned long long)old);
+		return error_resp(id, RPC_RESIZE_FAILED, msg);
+	}
+	if (r < 0 && vhu_blk_resize_error(d->blk)) {
+		snprintf(msg, sizeof(msg), "resize failed: %s",
+			 vhu_blk_resize_error(d->blk));
 		return error_resp(id, RPC_RESIZE_FAILED, msg);
 	}
 	if (r < 0) {

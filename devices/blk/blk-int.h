@@ -85,6 +85,9 @@ struct vhu_blk {
 	_Atomic uint64_t lock_denied;
 	_Atomic int64_t lock_denied_at;
 	bool format_raw;            /* --format raw: no format probe */
+	/* Why the last vhu_blk_resize() was refused -EBUSY (another user
+	 * of the image holds what a resize needs): vhu_blk_resize_error(). */
+	char resize_why[512];
 	unsigned reconnect_timeout; /* seconds (remote back-ends) */
 	bool nbd_persistent_cache;  /* vhu_blk_opts' */
 	/* While vhu_blk_new() runs: where a one-line reason for a failure
@@ -229,6 +232,12 @@ void vhu__blk_open_error(struct vhu_blk *blk, const char *fmt, ...)
 int vhu__blk_image_lock(struct vhu_blk *blk, int fd, const char *path);
 void vhu__blk_lock_take(struct vhu_blk *blk, bool wait);
 void vhu__blk_lock_release(struct vhu_blk *blk);
+/* A resize: the resize permission, from before the size is read until
+ * the new one is set (0; -EBUSY with the reason in blk->resize_why when
+ * another process does not share it), then given back (unless the
+ * write lock holds it). */
+int vhu__blk_lock_resize(struct vhu_blk *blk);
+void vhu__blk_unlock_resize(struct vhu_blk *blk);
 /* A request refused for want of the write lock: counted, reported at
  * most every 10 s (any thread). */
 void vhu__blk_lock_denied(struct vhu_blk *blk, unsigned queue);

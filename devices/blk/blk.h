@@ -291,6 +291,13 @@ int vhu_blk_probe_io_uring(void);
  */
 #define VHU_BLK_RESIZE_SHRINK 1u
 int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags);
+/* Why the last vhu_blk_resize() failed, when another user of the image
+ * holds what a resize needs (-EBUSY: a process that does not share the
+ * resize permission of a file, another client's exclusive lock of an RBD
+ * image) or the storage did not finish it in time (-ETIMEDOUT: an RBD
+ * cluster that does not answer; the resize goes on), as a sentence; NULL
+ * otherwise. */
+const char *vhu_blk_resize_error(const struct vhu_blk *blk);
 /* Re-read the image size (a file grown outside, a resized block device).
  * A larger size is taken at once; a smaller one only as it is once the
  * queues are quiesced (as for a shrinking resize).  Returns 1 when the

@@ -578,19 +578,13 @@ int vhu_blk_refresh_size(struct vhu_blk *blk)
 	return atomic_load(&blk->capacity) != old;
 }
 
-int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
+/* The resize itself, with the right to resize held (vhu_blk_resize). */
+static int resize_locked(struct vhu_blk *blk, uint64_t size, unsigned flags)
 {
 	struct vhu_vq **vqs;
 	uint64_t cur;
-	int r;
+	int r = blk->be->size(blk, &cur);
 
-	if (vhu_blk_resize_refusal(blk))
-		return -EOPNOTSUPP;
-	if (blk->read_only)
-		return -EROFS;
-	if (size == 0 || size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
-		return -EINVAL;
-	r = blk->be->size(blk, &cur);
 	if (r < 0)
 		return r;
 	if (cur < atomic_load(&blk->size))
@@ -618,6 +612,33 @@ int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
 	resume(blk, vqs);
 	free(vqs);
 	return r;
+}
+
+int vhu_blk_resize(struct vhu_blk *blk, uint64_t size, unsigned flags)
+{
+	int r;
+
+	if (vhu_blk_resize_refusal(blk))
+		return -EOPNOTSUPP;
+	if (blk->read_only)
+		return -EROFS;
+	if (size == 0 || size % blk->blk_size != 0 || size > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	/* Another user of the image (a writer serving its guest) must not
+	 * see it change under it: the resize permission for the whole
+	 * resize, growing or shrinking, as QEMU's block_resize needs. */
+	blk->resize_why[0] = 0;
+	r = vhu__blk_lock_resize(blk);
+	if (r < 0)
+		return r;
+	r = resize_locked(blk, size, flags);
+	vhu__blk_unlock_resize(blk);
+	return r;
+}
+
+const char *vhu_blk_resize_error(const struct vhu_blk *blk)
+{
+	return blk->resize_why[0] ? blk->resize_why : NULL;
 }
 
 int vhu_blk_queue_stats(const struct vhu_blk *blk, unsigned index,

@@ -322,6 +322,46 @@ void vhu__blk_lock_release(struct vhu_blk *blk)
 		atomic_store(&blk->lock_state, VHU_BLK_LOCK_SHARED);
 }
 
+/* A resize changes the image under every other user: it needs QEMU's
+ * resize permission, which a writer serving a running guest (vhu-blk with
+ * the write lock, QEMU, qemu-storage-daemon) and a read-only vhu-blk do
+ * not share.  A writer whose queues run holds it already; otherwise it is
+ * taken for the resize alone, the conflict checked after (as try_take). */
+int vhu__blk_lock_resize(struct vhu_blk *blk)
+{
+	enum vhu_blk_lock_state s = atomic_load(&blk->lock_state);
+	char what[64];
+	int r;
+
+	if (s != VHU_BLK_LOCK_SHARED && s != VHU_BLK_LOCK_CONFLICT)
+		return 0;       /* off, none (no file locks), or held */
+	r = set_byte(blk->lock_fd, LOCK_PERM_BASE + PERM_RESIZE, F_RDLCK);
+	if (r < 0) {
+		snprintf(blk->resize_why, sizeof(blk->resize_why), "cannot take "
+			 "the resize lock of '%s': %s", blk->path, strerror(-r));
+		return r;
+	}
+	if (!conflict(blk->lock_fd, BIT(PERM_RESIZE), 0, what, sizeof(what)))
+		return 0;
+	(void)set_byte(blk->lock_fd, LOCK_PERM_BASE + PERM_RESIZE, F_UNLCK);
+	snprintf(blk->resize_why, sizeof(blk->resize_why), "'%s' is locked: "
+		 "another process (vhu-blk, QEMU, qemu-storage-daemon) has it "
+		 "open and %s (it serves a running guest, or reads the image); "
+		 "resize it there, or once it stopped", blk->path, what);
+	return -EBUSY;
+}
+
+void vhu__blk_unlock_resize(struct vhu_blk *blk)
+{
+	enum vhu_blk_lock_state s = atomic_load(&blk->lock_state);
+
+	/* OFD locks do not count: with the write lock taken meanwhile (a
+	 * shrink's resume), the byte is the write lock's now. */
+	if (s == VHU_BLK_LOCK_SHARED || s == VHU_BLK_LOCK_CONFLICT)
+		(void)set_byte(blk->lock_fd, LOCK_PERM_BASE + PERM_RESIZE,
+			       F_UNLCK);
+}
+
 void vhu__blk_lock_denied(struct vhu_blk *blk, unsigned queue)
 {
 	uint64_t n = atomic_fetch_add(&blk->lock_denied, 1) + 1;

@@ -32,6 +32,10 @@ struct img {
 	_Atomic int lock;           /* enum lock_state; read by the queues */
 	uint64_t watch;
 	bool watching;
+	/* The eventfd librbd's watch callback writes (blk->change_fd): the
+	 * callback's argument is the image, which outlives the device when
+	 * the image is left open at exit (rbd_close_image). */
+	int change_fd;
 	/* The locker thread takes and releases the exclusive lock, so a
 	 * client that does not answer (a dead owner: up to librbd's watch
 	 * timeout) never blocks the control thread.  Guarded by mu. */
@@ -39,6 +43,7 @@ struct img {
 	bool locker_ok;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	bool force;                 /* --lock off: take the lock from anyone */
 	bool want;                  /* the guest's queues run */
 	bool quit;
 	bool giving;                /* the locker flushes and releases */
@@ -46,6 +51,9 @@ struct img {
 	/* Queues closed with librbd requests still out: their memory stays
 	 * (a late callback writes there), and so does the image's. */
 	_Atomic unsigned stranded;
+	/* Resizes still inside librbd after the control thread stopped
+	 * waiting for them (rbd.c, rbd_set_size): the image stays too. */
+	_Atomic unsigned resizing;
 	char name[256];             /* pool/image[@snap], for messages */
 };
 
@@ -62,5 +70,19 @@ bool vhu__blk_rbd_locker_stop(struct img *im);
 void vhu__blk_rbd_queues_on(struct vhu_blk *blk);
 void vhu__blk_rbd_queues_off(struct vhu_blk *blk);
 const char *vhu__blk_rbd_state(const struct vhu_blk *blk);
+/* The client other than this one that holds the image's exclusive lock:
+ * 1 with its address in who, 0 when nobody or this client holds it, or
+ * -errno.  vhu__blk_rbd_mark_writer: record this client, which just took
+ * the lock, as a vhu-blk that gives it back when its guest stops (image
+ * metadata VHU_BLK_RBD_WRITER_KEY = its address); owner_is_vhu_blk: did
+ * the owner who record itself so. */
+#define VHU_BLK_RBD_WRITER_KEY "vhu-blk.writer"
+int vhu__blk_rbd_other_owner(struct img *im, char *who, size_t len);
+void vhu__blk_rbd_mark_writer(struct img *im);
+bool vhu__blk_rbd_owner_is_vhu_blk(struct img *im, const char *who);
+/* Does the owner who still watch the image (a client that died keeps
+ * its lock until someone breaks it, its watch only until it times out,
+ * about 30 s)?  true when librbd cannot tell. */
+bool vhu__blk_rbd_owner_watches(struct img *im, const char *who);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -33,11 +34,32 @@ const char *vhu__blk_rbd_state(const struct vhu_blk *blk)
  * watch timed out (about 30 s); writes wait meanwhile (LOCK_TAKING). */
 static void lock_take(struct img *im)
 {
+	char who[128];
 	int e;
 
 	atomic_store(&im->lock, LOCK_TAKING);
 	pthread_mutex_unlock(&im->mu);
+	/* A client that writes the image now and is no vhu-blk (a VM's
+	 * librbd, in its automatic mode) would hand the lock over when asked,
+	 * and its writes fail after: not asked (a vhu-blk, in exclusive mode,
+	 * refuses by itself; a client gone, no longer watching, has its lock
+	 * broken by librbd).  A client that takes the lock between this
+	 * question and the request still loses it. */
+	if (!im->force && vhu__blk_rbd_other_owner(im, who, sizeof(who)) > 0 &&
+	    vhu__blk_rbd_owner_watches(im, who) &&
+	    !vhu__blk_rbd_owner_is_vhu_blk(im, who)) {
+		pthread_mutex_lock(&im->mu);
+		atomic_store(&im->lock, LOCK_REFUSED);
+		vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': another client (%s) holds "
+			     "the exclusive lock and writes the image (a running "
+			     "VM?): not taking it away; the guest's writes fail "
+			     "until the queues restart with that client gone "
+			     "(--lock off takes it)", im->name, who);
+		return;
+	}
 	e = rbd_lock_acquire(im->rbd, RBD_LOCK_MODE_EXCLUSIVE);
+	if (e == 0)
+		vhu__blk_rbd_mark_writer(im);
 	pthread_mutex_lock(&im->mu);
 	atomic_store(&im->lock, e == 0 ? LOCK_HELD : LOCK_REFUSED);
 	if (e == 0)
@@ -77,6 +99,83 @@ static void lock_give(struct img *im)
 	}
 	/* Queues that started again meanwhile wait for the next take. */
 	atomic_store(&im->lock, im->want ? LOCK_TAKING : LOCK_RELEASED);
+}
+
+int vhu__blk_rbd_other_owner(struct img *im, char *who, size_t len)
+{
+	char *owners[8];
+	size_t n = sizeof(owners) / sizeof(owners[0]);
+	rbd_lock_mode_t mode;
+	int mine = 0, e = rbd_is_exclusive_lock_owner(im->rbd, &mine);
+
+	if (e < 0)
+		return e;
+	if (mine)
+		return 0;
+	e = rbd_lock_get_owners(im->rbd, &mode, owners, &n);
+	if (e == -ENOENT)
+		return 0;       /* nobody holds it */
+	if (e < 0)
+		return e;
+	if (n == 0)
+		return 0;
+	snprintf(who, len, "%s", owners[0]);
+	rbd_lock_get_owners_cleanup(owners, n);
+	return 1;
+}
+
+/* A migration's destination starts while the source holds the lock; a
+ * VM's librbd (automatic mode) holds it too, and would lose it to this
+ * vhu-blk with its writes failing after.  librbd does not tell the two
+ * apart (its lock records neither the mode nor the program), so the lock
+ * holder records itself; a stale record names an address no longer the
+ * owner's (an address is unique to a client instance). */
+void vhu__blk_rbd_mark_writer(struct img *im)
+{
+	char *owners[8];
+	size_t n = sizeof(owners) / sizeof(owners[0]);
+	rbd_lock_mode_t mode;
+	/* Our own address: the owner's, now that we are it. */
+	int e = rbd_lock_get_owners(im->rbd, &mode, owners, &n);
+
+	if (e == 0 && n > 0) {
+		e = rbd_metadata_set(im->rbd, VHU_BLK_RBD_WRITER_KEY, owners[0]);
+		rbd_lock_get_owners_cleanup(owners, n);
+	} else if (e == 0) {
+		e = -ENOENT;
+	}
+	if (e < 0)
+		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': cannot record this client "
+			     "as a vhu-blk writer (%s): another vhu-blk started on "
+			     "the image meanwhile (a migration's destination) is "
+			     "refused unless it has --lock off", im->name,
+			     strerror(-e));
+}
+
+bool vhu__blk_rbd_owner_watches(struct img *im, const char *who)
+{
+	rbd_image_watcher_t ws[64];
+	size_t n = sizeof(ws) / sizeof(ws[0]);
+	bool found = false;
+
+	if (rbd_watchers_list(im->rbd, ws, &n) < 0)
+		return true;    /* cannot tell: alive */
+	for (size_t i = 0; i < n && !found; i++)
+		found = ws[i].addr && (strstr(ws[i].addr, who) ||
+				       strstr(who, ws[i].addr));
+	rbd_watchers_list_cleanup(ws, n);
+	return found;
+}
+
+bool vhu__blk_rbd_owner_is_vhu_blk(struct img *im, const char *who)
+{
+	char v[256];
+	size_t len = sizeof(v);
+
+	if (rbd_metadata_get(im->rbd, VHU_BLK_RBD_WRITER_KEY, v, &len) < 0)
+		return false;
+	v[sizeof(v) - 1] = 0;
+	return strcmp(v, who) == 0;
 }
 
 static void *locker_main(void *arg)

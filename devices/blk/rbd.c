@@ -99,10 +99,10 @@ struct rq {
  * owner...), by this client or another. */
 static void on_update(void *arg)
 {
-	struct vhu_blk *blk = arg;
+	struct img *im = arg;
 	uint64_t one = 1;
 
-	(void)!write(blk->change_fd, &one, sizeof(one));
+	(void)!write(im->change_fd, &one, sizeof(one));
 }
 
 static void rbd_close_image(struct vhu_blk *blk)
@@ -113,13 +113,17 @@ static void rbd_close_image(struct vhu_blk *blk)
 		return;
 	/* librbd waits for its requests at close: with the cluster silent
 	 * that is forever.  Leave it all as it is instead (we exit). */
-	if (!vhu__blk_rbd_locker_stop(im) || atomic_load(&im->stranded)) {
+	if (!vhu__blk_rbd_locker_stop(im) || atomic_load(&im->stranded) ||
+	    atomic_load(&im->resizing)) {
 		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': the cluster does not answer "
-			     "(%u queue%s with requests out); the image is left "
+			     "(%u queue%s with requests out%s); the image is left "
 			     "open", im->name, atomic_load(&im->stranded),
-			     atomic_load(&im->stranded) == 1 ? "" : "s");
-		if (blk->change_fd >= 0)
-			close(blk->change_fd);
+			     atomic_load(&im->stranded) == 1 ? "" : "s",
+			     atomic_load(&im->resizing) ? ", a resize under way"
+							: "");
+		/* The watch stays too (unwatching waits for librbd): its
+		 * callback may still come, and writes the image's eventfd,
+		 * left open with it, never the device's memory. */
 		blk->change_fd = -1;
 		blk->be_data = NULL;
 		return;
@@ -188,6 +192,50 @@ static int connect_cluster(struct vhu_blk *blk, struct img *im,
 	return 0;
 }
 
+/* A writer, at open: another client holding the exclusive lock is a
+ * VM's librbd (QEMU, in its automatic mode), or the source of a migration
+ * (a vhu-blk, which recorded itself).  librbd would hand the lock from the
+ * former to this vhu-blk when its queues start, and the VM's writes would
+ * fail after: refused (unless --lock off), as a file written by QEMU is. */
+static int refuse_owned(struct vhu_blk *blk, struct img *im)
+{
+	char who[128];
+	int e;
+
+	if (atomic_load(&im->lock) != LOCK_RELEASED || blk->no_lock)
+		return 0;
+	e = vhu__blk_rbd_other_owner(im, who, sizeof(who));
+	if (e < 0) {
+		vhu__blk_open_error(blk, "rbd: '%s': cannot ask who holds its "
+				    "exclusive lock: %s", im->name, strerror(-e));
+		return e;
+	}
+	if (e == 0)
+		return 0;
+	if (!vhu__blk_rbd_owner_watches(im, who)) {
+		vhu__blk_log(VHU_LOG_WARN, "rbd: '%s': its exclusive lock is held "
+			     "by a client that is gone (%s, no longer watching "
+			     "the image): librbd breaks that lock when the queues "
+			     "start", im->name, who);
+		return 0;
+	}
+	if (!vhu__blk_rbd_owner_is_vhu_blk(im, who)) {
+		vhu__blk_open_error(blk, "rbd: '%s' is locked: another client (%s) "
+			"holds its exclusive lock and writes the image (a running "
+			"VM: QEMU's librbd, rbd-nbd...); serving it would take the "
+			"lock away and fail that client's writes.  Stop it, or pass "
+			"--lock off if you are sure", im->name, who);
+		return -EBUSY;
+	}
+	vhu__blk_log(VHU_LOG_WARN, "rbd: '%s' is being written by another "
+		     "vhu-blk (%s, serving a running guest): this one takes the "
+		     "exclusive lock when its front-end starts the queues (as "
+		     "the destination of a migration does, once the source "
+		     "stopped) and its writes fail while the other writes",
+		     im->name, who);
+	return 0;
+}
+
 static int open_image(struct vhu_blk *blk, struct img *im,
 		      const struct vhu__blk_rbd_spec *s)
 {
@@ -213,6 +261,7 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 		return e;
 	}
 	im->rbd_ok = true;
+	im->force = blk->no_lock;
 	e = rbd_get_features(im->rbd, &features);
 	if (e == 0)
 		e = rbd_stat(im->rbd, &info, sizeof(info));
@@ -236,7 +285,11 @@ static int open_image(struct vhu_blk *blk, struct img *im,
 			   ? (unsigned)info.obj_size : 4096,
 	};
 	vhu__blk_set_size(blk, info.size);
-	e = rbd_update_watch(im->rbd, &im->watch, on_update, blk);
+	e = refuse_owned(blk, im);
+	if (e < 0)
+		return e;
+	im->change_fd = blk->change_fd;
+	e = rbd_update_watch(im->rbd, &im->watch, on_update, im);
 	if (e < 0) {
 		vhu__blk_open_error(blk, "rbd: '%s': cannot watch the image: %s",
 				    im->name, strerror(-e));
@@ -302,9 +355,123 @@ static int rbd_size(struct vhu_blk *blk, uint64_t *size)
 	return rbd_get_size(img_of(blk)->rbd, size);
 }
 
+/* The control thread waits this long for a resize (the question to the
+ * cluster who holds the lock, then rbd_resize), below `vhu ctl`'s default
+ * 10 s; a cluster that does not answer, or an owner that does not run a
+ * forwarded resize, would otherwise hold the control thread for ever. */
+#define RESIZE_WAIT_MS 8000
+
+struct resize_job {
+	struct img *im;
+	uint64_t size;
+	bool check;                 /* ask who holds the exclusive lock */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done, abandoned;       /* guarded by mu */
+	int rc;                     /* 1: another client holds the lock */
+	char who[128];
+};
+
+static void job_free(struct resize_job *j)
+{
+	pthread_cond_destroy(&j->cv);
+	pthread_mutex_destroy(&j->mu);
+	free(j);
+}
+
+static void *resize_main(void *arg)
+{
+	struct resize_job *j = arg;
+	struct img *im = j->im;
+	int e = j->check ? vhu__blk_rbd_other_owner(im, j->who, sizeof(j->who))
+			 : 0;
+	bool abandoned;
+
+	if (e == 0)
+		e = rbd_resize(im->rbd, j->size);
+	pthread_mutex_lock(&j->mu);
+	j->rc = e;
+	j->done = true;
+	abandoned = j->abandoned;
+	pthread_cond_signal(&j->cv);
+	pthread_mutex_unlock(&j->mu);
+	if (abandoned) {
+		if (e < 0)
+			vhu__blk_log(VHU_LOG_ERROR, "rbd: '%s': the resize given up "
+				     "on ended: %s", im->name, strerror(-e));
+		else if (e == 0)
+			vhu__blk_log(VHU_LOG_INFO, "rbd: '%s': the resize given up "
+				     "on ended: done", im->name);
+		/* The last touch of the image: it may be closed after. */
+		atomic_fetch_sub(&im->resizing, 1);
+		job_free(j);
+	}
+	return NULL;
+}
+
+/* librbd forwards a resize to the holder of the exclusive lock, which
+ * runs it: another client's guest would see its disk change under it.
+ * Refused then; the owner asked first, so a client that takes the lock
+ * between the question and the resize still gets it run (librbd offers
+ * no resize that fails instead).  Both run on a thread of their own,
+ * waited for RESIZE_WAIT_MS. */
 static int rbd_set_size(struct vhu_blk *blk, uint64_t size)
 {
-	return rbd_resize(img_of(blk)->rbd, size);
+	struct img *im = img_of(blk);
+	struct resize_job *j = calloc(1, sizeof(*j));
+	struct timespec until;
+	pthread_attr_t attr;
+	pthread_t t;
+	int e;
+
+	if (!j)
+		return -ENOMEM;
+	j->im = im;
+	j->size = size;
+	j->check = atomic_load(&im->lock) != LOCK_NONE &&
+		   atomic_load(&im->lock) != LOCK_UNSUPPORTED;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	e = -pthread_create(&t, &attr, resize_main, j);
+	pthread_attr_destroy(&attr);
+	if (e < 0) {
+		job_free(j);
+		return e;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += RESIZE_WAIT_MS / 1000;
+	until.tv_nsec += (RESIZE_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&j->mu);
+	while (!j->done &&
+	       pthread_cond_timedwait(&j->cv, &j->mu, &until) != ETIMEDOUT)
+		;
+	if (!j->done) {
+		/* Counted before mu goes: the job's decrement comes after. */
+		atomic_fetch_add(&im->resizing, 1);
+		j->abandoned = true;
+		pthread_mutex_unlock(&j->mu);
+		snprintf(blk->resize_why, sizeof(blk->resize_why), "rbd: '%s': "
+			 "the cluster has not finished the resize after %u s (it "
+			 "does not answer, or the exclusive lock's owner does not); "
+			 "it goes on in the background, and the guest sees the new "
+			 "size once it is done", im->name, RESIZE_WAIT_MS / 1000);
+		return -ETIMEDOUT;
+	}
+	pthread_mutex_unlock(&j->mu);
+	e = j->rc;
+	if (e > 0)
+		snprintf(blk->resize_why, sizeof(blk->resize_why), "rbd: '%s' "
+			 "is locked: another client (%s) holds its exclusive "
+			 "lock (it serves a running guest); resize it there, or "
+			 "once it stopped", im->name, j->who);
+	job_free(j);
+	return e > 0 ? -EBUSY : e;
 }
 
 /* ---- queues ---- */

@@ -195,6 +195,36 @@ out=$("$VHU" bench "$T/w2.s" --pattern write --count 32 --iodepth 4 --json --qui
 check "then the second takes the write lock and writes" \
 	test "$(jget "$out" errors)" = 0 -a "$(jget "$out" writes)" = 32
 stop $W2
+# A resize changes the image under every user of it: it needs the resize
+# permission, which a writer serving its guest does not share (as on a
+# migration's destination, whose rings are stopped while the source runs).
+start w2 --blk-file "$T/img"
+W2=$D
+busy b1 "$T/w1.s"
+lock_is "$T/w1.c" write
+out=$("$VHU" ctl "$T/w2.c" resize --shrink 1M 2>&1); rc=$?
+check "resize --shrink is refused while another vhu-blk serves the image, saying why" \
+	test $rc -ne 0 -a -n "$(grep 'does not share the resize permission' <<<"$out")" \
+	-a "$(size_of "$T/img")" = 4194304
+echo "# $out"
+out=$("$VHU" ctl "$T/w2.c" resize 8M 2>&1); rc=$?
+check "growing is refused as well, the image unchanged" \
+	test $rc -ne 0 -a -n "$(grep 'resize permission' <<<"$out")" -a "$(size_of "$T/img")" = 4194304
+alive=$(kill -0 $B 2>/dev/null && echo yes)
+check "... while the first one's front-end still ran (lock write)" \
+	test "$alive" = yes -a "$(jget "$(rpc "$T/w1.c" info)" result.lock)" = write
+wait $B
+lock_is "$T/w1.c" shared
+out=$("$VHU" ctl "$T/w2.c" resize --shrink 2M 2>&1); rc=$?
+check "with the first one's front-end gone, the second resizes" \
+	test $rc -eq 0 -a "$(size_of "$T/img")" = 2097152
+"$VHU" ctl "$T/w2.c" resize 4M >/dev/null 2>&1
+check "... back to 4 MiB" test "$(size_of "$T/img")" = 4194304
+busy b1 "$T/w1.s"
+check "... and gives the resize permission back: the first one's front-end gets the write lock" \
+	lock_is "$T/w1.c" write
+wait $B
+stop $W2
 start w3 --blk-file "$T/img" --lock off
 check "--lock off opts out" test "$(jget "$(rpc "$T/w3.c" info)" result.lock)" = off
 stop $D
@@ -335,6 +365,17 @@ else
 	skip "--format raw serves it as it is" "no qemu-img"
 	skip "the refused images were not written" "no qemu-img"
 fi
+# A guest that wrote a qcow2 header into its own raw disk (the bytes put
+# there directly here): the next start refuses the disk, naming the option
+# that serves it anyway, and that option does.
+truncate -s 4M "$T/guest.img"
+printf 'QFI\xfb' | dd of="$T/guest.img" conv=notrunc status=none
+fails "a raw disk whose guest wrote a qcow2 header into sector 0 is refused, naming --format raw" \
+	"is a qcow2 image.*pass --format raw" --blk-file "$T/guest.img" --socket-path "$T/f.s"
+start f --blk-file "$T/guest.img" --format raw
+check "--format raw serves that disk" \
+	test "$(jget "$(rpc "$T/f.c" info)" result.size)" = 4194304
+stop $D
 # a raw disk with a partition table, and one smaller than the probe, serve
 python3 -c '
 import sys

@@ -10,9 +10,11 @@
 # Checks: malformed URIs and missing pools, images and configurations are
 # refused with a reason; `vhu bench --verify` over two queues and `vhu
 # check` on an image; ctl info/stats name the back-end and its lock state;
-# the exclusive lock: a second vhu-blk on the same image cannot write while
-# the first one's queues run, and can once they stopped (the hand-over a
-# migration needs); `vhu ctl resize` goes through to the image (a shrink only
+# the exclusive lock: a second vhu-blk on the same image opens while the
+# first one's queues run (a migration's destination), cannot write nor
+# resize meanwhile, and can write once they stopped (the hand-over a
+# migration needs); a client that writes the image (as a VM does) makes
+# vhu-blk refuse to start and keeps its lock; `vhu ctl resize` goes through to the image (a shrink only
 # with --shrink); `rbd resize` by another client reaches the front-end as
 # CONFIG_CHANGE_MSG; a snapshot is served read-only; and a QEMU guest
 # writes data that `rbd export` reads back, sees an `rbd resize` live and
@@ -109,14 +111,24 @@ check "vhu check: $c" grep -q "^[0-9]* passed, 0 failed" <<<"$c"
 # Dirty logging switched on and off while the queues run (the library
 # restarts them at the same positions, as in a live migration) keeps the
 # lock: taken once when the queues start, released once when they stop.
+# unlocked_after LOG N: the lock thread logged its N-th release (it
+# releases after the front-end left, on a thread of its own)
+unlocked_after() {
+	for _ in $(seq 100); do
+		[ "$(grep -c "exclusive lock released" "$1")" -ge "$2" ] && return
+		sleep 0.1
+	done
+}
+unlocked_after "$T/a.log" "$(grep -c "exclusive lock taken" "$T/a.log")"
 t0=$(grep -c "exclusive lock taken" "$T/a.log") r0=$(grep -c "exclusive lock released" "$T/a.log")
 timeout 60 "$VHU" bench "$T/a.sock" --pattern randrw --count 512 --dirty-log --hold 1 \
 	--quiet >"$T/dirty.out" 2>&1
+unlocked_after "$T/a.log" $((r0 + 1))
+sleep 0.5   # a second release would be logged by now
 t1=$(grep -c "exclusive lock taken" "$T/a.log") r1=$(grep -c "exclusive lock released" "$T/a.log")
 check "dirty logging on and off while the queues run keeps the lock (taken $((t1 - t0)), released $((r1 - r0)) times)" \
 	test "$((t1 - t0))" = 1 -a "$((r1 - r0))" = 1 -a -n "$(grep "errors: 0" "$T/dirty.out")"
-check "a second vhu-blk opens the same image" serve b "rbd:rbd/img:conf=$CONF"
-timeout 60 "$VHU" bench "$T/a.sock" --pattern write --count 64 --quiet --hold 8 \
+timeout 60 "$VHU" bench "$T/a.sock" --pattern write --count 64 --quiet --hold 10 \
 	>"$T/hold.out" 2>&1 &
 HOLD=$!
 for _ in $(seq 50); do
@@ -125,6 +137,23 @@ for _ in $(seq 50); do
 done
 check "info: locked while the queues run" test "$(field "$(info "$T/a.ctl")" backend_state)" = locked
 check "rbd lock ls shows the exclusive lock" bash -c "rbd lock ls rbd/img | grep -q 'exclusive lock'"
+# A migration's destination starts while the source holds the lock: the
+# source recorded itself as a vhu-blk, so this is no VM's lock to take.
+check "a second vhu-blk opens the image while the first holds the lock, with a warning" \
+	serve b "rbd:rbd/img:conf=$CONF"
+check "... that names the other vhu-blk" grep -q "being written by another vhu-blk" "$T/b.log"
+# Its resize would be forwarded by librbd to the lock's holder and run
+# under the first one's guest: refused, saying why.
+rsize() { rbd info --format json rbd/img | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
+out=$(timeout 10 "$VHU" ctl "$T/b.ctl" resize --shrink 32M 2>&1); rc=$?
+echo "# $out"
+check "second vhu-blk: resize --shrink refused while the first holds the lock, saying why" \
+	test $rc != 0 -a -n "$(grep 'holds its exclusive lock' <<<"$out")" -a "$(rsize)" = 67108864
+out=$(timeout 10 "$VHU" ctl "$T/b.ctl" resize 80M 2>&1); rc=$?
+check "second vhu-blk: growing refused too, the image unchanged" \
+	test $rc != 0 -a -n "$(grep 'holds its exclusive lock' <<<"$out")" -a "$(rsize)" = 67108864
+check "... while the first one's writes still ran (locked)" \
+	test "$(kill -0 $HOLD 2>/dev/null && field "$(info "$T/a.ctl")" backend_state)" = locked
 timeout 60 "$VHU" bench "$T/b.sock" --pattern write --count 64 --quiet --hold 2 \
 	>"$T/refused.out" 2>&1 &
 sleep 1
@@ -143,7 +172,6 @@ check "second writer takes the lock over and writes" grep -q "errors: 0" <<<"$b"
 e2e_stop "$D"
 
 # ---- resize ----
-rsize() { rbd info --format json rbd/img | python3 -c 'import json,sys; print(json.load(sys.stdin)["size"])'; }
 timeout 10 "$VHU" ctl "$T/a.ctl" resize 80M >/dev/null 2>&1
 check "ctl resize 80M grows the RBD image" test "$(rsize)" = 83886080
 check "ctl resize 64M without --shrink refused" bash -c "! timeout 10 '$VHU' ctl '$T/a.ctl' resize 64M >/dev/null 2>&1"
@@ -186,13 +214,33 @@ e2e_stop "$D"
 # info answers at once and says "locking"; the writes wait.  The owner
 # killed, librbd breaks its lock once its watch timed out (about 30 s).
 check "rbd create rbd/dl" rbdc create rbd/dl --size 64M
+serve dq "rbd:rbd/dl:conf=$CONF"
+DQ=$D
 rbd bench --io-type write --io-pattern rand --io-size 4K --io-threads 1 --io-total 1G rbd/dl \
 	>/dev/null 2>&1 &
 RB=$!
 for _ in $(seq 100); do rbd lock ls rbd/dl 2>/dev/null | grep -q client && break; sleep 0.1; done
 sleep 1
+# A client that writes the image holds the lock in librbd's automatic mode
+# (as QEMU does): vhu-blk refuses to start rather than take it away.
+owner=$(rbd lock ls rbd/dl 2>/dev/null | grep client)
+out=$(timeout 60 "$BIN" --socket-path "$T/bad.sock" --blk-file "rbd:rbd/dl:conf=$CONF" 2>&1); rc=$?
+echo "# $out" | tail -1
+check "vhu-blk refuses an image another client holds the lock of, naming --lock off" \
+	test $rc = 1 -a -n "$(grep 'holds its exclusive lock and writes the image.*--lock off' <<<"$out")"
+check "... the other client still writes, its lock untouched" \
+	test -n "$owner" -a "$(kill -0 $RB 2>/dev/null && rbd lock ls rbd/dl 2>/dev/null | grep client)" = "$owner"
+# A vhu-blk that opened the image before that client took the lock does
+# not take it away either when its front-end starts the queues.
+b=$(timeout 60 "$VHU" bench "$T/dq.sock" --pattern write --count 16 --quiet 2>&1)
+check "a vhu-blk opened before the client took the lock: its queues start, its writes fail" \
+	grep -q "errors: 16" <<<"$b"
+check "... it said why" grep -q "holds the exclusive lock and writes the image" "$T/dq.log"
+check "... and the other client still writes, its lock untouched" \
+	test "$(kill -0 $RB 2>/dev/null && rbd lock ls rbd/dl 2>/dev/null | grep client)" = "$owner"
+e2e_stop "$DQ"
 kill -STOP $RB
-serve dl "rbd:rbd/dl:conf=$CONF"
+serve dl "rbd:rbd/dl:conf=$CONF" --lock off
 DL=$D
 timeout 60 "$VHU" bench "$T/dl.sock" --pattern write --count 64 --quiet >"$T/dl.out" 2>&1 &
 BP=$!
@@ -214,6 +262,33 @@ b=$(timeout 120 "$VHU" bench "$T/dl.sock" --pattern write --count 64 --quiet 2>&
 check "the dead owner's lock broken by librbd: the writes go through (${SECONDS}s)" \
 	grep -q "errors: 0" <<<"$b"
 e2e_stop "$DL"
+
+# ---- a lock owner that died ----
+# A client killed while it held the lock keeps the lock until someone
+# breaks it, its watch only until that times out (about 30 s): then it is
+# no running VM, and vhu-blk starts; librbd breaks the lock when the
+# queues start.
+check "rbd create rbd/dd" rbdc create rbd/dd --size 64M
+rbd bench --io-type write --io-pattern rand --io-size 4K --io-threads 1 --io-total 1G rbd/dd \
+	>/dev/null 2>&1 &
+RB=$!
+for _ in $(seq 100); do rbd lock ls rbd/dd 2>/dev/null | grep -q client && break; sleep 0.1; done
+kill -KILL $RB
+wait $RB 2>/dev/null
+SECONDS=0
+for _ in $(seq 90); do
+	rbd status rbd/dd 2>/dev/null | grep -q "watcher=" || break
+	sleep 1
+done
+check "a killed client's watch times out (${SECONDS}s), its lock stays" \
+	test -z "$(rbd status rbd/dd 2>/dev/null | grep watcher=)" \
+	-a -n "$(rbd lock ls rbd/dd 2>/dev/null | grep client)"
+check "vhu-blk starts on an image whose lock a client that is gone holds" \
+	serve dd "rbd:rbd/dd:conf=$CONF"
+check "... with a warning" grep -q "held by a client that is gone" "$T/dd.log"
+b=$(timeout 60 "$VHU" bench "$T/dd.sock" --pattern write --count 16 --quiet 2>&1)
+check "... and its writes go through (librbd broke the dead lock)" grep -q "errors: 0" <<<"$b"
+e2e_stop "$D"
 
 # ---- a cluster that does not answer ----
 # The OSD stopped (SIGSTOP) under load, the front-end gone: the queue stop
@@ -240,8 +315,23 @@ check "OSD stopped: the queue stop returns after giving up (${SECONDS}s)" \
 	grep -q "queue 0 stops: [1-9][0-9]* requests* unanswered after 5 s failed" "$T/st.log"
 check "... and the daemon answers (backend_state $(field "$(info "$T/st.ctl")" backend_state))" \
 	test -n "$(field "$(info "$T/st.ctl")" backend_state)"
+# A resize the cluster does not answer: the control thread waits 8 s for
+# it, then answers and serves the control socket again.
+SECONDS=0
+out=$(timeout 60 "$VHU" ctl "$T/st.ctl" resize 80M 2>&1); rc=$?
+echo "# $out"
+check "OSD stopped: ctl resize answers after its bound (${SECONDS}s), saying the resize goes on" \
+	test $rc != 0 -a $rc != 124 -a -n "$(grep 'has not finished the resize after 8 s' <<<"$out")"
+check "... and the control socket answers after it" \
+	test "$(field "$(info "$T/st.ctl")" size)" = 67108864
 kill -CONT "$OSD"
-sleep 3
+for _ in $(seq 60); do
+	[ "$(field "$(info "$T/st.ctl")" size)" = 83886080 ] && break
+	sleep 0.5
+done
+check "OSD back: the resize given up on ends and the daemon takes the new size" \
+	test "$(field "$(info "$T/st.ctl")" size)" = 83886080
+sleep 1
 check "OSD back: the late completions crash nothing" kill -0 "$ST"
 b=$(timeout 120 "$VHU" bench "$T/st.sock" --pattern randrw --size 8M --time 2 --verify --quiet 2>&1)
 check "OSD back: a new front-end reads and writes, no error" grep -q "errors: 0" <<<"$b"

@@ -12,7 +12,8 @@
 /* QEMU's file driver: byte 100 + permission held, 200 + permission not
  * shared; 300: a vhu-blk writer that hands over. */
 enum { READ = 100, WRITE = 101, RESIZE = 103,
-       NOSHARE_READ = 200, NOSHARE_WRITE = 201, HANDOVER = 300 };
+       NOSHARE_READ = 200, NOSHARE_WRITE = 201, NOSHARE_RESIZE = 203,
+       HANDOVER = 300 };
 
 /* Another open file's view: is the byte locked by anyone? */
 static bool held(const char *path, off_t byte)
@@ -247,6 +248,42 @@ TEST(a_writer_present_at_queue_start_means_no_access)
 	CHECK(!held(c.img, NOSHARE_WRITE) && !held(c.img, HANDOVER));
 	CHECK_EQ(one(&c, VHU_BLK_T_FLUSH, 0, 0, false, NULL), VHU_BLK_S_IOERR);
 	close(fd);
+	ctx_close(&c);
+}
+
+/* A resize needs the resize permission for its whole length: refused
+ * (the image unchanged, the reason said) while another process does not
+ * share it, done once it is gone, and given back after. */
+TEST(resize_needs_the_resize_permission)
+{
+	static const int qemu_writer[] = { READ, WRITE, RESIZE, NOSHARE_WRITE,
+					   NOSHARE_RESIZE };
+	struct vhu_blk_opts o = { 0 };
+	struct stat st;
+	struct ctx c;
+	int fd;
+
+	ctx_open(&c, &o, false);
+	fd = holder(c.img, qemu_writer, 5);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE / 2, VHU_BLK_RESIZE_SHRINK),
+		 -EBUSY);
+	CHECK(vhu_blk_resize_error(c.blk) &&
+	      strstr(vhu_blk_resize_error(c.blk), "does not share the resize"));
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE * 2, 0), -EBUSY);
+	CHECK(stat(c.img, &st) == 0 && st.st_size == IMG_SIZE);
+	CHECK_EQ(vhu_blk_size(c.blk), (uint64_t)IMG_SIZE);
+	close(fd);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE / 2, VHU_BLK_RESIZE_SHRINK), 0);
+	CHECK(vhu_blk_resize_error(c.blk) == NULL);
+	CHECK(stat(c.img, &st) == 0 && st.st_size == IMG_SIZE / 2);
+	CHECK(!held(c.img, RESIZE));
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE, 0), 0);
+	/* with its queue running it holds the permission, and keeps it */
+	ctx_connect(&c);
+	CHECK_EQ(vhu_blk_lock_state(c.blk), VHU_BLK_LOCK_WRITE);
+	CHECK_EQ(vhu_blk_resize(c.blk, IMG_SIZE / 2, VHU_BLK_RESIZE_SHRINK), 0);
+	CHECK(held(c.img, RESIZE) && held(c.img, WRITE));
+	CHECK_EQ(one(&c, VHU_BLK_T_OUT, 8, 4096, false, NULL), VHU_BLK_S_OK);
 	ctx_close(&c);
 }
 

@@ -307,9 +307,14 @@ static int ctl_answer(const struct ctl_args *a, json_object *resp,
 		json_object *m = NULL, *code = NULL;
 		json_object_object_get_ex(error, "message", &m);
 		json_object_object_get_ex(error, "code", &code);
+		const char *text = m ? json_object_get_string(m) : "?";
+		size_t ml = strlen(a->method);
+		/* vhu-blk's messages say "resize failed: ..." themselves. */
+		if (strncmp(text, a->method, ml) == 0 &&
+		    strncmp(text + ml, " failed: ", 9) == 0)
+			text += ml + 9;
 		fprintf(stderr, "vhu ctl: %s failed: %s (code %" PRId64 ")\n",
-			a->method, m ? json_object_get_string(m) : "?",
-			code ? json_object_get_int64(code) : 0);
+			a->method, text, code ? json_object_get_int64(code) : 0);
 		if (a->json)
 			printf("%s\n", json_object_to_json_string_ext(
 					       error, JSON_C_TO_STRING_PRETTY));
