@@ -6,7 +6,9 @@
 #     the installed headers only;
 #   - the exported symbols of libvhu.so (nm -D) are exactly the names
 #     src/libvhu.map lists, all vhu_* (never vhu__*), each with a version;
-#   - examples/ramdisk.c and examples/probe.c, built out of tree with
+#   - nothing lands outside the prefix (systemd units and sysusers.d
+#     entry included);
+#   - examples/ramdisk.c, probe.c and rng.c, built out of tree with
 #     `pkg-config --cflags --libs vhu`, link the installed libvhu.so.0
 #     with versioned symbols, and run: probe reads ramdisk's config space.
 # Usage: test-install.sh BUILD_DIR    (TAP on stdout)
@@ -43,6 +45,10 @@ if ! out=$(meson install -C "$BUILD" --no-rebuild --destdir "$dest" 2>&1); then
 	finish
 fi
 ok "meson install --destdir"
+prefix=$(meson introspect "$BUILD" --buildoptions |
+	/usr/bin/python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')
+outside=$(cd "$dest" && find . -type f -o -type l | sed 's|^\.||' | grep -v "^$prefix/")
+check "nothing is installed outside the prefix ($prefix)" "$outside" [ -z "$outside" ]
 pc=$(find "$dest" -name vhu.pc | head -n 1)
 lib=$(find "$dest" -name 'libvhu.so.0' | head -n 1)
 inc=$(find "$dest" -type d -path '*/include/vhu' | head -n 1)
@@ -95,7 +101,7 @@ export PKG_CONFIG_PATH=$(dirname "$pc")
 export PKG_CONFIG_SYSROOT_DIR=$dest
 flags=$(pkg-config --cflags --libs vhu 2>&1)
 check "pkg-config --cflags --libs vhu" "$flags" pkg-config --exists vhu
-for ex in ramdisk probe; do
+for ex in ramdisk probe rng; do
 	# shellcheck disable=SC2086 # flags are words
 	out=$("$CC" -std=gnu11 -Wall -Wextra -Werror -o "$tmp/$ex" "$SRC/examples/$ex.c" $flags 2>&1)
 	check "examples/$ex.c builds out of tree with pkg-config" "$flags"$'\n'"$out" [ -x "$tmp/$ex" ]
@@ -112,7 +118,7 @@ check "the program binds every vhu_ symbol with a VHU_ version" "$unbound" \
 "$tmp/ramdisk" "$tmp/rd.sock" 8 >"$tmp/rd.log" 2>&1 &
 rd_pid=$!
 for _ in $(seq 100); do [ -S "$tmp/rd.sock" ] && break; sleep 0.05; done
-out=$(timeout 20 "$tmp/probe" "$tmp/rd.sock" 2>&1)
+out=$(timeout 20 "$tmp/probe" "$tmp/rd.sock" blk 2>&1)
 rc=$?
 check "out-of-tree probe reads out-of-tree ramdisk's config space" "exit $rc: $out" \
 	grep -q '^as virtio-blk: capacity 16384 sectors' <<<"$out"
