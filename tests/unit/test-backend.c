@@ -609,6 +609,73 @@ TEST(add_and_remove_memory_regions)
 	close_all();
 }
 
+/* queue_stop_begin: before every queue_stopped; a stop of all queues
+ * begins each before the first queue_stopped, so a device that waits in
+ * queue_stopped waits for all of them at once. */
+static unsigned begun_restarting;
+static void t_stop_begin(void *o, struct vhu_vq *vq)
+{
+	unsigned i = vhu_vq_index(vq);
+	logev(i ? "B1" : "B0");
+	begun_restarting += vhu_vq_is_restarting(vq);
+	/* Still the device's: not stopped yet. */
+	CHECK(vq->started);
+}
+
+TEST(all_queue_stops_begin_every_queue_first)
+{
+	struct vhu_device_ops ops_b = ops;
+	ops_b.queue_stop_begin = t_stop_begin;
+	reset_dev();
+	begun_restarting = 0;
+	struct vhu_backend_opts o = default_opts();
+	o.ops = &ops_b;
+	CHECK_EQ(fe_open(&fe, &o), 0);
+	CHECK_EQ(fe_negotiate(&fe, ~VHU_BIT(VHU_F_RING_PACKED), ALL_PF), 0);
+	uint64_t feat = vhu_backend_features(fe.b);
+	CHECK(feat & VHU_BIT(VHU_F_LOG_ALL));
+	dev.log[0] = 0;
+	CHECK_EQ(fe_set_mem(&fe), 0);
+	int k1 = -1;
+	CHECK_EQ(fe_setup_vring(&fe, 0, 256, &kick0), 0);
+	CHECK_EQ(fe_setup_vring(&fe, 1, 256, &k1), 0);
+	CHECK_EQ(fe_enable(&fe, 0, true), 0);
+	CHECK_EQ(fe_enable(&fe, 1, true), 0);
+	CHECK(!strcmp(dev.log, "S0S1"));
+
+	/* A new memory table (the same layout on a new memfd). */
+	dev.log[0] = 0;
+	int fd = new_memfd(FE_MEM_SIZE);
+	CHECK(fd >= 0);
+	struct vhu_mem_table t = { .nregions = 1 };
+	t.regions[0] = (struct vhu_mem_region){ 0, FE_MEM_SIZE, FE_UVA, 0 };
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 32, &fd, 1), 0);
+	close(fd);
+	CHECK(!strcmp(dev.log, "B0B1T0T1S0S1"));
+	CHECK_EQ(begun_restarting, 2);
+
+	/* Dirty logging switched off while the rings run. */
+	dev.log[0] = 0;
+	uint64_t f = feat & ~VHU_BIT(VHU_F_LOG_ALL);
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_FEATURES, &f, 8, NULL, 0), 0);
+	CHECK(!strcmp(dev.log, "B0B1T0T1S0S1"));
+	CHECK_EQ(begun_restarting, 4);
+
+	/* One queue alone: begun, then stopped. */
+	dev.log[0] = 0;
+	CHECK_EQ(fe_enable(&fe, 1, false), 0);
+	CHECK(!strcmp(dev.log, "B1T1"));
+	CHECK_EQ(fe_enable(&fe, 1, true), 0);
+
+	/* A reset (as a disconnect): real stops, begun first. */
+	dev.log[0] = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+	CHECK(!strcmp(dev.log, "B0B1T0T1RX"));
+	CHECK_EQ(begun_restarting, 4);
+	close(k1);
+	close_all();
+}
+
 /* ---- reset, status ---- */
 
 TEST(reset_device_stops_and_resets)
