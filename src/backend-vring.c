@@ -342,7 +342,17 @@ int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req)
 }
 
 /* The device signals call_fd and err_fd from its own thread: swap one
- * only while the queue is stopped, and restart it if it was started. */
+ * only while the queue is stopped, and restart it if it was started.
+ * A new call fd is signalled once, before the queue runs again (as
+ * libvhost-user does): the device may have signalled the old one for
+ * used entries the driver has not seen, and an interrupt that went to a
+ * torn-down fd (a reconnect, QEMU switching between its masked notifier
+ * and the irqfd) would leave the driver waiting for ever.  The stop
+ * completed and signalled what the device popped, so everything used so
+ * far is covered.  A spurious interrupt only makes the driver look at its
+ * used ring.  Only a queue with a ring address gets one: without it the
+ * driver has set up no ring to look at, and the front-end may still be
+ * wiring its interrupts. */
 static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
 			  struct vhu_vq *vq, int *slot)
 {
@@ -350,6 +360,8 @@ static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
 
 	vhu__be_vq_pause(b, vq);
 	replace_fd(slot, take_u64_fd(req));
+	if (slot == &vq->call_fd && vq->call_fd >= 0 && vq->addr_set)
+		(void)vhu__eventfd_signal(vq->call_fd);
 	if (was)
 		vhu__be_vq_resume(b, vq);
 	return 0;

@@ -421,10 +421,13 @@ TEST(vring_call_and_err_fds_are_kept_and_replaced)
 	close(e);
 	CHECK_EQ(tl_count_fds(), n0 + 1); /* the session holds its copy */
 	CHECK(vq->err_fd >= 0);
-	int c = eventfd(0, EFD_CLOEXEC);
+	int c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
-	/* The new call fd reaches the queue: signal through it. */
+	/* The new call fd reaches the queue: signal through it (after the
+	 * session's own interrupt for the new fd). */
 	uint64_t one = 1, v = 0;
+	CHECK_EQ(read(c, &v, 8), 8);
+	CHECK_EQ(v, 1);
 	CHECK_EQ(write(vq->call_fd, &one, 8), 8);
 	CHECK_EQ(read(c, &v, 8), 8);
 	CHECK_EQ(v, 1);
@@ -437,6 +440,51 @@ TEST(vring_call_and_err_fds_are_kept_and_replaced)
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_ERR, &u, 8, NULL, 0), 0);
 	CHECK_EQ(tl_count_fds(), n0);
 	CHECK_EQ(vq->err_fd, -1);
+	close_all();
+}
+
+/* libvhost-user signals every new call fd (an interrupt lost across an
+ * fd switch or a reconnect would leave the driver waiting), and QEMU's
+ * own vhost-user-blk tests wait for it: one interrupt, on a running
+ * queue and on one that has its rings but is not enabled yet (QEMU sends
+ * SET_VRING_CALL before SET_VRING_ENABLE), none without a ring. */
+TEST(new_call_fd_is_signalled_once)
+{
+	open_started();
+	struct vhu_vq *vq = vhu_backend_vq(fe.b, 0);
+	int c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	uint64_t u = 0, v = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
+	CHECK(vq->started);
+	CHECK_EQ(read(c, &v, 8), 8);
+	CHECK_EQ(v, 1);
+	CHECK(read(c, &v, 8) < 0 && errno == EAGAIN);
+	close(c);
+
+	/* Queue 1: rings set, not enabled (not started). */
+	int k1 = -1;
+	CHECK_EQ(fe_setup_vring(&fe, 1, 256, &k1), 0);
+	CHECK(!vhu_backend_vq(fe.b, 1)->started);
+	c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	u = 1;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
+	v = 0;
+	CHECK_EQ(read(c, &v, 8), 8);
+	CHECK_EQ(v, 1);
+	close(c);
+	close(k1);
+
+	/* After a reset no queue has rings: nothing to look at, no
+	 * interrupt. */
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+	c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	u = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
+	CHECK(read(c, &v, 8) < 0 && errno == EAGAIN);
+	close(c);
+	/* "No fd" signals nothing and breaks nothing. */
+	u = VHU_VRING_NOFD;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, NULL, 0), 0);
 	close_all();
 }
 
