@@ -360,8 +360,13 @@ static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
 
 	vhu__be_vq_pause(b, vq);
 	replace_fd(slot, take_u64_fd(req));
-	if (slot == &vq->call_fd && vq->call_fd >= 0 && vq->addr_set)
-		(void)vhu__eventfd_signal(vq->call_fd);
+	if (slot == &vq->call_fd && vq->call_fd >= 0 && vq->addr_set) {
+		/* The fd is the front-end's and may be no eventfd at all (a
+		 * full pipe): the control thread must not block on it. */
+		struct pollfd p = { .fd = vq->call_fd, .events = POLLOUT };
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+			(void)vhu__eventfd_signal(vq->call_fd);
+	}
 	if (was)
 		vhu__be_vq_resume(b, vq);
 	return 0;

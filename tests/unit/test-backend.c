@@ -474,6 +474,23 @@ TEST(new_call_fd_is_signalled_once)
 	close(c);
 	close(k1);
 
+	/* A call "eventfd" that is a full, blocking pipe: the session must
+	 * not block writing to it (SIGALRM ends the test if it does). */
+	int pp[2];
+	CHECK_EQ(pipe2(pp, O_CLOEXEC | O_NONBLOCK), 0);
+	char junk[4096];
+	memset(junk, 0, sizeof(junk));
+	while (write(pp[1], junk, sizeof(junk)) > 0)
+		;
+	CHECK_EQ(fcntl(pp[1], F_SETFL, 0), 0);
+	alarm(10);
+	u = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &pp[1], 1), 0);
+	alarm(0);
+	CHECK(vq->started);
+	close(pp[0]);
+	close(pp[1]);
+
 	/* After a reset no queue has rings: nothing to look at, no
 	 * interrupt. */
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0), 0);
