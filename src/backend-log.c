@@ -35,10 +35,9 @@ void vhu__be_log_attach(struct vhu_backend *b, struct vhu_vq *vq)
 
 void vhu__be_log_change_begin(struct vhu_backend *b, bool *was)
 {
-	for (unsigned i = 0; i < b->num_queues; i++) {
+	for (unsigned i = 0; i < b->num_queues; i++)
 		was[i] = b->vqs[i].started;
-		vhu__be_vq_pause(b, &b->vqs[i]);
-	}
+	vhu__be_stop_all(b);
 }
 
 void vhu__be_log_change_end(struct vhu_backend *b, const bool *was)

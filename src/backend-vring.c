@@ -89,7 +89,18 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 		b->ops.queue_kick(b->opaque, vq);
 }
 
-void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq)
+/* A stop in two halves: stop_begin tells the device (it may start
+ * winding the queue down, without waiting), stop_end takes the queue back
+ * (queue_stopped waits until the device is done with it).  Stopping
+ * several queues begins them all before ending any, so the device's
+ * waits overlap. */
+static void stop_begin(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	if (vq->started && b->ops.queue_stop_begin)
+		b->ops.queue_stop_begin(b->opaque, vq);
+}
+
+static void stop_end(struct vhu_backend *b, struct vhu_vq *vq)
 {
 	if (!vq->started)
 		return;
@@ -98,6 +109,12 @@ void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq)
 		b->ops.queue_stopped(b->opaque, vq);
 	vq->started = false;
 	vhu__debug("queue %u stopped", vq->index);
+}
+
+void vhu__be_vq_stop(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	stop_begin(b, vq);
+	stop_end(b, vq);
 }
 
 void vhu__be_vq_pause(struct vhu_backend *b, struct vhu_vq *vq)
@@ -124,8 +141,18 @@ bool vhu_vq_is_restarting(const struct vhu_vq *vq)
 
 void vhu__be_stop_all(struct vhu_backend *b)
 {
+	/* Every queue is told first: a device that waits in queue_stopped
+	 * (vhu-blk, for storage that is slow to answer) then waits once for
+	 * all of them, not once per queue. */
+	for (unsigned i = 0; i < b->num_queues; i++) {
+		struct vhu_vq *vq = &b->vqs[i];
+		if (!vq->started)
+			continue;
+		vq->restarting = true;
+		stop_begin(b, vq);
+	}
 	for (unsigned i = 0; i < b->num_queues; i++)
-		vhu__be_vq_pause(b, &b->vqs[i]);
+		stop_end(b, &b->vqs[i]);
 }
 
 void vhu__be_restart_all(struct vhu_backend *b)
@@ -142,8 +169,11 @@ void vhu__be_restart_all(struct vhu_backend *b)
 
 void vhu__be_reset_rings(struct vhu_backend *b)
 {
+	/* As vhu__be_stop_all: every stop begins before the first ends. */
+	for (unsigned i = 0; i < b->num_queues; i++)
+		stop_begin(b, &b->vqs[i]);
 	for (unsigned i = 0; i < b->num_queues; i++) {
-		vhu__be_vq_stop(b, &b->vqs[i]);
+		stop_end(b, &b->vqs[i]);
 		vhu__vq_reset(&b->vqs[i]);
 	}
 }
@@ -312,7 +342,17 @@ int vhu__be_set_vring_kick(struct vhu_backend *b, struct vhu__req *req)
 }
 
 /* The device signals call_fd and err_fd from its own thread: swap one
- * only while the queue is stopped, and restart it if it was started. */
+ * only while the queue is stopped, and restart it if it was started.
+ * A new call fd is signalled once, before the queue runs again (as
+ * libvhost-user does): the device may have signalled the old one for
+ * used entries the driver has not seen, and an interrupt that went to a
+ * torn-down fd (a reconnect, QEMU switching between its masked notifier
+ * and the irqfd) would leave the driver waiting for ever.  The stop
+ * completed and signalled what the device popped, so everything used so
+ * far is covered.  A spurious interrupt only makes the driver look at its
+ * used ring.  Only a queue with a ring address gets one: without it the
+ * driver has set up no ring to look at, and the front-end may still be
+ * wiring its interrupts. */
 static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
 			  struct vhu_vq *vq, int *slot)
 {
@@ -320,6 +360,13 @@ static int swap_signal_fd(struct vhu_backend *b, struct vhu__req *req,
 
 	vhu__be_vq_pause(b, vq);
 	replace_fd(slot, take_u64_fd(req));
+	if (slot == &vq->call_fd && vq->call_fd >= 0 && vq->addr_set) {
+		/* The fd is the front-end's and may be no eventfd at all (a
+		 * full pipe): the control thread must not block on it. */
+		struct pollfd p = { .fd = vq->call_fd, .events = POLLOUT };
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+			(void)vhu__eventfd_signal(vq->call_fd);
+	}
 	if (was)
 		vhu__be_vq_resume(b, vq);
 	return 0;

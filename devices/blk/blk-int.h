@@ -159,7 +159,9 @@ void vhu__blk_q_set_polling(struct vhu__blk_worker *w);
  * Threads (thread.c).  A runner serves one queue, either on a thread of
  * its own (group == NULL) or on a shared group thread that serves several
  * queues.  Stopping is synchronous: on return every request the queue
- * popped has been pushed and the engine is freed.
+ * popped has been pushed and the engine is freed.  stop_begin only asks
+ * (no wait; run_stop must follow): stopping several queues, ask them all
+ * first, so their waits (a back-end's give-up time) overlap.
  */
 struct vhu__blk_group;
 struct vhu__blk_runner;
@@ -169,6 +171,7 @@ int vhu__blk_group_new(struct vhu__blk_group **out);
 void vhu__blk_group_free(struct vhu__blk_group *g);
 int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 		       struct vhu__blk_group *g, struct vhu__blk_runner **out);
+void vhu__blk_run_stop_begin(struct vhu__blk_runner *r);
 void vhu__blk_run_stop(struct vhu__blk_runner *r);
 
 /*

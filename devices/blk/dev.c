@@ -81,6 +81,18 @@ static void blk_queue_started(void *opaque, struct vhu_vq *vq)
 	}
 }
 
+/* Ask the queue's engine to stop without waiting: the session begins
+ * every stop of an all-queue stop before it waits in queue_stopped, so
+ * queues behind a server that does not answer give up together. */
+static void blk_queue_stop_begin(void *opaque, struct vhu_vq *vq)
+{
+	struct vhu_blk *blk = opaque;
+	unsigned idx = vhu_vq_index(vq);
+
+	if (idx < blk->num_queues)
+		vhu__blk_run_stop_begin(blk->runners[idx]);
+}
+
 static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 {
 	struct vhu_blk *blk = opaque;
@@ -178,6 +190,7 @@ static const struct vhu_device_ops blk_ops = {
 	.set_config = blk_set_config,
 	.reset = blk_reset,
 	.device_reset = blk_device_reset,
+	.queue_stop_begin = blk_queue_stop_begin,
 };
 
 static const uint8_t blk_config_writable[VHU_BLK_CONFIG_SIZE] = {
@@ -534,6 +547,10 @@ enum vhu_blk_aio vhu_blk_aio(const struct vhu_blk *blk)
  */
 static void quiesce(struct vhu_blk *blk, struct vhu_vq **vqs)
 {
+	/* Every queue is asked first, then waited for: the waits overlap
+	 * (a stop of all queues takes one give-up period, not one each). */
+	for (unsigned i = 0; i < blk->num_queues; i++)
+		vhu__blk_run_stop_begin(blk->runners[i]);
 	for (unsigned i = 0; i < blk->num_queues; i++) {
 		vqs[i] = blk->runners[i] ? blk->vqs[i] : NULL;
 		if (!vqs[i])

@@ -34,6 +34,7 @@ struct vhu__blk_runner {
 	struct vhu__blk_group *group;   /* NULL: own thread */
 	pthread_t thread;
 	bool done;                      /* group: finished (under lock) */
+	bool stop_asked;                /* control thread: stop requested */
 	struct vhu__blk_runner *next;
 };
 
@@ -223,6 +224,17 @@ int vhu__blk_run_start(struct vhu_blk *blk, struct vhu_vq *vq,
 	return 0;
 }
 
+void vhu__blk_run_stop_begin(struct vhu__blk_runner *r)
+{
+	if (!r || r->stop_asked)
+		return;
+	/* The engine stops popping and its back-end's give-up time (NBD,
+	 * RBD) runs from now, whatever queue the control thread waits for
+	 * first. */
+	vhu__blk_q_request_stop(r->q);
+	r->stop_asked = true;
+}
+
 void vhu__blk_run_stop(struct vhu__blk_runner *r)
 {
 	if (!r)
@@ -230,7 +242,7 @@ void vhu__blk_run_stop(struct vhu__blk_runner *r)
 	/* The engine stops popping, lets every in-flight request complete
 	 * and be pushed, then reports finished; waiting for that makes the
 	 * stop synchronous (queue_stopped's contract). */
-	vhu__blk_q_request_stop(r->q);
+	vhu__blk_run_stop_begin(r);
 	if (r->group) {
 		struct vhu__blk_group *g = r->group;
 

@@ -109,6 +109,22 @@ struct vhu_device_ops {
 	 * finds what the driver chose still in force, while a device reset
 	 * returns it to its default. */
 	void (*device_reset)(void *opaque);
+
+	/*
+	 * The session is about to stop this started queue: queue_stopped
+	 * follows for it, with nothing between but other queues' begins and
+	 * stops (the queue is still the device's until then).  Called before
+	 * every queue_stopped; when the session stops several queues at once
+	 * (disconnect, reset, memory-table and dirty-log changes,
+	 * SET_INFLIGHT_FD) it is called for each of them before the first
+	 * queue_stopped.  vhu_vq_is_restarting() already tells which kind of
+	 * stop it is.  A device whose
+	 * stop waits on something (its storage finishing what it popped)
+	 * starts winding the queue down here without waiting, so those waits
+	 * overlap and a stop of every queue takes about as long as the
+	 * slowest one instead of their sum.  NULL: queue_stopped alone.
+	 */
+	void (*queue_stop_begin)(void *opaque, struct vhu_vq *vq);
 };
 
 #define VHU_CONFIG_MIGRATION 1u

@@ -83,6 +83,23 @@ TEST(backend_0_1_sizes_exact_blocks)
 	free(ops_blk);
 }
 
+/* Built against a header whose ops ended at device_reset (before
+ * queue_stop_begin): the block is read no further, the session works. */
+TEST(backend_ops_before_queue_stop_begin)
+{
+	size_t sz = VHU__SIZE_THROUGH(struct vhu_device_ops, device_reset);
+	struct vhu_device_ops ops = { .connected = on_connected };
+	struct vhu_device_ops *ops_blk = exact_copy(&ops, sizeof(ops), sz);
+	struct vhu_backend_opts o = base_opts(ops_blk);
+	struct vhu_backend *b = NULL;
+
+	CHECK(sz < sizeof(ops));
+	CHECK_EQ(vhu_backend_new_sized(&o, sizeof(o), sz, &b), 0);
+	CHECK_EQ(connect_once(b), 1);
+	vhu_backend_free(b);
+	free(ops_blk);
+}
+
 TEST(backend_macro_passes_the_callers_sizes)
 {
 	struct vhu_device_ops ops = { .connected = on_connected };

@@ -425,10 +425,13 @@ TEST(vring_call_and_err_fds_are_kept_and_replaced)
 	close(e);
 	CHECK_EQ(tl_count_fds(), n0 + 1); /* the session holds its copy */
 	CHECK(vq->err_fd >= 0);
-	int c = eventfd(0, EFD_CLOEXEC);
+	int c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
-	/* The new call fd reaches the queue: signal through it. */
+	/* The new call fd reaches the queue: signal through it (after the
+	 * session's own interrupt for the new fd). */
 	uint64_t one = 1, v = 0;
+	CHECK_EQ(read(c, &v, 8), 8);
+	CHECK_EQ(v, 1);
 	CHECK_EQ(write(vq->call_fd, &one, 8), 8);
 	CHECK_EQ(read(c, &v, 8), 8);
 	CHECK_EQ(v, 1);
@@ -441,6 +444,68 @@ TEST(vring_call_and_err_fds_are_kept_and_replaced)
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_ERR, &u, 8, NULL, 0), 0);
 	CHECK_EQ(tl_count_fds(), n0);
 	CHECK_EQ(vq->err_fd, -1);
+	close_all();
+}
+
+/* libvhost-user signals every new call fd (an interrupt lost across an
+ * fd switch or a reconnect would leave the driver waiting), and QEMU's
+ * own vhost-user-blk tests wait for it: one interrupt, on a running
+ * queue and on one that has its rings but is not enabled yet (QEMU sends
+ * SET_VRING_CALL before SET_VRING_ENABLE), none without a ring. */
+TEST(new_call_fd_is_signalled_once)
+{
+	open_started();
+	struct vhu_vq *vq = vhu_backend_vq(fe.b, 0);
+	int c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	uint64_t u = 0, v = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
+	CHECK(vq->started);
+	CHECK_EQ(read(c, &v, 8), 8);
+	CHECK_EQ(v, 1);
+	CHECK(read(c, &v, 8) < 0 && errno == EAGAIN);
+	close(c);
+
+	/* Queue 1: rings set, not enabled (not started). */
+	int k1 = -1;
+	CHECK_EQ(fe_setup_vring(&fe, 1, 256, &k1), 0);
+	CHECK(!vhu_backend_vq(fe.b, 1)->started);
+	c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	u = 1;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
+	v = 0;
+	CHECK_EQ(read(c, &v, 8), 8);
+	CHECK_EQ(v, 1);
+	close(c);
+	close(k1);
+
+	/* A call "eventfd" that is a full, blocking pipe: the session must
+	 * not block writing to it (SIGALRM ends the test if it does). */
+	int pp[2];
+	CHECK_EQ(pipe2(pp, O_CLOEXEC | O_NONBLOCK), 0);
+	char junk[4096];
+	memset(junk, 0, sizeof(junk));
+	while (write(pp[1], junk, sizeof(junk)) > 0)
+		;
+	CHECK_EQ(fcntl(pp[1], F_SETFL, 0), 0);
+	alarm(10);
+	u = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &pp[1], 1), 0);
+	alarm(0);
+	CHECK(vq->started);
+	close(pp[0]);
+	close(pp[1]);
+
+	/* After a reset no queue has rings: nothing to look at, no
+	 * interrupt. */
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+	c = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	u = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, &c, 1), 0);
+	CHECK(read(c, &v, 8) < 0 && errno == EAGAIN);
+	close(c);
+	/* "No fd" signals nothing and breaks nothing. */
+	u = VHU_VRING_NOFD;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_VRING_CALL, &u, 8, NULL, 0), 0);
 	close_all();
 }
 
@@ -610,6 +675,73 @@ TEST(add_and_remove_memory_regions)
 	CHECK_EQ(fe_acked(&fe, VHU_REQ_ADD_MEM_REG, &main_reg, sizeof(main_reg),
 			  &fe.mem_fd, 1), 0);
 	CHECK(vhu_backend_vq(fe.b, 0)->started);
+	close_all();
+}
+
+/* queue_stop_begin: before every queue_stopped; a stop of all queues
+ * begins each before the first queue_stopped, so a device that waits in
+ * queue_stopped waits for all of them at once. */
+static unsigned begun_restarting;
+static void t_stop_begin(void *o, struct vhu_vq *vq)
+{
+	unsigned i = vhu_vq_index(vq);
+	logev(i ? "B1" : "B0");
+	begun_restarting += vhu_vq_is_restarting(vq);
+	/* Still the device's: not stopped yet. */
+	CHECK(vq->started);
+}
+
+TEST(all_queue_stops_begin_every_queue_first)
+{
+	struct vhu_device_ops ops_b = ops;
+	ops_b.queue_stop_begin = t_stop_begin;
+	reset_dev();
+	begun_restarting = 0;
+	struct vhu_backend_opts o = default_opts();
+	o.ops = &ops_b;
+	CHECK_EQ(fe_open(&fe, &o), 0);
+	CHECK_EQ(fe_negotiate(&fe, ~VHU_BIT(VHU_F_RING_PACKED), ALL_PF), 0);
+	uint64_t feat = vhu_backend_features(fe.b);
+	CHECK(feat & VHU_BIT(VHU_F_LOG_ALL));
+	dev.log[0] = 0;
+	CHECK_EQ(fe_set_mem(&fe), 0);
+	int k1 = -1;
+	CHECK_EQ(fe_setup_vring(&fe, 0, 256, &kick0), 0);
+	CHECK_EQ(fe_setup_vring(&fe, 1, 256, &k1), 0);
+	CHECK_EQ(fe_enable(&fe, 0, true), 0);
+	CHECK_EQ(fe_enable(&fe, 1, true), 0);
+	CHECK(!strcmp(dev.log, "S0S1"));
+
+	/* A new memory table (the same layout on a new memfd). */
+	dev.log[0] = 0;
+	int fd = new_memfd(FE_MEM_SIZE);
+	CHECK(fd >= 0);
+	struct vhu_mem_table t = { .nregions = 1 };
+	t.regions[0] = (struct vhu_mem_region){ 0, FE_MEM_SIZE, FE_UVA, 0 };
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 32, &fd, 1), 0);
+	close(fd);
+	CHECK(!strcmp(dev.log, "B0B1T0T1S0S1"));
+	CHECK_EQ(begun_restarting, 2);
+
+	/* Dirty logging switched off while the rings run. */
+	dev.log[0] = 0;
+	uint64_t f = feat & ~VHU_BIT(VHU_F_LOG_ALL);
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_FEATURES, &f, 8, NULL, 0), 0);
+	CHECK(!strcmp(dev.log, "B0B1T0T1S0S1"));
+	CHECK_EQ(begun_restarting, 4);
+
+	/* One queue alone: begun, then stopped. */
+	dev.log[0] = 0;
+	CHECK_EQ(fe_enable(&fe, 1, false), 0);
+	CHECK(!strcmp(dev.log, "B1T1"));
+	CHECK_EQ(fe_enable(&fe, 1, true), 0);
+
+	/* A reset (as a disconnect): real stops, begun first. */
+	dev.log[0] = 0;
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_RESET_DEVICE, NULL, 0, NULL, 0), 0);
+	CHECK(!strcmp(dev.log, "B0B1T0T1RX"));
+	CHECK_EQ(begun_restarting, 4);
+	close(k1);
 	close_all();
 }
 

@@ -190,6 +190,12 @@ static int start_q0_call(struct fe *fe, int *call)
 	    fe_send(fe, VHU_REQ_SET_VRING_CALL, 1, &u, 8, call, 1) < 0)
 		return -1;
 	fe_process(fe);
+	/* A new call fd on a queue with rings is signalled once, as
+	 * libvhost-user does; taken here, so what the start sends shows
+	 * alone. */
+	uint64_t v = 0;
+	if (read(*call, &v, sizeof(v)) != sizeof(v) || v != 1)
+		return -1;
 	return fe_enable(fe, 0, true);
 }
 
