@@ -128,10 +128,15 @@ void vhu__be_vq_pause(struct vhu_backend *b, struct vhu_vq *vq)
 void vhu__be_vq_resume(struct vhu_backend *b, struct vhu_vq *vq)
 {
 	vhu__be_vq_try_start(b, vq);
-	if (vq->restarting && !vq->started)
+	bool failed = vq->restarting && !vq->started;
+	if (failed)
 		vhu__warn("queue %u: could not start again after a change: "
 			  "stopped", vq->index);
 	vq->restarting = false;
+	/* The device was told of a stop to restart: tell it the queue stays
+	 * stopped, or it keeps what it holds for running rings. */
+	if (failed && b->ops.queue_restart_failed)
+		b->ops.queue_restart_failed(b->opaque, vq);
 }
 
 bool vhu_vq_is_restarting(const struct vhu_vq *vq)

@@ -110,6 +110,17 @@ static void blk_queue_stopped(void *opaque, struct vhu_vq *vq)
 		queues_off(blk);
 }
 
+/* A queue paused for a change that could not start again: its stop was
+ * a real one after all, and the write lock goes with the last queue. */
+static void blk_queue_restart_failed(void *opaque, struct vhu_vq *vq)
+{
+	struct vhu_blk *blk = opaque;
+
+	(void)vq;
+	if (queues_running(blk) == 0)
+		queues_off(blk);
+}
+
 static void build_config(const struct vhu_blk *blk, uint8_t *cfg)
 {
 	struct vhu_blk_config_in in = {
@@ -191,6 +202,7 @@ static const struct vhu_device_ops blk_ops = {
 	.reset = blk_reset,
 	.device_reset = blk_device_reset,
 	.queue_stop_begin = blk_queue_stop_begin,
+	.queue_restart_failed = blk_queue_restart_failed,
 };
 
 static const uint8_t blk_config_writable[VHU_BLK_CONFIG_SIZE] = {

@@ -125,6 +125,17 @@ struct vhu_device_ops {
 	 * slowest one instead of their sum.  NULL: queue_stopped alone.
 	 */
 	void (*queue_stop_begin)(void *opaque, struct vhu_vq *vq);
+
+	/*
+	 * A queue the session stopped to restart (vhu_vq_is_restarting() was
+	 * true in its queue_stopped) could not start again: the change left
+	 * its rings unmapped (a memory table without them), so the stop
+	 * turned out to be a real one.  vhu_vq_is_restarting() is false from
+	 * here on.  A device that keeps something while rings run (vhu-blk's
+	 * image write lock) lets go of it here as at any real stop.  NULL:
+	 * nothing is said; the next reset or disconnect says it.
+	 */
+	void (*queue_restart_failed)(void *opaque, struct vhu_vq *vq);
 };
 
 #define VHU_CONFIG_MIGRATION 1u

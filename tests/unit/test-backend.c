@@ -745,6 +745,57 @@ TEST(all_queue_stops_begin_every_queue_first)
 	close_all();
 }
 
+/* A memory table that no longer holds queue 1's rings: the queue was
+ * stopped to restart and cannot; the device is told the stop is final. */
+static unsigned restart_failed[2];
+static void t_restart_failed(void *o, struct vhu_vq *vq)
+{
+	restart_failed[vhu_vq_index(vq) & 1]++;
+	logev(vhu_vq_index(vq) ? "F1" : "F0");
+	CHECK(!vhu_vq_is_restarting(vq));
+}
+
+TEST(queue_that_cannot_restart_is_reported)
+{
+	struct vhu_device_ops ops_b = ops;
+	ops_b.queue_restart_failed = t_restart_failed;
+	reset_dev();
+	memset(restart_failed, 0, sizeof(restart_failed));
+	struct vhu_backend_opts o = default_opts();
+	o.ops = &ops_b;
+	CHECK_EQ(fe_open(&fe, &o), 0);
+	CHECK_EQ(fe_negotiate(&fe, ~VHU_BIT(VHU_F_RING_PACKED), ALL_PF), 0);
+	CHECK_EQ(fe_set_mem(&fe), 0);
+	int k1 = -1;
+	CHECK_EQ(fe_setup_vring(&fe, 0, 256, &kick0), 0);
+	CHECK_EQ(fe_setup_vring(&fe, 1, 256, &k1), 0);
+	CHECK_EQ(fe_enable(&fe, 0, true), 0);
+	CHECK_EQ(fe_enable(&fe, 1, true), 0);
+
+	/* The same layout again: both restart, nothing reported. */
+	int fd = new_memfd(FE_MEM_SIZE);
+	CHECK(fd >= 0);
+	struct vhu_mem_table t = { .nregions = 1 };
+	t.regions[0] = (struct vhu_mem_region){ 0, FE_MEM_SIZE, FE_UVA, 0 };
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 32, &fd, 1), 0);
+	close(fd);
+	CHECK_EQ(restart_failed[0] + restart_failed[1], 0);
+
+	/* Memory up to queue 1's rings only (FE_RING_GPA(1)): queue 0
+	 * restarts, queue 1 cannot and is reported once. */
+	dev.log[0] = 0;
+	fd = new_memfd(FE_RING_GPA(1));
+	CHECK(fd >= 0);
+	t.regions[0] = (struct vhu_mem_region){ 0, FE_RING_GPA(1), FE_UVA, 0 };
+	CHECK_EQ(fe_acked(&fe, VHU_REQ_SET_MEM_TABLE, &t, 8 + 32, &fd, 1), 0);
+	close(fd);
+	CHECK_EQ(restart_failed[0], 0);
+	CHECK_EQ(restart_failed[1], 1);
+	CHECK(strstr(dev.log, "F1") != NULL);
+	close(k1);
+	close_all();
+}
+
 /* ---- reset, status ---- */
 
 TEST(reset_device_stops_and_resets)
