@@ -30,6 +30,7 @@
 
 #include <vhu/vhu.h>
 
+#include "throttle.h"
 #include "vhu-blk-daemon.h"
 
 #define PROG "vhu-blk"
@@ -100,8 +101,14 @@ static void usage(FILE *f)
 "                           QEMU) as QEMU does (default on); the write lock\n"
 "                           is held while the front-end runs the queues, so\n"
 "                           two vhu-blk can hand an image over (migration)\n"
+"      --throttle KEY=VALUE[,KEY=VALUE...]\n"
+"                           I/O limits, QEMU's keys: iops-total, iops-read,\n"
+"                           iops-write, bps-total, bps-read, bps-write, each\n"
+"                           also -max (burst) and -max-length (seconds), and\n"
+"                           iops-size; changed live: vhu ctl CONTROL throttle\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
-"                           refresh), mode 0600: this user and root only\n"
+"                           refresh, throttle), mode 0600: this user and\n"
+"                           root only\n"
 "      --control-mode MODE, --control-user USER, --control-group GROUP\n"
 "                           its mode, owner and group, as the --socket-*\n"
 "                           options (default 0600, or 0660 with a group)\n"
@@ -196,6 +203,23 @@ static int parse_perm_option(int c, struct options *o)
 			     : vhu_blk_parse_group(optarg, &p->gid) < 0) {
 		vhu_blk_daemon_log("error: %s: no %s '%s'", name,
 				   what == 1 ? "user" : "group", optarg);
+		return -1;
+	}
+	return 0;
+}
+
+/* --throttle KEY=VALUE[,...] (I/O limits, QEMU's keys): repeated, the
+ * lists add up; applied once the device is open. */
+enum { OPT_THROTTLE = 1024 };
+static struct vhu_blk_throttle throttle_opt;
+
+static int parse_throttle(const char *list)
+{
+	char err[256];
+
+	if (vhu_blk_throttle_parse(&throttle_opt, list, err, sizeof(err)) < 0 ||
+	    vhu_blk_throttle_check(&throttle_opt, err, sizeof(err)) < 0) {
+		vhu_blk_daemon_log("error: --throttle: %s", err);
 		return -1;
 	}
 	return 0;
@@ -410,6 +434,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "poll", required_argument, NULL, OPT_POLL },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
+		{ "throttle", required_argument, NULL, OPT_THROTTLE },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -475,6 +500,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
+			break;
+		case OPT_THROTTLE:
+			if (parse_throttle(optarg) < 0)
+				return -1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -792,6 +821,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.image_path = o.blk_file;
+	if (vhu_blk_throttle_any(&throttle_opt))
+		vhu_blk_set_throttle(d.blk, &throttle_opt, open_err, sizeof(open_err));
 
 	r = vhu_loop_new(&d.loop);
 	if (r < 0) {
