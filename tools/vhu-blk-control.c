@@ -155,6 +155,10 @@ static json_object *method_info(struct vhu_blk_daemon *d)
 	json_object_object_add(o, "dirty_log", json_object_new_boolean(
 		(vhu_backend_features(d->backend) & VHU_BIT(VHU_F_LOG_ALL)) != 0));
 	json_object_object_add(o, "throttle", throttle_obj(d));
+	json_object_object_add(o, "throttle_group",
+			       vhu_blk_throttle_group_name(d->blk) ?
+			       json_object_new_string(vhu_blk_throttle_group_name(d->blk)) :
+			       NULL);
 	return o;
 }
 

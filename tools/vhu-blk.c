@@ -106,6 +106,9 @@ static void usage(FILE *f)
 "                           iops-write, bps-total, bps-read, bps-write, each\n"
 "                           also -max (burst) and -max-length (seconds), and\n"
 "                           iops-size; changed live: vhu ctl CONTROL throttle\n"
+"      --throttle-group NAME  share the limits' budget with the other vhu-blk\n"
+"                           of group NAME (same user); --throttle then sets\n"
+"                           the group's limits\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
 "                           refresh, throttle), mode 0600: this user and\n"
 "                           root only\n"
@@ -210,8 +213,9 @@ static int parse_perm_option(int c, struct options *o)
 
 /* --throttle KEY=VALUE[,...] (I/O limits, QEMU's keys): repeated, the
  * lists add up; applied once the device is open. */
-enum { OPT_THROTTLE = 1024 };
+enum { OPT_THROTTLE = 1024, OPT_THROTTLE_GROUP };
 static struct vhu_blk_throttle throttle_opt;
+static const char *throttle_group_opt;
 
 static int parse_throttle(const char *list)
 {
@@ -435,6 +439,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
 		{ "throttle", required_argument, NULL, OPT_THROTTLE },
+		{ "throttle-group", required_argument, NULL, OPT_THROTTLE_GROUP },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -504,6 +509,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_THROTTLE:
 			if (parse_throttle(optarg) < 0)
 				return -1;
+			break;
+		case OPT_THROTTLE_GROUP:
+			throttle_group_opt = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -821,8 +829,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.image_path = o.blk_file;
-	if (vhu_blk_throttle_any(&throttle_opt))
-		vhu_blk_set_throttle(d.blk, &throttle_opt, open_err, sizeof(open_err));
+	if ((throttle_group_opt &&
+	     vhu_blk_throttle_group(d.blk, throttle_group_opt, open_err,
+				    sizeof(open_err)) < 0) ||
+	    (vhu_blk_throttle_any(&throttle_opt) &&
+	     vhu_blk_set_throttle(d.blk, &throttle_opt, open_err,
+				  sizeof(open_err)) < 0)) {
+		vhu_blk_daemon_log("error: %s", open_err);
+		goto out_blk;
+	}
 
 	r = vhu_loop_new(&d.loop);
 	if (r < 0) {

@@ -28,11 +28,17 @@
  *     as QEMU counts them.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "blk-int.h"
@@ -288,10 +294,16 @@ void vhu__thr_config(struct vhu__thr *t, const struct vhu_blk_throttle *cfg,
 	}
 }
 
-/* ceil(extra / rate) nanoseconds, at most UINT64_MAX. */
+/* ceil(extra / rate) nanoseconds, at most UINT64_MAX.  (A group's
+ * buckets are in memory other processes write: a rate of 0 there must
+ * not divide by zero.) */
 static uint64_t wait_for(vhu__u128 extra, uint64_t rate)
 {
-	vhu__u128 w = (extra + rate - 1) / rate;
+	vhu__u128 w;
+
+	if (!rate)
+		return UINT64_MAX;
+	w = extra / rate + (extra % rate != 0);
 
 	return w > UINT64_MAX ? UINT64_MAX : (uint64_t)w;
 }
@@ -358,7 +370,7 @@ static uint64_t mono_ns(void)
 
 /* Held for a few arithmetic operations only; queues of one disk rarely
  * meet here (one takes it per request it starts). */
-static void thr_lock(struct vhu__blk_thr_disk *d)
+static void spin_lock(struct vhu__blk_thr_disk *d)
 {
 	unsigned spins = 0;
 
@@ -369,9 +381,194 @@ static void thr_lock(struct vhu__blk_thr_disk *d)
 	}
 }
 
-static void thr_unlock(struct vhu__blk_thr_disk *d)
+static void spin_unlock(struct vhu__blk_thr_disk *d)
 {
 	atomic_store_explicit(&d->lock, 0, memory_order_release);
+}
+
+/* ---- groups ---- */
+
+#define GRP_MAGIC 0x7668752d74687231ull   /* "vhu-thr1" */
+#define GRP_LOCK_NS 1000000000ull         /* then the request goes unlimited */
+
+struct vhu__thr_shared {
+	uint64_t magic;                 /* set last, once initialised */
+	uint64_t size;                  /* sizeof(struct vhu__thr_shared) */
+	pthread_mutex_t lock;           /* process-shared, robust */
+	struct vhu__thr t;
+	struct vhu_blk_throttle cfg;
+};
+
+/* The buckets to use, locked; NULL when the group's lock cannot be had
+ * (then the request goes as if unlimited, rather than hang a queue on
+ * a lock another process broke).  A member that died holding it may
+ * have left the buckets half-updated: they start empty again. */
+static struct vhu__thr *thr_begin(struct vhu__blk_thr_disk *d, uint64_t now)
+{
+	struct vhu__thr_shared *g = d->grp;
+	struct timespec until;
+	int r;
+
+	if (!g) {
+		spin_lock(d);
+		return &d->t;
+	}
+	now += GRP_LOCK_NS;
+	until.tv_sec = (time_t)(now / NS);
+	until.tv_nsec = (long)(now % NS);
+	r = pthread_mutex_clocklock(&g->lock, CLOCK_MONOTONIC, &until);
+	if (r == EOWNERDEAD) {
+		for (unsigned i = 0; i < VHU_BLK_THR_BUCKETS; i++)
+			g->t.b[i].level = g->t.b[i].burst = 0;
+		pthread_mutex_consistent(&g->lock);
+		r = 0;
+	}
+	if (r) {
+		if (!d->grp_warned)
+			vhu__blk_log(VHU_LOG_ERROR, "throttle group %s: lock: %s; "
+				     "requests go unlimited meanwhile",
+				     d->grp_name, strerror(r));
+		d->grp_warned = true;
+		return NULL;
+	}
+	return &g->t;
+}
+
+static void thr_end(struct vhu__blk_thr_disk *d)
+{
+	if (d->grp)
+		pthread_mutex_unlock(&d->grp->lock);
+	else
+		spin_unlock(d);
+}
+
+static bool grp_name_ok(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len == 0 || len > 64 || n[0] == '.')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= 'A' && n[i] <= 'Z') ||
+		      (n[i] >= '0' && n[i] <= '9') || n[i] == '_' || n[i] == '.' ||
+		      n[i] == '-'))
+			return false;
+	return true;
+}
+
+/* Map the group's segment, creating and initialising it when needed
+ * (under flock, so two members starting at once initialise it once). */
+static int grp_map(const char *name, struct vhu__thr_shared **out,
+		   char *err, size_t err_len)
+{
+	char path[96];
+	struct vhu__thr_shared *g;
+	pthread_mutexattr_t a;
+	struct stat st;
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/vhu-blk-throttle-%s", name);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, err_len, "throttle group %s: /dev/shm%s: %s", name,
+			 path, strerror(errno));
+		return r;
+	}
+	if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (st.st_size == 0 && ftruncate(fd, sizeof(*g)) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (st.st_size != 0 && (size_t)st.st_size != sizeof(*g)) {
+		r = -EINVAL;
+		snprintf(err, err_len, "throttle group %s: /dev/shm%s is not a "
+			 "throttle group of this vhu-blk version", name, path);
+		goto out;
+	}
+	g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (g == MAP_FAILED) {
+		r = -errno;
+		goto fail;
+	}
+	if (atomic_load((_Atomic uint64_t *)&g->magic) != GRP_MAGIC) {
+		memset(g, 0, sizeof(*g));
+		g->size = sizeof(*g);
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+		pthread_mutex_init(&g->lock, &a);
+		pthread_mutexattr_destroy(&a);
+		atomic_store((_Atomic uint64_t *)&g->magic, GRP_MAGIC);
+	} else if (g->size != sizeof(*g)) {
+		munmap(g, sizeof(*g));
+		r = -EINVAL;
+		snprintf(err, err_len, "throttle group %s: /dev/shm%s is not a "
+			 "throttle group of this vhu-blk version", name, path);
+		goto out;
+	}
+	*out = g;
+	goto out;
+fail:
+	snprintf(err, err_len, "throttle group %s: /dev/shm%s: %s", name, path,
+		 strerror(-r));
+out:
+	/* Unlocked explicitly: the mapping keeps the open file description,
+	 * and with it the flock, alive past close(). */
+	flock(fd, LOCK_UN);
+	close(fd);
+	return r;
+}
+
+int vhu_blk_throttle_group(struct vhu_blk *blk, const char *name,
+			   char *err, size_t err_len)
+{
+	struct vhu__blk_thr_disk *d = &blk->thr;
+	struct vhu__thr_shared *g = NULL;
+	int r;
+
+	for (unsigned i = 0; i < blk->num_queues; i++) {
+		if (blk->runners && blk->runners[i]) {
+			snprintf(err, err_len, "a throttle group is joined or "
+				 "left while no queue runs");
+			return -EBUSY;
+		}
+	}
+	if (name && !grp_name_ok(name)) {
+		snprintf(err, err_len, "throttle group '%s': a name is 1 to 64 of "
+			 "A-Z a-z 0-9 _ . - (not starting with .)", name);
+		return -EINVAL;
+	}
+	if (name) {
+		r = grp_map(name, &g, err, err_len);
+		if (r < 0)
+			return r;
+	}
+	if (d->grp)
+		munmap(d->grp, sizeof(*d->grp));
+	d->grp = g;
+	d->grp_warned = false;
+	snprintf(d->grp_name, sizeof(d->grp_name), "%s", name ? name : "");
+	/* Another member may set limits at any time: a member always
+	 * looks (under the group's lock). */
+	atomic_store_explicit(&d->on, g ? true : vhu_blk_throttle_any(&d->cfg),
+			      memory_order_release);
+	return 0;
+}
+
+void vhu__blk_thr_fini(struct vhu_blk *blk)
+{
+	if (blk->thr.grp)
+		munmap(blk->thr.grp, sizeof(*blk->thr.grp));
+	blk->thr.grp = NULL;
+}
+
+const char *vhu_blk_throttle_group_name(const struct vhu_blk *blk)
+{
+	return blk->thr.grp ? blk->thr.grp_name : NULL;
 }
 
 int vhu_blk_set_throttle(struct vhu_blk *blk, const struct vhu_blk_throttle *t,
@@ -382,11 +579,21 @@ int vhu_blk_set_throttle(struct vhu_blk *blk, const struct vhu_blk_throttle *t,
 
 	if (r < 0)
 		return r;
-	thr_lock(d);
-	vhu__thr_config(&d->t, t, mono_ns());
-	d->cfg = *t;
-	thr_unlock(d);
-	atomic_store_explicit(&d->on, vhu_blk_throttle_any(t), memory_order_release);
+	uint64_t now = mono_ns();
+	struct vhu__thr *b = thr_begin(d, now);
+
+	if (!b) {
+		snprintf(err, err_len, "the throttle group's lock cannot be taken");
+		return -EDEADLK;
+	}
+	vhu__thr_config(b, t, now);
+	if (d->grp)
+		d->grp->cfg = *t;
+	else
+		d->cfg = *t;
+	thr_end(d);
+	atomic_store_explicit(&d->on, d->grp || vhu_blk_throttle_any(t),
+			      memory_order_release);
 	return 0;
 }
 
@@ -394,9 +601,12 @@ void vhu_blk_get_throttle(struct vhu_blk *blk, struct vhu_blk_throttle *t)
 {
 	struct vhu__blk_thr_disk *d = &blk->thr;
 
-	thr_lock(d);
-	*t = d->cfg;
-	thr_unlock(d);
+	if (!thr_begin(d, mono_ns())) {
+		memset(t, 0, sizeof(*t));
+		return;
+	}
+	*t = d->grp ? d->grp->cfg : d->cfg;
+	thr_end(d);
 }
 
 void vhu_blk_throttle_stats(struct vhu_blk *blk, struct vhu_blk_thr_stats *st)
@@ -466,13 +676,16 @@ bool vhu__blk_thr_admit(struct vhu_blk *blk, struct vhu__blk_thq *q,
 	now = mono_ns();
 	/* Behind a held request of the same direction: in order. */
 	if (!q->n[dir]) {
-		thr_lock(d);
-		if (vhu__thr_wait(&d->t, dir, now) == 0) {
-			vhu__thr_account(&d->t, dir, bytes);
-			thr_unlock(d);
+		struct vhu__thr *t = thr_begin(d, now);
+
+		if (!t)
+			return true;
+		if (vhu__thr_wait(t, dir, now) == 0) {
+			vhu__thr_account(t, dir, bytes);
+			thr_end(d);
 			return true;
 		}
-		thr_unlock(d);
+		thr_end(d);
 	}
 	/* Room is certain: a queue holds at most its slots. */
 	tail = (q->head[dir] + q->n[dir]) % q->cap;
@@ -520,7 +733,8 @@ struct vhu__blk_io *vhu__blk_thr_next(struct vhu_blk *blk,
 		order[0] = VHU__THR_WRITE;
 		order[1] = VHU__THR_READ;
 	}
-	thr_lock(d);
+	struct vhu__thr *t = thr_begin(d, now);
+
 	for (int k = 0; k < 2 && !io; k++) {
 		int dir = order[k];
 
@@ -528,15 +742,18 @@ struct vhu__blk_io *vhu__blk_thr_next(struct vhu_blk *blk,
 			continue;
 		/* A stopping queue lets its held requests go (counted, so
 		 * the budget after a restart reflects them): they were
-		 * popped, and the stop waits for every popped request. */
-		if (!all && vhu__thr_wait(&d->t, dir, now) != 0)
+		 * popped, and the stop waits for every popped request.
+		 * Without the group's lock they go too. */
+		if (t && !all && vhu__thr_wait(t, dir, now) != 0)
 			continue;
 		io = q->q[dir][q->head[dir]].io;
 		req_dir(&io->req, &bytes);
-		vhu__thr_account(&d->t, dir, bytes);
+		if (t)
+			vhu__thr_account(t, dir, bytes);
 		thq_pop(d, q, dir, now);
 	}
-	thr_unlock(d);
+	if (t)
+		thr_end(d);
 	return io;
 }
 
@@ -547,16 +764,19 @@ uint64_t vhu__blk_thr_wait_ns(struct vhu_blk *blk, struct vhu__blk_thq *q)
 
 	if (!q->held)
 		return 0;
-	thr_lock(d);
+	struct vhu__thr *t = thr_begin(d, now);
+
+	if (!t)
+		return 1;
 	for (int dir = 0; dir < 2; dir++) {
 		uint64_t w;
 
 		if (!q->n[dir])
 			continue;
-		w = vhu__thr_wait(&d->t, dir, now);
+		w = vhu__thr_wait(t, dir, now);
 		if (w < wait)
 			wait = w;
 	}
-	thr_unlock(d);
+	thr_end(d);
 	return wait ? wait : 1;
 }

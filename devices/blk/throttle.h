@@ -86,6 +86,21 @@ int vhu_blk_set_throttle(struct vhu_blk *blk, const struct vhu_blk_throttle *t,
 			 char *err, size_t err_len);
 void vhu_blk_get_throttle(struct vhu_blk *blk, struct vhu_blk_throttle *t);
 
+/*
+ * Groups: several vhu-blk processes (or devices) share one set of
+ * buckets, so a tenant is capped, not only a disk.  The group NAME is a
+ * shared memory segment (/dev/shm/vhu-blk-throttle-NAME, mode 0600: the
+ * members run as one user) holding the buckets and their limits under a
+ * process-shared robust mutex.  Join before the queues start (-EBUSY
+ * otherwise); NULL leaves the group.  Limits set afterwards are the
+ * group's (the last member to set them wins); a member that sets none
+ * takes the group's.  NAME: 1 to 64 of [A-Za-z0-9_.-].
+ */
+int vhu_blk_throttle_group(struct vhu_blk *blk, const char *name,
+			   char *err, size_t err_len);
+/* The group's name, or NULL. */
+const char *vhu_blk_throttle_group_name(const struct vhu_blk *blk);
+
 struct vhu_blk_thr_stats {
 	uint64_t held;          /* requests that had to wait, since start */
 	uint64_t holding;       /* requests waiting now */
@@ -135,12 +150,18 @@ void vhu__thr_account(struct vhu__thr *t, int dir, uint64_t bytes);
  * raised or removed at run time frees it soon. */
 #define VHU__THR_RECHECK_NS 50000000ull
 
+struct vhu__thr_shared;
+
 struct vhu__blk_thr_disk {
 	_Atomic bool on;        /* the request path's one test */
 	_Atomic int lock;       /* spin lock over t and cfg */
 	struct vhu__thr t;
 	struct vhu_blk_throttle cfg;
 	_Atomic uint64_t held, holding, wait_ns, wait_max_ns;
+	/* A group's shared buckets (used instead of t and cfg), or NULL. */
+	struct vhu__thr_shared *grp;
+	char grp_name[65];
+	_Atomic bool grp_warned; /* its lock failed once: logged */
 };
 
 struct vhu__blk_io;
@@ -160,6 +181,9 @@ struct vhu__blk_thq {
 	unsigned head[2], n[2];
 	struct vhu__blk_thq_ent *q[2];
 };
+
+/* The device is freed (its queues stopped): unmap its group. */
+void vhu__blk_thr_fini(struct vhu_blk *blk);
 
 int vhu__blk_thq_init(struct vhu__blk_thq *q, unsigned cap);
 void vhu__blk_thq_fini(struct vhu__blk_thq *q);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "blk-harness.h"
@@ -446,6 +447,71 @@ TEST_LAYOUTS(stop_while_holding_completes_every_request)
 TEST_LAYOUTS(stop_while_holding_completes_every_request_blocking_io)
 {
 	stop_while_holding(VHU_BLK_AIO_THREADS);
+}
+
+TEST(group_shares_the_budget)
+{
+	struct vhu_blk_opts oa = { 0 }, ob = { 0 };
+	struct vhu_blk_throttle t;
+	struct ctx a, b;
+	char name[64], path[96], err[256];
+
+	snprintf(name, sizeof(name), "test-%d", (int)getpid());
+	snprintf(path, sizeof(path), "/vhu-blk-throttle-%s", name);
+	shm_unlink(path);
+	ctx_open(&a, &oa, false);
+	ctx_open(&b, &ob, false);
+	CHECK_EQ(vhu_blk_throttle_group(a.blk, "bad/name", err, sizeof(err)),
+		 -EINVAL);
+	CHECK_EQ(vhu_blk_throttle_group(a.blk, name, err, sizeof(err)), 0);
+	CHECK_EQ(vhu_blk_throttle_group(b.blk, name, err, sizeof(err)), 0);
+	CHECK(strcmp(vhu_blk_throttle_group_name(b.blk), name) == 0);
+	/* limits set through one member are the other's */
+	set_limits(&a, "iops-total=200");
+	vhu_blk_get_throttle(b.blk, &t);
+	CHECK_EQ(t.b[VHU_BLK_THR_IOPS_TOTAL].avg, 200);
+	ctx_connect(&a);
+	ctx_connect(&b);
+	/* joining while the queues run is refused */
+	CHECK_EQ(vhu_blk_throttle_group(a.blk, name, err, sizeof(err)), -EBUSY);
+	/* 64 requests over both: 21 at once, the other 43 at 200/s, about
+	 * 215 ms (each alone would take 55 ms) */
+	uint64_t t0 = now_ns();
+	for (unsigned i = 0; i < NSLOT; i++) {
+		add_req(&a, i, VHU_BLK_T_IN, i * 8, a.data_gpa + i * 4096, 4096, true);
+		add_req(&b, i, VHU_BLK_T_IN, i * 8, b.data_gpa + i * 4096, 4096, true);
+	}
+	CHECK(vhu_fe_vq_kick(a.vq) >= 0);
+	CHECK(vhu_fe_vq_kick(b.vq) >= 0);
+	CHECK_EQ(collect(&a, NSLOT, 5000), NSLOT);
+	CHECK_EQ(collect(&b, NSLOT, 5000), NSLOT);
+	uint64_t took = now_ns() - t0;
+	CHECK(took >= 190000000ull);
+	CHECK(took < 5 * SEC);
+	ctx_close(&a);
+	ctx_close(&b);
+	shm_unlink(path);
+}
+
+TEST(group_segment_of_another_kind_is_refused)
+{
+	struct vhu_blk_opts o = { 0 };
+	struct ctx a;
+	char name[64], path[96], err[256] = "";
+	int fd;
+
+	snprintf(name, sizeof(name), "test-bad-%d", (int)getpid());
+	snprintf(path, sizeof(path), "/vhu-blk-throttle-%s", name);
+	fd = shm_open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ(ftruncate(fd, 12345), 0);
+	close(fd);
+	ctx_open(&a, &o, false);
+	CHECK_EQ(vhu_blk_throttle_group(a.blk, name, err, sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "not a throttle group") != NULL);
+	CHECK(vhu_blk_throttle_group_name(a.blk) == NULL);
+	ctx_close(&a);
+	shm_unlink(path);
 }
 
 int main(void)
