@@ -7,7 +7,8 @@
 # at once, and removing it restores the speed.  The upper bounds always
 # apply (a cap is a cap, however loaded the machine); a lower bound only
 # when the unlimited run shows the machine could go faster than the limit.
-# Usage: tests/e2e/test-blk-qos.sh BUILD_DIR    (prints TAP; about 50 s)
+# Two vhu-blk in one throttle group share its budget.
+# Usage: tests/e2e/test-blk-qos.sh BUILD_DIR    (prints TAP; about 70 s)
 set -u
 
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
@@ -17,7 +18,9 @@ command -v python3 >/dev/null || skip_all "python3 needed"
 
 IOPS=5000
 BPS=52428800            # 50 MiB/s
+GROUP=e2e-qos-$$
 truncate -s 256M "$T/img"
+e2e_cleanup_extra() { rm -f "/dev/shm/vhu-blk-throttle-$GROUP"; }
 
 # jget JSON PATH: a field (dotted path) of a JSON document
 jget() {
@@ -203,6 +206,44 @@ else
 	skip "change: the new rate is not far below the new limit" "unlimited run only reached $UN_IOPS IOPS"
 	skip "removing the limit restores the speed" "unlimited run only reached $UN_IOPS IOPS"
 fi
+# 6. a group: two vhu-blk with two queues each share one budget (limits
+# given to the first); both pushed at once, each gets about half
+D1=$D
+e2e_daemon "$T/g1.log" --blk-file "$T/img" --socket-path "$T/g1.s" \
+	--control "$T/g1.c" --num-queues 2 --lock off \
+	--throttle-group "$GROUP" --throttle "iops-total=$IOPS"
+G1=$D
+wait_for "$T/g1.c"
+e2e_daemon "$T/g2.log" --blk-file "$T/img" --socket-path "$T/g2.s" \
+	--control "$T/g2.c" --num-queues 2 --lock off --throttle-group "$GROUP"
+G2=$D
+wait_for "$T/g2.c"
+INFO=$("$VHU" ctl "$T/g2.c" --json info)
+check "a member started without limits has the group's" \
+	test "$(jget "$INFO" throttle.iops-total)" = "$IOPS" -a \
+	     "$(jget "$INFO" throttle_group)" = "$GROUP"
+timeout 40 "$VHU" bench "$T/g1.s" --time 6 --queues 2 --iodepth 32 --quiet \
+	--json >"$T/g1.json" 2>>"$T/bench.err" &
+B1=$!
+timeout 40 "$VHU" bench "$T/g2.s" --time 6 --queues 2 --iodepth 32 --quiet \
+	--json >"$T/g2.json" 2>>"$T/bench.err" &
+B2=$!
+wait $B1 $B2
+GI1=$(jget "$(cat "$T/g1.json")" iops)
+GI2=$(jget "$(cat "$T/g2.json")" iops)
+GSUM=$(python3 -c "print(${GI1:-1e9} + ${GI2:-1e9})")
+echo "# group: $GI1 + $GI2 = $GSUM IOPS"
+check "group: both members together at most 3% over the limit ($GSUM)" \
+	python3 -c "import sys; sys.exit(not $GSUM <= $IOPS * 1.03)"
+if [ "${UN_IOPS%.*}" -ge 12000 ]; then
+	check "group: each member about half ($GI1, $GI2)" \
+		python3 -c "import sys; sys.exit(not min($GI1, $GI2) >= $IOPS * 0.3)"
+else
+	skip "group: each member about half" "unlimited run only reached $UN_IOPS IOPS"
+fi
+check "group members still run" kill -0 "$G1" "$G2"
+D=$D1
+
 check "vhu-blk still runs" kill -0 "$D"
 check "no warnings or errors in the daemon's log" \
 	bash -c "! grep -qiE 'error|warn' '$T/d.log'"
