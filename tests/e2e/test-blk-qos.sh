@@ -121,6 +121,20 @@ INFO=$("$VHU" ctl "$T/c" --json info)
 check "info shows the limit given at start" \
 	[ "$(jget "$INFO" throttle.iops-total)" = "$IOPS" ]
 
+# refusals: a broken rule or an unknown key changes nothing
+OUT=$("$VHU" ctl "$T/c" throttle iops-read=100 2>&1); RC=$?
+check "throttle refuses iops-read next to iops-total, with the reason" \
+	test $RC -eq 1 -a -n "$(echo "$OUT" | grep "cannot be combined")"
+OUT=$("$VHU" ctl "$T/c" throttle iops-totl=1 2>&1); RC=$?
+check "throttle refuses an unknown key" \
+	test $RC -eq 1 -a -n "$(echo "$OUT" | grep "unknown key")"
+check "the limits in force are unchanged" \
+	test "$(jget "$("$VHU" ctl "$T/c" --json info)" throttle)" = "{'iops-total': $IOPS}"
+OUT=$(timeout 10 "$BIN" --blk-file "$T/img" --socket-path "$T/x.s" \
+	--throttle iops-total=10,iops-total-max=5 2>&1); RC=$?
+check "--throttle with a broken rule refuses the start, with the reason" \
+	test $RC -eq 1 -a -n "$(echo "$OUT" | grep "cannot be lower")"
+
 # 1. IOPS limit over 8 s (the first tenth of a second's worth goes at
 # once, as in QEMU: 500 requests, 1.25% over 8 s)
 J=$(bench 8)
