@@ -157,14 +157,19 @@ check "bench under the bytes limit ran without errors" \
 	test -n "$LIM_BPS" -a "$(jget "$J" errors)" = 0
 
 # 3. a burst: 20000/s for (about) 2 s, then 5000/s.  The main bucket holds
-# 40000 and fills at 15000/s net: the burst lasts 2.7 s.
-"$VHU" ctl "$T/c" throttle "bps-total=0,iops-total=$IOPS,iops-total-max=20000,iops-total-max-length=2" >/dev/null
-python3 "$T/sample.py" "$T/c" 7 >"$T/burst.json" &
-SP=$!
-J=$(bench 7)
-wait $SP
-BURST_FIRST=$(rate "$T/burst.json" 0.3 1.8)
-BURST_AFTER=$(rate "$T/burst.json" 4 6.5)
+# 40000 and fills at 15000/s net: the burst lasts 2.7 s.  (A limit set
+# anew starts with empty buckets: a fresh burst.)
+burst_run() {
+	"$VHU" ctl "$T/c" throttle "bps-total=0,iops-total=0" >/dev/null
+	"$VHU" ctl "$T/c" throttle "iops-total=$IOPS,iops-total-max=20000,iops-total-max-length=2" >/dev/null
+	python3 "$T/sample.py" "$T/c" 7 >"$T/burst.json" &
+	local sp=$!
+	J=$(bench 7)
+	wait $sp
+	BURST_FIRST=$(rate "$T/burst.json" 0.3 1.8)
+	BURST_AFTER=$(rate "$T/burst.json" 4 6.5)
+}
+burst_run
 
 # 4. a limit changed during a run: 5000/s, then 2000/s from 3 s on
 "$VHU" ctl "$T/c" throttle "iops-total-max=0,iops-total-max-length=0" >/dev/null
@@ -190,6 +195,28 @@ echo "# unlimited: $UN_IOPS IOPS, $UN_BPS B/s (1 MiB reads)"
 echo "# limited: $LIM_IOPS IOPS, $LIM_BPS B/s; burst $BURST_FIRST then $BURST_AFTER;" \
      "change $CHANGE_BEFORE then $CHANGE_AFTER"
 
+# A limited run below its lower bound although the machine can go faster:
+# under the limit, QD32 leaves 6.4 ms per request for two wake-ups (the
+# queue's timer, then the client), which a loaded machine can exceed for a
+# while.  Such a run is made once more (upper bounds apply to both runs).
+below() { python3 -c "import sys; sys.exit(not float('${1:-0}') < $2 * 0.9)"; }
+if [ "${UN_IOPS%.*}" -ge 6000 ] && below "$LIM_IOPS" $IOPS; then
+	echo "# IOPS run at $LIM_IOPS: once more"
+	check "IOPS limit $IOPS: at most 3% over the limit, first run ($LIM_IOPS)" \
+		python3 -c "import sys; sys.exit(not float('$LIM_IOPS') <= $IOPS * 1.03)"
+	"$VHU" ctl "$T/c" throttle "iops-total=$IOPS" >/dev/null
+	LIM_IOPS=$(jget "$(bench 8)" iops)
+	"$VHU" ctl "$T/c" throttle "iops-total=0" >/dev/null
+fi
+if python3 -c "import sys; sys.exit(not float('${UN_BPS:-0}') >= $BPS * 1.2)" &&
+   below "$LIM_BPS" $BPS; then
+	echo "# bytes run at $LIM_BPS B/s: once more"
+	check "bytes limit $BPS B/s: at most 3% over the limit, first run ($LIM_BPS)" \
+		python3 -c "import sys; sys.exit(not float('$LIM_BPS') <= $BPS * 1.03)"
+	"$VHU" ctl "$T/c" throttle "bps-total=$BPS" >/dev/null
+	LIM_BPS=$(python3 -c "print($(jget "$(bench 8 --bs 1m)" mbps) * 1e6)" 2>/dev/null)
+	"$VHU" ctl "$T/c" throttle "bps-total=0" >/dev/null
+fi
 within "IOPS limit $IOPS" "$LIM_IOPS" $IOPS "$UN_IOPS"
 within "bytes limit $BPS B/s, 1 MiB requests" "$LIM_BPS" $BPS "$UN_BPS"
 # sampled rates: coarser bounds (10%) for the sampling's own jitter
@@ -197,6 +224,17 @@ check "burst: the first seconds at most the burst rate ($BURST_FIRST)" \
 	[ "${BURST_FIRST:-99999999}" -le 22000 ]
 check "burst: then back at most at the average ($BURST_AFTER)" \
 	[ "${BURST_AFTER:-99999999}" -le 5500 ]
+if [ "${UN_IOPS%.*}" -ge 25000 ] &&
+   { [ "${BURST_FIRST:-0}" -lt 10000 ] || [ "${BURST_AFTER:-0}" -lt 4500 ]; }; then
+	echo "# burst run at $BURST_FIRST then $BURST_AFTER: once more"
+	burst_run
+	"$VHU" ctl "$T/c" throttle "iops-total=0" >/dev/null
+	echo "# burst, second run: $BURST_FIRST then $BURST_AFTER"
+	check "burst, second run: at most the burst rate ($BURST_FIRST)" \
+		[ "${BURST_FIRST:-99999999}" -le 22000 ]
+	check "burst, second run: then at most the average ($BURST_AFTER)" \
+		[ "${BURST_AFTER:-99999999}" -le 5500 ]
+fi
 if [ "${UN_IOPS%.*}" -ge 25000 ]; then
 	check "burst: the first seconds at twice the average or more ($BURST_FIRST)" \
 		[ "${BURST_FIRST:-0}" -ge 10000 ]
