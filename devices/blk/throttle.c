@@ -778,5 +778,8 @@ uint64_t vhu__blk_thr_wait_ns(struct vhu_blk *blk, struct vhu__blk_thq *q)
 			wait = w;
 	}
 	thr_end(d);
-	return wait ? wait : 1;
+	/* Not sooner than VHU__THR_MIN_NS: at high rates several requests
+	 * go per wake-up (the bucket keeps what leaked meanwhile, so the
+	 * rate is the same; a held request waits at most that much more). */
+	return wait < VHU__THR_MIN_NS ? VHU__THR_MIN_NS : wait;
 }

@@ -149,6 +149,9 @@ void vhu__thr_account(struct vhu__thr *t, int dir, uint64_t bytes);
 /* A held request is looked at again at least this often, so a limit
  * raised or removed at run time frees it soon. */
 #define VHU__THR_RECHECK_NS 50000000ull
+/* ... and at most this often (a wake-up per request would cost more CPU
+ * than the request at high rates). */
+#define VHU__THR_MIN_NS 1000000ull
 
 struct vhu__thr_shared;
 
@@ -195,8 +198,8 @@ bool vhu__blk_thr_admit(struct vhu_blk *blk, struct vhu__blk_thq *q,
  * NULL; all: every held request goes (the queue stops). */
 struct vhu__blk_io *vhu__blk_thr_next(struct vhu_blk *blk,
 				      struct vhu__blk_thq *q, bool all);
-/* How long until a held request may go (ns, at least 1, at most
- * VHU__THR_RECHECK_NS); 0 when none is held. */
+/* How long until a held request may go (ns, at least VHU__THR_MIN_NS,
+ * at most VHU__THR_RECHECK_NS); 0 when none is held. */
 uint64_t vhu__blk_thr_wait_ns(struct vhu_blk *blk, struct vhu__blk_thq *q);
 
 #endif
