@@ -2,7 +2,7 @@
 /*
  * vhu-blk control socket: JSON-RPC 2.0 over a Unix stream socket, one
  * request per line and one response per line, several clients at once.
- * Methods: info, stats, resize, refresh.
+ * Methods: info, stats, resize, refresh, throttle.
  */
 #include <errno.h>
 #include <json-c/json.h>
@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "throttle.h"
 #include "vhu-blk-daemon.h"
 
 #define CTL_MAX_CLIENTS 32
@@ -100,6 +101,21 @@ static json_object *u64(uint64_t v)
 	return json_object_new_int64(v > INT64_MAX ? INT64_MAX : (int64_t)v);
 }
 
+/* The I/O limits in force: the keys that are set ({} when none). */
+static json_object *throttle_obj(struct vhu_blk_daemon *d)
+{
+	json_object *o = json_object_new_object();
+	struct vhu_blk_throttle t;
+	const char *key;
+	uint64_t v;
+
+	vhu_blk_get_throttle(d->blk, &t);
+	for (unsigned i = 0; (key = vhu_blk_throttle_key(&t, i, &v)); i++)
+		if (v)
+			json_object_object_add(o, key, u64(v));
+	return o;
+}
+
 static json_object *method_info(struct vhu_blk_daemon *d)
 {
 	json_object *o = json_object_new_object();
@@ -138,6 +154,11 @@ static json_object *method_info(struct vhu_blk_daemon *d)
 	 * is copying the guest and every device write is logged. */
 	json_object_object_add(o, "dirty_log", json_object_new_boolean(
 		(vhu_backend_features(d->backend) & VHU_BIT(VHU_F_LOG_ALL)) != 0));
+	json_object_object_add(o, "throttle", throttle_obj(d));
+	json_object_object_add(o, "throttle_group",
+			       vhu_blk_throttle_group_name(d->blk) ?
+			       json_object_new_string(vhu_blk_throttle_group_name(d->blk)) :
+			       NULL);
 	return o;
 }
 
@@ -179,6 +200,16 @@ static json_object *method_stats(struct vhu_blk_daemon *d)
 	}
 	json_object_object_add(o, "queues", qs);
 	json_object_object_add(o, "total", qstats_obj(&total));
+	/* I/O limits: requests held (since start, now) and how long. */
+	struct vhu_blk_thr_stats ts;
+	json_object *t = json_object_new_object();
+
+	vhu_blk_throttle_stats(d->blk, &ts);
+	json_object_object_add(t, "held", u64(ts.held));
+	json_object_object_add(t, "holding", u64(ts.holding));
+	json_object_object_add(t, "wait_us", u64(ts.wait_ns / 1000));
+	json_object_object_add(t, "wait_max_us", u64(ts.wait_max_ns / 1000));
+	json_object_object_add(o, "throttle", t);
 	json_object_object_add(o, "backend",
 			       json_object_new_string(vhu_blk_backend_kind(d->blk)));
 	json_object_object_add(o, "backend_state",
@@ -272,6 +303,43 @@ static char *method_refresh(struct vhu_blk_daemon *d, json_object *id)
 	return size_result(d, id, old);
 }
 
+/* Change the I/O limits: params {"KEY": VALUE, ...} with --throttle's
+ * keys over the limits in force (0 removes one); all or nothing. */
+static char *method_throttle(struct vhu_blk_daemon *d, json_object *id,
+			     json_object *params)
+{
+	struct vhu_blk_throttle t;
+	char msg[300];
+
+	if (!params || !json_object_is_type(params, json_type_object) ||
+	    json_object_object_length(params) == 0)
+		return error_resp(id, RPC_INVALID_PARAMS,
+				  "throttle needs params {\"KEY\": VALUE, ...} "
+				  "(iops-total, bps-read-max, ...; 0 removes a limit)");
+	vhu_blk_get_throttle(d->blk, &t);
+	json_object_object_foreach(params, key, val) {
+		int64_t v;
+
+		errno = 0;
+		v = json_object_get_int64(val);
+		if (!json_object_is_type(val, json_type_int) || v < 0 ||
+		    errno == ERANGE) {
+			snprintf(msg, sizeof(msg), "%.64s must be an integer >= 0", key);
+			return error_resp(id, RPC_INVALID_PARAMS, msg);
+		}
+		if (vhu_blk_throttle_set(&t, key, (uint64_t)v) < 0) {
+			snprintf(msg, sizeof(msg), "unknown key '%.64s' (iops-total, "
+				 "iops-read, iops-write, bps-total, bps-read, "
+				 "bps-write, each also with -max and -max-length; "
+				 "iops-size)", key);
+			return error_resp(id, RPC_INVALID_PARAMS, msg);
+		}
+	}
+	if (vhu_blk_set_throttle(d->blk, &t, msg, sizeof(msg)) < 0)
+		return error_resp(id, RPC_INVALID_PARAMS, msg);
+	return result_resp(id, throttle_obj(d));
+}
+
 char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
 {
 	enum json_tokener_error jerr = json_tokener_success;
@@ -331,6 +399,8 @@ char *vhu_blk_ctl_handle(struct vhu_blk_daemon *d, const char *line)
 		out = method_resize(d, id, params);
 	} else if (strcmp(method, "refresh") == 0) {
 		out = method_refresh(d, id);
+	} else if (strcmp(method, "throttle") == 0) {
+		out = method_throttle(d, id, params);
 	} else {
 		char msg[128];
 

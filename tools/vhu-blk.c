@@ -30,6 +30,7 @@
 
 #include <vhu/vhu.h>
 
+#include "throttle.h"
 #include "vhu-blk-daemon.h"
 
 #define PROG "vhu-blk"
@@ -105,8 +106,17 @@ static void usage(FILE *f)
 "                           two vhu-blk can hand an image over (migration);\n"
 "                           off on RBD: take the exclusive lock even from a\n"
 "                           client that writes the image (a VM)\n"
+"      --throttle KEY=VALUE[,KEY=VALUE...]\n"
+"                           I/O limits, QEMU's keys: iops-total, iops-read,\n"
+"                           iops-write, bps-total, bps-read, bps-write, each\n"
+"                           also -max (burst) and -max-length (seconds), and\n"
+"                           iops-size; changed live: vhu ctl CONTROL throttle\n"
+"      --throttle-group NAME  share the limits' budget with the other vhu-blk\n"
+"                           of group NAME (same user); --throttle then sets\n"
+"                           the group's limits\n"
 "      --control PATH       JSON-RPC 2.0 control socket (info, stats, resize,\n"
-"                           refresh), mode 0600: this user and root only\n"
+"                           refresh, throttle), mode 0600: this user and\n"
+"                           root only\n"
 "      --control-mode MODE, --control-user USER, --control-group GROUP\n"
 "                           its mode, owner and group, as the --socket-*\n"
 "                           options (default 0600, or 0660 with a group)\n"
@@ -202,6 +212,24 @@ static int parse_perm_option(int c, struct options *o)
 			     : vhu_blk_parse_group(optarg, &p->gid) < 0) {
 		vhu_blk_daemon_log("error: %s: no %s '%s'", name,
 				   what == 1 ? "user" : "group", optarg);
+		return -1;
+	}
+	return 0;
+}
+
+/* --throttle KEY=VALUE[,...] (I/O limits, QEMU's keys): repeated, the
+ * lists add up; applied once the device is open. */
+enum { OPT_THROTTLE = 1024, OPT_THROTTLE_GROUP };
+static struct vhu_blk_throttle throttle_opt;
+static const char *throttle_group_opt;
+
+static int parse_throttle(const char *list)
+{
+	char err[256];
+
+	if (vhu_blk_throttle_parse(&throttle_opt, list, err, sizeof(err)) < 0 ||
+	    vhu_blk_throttle_check(&throttle_opt, err, sizeof(err)) < 0) {
+		vhu_blk_daemon_log("error: --throttle: %s", err);
 		return -1;
 	}
 	return 0;
@@ -417,6 +445,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "reconnect-timeout", required_argument, NULL, OPT_RECONNECT },
 		{ "nbd-persistent-cache", no_argument, NULL, OPT_NBD_PERSISTENT_CACHE },
+		{ "throttle", required_argument, NULL, OPT_THROTTLE },
+		{ "throttle-group", required_argument, NULL, OPT_THROTTLE_GROUP },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -485,6 +515,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
+			break;
+		case OPT_THROTTLE:
+			if (parse_throttle(optarg) < 0)
+				return -1;
+			break;
+		case OPT_THROTTLE_GROUP:
+			throttle_group_opt = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -803,6 +840,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	d.image_path = o.blk_file;
+	if ((throttle_group_opt &&
+	     vhu_blk_throttle_group(d.blk, throttle_group_opt, open_err,
+				    sizeof(open_err)) < 0) ||
+	    (vhu_blk_throttle_any(&throttle_opt) &&
+	     vhu_blk_set_throttle(d.blk, &throttle_opt, open_err,
+				  sizeof(open_err)) < 0)) {
+		vhu_blk_daemon_log("error: %s", open_err);
+		goto out_blk;
+	}
 
 	r = vhu_loop_new(&d.loop);
 	if (r < 0) {

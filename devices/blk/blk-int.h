@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "blk.h"
+#include "throttle.h"
 
 struct vhu__blk_worker;
 struct vhu__blk_backend_ops;
@@ -113,6 +114,8 @@ struct vhu_blk {
 	 * groups[i % num_groups].  num_groups == 0: a thread per queue. */
 	unsigned num_groups;
 	struct vhu__blk_group **groups;
+	/* I/O limits (throttle.c): all zero (calloc) is "none". */
+	struct vhu__blk_thr_disk thr;
 };
 
 /*

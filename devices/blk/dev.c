@@ -482,6 +482,7 @@ void vhu_blk_free(struct vhu_blk *blk)
 		return;
 	for (unsigned i = 0; i < blk->num_queues; i++)
 		vhu__blk_run_stop(blk->runners[i]);
+	vhu__blk_thr_fini(blk);
 	blk_release(blk);
 }
 

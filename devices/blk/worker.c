@@ -33,6 +33,7 @@
 #define TAG_TICK 3u
 #define TAG_MORE 4u  /* a no-op that wakes the next wait at once */
 #define TAG_BE 5u    /* the back-end's epoll fd (watch and timer) */
+#define TAG_THR 6u   /* I/O limits: held requests may go (throttle.c) */
 
 #define DEFAULT_DEPTH 128u
 
@@ -79,6 +80,10 @@ struct vhu__blk_worker {
 	bool kicks_off;
 	struct vhu__blk_poll poll;
 	struct __kernel_timespec tick;
+	/* I/O limits: the requests this queue holds, and their timer. */
+	struct vhu__blk_thq thq;
+	struct __kernel_timespec thr_ts;
+	int thr_fd;         /* sync: a timerfd in epfd, or -1 */
 };
 
 static struct io_uring_sqe *get_sqe(struct vhu__blk_worker *w)
@@ -380,6 +385,10 @@ static void start_req(struct vhu__blk_worker *w, struct slot *s)
 		/* fall through */
 	case VHU_BLK_T_IN:
 	case VHU_BLK_T_FLUSH:
+		/* I/O limits: the request path's only cost when none is set. */
+		if (atomic_load_explicit(&blk->thr.on, memory_order_relaxed) &&
+		    !vhu__blk_thr_admit(blk, &w->thq, &s->io))
+			return;   /* held: thr_round() submits it */
 		blk->be->submit(w->be_ctx, &s->io);
 		return;
 	default:
@@ -430,12 +439,73 @@ static void pop_requests(struct vhu__blk_worker *w)
 	}
 }
 
+/* The synchronous engine's timer: a timerfd in its epoll set (a group
+ * thread waits on that set too). */
+static int thr_sync_timer(struct vhu__blk_worker *w, uint64_t ns)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_sec = (time_t)(ns / 1000000000u),
+			      .tv_nsec = (long)(ns % 1000000000u) },
+	};
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	if (w->thr_fd < 0) {
+		w->thr_fd = timerfd_create(CLOCK_MONOTONIC,
+					   TFD_CLOEXEC | TFD_NONBLOCK);
+		if (w->thr_fd < 0)
+			return -errno;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->thr_fd, &ev) < 0) {
+			close(w->thr_fd);
+			w->thr_fd = -1;
+			return -errno;
+		}
+	}
+	if (timerfd_settime(w->thr_fd, 0, &its, NULL) < 0)
+		return -errno;
+	w->thq.armed = true;
+	return 0;
+}
+
+/* I/O limits: submit the held requests that may go now (all of them
+ * when the queue stops: they were popped, and a stop waits for every
+ * popped request), and wake the queue when the next may go. */
+static void thr_round(struct vhu__blk_worker *w)
+{
+	struct vhu__blk_io *io;
+	struct io_uring_sqe *sqe;
+	uint64_t ns;
+
+	while ((io = vhu__blk_thr_next(w->blk, &w->thq, w->stopping)))
+		w->blk->be->submit(w->be_ctx, io);
+	if (!w->thq.held || w->thq.armed)
+		return;
+	ns = vhu__blk_thr_wait_ns(w->blk, &w->thq);
+	if (w->sync) {
+		/* Without a timer the held requests would wait for the
+		 * next kick: look again at once instead (a busy wait, only
+		 * when no timerfd can be had). */
+		if (thr_sync_timer(w, ns) < 0)
+			w->more = true;
+		return;
+	}
+	sqe = get_sqe(w);
+	if (!sqe)
+		return;   /* the next round tries again */
+	w->thr_ts.tv_sec = (long long)(ns / 1000000000u);
+	w->thr_ts.tv_nsec = (long long)(ns % 1000000000u);
+	io_uring_prep_timeout(sqe, &w->thr_ts, 0, 0);
+	io_uring_sqe_set_data(sqe, (void *)(uintptr_t)TAG_THR);
+	w->thq.armed = true;
+}
+
 /* A loop turn's end: pop what the ring has, let the back-end send what
  * it queued, one interrupt for everything this turn completed.  (The
  * io_uring engine then submits.) */
 static void serve_round(struct vhu__blk_worker *w)
 {
 	pop_requests(w);
+	if (w->thq.held)
+		thr_round(w);
 	if (w->blk->be->round)
 		w->blk->be->round(w->be_ctx);
 	if (w->pushed) {
@@ -455,6 +525,8 @@ static void sync_step(struct vhu__blk_worker *w)
 		vhu_vq_drain_kick(w->vq);
 	if (w->be_epfd >= 0)
 		be_events(w);
+	if (w->thr_fd >= 0 && read(w->thr_fd, &v, sizeof(v)) == sizeof(v))
+		w->thq.armed = false;   /* I/O limits: thr_round() looks again */
 	w->more = false;
 	serve_round(w);
 }
@@ -593,6 +665,8 @@ void vhu__blk_q_step(struct vhu__blk_worker *w)
 			w->stopping = true;
 		} else if (tag == TAG_BE) {
 			be = true;
+		} else if (tag == TAG_THR) {
+			w->thq.armed = false;   /* serve_round() looks again */
 		} else if (tag) {
 			w->blk->be->uring_done(w->be_ctx,
 					       (struct vhu__blk_io *)tag, cqe->res);
@@ -637,12 +711,15 @@ void vhu__blk_q_free(struct vhu__blk_worker *w)
 	if (!w)
 		return;
 	vhu__blk_poll_fini(&w->poll);
+	vhu__blk_thq_fini(&w->thq);
 	if (w->be_ctx)
 		w->blk->be->q_close(w->be_ctx);
 	if (w->ring_ok)
 		io_uring_queue_exit(&w->ring);
 	if (w->timer_fd >= 0)
 		close(w->timer_fd);
+	if (w->thr_fd >= 0)
+		close(w->thr_fd);
 	if (w->be_epfd >= 0)
 		close(w->be_epfd);
 	if (w->stop_fd >= 0)
@@ -696,6 +773,7 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 	w->be_epfd = -1;
 	w->be_fd = -1;
 	w->timer_fd = -1;
+	w->thr_fd = -1;
 	w->stats = &blk->stats[idx];
 	w->kick_fd = vhu_vq_kick_fd(vq);
 	w->tick.tv_nsec = 1000000; /* 1 ms, only when the queue polls */
@@ -716,6 +794,9 @@ int vhu__blk_q_new(struct vhu_blk *blk, struct vhu_vq *vq,
 		w->slots[i].next_free = w->free;
 		w->free = &w->slots[i];
 	}
+	r = vhu__blk_thq_init(&w->thq, depth);
+	if (r < 0)
+		goto fail;
 	if (blk->aio != VHU_BLK_AIO_THREADS) {
 		r = io_uring_queue_init(entries, &w->ring, 0);
 		if (r == 0)

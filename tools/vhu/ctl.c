@@ -34,6 +34,10 @@ static void ctl_help(FILE *f)
 		"                new end is lost\n"
 		"  refresh       re-read the image size (a block device resized, a\n"
 		"                file grown outside)\n"
+		"  throttle KEY=VALUE[,KEY=VALUE...]\n"
+		"                change the I/O limits live (iops-total, iops-read,\n"
+		"                iops-write, bps-total, bps-read, bps-write, each also\n"
+		"                -max and -max-length; iops-size); 0 removes a limit\n"
 		"  info          show the device's settings\n"
 		"  stats         show I/O counters\n");
 }
@@ -163,6 +167,40 @@ struct ctl_args {
 	double timeout;
 };
 
+/* throttle's KEY=VALUE[,...] as params {"KEY": VALUE, ...}; the daemon
+ * checks the keys and the rules.  0, or EXIT_USAGE after saying why. */
+static int throttle_params(const char *list, struct ctl_args *a)
+{
+	char *copy = strdup(list), *save = NULL, *kv;
+
+	if (!copy)
+		return 1;
+	a->params = json_object_new_object();
+	for (kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '='), *end;
+		unsigned long long v;
+
+		errno = 0;
+		v = eq ? strtoull(eq + 1, &end, 10) : 0;
+		if (!eq || eq == kv || eq[1] < '0' || eq[1] > '9' || *end ||
+		    errno || v > INT64_MAX) {
+			fprintf(stderr, "vhu ctl: throttle: '%s' is not KEY=VALUE "
+				"(VALUE a number >= 0)\n", kv);
+			free(copy);
+			return EXIT_USAGE;
+		}
+		*eq = '\0';
+		json_object_object_add(a->params, kv,
+				       json_object_new_int64((int64_t)v));
+	}
+	free(copy);
+	if (json_object_object_length(a->params) == 0) {
+		fprintf(stderr, "vhu ctl: throttle needs KEY=VALUE[,KEY=VALUE...]\n");
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 /* The command's words after the options: the socket, the command and its
  * argument; --json and --shrink may stand anywhere among them.  0, or the
  * exit code (-1: --help, exit 0). */
@@ -206,6 +244,11 @@ static int ctl_words(int argc, char **argv, struct ctl_args *a)
 			json_object_object_add(a->params, "shrink",
 					       json_object_new_boolean(true));
 		return 0;
+	}
+	if (!strcmp(a->method, "throttle")) {
+		if (npos == 3)
+			return throttle_params(pos[2], a);
+		goto usage;
 	}
 	if (strcmp(a->method, "info") && strcmp(a->method, "stats") &&
 	    strcmp(a->method, "refresh")) {
