@@ -237,6 +237,63 @@ void *vhu__mem_uva_to_va(const struct vhu__mem *m, uint64_t uva, uint64_t len);
 int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
 		       uint64_t *gpa);
 
+/* The region holding front-end address uva: our pointer to it in *host
+ * and how many of len bytes from there lie in that region (*got, >= 1).
+ * -EFAULT when no region holds uva. */
+int vhu__mem_uva_span(const struct vhu__mem *m, uint64_t uva, uint64_t len,
+		      uint8_t **host, uint64_t *got);
+
+/* -------------------------------------------------------------- iotlb.c */
+/*
+ * The IOTLB of a session whose driver negotiated VIRTIO_F_ACCESS_PLATFORM
+ * (vhost-user.rst "IOMMU support"): I/O virtual address ranges the
+ * front-end maps (IOTLB_MSG update) to front-end addresses (uaddr, the
+ * memory table's userspace_addr space) with read and/or write permission.
+ * Entries are disjoint, sorted by iova: an update replaces whatever it
+ * overlaps, an invalidation removes any overlapped part (splitting an
+ * entry it covers only in part).
+ *
+ * Concurrency: the session thread updates and invalidates under the
+ * write lock; queue threads look up under the read lock.  A lookup sees
+ * the table either before or after a change, never in between.  An
+ * invalidation does not reach buffers a pop already translated: an
+ * element popped before it may still be read or written (always inside
+ * the memory table's regions, never elsewhere).
+ */
+#define VHU__IOTLB_MAX 8192u
+struct vhu__iotlb_entry {
+	uint64_t iova;
+	uint64_t last;        /* inclusive: iova + size - 1 never wraps */
+	uint64_t uaddr;
+	uint8_t perm;         /* VHU_IOTLB_PERM_* */
+};
+struct vhu__iotlb {
+	void *lock;           /* pthread_rwlock_t, allocated by init */
+	struct vhu__iotlb_entry *e;
+	unsigned n, cap;
+};
+/* 0 or -ENOMEM. */
+int vhu__iotlb_init(struct vhu__iotlb *t);
+void vhu__iotlb_destroy(struct vhu__iotlb *t);
+/* Forget every entry. */
+void vhu__iotlb_clear(struct vhu__iotlb *t);
+/* Map [iova, iova + size) to uaddr with perm: -EINVAL for size 0, a range
+ * (iova or uaddr side) that wraps, perm not RO/WO/RW; -ENOSPC at
+ * VHU__IOTLB_MAX entries; -ENOMEM. */
+int vhu__iotlb_update(struct vhu__iotlb *t, uint64_t iova, uint64_t size,
+		      uint64_t uaddr, uint8_t perm);
+/* Remove [iova, iova + size) (size 0 or a wrapping end: to the top of the
+ * address space); -ENOSPC/-ENOMEM when a split needs room that is not
+ * there (then nothing changed). */
+int vhu__iotlb_invalidate(struct vhu__iotlb *t, uint64_t iova, uint64_t size);
+/* Translate iova for an access needing perm: 0 with *uaddr and *len (the
+ * bytes from iova to the end of its entry, at most UINT64_MAX), -ENOENT
+ * when no entry holds iova (a miss), -EACCES when its entry lacks perm. */
+int vhu__iotlb_lookup(struct vhu__iotlb *t, uint64_t iova, uint8_t perm,
+		      uint64_t *uaddr, uint64_t *len);
+/* Entries in the table (tests). */
+unsigned vhu__iotlb_count(struct vhu__iotlb *t);
+
 /* ------------------------------------------------------- virtq-log.c */
 /*
  * A dirty log (vhost-user.rst "Migration"): bit (page % 8) of byte
@@ -348,6 +405,12 @@ struct vhu_vq {
 	uint16_t pk_free;
 
 	unsigned guard_seen;       /* vhu__guard_gen() at the last check */
+
+	/* ACCESS_PLATFORM negotiated: every ring and buffer address is an
+	 * I/O virtual address translated through this IOTLB (iotlb.c);
+	 * NULL: ring addresses are front-end addresses and buffer
+	 * addresses guest-physical.  Set by the control path while stopped. */
+	struct vhu__iotlb *iotlb;
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */
@@ -387,6 +450,24 @@ void vhu__split_init(struct vhu_vq *vq, unsigned index,
 int vhu__split_map(struct vhu_vq *vq);
 void vhu__split_reset(struct vhu_vq *vq);
 VHU__LAYOUT_DATA_PATH(split);
+
+/*
+ * Translate a driver address for the data path: through vq->iotlb when
+ * set (IOVA -> uaddr -> ours, each step needing perm), else as a
+ * guest-physical address.  Contiguous pieces are merged.  Same returns
+ * as vhu__mem_gpa_to_iov(), and -ENOENT (IOTLB miss) or -EACCES
+ * (permission) with an IOTLB.
+ */
+int vhu__vq_xlate_iov(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm, struct iovec *iov, unsigned cap);
+/* Our pointer to [addr, addr + len) when it is contiguous here: a
+ * guest-physical address, or an IOVA with vq->iotlb.  NULL otherwise. */
+void *vhu__vq_xlate_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		       uint8_t perm);
+/* The same for a ring address (SET_VRING_ADDR): a front-end address, or
+ * an IOVA with vq->iotlb. */
+void *vhu__vq_ring_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm);
 
 /* ------------------------------------------------------- virtq-chain.c */
 /* A compiler barrier: after it, the compiler cannot assume guest memory

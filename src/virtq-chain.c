@@ -36,14 +36,25 @@ int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 	}
 	if (c->overflow)
 		return 0;
-	int r = vhu__mem_gpa_to_iov(vq->mem, addr, len, c->iov + c->n,
-				    c->cap - c->n);
+	int r = vhu__vq_xlate_iov(vq, addr, len,
+				  wr ? VHU_IOTLB_PERM_WO : VHU_IOTLB_PERM_RO,
+				  c->iov + c->n, c->cap - c->n);
 	if (r == -E2BIG && c->walk_on) {
 		c->overflow = true;
 		return 0;
 	}
 	if (r == -E2BIG)
 		return r;
+	if (r == -ENOENT) {
+		/* No retry yet: the request cannot be served. */
+		c->why = "buffer IOVA not in the IOTLB";
+		return -EIO;
+	}
+	if (r == -EACCES) {
+		/* Never a write into a read-only mapping. */
+		c->why = "buffer access the IOTLB permission forbids";
+		return -EIO;
+	}
 	if (r < 0) {
 		c->why = "buffer outside guest memory";
 		return -EIO;

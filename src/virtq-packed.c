@@ -74,10 +74,14 @@ int vhu__packed_map(struct vhu_vq *vq)
 		return -EINVAL;
 	if (vq->last_avail_idx >= size || vq->used_idx >= size)
 		return -EINVAL;
-	void *d = vhu__mem_uva_to_va(vq->mem, vq->desc_uva,
-				     vhu__packed_ring_bytes(size));
-	void *a = vhu__mem_uva_to_va(vq->mem, vq->avail_uva, VHU__PEVENT_BYTES);
-	void *u = vhu__mem_uva_to_va(vq->mem, vq->used_uva, VHU__PEVENT_BYTES);
+	/* With an IOTLB: the device reads and writes the descriptor ring,
+	 * reads the driver's event area and writes its own. */
+	void *d = vhu__vq_ring_va(vq, vq->desc_uva, vhu__packed_ring_bytes(size),
+				  VHU_IOTLB_PERM_RW);
+	void *a = vhu__vq_ring_va(vq, vq->avail_uva, VHU__PEVENT_BYTES,
+				  VHU_IOTLB_PERM_RO);
+	void *u = vhu__vq_ring_va(vq, vq->used_uva, VHU__PEVENT_BYTES,
+				  VHU_IOTLB_PERM_WO);
 	if (!d || !a || !u)
 		return -EFAULT;
 	if (((uintptr_t)d & 15) || ((uintptr_t)a & 3) || ((uintptr_t)u & 3))
@@ -153,7 +157,8 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 		c->why = "bad indirect table length";
 		return -EIO;
 	}
-	const struct vhu__pdesc *t = vhu__mem_gpa_to_va(vq->mem, addr, len);
+	const struct vhu__pdesc *t = vhu__vq_xlate_va(vq, addr, len,
+							 VHU_IOTLB_PERM_RO);
 	if (!t) {
 		c->why = "indirect table outside one region";
 		return -EIO;

@@ -144,12 +144,16 @@ int vhu__split_map(struct vhu_vq *vq)
 	if ((vq->desc_uva & 15) || (vq->avail_uva & 1) || (vq->used_uva & 3))
 		return -EINVAL;
 
-	void *d = vhu__mem_uva_to_va(vq->mem, vq->desc_uva,
-				     vhu__vring_desc_bytes(size));
-	void *a = vhu__mem_uva_to_va(vq->mem, vq->avail_uva,
-				     vhu__vring_avail_bytes(size));
-	void *u = vhu__mem_uva_to_va(vq->mem, vq->used_uva,
-				     vhu__vring_used_bytes(size));
+	/* With an IOTLB the device needs read access to the driver's areas
+	 * and write access to its own. */
+	void *d = vhu__vq_ring_va(vq, vq->desc_uva, vhu__vring_desc_bytes(size),
+				  VHU_IOTLB_PERM_RO);
+	void *a = vhu__vq_ring_va(vq, vq->avail_uva,
+				  vhu__vring_avail_bytes(size),
+				  VHU_IOTLB_PERM_RO);
+	void *u = vhu__vq_ring_va(vq, vq->used_uva,
+				  vhu__vring_used_bytes(size),
+				  VHU_IOTLB_PERM_WO);
 	if (!d || !a || !u)
 		return -EFAULT;
 	if (((uintptr_t)d & 15) || ((uintptr_t)a & 1) || ((uintptr_t)u & 3))
@@ -230,7 +234,8 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct vhu__chain 
 				c->why = "bad indirect table length";
 				return -EIO;
 			}
-			table = vhu__mem_gpa_to_va(vq->mem, addr, len);
+			table = vhu__vq_xlate_va(vq, addr, len,
+						 VHU_IOTLB_PERM_RO);
 			if (!table) {
 				c->why = "indirect table outside one region";
 				return -EIO;

@@ -150,7 +150,8 @@ void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	/* The walk checked the range (or, past the overflow, its bounds):
 	 * a byte that still does not map is simply not offered. */
 	if (wr_len && iov_cap &&
-	    vhu__mem_gpa_to_iov(vq->mem, wr_addr + wr_len - 1, 1, iov, 1) == 1)
+	    vhu__vq_xlate_iov(vq, wr_addr + wr_len - 1, 1, VHU_IOTLB_PERM_WO,
+			      iov, 1) == 1)
 		elem->n_in = 1;
 }
 
