@@ -148,7 +148,27 @@ struct vhu_backend_opts {
 	 * out.  queue_stopped must complete every popped request: the
 	 * front-end migrates only the ring positions. */
 	bool no_dirty_log;
+
+	/* Added after release 0.1 (a 0.1 program passes none):
+	 * VHU_BACKEND_OPT_* bits; any other bit is refused
+	 * (-EINVAL). */
+	uint64_t flags;
 };
+
+/*
+ * Offer VIRTIO_F_ACCESS_PLATFORM (guests behind an IOMMU; vhost-user.rst
+ * "IOMMU support"), with REPLY_ACK and BACKEND_REQ.  When the front-end
+ * negotiates it, every ring and buffer address is an I/O virtual address
+ * the queues translate through the IOTLB the front-end fills
+ * (IOTLB_MSG), with its read/write permissions.  Incomplete: a buffer
+ * whose translation is missing breaks its queue (the device sees -EIO
+ * from the pop) instead of waiting for the front-end, and an
+ * invalidation does not reach requests already popped; see docs/api.md.
+ * QEMU negotiates the bit only when the guest has a virtual IOMMU; with
+ * iommu_platform=on and none (confidential guests), addresses are as
+ * without it.
+ */
+#define VHU_BACKEND_OPT_ACCESS_PLATFORM (1ull << 0)
 
 #define VHU_BACKEND_MAX_QUEUES 256
 
@@ -163,7 +183,8 @@ struct vhu_backend_opts {
  *   NOTIFY_ON_EMPTY (24): passed through when a device lists it, but the
  *     library does not send the extra interrupt it asks for; it is for
  *     legacy drivers only and a VERSION_1 driver does not accept it.
- *   ACCESS_PLATFORM (33): no IOTLB (addresses are always guest-physical);
+ *   ACCESS_PLATFORM (33): dropped here; a device asks for it with
+ *     VHU_BACKEND_OPT_ACCESS_PLATFORM (see there);
  *   IN_ORDER (35): the driver could rely on in-order completion, which
  *     the library does not enforce;
  *   RING_RESET (40) and the other transport bits: not implemented.
