@@ -41,6 +41,7 @@ enum vhu__be_src {
 	VHU__SRC_CHAN,
 	VHU__SRC_KICK,
 	VHU__SRC_STALL,   /* timer: a partial message waited too long */
+	VHU__SRC_IOTLB,   /* eventfd: a queue waits for a translation */
 };
 
 enum vhu__be_mode {
@@ -89,6 +90,7 @@ struct vhu_backend {
 	/* ACCESS_PLATFORM (backend-iotlb.c): what IOTLB_MSG updates; the
 	 * queues translate through it while the feature is negotiated. */
 	struct vhu__iotlb iotlb;
+	int iotlb_miss_fd;        /* eventfd in epfd, the queues signal it */
 	struct vhu_vq vqs[VHU_BACKEND_MAX_QUEUES];
 	bool kick_watched[VHU_BACKEND_MAX_QUEUES]; /* kick fd in epfd */
 
@@ -203,6 +205,11 @@ void vhu__be_log_drop(struct vhu_backend *b);
 /* The IOTLB a queue translates through under the negotiated features
  * (NULL: no ACCESS_PLATFORM). */
 struct vhu__iotlb *vhu__be_vq_iotlb(struct vhu_backend *b);
+/* Point a stopped queue at it (and at the miss eventfd), no wait
+ * pending. */
+void vhu__be_iotlb_attach(struct vhu_backend *b, struct vhu_vq *vq);
+/* The miss eventfd fired: send each waiting queue's miss. */
+void vhu__be_iotlb_misses(struct vhu_backend *b);
 /* A ring that did not map with ACCESS_PLATFORM: ask the front-end
  * (BACKEND_IOTLB_MSG miss) for each ring area the IOTLB lacks a
  * translation of; true when one lacked one (the ring then waits for an

@@ -7,14 +7,20 @@
  * front-end for the missing translations (BACKEND_IOTLB_MSG miss) and
  * starts when an update brings them.
  *
- * What is not done yet: a buffer whose IOVA misses on the data path
- * breaks its queue instead of waiting for the front-end's answer (see
- * docs/api.md); an invalidation does not reach requests already popped
- * (their buffers stay inside the memory table's regions) nor the ring
- * pointers of a started queue.
+ * A pop that misses a buffer's or an indirect table's translation takes
+ * nothing and leaves the queue waiting (iotlb.c): the queue signals the
+ * session's miss eventfd, the session sends the miss, and the update
+ * that answers it kicks every waiting queue.  Other queues, the session
+ * and the control socket never wait for a front-end that does not
+ * answer; that queue stalls until a disconnect resets it.
+ *
+ * What is not done yet: an invalidation does not reach requests already
+ * popped (their buffers stay inside the memory table's regions) nor the
+ * ring pointers of a started queue (see docs/api.md).
  */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend-internal.h"
 
@@ -22,6 +28,15 @@ struct vhu__iotlb *vhu__be_vq_iotlb(struct vhu_backend *b)
 {
 	return (b->features & VHU_BIT(VHU_F_ACCESS_PLATFORM)) ? &b->iotlb
 							     : NULL;
+}
+
+void vhu__be_iotlb_attach(struct vhu_backend *b, struct vhu_vq *vq)
+{
+	vq->iotlb = vhu__be_vq_iotlb(b);
+	vq->iotlb_miss_fd = b->iotlb_miss_fd;
+	/* Stopped: the device pops again from where the ring stands. */
+	__atomic_store_n(&vq->iotlb_waiting, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vq->iotlb_miss_pending, 0, __ATOMIC_SEQ_CST);
 }
 
 static int send_miss(struct vhu_backend *b, uint64_t iova, uint8_t perm)
@@ -67,6 +82,20 @@ static bool ask_range(struct vhu_backend *b, uint64_t iova, uint64_t len,
 		len -= got;
 	}
 	return false;
+}
+
+void vhu__be_iotlb_misses(struct vhu_backend *b)
+{
+	uint64_t n;
+	while (read(b->iotlb_miss_fd, &n, sizeof(n)) == (ssize_t)sizeof(n))
+		;
+	for (unsigned i = 0; i < b->num_queues; i++) {
+		struct vhu_vq *vq = &b->vqs[i];
+		uint64_t iova;
+		uint8_t perm;
+		if (vq->started && vhu__vq_iotlb_take_miss(vq, &iova, &perm))
+			(void)send_miss(b, iova, perm);
+	}
 }
 
 bool vhu__be_iotlb_ring_miss(struct vhu_backend *b, struct vhu_vq *vq)
@@ -117,6 +146,11 @@ int vhu__be_iotlb_msg(struct vhu_backend *b, struct vhu__req *req)
 						 : strerror(-r));
 			return r;
 		}
+		/* Queues waiting for a translation look again (iotlb.c:
+		 * after the table changed, before anything else). */
+		for (unsigned i = 0; i < b->num_queues; i++)
+			if (b->vqs[i].started)
+				(void)vhu__vq_iotlb_resume(&b->vqs[i]);
 		/* Rings that could not map for want of a translation may
 		 * map now (QEMU pushes each used ring at start and answers
 		 * misses for the rest). */

@@ -29,7 +29,7 @@ int vhu__be_vq_remap(struct vhu_backend *b, struct vhu_vq *vq)
 	vq->used = NULL;
 	/* The layout follows the negotiated features (virtio 1.2, 2.8). */
 	vq->packed = (b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0;
-	vq->iotlb = vhu__be_vq_iotlb(b);
+	vhu__be_iotlb_attach(b, vq);
 	if (!vq->addr_set || !vq->size || b->mem.n == 0)
 		return 0;
 	int r = vhu__vq_map(vq);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -179,6 +180,18 @@ static int backend_new(const struct vhu_backend_opts *opts,
 		return e;
 	}
 	e = vhu__iotlb_init(&b->iotlb);
+	if (e == 0) {
+		b->iotlb_miss_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		e = b->iotlb_miss_fd < 0
+			    ? -errno
+			    : vhu__be_epoll_add(b, b->iotlb_miss_fd,
+						VHU__SRC_IOTLB, 0);
+		if (e < 0) {
+			if (b->iotlb_miss_fd >= 0)
+				close(b->iotlb_miss_fd);
+			vhu__iotlb_destroy(&b->iotlb);
+		}
+	}
 	if (e < 0) {
 		close(b->stall_fd);
 		close(b->epfd);
@@ -246,6 +259,7 @@ void vhu_backend_free(struct vhu_backend *b)
 	vhu__be_inflight_drop(b);
 	vhu__mem_clear(&b->mem);
 	vhu__iotlb_destroy(&b->iotlb);
+	close(b->iotlb_miss_fd);
 	close(b->stall_fd);
 	close(b->epfd);
 	free(b);
@@ -673,6 +687,9 @@ int vhu_backend_process(struct vhu_backend *b)
 			break;
 		case VHU__SRC_STALL:
 			check_stall(b);
+			break;
+		case VHU__SRC_IOTLB:
+			vhu__be_iotlb_misses(b);
 			break;
 		}
 	}

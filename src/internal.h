@@ -411,6 +411,14 @@ struct vhu_vq {
 	 * NULL: ring addresses are front-end addresses and buffer
 	 * addresses guest-physical.  Set by the control path while stopped. */
 	struct vhu__iotlb *iotlb;
+	/* A pop waits for a translation (iotlb.c): the session's eventfd to
+	 * tell (not owned, -1 none), and the state shared with it (atomic:
+	 * the queue's thread writes, the session reads and clears). */
+	int iotlb_miss_fd;
+	uint32_t iotlb_waiting;
+	uint32_t iotlb_miss_pending;
+	uint64_t iotlb_miss_iova;
+	uint8_t iotlb_miss_perm;
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */
@@ -455,15 +463,35 @@ VHU__LAYOUT_DATA_PATH(split);
  * Translate a driver address for the data path: through vq->iotlb when
  * set (IOVA -> uaddr -> ours, each step needing perm), else as a
  * guest-physical address.  Contiguous pieces are merged.  Same returns
- * as vhu__mem_gpa_to_iov(), and -ENOENT (IOTLB miss) or -EACCES
- * (permission) with an IOTLB.
+ * as vhu__mem_gpa_to_iov(), and -ENOENT (IOTLB miss: *miss, when not
+ * NULL, is the first IOVA without a translation) or -EACCES (permission)
+ * with an IOTLB.
  */
 int vhu__vq_xlate_iov(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
-		      uint8_t perm, struct iovec *iov, unsigned cap);
+		      uint8_t perm, struct iovec *iov, unsigned cap,
+		      uint64_t *miss);
 /* Our pointer to [addr, addr + len) when it is contiguous here: a
  * guest-physical address, or an IOVA with vq->iotlb.  NULL otherwise. */
 void *vhu__vq_xlate_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
 		       uint8_t perm);
+/* The same with the reason: 0 and *out, -ENOENT (*miss set as above),
+ * -EACCES, -EFAULT (not in guest memory or not contiguous). */
+int vhu__vq_xlate_ptr(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm, void **out, uint64_t *miss);
+/*
+ * A pop found no translation for IOVA iova (perm): the queue waits for
+ * the front-end (see iotlb.c).  Records the miss for the session and
+ * signals vq->iotlb_miss_fd, once per distinct miss while waiting;
+ * vhu_vq_has_work() and vhu_vq_enable_notify() report nothing until the
+ * session clears the wait (vhu__vq_iotlb_resume()) after an update.
+ */
+void vhu__vq_iotlb_wait(struct vhu_vq *vq, uint64_t iova, uint8_t perm);
+/* Session side: take a recorded miss (true with *iova, *perm). */
+bool vhu__vq_iotlb_take_miss(struct vhu_vq *vq, uint64_t *iova,
+			     uint8_t *perm);
+/* Session side, after an IOTLB update: end a wait and kick the queue so
+ * the device pops again.  Returns whether the queue was waiting. */
+bool vhu__vq_iotlb_resume(struct vhu_vq *vq);
 /* The same for a ring address (SET_VRING_ADDR): a front-end address, or
  * an IOVA with vq->iotlb. */
 void *vhu__vq_ring_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
@@ -493,15 +521,25 @@ struct vhu__chain {
 			  * (packed: the buffer completes empty) instead of
 			  * failing with -E2BIG (split) */
 	bool overflow;
+	/* -EAGAIN: a translation is missing (ACCESS_PLATFORM): the first
+	 * IOVA without one and the access needed */
+	uint64_t miss_iova;
+	uint8_t miss_perm;
 	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
 	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
 /* Add one copied and decoded buffer descriptor (wr: device writable):
- * 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why.  A zero-length
+ * 0, -E2BIG (iovecs full, !walk_on), -EAGAIN (IOTLB miss: c->miss_*; the
+ * pop takes nothing and waits, vhu__vq_iotlb_wait()) or -EIO with
+ * c->why.  A zero-length
  * buffer carries nothing: it adds no iovec and is not checked. */
 int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr);
+/* Our pointer to an indirect table (read-only access) for c's pop: 0,
+ * -EAGAIN (IOTLB miss, c->miss_*) or -EIO with c->why. */
+int vhu__chain_table(const struct vhu_vq *vq, struct vhu__chain *c,
+		     uint64_t addr, uint32_t len, const void **table);
 /* Mark the queue broken (once): log why, signal the err eventfd. */
 void vhu__vq_break(struct vhu_vq *vq, const char *why);
 /* After a fault the SIGBUS guard absorbed (sigbus.c): when this thread

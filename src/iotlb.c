@@ -208,7 +208,8 @@ int vhu__iotlb_lookup(struct vhu__iotlb *t, uint64_t iova, uint8_t perm,
 /* ------------------------------------------------ the ring's translation */
 
 int vhu__vq_xlate_iov(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
-		      uint8_t perm, struct iovec *iov, unsigned cap)
+		      uint8_t perm, struct iovec *iov, unsigned cap,
+		      uint64_t *miss)
 {
 	if (!vq->iotlb)
 		return vhu__mem_gpa_to_iov(vq->mem, addr, len, iov, cap);
@@ -220,6 +221,8 @@ int vhu__vq_xlate_iov(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
 	while (len > 0) {
 		uint64_t uaddr, avail;
 		int r = vhu__iotlb_lookup(vq->iotlb, addr, perm, &uaddr, &avail);
+		if (r == -ENOENT && miss)
+			*miss = addr;
 		if (r < 0)
 			return r;
 		uint64_t chunk = avail < len ? avail : len;
@@ -252,15 +255,30 @@ int vhu__vq_xlate_iov(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
 	return (int)n;
 }
 
+int vhu__vq_xlate_ptr(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm, void **out, uint64_t *miss)
+{
+	if (!vq->iotlb) {
+		*out = vhu__mem_gpa_to_va(vq->mem, addr, len);
+		return *out ? 0 : -EFAULT;
+	}
+	struct iovec v;
+	if (len == 0)
+		return -EFAULT;
+	int r = vhu__vq_xlate_iov(vq, addr, len, perm, &v, 1, miss);
+	if (r == -E2BIG || r == 0)
+		return -EFAULT; /* not contiguous here */
+	if (r < 0)
+		return r;
+	*out = v.iov_base;
+	return 0;
+}
+
 void *vhu__vq_xlate_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
 		       uint8_t perm)
 {
-	if (!vq->iotlb)
-		return vhu__mem_gpa_to_va(vq->mem, addr, len);
-	struct iovec v;
-	if (len == 0 || vhu__vq_xlate_iov(vq, addr, len, perm, &v, 1) != 1)
-		return NULL;
-	return v.iov_base;
+	void *p;
+	return vhu__vq_xlate_ptr(vq, addr, len, perm, &p, NULL) == 0 ? p : NULL;
 }
 
 void *vhu__vq_ring_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
@@ -269,4 +287,58 @@ void *vhu__vq_ring_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
 	if (!vq->iotlb)
 		return vhu__mem_uva_to_va(vq->mem, addr, len);
 	return vhu__vq_xlate_va(vq, addr, len, perm);
+}
+
+/*
+ * Waiting for a translation.  The queue's thread and the session's meet
+ * on two flags, each side writing its part and then reading the other's
+ * after a full barrier:
+ *   queue:   waiting = 1;  barrier;  look the IOVA up again
+ *   session: update the table;  barrier;  if waiting: clear it, kick
+ * so either the queue's second look finds the update, or the session
+ * finds the queue waiting and kicks it: a wait never outlives the update
+ * that ends it.  A miss already reported is not reported again while the
+ * queue waits (a driver kicking a waiting queue sends no miss storm).
+ */
+void vhu__vq_iotlb_wait(struct vhu_vq *vq, uint64_t iova, uint8_t perm)
+{
+	if (__atomic_load_n(&vq->iotlb_waiting, __ATOMIC_ACQUIRE) &&
+	    __atomic_load_n(&vq->iotlb_miss_iova, __ATOMIC_RELAXED) == iova &&
+	    __atomic_load_n(&vq->iotlb_miss_perm, __ATOMIC_RELAXED) == perm)
+		return;
+	__atomic_store_n(&vq->iotlb_miss_iova, iova, __ATOMIC_RELAXED);
+	__atomic_store_n(&vq->iotlb_miss_perm, perm, __ATOMIC_RELAXED);
+	__atomic_store_n(&vq->iotlb_miss_pending, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&vq->iotlb_waiting, 1, __ATOMIC_SEQ_CST);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uint64_t u, l;
+	if (vhu__iotlb_lookup(vq->iotlb, iova, perm, &u, &l) == 0) {
+		/* The update came in between: look at the ring again. */
+		if (__atomic_exchange_n(&vq->iotlb_waiting, 0, __ATOMIC_SEQ_CST))
+			(void)vhu__eventfd_signal(vq->kick_fd);
+		return;
+	}
+	(void)vhu__eventfd_signal(vq->iotlb_miss_fd);
+}
+
+bool vhu__vq_iotlb_take_miss(struct vhu_vq *vq, uint64_t *iova,
+			     uint8_t *perm)
+{
+	if (!__atomic_exchange_n(&vq->iotlb_miss_pending, 0, __ATOMIC_ACQUIRE))
+		return false;
+	/* A newer miss may overwrite these meanwhile: at worst the front-end
+	 * is asked for one IOVA with the other's access, and the newer miss
+	 * is reported on its own (pending set again). */
+	*iova = __atomic_load_n(&vq->iotlb_miss_iova, __ATOMIC_RELAXED);
+	*perm = __atomic_load_n(&vq->iotlb_miss_perm, __ATOMIC_RELAXED);
+	return true;
+}
+
+bool vhu__vq_iotlb_resume(struct vhu_vq *vq)
+{
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!__atomic_exchange_n(&vq->iotlb_waiting, 0, __ATOMIC_SEQ_CST))
+		return false;
+	(void)vhu__eventfd_signal(vq->kick_fd);
+	return true;
 }

@@ -157,12 +157,11 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 		c->why = "bad indirect table length";
 		return -EIO;
 	}
-	const struct vhu__pdesc *t = vhu__vq_xlate_va(vq, addr, len,
-							 VHU_IOTLB_PERM_RO);
-	if (!t) {
-		c->why = "indirect table outside one region";
-		return -EIO;
-	}
+	const void *tv;
+	int r = vhu__chain_table(vq, c, addr, len, &tv);
+	if (r < 0)
+		return r;
+	const struct vhu__pdesc *t = tv;
 	unsigned entries = len / sizeof(struct vhu__pdesc);
 	for (unsigned i = 0; i < entries; i++) {
 		struct vhu__pdesc d;
@@ -174,8 +173,8 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 			c->why = "nested indirect table";
 			return -EIO;
 		}
-		int r = vhu__chain_add(vq, c, le64toh(d.addr), l,
-				       (f & VHU_VRING_DESC_F_WRITE) != 0);
+		r = vhu__chain_add(vq, c, le64toh(d.addr), l,
+				   (f & VHU_VRING_DESC_F_WRITE) != 0);
 		if (r < 0)
 			return r;
 	}
@@ -359,7 +358,7 @@ static int pop_resubmitted(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 			   struct iovec *iov, unsigned iov_cap,
 			   unsigned pop_flags)
 {
-	uint16_t head = vq->inf_resubmit[vq->inf_pos++];
+	uint16_t head = vq->inf_resubmit[vq->inf_pos];
 	struct vhu__chain c = {
 		.iov = iov,
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
@@ -367,6 +366,12 @@ static int pop_resubmitted(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	};
 	uint16_t id = 0, count = 0, last = head;
 	int r = walk_record(vq, head, &c, &id, &count, &last);
+	if (r == -EAGAIN) {
+		/* Taken again once the front-end answers the miss. */
+		vhu__vq_iotlb_wait(vq, c.miss_iova, c.miss_perm);
+		return 0;
+	}
+	vq->inf_pos++;
 	if (r < 0) {
 		vhu__vq_break(vq, c.why ? c.why : "bad recorded chain");
 		return -EIO;
@@ -418,6 +423,12 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	};
 	uint16_t id = 0, count = 0, rec[3] = { 0, 0, 0 };
 	int r = walk(vq, flags, &c, &id, &count, rec);
+	if (r == -EAGAIN) {
+		/* A translation is missing: nothing is taken (the entries the
+		 * walk noted are past the free list's head, still free). */
+		vhu__vq_iotlb_wait(vq, c.miss_iova, c.miss_perm);
+		return 0;
+	}
 	if (r < 0) {
 		vhu__vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;

@@ -6,6 +6,8 @@
  * buffers given as I/O virtual addresses, split and packed.
  */
 #include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <vhu/iov.h>
 
@@ -243,23 +245,96 @@ TEST_LAYOUTS(iova_indirect_table)
 	expect_pop(id, 1, 1);
 	CHECK_MEM(iov[0].iov_base, "abc", 3);
 	vhu_vq_push(vq, &el, 0);
-	/* a table whose IOVA is not in the IOTLB is not read */
+	/* a table whose IOVA is not in the IOTLB is not read: the queue
+	 * waits for it */
 	uint64_t from = ra.g->next;
-	ra_add_indirect(&ra, b, 2);
+	id = ra_add_indirect(&ra, b, 2);
 	uint64_t to = ra.g->next;
 	CHECK(to > from);
 	CHECK_EQ(vhu__iotlb_invalidate(&t, from, to - from), 0);
-	expect_broken();
+	CHECK_EQ(pop(), 0);
+	CHECK(!vhu_vq_is_broken(vq));
+	uint64_t miss;
+	uint8_t perm;
+	CHECK(vhu__vq_iotlb_take_miss(vq, &miss, &perm));
+	CHECK(miss >= from && miss < to);
+	CHECK_EQ(perm, RO);
+	CHECK_EQ(vhu__iotlb_update(&t, from & ~(PAGE - 1), PAGE,
+				   gmem_uva(from & ~(PAGE - 1)), RO), 0);
+	CHECK(vhu__vq_iotlb_resume(vq));
+	expect_pop(id, 1, 1);
+	CHECK_MEM(iov[0].iov_base, "abc", 3);
 }
 
-TEST_LAYOUTS(invalidated_buffer_is_not_served)
+TEST_LAYOUTS(missing_translation_waits_then_pops)
 {
 	setup_iommu(RW);
-	uint64_t out = gmem_buf_with(ra.g, "x", 1);
-	CHECK_EQ(vhu__iotlb_invalidate(&t, out + BUF_IOVA, 1), 0);
-	struct ra_buf b[1] = { { out + BUF_IOVA, 1, false } };
-	ra_add(&ra, b, 1);
-	expect_broken();
+	int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int miss_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(kick >= 0 && miss_fd >= 0);
+	vq->kick_fd = kick;
+	vq->iotlb_miss_fd = miss_fd;
+	uint64_t out = gmem_buf_with(ra.g, "first", 5);
+	uint64_t in = gmem_alloc(ra.g, 8, PAGE); /* a page of its own */
+	/* the writable buffer's page is not mapped */
+	uint64_t hole = (in + BUF_IOVA) & ~(PAGE - 1);
+	CHECK_EQ(vhu__iotlb_invalidate(&t, hole, PAGE), 0);
+	struct ra_buf b[2] = { { out + BUF_IOVA, 5, false },
+			       { in + BUF_IOVA, 8, true } };
+	uint16_t id = ra_add(&ra, b, 2);
+	uint16_t last_avail = vq->last_avail_idx;
+	CHECK_EQ(pop(), 0);
+	CHECK(!vhu_vq_is_broken(vq));
+	/* nothing taken, nothing to do until kicked, the miss told once */
+	CHECK_EQ(vq->last_avail_idx, last_avail);
+	CHECK_EQ(vq->inflight, 0);
+	CHECK(!vhu_vq_has_work(vq));
+	CHECK(!vhu_vq_enable_notify(vq));
+	uint64_t v = 0;
+	CHECK_EQ(read(miss_fd, &v, 8), 8);
+	CHECK_EQ(v, 1);
+	uint64_t miss;
+	uint8_t perm;
+	CHECK(vhu__vq_iotlb_take_miss(vq, &miss, &perm));
+	CHECK_EQ(miss, in + BUF_IOVA);
+	CHECK_EQ(perm, WO);
+	CHECK(!vhu__vq_iotlb_take_miss(vq, &miss, &perm));
+	/* a second pop (a driver kick) reports the same miss no more */
+	CHECK_EQ(pop(), 0);
+	CHECK_EQ(read(miss_fd, &v, 8), -1);
+	CHECK(!vhu__vq_iotlb_take_miss(vq, &miss, &perm));
+	/* the front-end's answer: the queue is kicked, the request pops */
+	CHECK_EQ(vhu__iotlb_update(&t, hole, PAGE,
+				   gmem_uva(hole - BUF_IOVA), RW), 0);
+	CHECK(vhu__vq_iotlb_resume(vq));
+	CHECK(!vhu__vq_iotlb_resume(vq));
+	CHECK_EQ(read(kick, &v, 8), 8);
+	CHECK(vhu_vq_has_work(vq));
+	expect_pop(id, 1, 1);
+	CHECK_MEM(iov[0].iov_base, "first", 5);
+	memcpy(iov[1].iov_base, "answered", 8);
+	vhu_vq_push(vq, &el, 8);
+	CHECK_MEM(gmem_ptr(ra.g, in), "answered", 8);
+	vq->kick_fd = -1;
+	close(kick);
+	close(miss_fd);
+}
+
+TEST_LAYOUTS(update_racing_the_wait_kicks_the_queue)
+{
+	/* The update lands between the pop's miss and its wait: the queue
+	 * sees it on its second look and kicks itself. */
+	setup_iommu(RW);
+	int kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	CHECK(kick >= 0);
+	vq->kick_fd = kick;
+	uint64_t in = gmem_buf(ra.g, 8);
+	vhu__vq_iotlb_wait(vq, in + BUF_IOVA, WO); /* mapped already */
+	uint64_t v = 0;
+	CHECK_EQ(read(kick, &v, 8), 8);
+	CHECK(!vhu__vq_iotlb_resume(vq)); /* no longer waiting */
+	vq->kick_fd = -1;
+	close(kick);
 }
 
 TEST_LAYOUTS(write_into_read_only_mapping_refused)
