@@ -55,6 +55,8 @@ static int send_miss(struct vhu_backend *b, uint64_t iova, uint8_t perm)
 		.perm = perm,
 		.type = VHU_IOTLB_MISS,
 	};
+	vhu__debug("IOTLB miss: iova 0x%llx perm %u", (unsigned long long)iova,
+		   perm);
 	int r = vhu__sock_send(b->chan_fd, &msg, NULL, 0);
 	if (r < 0) {
 		vhu__err("sending BACKEND_IOTLB_MSG: %s", strerror(-r));
