@@ -278,13 +278,13 @@ void vhu__iotlb_destroy(struct vhu__iotlb *t);
 /* Forget every entry. */
 void vhu__iotlb_clear(struct vhu__iotlb *t);
 /* Map [iova, iova + size) to uaddr with perm: -EINVAL for size 0, a range
- * (iova or uaddr side) that wraps, perm not RO/WO/RW; -ENOSPC at
- * VHU__IOTLB_MAX entries; -ENOMEM. */
+ * (iova or uaddr side) that wraps, perm not RO/WO/RW; -ENOMEM.  At
+ * VHU__IOTLB_MAX entries the table is emptied first (a cache). */
 int vhu__iotlb_update(struct vhu__iotlb *t, uint64_t iova, uint64_t size,
 		      uint64_t uaddr, uint8_t perm);
 /* Remove [iova, iova + size) (size 0 or a wrapping end: to the top of the
- * address space); -ENOSPC/-ENOMEM when a split needs room that is not
- * there (then nothing changed). */
+ * address space).  A split with the table full removes the whole entry;
+ * -ENOMEM when a split needs memory that is not there (nothing changed). */
 int vhu__iotlb_invalidate(struct vhu__iotlb *t, uint64_t iova, uint64_t size);
 /* Translate iova for an access needing perm: 0 with *uaddr and *len (the
  * bytes from iova to the end of its entry, at most UINT64_MAX), -ENOENT

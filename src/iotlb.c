@@ -148,14 +148,15 @@ int vhu__iotlb_update(struct vhu__iotlb *t, uint64_t iova, uint64_t size,
 	uint64_t last = iova + (size - 1);
 	pthread_rwlock_wrlock(LOCK(t));
 	/* Room for the new entry, and one more when it splits an entry (what
-	 * the cut frees is not counted); a full table still takes an update
-	 * that replaces one entry exactly (a permission change). */
+	 * the cut frees is not counted).  The table is a cache of the
+	 * front-end's IOMMU: when it is full everything is dropped, which
+	 * costs misses (answered again) and nothing else - a ring or a
+	 * popped request keeps the pointers it was translated to. */
 	unsigned need = 1 + needs_split(t, iova, last);
 	int r = reserve(t, need);
 	if (r == -ENOSPC) {
-		unsigned i = upper_bound(t, iova);
-		if (i > 0 && t->e[i - 1].iova == iova && t->e[i - 1].last == last)
-			r = 0;
+		t->n = 0;
+		r = reserve(t, 1);
 	}
 	if (r == 0) {
 		cut(t, iova, last);
@@ -176,8 +177,15 @@ int vhu__iotlb_invalidate(struct vhu__iotlb *t, uint64_t iova, uint64_t size)
 				? UINT64_MAX
 				: iova + (size - 1);
 	pthread_rwlock_wrlock(LOCK(t));
-	/* A full table can still shrink: only a split needs room. */
+	/* Only a split needs room; a full table drops the whole entry
+	 * instead (a cache: more is forgotten, nothing wrong is kept). */
 	int r = needs_split(t, iova, last) ? reserve(t, 1) : 0;
+	if (r == -ENOSPC) {
+		unsigned i = upper_bound(t, iova);
+		memmove(&t->e[i - 1], &t->e[i], (t->n - i) * sizeof(t->e[0]));
+		t->n--;
+		r = 0;
+	}
 	if (r == 0)
 		cut(t, iova, last);
 	pthread_rwlock_unlock(LOCK(t));

@@ -148,7 +148,7 @@ TEST(ranges_that_wrap)
 	CHECK_EQ(vhu__iotlb_count(&t), 0);
 }
 
-TEST(many_entries_and_the_cap)
+TEST(many_entries_and_a_full_table)
 {
 	/* every other page, inserted from the top down */
 	for (unsigned i = VHU__IOTLB_MAX; i-- > 0;)
@@ -164,16 +164,20 @@ TEST(many_entries_and_the_cap)
 		CHECK_EQ(vhu__iotlb_lookup(&t, (uint64_t)i * 0x2000 + 0x1000,
 					   RO, &u, &l), -ENOENT);
 	}
-	/* full: no more entries, and no split that would need one */
-	CHECK_EQ(vhu__iotlb_update(&t, 0x10000000, 0x1000, 0, RW), -ENOSPC);
-	CHECK_EQ(vhu__iotlb_invalidate(&t, 0x2100, 0x100), -ENOSPC);
-	expect(0x2100, RO, 0, 0x100001100, 0xf00);
-	/* but removing whole entries still works */
-	CHECK_EQ(vhu__iotlb_invalidate(&t, 0x2000, 0x1000), 0);
+	/* full: a split drops the whole entry (never keeps the part that
+	 * was invalidated) */
+	CHECK_EQ(vhu__iotlb_invalidate(&t, 0x2100, 0x100), 0);
 	CHECK_EQ(vhu__iotlb_count(&t), VHU__IOTLB_MAX - 1);
-	/* and replacing one with the same range needs no room */
-	CHECK_EQ(vhu__iotlb_update(&t, 0x4000, 0x1000, 0x5000, RO), 0);
-	expect(0x4000, RW, -EACCES, 0, 0);
+	expect(0x2100, RO, -ENOENT, 0, 0);
+	expect(0x2000, RO, -ENOENT, 0, 0);
+	expect(0x4000, RO, 0, 0x100002000, 0x1000);
+	/* one more fits; then a full table is emptied for the next */
+	CHECK_EQ(vhu__iotlb_update(&t, 0x2000, 0x1000, 0x7000, RW), 0);
+	CHECK_EQ(vhu__iotlb_count(&t), VHU__IOTLB_MAX);
+	CHECK_EQ(vhu__iotlb_update(&t, 0x10000000, 0x1000, 0x9000, RW), 0);
+	CHECK_EQ(vhu__iotlb_count(&t), 1);
+	expect(0x4000, RO, -ENOENT, 0, 0);
+	expect(0x10000000, WO, 0, 0x9000, 0x1000);
 	CHECK_EQ(vhu__iotlb_invalidate(&t, 0, 0), 0);
 	CHECK_EQ(vhu__iotlb_count(&t), 0);
 }
