@@ -6,6 +6,7 @@
  * buffers given as I/O virtual addresses, split and packed.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -373,6 +374,33 @@ TEST_LAYOUTS(rings_need_iotlb_entries)
 	CHECK_EQ(vhu__iotlb_update(&t, used & ~(PAGE - 1), PAGE,
 				   gmem_uva(used & ~(PAGE - 1)), RW), 0);
 	CHECK_EQ(vhu__vq_map(vq), 0);
+}
+
+TEST(dirty_log_is_guest_physical)
+{
+	/* With an IOTLB the front-end's log_guest_addr is an IOVA (QEMU
+	 * sends the used ring's): the used ring is logged by where it is in
+	 * guest-physical memory, and so are the buffers. */
+	setup_iommu(RW);
+	uint64_t bytes = vhu__log_bytes_for(GMEM_GPA_BASE + ra.g->size);
+	uint8_t *bits = calloc(1, bytes);
+	CHECK(bits != NULL);
+	struct vhu__dirty_log dlog = { .bits = bits, .size = bytes,
+				       .signal_fd = -1 };
+	vq->log = &dlog;
+	vq->log_used = true;
+	vq->log_gpa = 0x7000000000ull; /* an IOVA, far outside the log */
+	uint64_t in = gmem_alloc(ra.g, 8, PAGE);
+	struct ra_buf b[1] = { { in + BUF_IOVA, 8, true } };
+	uint16_t id = ra_add(&ra, b, 1);
+	expect_pop(id, 0, 1);
+	vhu_vq_push(vq, &el, 8);
+	CHECK(!vhu_vq_is_broken(vq));
+	uint64_t used_page = ra.rd.used_gpa >> 12, buf_page = in >> 12;
+	CHECK((bits[used_page / 8] >> (used_page % 8)) & 1);
+	CHECK((bits[buf_page / 8] >> (buf_page % 8)) & 1);
+	vq->log = NULL;
+	free(bits);
 }
 
 int main(void)
