@@ -14,13 +14,14 @@
 #include "fe-case.h"
 #include "internal.h"
 
-static struct vhu_vq *started_vq;
+static struct vhu_vq *started_vq, *vqs[2];
 static unsigned started;
 
 static void t_started(void *o, struct vhu_vq *vq)
 {
 	started++;
 	started_vq = vq;
+	vqs[vhu_vq_index(vq)] = vq;
 }
 
 static struct vhu_device_ops ops = { .queue_started = t_started };
@@ -35,7 +36,7 @@ static void open_dev(uint64_t flags)
 	struct vhu_backend_opts o = {
 		.ops = &ops,
 		.features = VHU_RING_FEATURES | AP,
-		.num_queues = 1,
+		.num_queues = 2,
 		.max_queue_size = 256,
 		.flags = flags,
 	};
@@ -124,15 +125,21 @@ TEST(iotlb_msg_refusals)
 #define BUF_IOVA 0x500000000ull
 #define BUF_GPA 0x80000ull
 
-static void put_request(uint16_t n, uint64_t addr, uint32_t len,
-			uint16_t flags)
+static void put_request_q(unsigned q, uint16_t n, uint64_t addr,
+			  uint32_t len, uint16_t flags)
 {
-	uint8_t *ring = fe.mem + FE_RING_GPA(0);
+	uint8_t *ring = fe.mem + FE_RING_GPA(q);
 	struct vhu_vring_desc d = { .addr = addr, .len = len, .flags = flags };
 	memcpy(ring + 16 * n, &d, sizeof(d));
 	uint16_t *avail = (uint16_t *)(ring + 0x2000);
 	avail[2 + n] = n;
 	__atomic_store_n(&avail[1], (uint16_t)(n + 1), __ATOMIC_RELEASE);
+}
+
+static void put_request(uint16_t n, uint64_t addr, uint32_t len,
+			uint16_t flags)
+{
+	put_request_q(0, n, addr, len, flags);
 }
 
 TEST(rings_and_buffers_through_the_iotlb)
@@ -251,6 +258,50 @@ TEST(missing_buffer_translation_asked_then_served)
 	memset(want, 'w', sizeof(want));
 	CHECK_MEM(fe.mem + BUF_GPA + 0xff0, want, sizeof(want));
 	close(kick);
+}
+
+TEST(unanswered_miss_stalls_only_its_queue)
+{
+	open_dev(VHU_BACKEND_OPT_ACCESS_PLATFORM);
+	CHECK_EQ(fe_negotiate(&fe, VHU_BIT(VHU_F_VERSION_1) | AP, NEEDED_PF), 0);
+	CHECK_EQ(fe_set_channel(&fe), 0);
+	CHECK_EQ(fe_set_mem(&fe), 0);
+	for (unsigned q = 0; q < 2; q++) {
+		uint64_t ring = FE_UVA + FE_RING_GPA(q);
+		CHECK_EQ(iotlb(VHU_IOTLB_UPDATE, ring, 0x4000, ring, 3), 0);
+	}
+	CHECK_EQ(iotlb(VHU_IOTLB_UPDATE, BUF_IOVA, 0x1000, FE_UVA + BUF_GPA, 3),
+		 0);
+	int kick[2] = { -1, -1 };
+	CHECK_EQ(fe_setup_vring(&fe, 0, 8, &kick[0]), 0);
+	CHECK_EQ(fe_setup_vring(&fe, 1, 8, &kick[1]), 0);
+	CHECK_EQ(started, 2);
+	struct vhu_vq_elem el;
+	struct iovec iov[4];
+	struct vhu_msg m;
+	/* queue 0 misses; the front-end never answers */
+	put_request_q(0, 0, BUF_IOVA + 0x5000, 16, 0);
+	CHECK_EQ(vhu_vq_pop(vqs[0], &el, iov, 4), 0);
+	fe_process(&fe);
+	CHECK_EQ(fe_chan_recv(&fe, &m), 1);
+	CHECK_EQ(m.p.iotlb.iova, BUF_IOVA + 0x5000);
+	CHECK(!vhu_vq_has_work(vqs[0]));
+	/* queue 1 and the session go on */
+	memcpy(fe.mem + BUF_GPA, "q1", 2);
+	put_request_q(1, 0, BUF_IOVA, 2, 0);
+	CHECK_EQ(vhu_vq_pop(vqs[1], &el, iov, 4), 1);
+	CHECK_MEM(iov[0].iov_base, "q1", 2);
+	vhu_vq_push(vqs[1], &el, 0);
+	uint64_t f;
+	CHECK_EQ(fe_get_u64(&fe, VHU_REQ_GET_FEATURES, &f), 0);
+	/* an update for something else leaves queue 0 waiting */
+	CHECK_EQ(iotlb(VHU_IOTLB_UPDATE, BUF_IOVA + 0x9000, 0x1000,
+		       FE_UVA + BUF_GPA, 3), 0);
+	CHECK_EQ(vhu_vq_pop(vqs[0], &el, iov, 4), 0);
+	CHECK(!vhu_vq_is_broken(vqs[0]));
+	/* the disconnect (the after-hook) cleans up: no fd left behind */
+	close(kick[0]);
+	close(kick[1]);
 }
 
 int main(void)
