@@ -66,10 +66,8 @@ static void usage(FILE *f)
 "      --nbd-persistent-cache  NBD: writes the server acknowledged survive\n"
 "                           its crash: a lost connection does not fail the\n"
 "                           next FLUSH\n"
-"      --iommu on|off       offer VIRTIO_F_ACCESS_PLATFORM (default off):\n"
-"                           QEMU's iommu_platform=on; with a vIOMMU in the\n"
-"                           guest a request whose IOVA the back-end has no\n"
-"                           translation for yet stops its queue (incomplete)\n"
+"      --iommu on|off       offer VIRTIO_F_ACCESS_PLATFORM, which QEMU's\n"
+"                           iommu_platform=on needs (default on)\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
 "      --fd N               use the inherited socket fd N (connected: one\n"
 "                           session; listening: accept on it)\n"
@@ -431,6 +429,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
+			       .iommu = true,
 			       .reconnect_timeout = VHU_BLK_RECONNECT_DEFAULT,
 			       .poll_us = VHU_BLK_POLL_US_AUTO,
 			       .cache = VHU_BLK_CACHE_WRITEBACK,

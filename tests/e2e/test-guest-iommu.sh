@@ -1,17 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# End to end: vhu-blk and VIRTIO_F_ACCESS_PLATFORM with the system's QEMU
-# (Debian bookworm: 7.2), the confidential-VM shape: -device
-# vhost-user-blk-pci,iommu_platform=on and no virtual IOMMU.  QEMU then
-# offers the bit to the guest, asks the back-end for it, and sends no
-# IOTLB messages (addresses are as without the feature).
-#   - vhu-blk without --iommu on: QEMU refuses to start the device;
-#   - vhu-blk --iommu on: the guest negotiates ACCESS_PLATFORM, writes
-#     4 MiB of a pattern, reads it back after dropping its page cache,
-#     sees no I/O error, and the image holds the pattern.
-# (tests/e2e/guest/iommu-checks.sh is the guest half.)  A guest behind a
-# virtual IOMMU is not tested: a buffer whose translation the back-end
-# lacks stops its queue (docs/vhu-blk.md).
+# End to end: vhu-blk and VIRTIO_F_ACCESS_PLATFORM (-device
+# vhost-user-blk-pci,iommu_platform=on).  With the system's QEMU (Debian
+# bookworm: 7.2), the confidential-VM shape, no virtual IOMMU: QEMU offers
+# the bit to the guest, not to the back-end, and sends no IOTLB messages.
+#   - vhu-blk --iommu off: QEMU refuses to start the device;
+#   - vhu-blk (default): the guest negotiates ACCESS_PLATFORM, writes 4 MiB
+#     of a pattern, reads it back after dropping its page cache, sees no
+#     I/O error, and the image holds the pattern.
+# Then behind QEMU 10.0's intel-iommu (device-iotlb, ats=on): the same
+# with a split ring and iommu.strict=1 (every unmap invalidated at once)
+# and a packed ring with iommu.strict=0 (batched), vhu-blk asking QEMU for
+# translations (misses) and QEMU answering.
+# (tests/e2e/guest/iommu-checks.sh is the guest half.)
 # Usage: test-guest-iommu.sh BUILD_DIR    (TAP on stdout)
 set -u
 BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
@@ -55,18 +56,18 @@ qemu_args() {
 		-device "vhost-user-blk-pci,chardev=c0,num-queues=1,addr=0x4,disable-legacy=on,iommu_platform=on")
 }
 
-# Without the option: not offered, and QEMU says so.
-if start_blk plain; then
+# Turned off: not offered, and QEMU says so.
+if start_blk plain --iommu off; then
 	qemu_args plain
 	e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$tmp/qemu-plain.err"
 	qpid=$E2E_LAST_PID
 	if e2e_wait_exit "$qpid" 60; then
-		check "without --iommu on: QEMU refuses iommu_platform=on" \
+		check "--iommu off: QEMU refuses iommu_platform=on" \
 			"$(tail -n 3 "$tmp/qemu-plain.err")" \
 			grep -q "iommu_platform=true is not supported" "$tmp/qemu-plain.err"
 	else
 		kill -KILL "$qpid" 2>/dev/null
-		notok "without --iommu on: QEMU refuses iommu_platform=on" "QEMU kept running"
+		notok "--iommu off: QEMU refuses iommu_platform=on" "QEMU kept running"
 	fi
 	kill -TERM "$BLK_PID"
 	e2e_wait_exit "$BLK_PID" 5
@@ -74,11 +75,11 @@ else
 	notok "vhu-blk starts" "$(tail -n 5 "$tmp/plain.log")"
 fi
 
-if ! VHU_LOG=debug start_blk iommu --iommu on; then
-	notok "vhu-blk --iommu on starts" "$(tail -n 5 "$tmp/iommu.log")"
+if ! VHU_LOG=debug start_blk iommu; then
+	notok "vhu-blk starts" "$(tail -n 5 "$tmp/iommu.log")"
 	finish
 fi
-ok "vhu-blk --iommu on starts"
+ok "vhu-blk starts"
 qemu_args iommu
 log=$tmp/console-iommu.log
 e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$tmp/qemu-iommu.err"
@@ -110,15 +111,15 @@ check "vhu-blk exits on SIGTERM" "$(tail -n 5 "$tmp/iommu.log")" e2e_wait_exit "
 
 # Behind a virtual IOMMU (QEMU 10.0): ring and buffer addresses are IOVAs,
 # translated through the IOTLB QEMU fills as vhu-blk asks (misses); the
-# guest's iommu.strict=1 invalidates every unmap at once.
-viommu() { # viommu NAME PACKED
-	local name=$1 packed=$2 log=$tmp/console-$1.log qpid
-	if ! VHU_LOG=debug start_blk "$name" --iommu on; then
+# guest invalidates each unmap at once (iommu.strict=1) or in batches (0).
+viommu() { # viommu NAME PACKED STRICT
+	local name=$1 packed=$2 strict=$3 log=$tmp/console-$1.log qpid
+	if ! VHU_LOG=debug start_blk "$name"; then
 		notok "$name: vhu-blk starts" "$(tail -n 5 "$tmp/$name.log")"
 		return
 	fi
 	: >"$log"
-	E2E_MACHINE=q35,kernel-irqchip=split E2E_APPEND="intel_iommu=on iommu.strict=1" \
+	E2E_MACHINE=q35,kernel-irqchip=split E2E_APPEND="intel_iommu=on iommu.strict=$strict" \
 		E2E_QEMU_DATA=$Q10_DATA e2e_qemu_base "$E2E_ACCEL" "$tmp/initrd.cpio" "$log"
 	E2E_QEMU_ARGS+=(-device intel-iommu,intremap=on,device-iotlb=on
 		-chardev "socket,id=c0,path=$tmp/$name.sock"
@@ -154,13 +155,13 @@ viommu() { # viommu NAME PACKED
 }
 e2e_qemu10
 if [ -z "$Q10" ]; then
-	for t in "split ring" "packed ring"; do
+	for t in "split ring, strict" "packed ring, lazy"; do
 		ok "vIOMMU, $t # SKIP no QEMU 10.0: $Q10_WHY"
 	done
 else
 	truncate -s 0 "$tmp/disk.img"; truncate -s 64M "$tmp/disk.img"
-	viommu viommu-split off
+	viommu viommu-split off 1
 	truncate -s 0 "$tmp/disk.img"; truncate -s 64M "$tmp/disk.img"
-	viommu viommu-packed on
+	viommu viommu-packed on 0
 fi
 finish
