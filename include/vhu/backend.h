@@ -160,10 +160,13 @@ struct vhu_backend_opts {
  * "IOMMU support"), with REPLY_ACK and BACKEND_REQ.  When the front-end
  * negotiates it, every ring and buffer address is an I/O virtual address
  * the queues translate through the IOTLB the front-end fills
- * (IOTLB_MSG), with its read/write permissions.  Incomplete: a buffer
- * whose translation is missing breaks its queue (the device sees -EIO
- * from the pop) instead of waiting for the front-end, and an
- * invalidation does not reach requests already popped; see docs/api.md.
+ * (IOTLB_MSG), with its read/write permissions.  A missing translation
+ * is asked for: the pop returns 0 and the queue reports no work until
+ * the answer comes, then its kick fd is signalled.  An access the
+ * mapping forbids breaks the queue (-EIO), never happens.  An
+ * invalidation does not reach elements already popped; see docs/api.md.
+ * A device that reaches guest memory only through the popped iovecs
+ * needs nothing else.
  * QEMU negotiates the bit only when the guest has a virtual IOMMU; with
  * iommu_platform=on and none (confidential guests), addresses are as
  * without it.
