@@ -34,6 +34,16 @@ int vhu__be_set_features(struct vhu_backend *b, struct vhu__req *req)
 			    (unsigned long long)(f & ~b->offered_features));
 		return -EINVAL;
 	}
+	/* vhost-user.rst "IOMMU support": misses go on the back-end channel
+	 * and updates want an answer (QEMU refuses the same). */
+	uint64_t need = VHU_BIT(VHU_PF_REPLY_ACK) | VHU_BIT(VHU_PF_BACKEND_REQ);
+	if ((f & VHU_BIT(VHU_F_ACCESS_PLATFORM)) &&
+	    (b->protocol & need) != need) {
+		vhu__log_rl(VHU_LOG_WARN, "SET_FEATURES 0x%llx: ACCESS_PLATFORM "
+			    "needs the REPLY_ACK and BACKEND_REQ protocol "
+			    "features: refused", (unsigned long long)f);
+		return -EINVAL;
+	}
 	bool running = false;
 	for (unsigned i = 0; i < b->num_queues; i++)
 		running |= b->vqs[i].started;

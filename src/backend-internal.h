@@ -41,6 +41,7 @@ enum vhu__be_src {
 	VHU__SRC_CHAN,
 	VHU__SRC_KICK,
 	VHU__SRC_STALL,   /* timer: a partial message waited too long */
+	VHU__SRC_IOTLB,   /* eventfd: a queue waits for a translation */
 };
 
 enum vhu__be_mode {
@@ -86,6 +87,10 @@ struct vhu_backend {
 	unsigned acks_pending;    /* CONFIG_CHANGE_MSGs waiting for an ack */
 
 	struct vhu__mem mem;
+	/* ACCESS_PLATFORM (backend-iotlb.c): what IOTLB_MSG updates; the
+	 * queues translate through it while the feature is negotiated. */
+	struct vhu__iotlb iotlb;
+	int iotlb_miss_fd;        /* eventfd in epfd, the queues signal it */
 	struct vhu_vq vqs[VHU_BACKEND_MAX_QUEUES];
 	bool kick_watched[VHU_BACKEND_MAX_QUEUES]; /* kick fd in epfd */
 
@@ -137,6 +142,7 @@ int vhu__be_get_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_set_inflight_fd(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_set_log_base(struct vhu_backend *b, struct vhu__req *req);
 int vhu__be_set_log_fd(struct vhu_backend *b, struct vhu__req *req);
+int vhu__be_iotlb_msg(struct vhu_backend *b, struct vhu__req *req);
 
 
 /* A u64 reply body (the GET_* requests): always 0. */
@@ -194,6 +200,21 @@ void vhu__be_log_change_begin(struct vhu_backend *b, bool *was);
 void vhu__be_log_change_end(struct vhu_backend *b, const bool *was);
 /* Unmap the log and close its eventfd; no queue may be started. */
 void vhu__be_log_drop(struct vhu_backend *b);
+
+/* backend-iotlb.c */
+/* The IOTLB a queue translates through under the negotiated features
+ * (NULL: no ACCESS_PLATFORM). */
+struct vhu__iotlb *vhu__be_vq_iotlb(struct vhu_backend *b);
+/* Point a stopped queue at it (and at the miss eventfd), no wait
+ * pending. */
+void vhu__be_iotlb_attach(struct vhu_backend *b, struct vhu_vq *vq);
+/* The miss eventfd fired: send each waiting queue's miss. */
+void vhu__be_iotlb_misses(struct vhu_backend *b);
+/* A ring that did not map with ACCESS_PLATFORM: ask the front-end
+ * (BACKEND_IOTLB_MSG miss) for each ring area the IOTLB lacks a
+ * translation of; true when one lacked one (the ring then waits for an
+ * update, vhu__be_iotlb_msg()), false when the fault is elsewhere. */
+bool vhu__be_iotlb_ring_miss(struct vhu_backend *b, struct vhu_vq *vq);
 
 /* backend-dev.c */
 /* The full device reset: queues stopped, rings reset, ops->reset. */

@@ -27,6 +27,7 @@ static const vhu__be_handler handlers[VHU_REQ_MAX] = {
 	[VHU_REQ_GET_QUEUE_NUM] = vhu__be_get_queue_num,
 	[VHU_REQ_SET_VRING_ENABLE] = vhu__be_set_vring_enable,
 	[VHU_REQ_SET_BACKEND_REQ_FD] = vhu__be_set_backend_req_fd,
+	[VHU_REQ_IOTLB_MSG] = vhu__be_iotlb_msg,
 	[VHU_REQ_GET_CONFIG] = vhu__be_get_config,
 	[VHU_REQ_SET_CONFIG] = vhu__be_set_config,
 	[VHU_REQ_GET_INFLIGHT_FD] = vhu__be_get_inflight_fd,

@@ -29,9 +29,13 @@ int vhu__be_vq_remap(struct vhu_backend *b, struct vhu_vq *vq)
 	vq->used = NULL;
 	/* The layout follows the negotiated features (virtio 1.2, 2.8). */
 	vq->packed = (b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0;
+	vhu__be_iotlb_attach(b, vq);
 	if (!vq->addr_set || !vq->size || b->mem.n == 0)
 		return 0;
 	int r = vhu__vq_map(vq);
+	/* Rings behind an IOMMU wait for their translations. */
+	if (r == -EFAULT && vq->iotlb && vhu__be_iotlb_ring_miss(b, vq))
+		r = 0;
 	if (r < 0) {
 		vq->desc = NULL;
 		vq->avail = NULL;
@@ -49,7 +53,8 @@ void vhu__be_vq_try_start(struct vhu_backend *b, struct vhu_vq *vq)
 	if (!(b->features & VHU_BIT(VHU_F_PROTOCOL_FEATURES)))
 		vq->enabled = true;
 	/* Features changed the ring layout since the rings were mapped. */
-	if (vq->packed != ((b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0))
+	if (vq->packed != ((b->features & VHU_BIT(VHU_F_RING_PACKED)) != 0) ||
+	    vq->iotlb != vhu__be_vq_iotlb(b))
 		vhu__be_vq_remap(b, vq);
 	if (!vq->size || !vq->addr_set || !vq->desc || !vq->kick_set ||
 	    !vq->enabled)

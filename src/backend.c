@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -106,6 +107,12 @@ static int backend_new(const struct vhu_backend_opts *opts,
 			 opts->config_size, VHU_MAX_CONFIG_SIZE);
 		return -EINVAL;
 	}
+	if (opts->flags & ~VHU_BACKEND_OPT_ACCESS_PLATFORM) {
+		vhu__err("vhu_backend_new: unknown flags 0x%llx",
+			 (unsigned long long)(opts->flags &
+					      ~VHU_BACKEND_OPT_ACCESS_PLATFORM));
+		return -EINVAL;
+	}
 
 	b = calloc(1, sizeof(*b));
 	if (!b)
@@ -135,6 +142,12 @@ static int backend_new(const struct vhu_backend_opts *opts,
 		transport |= VHU_BIT(i);
 	b->offered_features = (opts->features | VHU_BIT(VHU_F_PROTOCOL_FEATURES)) &
 			      (~transport | VHU__TRANSPORT_OK);
+	/* ACCESS_PLATFORM: only for a device that asks with the option (a
+	 * program that listed the bit before it was served keeps what it
+	 * had); REPLY_ACK and BACKEND_REQ, which it needs, are always
+	 * offered. */
+	if (opts->flags & VHU_BACKEND_OPT_ACCESS_PLATFORM)
+		b->offered_features |= VHU_BIT(VHU_F_ACCESS_PLATFORM);
 	b->offered_protocol = VHU__PF_BASE |
 			      (opts->protocol_features & VHU__PF_IMPLEMENTED);
 	/* Dirty logging for live migration, unless the device opts out. */
@@ -162,6 +175,25 @@ static int backend_new(const struct vhu_backend_opts *opts,
 	if (e < 0) {
 		if (b->stall_fd >= 0)
 			close(b->stall_fd);
+		close(b->epfd);
+		free(b);
+		return e;
+	}
+	e = vhu__iotlb_init(&b->iotlb);
+	if (e == 0) {
+		b->iotlb_miss_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		e = b->iotlb_miss_fd < 0
+			    ? -errno
+			    : vhu__be_epoll_add(b, b->iotlb_miss_fd,
+						VHU__SRC_IOTLB, 0);
+		if (e < 0) {
+			if (b->iotlb_miss_fd >= 0)
+				close(b->iotlb_miss_fd);
+			vhu__iotlb_destroy(&b->iotlb);
+		}
+	}
+	if (e < 0) {
+		close(b->stall_fd);
 		close(b->epfd);
 		free(b);
 		return e;
@@ -195,6 +227,7 @@ static void disconnect(struct vhu_backend *b, const char *why)
 	vhu__be_inflight_drop(b);
 	vhu__be_log_drop(b);
 	vhu__mem_clear(&b->mem);
+	vhu__iotlb_clear(&b->iotlb);
 	b->features = 0;
 	b->protocol = 0;
 	b->features_set = false;
@@ -225,6 +258,8 @@ void vhu_backend_free(struct vhu_backend *b)
 		vhu__vq_reset(&b->vqs[i]);
 	vhu__be_inflight_drop(b);
 	vhu__mem_clear(&b->mem);
+	vhu__iotlb_destroy(&b->iotlb);
+	close(b->iotlb_miss_fd);
 	close(b->stall_fd);
 	close(b->epfd);
 	free(b);
@@ -652,6 +687,9 @@ int vhu_backend_process(struct vhu_backend *b)
 			break;
 		case VHU__SRC_STALL:
 			check_stall(b);
+			break;
+		case VHU__SRC_IOTLB:
+			vhu__be_iotlb_misses(b);
 			break;
 		}
 	}

@@ -237,6 +237,63 @@ void *vhu__mem_uva_to_va(const struct vhu__mem *m, uint64_t uva, uint64_t len);
 int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
 		       uint64_t *gpa);
 
+/* The region holding front-end address uva: our pointer to it in *host
+ * and how many of len bytes from there lie in that region (*got, >= 1).
+ * -EFAULT when no region holds uva. */
+int vhu__mem_uva_span(const struct vhu__mem *m, uint64_t uva, uint64_t len,
+		      uint8_t **host, uint64_t *got);
+
+/* -------------------------------------------------------------- iotlb.c */
+/*
+ * The IOTLB of a session whose driver negotiated VIRTIO_F_ACCESS_PLATFORM
+ * (vhost-user.rst "IOMMU support"): I/O virtual address ranges the
+ * front-end maps (IOTLB_MSG update) to front-end addresses (uaddr, the
+ * memory table's userspace_addr space) with read and/or write permission.
+ * Entries are disjoint, sorted by iova: an update replaces whatever it
+ * overlaps, an invalidation removes any overlapped part (splitting an
+ * entry it covers only in part).
+ *
+ * Concurrency: the session thread updates and invalidates under the
+ * write lock; queue threads look up under the read lock.  A lookup sees
+ * the table either before or after a change, never in between.  An
+ * invalidation does not reach buffers a pop already translated: an
+ * element popped before it may still be read or written (always inside
+ * the memory table's regions, never elsewhere).
+ */
+#define VHU__IOTLB_MAX 8192u
+struct vhu__iotlb_entry {
+	uint64_t iova;
+	uint64_t last;        /* inclusive: iova + size - 1 never wraps */
+	uint64_t uaddr;
+	uint8_t perm;         /* VHU_IOTLB_PERM_* */
+};
+struct vhu__iotlb {
+	void *lock;           /* pthread_rwlock_t, allocated by init */
+	struct vhu__iotlb_entry *e;
+	unsigned n, cap;
+};
+/* 0 or -ENOMEM. */
+int vhu__iotlb_init(struct vhu__iotlb *t);
+void vhu__iotlb_destroy(struct vhu__iotlb *t);
+/* Forget every entry. */
+void vhu__iotlb_clear(struct vhu__iotlb *t);
+/* Map [iova, iova + size) to uaddr with perm: -EINVAL for size 0, a range
+ * (iova or uaddr side) that wraps, perm not RO/WO/RW; -ENOMEM.  At
+ * VHU__IOTLB_MAX entries the table is emptied first (a cache). */
+int vhu__iotlb_update(struct vhu__iotlb *t, uint64_t iova, uint64_t size,
+		      uint64_t uaddr, uint8_t perm);
+/* Remove [iova, iova + size) (size 0 or a wrapping end: to the top of the
+ * address space).  A split with the table full removes the whole entry;
+ * -ENOMEM when a split needs memory that is not there (nothing changed). */
+int vhu__iotlb_invalidate(struct vhu__iotlb *t, uint64_t iova, uint64_t size);
+/* Translate iova for an access needing perm: 0 with *uaddr and *len (the
+ * bytes from iova to the end of its entry, at most UINT64_MAX), -ENOENT
+ * when no entry holds iova (a miss), -EACCES when its entry lacks perm. */
+int vhu__iotlb_lookup(struct vhu__iotlb *t, uint64_t iova, uint8_t perm,
+		      uint64_t *uaddr, uint64_t *len);
+/* Entries in the table (tests). */
+unsigned vhu__iotlb_count(struct vhu__iotlb *t);
+
 /* ------------------------------------------------------- virtq-log.c */
 /*
  * A dirty log (vhost-user.rst "Migration"): bit (page % 8) of byte
@@ -348,6 +405,20 @@ struct vhu_vq {
 	uint16_t pk_free;
 
 	unsigned guard_seen;       /* vhu__guard_gen() at the last check */
+
+	/* ACCESS_PLATFORM negotiated: every ring and buffer address is an
+	 * I/O virtual address translated through this IOTLB (iotlb.c);
+	 * NULL: ring addresses are front-end addresses and buffer
+	 * addresses guest-physical.  Set by the control path while stopped. */
+	struct vhu__iotlb *iotlb;
+	/* A pop waits for a translation (iotlb.c): the session's eventfd to
+	 * tell (not owned, -1 none), and the state shared with it (atomic:
+	 * the queue's thread writes, the session reads and clears). */
+	int iotlb_miss_fd;
+	uint32_t iotlb_waiting;
+	uint32_t iotlb_miss_pending;
+	uint64_t iotlb_miss_iova;
+	uint8_t iotlb_miss_perm;
 };
 
 /* Bring a vq to its initial state (fds -1, nothing set). */
@@ -388,6 +459,44 @@ int vhu__split_map(struct vhu_vq *vq);
 void vhu__split_reset(struct vhu_vq *vq);
 VHU__LAYOUT_DATA_PATH(split);
 
+/*
+ * Translate a driver address for the data path: through vq->iotlb when
+ * set (IOVA -> uaddr -> ours, each step needing perm), else as a
+ * guest-physical address.  Contiguous pieces are merged.  Same returns
+ * as vhu__mem_gpa_to_iov(), and -ENOENT (IOTLB miss: *miss, when not
+ * NULL, is the first IOVA without a translation) or -EACCES (permission)
+ * with an IOTLB.
+ */
+int vhu__vq_xlate_iov(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm, struct iovec *iov, unsigned cap,
+		      uint64_t *miss);
+/* Our pointer to [addr, addr + len) when it is contiguous here: a
+ * guest-physical address, or an IOVA with vq->iotlb.  NULL otherwise. */
+void *vhu__vq_xlate_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		       uint8_t perm);
+/* The same with the reason: 0 and *out, -ENOENT (*miss set as above),
+ * -EACCES, -EFAULT (not in guest memory or not contiguous). */
+int vhu__vq_xlate_ptr(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm, void **out, uint64_t *miss);
+/*
+ * A pop found no translation for IOVA iova (perm): the queue waits for
+ * the front-end (see iotlb.c).  Records the miss for the session and
+ * signals vq->iotlb_miss_fd, once per distinct miss while waiting;
+ * vhu_vq_has_work() and vhu_vq_enable_notify() report nothing until the
+ * session clears the wait (vhu__vq_iotlb_resume()) after an update.
+ */
+void vhu__vq_iotlb_wait(struct vhu_vq *vq, uint64_t iova, uint8_t perm);
+/* Session side: take a recorded miss (true with *iova, *perm). */
+bool vhu__vq_iotlb_take_miss(struct vhu_vq *vq, uint64_t *iova,
+			     uint8_t *perm);
+/* Session side, after an IOTLB update: end a wait and kick the queue so
+ * the device pops again.  Returns whether the queue was waiting. */
+bool vhu__vq_iotlb_resume(struct vhu_vq *vq);
+/* The same for a ring address (SET_VRING_ADDR): a front-end address, or
+ * an IOVA with vq->iotlb. */
+void *vhu__vq_ring_va(const struct vhu_vq *vq, uint64_t addr, uint64_t len,
+		      uint8_t perm);
+
 /* ------------------------------------------------------- virtq-chain.c */
 /* A compiler barrier: after it, the compiler cannot assume guest memory
  * still holds what a local was copied from, so it never re-reads the
@@ -412,15 +521,25 @@ struct vhu__chain {
 			  * (packed: the buffer completes empty) instead of
 			  * failing with -E2BIG (split) */
 	bool overflow;
+	/* -EAGAIN: a translation is missing (ACCESS_PLATFORM): the first
+	 * IOVA without one and the access needed */
+	uint64_t miss_iova;
+	uint8_t miss_perm;
 	uint64_t wr_addr; /* the last writable buffer (len 0: none) */
 	uint32_t wr_len;
 	const char *why; /* set with -EIO */
 };
 /* Add one copied and decoded buffer descriptor (wr: device writable):
- * 0, -E2BIG (iovecs full, !walk_on) or -EIO with c->why.  A zero-length
+ * 0, -E2BIG (iovecs full, !walk_on), -EAGAIN (IOTLB miss: c->miss_*; the
+ * pop takes nothing and waits, vhu__vq_iotlb_wait()) or -EIO with
+ * c->why.  A zero-length
  * buffer carries nothing: it adds no iovec and is not checked. */
 int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 		   uint64_t addr, uint32_t len, bool wr);
+/* Our pointer to an indirect table (read-only access) for c's pop: 0,
+ * -EAGAIN (IOTLB miss, c->miss_*) or -EIO with c->why. */
+int vhu__chain_table(const struct vhu_vq *vq, struct vhu__chain *c,
+		     uint64_t addr, uint32_t len, const void **table);
 /* Mark the queue broken (once): log why, signal the err eventfd. */
 void vhu__vq_break(struct vhu_vq *vq, const char *why);
 /* After a fault the SIGBUS guard absorbed (sigbus.c): when this thread

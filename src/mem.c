@@ -294,3 +294,20 @@ int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
 	}
 	return -EFAULT;
 }
+
+int vhu__mem_uva_span(const struct vhu__mem *m, uint64_t uva, uint64_t len,
+		      uint8_t **host, uint64_t *got)
+{
+	/* IOTLB translations (iotlb.c): a linear scan over the few regions
+	 * a guest has, as for ring addresses. */
+	for (unsigned i = 0; i < m->n; i++) {
+		const struct vhu__mem_region *r = &m->r[i];
+		if (uva < r->uva || uva - r->uva >= r->size)
+			continue;
+		uint64_t off = uva - r->uva;
+		*host = r->host + off;
+		*got = len < r->size - off ? len : r->size - off;
+		return 0;
+	}
+	return -EFAULT;
+}

@@ -54,8 +54,11 @@ static const struct vhu__req_info table[VHU_REQ_MAX] = {
 	ROW(SEND_RARP, EXACT(8), PF(RARP)),
 	ROW(NET_SET_MTU, EXACT(8), PF(MTU)),
 	ROW(SET_BACKEND_REQ_FD, NONE, .fds = VHU__FD_ONE, PF(BACKEND_REQ)),
-	/* Needs VIRTIO_F_ACCESS_PLATFORM, which is never offered. */
-	ROW(IOTLB_MSG, EXACT(32), VF(ACCESS_PLATFORM), .reply = true),
+	/* Offered only to a device that asks for ACCESS_PLATFORM; the
+	 * handler also wants it negotiated.  vhost-user.rst: always a u64
+	 * answer, 0 for success. */
+	ROW(IOTLB_MSG, EXACT(sizeof(struct vhu_iotlb_msg)), VF(ACCESS_PLATFORM),
+		.reply = true),
 	ROW(SET_VRING_ENDIAN, EXACT(8), .ring = VHU__RING_STATE,
 		PF(CROSS_ENDIAN)),
 	/* The front-end's payload bytes mean nothing for a read: only the

@@ -163,6 +163,26 @@ struct vhu_vring_area {
 	uint64_t offset;
 } VHU_PACKED;
 
+/* IOTLB_MSG and BACKEND_IOTLB_MSG payload (vhost-user.rst "IOMMU
+ * support"): the kernel's struct vhost_iotlb_msg, 32 bytes with its tail
+ * padding.  iova/size in I/O virtual addresses, uaddr in the memory
+ * table's userspace_addr space. */
+#define VHU_IOTLB_PERM_RO 1u
+#define VHU_IOTLB_PERM_WO 2u
+#define VHU_IOTLB_PERM_RW 3u
+#define VHU_IOTLB_MISS         1u
+#define VHU_IOTLB_UPDATE       2u
+#define VHU_IOTLB_INVALIDATE   3u
+#define VHU_IOTLB_ACCESS_FAIL  4u
+struct vhu_iotlb_msg {
+	uint64_t iova;
+	uint64_t size;
+	uint64_t uaddr;
+	uint8_t perm;
+	uint8_t type;
+	uint8_t padding[6];
+} VHU_PACKED;
+
 /* SET_VRING_KICK/CALL/ERR payload: bits 0-7 index, bit 8 "no fd" */
 #define VHU_VRING_IDX_MASK 0xffull
 #define VHU_VRING_NOFD     (1ull << 8)
@@ -178,6 +198,7 @@ union vhu_msg_payload {
 	struct vhu_config config;
 	struct vhu_inflight inflight;
 	struct vhu_vring_area area;
+	struct vhu_iotlb_msg iotlb;
 };
 
 struct vhu_msg {
@@ -195,6 +216,7 @@ _Static_assert(sizeof(struct vhu_log) == 16, "log");
 _Static_assert(sizeof(struct vhu_config) == 12 + 256, "config");
 _Static_assert(sizeof(struct vhu_inflight) == 20, "inflight");
 _Static_assert(sizeof(struct vhu_vring_area) == 24, "vring area");
+_Static_assert(sizeof(struct vhu_iotlb_msg) == 32, "iotlb msg");
 
 #define VHU_MAX_PAYLOAD ((uint32_t)sizeof(union vhu_msg_payload))
 

@@ -36,14 +36,25 @@ int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 	}
 	if (c->overflow)
 		return 0;
-	int r = vhu__mem_gpa_to_iov(vq->mem, addr, len, c->iov + c->n,
-				    c->cap - c->n);
+	uint8_t perm = wr ? VHU_IOTLB_PERM_WO : VHU_IOTLB_PERM_RO;
+	int r = vhu__vq_xlate_iov(vq, addr, len, perm, c->iov + c->n,
+				  c->cap - c->n, &c->miss_iova);
 	if (r == -E2BIG && c->walk_on) {
 		c->overflow = true;
 		return 0;
 	}
 	if (r == -E2BIG)
 		return r;
+	if (r == -ENOENT) {
+		/* The front-end is asked; the pop waits for its answer. */
+		c->miss_perm = perm;
+		return -EAGAIN;
+	}
+	if (r == -EACCES) {
+		/* Never a write into a read-only mapping. */
+		c->why = "buffer access the IOTLB permission forbids";
+		return -EIO;
+	}
 	if (r < 0) {
 		c->why = "buffer outside guest memory";
 		return -EIO;
@@ -51,6 +62,28 @@ int vhu__chain_add(const struct vhu_vq *vq, struct vhu__chain *c,
 	c->n += (unsigned)r;
 	if (!wr)
 		c->n_out += (unsigned)r;
+	return 0;
+}
+
+int vhu__chain_table(const struct vhu_vq *vq, struct vhu__chain *c,
+		     uint64_t addr, uint32_t len, const void **table)
+{
+	void *p;
+	int r = vhu__vq_xlate_ptr(vq, addr, len, VHU_IOTLB_PERM_RO, &p,
+				  &c->miss_iova);
+	if (r == -ENOENT) {
+		c->miss_perm = VHU_IOTLB_PERM_RO;
+		return -EAGAIN;
+	}
+	if (r == -EACCES) {
+		c->why = "indirect table access the IOTLB permission forbids";
+		return -EIO;
+	}
+	if (r < 0) {
+		c->why = "indirect table outside one region";
+		return -EIO;
+	}
+	*table = p;
 	return 0;
 }
 

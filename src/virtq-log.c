@@ -96,6 +96,12 @@ int vhu__log_used(struct vhu_vq *vq, uint64_t off, uint64_t len)
 {
 	if (!vq->log_used)
 		return 0;
+	/* With an IOTLB, log_gpa is an I/O virtual address (QEMU sends the
+	 * ring's), not where the guest's page is: log what our pointer to
+	 * the ring is in guest-physical terms (the memory table's). */
+	if (vq->iotlb)
+		return vhu__log_va(vq, (const volatile uint8_t *)vq->used + off,
+				   len);
 	/* vhost-user.rst: "the write to first byte of the used ring is
 	 * logged at this offset from log start"; log_gpa need not be in
 	 * the memory table, but the ring's last byte must be in the log. */

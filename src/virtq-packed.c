@@ -74,10 +74,14 @@ int vhu__packed_map(struct vhu_vq *vq)
 		return -EINVAL;
 	if (vq->last_avail_idx >= size || vq->used_idx >= size)
 		return -EINVAL;
-	void *d = vhu__mem_uva_to_va(vq->mem, vq->desc_uva,
-				     vhu__packed_ring_bytes(size));
-	void *a = vhu__mem_uva_to_va(vq->mem, vq->avail_uva, VHU__PEVENT_BYTES);
-	void *u = vhu__mem_uva_to_va(vq->mem, vq->used_uva, VHU__PEVENT_BYTES);
+	/* With an IOTLB: the device reads and writes the descriptor ring,
+	 * reads the driver's event area and writes its own. */
+	void *d = vhu__vq_ring_va(vq, vq->desc_uva, vhu__packed_ring_bytes(size),
+				  VHU_IOTLB_PERM_RW);
+	void *a = vhu__vq_ring_va(vq, vq->avail_uva, VHU__PEVENT_BYTES,
+				  VHU_IOTLB_PERM_RO);
+	void *u = vhu__vq_ring_va(vq, vq->used_uva, VHU__PEVENT_BYTES,
+				  VHU_IOTLB_PERM_WO);
 	if (!d || !a || !u)
 		return -EFAULT;
 	if (((uintptr_t)d & 15) || ((uintptr_t)a & 3) || ((uintptr_t)u & 3))
@@ -153,11 +157,11 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 		c->why = "bad indirect table length";
 		return -EIO;
 	}
-	const struct vhu__pdesc *t = vhu__mem_gpa_to_va(vq->mem, addr, len);
-	if (!t) {
-		c->why = "indirect table outside one region";
-		return -EIO;
-	}
+	const void *tv;
+	int r = vhu__chain_table(vq, c, addr, len, &tv);
+	if (r < 0)
+		return r;
+	const struct vhu__pdesc *t = tv;
 	unsigned entries = len / sizeof(struct vhu__pdesc);
 	for (unsigned i = 0; i < entries; i++) {
 		struct vhu__pdesc d;
@@ -169,8 +173,8 @@ static int walk_table(const struct vhu_vq *vq, uint64_t addr, uint32_t len,
 			c->why = "nested indirect table";
 			return -EIO;
 		}
-		int r = vhu__chain_add(vq, c, le64toh(d.addr), l,
-				       (f & VHU_VRING_DESC_F_WRITE) != 0);
+		r = vhu__chain_add(vq, c, le64toh(d.addr), l,
+				   (f & VHU_VRING_DESC_F_WRITE) != 0);
 		if (r < 0)
 			return r;
 	}
@@ -354,7 +358,7 @@ static int pop_resubmitted(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 			   struct iovec *iov, unsigned iov_cap,
 			   unsigned pop_flags)
 {
-	uint16_t head = vq->inf_resubmit[vq->inf_pos++];
+	uint16_t head = vq->inf_resubmit[vq->inf_pos];
 	struct vhu__chain c = {
 		.iov = iov,
 		.cap = iov_cap > UINT16_MAX ? UINT16_MAX : iov_cap,
@@ -362,6 +366,12 @@ static int pop_resubmitted(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	};
 	uint16_t id = 0, count = 0, last = head;
 	int r = walk_record(vq, head, &c, &id, &count, &last);
+	if (r == -EAGAIN) {
+		/* Taken again once the front-end answers the miss. */
+		vhu__vq_iotlb_wait(vq, c.miss_iova, c.miss_perm);
+		return 0;
+	}
+	vq->inf_pos++;
 	if (r < 0) {
 		vhu__vq_break(vq, c.why ? c.why : "bad recorded chain");
 		return -EIO;
@@ -413,6 +423,12 @@ int vhu__packed_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	};
 	uint16_t id = 0, count = 0, rec[3] = { 0, 0, 0 };
 	int r = walk(vq, flags, &c, &id, &count, rec);
+	if (r == -EAGAIN) {
+		/* A translation is missing: nothing is taken (the entries the
+		 * walk noted are past the free list's head, still free). */
+		vhu__vq_iotlb_wait(vq, c.miss_iova, c.miss_perm);
+		return 0;
+	}
 	if (r < 0) {
 		vhu__vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;

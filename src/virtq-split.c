@@ -108,6 +108,7 @@ void vhu__split_init(struct vhu_vq *vq, unsigned index,
 	vq->kick_fd = -1;
 	vq->call_fd = -1;
 	vq->err_fd = -1;
+	vq->iotlb_miss_fd = -1;
 }
 
 void vhu__split_reset(struct vhu_vq *vq)
@@ -144,12 +145,16 @@ int vhu__split_map(struct vhu_vq *vq)
 	if ((vq->desc_uva & 15) || (vq->avail_uva & 1) || (vq->used_uva & 3))
 		return -EINVAL;
 
-	void *d = vhu__mem_uva_to_va(vq->mem, vq->desc_uva,
-				     vhu__vring_desc_bytes(size));
-	void *a = vhu__mem_uva_to_va(vq->mem, vq->avail_uva,
-				     vhu__vring_avail_bytes(size));
-	void *u = vhu__mem_uva_to_va(vq->mem, vq->used_uva,
-				     vhu__vring_used_bytes(size));
+	/* With an IOTLB the device needs read access to the driver's areas
+	 * and write access to its own. */
+	void *d = vhu__vq_ring_va(vq, vq->desc_uva, vhu__vring_desc_bytes(size),
+				  VHU_IOTLB_PERM_RO);
+	void *a = vhu__vq_ring_va(vq, vq->avail_uva,
+				  vhu__vring_avail_bytes(size),
+				  VHU_IOTLB_PERM_RO);
+	void *u = vhu__vq_ring_va(vq, vq->used_uva,
+				  vhu__vring_used_bytes(size),
+				  VHU_IOTLB_PERM_WO);
 	if (!d || !a || !u)
 		return -EFAULT;
 	if (((uintptr_t)d & 15) || ((uintptr_t)a & 1) || ((uintptr_t)u & 3))
@@ -230,11 +235,11 @@ static int walk_chain(const struct vhu_vq *vq, uint16_t head, struct vhu__chain 
 				c->why = "bad indirect table length";
 				return -EIO;
 			}
-			table = vhu__mem_gpa_to_va(vq->mem, addr, len);
-			if (!table) {
-				c->why = "indirect table outside one region";
-				return -EIO;
-			}
+			const void *tv;
+			int r = vhu__chain_table(vq, c, addr, len, &tv);
+			if (r < 0)
+				return r;
+			table = tv;
 			indirect = true;
 			entries = len / sizeof(struct vhu_vring_desc);
 			hops = 0;
@@ -262,11 +267,13 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		return 0;
 
 	uint16_t head;
+	bool resubmit = false;
 	/* vhost-user.rst "Inflight I/O tracking": heads a previous back-end
 	 * popped and never completed come first, in their original order;
 	 * they are still marked, and their chains still in the table. */
 	if (vq->inf_pos < vq->inf_n) {
-		head = vq->inf_resubmit[vq->inf_pos++];
+		head = vq->inf_resubmit[vq->inf_pos];
+		resubmit = true;
 		goto walk;
 	}
 
@@ -299,13 +306,6 @@ int vhu__split_pop(struct vhu_vq *vq, struct vhu_vq_elem *elem,
 		vhu__vq_break(vq, "head descriptor index out of range");
 		return -EIO;
 	}
-	vq->last_avail_idx++;
-	if (vq->inf) {
-		/* Counter first, then the flag that makes it count. */
-		vq->inf->desc[head].counter = vq->inf_counter++;
-		__asm__ volatile("" ::: "memory");
-		vq->inf->desc[head].inflight = 1;
-	}
 
 walk:;
 	/* n_out and n_in are 16-bit */
@@ -315,6 +315,24 @@ walk:;
 		.walk_on = true,
 	};
 	int r = walk_chain(vq, head, &c);
+	if (r == -EAGAIN) {
+		/* A translation is missing: nothing is taken, the same head
+		 * is walked again once the front-end answers. */
+		vhu__vq_iotlb_wait(vq, c.miss_iova, c.miss_perm);
+		return 0;
+	}
+	/* The walk read only guest memory: the request is taken now. */
+	if (resubmit) {
+		vq->inf_pos++;
+	} else {
+		vq->last_avail_idx++;
+		if (vq->inf) {
+			/* Counter first, then the flag that makes it count. */
+			vq->inf->desc[head].counter = vq->inf_counter++;
+			__asm__ volatile("" ::: "memory");
+			vq->inf->desc[head].inflight = 1;
+		}
+	}
 	if (r < 0) {
 		vhu__vq_break(vq, c.why ? c.why : "bad descriptor chain");
 		return -EIO;

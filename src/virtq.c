@@ -150,7 +150,8 @@ void vhu__vq_truncated(const struct vhu_vq *vq, struct vhu_vq_elem *elem,
 	/* The walk checked the range (or, past the overflow, its bounds):
 	 * a byte that still does not map is simply not offered. */
 	if (wr_len && iov_cap &&
-	    vhu__mem_gpa_to_iov(vq->mem, wr_addr + wr_len - 1, 1, iov, 1) == 1)
+	    vhu__vq_xlate_iov(vq, wr_addr + wr_len - 1, 1, VHU_IOTLB_PERM_WO,
+			      iov, 1, NULL) == 1)
 		elem->n_in = 1;
 }
 
@@ -191,15 +192,25 @@ void vhu_vq_disable_notify(struct vhu_vq *vq)
 		vhu__split_disable_notify(vq);
 }
 
+/* A queue waiting for a translation has nothing to pop until the
+ * session kicks it (iotlb.c): the device sleeps instead of spinning. */
+static bool iotlb_waiting(const struct vhu_vq *vq)
+{
+	return __builtin_expect(vq->iotlb != NULL, 0) &&
+	       __atomic_load_n(&vq->iotlb_waiting, __ATOMIC_ACQUIRE);
+}
+
 bool vhu_vq_enable_notify(struct vhu_vq *vq)
 {
-	if (PACKED(vq))
-		return vhu__packed_enable_notify(vq);
-	return vhu__split_enable_notify(vq);
+	bool more = PACKED(vq) ? vhu__packed_enable_notify(vq)
+			       : vhu__split_enable_notify(vq);
+	return more && !iotlb_waiting(vq);
 }
 
 bool vhu_vq_has_work(struct vhu_vq *vq)
 {
+	if (iotlb_waiting(vq))
+		return false;
 	if (PACKED(vq))
 		return vhu__packed_has_work(vq);
 	return vhu__split_has_work(vq);

@@ -67,6 +67,8 @@ static void usage(FILE *f)
 "      --nbd-persistent-cache  NBD: writes the server acknowledged survive\n"
 "                           its crash: a lost connection does not fail the\n"
 "                           next FLUSH\n"
+"      --iommu on|off       offer VIRTIO_F_ACCESS_PLATFORM, which QEMU's\n"
+"                           iommu_platform=on needs (default on)\n"
 "  -s, --socket-path PATH   listen on a Unix socket at PATH\n"
 "      --fd N               use the inherited socket fd N (connected: one\n"
 "                           session; listening: accept on it)\n"
@@ -177,6 +179,7 @@ struct options {
 	enum vhu_blk_aio aio;
 	unsigned poll_us;
 	bool poll_always;
+	bool iommu;
 };
 
 /* --socket-{mode,user,group} and --control-{mode,user,group}: mode,
@@ -284,7 +287,8 @@ static void print_caps(void)
 enum { OPT_FD = 256, OPT_SERIAL, OPT_NUM_QUEUES, OPT_BLK_SIZE, OPT_CACHE, OPT_AIO,
        OPT_CONTROL, OPT_CAPS, OPT_THREADS,
        OPT_LOCK, OPT_FORMAT, OPT_CONTROL_TIMEOUT,
-       OPT_POLL_US, OPT_POLL, OPT_RECONNECT, OPT_NBD_PERSISTENT_CACHE };
+       OPT_POLL_US, OPT_POLL, OPT_RECONNECT, OPT_NBD_PERSISTENT_CACHE,
+       OPT_IOMMU };
 
 /* --fd, --num-queues, --threads, --blk-size, --poll-us (optarg). */
 static int parse_number_option(int c, struct options *o)
@@ -447,6 +451,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "nbd-persistent-cache", no_argument, NULL, OPT_NBD_PERSISTENT_CACHE },
 		{ "throttle", required_argument, NULL, OPT_THROTTLE },
 		{ "throttle-group", required_argument, NULL, OPT_THROTTLE_GROUP },
+		{ "iommu", required_argument, NULL, OPT_IOMMU },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -454,6 +459,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	int c;
 
 	*o = (struct options){ .fd = -1, .num_queues = 1, .blk_size = 0,
+			       .iommu = true,
 			       .reconnect_timeout = VHU_BLK_RECONNECT_DEFAULT,
 			       .poll_us = VHU_BLK_POLL_US_AUTO,
 			       .cache = VHU_BLK_CACHE_WRITEBACK,
@@ -512,6 +518,14 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case OPT_NBD_PERSISTENT_CACHE:
 			o->nbd_persistent_cache = true;
+			break;
+		case OPT_IOMMU:
+			if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+				vhu_blk_daemon_log("error: --iommu takes 'on' or "
+						   "'off', not '%s'", optarg);
+				return -1;
+			}
+			o->iommu = !strcmp(optarg, "on");
 			break;
 		case OPT_CAPS:
 			o->print_caps = true;
@@ -856,6 +870,10 @@ int main(int argc, char **argv)
 		goto out_blk;
 	}
 	vhu_blk_backend_opts(d.blk, &bo);
+	/* The device reaches guest memory only through the iovecs the
+	 * library translates: it serves ACCESS_PLATFORM as the library does. */
+	if (o.iommu)
+		bo.flags |= VHU_BACKEND_OPT_ACCESS_PLATFORM;
 	r = vhu_backend_new(&bo, &d.backend);
 	if (r < 0) {
 		vhu_blk_daemon_log("error: back-end: %s", strerror(-r));

@@ -175,7 +175,30 @@ struct vhu_backend_opts {
 	 * out.  queue_stopped must complete every popped request: the
 	 * front-end migrates only the ring positions. */
 	bool no_dirty_log;
+
+	/* Added after release 0.1 (a 0.1 program passes none):
+	 * VHU_BACKEND_OPT_* bits; any other bit is refused
+	 * (-EINVAL). */
+	uint64_t flags;
 };
+
+/*
+ * Offer VIRTIO_F_ACCESS_PLATFORM (guests behind an IOMMU; vhost-user.rst
+ * "IOMMU support"), with REPLY_ACK and BACKEND_REQ.  When the front-end
+ * negotiates it, every ring and buffer address is an I/O virtual address
+ * the queues translate through the IOTLB the front-end fills
+ * (IOTLB_MSG), with its read/write permissions.  A missing translation
+ * is asked for: the pop returns 0 and the queue reports no work until
+ * the answer comes, then its kick fd is signalled.  An access the
+ * mapping forbids breaks the queue (-EIO), never happens.  An
+ * invalidation does not reach elements already popped; see docs/api.md.
+ * A device that reaches guest memory only through the popped iovecs
+ * needs nothing else.
+ * QEMU negotiates the bit only when the guest has a virtual IOMMU; with
+ * iommu_platform=on and none (confidential guests), addresses are as
+ * without it.
+ */
+#define VHU_BACKEND_OPT_ACCESS_PLATFORM (1ull << 0)
 
 #define VHU_BACKEND_MAX_QUEUES 256
 
@@ -190,7 +213,8 @@ struct vhu_backend_opts {
  *   NOTIFY_ON_EMPTY (24): passed through when a device lists it, but the
  *     library does not send the extra interrupt it asks for; it is for
  *     legacy drivers only and a VERSION_1 driver does not accept it.
- *   ACCESS_PLATFORM (33): no IOTLB (addresses are always guest-physical);
+ *   ACCESS_PLATFORM (33): dropped here; a device asks for it with
+ *     VHU_BACKEND_OPT_ACCESS_PLATFORM (see there);
  *   IN_ORDER (35): the driver could rely on in-order completion, which
  *     the library does not enforce;
  *   RING_RESET (40) and the other transport bits: not implemented.

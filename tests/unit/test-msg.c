@@ -41,7 +41,7 @@ static int val(const struct vhu__msg_ctx *ctx, const struct vhu_msg *m,
 }
 
 static const uint32_t handled[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-				    15, 16, 17, 18, 21, 24, 25, 31, 32, 34,
+				    15, 16, 17, 18, 21, 22, 24, 25, 31, 32, 34,
 				    36, 37, 38, 39, 40 };
 
 static bool is_handled(uint32_t id)
