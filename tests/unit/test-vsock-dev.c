@@ -1,0 +1,736 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vhu-vsock end to end in one process: the device behind a real back-end
+ * session (its loop on a thread), the test as the guest's driver through
+ * the library's front-end (rx, tx and event queues in the case's ring
+ * layout), and real Unix sockets on the host side.  Checks the packets the
+ * guest sees, the bytes host programs see, credit in both directions, and
+ * that packets breaking the rules get a reset or are dropped while the
+ * device goes on serving.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <vhu/backend.h>
+#include <vhu/frontend.h>
+#include <vhu/loop.h>
+
+#include "pkt.h"
+#include "tap.h"
+#include "util.h"
+#include "vsock.h"
+
+#define CID 42
+#define RXN 32
+#define RX_PAYLOAD 4096
+#define RXSZ (VSOCK_HDR_SIZE + RX_PAYLOAD)
+#define TXSZ (VSOCK_HDR_SIZE + VSOCK_MAX_PKT_PAYLOAD)
+#define QSIZE 64
+#define GUEST_BUF 65536u
+#define WAIT_MS 3000
+
+struct t {
+	char dir[64], sock[96], uds[96];
+	struct vhu_vsock *dev;
+	struct vhu_backend *b;
+	struct vhu_loop *loop;
+	pthread_t th;
+	bool running;
+	struct vhu_fe *fe;
+	struct vhu_fe_vq *rxq, *txq, *evq;
+	uint8_t *rxbuf, *txbuf;
+	uint64_t rxgpa, txgpa;
+	uint32_t gbuf;            /* the guest's buf_alloc */
+	int listeners[8];
+	unsigned nlisteners;
+};
+
+static void *loop_main(void *arg)
+{
+	struct t *t = arg;
+
+	vhu_loop_run(t->loop);
+	return NULL;
+}
+
+static void rx_add(struct t *t, unsigned i)
+{
+	uint64_t g = t->rxgpa + (uint64_t)i * RXSZ;
+	/* Odd buffers in one descriptor, even ones as header + payload, as
+	 * older Linux drivers post them. */
+	struct vhu_fe_buf one = { g, RXSZ };
+	struct vhu_fe_buf two[2] = { { g, VSOCK_HDR_SIZE }, { g + VSOCK_HDR_SIZE, RX_PAYLOAD } };
+
+	if (i % 2)
+		CHECK(vhu_fe_vq_add(t->rxq, NULL, 0, &one, 1, (void *)(uintptr_t)(i + 1)) >= 0);
+	else
+		CHECK(vhu_fe_vq_add(t->rxq, NULL, 0, two, 2, (void *)(uintptr_t)(i + 1)) >= 0);
+}
+
+static void t_open(struct t *t, uint32_t buf_alloc)
+{
+	struct vhu_backend_opts bo;
+
+	memset(t, 0, sizeof(*t));
+	t->gbuf = GUEST_BUF;
+	strcpy(t->dir, "/tmp/vhu-vsock-XXXXXX");
+	CHECK(mkdtemp(t->dir) != NULL);
+	snprintf(t->sock, sizeof(t->sock), "%s/sock", t->dir);
+	snprintf(t->uds, sizeof(t->uds), "%s/uds", t->dir);
+	CHECK_EQ(vhu_loop_new(&t->loop), 0);
+	struct vhu_vsock_opts o = { .guest_cid = CID, .uds_path = t->uds,
+				    .buf_alloc = buf_alloc };
+	CHECK_EQ(vhu_vsock_new(&o, t->loop, &t->dev), 0);
+	vhu_vsock_backend_opts(t->dev, &bo);
+	CHECK_EQ(vhu_backend_new(&bo, &t->b), 0);
+	CHECK_EQ(vhu_backend_listen(t->b, t->sock), 0);
+	CHECK_EQ(vhu_backend_attach(t->b, t->loop), 0);
+	CHECK_EQ(pthread_create(&t->th, NULL, loop_main, t), 0);
+	t->running = true;
+
+	CHECK_EQ(vhu_fe_connect(&t->fe, t->sock, NULL), 0);
+	uint64_t f = vhu_fe_features_offered(t->fe);
+	CHECK(f & VHU_BIT(VHU_F_VERSION_1));
+	CHECK(f & VHU_BIT(VHU_F_RING_PACKED));
+	if (!tap_packed)
+		f &= ~VHU_BIT(VHU_F_RING_PACKED);
+	CHECK_EQ(vhu_fe_set_features(t->fe, f), 0);
+	CHECK_EQ(vhu_fe_add_memory(t->fe, 4u << 20), 0);
+	CHECK_EQ(vhu_fe_vq_setup(t->fe, 0, QSIZE, &t->rxq), 0);
+	CHECK_EQ(vhu_fe_vq_setup(t->fe, 1, QSIZE, &t->txq), 0);
+	CHECK_EQ(vhu_fe_vq_setup(t->fe, 2, QSIZE, &t->evq), 0);
+	t->rxbuf = vhu_fe_alloc(t->fe, (size_t)RXN * RXSZ, 64, &t->rxgpa);
+	t->txbuf = vhu_fe_alloc(t->fe, TXSZ, 64, &t->txgpa);
+	CHECK(t->rxbuf && t->txbuf);
+	for (unsigned i = 0; i < RXN; i++)
+		rx_add(t, i);
+	CHECK(vhu_fe_vq_kick(t->rxq) >= 0);
+}
+
+static void t_close(struct t *t)
+{
+	if (t->fe)
+		vhu_fe_close(t->fe);
+	t->fe = NULL;
+	if (t->running) {
+		vhu_loop_stop(t->loop);
+		pthread_join(t->th, NULL);
+		t->running = false;
+	}
+	vhu_backend_free(t->b);
+	vhu_vsock_free(t->dev);
+	vhu_loop_free(t->loop);
+	for (unsigned i = 0; i < t->nlisteners; i++)
+		close(t->listeners[i]);
+	t->b = NULL;
+	t->dev = NULL;
+	t->loop = NULL;
+	if (t->dir[0]) {
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", t->dir);
+		CHECK_EQ(system(cmd), 0);
+		t->dir[0] = 0;
+	}
+}
+
+/* The next packet the device gave the guest: header in *h, payload copied
+ * to data (up to cap).  Returns 1, or 0 when none came within ms. */
+static int rx_recv(struct t *t, struct vsock_hdr *h, void *data, size_t cap, int ms)
+{
+	void *tag;
+	uint32_t len;
+	int r;
+
+	while ((r = vhu_fe_vq_get_used(t->rxq, &tag, &len)) == 0) {
+		r = vhu_fe_vq_wait(t->rxq, ms);
+		CHECK(r >= 0);
+		if (r == 0)
+			return 0;
+	}
+	CHECK_EQ(r, 1);
+	unsigned i = (unsigned)(uintptr_t)tag - 1;
+	CHECK(i < RXN);
+	CHECK(len >= VSOCK_HDR_SIZE && len <= RXSZ);
+	const uint8_t *p = t->rxbuf + (size_t)i * RXSZ;
+	vsock_hdr_decode(p, h);
+	CHECK_EQ(h->len, len - VSOCK_HDR_SIZE);
+	CHECK_EQ(h->src_cid, VSOCK_HOST_CID);
+	CHECK_EQ(h->dst_cid, CID);
+	CHECK_EQ(h->type, VSOCK_TYPE_STREAM);
+	if (data)
+		memcpy(data, p + VSOCK_HDR_SIZE, h->len < cap ? h->len : cap);
+	rx_add(t, i);
+	CHECK(vhu_fe_vq_kick(t->rxq) >= 0);
+	return 1;
+}
+
+/* Put raw bytes on the tx queue as readable buffers cut at cuts[] (sorted
+ * offsets; the ends are implied) and wait until the device took them. */
+static void tx_raw(struct t *t, const void *bytes, size_t len, const size_t *cuts,
+		   unsigned ncuts)
+{
+	struct vhu_fe_buf out[16];
+	unsigned n = 0;
+	size_t at = 0;
+	void *tag;
+	uint32_t wl;
+
+	CHECK(len <= TXSZ && ncuts < 15);
+	memcpy(t->txbuf, bytes, len);
+	for (unsigned i = 0; i <= ncuts; i++) {
+		size_t end = i < ncuts ? cuts[i] : len;
+		if (end > at)
+			out[n++] = (struct vhu_fe_buf){ t->txgpa + at, (uint32_t)(end - at) };
+		at = end;
+	}
+	if (!n)   /* a chain must hold something: one writable byte */
+		CHECK(vhu_fe_vq_add(t->txq, NULL, 0,
+				    &(struct vhu_fe_buf){ t->txgpa, 1 }, 1, t) >= 0);
+	else
+		CHECK(vhu_fe_vq_add(t->txq, out, n, NULL, 0, t) >= 0);
+	CHECK(vhu_fe_vq_kick(t->txq) >= 0);
+	int r;
+	while ((r = vhu_fe_vq_get_used(t->txq, &tag, &wl)) == 0)
+		CHECK(vhu_fe_vq_wait(t->txq, WAIT_MS) == 1);
+	CHECK_EQ(r, 1);
+	CHECK(tag == t);
+}
+
+static struct vsock_hdr hdr(uint16_t op, uint32_t src_port, uint32_t dst_port)
+{
+	return (struct vsock_hdr){
+		.src_cid = CID, .dst_cid = VSOCK_HOST_CID, .src_port = src_port,
+		.dst_port = dst_port, .type = VSOCK_TYPE_STREAM, .op = op,
+		.buf_alloc = GUEST_BUF,
+	};
+}
+
+/* A packet with a payload, the header cut in two and the payload in two. */
+static void tx_pkt(struct t *t, struct vsock_hdr h, const void *data, uint32_t len)
+{
+	static uint8_t pkt[TXSZ];
+	size_t cuts[2] = { 13, VSOCK_HDR_SIZE + len / 2 };
+
+	h.len = len;
+	vsock_hdr_encode(&h, pkt);
+	if (len)
+		memcpy(pkt + VSOCK_HDR_SIZE, data, len);
+	tx_raw(t, pkt, VSOCK_HDR_SIZE + len, cuts, 2);
+}
+
+static int host_listen(struct t *t, uint32_t port)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s_%u", t->uds, port);
+	CHECK_EQ(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	CHECK_EQ(listen(fd, 16), 0);
+	CHECK(t->nlisteners < 8);
+	t->listeners[t->nlisteners++] = fd;
+	return fd;
+}
+
+static bool readable(int fd, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, ms) == 1;
+}
+
+static int host_accept(int lfd)
+{
+	CHECK(readable(lfd, WAIT_MS));
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(fd >= 0);
+	return fd;
+}
+
+/* Read exactly len bytes (or up to EOF) from a host socket. */
+static size_t host_read(int fd, void *buf, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		CHECK(readable(fd, WAIT_MS));
+		ssize_t n = read(fd, (uint8_t *)buf + got, len - got);
+		CHECK(n >= 0);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+/* The host socket was closed by the device: EOF, or a reset when bytes
+ * we sent were left unread. */
+static bool host_closed(int fd)
+{
+	char c;
+
+	if (!readable(fd, WAIT_MS))
+		return false;
+	ssize_t n = read(fd, &c, 1);
+	return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
+static void expect(struct t *t, uint16_t op, uint32_t src_port, uint32_t dst_port,
+		   struct vsock_hdr *out)
+{
+	struct vsock_hdr h;
+
+	CHECK_EQ(rx_recv(t, &h, NULL, 0, WAIT_MS), 1);
+	if (h.op != op || h.src_port != src_port || h.dst_port != dst_port)
+		TAP_FAIL("got op %u %u -> %u, wanted op %u %u -> %u", h.op,
+			 h.src_port, h.dst_port, op, src_port, dst_port);
+	if (out)
+		*out = h;
+}
+
+/* Nothing more for the guest (within a short grace). */
+static void expect_quiet(struct t *t)
+{
+	struct vsock_hdr h;
+
+	if (rx_recv(t, &h, NULL, 0, 150))
+		TAP_FAIL("unexpected packet op %u %u -> %u", h.op, h.src_port, h.dst_port);
+}
+
+/* A guest connection to host port `port` from guest port gport; returns
+ * the host's end. */
+static int guest_connect(struct t *t, int lfd, uint32_t gport, uint32_t port,
+			 struct vsock_hdr *resp)
+{
+	tx_pkt(t, hdr(VSOCK_OP_REQUEST, gport, port), NULL, 0);
+	expect(t, VSOCK_OP_RESPONSE, port, gport, resp);
+	return host_accept(lfd);
+}
+
+TEST(config_space_and_features)
+{
+	struct t t;
+	uint8_t cfg[8];
+	uint64_t cid;
+
+	t_open(&t, 0);
+	CHECK_EQ(vhu_fe_queue_num(t.fe), 3);
+	CHECK_EQ(vhu_fe_get_config(t.fe, 0, cfg, 8), 0);
+	memcpy(&cid, cfg, 8);
+	CHECK_EQ(le64toh(cid), CID);
+	/* past the 8 bytes, and a guest write: refused */
+	CHECK(vhu_fe_get_config(t.fe, 0, cfg, 9) < 0);
+	t_close(&t);
+	t_open(&t, 0);
+	cid = htole64(7);
+	CHECK(vhu_fe_set_config(t.fe, 0, &cid, 8, 0) < 0);
+	t_close(&t);
+}
+
+TEST_LAYOUTS(guest_to_host_stream)
+{
+	struct t t;
+	struct vsock_hdr h;
+	uint8_t data[3000], back[3000];
+	int fds = tl_count_fds();
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	int fd = guest_connect(&t, lfd, 1234, 5000, &h);
+	CHECK_EQ(h.buf_alloc, VHU_VSOCK_BUF_ALLOC_DEFAULT);
+	CHECK_EQ(h.fwd_cnt, 0);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 7 + 1);
+	/* three packets, header and payload each cut in two */
+	struct vsock_hdr rw = hdr(VSOCK_OP_RW, 1234, 5000);
+	tx_pkt(&t, rw, data, 1000);
+	tx_pkt(&t, rw, data + 1000, 1000);
+	tx_pkt(&t, rw, data + 2000, 1000);
+	CHECK_EQ(host_read(fd, back, sizeof(back)), sizeof(back));
+	CHECK_MEM(back, data, sizeof(data));
+	/* host to guest */
+	CHECK_EQ(write(fd, "hello", 5), 5);
+	CHECK_EQ(rx_recv(&t, &h, back, sizeof(back), WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_RW);
+	CHECK_EQ(h.len, 5);
+	CHECK_MEM(back, "hello", 5);
+	CHECK_EQ(h.fwd_cnt, 3000);  /* what the host took so far */
+	/* the guest stops sending: the host reads EOF, and can still write */
+	tx_pkt(&t, (struct vsock_hdr){ .src_cid = CID, .dst_cid = 2, .src_port = 1234,
+				       .dst_port = 5000, .type = 1,
+				       .op = VSOCK_OP_SHUTDOWN,
+				       .flags = VSOCK_SHUTDOWN_SEND,
+				       .buf_alloc = GUEST_BUF }, NULL, 0);
+	CHECK_EQ(host_read(fd, back, 1), 0);
+	CHECK_EQ(write(fd, "x", 1), 1);
+	CHECK_EQ(rx_recv(&t, &h, back, sizeof(back), WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_RW);
+	CHECK_EQ(back[0], 'x');
+	/* the host closes: the guest gets the reset that ends the stream */
+	close(fd);
+	expect(&t, VSOCK_OP_RST, 5000, 1234, NULL);
+	struct vhu_vsock_stats s;
+	vhu_vsock_get_stats(t.dev, &s);
+	CHECK_EQ(s.conns_open, 0);
+	CHECK_EQ(s.conns_total, 1);
+	CHECK_EQ(s.bytes_to_host, 3000);
+	CHECK_EQ(s.bytes_to_guest, 6);
+	t_close(&t);
+	CHECK_EQ(tl_count_fds(), fds);
+}
+
+/* The guest closes (SHUTDOWN both ways): bytes still in flight reach the
+ * host before its EOF, and the guest gets the RST that completes its
+ * close. */
+TEST(guest_close_flushes_then_resets)
+{
+	struct t t;
+	uint8_t back[8];
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	int fd = guest_connect(&t, lfd, 1234, 5000, NULL);
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 1234, 5000), "bye", 3);
+	struct vsock_hdr sh = hdr(VSOCK_OP_SHUTDOWN, 1234, 5000);
+	sh.flags = VSOCK_SHUTDOWN_BOTH;
+	tx_pkt(&t, sh, NULL, 0);
+	expect(&t, VSOCK_OP_RST, 5000, 1234, NULL);
+	CHECK_EQ(host_read(fd, back, sizeof(back)), 3);
+	CHECK_MEM(back, "bye", 3);
+	close(fd);
+	expect_quiet(&t);
+	t_close(&t);
+}
+
+TEST(connect_to_nobody_is_refused)
+{
+	struct t t;
+
+	t_open(&t, 0);
+	tx_pkt(&t, hdr(VSOCK_OP_REQUEST, 1234, 6000), NULL, 0);
+	expect(&t, VSOCK_OP_RST, 6000, 1234, NULL);
+	/* a listener that went away (stale socket file): refused too */
+	int lfd = host_listen(&t, 6001);
+	close(lfd);
+	t.nlisteners--;
+	tx_pkt(&t, hdr(VSOCK_OP_REQUEST, 1235, 6001), NULL, 0);
+	expect(&t, VSOCK_OP_RST, 6001, 1235, NULL);
+	t_close(&t);
+}
+
+/*
+ * Packets that break the rules: the ones without a usable header or from
+ * the wrong address are dropped, those naming a connection that does not
+ * exist or misbehaving on one get a reset; the device goes on serving.
+ */
+TEST_LAYOUTS(malformed_packets_reset_or_drop)
+{
+	struct t t;
+	uint8_t pkt[VSOCK_HDR_SIZE + 64] = { 0 };
+	struct vsock_hdr h;
+	uint8_t back[16];
+	int fds = tl_count_fds();
+
+	t_open(&t, 4096);
+	int lfd = host_listen(&t, 5000);
+	int fd = guest_connect(&t, lfd, 1234, 5000, NULL);
+
+	/* shorter than a header, in one and in several buffers */
+	h = hdr(VSOCK_OP_REQUEST, 1, 5000);
+	vsock_hdr_encode(&h, pkt);
+	tx_raw(&t, pkt, 10, NULL, 0);
+	size_t cuts[3] = { 5, 20, 30 };
+	tx_raw(&t, pkt, 43, cuts, 3);
+	/* no readable buffer at all */
+	tx_raw(&t, pkt, 0, NULL, 0);
+	/* len past the chain, and a huge len */
+	h = hdr(VSOCK_OP_RW, 1234, 5000);
+	h.len = 65;
+	vsock_hdr_encode(&h, pkt);
+	tx_raw(&t, pkt, sizeof(pkt), NULL, 0);
+	h.len = UINT32_MAX;
+	vsock_hdr_encode(&h, pkt);
+	tx_raw(&t, pkt, sizeof(pkt), NULL, 0);
+	/* the wrong source or destination CID */
+	h = hdr(VSOCK_OP_REQUEST, 1, 5000);
+	h.src_cid = CID + 1;
+	tx_pkt(&t, h, NULL, 0);
+	h = hdr(VSOCK_OP_REQUEST, 1, 5000);
+	h.dst_cid = 7;
+	tx_pkt(&t, h, NULL, 0);
+	h = hdr(VSOCK_OP_RW, 1234, 5000);
+	h.src_cid = (uint64_t)CID << 32 | CID;   /* only the low half right */
+	tx_pkt(&t, h, "zz", 2);
+	expect_quiet(&t);
+	struct vhu_vsock_stats s;
+	vhu_vsock_get_stats(t.dev, &s);
+	CHECK(s.pkts_dropped >= 8);
+
+	/* no such connection: reset, for every op but RST itself */
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 999, 5000), "data", 4);
+	expect(&t, VSOCK_OP_RST, 5000, 999, NULL);
+	tx_pkt(&t, hdr(VSOCK_OP_CREDIT_REQUEST, 998, 5000), NULL, 0);
+	expect(&t, VSOCK_OP_RST, 5000, 998, NULL);
+	tx_pkt(&t, hdr(VSOCK_OP_RST, 997, 5000), NULL, 0);
+	expect_quiet(&t);
+	/* a seqpacket request (not offered) and an unknown type */
+	h = hdr(VSOCK_OP_REQUEST, 996, 5000);
+	h.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, h, NULL, 0);
+	expect(&t, VSOCK_OP_RST, 5000, 996, NULL);
+	h.type = 77;
+	tx_pkt(&t, h, NULL, 0);
+	expect(&t, VSOCK_OP_RST, 5000, 996, NULL);
+
+	/* on the live connection: the data before it still arrives */
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 1234, 5000), "ok", 2);
+	CHECK_EQ(host_read(fd, back, 2), 2);
+	/* an unknown op resets it, and the host sees it close */
+	tx_pkt(&t, hdr(99, 1234, 5000), NULL, 0);
+	expect(&t, VSOCK_OP_RST, 5000, 1234, NULL);
+	CHECK_EQ(host_read(fd, back, 1), 0);
+	close(fd);
+
+	/* a second REQUEST on a live connection resets it */
+	fd = guest_connect(&t, lfd, 1300, 5000, NULL);
+	tx_pkt(&t, hdr(VSOCK_OP_REQUEST, 1300, 5000), NULL, 0);
+	expect(&t, VSOCK_OP_RST, 5000, 1300, NULL);
+	CHECK_EQ(host_read(fd, back, 1), 0);
+	close(fd);
+
+	/* more than the credit we gave (4096): reset, nothing of it
+	 * delivered */
+	fd = guest_connect(&t, lfd, 1301, 5000, &h);
+	CHECK_EQ(h.buf_alloc, 4096);
+	static uint8_t big[4097];
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 1301, 5000), big, sizeof(big));
+	expect(&t, VSOCK_OP_RST, 5000, 1301, NULL);
+	CHECK_EQ(host_read(fd, back, 1), 0);
+	close(fd);
+
+	/* after all that, a new connection works both ways */
+	fd = guest_connect(&t, lfd, 1400, 5000, NULL);
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 1400, 5000), "fine", 4);
+	CHECK_EQ(host_read(fd, back, 4), 4);
+	CHECK_MEM(back, "fine", 4);
+	CHECK_EQ(write(fd, "yes", 3), 3);
+	CHECK_EQ(rx_recv(&t, &h, back, sizeof(back), WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_RW);
+	CHECK_MEM(back, "yes", 3);
+	close(fd);
+	expect(&t, VSOCK_OP_RST, 5000, 1400, NULL);
+	t_close(&t);
+	CHECK_EQ(tl_count_fds(), fds);
+}
+
+/* Host to guest: never more in flight than the guest's buf_alloc; a
+ * CREDIT_UPDATE lets the rest through, every byte in order. */
+TEST_LAYOUTS(host_to_guest_respects_guest_credit)
+{
+	struct t t;
+	struct vsock_hdr h;
+	static uint8_t data[65536], got[65536];
+	const uint32_t gbuf = 8192;
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	struct vsock_hdr req = hdr(VSOCK_OP_REQUEST, 1234, 5000);
+	req.buf_alloc = gbuf;
+	tx_pkt(&t, req, NULL, 0);
+	expect(&t, VSOCK_OP_RESPONSE, 5000, 1234, NULL);
+	int fd = host_accept(lfd);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i ^ i >> 8);
+	CHECK_EQ(write(fd, data, sizeof(data)), (ssize_t)sizeof(data));
+	uint32_t total = 0, fwd = 0;
+	while (total < sizeof(data)) {
+		/* take everything the credit allows */
+		while (total - fwd < gbuf) {
+			CHECK_EQ(rx_recv(&t, &h, got + total, sizeof(got) - total, WAIT_MS), 1);
+			CHECK_EQ(h.op, VSOCK_OP_RW);
+			total += h.len;
+			CHECK(total - fwd <= gbuf);
+		}
+		/* and then nothing until the guest consumed some */
+		expect_quiet(&t);
+		fwd = total;
+		struct vsock_hdr cu = hdr(VSOCK_OP_CREDIT_UPDATE, 1234, 5000);
+		cu.buf_alloc = gbuf;
+		cu.fwd_cnt = fwd;
+		tx_pkt(&t, cu, NULL, 0);
+	}
+	CHECK_EQ(total, sizeof(data));
+	CHECK_MEM(got, data, sizeof(data));
+	close(fd);
+	expect(&t, VSOCK_OP_RST, 5000, 1234, NULL);
+	t_close(&t);
+}
+
+/*
+ * Guest to host with a host that does not read: the guest spends its
+ * credit, the device holds at most buf_alloc bytes and sends no credit
+ * back; when the host reads, every byte arrives in order and a
+ * CREDIT_UPDATE gives the guest its credit again.
+ */
+TEST_LAYOUTS(slow_host_reader_holds_the_guest)
+{
+	struct t t;
+	struct vsock_hdr h;
+	const uint32_t buf = 4096;
+	static uint8_t chunk[1024], back[1024];
+
+	t_open(&t, buf);
+	int lfd = host_listen(&t, 5000);
+	int fd = guest_connect(&t, lfd, 1234, 5000, &h);
+	uint32_t peer_buf = h.buf_alloc, peer_fwd = h.fwd_cnt, sent = 0;
+	CHECK_EQ(peer_buf, buf);
+	/* Send while there is credit; take credit updates as they come. */
+	for (int round = 0; round < 100000; round++) {
+		while (rx_recv(&t, &h, NULL, 0, 0)) {
+			CHECK_EQ(h.op, VSOCK_OP_CREDIT_UPDATE);
+			peer_buf = h.buf_alloc;
+			peer_fwd = h.fwd_cnt;
+		}
+		uint32_t credit = vsock_credit_free(peer_buf, peer_fwd, sent);
+		if (!credit) {
+			/* out of credit: wait a little for an update */
+			if (!rx_recv(&t, &h, NULL, 0, 300))
+				break;
+			CHECK_EQ(h.op, VSOCK_OP_CREDIT_UPDATE);
+			peer_buf = h.buf_alloc;
+			peer_fwd = h.fwd_cnt;
+			continue;
+		}
+		uint32_t n = credit < sizeof(chunk) ? credit : sizeof(chunk);
+		for (uint32_t i = 0; i < n; i++)
+			chunk[i] = (uint8_t)((sent + i) * 13);
+		tx_pkt(&t, hdr(VSOCK_OP_RW, 1234, 5000), chunk, n);
+		sent += n;
+	}
+	/* The guest is held back: the host's socket and our buffer are full. */
+	CHECK_EQ(vsock_credit_free(peer_buf, peer_fwd, sent), 0);
+	CHECK(sent >= buf);
+	struct vhu_vsock_stats s;
+	vhu_vsock_get_stats(t.dev, &s);
+	CHECK_EQ(s.bytes_to_host + buf, sent);   /* exactly buf_alloc held */
+	/* The host reads it all, in order. */
+	for (uint32_t at = 0; at < sent;) {
+		uint32_t n = sent - at < sizeof(back) ? sent - at : sizeof(back);
+		CHECK_EQ(host_read(fd, back, n), n);
+		for (uint32_t i = 0; i < n; i++)
+			if (back[i] != (uint8_t)((at + i) * 13))
+				TAP_FAIL("byte %u differs", at + i);
+		at += n;
+	}
+	/* and the guest hears it may send again */
+	CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_CREDIT_UPDATE);
+	CHECK_EQ(h.fwd_cnt, sent);
+	CHECK_EQ(vsock_credit_free(h.buf_alloc, h.fwd_cnt, sent), buf);
+	close(fd);
+	t_close(&t);
+}
+
+static int host_dial(struct t *t)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	CHECK(fd >= 0);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", t->uds);
+	CHECK_EQ(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+/* The hybrid-vsock handshake: CONNECT <port>, the guest's REQUEST and
+ * RESPONSE, "OK <host-port>", then a stream (bytes written right after
+ * the line included). */
+TEST_LAYOUTS(host_connects_to_guest)
+{
+	struct t t;
+	struct vsock_hdr h;
+	char line[64];
+
+	t_open(&t, 0);
+	int fd = host_dial(&t);
+	const char req[] = "CONNECT 7000\nearly";
+	CHECK_EQ(write(fd, req, sizeof(req) - 1), (ssize_t)sizeof(req) - 1);
+	CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_REQUEST);
+	CHECK_EQ(h.dst_port, 7000);
+	uint32_t hport = h.src_port;
+	CHECK(hport >= 1u << 30);
+	/* nothing reaches the host before the guest accepted */
+	CHECK(!readable(fd, 100));
+	struct vsock_hdr resp = hdr(VSOCK_OP_RESPONSE, 7000, hport);
+	tx_pkt(&t, resp, NULL, 0);
+	int n = snprintf(line, sizeof(line), "OK %u\n", hport);
+	char got[64] = { 0 };
+	CHECK_EQ(host_read(fd, got, (size_t)n), (size_t)n);
+	CHECK_MEM(got, line, (size_t)n);
+	CHECK_EQ(rx_recv(&t, &h, got, sizeof(got), WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_RW);
+	CHECK_EQ(h.len, 5);
+	CHECK_MEM(got, "early", 5);
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 7000, hport), "back", 4);
+	CHECK_EQ(host_read(fd, got, 4), 4);
+	CHECK_MEM(got, "back", 4);
+	/* the guest resets: the host sees EOF */
+	tx_pkt(&t, hdr(VSOCK_OP_RST, 7000, hport), NULL, 0);
+	CHECK_EQ(host_read(fd, got, 1), 0);
+	close(fd);
+
+	/* refused by the guest: closed without OK */
+	fd = host_dial(&t);
+	CHECK_EQ(write(fd, "connect 7001\n", 13), 13);
+	CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_REQUEST);
+	tx_pkt(&t, hdr(VSOCK_OP_RST, 7001, h.src_port), NULL, 0);
+	CHECK_EQ(host_read(fd, got, 1), 0);
+	close(fd);
+
+	/* a line that is not CONNECT, and one too long: closed */
+	fd = host_dial(&t);
+	CHECK_EQ(write(fd, "HELLO 1\n", 8), 8);
+	CHECK(host_closed(fd));
+	close(fd);
+	fd = host_dial(&t);
+	memset(line, '1', sizeof(line));
+	memcpy(line, "CONNECT ", 8);
+	CHECK_EQ(write(fd, line, sizeof(line)), (ssize_t)sizeof(line));
+	CHECK(host_closed(fd));
+	close(fd);
+	expect_quiet(&t);
+	t_close(&t);
+}
+
+/* The front-end leaves: every host socket of its guest closes. */
+TEST(disconnect_closes_host_sockets)
+{
+	struct t t;
+	char c;
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	int fd = guest_connect(&t, lfd, 1234, 5000, NULL);
+	vhu_fe_close(t.fe);
+	t.fe = NULL;
+	CHECK_EQ(host_read(fd, &c, 1), 0);
+	close(fd);
+	t_close(&t);
+}
+
+int main(void)
+{
+	return tap_run();
+}
