@@ -1,0 +1,231 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# End-to-end test of vhu-vsock: a Linux guest in QEMU 7.2 (the system's)
+# with vhost-user-vsock-pci on vhu-vsock, host programs on Unix sockets in
+# the hybrid-vsock convention.
+#
+#   tests/e2e/test-vsock.sh BUILD_DIR
+#
+# The guest (tests/e2e/guest/vsock-guest.c, static, in the initramfs with
+# the kernel's vsock modules) listens on vsock port 5000, answering every
+# stream with its length and CRC-32, and connects to the host's ports
+# 6000 (an 8 MiB stream), 6001 (nobody listens: refused) and 6002 (16
+# streams at once).  The host (a small Python peer) connects through
+# "CONNECT 5000" with an 8 MiB stream and then 16 streams at once, checks
+# each answer, and finally connects to port 5999, which lets the guest
+# power off.  Then: the daemon is still serving and exits 0 on SIGTERM.
+#
+# Environment: E2E_ACCEL=kvm|tcg skips the accelerator probe; E2E_KEEP=1
+# keeps the work directory; E2E_QEMU names the QEMU binary.
+set -u
+
+BUILD=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+E2E_QEMU=${E2E_QEMU:-/usr/bin/qemu-system-x86_64}
+. "$HERE/guest/lib.sh"
+. "$HERE/lib.sh"
+
+VSOCK=$BUILD/tools/vhu-vsock
+BIG=$((8 << 20))
+MULTI=16
+MULTI_BYTES=$((256 << 10))
+CID=3
+BOOT_TIMEOUT=90
+STEP_TIMEOUT=120
+
+[ -x "$VSOCK" ] || skip_all "$VSOCK not built"
+command -v "$E2E_QEMU" >/dev/null || skip_all "no $E2E_QEMU"
+command -v python3 >/dev/null || skip_all "no python3"
+e2e_guest_kernel
+e2e_guest_work vhu-vsock-e2e
+W=$E2E_WORK
+
+# ---- the guest's image: its program, the vsock modules, its script ----------
+e2e_guest_tool "$W" vsock-guest
+# The shared module directory holds only the block stack; the vsock
+# modules come from the same kernel package.
+PKG=$(cat "$E2E_CACHE_DIR/kernel/PACKAGE" 2>/dev/null)
+DEB=$(ls "$E2E_CACHE_DIR/dl/${PKG}_"*.deb 2>/dev/null | head -n1)
+[ -n "$DEB" ] || { echo "Bail out! no kernel package $PKG in $E2E_CACHE_DIR/dl"; exit 1; }
+mkdir -p "$W/deb"
+dpkg --fsys-tarfile "$DEB" | tar -x -C "$W/deb" --wildcards '*/net/vmw_vsock/*' 2>/dev/null
+MODS=()
+for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
+	f=$(find "$W/deb" -name "$m.ko*" | head -n1)
+	case "$f" in
+	*.ko) cp "$f" "$W/$m.ko" ;;
+	*.ko.xz) xz -dc "$f" >"$W/$m.ko" ;;
+	*.ko.zst) zstd -qdc "$f" >"$W/$m.ko" ;;
+	*) echo "Bail out! $m.ko not in $DEB"; exit 1 ;;
+	esac
+	MODS+=("$W/$m.ko")
+done
+
+cat >"$W/guest.sh" <<EOF
+#!/bin/sh
+for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport; do
+	insmod /bin/\$m.ko || echo "RESULT insmod-failed \$m"
+done
+vsock-guest listen 5000 &
+vsock-guest send 6000 $BIG | sed 's/^/RESULT big /'
+vsock-guest refused 6001 | sed 's/^/RESULT refused /'
+i=0
+while [ \$i -lt $MULTI ]; do
+	vsock-guest send 6002 $MULTI_BYTES >/tmp/multi.\$i &
+	i=\$((i + 1))
+done
+wait_multi=0
+while [ \$(cat /tmp/multi.* | grep -c '^SENT') -lt $MULTI ] && [ \$wait_multi -lt 600 ]; do
+	sleep 0.2
+	wait_multi=\$((wait_multi + 1))
+done
+cat /tmp/multi.* | sed 's/^/RESULT multi /'
+echo "GUEST-SENDS-DONE"
+vsock-guest wait 5999 $STEP_TIMEOUT || echo "RESULT wait-timeout"
+EOF
+
+e2e_guest_image "$W" "$W/guest.sh" "$W/vsock-guest" "${MODS[@]}"
+
+# ---- the host's peer -------------------------------------------------------
+cat >"$W/peer.py" <<'PY'
+import os, socket, sys, threading, zlib
+
+def handle(c):
+    crc, n = 0, 0
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        crc = zlib.crc32(b, crc)
+        n += len(b)
+    c.sendall(f"{n} {crc}\n".encode())
+    c.close()
+
+def serve(paths):
+    for p in paths:
+        l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        l.bind(p)
+        l.listen(64)
+        threading.Thread(target=lambda l=l: [threading.Thread(
+            target=handle, args=(l.accept()[0],), daemon=True).start()
+            for _ in iter(int, 1)], daemon=True).start()
+    print("serving", flush=True)
+    threading.Event().wait()
+
+def connect(uds, port, nbytes, out, i):
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(120)
+        s.connect(uds)
+        s.sendall(f"CONNECT {port}\n".encode())
+        line = b""
+        while not line.endswith(b"\n"):
+            ch = s.recv(1)
+            if not ch:
+                out[i] = f"no OK line (got {line!r})"
+                return
+            line += ch
+        if not line.startswith(b"OK "):
+            out[i] = f"bad line {line!r}"
+            return
+        data = os.urandom(nbytes)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        ans = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            ans += b
+        want = f"{nbytes} {zlib.crc32(data)}"
+        out[i] = "MATCH" if ans.decode().strip() == want else \
+            f"MISMATCH want {want} got {ans!r}"
+    except Exception as e:
+        out[i] = f"error {e!r}"
+
+mode = sys.argv[1]
+if mode == "serve":
+    serve(sys.argv[2:])
+else:
+    uds, port, k, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+    out = [None] * k
+    ts = [threading.Thread(target=connect, args=(uds, port, n, out, i)) for i in range(k)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for r in out:
+        print(r)
+    sys.exit(0 if all(r == "MATCH" for r in out) else 1)
+PY
+
+# ---- run --------------------------------------------------------------------
+SOCK=$W/vhost.sock
+UDS=$W/vsock.uds
+e2e_spawn python3 "$W/peer.py" serve "${UDS}_6000" "${UDS}_6002" >"$W/peer.log" 2>&1
+PEER=$E2E_LAST_PID
+e2e_spawn "$VSOCK" --socket-path "$SOCK" --uds-path "$UDS" --guest-cid "$CID" 2>"$W/daemon.log"
+DAEMON=$E2E_LAST_PID
+e2e_wait_path "$SOCK" 10 && e2e_wait_path "$UDS" 1 && e2e_wait_path "${UDS}_6002" 10
+check "vhu-vsock listens on --socket-path and --uds-path" [ -S "$SOCK" ] && [ -S "$UDS" ]
+
+LOG=$W/serial.log
+: >"$LOG"
+e2e_qemu_base "$E2E_ACCEL" "$W/initrd.cpio" "$LOG"
+E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$SOCK"
+	-device "vhost-user-vsock-pci,chardev=c0,addr=0x5")
+e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$W/qemu.err"
+QEMU=$E2E_LAST_PID
+
+e2e_diag() {
+	echo "# --- serial (tail) ---"; tail -n 20 "$LOG" | sed 's/^/# /'
+	echo "# --- daemon ---"; tail -n 10 "$W/daemon.log" | sed 's/^/# /'
+	echo "# --- qemu ---"; tail -n 5 "$W/qemu.err" | sed 's/^/# /'
+}
+
+e2e_wait_log "$LOG" "LISTENING 5000" "$BOOT_TIMEOUT" "$QEMU"
+check "the guest's vsock listener is up (modules loaded, device found)" \
+	grep -q "LISTENING 5000" "$LOG"
+
+# host -> guest: one 8 MiB stream, then 16 at once
+OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 1 "$BIG" 2>&1)
+check_rc "host -> guest: 8 MiB through CONNECT 5000, length and CRC match" $? "$OUT"
+OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 "$MULTI" "$MULTI_BYTES" 2>&1)
+check_rc "host -> guest: $MULTI connections at once, each matches" $? "$(echo "$OUT" | sort | uniq -c | tr '\n' ' ')"
+OUT=$(timeout 30 python3 "$W/peer.py" connect "$UDS" 5005 1 16 2>&1)
+check "host CONNECT to a guest port nobody listens on: closed without OK" \
+	grep -q "no OK line" <<<"$OUT"
+
+# guest -> host results, then let the guest go
+e2e_wait_log "$LOG" "GUEST-SENDS-DONE" "$STEP_TIMEOUT" "$QEMU"
+check "guest -> host: 8 MiB, length and CRC match" \
+	grep -Eq "RESULT big SENT $BIG ([0-9]+) GOT $BIG \\1\$" <(tr -d '\r' <"$LOG")
+check "guest connect to a port nobody listens on: refused" \
+	grep -Eq "RESULT refused REFUSED (ECONNRESET|ECONNREFUSED)" "$LOG"
+NM=$(tr -d '\r' <"$LOG" | grep -Ec "RESULT multi SENT $MULTI_BYTES ([0-9]+) GOT $MULTI_BYTES \\1\$")
+check_rc "guest -> host: $MULTI connections at once, each matches" \
+	"$([ "$NM" = "$MULTI" ] && echo 0 || echo 1)" "$NM of $MULTI matched"
+timeout 30 python3 "$W/peer.py" connect "$UDS" 5999 1 0 >/dev/null 2>&1
+e2e_wait_exit "$QEMU" 60
+check "the guest finished and powered off" grep -q "VHU-GUEST-DONE" "$LOG"
+check "no module failed to load" bash -c "! grep -q 'insmod-failed' '$LOG'"
+
+# the daemon survived all of it, serves the next front-end and stops cleanly
+check "vhu-vsock still runs after the guest left" kill -0 "$DAEMON"
+check "the host peer still runs" kill -0 "$PEER"
+kill -TERM "$DAEMON"
+e2e_wait_exit "$DAEMON" 10
+wait "$DAEMON" 2>/dev/null
+RC=$?
+check_rc "vhu-vsock exits 0 on SIGTERM" "$RC" "rc=$RC"
+check "its sockets are gone" bash -c "[ ! -e '$SOCK' ] && [ ! -e '$UDS' ]"
+
+# the command line
+CAPS=$("$VSOCK" --print-capabilities)
+check "--print-capabilities: QEMU's vsock type" \
+	python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["type"] != "vsock")' "$CAPS"
+"$VSOCK" --help | grep -q -- "--uds-path"
+check_rc "--help names the options" $?
+"$VSOCK" --socket-path "$W/x.sock" --guest-cid 2 2>/dev/null
+check_rc "a reserved guest CID is refused (exit 2)" "$([ $? = 2 ] && echo 0 || echo 1)"
+finish
