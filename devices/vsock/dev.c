@@ -104,7 +104,11 @@ struct vhu_vsock {
 	char *uds_path;
 	int listen_fd;
 	uint32_t buf_alloc;
-	struct vhu_vq *rx, *tx;
+	struct vhu_vq *rx, *tx, *ev;
+	/* The connection table was dropped (a new process, a reset or a
+	 * disconnect): the guest's sockets of an earlier life are dead, and
+	 * the event queue's next buffer says so (TRANSPORT_RESET). */
+	bool reset_owed;
 	/* An rx buffer popped and not used yet (the host socket had nothing
 	 * after all); it goes back at queue_stopped. */
 	bool rx_held;
@@ -888,6 +892,35 @@ static void tx_process(struct vhu_vsock *v)
 	rx_flush(v);
 }
 
+/* ---- the event queue --------------------------------------------------- */
+
+#define VSOCK_EVENT_TRANSPORT_RESET 0u
+
+static void event_flush(struct vhu_vsock *v)
+{
+	struct iovec iov[IOV_CAP];
+	struct vhu_vq_elem e;
+	int r;
+
+	while (v->reset_owed && v->ev && (r = vhu_vq_pop(v->ev, &e, iov, IOV_CAP)) != 0) {
+		if (r < 0 && r != -E2BIG)
+			break;
+		if (r < 0)
+			continue;
+		const struct iovec *in = iov + e.n_out;
+		uint8_t id[4] = { VSOCK_EVENT_TRANSPORT_RESET, 0, 0, 0 }; /* le32 */
+		if (vhu_iov_size(in, e.n_in) < sizeof(id)) {
+			vhu_vq_push(v->ev, &e, 0);   /* too small: given back */
+			continue;
+		}
+		vhu_iov_from_buf(in, e.n_in, 0, id, sizeof(id));
+		vhu_vq_push(v->ev, &e, sizeof(id));
+		v->reset_owed = false;
+	}
+	if (v->ev)
+		vhu_vq_notify(v->ev);
+}
+
 /* ---- device callbacks -------------------------------------------------- */
 
 static void queue_started(void *opaque, struct vhu_vq *vq)
@@ -902,6 +935,10 @@ static void queue_started(void *opaque, struct vhu_vq *vq)
 	case Q_TX:
 		v->tx = vq;
 		tx_process(v);
+		break;
+	case Q_EVENT:
+		v->ev = vq;
+		event_flush(v);
 		break;
 	}
 }
@@ -922,6 +959,9 @@ static void queue_stopped(void *opaque, struct vhu_vq *vq)
 	case Q_TX:
 		v->tx = NULL;
 		break;
+	case Q_EVENT:
+		v->ev = NULL;
+		break;
 	}
 }
 
@@ -936,6 +976,9 @@ static void queue_kick(void *opaque, struct vhu_vq *vq)
 	case Q_TX:
 		tx_process(v);
 		break;
+	case Q_EVENT:
+		event_flush(v);
+		break;
 	}
 }
 
@@ -949,6 +992,7 @@ static void reset(void *opaque)
 		conn_free(v->all);
 	v->orphan_n = 0;
 	v->rx_held = false;
+	v->reset_owed = true;
 }
 
 static int get_config(void *opaque, uint32_t offset, void *buf, uint32_t len)
@@ -1055,6 +1099,7 @@ int vhu_vsock_new(const struct vhu_vsock_opts *o, struct vhu_loop *loop,
 	v->guest_cid = o->guest_cid;
 	v->buf_alloc = o->buf_alloc ? o->buf_alloc : VHU_VSOCK_BUF_ALLOC_DEFAULT;
 	v->next_host_port = HOST_PORT_FIRST;
+	v->reset_owed = true;
 	for (int i = 0; i < 8; i++)
 		v->config[i] = (uint8_t)(o->guest_cid >> (8 * i));
 	if (o->uds_path) {

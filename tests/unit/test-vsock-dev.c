@@ -714,6 +714,67 @@ TEST_LAYOUTS(host_connects_to_guest)
 	t_close(&t);
 }
 
+/* The event queue's first buffer reports TRANSPORT_RESET once per life
+ * of the connection table: at the first start, and after a front-end
+ * left (a reconnecting front-end's guest still has sockets the table no
+ * longer knows). */
+static void event_add(struct t *t, uint8_t *buf, uint64_t gpa, uint32_t len)
+{
+	memset(buf, 0xee, 8);
+	CHECK(vhu_fe_vq_add(t->evq, NULL, 0, &(struct vhu_fe_buf){ gpa, len }, 1,
+			    buf) >= 0);
+	CHECK(vhu_fe_vq_kick(t->evq) >= 0);
+}
+
+static bool event_got(struct t *t, uint8_t *buf, int ms)
+{
+	void *tag;
+	uint32_t len;
+	int r;
+
+	while ((r = vhu_fe_vq_get_used(t->evq, &tag, &len)) == 0)
+		if (vhu_fe_vq_wait(t->evq, ms) != 1)
+			return false;
+	CHECK_EQ(r, 1);
+	CHECK(tag == buf);
+	return len == 4 && !memcmp(buf, "\0\0\0\0", 4) && buf[4] == 0xee;
+}
+
+TEST(transport_reset_event)
+{
+	struct t t;
+	uint64_t gpa;
+
+	t_open(&t, 0);
+	uint8_t *ev = vhu_fe_alloc(t.fe, 16, 8, &gpa);
+	CHECK(ev != NULL);
+	/* a buffer too small for the event is handed back unwritten */
+	event_add(&t, ev, gpa, 3);
+	void *tag;
+	uint32_t len;
+	CHECK_EQ(vhu_fe_vq_wait(t.evq, WAIT_MS), 1);
+	CHECK_EQ(vhu_fe_vq_get_used(t.evq, &tag, &len), 1);
+	CHECK_EQ(len, 0);
+	event_add(&t, ev, gpa, 8);
+	CHECK(event_got(&t, ev, WAIT_MS));
+	event_add(&t, ev, gpa, 8);
+	CHECK(!event_got(&t, ev, 150));   /* once */
+
+	/* the front-end leaves and comes back: reported again */
+	vhu_fe_close(t.fe);
+	t.fe = NULL;
+	CHECK_EQ(vhu_fe_connect(&t.fe, t.sock, NULL), 0);
+	uint64_t f = vhu_fe_features_offered(t.fe) & ~VHU_BIT(VHU_F_RING_PACKED);
+	CHECK_EQ(vhu_fe_set_features(t.fe, f), 0);
+	CHECK_EQ(vhu_fe_add_memory(t.fe, 1u << 20), 0);
+	CHECK_EQ(vhu_fe_vq_setup(t.fe, 2, QSIZE, &t.evq), 0);
+	ev = vhu_fe_alloc(t.fe, 16, 8, &gpa);
+	CHECK(ev != NULL);
+	event_add(&t, ev, gpa, 8);
+	CHECK(event_got(&t, ev, WAIT_MS));
+	t_close(&t);
+}
+
 /* The front-end leaves: every host socket of its guest closes. */
 TEST(disconnect_closes_host_sockets)
 {
