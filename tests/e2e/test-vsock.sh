@@ -1,8 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: MIT
-# End-to-end test of vhu-vsock: a Linux guest in QEMU 7.2 (the system's)
-# with vhost-user-vsock-pci on vhu-vsock, host programs on Unix sockets in
-# the hybrid-vsock convention.
+# End-to-end test of vhu-vsock: a Linux guest with vhost-user-vsock-pci on
+# vhu-vsock, host programs on Unix sockets in the hybrid-vsock convention.
+# The guest session runs twice: QEMU 7.2 (the system's) on split rings,
+# then QEMU 10.0 (tests/e2e/peers/fetch-qemu10) with packed=on; the second
+# run's names end in " (qemu 10.0, packed)", or it is one SKIP line when
+# QEMU 10.0 cannot be had.
 #
 #   tests/e2e/test-vsock.sh BUILD_DIR
 #
@@ -10,13 +13,16 @@
 # the kernel's vsock modules) listens on vsock port 5000, answering every
 # stream with its length and CRC-32, and connects to the host's ports
 # 6000 (an 8 MiB stream), 6001 (nobody listens: refused) and 6002 (16
-# streams at once).  The host (a small Python peer) connects through
+# streams at once) and 6003 (4 MiB to a host reader that starts reading
+# only when told, 2 s after it accepted: the guest's writer must still be
+# waiting then, and every byte arrive).  The host (a small Python peer) connects through
 # "CONNECT 5000" with an 8 MiB stream and then 16 streams at once, checks
 # each answer, and finally connects to port 5999, which lets the guest
 # power off.  Then: the daemon is still serving and exits 0 on SIGTERM.
 #
 # Environment: E2E_ACCEL=kvm|tcg skips the accelerator probe; E2E_KEEP=1
-# keeps the work directory; E2E_QEMU names the QEMU binary.
+# keeps the work directory; E2E_QEMU names the QEMU 7.2 binary,
+# E2E_QEMU10 a QEMU 10.0 one; E2E_VMMS="system qemu10" (default) or one.
 set -u
 
 BUILD=${1:-build}
@@ -29,6 +35,7 @@ VSOCK=$BUILD/tools/vhu-vsock
 BIG=$((8 << 20))
 MULTI=16
 MULTI_BYTES=$((256 << 10))
+SLOW=$((4 << 20))
 CID=3
 BOOT_TIMEOUT=90
 STEP_TIMEOUT=120
@@ -80,6 +87,10 @@ while [ \$(cat /tmp/multi.* | grep -c '^SENT') -lt $MULTI ] && [ \$wait_multi -l
 	wait_multi=\$((wait_multi + 1))
 done
 cat /tmp/multi.* | sed 's/^/RESULT multi /'
+vsock-guest send 6003 $SLOW | sed 's/^/RESULT slow /'
+for d in /sys/bus/virtio/devices/*; do
+	[ "\$(cat \$d/device)" = 0x0013 ] && echo "RESULT features \$(cat \$d/features)"
+done
 echo "GUEST-SENDS-DONE"
 vsock-guest wait 5999 $STEP_TIMEOUT || echo "RESULT wait-timeout"
 EOF
@@ -88,9 +99,15 @@ e2e_guest_image "$W" "$W/guest.sh" "$W/vsock-guest" "${MODS[@]}"
 
 # ---- the host's peer -------------------------------------------------------
 cat >"$W/peer.py" <<'PY'
-import os, socket, sys, threading, zlib
+import os, socket, sys, threading, time, zlib
 
-def handle(c):
+def handle(c, slow):
+    if slow:
+        # the test says when to start reading (SLOW_GO appears)
+        print("slow: accepted", flush=True)
+        while not os.path.exists(os.environ["SLOW_GO"]):
+            time.sleep(0.1)
+        print("slow: reading", flush=True)
     crc, n = 0, 0
     while True:
         b = c.recv(65536)
@@ -102,13 +119,14 @@ def handle(c):
     c.close()
 
 def serve(paths):
+    # a path ending in "_6003" is the slow reader
     for p in paths:
         l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         l.bind(p)
         l.listen(64)
-        threading.Thread(target=lambda l=l: [threading.Thread(
-            target=handle, args=(l.accept()[0],), daemon=True).start()
-            for _ in iter(int, 1)], daemon=True).start()
+        threading.Thread(target=lambda l=l, p=p: [threading.Thread(
+            target=handle, args=(l.accept()[0], p.endswith("_6003")),
+            daemon=True).start() for _ in iter(int, 1)], daemon=True).start()
     print("serving", flush=True)
     threading.Event().wait()
 
@@ -159,66 +177,98 @@ else:
     sys.exit(0 if all(r == "MATCH" for r in out) else 1)
 PY
 
-# ---- run --------------------------------------------------------------------
-SOCK=$W/vhost.sock
-UDS=$W/vsock.uds
-e2e_spawn python3 "$W/peer.py" serve "${UDS}_6000" "${UDS}_6002" >"$W/peer.log" 2>&1
-PEER=$E2E_LAST_PID
-e2e_spawn "$VSOCK" --socket-path "$SOCK" --uds-path "$UDS" --guest-cid "$CID" 2>"$W/daemon.log"
-DAEMON=$E2E_LAST_PID
-e2e_wait_path "$SOCK" 10 && e2e_wait_path "$UDS" 1 && e2e_wait_path "${UDS}_6002" 10
-check "vhu-vsock listens on --socket-path and --uds-path" [ -S "$SOCK" ] && [ -S "$UDS" ]
+# ---- one guest session -----------------------------------------------------
+# session SUFFIX PACKED: boot the guest with $E2E_QEMU against a fresh
+# daemon and peer and check everything; test names end in SUFFIX.
+session() {
+	local S=$1 packed=$2 D=$W/run$3
+	mkdir -p "$D"
+	local SOCK=$D/vhost.sock UDS=$D/vsock.uds LOG=$D/serial.log OUT NM RC PEER DAEMON QEMU
+	SLOW_GO=$D/slow.go e2e_spawn python3 "$W/peer.py" serve "${UDS}_6000" "${UDS}_6002" "${UDS}_6003" >"$D/peer.log" 2>&1
+	PEER=$E2E_LAST_PID
+	e2e_spawn "$VSOCK" --socket-path "$SOCK" --uds-path "$UDS" --guest-cid "$CID" 2>"$D/daemon.log"
+	DAEMON=$E2E_LAST_PID
+	e2e_wait_path "$SOCK" 10 && e2e_wait_path "$UDS" 1 && e2e_wait_path "${UDS}_6003" 10
+	check "vhu-vsock listens on --socket-path and --uds-path$S" \
+		bash -c '[ -S "$1" ] && [ -S "$2" ]' _ "$SOCK" "$UDS"
 
-LOG=$W/serial.log
-: >"$LOG"
-e2e_qemu_base "$E2E_ACCEL" "$W/initrd.cpio" "$LOG"
-E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$SOCK"
-	-device "vhost-user-vsock-pci,chardev=c0,addr=0x5")
-e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$W/qemu.err"
-QEMU=$E2E_LAST_PID
+	: >"$LOG"
+	e2e_qemu_base "$E2E_ACCEL" "$W/initrd.cpio" "$LOG"
+	E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$SOCK"
+		-device "vhost-user-vsock-pci,chardev=c0,addr=0x5,packed=$packed")
+	e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$D/qemu.err"
+	QEMU=$E2E_LAST_PID
 
-e2e_diag() {
-	echo "# --- serial (tail) ---"; tail -n 20 "$LOG" | sed 's/^/# /'
-	echo "# --- daemon ---"; tail -n 10 "$W/daemon.log" | sed 's/^/# /'
-	echo "# --- qemu ---"; tail -n 5 "$W/qemu.err" | sed 's/^/# /'
+	e2e_diag() {
+		echo "# --- serial (tail) ---"; tail -n 20 "$LOG" | sed 's/^/# /'
+		echo "# --- daemon ---"; tail -n 10 "$D/daemon.log" | sed 's/^/# /'
+		echo "# --- qemu ---"; tail -n 5 "$D/qemu.err" | sed 's/^/# /'
+	}
+
+	e2e_wait_log "$LOG" "LISTENING 5000" "$BOOT_TIMEOUT" "$QEMU"
+	check "the guest's vsock listener is up (modules loaded, device found)$S" \
+		grep -q "LISTENING 5000" "$LOG"
+
+	# host -> guest: one 8 MiB stream, then 16 at once
+	OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 1 "$BIG" 2>&1)
+	check_rc "host -> guest: 8 MiB through CONNECT 5000, length and CRC match$S" $? "$OUT"
+	OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 "$MULTI" "$MULTI_BYTES" 2>&1)
+	check_rc "host -> guest: $MULTI connections at once, each matches$S" $? "$(echo "$OUT" | sort | uniq -c | tr '\n' ' ')"
+	OUT=$(timeout 30 python3 "$W/peer.py" connect "$UDS" 5005 1 16 2>&1)
+	check "host CONNECT to a guest port nobody listens on: closed without OK$S" \
+		grep -q "no OK line" <<<"$OUT"
+
+	# a host reader that does not read until told: 2 s after it accepted,
+	# the guest's 4 MiB writer is still waiting (no result, the guest
+	# runs); then it reads
+	e2e_wait_log "$D/peer.log" "slow: accepted" "$STEP_TIMEOUT" "$QEMU"
+	sleep 2
+	check "guest -> slow host reader: the guest's writer waits$S" \
+		bash -c '! grep -q "RESULT slow" "$1" && ! grep -q "slow: reading" "$2" &&
+			 kill -0 "$3"' _ "$LOG" "$D/peer.log" "$QEMU"
+	touch "$D/slow.go"
+
+	# guest -> host results, then let the guest go
+	e2e_wait_log "$LOG" "GUEST-SENDS-DONE" "$STEP_TIMEOUT" "$QEMU"
+	check "guest -> slow host reader: 4 MiB, length and CRC match$S" \
+		grep -Eq "RESULT slow SENT $SLOW ([0-9]+) GOT $SLOW \\1\$" <(tr -d '\r' <"$LOG")
+	check "guest -> host: 8 MiB, length and CRC match$S" \
+		grep -Eq "RESULT big SENT $BIG ([0-9]+) GOT $BIG \\1\$" <(tr -d '\r' <"$LOG")
+	check "guest connect to a port nobody listens on: refused$S" \
+		grep -Eq "RESULT refused REFUSED (ECONNRESET|ECONNREFUSED)" "$LOG"
+	NM=$(tr -d '\r' <"$LOG" | grep -Ec "RESULT multi SENT $MULTI_BYTES ([0-9]+) GOT $MULTI_BYTES \\1\$")
+	check_rc "guest -> host: $MULTI connections at once, each matches$S" \
+		"$([ "$NM" = "$MULTI" ] && echo 0 || echo 1)" "$NM of $MULTI matched"
+	timeout 30 python3 "$W/peer.py" connect "$UDS" 5999 1 0 >/dev/null 2>&1
+	e2e_wait_exit "$QEMU" 60
+	check "the guest finished and powered off$S" grep -q "VHU-GUEST-DONE" "$LOG"
+	check "no module failed to load$S" bash -c "! grep -q 'insmod-failed' '$LOG'"
+
+	# the daemon survived all of it, serves the next front-end and stops cleanly
+	check "vhu-vsock still runs after the guest left$S" kill -0 "$DAEMON"
+	check "the host peer still runs$S" kill -0 "$PEER"
+	kill -TERM "$DAEMON"
+	wait_exit "$DAEMON" 100
+	RC=$?
+	check_rc "vhu-vsock exits 0 on SIGTERM$S" "$RC" "rc=$RC"
+	check "its sockets are gone$S" bash -c "[ ! -e '$SOCK' ] && [ ! -e '$UDS' ]"
+	check "the device negotiated the ring layout asked for$S" \
+		[ "$(tr -d '\r' <"$LOG" | sed -n 's/^RESULT features //p' | cut -c35)" = \
+		  "$([ "$packed" = on ] && echo 1 || echo 0)" ]
+	e2e_cleanup
 }
 
-e2e_wait_log "$LOG" "LISTENING 5000" "$BOOT_TIMEOUT" "$QEMU"
-check "the guest's vsock listener is up (modules loaded, device found)" \
-	grep -q "LISTENING 5000" "$LOG"
-
-# host -> guest: one 8 MiB stream, then 16 at once
-OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 1 "$BIG" 2>&1)
-check_rc "host -> guest: 8 MiB through CONNECT 5000, length and CRC match" $? "$OUT"
-OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 "$MULTI" "$MULTI_BYTES" 2>&1)
-check_rc "host -> guest: $MULTI connections at once, each matches" $? "$(echo "$OUT" | sort | uniq -c | tr '\n' ' ')"
-OUT=$(timeout 30 python3 "$W/peer.py" connect "$UDS" 5005 1 16 2>&1)
-check "host CONNECT to a guest port nobody listens on: closed without OK" \
-	grep -q "no OK line" <<<"$OUT"
-
-# guest -> host results, then let the guest go
-e2e_wait_log "$LOG" "GUEST-SENDS-DONE" "$STEP_TIMEOUT" "$QEMU"
-check "guest -> host: 8 MiB, length and CRC match" \
-	grep -Eq "RESULT big SENT $BIG ([0-9]+) GOT $BIG \\1\$" <(tr -d '\r' <"$LOG")
-check "guest connect to a port nobody listens on: refused" \
-	grep -Eq "RESULT refused REFUSED (ECONNRESET|ECONNREFUSED)" "$LOG"
-NM=$(tr -d '\r' <"$LOG" | grep -Ec "RESULT multi SENT $MULTI_BYTES ([0-9]+) GOT $MULTI_BYTES \\1\$")
-check_rc "guest -> host: $MULTI connections at once, each matches" \
-	"$([ "$NM" = "$MULTI" ] && echo 0 || echo 1)" "$NM of $MULTI matched"
-timeout 30 python3 "$W/peer.py" connect "$UDS" 5999 1 0 >/dev/null 2>&1
-e2e_wait_exit "$QEMU" 60
-check "the guest finished and powered off" grep -q "VHU-GUEST-DONE" "$LOG"
-check "no module failed to load" bash -c "! grep -q 'insmod-failed' '$LOG'"
-
-# the daemon survived all of it, serves the next front-end and stops cleanly
-check "vhu-vsock still runs after the guest left" kill -0 "$DAEMON"
-check "the host peer still runs" kill -0 "$PEER"
-kill -TERM "$DAEMON"
-e2e_wait_exit "$DAEMON" 10
-wait "$DAEMON" 2>/dev/null
-RC=$?
-check_rc "vhu-vsock exits 0 on SIGTERM" "$RC" "rc=$RC"
-check "its sockets are gone" bash -c "[ ! -e '$SOCK' ] && [ ! -e '$UDS' ]"
+session "" off 1
+for vmm in ${E2E_VMMS:-system qemu10}; do
+	[ "$vmm" = qemu10 ] || continue
+	e2e_qemu10
+	if [ -z "$Q10" ]; then
+		skip "guest session (qemu 10.0, packed)" "QEMU 10.0 cannot be fetched: $Q10_WHY"
+		continue
+	fi
+	E2E_QEMU=$Q10 E2E_QEMU_DATA=$Q10_DATA
+	session " (qemu 10.0, packed)" on 2
+done
 
 # the command line
 CAPS=$("$VSOCK" --print-capabilities)
