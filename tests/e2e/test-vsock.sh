@@ -186,7 +186,8 @@ session() {
 	local SOCK=$D/vhost.sock UDS=$D/vsock.uds LOG=$D/serial.log OUT NM RC PEER DAEMON QEMU
 	SLOW_GO=$D/slow.go e2e_spawn python3 "$W/peer.py" serve "${UDS}_6000" "${UDS}_6002" "${UDS}_6003" >"$D/peer.log" 2>&1
 	PEER=$E2E_LAST_PID
-	e2e_spawn "$VSOCK" --socket-path "$SOCK" --uds-path "$UDS" --guest-cid "$CID" 2>"$D/daemon.log"
+	e2e_spawn "$VSOCK" --socket-path "$SOCK" --uds-path "$UDS" --guest-cid "$CID" \
+		--control "$D/ctl" 2>"$D/daemon.log"
 	DAEMON=$E2E_LAST_PID
 	e2e_wait_path "$SOCK" 10 && e2e_wait_path "$UDS" 1 && e2e_wait_path "${UDS}_6003" 10
 	check "vhu-vsock listens on --socket-path and --uds-path$S" \
@@ -208,6 +209,9 @@ session() {
 	e2e_wait_log "$LOG" "LISTENING 5000" "$BOOT_TIMEOUT" "$QEMU"
 	check "the guest's vsock listener is up (modules loaded, device found)$S" \
 		grep -q "LISTENING 5000" "$LOG"
+	check "control socket info: the guest's CID, a front-end connected$S" \
+		test "$(e2e_rpc "$D/ctl" info --get guest_cid)" = "$CID" -a \
+		  "$(e2e_rpc "$D/ctl" info --get connected)" = true
 
 	# host -> guest: one 8 MiB stream, then 16 at once
 	OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 1 "$BIG" 2>&1)
@@ -247,6 +251,18 @@ session() {
 	# the daemon survived all of it, serves the next front-end and stops cleanly
 	check "vhu-vsock still runs after the guest left$S" kill -0 "$DAEMON"
 	check "the host peer still runs$S" kill -0 "$PEER"
+	# every connection counted, every byte of both directions, no
+	# connection left behind
+	local st
+	st=$(e2e_rpc "$D/ctl" stats)
+	check "control socket stats: connections and bytes both ways$S" \
+		python3 -c '
+import json, sys
+s = json.loads(sys.argv[1]); big, multi, n, slow = map(int, sys.argv[2:])
+ok = (s["conns_total"] >= 2 * (1 + n) + 2 and s["conns_open"] == 0 and
+      s["bytes_to_guest"] >= big + n * multi and
+      s["bytes_to_host"] >= big + n * multi + slow and s["rst_sent"] >= 1)
+sys.exit(0 if ok else print(s) or 1)' "$st" "$BIG" "$MULTI_BYTES" "$MULTI" "$SLOW"
 	kill -TERM "$DAEMON"
 	wait_exit "$DAEMON" 100
 	RC=$?
