@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -365,6 +366,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vhu-vsock: --socket-path and --guest-cid are required\n");
 		usage(stderr);
 		return 2;
+	}
+
+	/* Every connection holds a host socket: the soft fd limit (often
+	 * 1024) is raised to the hard one.  At the limit, guest connections
+	 * are refused and host ones wait (the device pauses its listener). */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 
 	struct vhu_loop *loop = NULL;

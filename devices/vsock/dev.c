@@ -103,6 +103,9 @@ struct vhu_vsock {
 	uint8_t config[8];           /* le64 guest_cid */
 	char *uds_path;
 	int listen_fd;
+	/* Out of fds or memory: the listener is not watched (its backlog
+	 * would wake the loop at once, forever) until a host socket closes. */
+	bool listen_paused;
 	uint32_t buf_alloc;
 	struct vhu_vq *rx, *tx, *ev;
 	/* The connection table was dropped (a new process, a reset or a
@@ -227,6 +230,9 @@ static void close_fd(struct conn *c)
 	close(c->fd);
 	c->fd = -1;
 	c->watched = false;
+	if (c->v->listen_paused &&
+	    vhu_loop_mod(c->v->loop, c->v->listen_fd, EPOLLIN) == 0)
+		c->v->listen_paused = false;
 	free(c->buf);
 	c->buf = NULL;
 	c->buf_len = 0;
@@ -744,18 +750,27 @@ static void on_listen(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 
 	for (int i = 0; i < 16; i++) {
 		int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (s < 0)
+		if (s < 0 && (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED))
 			return;
-		struct conn *c = conn_new(v, s);
-		if (!c) {
-			close(s);
-			return;
-		}
-		c->st = C_HANDSHAKE;
-		c->host_initiated = true;
-		update_watch(c);
-		if (!c->watched)
+		struct conn *c = s >= 0 ? conn_new(v, s) : NULL;
+		if (c) {
+			c->st = C_HANDSHAKE;
+			c->host_initiated = true;
+			update_watch(c);
+			if (c->watched)
+				continue;
 			conn_free(c);
+		} else if (s >= 0) {
+			close(s);
+		}
+		/* Out of fds (EMFILE...) or memory: wait for a host socket to
+		 * close rather than spin on a backlog we cannot take. */
+		if (vhu_loop_mod(v->loop, fd, 0) == 0 && !v->listen_paused) {
+			v->listen_paused = true;
+			vhu_log(VHU_LOG_WARN, "vhu-vsock: cannot take host connections "
+				"(%s): paused until one closes", strerror(errno ? errno : ENOMEM));
+		}
+		return;
 	}
 }
 

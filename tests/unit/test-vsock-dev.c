@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -772,6 +773,120 @@ TEST(transport_reset_event)
 	CHECK(ev != NULL);
 	event_add(&t, ev, gpa, 8);
 	CHECK(event_got(&t, ev, WAIT_MS));
+	t_close(&t);
+}
+
+static int64_t cpu_ms(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (int64_t)ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000 +
+	       (int64_t)ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000;
+}
+
+/*
+ * Out of file descriptors, the device cannot accept host connections: it
+ * must stop watching the listener (not spin on a backlog it cannot take)
+ * and take them once one of its host sockets closes.
+ */
+TEST(out_of_fds_pauses_the_host_listener)
+{
+	struct t t;
+	struct rlimit old, low;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct vsock_hdr h;
+	int cl[3];
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	int fd = guest_connect(&t, lfd, 1234, 5000, NULL);
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", t.uds);
+	for (int i = 0; i < 3; i++)
+		CHECK((cl[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	/* no new descriptor from here on: the lowest free number is the limit */
+	int lowest = dup(0);
+	CHECK(lowest >= 0);
+	close(lowest);
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = (rlim_t)lowest;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(connect(cl[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	usleep(100 * 1000);
+	int64_t c0 = cpu_ms(), w0 = tl_now_ms();
+	usleep(500 * 1000);
+	int64_t spent = cpu_ms() - c0, wall = tl_now_ms() - w0;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &old), 0);
+	/* a loop spinning on the listener burns about the whole time */
+	if (spent * 2 > wall)
+		TAP_FAIL("%lld ms of CPU in %lld ms while paused", (long long)spent,
+			 (long long)wall);
+	/* nothing was accepted: a CONNECT now is not read yet */
+	CHECK_EQ(write(cl[0], "CONNECT 7000\n", 13), 13);
+	expect_quiet(&t);
+	/* a host socket closes (the guest resets its connection): the
+	 * waiting host programs are taken */
+	tx_pkt(&t, hdr(VSOCK_OP_RST, 1234, 5000), NULL, 0);
+	CHECK(host_closed(fd));
+	close(fd);
+	CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_REQUEST);
+	CHECK_EQ(h.dst_port, 7000);
+	for (int i = 0; i < 3; i++)
+		close(cl[i]);
+	t_close(&t);
+}
+
+/* Many connections at once, each a stream both ways; all counted, all
+ * gone at the end. */
+TEST(a_thousand_connections)
+{
+	struct t t;
+	enum { N = 1000 };
+	static int fds[N];
+	struct vsock_hdr h;
+	char buf[16];
+	struct vhu_vsock_stats st;
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	for (int i = 0; i < N; i++)
+		fds[i] = guest_connect(&t, lfd, 10000 + (uint32_t)i, 5000, NULL);
+	vhu_vsock_get_stats(t.dev, &st);
+	CHECK_EQ(st.conns_open, N);
+	for (int i = 0; i < N; i++) {
+		snprintf(buf, sizeof(buf), "%08d", i);
+		tx_pkt(&t, hdr(VSOCK_OP_RW, 10000 + (uint32_t)i, 5000), buf, 8);
+	}
+	for (int i = 0; i < N; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "%08d", i);
+		CHECK_EQ(host_read(fds[i], buf, 8), 8);
+		CHECK_MEM(buf, want, 8);
+		CHECK_EQ(write(fds[i], want, 8), 8);
+	}
+	bool seen[N] = { false };
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(rx_recv(&t, &h, buf, sizeof(buf), WAIT_MS), 1);
+		CHECK_EQ(h.op, VSOCK_OP_RW);
+		uint32_t k = h.dst_port - 10000;
+		CHECK(k < N && !seen[k]);
+		seen[k] = true;
+		char want[16];
+		snprintf(want, sizeof(want), "%08u", k);
+		CHECK_MEM(buf, want, 8);
+	}
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	for (int i = 0; i < N; i++) {
+		CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+		CHECK_EQ(h.op, VSOCK_OP_RST);
+	}
+	vhu_vsock_get_stats(t.dev, &st);
+	CHECK_EQ(st.conns_open, 0);
+	CHECK_EQ(st.conns_total, N);
 	t_close(&t);
 }
 
