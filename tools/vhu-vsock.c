@@ -273,6 +273,8 @@ static void usage(FILE *f)
 "                           a guest connecting to host port P reaches the\n"
 "                           Unix socket PATH_P (without it: refused)\n"
 "      --control PATH       JSON-RPC 2.0 control socket (methods info, stats)\n"
+"      --connect-timeout MS how long a host program may take to send its\n"
+"                           CONNECT line, and the guest to accept (10000)\n"
 "      --buf-alloc BYTES    buffer per connection towards the host\n"
 "                           (default %u, at most %u)\n"
 "      --print-capabilities print the back-end capabilities as JSON and exit\n"
@@ -299,7 +301,7 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	return 0;
 }
 
-enum { OPT_CAPS = 256, OPT_BUF_ALLOC, OPT_CONTROL };
+enum { OPT_CAPS = 256, OPT_BUF_ALLOC, OPT_CONTROL, OPT_CONNECT_TIMEOUT };
 
 int main(int argc, char **argv)
 {
@@ -309,6 +311,7 @@ int main(int argc, char **argv)
 		{ "uds-path", required_argument, NULL, 'u' },
 		{ "buf-alloc", required_argument, NULL, OPT_BUF_ALLOC },
 		{ "control", required_argument, NULL, OPT_CONTROL },
+		{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
 		{ "print-capabilities", no_argument, NULL, OPT_CAPS },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -342,6 +345,14 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			o.buf_alloc = (uint32_t)v;
+			break;
+		case OPT_CONNECT_TIMEOUT:
+			if (parse_u64(optarg, 1, 3600000, &v) < 0) {
+				fprintf(stderr, "vhu-vsock: bad --connect-timeout '%s' "
+					"(1 .. 3600000 ms)\n", optarg);
+				return 2;
+			}
+			o.connect_timeout_ms = (unsigned)v;
 			break;
 		case OPT_CONTROL:
 			control = optarg;

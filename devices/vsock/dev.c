@@ -30,7 +30,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <vhu/backend.h>
@@ -54,6 +56,7 @@
 #define CONNECT_LINE_MAX 32
 /* Ports for connections the host opens: above what guests bind. */
 #define HOST_PORT_FIRST (1u << 30)
+#define CONNECT_TIMEOUT_MS_DEFAULT 10000u
 
 enum conn_state {
 	C_HANDSHAKE,   /* host socket accepted, CONNECT line not read yet */
@@ -87,6 +90,9 @@ struct conn {
 	bool host_eof;         /* the host shut its sending side */
 	bool host_wr_shut;     /* we shut the host socket's sending side */
 	unsigned pend;
+	/* Monotonic ms by which a host connection must have sent its CONNECT
+	 * line, or the guest answered its REQUEST; 0: none. */
+	int64_t deadline;
 	uint32_t shut_to_send; /* SHUTDOWN flags owed */
 	uint32_t peer_shut;    /* SHUTDOWN flags the guest sent */
 	/* guest -> host */
@@ -106,6 +112,10 @@ struct vhu_vsock {
 	/* Out of fds or memory: the listener is not watched (its backlog
 	 * would wake the loop at once, forever) until a host socket closes. */
 	bool listen_paused;
+	/* Checks connection deadlines while any is set. */
+	int timer_fd;
+	bool timer_armed;
+	unsigned connect_timeout_ms;
 	uint32_t buf_alloc;
 	struct vhu_vq *rx, *tx, *ev;
 	/* The connection table was dropped (a new process, a reset or a
@@ -130,6 +140,14 @@ struct vhu_vsock {
 static uint32_t v_min(uint32_t a, uint32_t b)
 {
 	return a < b ? a : b;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- lists and the table ---------------------------------------------- */
@@ -644,6 +662,64 @@ static bool conn_rw(struct conn *c, const struct iovec *out, unsigned n_out,
 
 /* ---- connections from the host ----------------------------------------- */
 
+static void timer_arm(struct vhu_vsock *v, bool on)
+{
+	unsigned tick = v->connect_timeout_ms / 4;
+	struct itimerspec its = { 0 };
+
+	if (on == v->timer_armed || v->timer_fd < 0)
+		return;
+	if (on) {
+		if (tick < 10)
+			tick = 10;
+		if (tick > 1000)
+			tick = 1000;
+		its.it_interval.tv_sec = tick / 1000;
+		its.it_interval.tv_nsec = (long)(tick % 1000) * 1000000;
+		its.it_value = its.it_interval;
+	}
+	if (timerfd_settime(v->timer_fd, 0, &its, NULL) == 0)
+		v->timer_armed = on;
+}
+
+static void set_deadline(struct conn *c)
+{
+	c->deadline = now_ms() + c->v->connect_timeout_ms;
+	timer_arm(c->v, true);
+}
+
+/* A host program that never finished its CONNECT line, or a guest that
+ * never answered the REQUEST: the host socket closes (and the guest
+ * hears RST if it knew). */
+static void on_timer(struct vhu_loop *loop, int fd, uint32_t events, void *opaque)
+{
+	struct vhu_vsock *v = opaque;
+	uint64_t ticks;
+	int64_t now = now_ms();
+	bool any = false;
+
+	if (read(fd, &ticks, sizeof(ticks)) < 0 && errno == EAGAIN)
+		return;
+	for (struct conn *c = v->all, *next; c; c = next) {
+		next = c->all_next;
+		if (!c->deadline)
+			continue;
+		if (now < c->deadline) {
+			any = true;
+		} else if (c->st == C_HANDSHAKE) {
+			conn_free(c);
+		} else if (c->st == C_CONNECTING) {
+			c->deadline = 0;
+			conn_reset(c);
+		} else {
+			c->deadline = 0;
+		}
+	}
+	if (!any)
+		timer_arm(v, false);
+	rx_flush(v);
+}
+
 static uint32_t alloc_host_port(struct vhu_vsock *v, uint32_t peer)
 {
 	for (;;) {
@@ -695,6 +771,7 @@ static void conn_handshake(struct conn *c)
 	c->peer_port = (uint32_t)port;
 	c->local_port = alloc_host_port(c->v, c->peer_port);
 	c->st = C_CONNECTING;
+	set_deadline(c);
 	hash_add(c);
 	pend_set(c, PEND_REQUEST);
 	update_watch(c);
@@ -756,6 +833,7 @@ static void on_listen(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 		if (c) {
 			c->st = C_HANDSHAKE;
 			c->host_initiated = true;
+			set_deadline(c);
 			update_watch(c);
 			if (c->watched)
 				continue;
@@ -856,6 +934,7 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 			}
 		}
 		c->st = C_ESTABLISHED;
+		c->deadline = 0;
 		v->st.conns_total++;
 		break;
 	case VSOCK_OP_RST:
@@ -1111,6 +1190,9 @@ int vhu_vsock_new(const struct vhu_vsock_opts *o, struct vhu_loop *loop,
 		return -ENOMEM;
 	v->loop = loop;
 	v->listen_fd = -1;
+	v->timer_fd = -1;
+	v->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms
+						      : CONNECT_TIMEOUT_MS_DEFAULT;
 	v->guest_cid = o->guest_cid;
 	v->buf_alloc = o->buf_alloc ? o->buf_alloc : VHU_VSOCK_BUF_ALLOC_DEFAULT;
 	v->next_host_port = HOST_PORT_FIRST;
@@ -1126,10 +1208,19 @@ int vhu_vsock_new(const struct vhu_vsock_opts *o, struct vhu_loop *loop,
 		r = listen_at(v->uds_path, &v->listen_fd);
 		if (r < 0)
 			goto fail;
-		r = vhu_loop_add(loop, v->listen_fd, EPOLLIN, on_listen, v);
+		v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		r = v->timer_fd < 0 ? -errno : 0;
+		if (r == 0)
+			r = vhu_loop_add(loop, v->timer_fd, EPOLLIN, on_timer, v);
+		if (r == 0) {
+			r = vhu_loop_add(loop, v->listen_fd, EPOLLIN, on_listen, v);
+			if (r < 0)
+				vhu_loop_del(loop, v->timer_fd);
+		}
 		if (r < 0) {
+			if (v->timer_fd >= 0)
+				close(v->timer_fd);
 			close(v->listen_fd);
-			v->listen_fd = -1;
 			unlink(v->uds_path);
 			goto fail;
 		}
@@ -1152,6 +1243,10 @@ void vhu_vsock_free(struct vhu_vsock *v)
 		vhu_loop_del(v->loop, v->listen_fd);
 		close(v->listen_fd);
 		unlink(v->uds_path);
+	}
+	if (v->timer_fd >= 0) {
+		vhu_loop_del(v->loop, v->timer_fd);
+		close(v->timer_fd);
 	}
 	free(v->uds_path);
 	free(v);

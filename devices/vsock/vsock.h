@@ -37,6 +37,9 @@ struct vhu_vsock_opts {
 	/* Bytes each connection buffers towards the host (what the guest is
 	 * told it may send before the host reads): 0 = default. */
 	uint32_t buf_alloc;
+	/* How long a host program may take to send its CONNECT line, and the
+	 * guest to answer the REQUEST that follows: 0 = 10 s. */
+	unsigned connect_timeout_ms;
 };
 
 struct vhu_vsock_stats {

@@ -78,6 +78,9 @@ static void rx_add(struct t *t, unsigned i)
 		CHECK(vhu_fe_vq_add(t->rxq, NULL, 0, two, 2, (void *)(uintptr_t)(i + 1)) >= 0);
 }
 
+/* The device's connect timeout for the next t_open (0: its default). */
+static unsigned t_timeout_ms;
+
 static void t_open(struct t *t, uint32_t buf_alloc)
 {
 	struct vhu_backend_opts bo;
@@ -90,7 +93,8 @@ static void t_open(struct t *t, uint32_t buf_alloc)
 	snprintf(t->uds, sizeof(t->uds), "%s/uds", t->dir);
 	CHECK_EQ(vhu_loop_new(&t->loop), 0);
 	struct vhu_vsock_opts o = { .guest_cid = CID, .uds_path = t->uds,
-				    .buf_alloc = buf_alloc };
+				    .buf_alloc = buf_alloc,
+				    .connect_timeout_ms = t_timeout_ms };
 	CHECK_EQ(vhu_vsock_new(&o, t->loop, &t->dev), 0);
 	vhu_vsock_backend_opts(t->dev, &bo);
 	CHECK_EQ(vhu_backend_new(&bo, &t->b), 0);
@@ -773,6 +777,51 @@ TEST(transport_reset_event)
 	CHECK(ev != NULL);
 	event_add(&t, ev, gpa, 8);
 	CHECK(event_got(&t, ev, WAIT_MS));
+	t_close(&t);
+}
+
+/* Host programs that never finish their CONNECT line, and guests that
+ * never answer the REQUEST, are given up on; an answered one stays. */
+TEST(connect_deadlines)
+{
+	struct t t;
+	struct vsock_hdr h;
+	char got[32];
+
+	t_timeout_ms = 300;
+	t_open(&t, 0);
+	t_timeout_ms = 0;
+	int quiet = host_dial(&t), partial = host_dial(&t);
+	CHECK_EQ(write(partial, "CONN", 4), 4);
+	CHECK(host_closed(quiet));
+	CHECK(host_closed(partial));
+	close(quiet);
+	close(partial);
+
+	/* the guest hears the REQUEST and never answers */
+	int fd = host_dial(&t);
+	CHECK_EQ(write(fd, "CONNECT 7000\n", 13), 13);
+	CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+	CHECK_EQ(h.op, VSOCK_OP_REQUEST);
+	uint32_t hport = h.src_port;
+	CHECK(host_closed(fd));
+	close(fd);
+	expect(&t, VSOCK_OP_RST, hport, 7000, NULL);
+
+	/* answered in time: still open long after the timeout */
+	fd = host_dial(&t);
+	CHECK_EQ(write(fd, "CONNECT 7001\n", 13), 13);
+	CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+	hport = h.src_port;
+	tx_pkt(&t, hdr(VSOCK_OP_RESPONSE, 7001, hport), NULL, 0);
+	int n = snprintf(got, sizeof(got), "OK %u\n", hport);
+	CHECK_EQ(host_read(fd, got, (size_t)n), (size_t)n);
+	usleep(900 * 1000);
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 7001, hport), "still", 5);
+	CHECK_EQ(host_read(fd, got, 5), 5);
+	CHECK_MEM(got, "still", 5);
+	close(fd);
+	expect(&t, VSOCK_OP_RST, hport, 7001, NULL);
 	t_close(&t);
 }
 
