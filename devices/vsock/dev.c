@@ -130,7 +130,7 @@ struct vhu_vsock {
 	bool rx_pushed;
 	struct conn *hash[HASH_BUCKETS];
 	struct conn *all, *pend, *wait;
-	struct { uint32_t local, peer; } orphan[ORPHAN_RST_MAX];
+	struct { uint32_t local, peer; uint16_t type; } orphan[ORPHAN_RST_MAX];
 	unsigned orphan_head, orphan_n;
 	uint32_t next_host_port;
 	struct vhu_vsock_stats st;
@@ -431,14 +431,17 @@ static bool conn_send_ctrl(struct conn *c)
 	return true;
 }
 
-static void orphan_rst(struct vhu_vsock *v, uint32_t local, uint32_t peer)
+/* A reset for a packet that has no connection, in the packet's own
+ * socket type (Linux ignores a reset of another type than the socket's). */
+static void orphan_rst(struct vhu_vsock *v, const struct vsock_hdr *h)
 {
 	if (v->orphan_n == ORPHAN_RST_MAX)
 		return;   /* a guest that floods: the rest are dropped */
 	unsigned i = (v->orphan_head + v->orphan_n++) % ORPHAN_RST_MAX;
 
-	v->orphan[i].local = local;
-	v->orphan[i].peer = peer;
+	v->orphan[i].local = h->dst_port;
+	v->orphan[i].peer = h->src_port;
+	v->orphan[i].type = h->type;
 }
 
 /*
@@ -512,6 +515,7 @@ static void rx_flush(struct vhu_vsock *v)
 		hdr_for(v, NULL, &h, VSOCK_OP_RST);
 		h.src_port = v->orphan[v->orphan_head].local;
 		h.dst_port = v->orphan[v->orphan_head].peer;
+		h.type = v->orphan[v->orphan_head].type;
 		rx_put(v, &h);
 		v->orphan_head = (v->orphan_head + 1) % ORPHAN_RST_MAX;
 		v->orphan_n--;
@@ -869,13 +873,13 @@ static void guest_request(struct vhu_vsock *v, const struct vsock_hdr *h)
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		if (fd >= 0)
 			close(fd);
-		orphan_rst(v, h->dst_port, h->src_port);
+		orphan_rst(v, h);
 		return;
 	}
 	struct conn *c = conn_new(v, fd);
 	if (!c) {
 		close(fd);
-		orphan_rst(v, h->dst_port, h->src_port);
+		orphan_rst(v, h);
 		return;
 	}
 	c->local_port = h->dst_port;
@@ -909,7 +913,7 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 		 * down: a reset unless it is one. */
 		if (h.op != VSOCK_OP_RST && !c) {
 			v->st.pkts_dropped++;
-			orphan_rst(v, h.dst_port, h.src_port);
+			orphan_rst(v, &h);
 		} else if (c && h.op == VSOCK_OP_RST) {
 			conn_free(c);   /* both sides reset: nothing owed */
 		}
