@@ -4,10 +4,13 @@
  * connected to host Unix sockets in the hybrid-vsock convention
  * (devices/vsock/vsock.h, docs/vhu-vsock.md).  One thread: the session,
  * the queues, every host socket and the control socket share one loop.
- * Clean exit on SIGTERM / SIGINT.
+ * Clean exit on SIGTERM / SIGINT.  Takes a systemd-activated listening
+ * socket (LISTEN_FDS, fd 3) and tells a service manager (NOTIFY_SOCKET)
+ * when it is ready and when it stops.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -260,6 +263,61 @@ static void ctl_close(struct ctl *c)
 	}
 }
 
+/* ---- service manager ---- */
+
+#define SD_LISTEN_FDS_START 3
+
+/* systemd socket activation: LISTEN_PID is us and LISTEN_FDS >= 1; the
+ * first fd must be a listening Unix stream socket.  -1: none handed over;
+ * -2: one handed over that is not usable. */
+static int systemd_fd(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	int acc = 0, type = 0;
+	socklen_t len = sizeof(acc);
+	struct sockaddr_un a;
+	socklen_t alen = sizeof(a);
+	char *end;
+
+	if (!pid || !fds || strtol(pid, &end, 10) != (long)getpid() || *end ||
+	    strtol(fds, &end, 10) < 1 || *end)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (getsockopt(SD_LISTEN_FDS_START, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 ||
+	    !acc || (len = sizeof(type),
+		     getsockopt(SD_LISTEN_FDS_START, SOL_SOCKET, SO_TYPE, &type, &len)) < 0 ||
+	    type != SOCK_STREAM ||
+	    getsockname(SD_LISTEN_FDS_START, (struct sockaddr *)&a, &alen) < 0 ||
+	    a.sun_family != AF_UNIX)
+		return -2;
+	return SD_LISTEN_FDS_START;
+}
+
+/* sd_notify(3)'s protocol: one datagram to the AF_UNIX socket named by
+ * NOTIFY_SOCKET (a path, or "@name" in the abstract namespace). */
+static void notify(const char *state)
+{
+	const char *addr = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n;
+
+	if (!addr || (addr[0] != '/' && addr[0] != '@') ||
+	    (n = strlen(addr)) >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, addr, n);
+	if (addr[0] == '@')
+		sa.sun_path[0] = '\0';
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)!sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+				  (addr[0] == '/')));
+	close(fd);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -281,6 +339,10 @@ static void usage(FILE *f)
 "  -h, --help               show this help and exit\n"
 "  -V, --version            show the version and exit\n"
 "\n"
+"A systemd-activated socket (LISTEN_FDS) is used when there is one; then\n"
+"--socket-path is optional (it only names the socket in messages).  Under a\n"
+"service manager (NOTIFY_SOCKET), READY=1 is sent once the socket listens,\n"
+"STOPPING=1 on SIGTERM.\n"
 "SIGTERM or SIGINT: close every connection and exit 0.\n"
 "Log level: environment variable VHU_LOG=error|warn|info|debug.\n",
 		VHU_VSOCK_BUF_ALLOC_DEFAULT, VHU_VSOCK_BUF_ALLOC_MAX);
@@ -373,8 +435,16 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	int sd = systemd_fd();
+	if (sd == -2) {
+		fprintf(stderr, "vhu-vsock: the activated fd %d is not a listening "
+			"Unix stream socket\n", SD_LISTEN_FDS_START);
+		return 1;
+	}
+	if (sd >= 0 && !sock)
+		sock = "(socket activation)";
 	if (optind < argc || !sock || !o.guest_cid) {
-		fprintf(stderr, "vhu-vsock: --socket-path and --guest-cid are required\n");
+		fprintf(stderr, "vhu-vsock: --guest-cid and --socket-path (or an activated socket) are required\n");
 		usage(stderr);
 		return 2;
 	}
@@ -405,7 +475,7 @@ int main(int argc, char **argv)
 		r = vhu_backend_new(&bo, &b);
 	}
 	if (r == 0)
-		r = vhu_backend_listen(b, sock);
+		r = sd >= 0 ? vhu_backend_listen_fd(b, sd) : vhu_backend_listen(b, sock);
 	if (r == 0)
 		r = vhu_backend_attach(b, loop);
 	if (r == 0 && control) {
@@ -430,7 +500,9 @@ int main(int argc, char **argv)
 
 	vhu_log(VHU_LOG_INFO, "vhu-vsock: guest cid %llu on %s, host side %s",
 		(unsigned long long)o.guest_cid, sock, o.uds_path ? o.uds_path : "(none)");
+	notify("READY=1");
 	r = vhu_loop_run(loop);
+	notify("STOPPING=1");
 	if (r < 0)
 		fprintf(stderr, "vhu-vsock: loop: %s\n", strerror(-r));
 out:

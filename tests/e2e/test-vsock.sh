@@ -19,6 +19,8 @@
 # "CONNECT 5000" with an 8 MiB stream and then 16 streams at once, checks
 # each answer, and finally connects to port 5999, which lets the guest
 # power off.  Then: the daemon is still serving and exits 0 on SIGTERM.
+# Without a VM: socket activation (fd 3) with READY=1 / STOPPING=1, the
+# command line.
 #
 # Environment: E2E_ACCEL=kvm|tcg skips the accelerator probe; E2E_KEEP=1
 # keeps the work directory; E2E_QEMU names the QEMU 7.2 binary,
@@ -292,6 +294,40 @@ check "--print-capabilities: QEMU's vsock type" \
 	python3 -c 'import json,sys; sys.exit(json.loads(sys.argv[1])["type"] != "vsock")' "$CAPS"
 "$VSOCK" --help | grep -q -- "--uds-path"
 check_rc "--help names the options" $?
+# socket activation and readiness, as systemd does it: fd 3 listening,
+# LISTEN_PID/LISTEN_FDS, NOTIFY_SOCKET
+cat >"$W/activate.py" <<'PY'
+import os, signal, socket, subprocess, sys
+path, notify, vhu = sys.argv[1], sys.argv[2], sys.argv[3]
+l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+l.bind(path)
+l.listen(8)
+n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+n.bind(notify)
+n.settimeout(10)
+pid = os.fork()
+if pid == 0:
+    os.dup2(l.fileno(), 3)
+    os.set_inheritable(3, True)   # dup2 onto itself keeps close-on-exec
+    os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), NOTIFY_SOCKET=notify)
+    os.execv(sys.argv[4], sys.argv[4:])
+l.close()
+print("notify", n.recv(64).decode())
+p = subprocess.run([vhu, "probe", path], capture_output=True, text=True, timeout=20)
+print("probe", "queues: 3" in p.stdout)
+os.kill(pid, signal.SIGTERM)
+print("notify", n.recv(64).decode())
+print("exit", os.waitpid(pid, 0)[1])
+print("kept", os.path.exists(path))
+PY
+OUT=$(timeout 60 python3 "$W/activate.py" "$W/act.sock" "$W/notify" "$BUILD/tools/vhu" \
+	"$VSOCK" --guest-cid 5 2>&1)
+check "socket activation: READY=1 once serving" grep -qx "notify READY=1" <<<"$OUT"
+check "socket activation: the handed-over socket serves a front-end" \
+	grep -qx "probe True" <<<"$OUT"
+check "socket activation: STOPPING=1 and exit 0 on SIGTERM, the socket left to its owner" \
+	bash -c 'grep -qx "notify STOPPING=1" <<<"$1" && grep -qx "exit 0" <<<"$1" &&
+		 grep -qx "kept True" <<<"$1"' _ "$OUT"
 "$VSOCK" --socket-path "$W/x.sock" --guest-cid 2 2>/dev/null
 check_rc "a reserved guest CID is refused (exit 2)" "$([ $? = 2 ] && echo 0 || echo 1)"
 finish
