@@ -904,6 +904,15 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 		return;
 	}
 	struct conn *c = lookup(v, h.dst_port, h.src_port);
+	if (c && !c->guest_knows) {
+		/* Our REQUEST has not gone out: the guest cannot know this
+		 * connection, and a packet that guessed its ports must not
+		 * touch it (an early RESPONSE would send the host "OK"). */
+		v->st.pkts_dropped++;
+		if (h.op != VSOCK_OP_RST)
+			orphan_rst(v, &h);
+		return;
+	}
 	if (h.type != VSOCK_TYPE_STREAM || !c || c->st == C_DEAD) {
 		if (h.type == VSOCK_TYPE_STREAM && !c && h.op == VSOCK_OP_REQUEST) {
 			guest_request(v, &h);

@@ -1044,6 +1044,62 @@ TEST(a_thousand_connections)
 	t_close(&t);
 }
 
+/* A host CONNECT whose REQUEST cannot go out yet (no rx buffers): a guest
+ * packet that guesses its ports does not touch it, and the REQUEST still
+ * goes out once buffers come. */
+TEST(guessed_ports_before_the_request)
+{
+	struct t t;
+	struct vsock_hdr h;
+	static uint8_t fill[RXN * RX_PAYLOAD];
+	void *tag;
+	uint32_t len;
+
+	t_open(&t, 0);
+	int lfd = host_listen(&t, 5000);
+	struct vsock_hdr req = hdr(VSOCK_OP_REQUEST, 1234, 5000);
+	req.buf_alloc = sizeof(fill) * 2;   /* credit for more than all buffers */
+	tx_pkt(&t, req, NULL, 0);
+	expect(&t, VSOCK_OP_RESPONSE, 5000, 1234, NULL);
+	int fd = host_accept(lfd);
+	/* the host fills every rx buffer; the test does not give them back */
+	CHECK_EQ(write(fd, fill, sizeof(fill)), (ssize_t)sizeof(fill));
+	unsigned used = 0;
+	while (used < RXN) {
+		CHECK_EQ(vhu_fe_vq_wait(t.rxq, WAIT_MS), 1);
+		while (vhu_fe_vq_get_used(t.rxq, &tag, &len) == 1)
+			used++;
+	}
+	int hfd = host_dial(&t);
+	CHECK_EQ(write(hfd, "CONNECT 7000\n", 13), 13);
+	usleep(100 * 1000);
+	/* the first port the device hands out, guessed */
+	tx_pkt(&t, hdr(VSOCK_OP_RESPONSE, 7000, 1u << 30), NULL, 0);
+	tx_pkt(&t, hdr(VSOCK_OP_RW, 7000, 1u << 30), "x", 1);
+	CHECK(!readable(hfd, 150));
+	/* buffers back: the REQUEST arrives, and the connection works */
+	for (unsigned i = 0; i < RXN; i++)
+		rx_add(&t, i);
+	CHECK(vhu_fe_vq_kick(t.rxq) >= 0);
+	uint32_t hport = 0;
+	for (int i = 0; i < 200 && !hport; i++) {
+		CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+		if (h.op == VSOCK_OP_REQUEST)
+			hport = h.src_port;
+	}
+	CHECK_EQ(hport, 1u << 30);
+	tx_pkt(&t, hdr(VSOCK_OP_RESPONSE, 7000, hport), NULL, 0);
+	char got[32];
+	int n = snprintf(got, sizeof(got), "OK %u\n", hport);
+	char want[32];
+	memcpy(want, got, sizeof(want));
+	CHECK_EQ(host_read(hfd, got, (size_t)n), (size_t)n);
+	CHECK_MEM(got, want, (size_t)n);
+	close(hfd);
+	close(fd);
+	t_close(&t);
+}
+
 /* The front-end leaves: every host socket of its guest closes. */
 TEST(disconnect_closes_host_sockets)
 {
