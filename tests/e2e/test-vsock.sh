@@ -18,7 +18,8 @@
 # waiting then, and every byte arrive).  The host (a small Python peer) connects through
 # "CONNECT 5000" with an 8 MiB stream and then 16 streams at once, checks
 # each answer, and finally connects to port 5999, which lets the guest
-# power off.  Then: the daemon is still serving and exits 0 on SIGTERM.
+# power off.  Then: the daemon is still serving, serves a second boot of
+# the guest (the next front-end; first run only) and exits 0 on SIGTERM.
 # Without a VM: socket activation (fd 3) with READY=1 / STOPPING=1, the
 # command line.
 #
@@ -265,6 +266,26 @@ ok = (s["conns_total"] >= 2 * (1 + n) + 2 and s["conns_open"] == 0 and
       s["bytes_to_guest"] >= big + n * multi and
       s["bytes_to_host"] >= big + n * multi + slow and s["rst_sent"] >= 1)
 sys.exit(0 if ok else print(s) or 1)' "$st" "$BIG" "$MULTI_BYTES" "$MULTI" "$SLOW"
+
+	if [ "$3" = 1 ]; then
+		# the next front-end: a second boot against the same daemon (its
+		# guest starts after a TRANSPORT_RESET)
+		local LOG2=$D/serial2.log Q2
+		: >"$LOG2"
+		e2e_qemu_base "$E2E_ACCEL" "$W/initrd.cpio" "$LOG2"
+		E2E_QEMU_ARGS+=(-chardev "socket,id=c0,path=$SOCK"
+			-device "vhost-user-vsock-pci,chardev=c0,addr=0x5,packed=$packed")
+		e2e_spawn "$E2E_QEMU" "${E2E_QEMU_ARGS[@]}" 2>"$D/qemu2.err"
+		Q2=$E2E_LAST_PID
+		e2e_wait_log "$LOG2" "LISTENING 5000" "$BOOT_TIMEOUT" "$Q2"
+		OUT=$(timeout "$STEP_TIMEOUT" python3 "$W/peer.py" connect "$UDS" 5000 1 $((1 << 20)) 2>&1)
+		check_rc "the same daemon serves the next front-end: host -> guest 1 MiB on a second boot$S" $? "$OUT"
+		e2e_wait_log "$LOG2" "GUEST-SENDS-DONE" "$STEP_TIMEOUT" "$Q2"
+		check "the same daemon serves the next front-end: guest -> host 8 MiB on a second boot$S" \
+			grep -Eq "RESULT big SENT $BIG ([0-9]+) GOT $BIG \\1\$" <(tr -d '\r' <"$LOG2")
+		timeout 30 python3 "$W/peer.py" connect "$UDS" 5999 1 0 >/dev/null 2>&1
+		e2e_wait_exit "$Q2" 60
+	fi
 	kill -TERM "$DAEMON"
 	wait_exit "$DAEMON" 100
 	RC=$?
