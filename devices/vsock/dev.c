@@ -918,12 +918,14 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 			guest_request(v, &h);
 			return;
 		}
-		/* Nobody to talk to, or a packet for a connection being torn
-		 * down: a reset unless it is one. */
-		if (h.op != VSOCK_OP_RST && !c) {
+		/* Nobody to talk to, or a type this device does not serve: a
+		 * reset unless it is one (a stream connection with the same
+		 * ports is left alone, as Linux does).  A connection being torn
+		 * down has its RST on the way: nothing more. */
+		if (h.op != VSOCK_OP_RST && (!c || h.type != VSOCK_TYPE_STREAM)) {
 			v->st.pkts_dropped++;
 			orphan_rst(v, &h);
-		} else if (c && h.op == VSOCK_OP_RST) {
+		} else if (c && h.op == VSOCK_OP_RST && h.type == VSOCK_TYPE_STREAM) {
 			conn_free(c);   /* both sides reset: nothing owed */
 		}
 		return;

@@ -501,9 +501,17 @@ TEST_LAYOUTS(malformed_packets_reset_or_drop)
 	expect(&t, VSOCK_OP_RST, 5000, 996, &r);
 	CHECK_EQ(r.type, 77);
 
+	/* a seqpacket packet with the live connection's ports: reset in its
+	 * own type, the stream connection untouched */
+	h = hdr(VSOCK_OP_RW, 1234, 5000);
+	h.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, h, "sq", 2);
+	expect(&t, VSOCK_OP_RST, 5000, 1234, &r);
+	CHECK_EQ(r.type, VSOCK_TYPE_SEQPACKET);
 	/* on the live connection: the data before it still arrives */
 	tx_pkt(&t, hdr(VSOCK_OP_RW, 1234, 5000), "ok", 2);
 	CHECK_EQ(host_read(fd, back, 2), 2);
+	CHECK_MEM(back, "ok", 2);
 	/* an unknown op resets it, and the host sees it close */
 	tx_pkt(&t, hdr(99, 1234, 5000), NULL, 0);
 	expect(&t, VSOCK_OP_RST, 5000, 1234, NULL);
