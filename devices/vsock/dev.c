@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,6 +58,8 @@
 /* Ports for connections the host opens: above what guests bind. */
 #define HOST_PORT_FIRST (1u << 30)
 #define CONNECT_TIMEOUT_MS_DEFAULT 10000u
+/* The largest record a host seqpacket socket may hand the guest. */
+#define SEQ_RECORD_MAX (4u << 20)
 
 enum conn_state {
 	C_HANDSHAKE,   /* host socket accepted, CONNECT line not read yet */
@@ -83,6 +86,7 @@ struct conn {
 	bool host_initiated;
 	bool guest_knows;      /* the guest has heard of it (RST owed) */
 	uint32_t local_port, peer_port;
+	uint16_t type;         /* VSOCK_TYPE_STREAM or _SEQPACKET */
 	int fd;                /* host socket, -1 once closed */
 	uint32_t events;       /* watched on fd */
 	bool watched;
@@ -99,6 +103,15 @@ struct conn {
 	uint8_t *buf;          /* buf_alloc bytes, allocated when needed */
 	uint32_t buf_head, buf_len;
 	uint32_t rx_cnt, fwd_cnt, last_adv;
+	/* seqpacket, guest -> host: the lengths of the complete messages at
+	 * the head of buf (a ring of msgq_cap), and the bytes of the message
+	 * being assembled after them */
+	uint32_t *msgq;
+	uint32_t msgq_cap, msgq_head, msgq_n, partial;
+	/* seqpacket, host -> guest: the record being handed over */
+	uint8_t *rec;
+	uint32_t rec_len, rec_off;
+	bool rec_have;
 	/* host -> guest */
 	uint32_t peer_buf_alloc, peer_fwd_cnt, tx_cnt;
 };
@@ -118,6 +131,7 @@ struct vhu_vsock {
 	unsigned connect_timeout_ms;
 	uint32_t buf_alloc;
 	struct vhu_vq *rx, *tx, *ev;
+	bool seqpacket;              /* VIRTIO_VSOCK_F_SEQPACKET negotiated */
 	/* The connection table was dropped (a new process, a reset or a
 	 * disconnect): the guest's sockets of an earlier life are dead, and
 	 * the event queue's next buffer says so (TRANSPORT_RESET). */
@@ -254,6 +268,12 @@ static void close_fd(struct conn *c)
 	free(c->buf);
 	c->buf = NULL;
 	c->buf_len = 0;
+	free(c->msgq);
+	c->msgq = NULL;
+	c->msgq_cap = c->msgq_n = c->msgq_head = c->partial = 0;
+	free(c->rec);
+	c->rec = NULL;
+	c->rec_have = false;
 }
 
 static void conn_free(struct conn *c)
@@ -310,7 +330,10 @@ static void update_watch(struct conn *c)
 		return;
 	if (c->st == C_HANDSHAKE || (wants_read(c) && !c->on_wait))
 		ev |= EPOLLIN;
-	if (c->buf_len)
+	/* Bytes to write (for a seqpacket, a complete message: a partial one
+	 * waits for the guest, and a writable socket would wake us for
+	 * nothing). */
+	if (c->type == VSOCK_TYPE_SEQPACKET ? c->msgq_n : c->buf_len)
 		ev |= EPOLLOUT;
 	if (c->hup) {
 		if (c->watched) {
@@ -366,7 +389,7 @@ static void hdr_for(const struct vhu_vsock *v, struct conn *c, struct vsock_hdr 
 	memset(h, 0, sizeof(*h));
 	h->src_cid = VSOCK_HOST_CID;
 	h->dst_cid = v->guest_cid;
-	h->type = VSOCK_TYPE_STREAM;
+	h->type = c ? c->type : VSOCK_TYPE_STREAM;
 	h->op = op;
 	if (c) {
 		h->src_port = c->local_port;
@@ -449,11 +472,106 @@ static void orphan_rst(struct vhu_vsock *v, const struct vsock_hdr *h)
  * last (at most PUMP_BURST packets).  Returns false when the connection
  * was reset (and possibly freed).
  */
+/* The host side of a seqpacket connection ended?  A zero-length read is
+ * either its end or an empty record; only the end shows POLLRDHUP. */
+static bool seq_eof(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Take the next host record whole (a seqpacket socket cannot be read in
+ * parts): 1 when one is held, 0 when none is there, -1 when the
+ * connection was reset or the host ended (then host_eof). */
+static int seq_take_record(struct conn *c)
+{
+	ssize_t len = recv(c->fd, NULL, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+
+	if (len < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (len < 0 || (size_t)len > SEQ_RECORD_MAX || (uint32_t)len > c->peer_buf_alloc) {
+		/* a record the guest could never take */
+		conn_reset(c);
+		return -1;
+	}
+	if (len == 0 && seq_eof(c->fd)) {
+		c->host_eof = true;
+		c->shut_to_send |= VSOCK_SHUTDOWN_SEND;
+		pend_set(c, PEND_SHUTDOWN);
+		return -1;
+	}
+	c->rec = len ? malloc((size_t)len) : NULL;
+	if ((len && !c->rec) ||
+	    recv(c->fd, c->rec, (size_t)len, MSG_DONTWAIT) != len) {
+		conn_reset(c);
+		return -1;
+	}
+	c->rec_len = (uint32_t)len;
+	c->rec_off = 0;
+	c->rec_have = true;
+	return 1;
+}
+
+/* Hand host records to the guest in packets, the last of each marked
+ * EOM, as credit and buffers allow.  false when the connection was
+ * reset. */
+static bool seq_pump(struct conn *c)
+{
+	struct vhu_vsock *v = c->v;
+
+	for (int i = 0; i < PUMP_BURST && wants_read(c); i++) {
+		if (!c->rec_have) {
+			int r = seq_take_record(c);
+			if (r == 0)
+				break;
+			if (r < 0) {
+				if (c->st == C_DEAD || c->fd < 0)
+					return false;
+				break;   /* the host ended */
+			}
+		}
+		if (!rx_get(v)) {
+			wait_add(c);
+			break;
+		}
+		const struct iovec *in = v->rx_iov + v->rx_elem.n_out;
+		size_t room = vhu_iov_size(in, v->rx_elem.n_in) - VSOCK_HDR_SIZE;
+		uint32_t n = v_min(c->rec_len - c->rec_off, peer_credit(c));
+		n = v_min(n, (uint32_t)(room < VSOCK_MAX_PKT_PAYLOAD ? room : VSOCK_MAX_PKT_PAYLOAD));
+		if (n)
+			vhu_iov_from_buf(in, v->rx_elem.n_in, VSOCK_HDR_SIZE,
+					 c->rec + c->rec_off, n);
+		struct vsock_hdr h;
+		hdr_for(v, c, &h, VSOCK_OP_RW);
+		h.len = n;
+		c->rec_off += n;
+		if (c->rec_off == c->rec_len)
+			h.flags = VSOCK_SEQ_EOM;
+		rx_put(v, &h);
+		c->tx_cnt += n;
+		v->st.bytes_to_guest += n;
+		if (c->rec_off == c->rec_len) {
+			free(c->rec);
+			c->rec = NULL;
+			c->rec_have = false;
+		}
+	}
+	if (c->hup && c->st == C_ESTABLISHED && !c->rec_have &&
+	    (c->host_eof || c->buf_len || (c->peer_shut & VSOCK_SHUTDOWN_RCV))) {
+		conn_reset(c);
+		return false;
+	}
+	return true;
+}
+
 static bool conn_pump(struct conn *c)
 {
 	struct vhu_vsock *v = c->v;
 	struct iovec slice[IOV_CAP];
 
+	if (c->type == VSOCK_TYPE_SEQPACKET)
+		return seq_pump(c);
 	for (int i = 0; i < PUMP_BURST && wants_read(c); i++) {
 		if (!rx_get(v)) {
 			wait_add(c);
@@ -548,9 +666,47 @@ static void rx_flush(struct vhu_vsock *v)
 
 /* ---- guest -> host ----------------------------------------------------- */
 
+/* Seqpacket: send each complete message as one record. */
+static bool seq_drain(struct conn *c)
+{
+	uint32_t cap = c->v->buf_alloc;
+
+	while (c->msgq_n) {
+		uint32_t len = c->msgq[c->msgq_head];
+		uint32_t first = v_min(len, cap - c->buf_head);
+		struct iovec iov[2] = {
+			{ c->buf + c->buf_head, first },
+			{ c->buf, len - first },
+		};
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = iov[1].iov_len ? 2 : 1 };
+		ssize_t w = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (w != (ssize_t)len) {
+			conn_reset(c);   /* EMSGSIZE, the host gone... */
+			return false;
+		}
+		if (len)
+			c->buf_head = (c->buf_head + len) % cap;
+		c->buf_len -= len;
+		c->fwd_cnt += len;
+		c->v->st.bytes_to_host += len;
+		c->msgq_head = (c->msgq_head + 1) % c->msgq_cap;
+		c->msgq_n--;
+	}
+	if (!c->buf_len) {
+		free(c->buf);
+		c->buf = NULL;
+		c->buf_head = 0;
+	}
+	return true;
+}
+
 /* Write what the buffer holds; false when the connection was reset. */
 static bool conn_drain(struct conn *c)
 {
+	if (c->type == VSOCK_TYPE_SEQPACKET)
+		return seq_drain(c);
 	while (c->buf_len) {
 		uint32_t first = v_min(c->buf_len, c->v->buf_alloc - c->buf_head);
 		struct iovec iov[2] = {
@@ -582,7 +738,17 @@ static bool conn_drain(struct conn *c)
  * the half-close on, or end the connection when both ways are shut. */
 static bool conn_settle(struct conn *c)
 {
-	if (c->st != C_ESTABLISHED || c->buf_len || !(c->peer_shut & VSOCK_SHUTDOWN_SEND))
+	if (c->st != C_ESTABLISHED || !(c->peer_shut & VSOCK_SHUTDOWN_SEND))
+		return true;
+	/* A message the guest never finished cannot become a record. */
+	if (c->type == VSOCK_TYPE_SEQPACKET && c->partial && c->buf_len == c->partial) {
+		c->buf_len = 0;
+		c->partial = 0;
+		free(c->buf);
+		c->buf = NULL;
+		c->buf_head = 0;
+	}
+	if (c->buf_len)
 		return true;
 	if ((c->peer_shut & VSOCK_SHUTDOWN_BOTH) == VSOCK_SHUTDOWN_BOTH) {
 		/* The guest closed: the host reads the rest, then EOF; the
@@ -605,12 +771,37 @@ static void maybe_credit_update(struct conn *c)
 
 /* An RW payload at offset VSOCK_HDR_SIZE of the readable buffers; false
  * when the connection was reset (and maybe freed). */
+static bool seq_queue_msg(struct conn *c, uint32_t len)
+{
+	if (c->msgq_n == c->msgq_cap) {
+		/* Every message but an empty one takes credit, so a Linux
+		 * guest has at most buf_alloc of them waiting; more is a
+		 * flood of empty ones. */
+		uint32_t cap = c->msgq_cap ? c->msgq_cap * 2 : 16;
+		if (c->msgq_cap > c->v->buf_alloc)
+			return false;
+		uint32_t *q = malloc(cap * sizeof(*q));
+		if (!q)
+			return false;
+		for (uint32_t i = 0; i < c->msgq_n; i++)
+			q[i] = c->msgq[(c->msgq_head + i) % c->msgq_cap];
+		free(c->msgq);
+		c->msgq = q;
+		c->msgq_cap = cap;
+		c->msgq_head = 0;
+	}
+	c->msgq[(c->msgq_head + c->msgq_n++) % c->msgq_cap] = len;
+	return true;
+}
+
 static bool conn_rw(struct conn *c, const struct iovec *out, unsigned n_out,
-		    uint32_t len)
+		    uint32_t len, uint32_t flags)
 {
 	struct vhu_vsock *v = c->v;
 	struct iovec slice[IOV_CAP];
 	size_t done = 0;
+	bool seq = c->type == VSOCK_TYPE_SEQPACKET;
+	bool eom = seq && (flags & VSOCK_SEQ_EOM);
 
 	if (c->st != C_ESTABLISHED || (c->peer_shut & VSOCK_SHUTDOWN_SEND) ||
 	    !vsock_credit_fits(v->buf_alloc, c->fwd_cnt, c->rx_cnt, len)) {
@@ -618,23 +809,29 @@ static bool conn_rw(struct conn *c, const struct iovec *out, unsigned n_out,
 		conn_reset(c);
 		return false;
 	}
-	if (!len)
+	if (!len && !eom)
 		return true;
 	c->rx_cnt += len;
-	/* Nothing queued before it: straight from guest memory to the host. */
-	if (!c->buf_len) {
-		int n = vhu_iov_slice(out, n_out, VSOCK_HDR_SIZE, len, slice, IOV_CAP);
-		if (n > 0) {
+	/* Nothing queued before it (for a seqpacket: a whole message):
+	 * straight from guest memory to the host. */
+	if (!c->buf_len && (!seq || eom)) {
+		int n = len ? vhu_iov_slice(out, n_out, VSOCK_HDR_SIZE, len, slice, IOV_CAP) : 0;
+		if (n >= 0) {
 			struct msghdr m = { .msg_iov = slice, .msg_iovlen = (size_t)n };
 			ssize_t w = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
-			if (w < 0 && errno != EAGAIN && errno != EINTR) {
+			if ((w < 0 && errno != EAGAIN && errno != EINTR) ||
+			    (seq && w >= 0 && w != (ssize_t)len)) {
 				conn_reset(c);
 				return false;
 			}
-			if (w > 0) {
+			if (w >= 0) {
 				done = (size_t)w;
 				c->fwd_cnt += (uint32_t)w;
 				v->st.bytes_to_host += (uint64_t)w;
+				if (seq) {
+					maybe_credit_update(c);
+					return true;
+				}
 			}
 		}
 	}
@@ -659,6 +856,18 @@ static bool conn_rw(struct conn *c, const struct iovec *out, unsigned n_out,
 			off += chunk;
 			rest -= chunk;
 		}
+		if (seq)
+			c->partial += len;
+	}
+	if (eom) {
+		if (!seq_queue_msg(c, c->partial)) {
+			v->st.pkts_dropped++;
+			conn_reset(c);
+			return false;
+		}
+		c->partial = 0;
+		if (!seq_drain(c))
+			return false;
 	}
 	maybe_credit_update(c);
 	return true;
@@ -836,6 +1045,7 @@ static void on_listen(struct vhu_loop *loop, int fd, uint32_t events, void *opaq
 		struct conn *c = s >= 0 ? conn_new(v, s) : NULL;
 		if (c) {
 			c->st = C_HANDSHAKE;
+			c->type = VSOCK_TYPE_STREAM;
 			c->host_initiated = true;
 			set_deadline(c);
 			update_watch(c);
@@ -864,10 +1074,14 @@ static void guest_request(struct vhu_vsock *v, const struct vsock_hdr *h)
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int fd = -1;
 
+	/* A seqpacket connects to a seqpacket listener (a stream one refuses
+	 * it, and the other way round). */
 	if (v->uds_path &&
 	    (size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%s_%u", v->uds_path,
 			     h->dst_port) < sizeof(a.sun_path))
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		fd = socket(AF_UNIX, (h->type == VSOCK_TYPE_SEQPACKET ? SOCK_SEQPACKET
+									: SOCK_STREAM) |
+				     SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	/* A listener's full backlog (EAGAIN) is a refusal too: the guest
 	 * may try again. */
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
@@ -884,6 +1098,7 @@ static void guest_request(struct vhu_vsock *v, const struct vsock_hdr *h)
 	}
 	c->local_port = h->dst_port;
 	c->peer_port = h->src_port;
+	c->type = h->type;
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
 	c->guest_knows = true;
@@ -913,8 +1128,10 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 			orphan_rst(v, &h);
 		return;
 	}
-	if (h.type != VSOCK_TYPE_STREAM || !c || c->st == C_DEAD) {
-		if (h.type == VSOCK_TYPE_STREAM && !c && h.op == VSOCK_OP_REQUEST) {
+	bool served = h.type == VSOCK_TYPE_STREAM ||
+		      (h.type == VSOCK_TYPE_SEQPACKET && v->seqpacket);
+	if (!served || !c || c->type != h.type || c->st == C_DEAD) {
+		if (served && !c && h.op == VSOCK_OP_REQUEST) {
 			guest_request(v, &h);
 			return;
 		}
@@ -922,10 +1139,10 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 		 * reset unless it is one (a stream connection with the same
 		 * ports is left alone, as Linux does).  A connection being torn
 		 * down has its RST on the way: nothing more. */
-		if (h.op != VSOCK_OP_RST && (!c || h.type != VSOCK_TYPE_STREAM)) {
+		if (h.op != VSOCK_OP_RST && (!c || h.type != c->type)) {
 			v->st.pkts_dropped++;
 			orphan_rst(v, &h);
-		} else if (c && h.op == VSOCK_OP_RST && h.type == VSOCK_TYPE_STREAM) {
+		} else if (c && h.op == VSOCK_OP_RST && h.type == c->type) {
 			conn_free(c);   /* both sides reset: nothing owed */
 		}
 		return;
@@ -961,7 +1178,7 @@ static void tx_packet(struct vhu_vsock *v, const struct vhu_vq_elem *e)
 			return;
 		break;
 	case VSOCK_OP_RW:
-		if (!conn_rw(c, e->iov, e->n_out, h.len))
+		if (!conn_rw(c, e->iov, e->n_out, h.len, h.flags))
 			return;
 		break;
 	case VSOCK_OP_CREDIT_UPDATE:
@@ -1102,6 +1319,7 @@ static void reset(void *opaque)
 	v->orphan_n = 0;
 	v->rx_held = false;
 	v->reset_owed = true;
+	v->seqpacket = false;
 }
 
 static int get_config(void *opaque, uint32_t offset, void *buf, uint32_t len)
@@ -1124,7 +1342,15 @@ static int set_config(void *opaque, uint32_t offset, const void *buf, uint32_t l
 	return memcmp(v->config + offset, buf, len) ? -EINVAL : 0;
 }
 
+static void features_set(void *opaque, uint64_t features)
+{
+	struct vhu_vsock *v = opaque;
+
+	v->seqpacket = features & VHU_BIT(VSOCK_F_SEQPACKET);
+}
+
 static const struct vhu_device_ops vsock_ops = {
+	.features_set = features_set,
 	.queue_started = queue_started,
 	.queue_stopped = queue_stopped,
 	.queue_kick = queue_kick,
@@ -1139,7 +1365,8 @@ void vhu_vsock_backend_opts(struct vhu_vsock *v, struct vhu_backend_opts *bo)
 	bo->ops = &vsock_ops;
 	bo->opaque = v;
 	bo->features = VHU_BIT(VHU_F_VERSION_1) | VHU_BIT(VHU_F_INDIRECT_DESC) |
-		       VHU_BIT(VHU_F_EVENT_IDX) | VHU_BIT(VHU_F_RING_PACKED);
+		       VHU_BIT(VHU_F_EVENT_IDX) | VHU_BIT(VHU_F_RING_PACKED) |
+		       VHU_BIT(VSOCK_F_SEQPACKET);
 	bo->protocol_features = VHU_BIT(VHU_PF_CONFIG);
 	bo->num_queues = NUM_QUEUES;
 	bo->max_queue_size = MAX_QUEUE_SIZE;

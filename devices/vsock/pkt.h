@@ -32,6 +32,13 @@
 #define VSOCK_SHUTDOWN_SEND 2u
 #define VSOCK_SHUTDOWN_BOTH 3u
 
+/* Feature bit: seqpacket sockets. */
+#define VSOCK_F_SEQPACKET 1u
+
+/* RW flags of a seqpacket: end of message, end of record (MSG_EOR). */
+#define VSOCK_SEQ_EOM 1u
+#define VSOCK_SEQ_EOR 2u
+
 #define VSOCK_HDR_SIZE 44u
 
 /* The header in host byte order. */

@@ -78,8 +78,10 @@ static void rx_add(struct t *t, unsigned i)
 		CHECK(vhu_fe_vq_add(t->rxq, NULL, 0, two, 2, (void *)(uintptr_t)(i + 1)) >= 0);
 }
 
-/* The device's connect timeout for the next t_open (0: its default). */
+/* The device's connect timeout for the next t_open (0: its default), and
+ * feature bits the next t_open does not negotiate. */
 static unsigned t_timeout_ms;
+static uint64_t t_features_clear;
 
 static void t_open(struct t *t, uint32_t buf_alloc)
 {
@@ -107,8 +109,10 @@ static void t_open(struct t *t, uint32_t buf_alloc)
 	uint64_t f = vhu_fe_features_offered(t->fe);
 	CHECK(f & VHU_BIT(VHU_F_VERSION_1));
 	CHECK(f & VHU_BIT(VHU_F_RING_PACKED));
+	CHECK(f & VHU_BIT(VSOCK_F_SEQPACKET));
 	if (!tap_packed)
 		f &= ~VHU_BIT(VHU_F_RING_PACKED);
+	f &= ~t_features_clear;
 	CHECK_EQ(vhu_fe_set_features(t->fe, f), 0);
 	CHECK_EQ(vhu_fe_add_memory(t->fe, 4u << 20), 0);
 	CHECK_EQ(vhu_fe_vq_setup(t->fe, 0, QSIZE, &t->rxq), 0);
@@ -172,7 +176,7 @@ static int rx_recv(struct t *t, struct vsock_hdr *h, void *data, size_t cap, int
 	CHECK_EQ(h->src_cid, VSOCK_HOST_CID);
 	CHECK_EQ(h->dst_cid, CID);
 	if (h->op != VSOCK_OP_RST)   /* a reset answers in the packet's type */
-		CHECK_EQ(h->type, VSOCK_TYPE_STREAM);
+		CHECK(h->type == VSOCK_TYPE_STREAM || h->type == VSOCK_TYPE_SEQPACKET);
 	if (data)
 		memcpy(data, p + VSOCK_HDR_SIZE, h->len < cap ? h->len : cap);
 	rx_add(t, i);
@@ -234,10 +238,10 @@ static void tx_pkt(struct t *t, struct vsock_hdr h, const void *data, uint32_t l
 	tx_raw(t, pkt, VSOCK_HDR_SIZE + len, cuts, 2);
 }
 
-static int host_listen(struct t *t, uint32_t port)
+static int host_listen_type(struct t *t, uint32_t port, int type)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 
 	CHECK(fd >= 0);
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s_%u", t->uds, port);
@@ -246,6 +250,11 @@ static int host_listen(struct t *t, uint32_t port)
 	CHECK(t->nlisteners < 8);
 	t->listeners[t->nlisteners++] = fd;
 	return fd;
+}
+
+static int host_listen(struct t *t, uint32_t port)
+{
+	return host_listen_type(t, port, SOCK_STREAM);
 }
 
 static bool readable(int fd, int ms)
@@ -931,6 +940,160 @@ TEST_LAYOUTS(random_packets_survive)
 	CHECK(st.rst_sent > 100);
 	t_close(&t);
 	CHECK_EQ(tl_count_fds(), fds);
+}
+
+/*
+ * Seqpacket (guest-initiated): a seqpacket REQUEST reaches a seqpacket
+ * listener; each guest message, whatever packets carry it, is one host
+ * record; each host record reaches the guest as packets of which only the
+ * last has EOM; the types must match on both sides.
+ */
+TEST_LAYOUTS(seqpacket_messages_keep_their_boundaries)
+{
+	struct t t;
+	struct vsock_hdr h, rq;
+	static uint8_t big[10000], got[10000];
+	char buf[64];
+
+	t_open(&t, 0);
+	int slfd = host_listen_type(&t, 6000, SOCK_SEQPACKET);
+	host_listen(&t, 6001);
+	rq = hdr(VSOCK_OP_REQUEST, 1234, 6000);
+	rq.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, rq, NULL, 0);
+	expect(&t, VSOCK_OP_RESPONSE, 6000, 1234, &h);
+	CHECK_EQ(h.type, VSOCK_TYPE_SEQPACKET);
+	int fd = host_accept(slfd);
+
+	/* one message in two packets, three in one each, an empty one */
+	struct vsock_hdr rw = hdr(VSOCK_OP_RW, 1234, 6000);
+	rw.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, rw, "hello ", 6);
+	CHECK(!readable(fd, 100));          /* not a record yet */
+	rw.flags = VSOCK_SEQ_EOM;
+	tx_pkt(&t, rw, "world", 5);
+	CHECK(readable(fd, WAIT_MS));
+	CHECK_EQ(recv(fd, buf, sizeof(buf), 0), 11);
+	CHECK_MEM(buf, "hello world", 11);
+	tx_pkt(&t, rw, "a", 1);
+	tx_pkt(&t, rw, "bb", 2);
+	tx_pkt(&t, rw, NULL, 0);
+	tx_pkt(&t, rw, "ccc", 3);
+	CHECK(readable(fd, WAIT_MS));
+	CHECK_EQ(recv(fd, buf, sizeof(buf), 0), 1);
+	CHECK_EQ(recv(fd, buf, sizeof(buf), 0), 2);
+	CHECK_EQ(recv(fd, buf, sizeof(buf), 0), 0);
+	CHECK_EQ(recv(fd, buf, sizeof(buf), 0), 3);
+	CHECK_MEM(buf, "ccc", 3);
+
+	/* a host record larger than an rx buffer, then two small ones */
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 31 + 7);
+	CHECK_EQ(send(fd, big, sizeof(big), 0), (ssize_t)sizeof(big));
+	CHECK_EQ(send(fd, "x", 1, 0), 1);
+	CHECK_EQ(send(fd, "yy", 2, 0), 2);
+	uint32_t total = 0;
+	for (;;) {
+		CHECK_EQ(rx_recv(&t, &h, got + total, sizeof(got) - total, WAIT_MS), 1);
+		CHECK_EQ(h.op, VSOCK_OP_RW);
+		CHECK_EQ(h.type, VSOCK_TYPE_SEQPACKET);
+		total += h.len;
+		CHECK(total <= sizeof(big));
+		if (h.flags & VSOCK_SEQ_EOM)
+			break;
+	}
+	CHECK_EQ(total, sizeof(big));
+	CHECK_MEM(got, big, sizeof(big));
+	CHECK_EQ(rx_recv(&t, &h, buf, sizeof(buf), WAIT_MS), 1);
+	CHECK(h.len == 1 && (h.flags & VSOCK_SEQ_EOM) && buf[0] == 'x');
+	CHECK_EQ(rx_recv(&t, &h, buf, sizeof(buf), WAIT_MS), 1);
+	CHECK(h.len == 2 && (h.flags & VSOCK_SEQ_EOM) && !memcmp(buf, "yy", 2));
+
+	/* the host closes: the guest gets the reset */
+	close(fd);
+	for (;;) {
+		CHECK_EQ(rx_recv(&t, &h, NULL, 0, WAIT_MS), 1);
+		if (h.op == VSOCK_OP_RST)
+			break;
+		CHECK_EQ(h.op, VSOCK_OP_SHUTDOWN);
+	}
+	CHECK_EQ(h.type, VSOCK_TYPE_SEQPACKET);
+
+	/* types must match: seqpacket to a stream listener, stream to a
+	 * seqpacket one */
+	rq = hdr(VSOCK_OP_REQUEST, 1300, 6001);
+	rq.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, rq, NULL, 0);
+	expect(&t, VSOCK_OP_RST, 6001, 1300, &h);
+	CHECK_EQ(h.type, VSOCK_TYPE_SEQPACKET);
+	tx_pkt(&t, hdr(VSOCK_OP_REQUEST, 1301, 6000), NULL, 0);
+	expect(&t, VSOCK_OP_RST, 6000, 1301, &h);
+	CHECK_EQ(h.type, VSOCK_TYPE_STREAM);
+	t_close(&t);
+
+	/* not negotiated: refused even with a seqpacket listener */
+	t_features_clear = VHU_BIT(VSOCK_F_SEQPACKET);
+	t_open(&t, 0);
+	t_features_clear = 0;
+	host_listen_type(&t, 6000, SOCK_SEQPACKET);
+	rq = hdr(VSOCK_OP_REQUEST, 1234, 6000);
+	rq.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, rq, NULL, 0);
+	expect(&t, VSOCK_OP_RST, 6000, 1234, NULL);
+	t_close(&t);
+}
+
+/* A seqpacket host reader that does not read: whole messages wait within
+ * the credit, none is split or lost, and the guest is held back. */
+TEST(seqpacket_slow_host_reader)
+{
+	struct t t;
+	struct vsock_hdr h;
+	static uint8_t msg[1000], back[2000];
+
+	t_open(&t, 4096);
+	int slfd = host_listen_type(&t, 6000, SOCK_SEQPACKET);
+	struct vsock_hdr rq = hdr(VSOCK_OP_REQUEST, 1234, 6000);
+	rq.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, rq, NULL, 0);
+	expect(&t, VSOCK_OP_RESPONSE, 6000, 1234, &h);
+	int fd = host_accept(slfd);
+	uint32_t pbuf = h.buf_alloc, pfwd = h.fwd_cnt, sent = 0, nmsg = 0;
+	struct vsock_hdr rw = hdr(VSOCK_OP_RW, 1234, 6000);
+	rw.type = VSOCK_TYPE_SEQPACKET;
+	/* messages of 1000 bytes, each in two packets, while credit lasts */
+	for (int round = 0; round < 100000; round++) {
+		while (rx_recv(&t, &h, NULL, 0, 0)) {
+			CHECK_EQ(h.op, VSOCK_OP_CREDIT_UPDATE);
+			pbuf = h.buf_alloc;
+			pfwd = h.fwd_cnt;
+		}
+		if (vsock_credit_free(pbuf, pfwd, sent) < sizeof(msg)) {
+			if (!rx_recv(&t, &h, NULL, 0, 300))
+				break;
+			CHECK_EQ(h.op, VSOCK_OP_CREDIT_UPDATE);
+			pbuf = h.buf_alloc;
+			pfwd = h.fwd_cnt;
+			continue;
+		}
+		memset(msg, (int)(nmsg & 0xff), sizeof(msg));
+		rw.flags = 0;
+		tx_pkt(&t, rw, msg, 400);
+		rw.flags = VSOCK_SEQ_EOM;
+		tx_pkt(&t, rw, msg + 400, 600);
+		sent += sizeof(msg);
+		nmsg++;
+	}
+	CHECK(nmsg > 4);
+	CHECK(vsock_credit_free(pbuf, pfwd, sent) < sizeof(msg));
+	for (uint32_t i = 0; i < nmsg; i++) {
+		CHECK(readable(fd, WAIT_MS));
+		CHECK_EQ(recv(fd, back, sizeof(back), 0), (ssize_t)sizeof(msg));
+		CHECK(back[0] == (uint8_t)i && back[999] == (uint8_t)i);
+	}
+	CHECK(!readable(fd, 100));
+	close(fd);
+	t_close(&t);
 }
 
 static int64_t cpu_ms(void)
