@@ -13,9 +13,10 @@
 # the kernel's vsock modules) listens on vsock port 5000, answering every
 # stream with its length and CRC-32, and connects to the host's ports
 # 6000 (an 8 MiB stream), 6001 (nobody listens: refused) and 6002 (16
-# streams at once) and 6003 (4 MiB to a host reader that starts reading
+# streams at once), 6003 (4 MiB to a host reader that starts reading
 # only when told, 2 s after it accepted: the guest's writer must still be
-# waiting then, and every byte arrive).  The host (a small Python peer) connects through
+# waiting then, and every byte arrive) and 6004 (seqpacket: 200 messages
+# of up to 60000 bytes echoed by the host, each back whole).  The host (a small Python peer) connects through
 # "CONNECT 5000" with an 8 MiB stream and then 16 streams at once, checks
 # each answer, and finally connects to port 5999, which lets the guest
 # power off.  Then: the daemon is still serving, serves a second boot of
@@ -39,6 +40,7 @@ BIG=$((8 << 20))
 MULTI=16
 MULTI_BYTES=$((256 << 10))
 SLOW=$((4 << 20))
+SEQ_COUNT=200
 CID=3
 BOOT_TIMEOUT=90
 STEP_TIMEOUT=120
@@ -91,6 +93,7 @@ while [ \$(cat /tmp/multi.* | grep -c '^SENT') -lt $MULTI ] && [ \$wait_multi -l
 done
 cat /tmp/multi.* | sed 's/^/RESULT multi /'
 vsock-guest send 6003 $SLOW | sed 's/^/RESULT slow /'
+vsock-guest seq 6004 $SEQ_COUNT | sed 's/^/RESULT seq /'
 for d in /sys/bus/virtio/devices/*; do
 	[ "\$(cat \$d/device)" = 0x0013 ] && echo "RESULT features \$(cat \$d/features)"
 done
@@ -121,9 +124,25 @@ def handle(c, slow):
     c.sendall(f"{n} {crc}\n".encode())
     c.close()
 
+def echo_records(c):
+    while True:
+        b = c.recv(65536)
+        if not b:   # the end (the test sends no empty message)
+            break
+        c.sendall(b)
+    c.close()
+
 def serve(paths):
-    # a path ending in "_6003" is the slow reader
+    # a path ending in "_6003" is the slow reader, "_6004" a seqpacket echo
     for p in paths:
+        if p.endswith("_6004"):
+            l = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            l.bind(p)
+            l.listen(8)
+            threading.Thread(target=lambda l=l: [threading.Thread(
+                target=echo_records, args=(l.accept()[0],), daemon=True).start()
+                for _ in iter(int, 1)], daemon=True).start()
+            continue
         l = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         l.bind(p)
         l.listen(64)
@@ -187,12 +206,12 @@ session() {
 	local S=$1 packed=$2 D=$W/run$3
 	mkdir -p "$D"
 	local SOCK=$D/vhost.sock UDS=$D/vsock.uds LOG=$D/serial.log OUT NM RC PEER DAEMON QEMU
-	SLOW_GO=$D/slow.go e2e_spawn python3 "$W/peer.py" serve "${UDS}_6000" "${UDS}_6002" "${UDS}_6003" >"$D/peer.log" 2>&1
+	SLOW_GO=$D/slow.go e2e_spawn python3 "$W/peer.py" serve "${UDS}_6000" "${UDS}_6002" "${UDS}_6003" "${UDS}_6004" >"$D/peer.log" 2>&1
 	PEER=$E2E_LAST_PID
 	e2e_spawn "$VSOCK" --socket-path "$SOCK" --uds-path "$UDS" --guest-cid "$CID" \
 		--control "$D/ctl" 2>"$D/daemon.log"
 	DAEMON=$E2E_LAST_PID
-	e2e_wait_path "$SOCK" 10 && e2e_wait_path "$UDS" 1 && e2e_wait_path "${UDS}_6003" 10
+	e2e_wait_path "$SOCK" 10 && e2e_wait_path "$UDS" 1 && e2e_wait_path "${UDS}_6004" 10
 	check "vhu-vsock listens on --socket-path and --uds-path$S" \
 		bash -c '[ -S "$1" ] && [ -S "$2" ]' _ "$SOCK" "$UDS"
 
@@ -241,6 +260,13 @@ session() {
 		grep -Eq "RESULT slow SENT $SLOW ([0-9]+) GOT $SLOW \\1\$" <(tr -d '\r' <"$LOG")
 	check "guest -> host: 8 MiB, length and CRC match$S" \
 		grep -Eq "RESULT big SENT $BIG ([0-9]+) GOT $BIG \\1\$" <(tr -d '\r' <"$LOG")
+	if grep -q "RESULT seq SEQ UNSUPPORTED" "$LOG"; then
+		skip "guest -> host seqpacket: $SEQ_COUNT messages echoed whole$S" \
+			"the VMM does not pass VIRTIO_VSOCK_F_SEQPACKET to the guest"
+	else
+		check "guest -> host seqpacket: $SEQ_COUNT messages echoed whole$S" \
+			grep -q "RESULT seq SEQ OK $SEQ_COUNT" "$LOG"
+	fi
 	check "guest connect to a port nobody listens on: refused$S" \
 		grep -Eq "RESULT refused REFUSED (ECONNRESET|ECONNREFUSED)" "$LOG"
 	NM=$(tr -d '\r' <"$LOG" | grep -Ec "RESULT multi SENT $MULTI_BYTES ([0-9]+) GOT $MULTI_BYTES \\1\$")

@@ -15,6 +15,12 @@
  *   vsock-guest refused PORT
  *       connect to host PORT; prints "REFUSED <errno name>" or
  *       "CONNECTED".
+ *   vsock-guest seq PORT COUNT
+ *       connect a SOCK_SEQPACKET socket to host PORT (an echo server) and
+ *       send COUNT messages of 1 .. 60000 bytes, each read back whole and
+ *       compared; prints "SEQ OK <count>", "SEQ FAIL <why>" or
+ *       "SEQ UNSUPPORTED <errno name>" when the connection cannot be made
+ *       for lack of seqpacket support.
  *   vsock-guest wait PORT SECONDS
  *       accept one connection on PORT (the host's "done"), at most
  *       SECONDS.
@@ -194,6 +200,42 @@ static int do_send(unsigned port, uint64_t bytes)
 	return 0;
 }
 
+static int do_seq(unsigned port, unsigned count)
+{
+	struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_HOST,
+				 .svm_port = port };
+	static uint8_t msg[60000], back[65536];
+	int fd = socket(AF_VSOCK, SOCK_SEQPACKET, 0);
+
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		int e = errno;
+		if (e == ESOCKTNOSUPPORT || e == EPROTONOSUPPORT || e == EOPNOTSUPP)
+			printf("SEQ UNSUPPORTED %s\n", strerror(e));
+		else
+			printf("SEQ FAIL connect: %s\n", strerror(e));
+		return 1;
+	}
+	for (unsigned i = 0; i < count; i++) {
+		size_t size = 1 + (size_t)i * 7919 % sizeof(msg);
+		for (size_t k = 0; k < size; k++)
+			msg[k] = (uint8_t)(i * 131 + k);
+		ssize_t w = send(fd, msg, size, 0);
+		if (w != (ssize_t)size) {
+			printf("SEQ FAIL send %u: %zd of %zu (%s)\n", i, w, size, strerror(errno));
+			return 1;
+		}
+		ssize_t r = recv(fd, back, sizeof(back), 0);
+		if (r != (ssize_t)size || memcmp(back, msg, size)) {
+			printf("SEQ FAIL message %u: %zd bytes back of %zu%s\n", i, r, size,
+			       r == (ssize_t)size ? " (content differs)" : "");
+			return 1;
+		}
+	}
+	printf("SEQ OK %u\n", count);
+	close(fd);
+	return 0;
+}
+
 static int do_refused(unsigned port)
 {
 	int err = 0;
@@ -231,10 +273,13 @@ int main(int argc, char **argv)
 			       strtoull(argv[3], NULL, 10));
 	if (argc == 3 && !strcmp(argv[1], "refused"))
 		return do_refused((unsigned)strtoul(argv[2], NULL, 10));
+	if (argc == 4 && !strcmp(argv[1], "seq"))
+		return do_seq((unsigned)strtoul(argv[2], NULL, 10),
+			      (unsigned)strtoul(argv[3], NULL, 10));
 	if (argc == 4 && !strcmp(argv[1], "wait"))
 		return do_wait((unsigned)strtoul(argv[2], NULL, 10),
 			       (unsigned)strtoul(argv[3], NULL, 10));
 	fprintf(stderr, "usage: vsock-guest listen PORT | send PORT BYTES | "
-		"refused PORT | wait PORT SECONDS\n");
+		"refused PORT | seq PORT COUNT | wait PORT SECONDS\n");
 	return 2;
 }
