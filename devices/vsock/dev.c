@@ -675,10 +675,11 @@ static bool seq_drain(struct conn *c)
 		uint32_t len = c->msgq[c->msgq_head];
 		uint32_t first = v_min(len, cap - c->buf_head);
 		struct iovec iov[2] = {
-			{ c->buf + c->buf_head, first },
+			{ len ? c->buf + c->buf_head : NULL, first },
 			{ c->buf, len - first },
 		};
-		struct msghdr m = { .msg_iov = iov, .msg_iovlen = iov[1].iov_len ? 2 : 1 };
+		struct msghdr m = { .msg_iov = iov,
+				    .msg_iovlen = !len ? 0 : iov[1].iov_len ? 2 : 1 };
 		ssize_t w = sendmsg(c->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (w < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
@@ -775,11 +776,14 @@ static bool seq_queue_msg(struct conn *c, uint32_t len)
 {
 	if (c->msgq_n == c->msgq_cap) {
 		/* Every message but an empty one takes credit, so a Linux
-		 * guest has at most buf_alloc of them waiting; more is a
-		 * flood of empty ones. */
+		 * guest has at most buf_alloc of them waiting (4 bytes of
+		 * length each); more is a flood of empty ones. */
+		uint32_t max = c->v->buf_alloc;
 		uint32_t cap = c->msgq_cap ? c->msgq_cap * 2 : 16;
-		if (c->msgq_cap > c->v->buf_alloc)
+		if (c->msgq_cap >= max)
 			return false;
+		if (cap > max)
+			cap = max;
 		uint32_t *q = malloc(cap * sizeof(*q));
 		if (!q)
 			return false;
@@ -814,7 +818,7 @@ static bool conn_rw(struct conn *c, const struct iovec *out, unsigned n_out,
 	c->rx_cnt += len;
 	/* Nothing queued before it (for a seqpacket: a whole message):
 	 * straight from guest memory to the host. */
-	if (!c->buf_len && (!seq || eom)) {
+	if (!c->buf_len && (!seq || (eom && !c->msgq_n))) {
 		int n = len ? vhu_iov_slice(out, n_out, VSOCK_HDR_SIZE, len, slice, IOV_CAP) : 0;
 		if (n >= 0) {
 			struct msghdr m = { .msg_iov = slice, .msg_iovlen = (size_t)n };

@@ -1096,6 +1096,45 @@ TEST(seqpacket_slow_host_reader)
 	t_close(&t);
 }
 
+/* Empty messages take no credit: a guest that floods a host that does
+ * not read with them is reset once buf_alloc of them wait (the bound on
+ * what the device keeps for them), and the device goes on. */
+TEST(seqpacket_empty_message_flood_resets)
+{
+	struct t t;
+	struct vsock_hdr h;
+
+	t_open(&t, 4096);
+	int slfd = host_listen_type(&t, 6000, SOCK_SEQPACKET);
+	struct vsock_hdr rq = hdr(VSOCK_OP_REQUEST, 1234, 6000);
+	rq.type = VSOCK_TYPE_SEQPACKET;
+	tx_pkt(&t, rq, NULL, 0);
+	expect(&t, VSOCK_OP_RESPONSE, 6000, 1234, NULL);
+	int fd = host_accept(slfd);
+	struct vsock_hdr rw = hdr(VSOCK_OP_RW, 1234, 6000);
+	rw.type = VSOCK_TYPE_SEQPACKET;
+	rw.flags = VSOCK_SEQ_EOM;
+	bool reset = false;
+	int i;
+	for (i = 0; i < 20000 && !reset; i++) {
+		tx_pkt(&t, rw, NULL, 0);
+		while (!reset && rx_recv(&t, &h, NULL, 0, 0))
+			reset = h.op == VSOCK_OP_RST;
+	}
+	CHECK(reset);
+	CHECK(i > 4096);   /* not before buf_alloc of them waited */
+	/* packets sent before the reset showed get resets of their own */
+	while (rx_recv(&t, &h, NULL, 0, 150))
+		CHECK_EQ(h.op, VSOCK_OP_RST);
+	close(fd);
+	/* still serving */
+	rq.src_port = 1235;
+	tx_pkt(&t, rq, NULL, 0);
+	expect(&t, VSOCK_OP_RESPONSE, 6000, 1235, NULL);
+	close(host_accept(slfd));
+	t_close(&t);
+}
+
 static int64_t cpu_ms(void)
 {
 	struct rusage ru;
