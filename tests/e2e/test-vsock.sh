@@ -359,13 +359,20 @@ if pid == 0:
     os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), NOTIFY_SOCKET=notify)
     os.execv(sys.argv[4], sys.argv[4:])
 l.close()
-print("notify", n.recv(64).decode())
-p = subprocess.run([vhu, "probe", path], capture_output=True, text=True, timeout=20)
-print("probe", "queues: 3" in p.stdout)
-os.kill(pid, signal.SIGTERM)
-print("notify", n.recv(64).decode())
-print("exit", os.waitpid(pid, 0)[1])
-print("kept", os.path.exists(path))
+try:
+    print("notify", n.recv(64).decode())
+    p = subprocess.run([vhu, "probe", path], capture_output=True, text=True, timeout=20)
+    print("probe", "queues: 3" in p.stdout)
+    os.kill(pid, signal.SIGTERM)
+    print("notify", n.recv(64).decode())
+    print("exit", os.waitpid(pid, 0)[1])
+    pid = 0
+    print("kept", os.path.exists(path))
+finally:
+    # never leave the daemon behind (it holds the caller's pipe open)
+    if pid:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 PY
 OUT=$(timeout 60 python3 "$W/activate.py" "$W/act.sock" "$W/notify" "$BUILD/tools/vhu" \
 	"$VSOCK" --guest-cid 5 2>&1)
