@@ -5,7 +5,8 @@
 # examples/ramdisk as `--device generic` (every case passes or is skipped
 # as block-only; the still-serves check is the handshake alone), against
 # examples/rng as `--device rng` when it is built (the still-serves check
-# is one filled buffer) and, as a report only,
+# is one filled buffer), against vhu-vsock as `--device vsock` (its queues
+# start) and, as a report only,
 # against qemu-storage-daemon (printed as "# qsd: ..." comments, never a
 # failure), for the system's qemu-storage-daemon (7.2, "# qsd: ...") and
 # for QEMU 10.0's ("# qsd10: ...", see tests/e2e/peers/fetch-qemu10).
@@ -17,6 +18,7 @@ BUILD=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 BLK=$BUILD/tools/vhu-blk
 RAMDISK=$BUILD/examples/ramdisk
 RNG=$BUILD/examples/rng
+VSOCK=$BUILD/tools/vhu-vsock
 VHU=$BUILD/tools/vhu
 QSD=${QSD:-/usr/bin/qemu-storage-daemon}
 . "$(cd "$(dirname "$0")" && pwd)/lib.sh"
@@ -163,6 +165,25 @@ if [ -x "$RNG" ]; then
 	dev_pid=''
 else
 	n=$((n + 1)); echo "ok $n - rng --device rng # SKIP examples/rng not built"
+fi
+# The second device: vhu-vsock, every case but the block-only ones.
+if [ -x "$VSOCK" ]; then
+	"$VSOCK" --socket-path "$tmp/vsock.sock" --uds-path "$tmp/vsock-host" \
+		--guest-cid 3 >"$tmp/vsock.log" 2>&1 &
+	dev_pid=$!
+	if wait_sock "$tmp/vsock.sock"; then
+		dev_check vsock vsock "$tmp/vsock.sock" "$dev_pid"
+		out=$(timeout 20 "$VHU" probe --device vsock "$tmp/vsock.sock" 2>&1); brc=$?
+		result "vsock: probe --device vsock decodes guest_cid 3 (exit $brc)" \
+			bash -c '[ "$1" -eq 0 ] && grep -q "^  guest_cid: 3$" <<<"$2"' _ "$brc" "$out"
+	else
+		result "vhu-vsock starts" false
+		sed 's/^/#   /' "$tmp/vsock.log"
+	fi
+	stop "$dev_pid"
+	dev_pid=''
+else
+	n=$((n + 1)); echo "ok $n - vhu-vsock --device vsock # SKIP tools/vhu-vsock not built"
 fi
 
 # --- the checker itself: a peer that never answers must fail it ----------
