@@ -39,7 +39,7 @@ set -u
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-build}
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || BUILD=""
-PKGS="libvhu0 libvhu-dev vhu-blk vhu"
+PKGS="libvhu0 libvhu-dev vhu-blk vhu vhu-vsock"
 
 [ "$(id -u)" = 0 ] || skip_all "needs root (installs packages)"
 for t in apt-get dpkg-buildpackage dh lintian python3 setpriv; do
@@ -153,6 +153,9 @@ check "user and group vhu exist" sat 'getent passwd vhu >/dev/null && getent gro
 check "/var/lib/vhu belongs to vhu" [ "$(stat -c %U:%G /var/lib/vhu 2>/dev/null)" = vhu:vhu ]
 out=$(/usr/bin/vhu-blk --version 2>&1)
 check "/usr/bin/vhu-blk --version: ${version%-*}" grep -q "${version%-*}" <<<"$out"
+out=$(/usr/bin/vhu-vsock --version 2>&1)
+check "/usr/bin/vhu-vsock --version: ${version%-*}" grep -q "${version%-*}" <<<"$out"
+check "vhu-vsock's man page" [ -f /usr/share/man/man1/vhu-vsock.1.gz ]
 check "/usr/bin/vhu-blk loads the installed libvhu.so.0" \
 	sat 'ldd /usr/bin/vhu-blk | grep -q "libvhu.so.0 => /lib/$multiarch/libvhu.so.0\|libvhu.so.0 => /usr/lib/$multiarch/libvhu.so.0"'
 # The tests run the programs of a build directory: with the package
