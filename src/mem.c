@@ -261,18 +261,13 @@ void *vhu__mem_gpa_to_va(const struct vhu__mem *m, uint64_t gpa, uint64_t len)
 
 void *vhu__mem_uva_to_va(const struct vhu__mem *m, uint64_t uva, uint64_t len)
 {
-	/* Not sorted by uva; this is a control-path lookup (ring and log
-	 * addresses), so a linear scan over the table is fine. */
-	for (unsigned i = 0; i < m->n; i++) {
-		const struct vhu__mem_region *r = &m->r[i];
-		if (uva < r->uva || uva - r->uva >= r->size)
-			continue;
-		uint64_t off = uva - r->uva;
-		if (len > r->size - off)
-			return NULL;
-		return r->host + off;
-	}
-	return NULL;
+	/* Control-path lookups (ring and log addresses): the whole range in
+	 * one region, or nothing. */
+	uint8_t *host;
+	uint64_t got;
+	if (vhu__mem_uva_span(m, uva, len, &host, &got) < 0 || got < len)
+		return NULL;
+	return host;
 }
 
 int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
@@ -298,8 +293,8 @@ int vhu__mem_va_to_gpa(const struct vhu__mem *m, const void *p, uint64_t len,
 int vhu__mem_uva_span(const struct vhu__mem *m, uint64_t uva, uint64_t len,
 		      uint8_t **host, uint64_t *got)
 {
-	/* IOTLB translations (iotlb.c): a linear scan over the few regions
-	 * a guest has, as for ring addresses. */
+	/* Not sorted by uva: a linear scan over the few regions a guest has
+	 * (ring and log addresses, IOTLB translations in iotlb.c). */
 	for (unsigned i = 0; i < m->n; i++) {
 		const struct vhu__mem_region *r = &m->r[i];
 		if (uva < r->uva || uva - r->uva >= r->size)
